@@ -1,0 +1,137 @@
+# libkdens -- multi-teacher knowledge distillation in C11.
+#   make            library (static and shared) and the kdens tool
+#   make check      tests (make check SANITIZE=1: under ASan + UBSan; WERROR=1: -Werror)
+#   make bench      benchmarks;   make demo: the main job on Fashion-MNIST
+#   make install PREFIX=/usr/local DESTDIR=   make uninstall
+#   make deps       installs missing Debian packages (apt-get, as root or via sudo)
+
+VERSION_MAJOR := 0
+VERSION_MINOR := 1
+VERSION_PATCH := 0
+VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR ?= $(PREFIX)/bin
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+
+CC ?= cc
+CXX ?= c++
+OPT ?= -O3
+# The machine's own vector units by default; set ARCHFLAGS= for a portable build.
+ARCHFLAGS ?= -march=native
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wformat=2
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+
+BUILD := build
+ifeq ($(SANITIZE),1)
+BUILD := build-san
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+OPT := -O1 -g
+endif
+
+BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
+BLAS_LIBS := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+DEP_LIBS := $(BLAS_LIBS) -lpng -ljpeg -lz -lpthread -lm
+
+CPPFLAGS_ALL := -Iinclude -D_POSIX_C_SOURCE=200809L -DKDENS_BUILDING
+CFLAGS_ALL := -std=c11 $(OPT) $(ARCHFLAGS) -g $(WARN) -fPIC -fvisibility=hidden $(SANFLAGS) \
+	$(BLAS_CFLAGS) $(CFLAGS)
+LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
+
+LIB_SRC := $(wildcard lib/core/*.c lib/tensor/*.c lib/nn/*.c lib/train/*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB_HDR := include/kdens.h $(wildcard lib/*/*.h)
+
+STATIC := $(BUILD)/libkdens.a
+SONAME := libkdens.so.$(VERSION_MAJOR)
+SHARED := $(BUILD)/libkdens.so.$(VERSION)
+CLI := $(BUILD)/kdens
+
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCH_BIN := $(BUILD)/bench
+
+.PHONY: all lib examples check bench demo install uninstall deps clean fuzz
+all: lib $(CLI)
+lib: $(STATIC) $(SHARED)
+
+deps:
+	@sh scripts/deps.sh
+
+$(BUILD)/%.o: %.c $(LIB_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) -c $< -o $@
+
+$(STATIC): $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(SHARED): $(LIB_OBJ) lib/kdens.map
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=lib/kdens.map -Wl,-z,defs \
+		$(LDFLAGS_ALL) -o $@ $(LIB_OBJ) $(DEP_LIBS)
+	ln -sf libkdens.so.$(VERSION) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $(BUILD)/libkdens.so
+
+$(BUILD)/kdens.pc: pkgconfig/kdens.pc.in Makefile
+	@mkdir -p $(BUILD)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+		-e 's|@VERSION@|$(VERSION)|' -e 's|@PRIVATE_LIBS@|$(DEP_LIBS)|' $< > $@
+
+# The command-line tool links the static library: one self-contained binary.
+$(CLI): examples/kdens.c $(STATIC) include/kdens.h
+	$(CC) -Iinclude $(CFLAGS_ALL) -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS)
+
+examples: $(CLI)
+
+# Tests link the static library, so they can reach internal kernels too.
+$(BUILD)/tests/%: tests/%.c tests/testutil.h $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_ALL) -Ilib $(CFLAGS_ALL) -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS) -lcmocka
+
+check: deps
+	@$(MAKE) --no-print-directory all $(TEST_BIN)
+	@failed=0; for t in $(TEST_BIN); do \
+		echo "== $$t"; KDENS_TEST_ROOT=$(CURDIR) KDENS_BUILD=$(BUILD) ./$$t || failed=1; \
+	done; \
+	echo "== tests/test_install.sh"; \
+	CC="$(CC)" CXX="$(CXX)" SANFLAGS="$(SANFLAGS)" BUILD=$(BUILD) sh tests/test_install.sh \
+		|| failed=1; \
+	exit $$failed
+
+$(BENCH_BIN): tests/bench/bench.c $(STATIC)
+	$(CC) $(CPPFLAGS_ALL) -Ilib $(CFLAGS_ALL) -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS)
+
+bench: deps
+	@$(MAKE) --no-print-directory $(BENCH_BIN)
+	./$(BENCH_BIN)
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@echo "demo: the multi-teacher pipeline arrives with issue #7; showing the models for now."
+	./$(CLI) arch test --input 28x28x1 --classes 10
+	./$(CLI) arch resnet20 --input 28x28x1 --classes 10
+
+install: all $(BUILD)/kdens.pc
+	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \
+		$(DESTDIR)$(BINDIR)
+	install -m 644 include/kdens.h $(DESTDIR)$(INCLUDEDIR)/kdens.h
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/libkdens.a
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/libkdens.so.$(VERSION)
+	ln -sf libkdens.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libkdens.so
+	install -m 644 $(BUILD)/kdens.pc $(DESTDIR)$(PKGCONFIGDIR)/kdens.pc
+	install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/kdens
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/kdens.h $(DESTDIR)$(LIBDIR)/libkdens.a \
+		$(DESTDIR)$(LIBDIR)/libkdens.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
+		$(DESTDIR)$(LIBDIR)/libkdens.so $(DESTDIR)$(PKGCONFIGDIR)/kdens.pc \
+		$(DESTDIR)$(BINDIR)/kdens
+
+clean:
+	rm -rf build build-san

@@ -1,0 +1,289 @@
+/*
+ * kdens.h -- the public interface of libkdens, an embeddable C11 library for
+ * multi-teacher knowledge distillation (ensembles of CNN teachers, decision
+ * fusion, and distillation of the ensemble into one student network).
+ *
+ * Conventions (see docs/api.md for the full reference):
+ *  - Every fallible call returns a kdens_status; KDENS_OK (0) is success.
+ *    On failure kdens_errmsg() returns a thread-local message naming the
+ *    file, field or value at fault.  Results are handed back through
+ *    pointers, which are left untouched on failure.
+ *  - Every *_create / *_load has a *_free; passing NULL to *_free is a no-op.
+ *  - The library never prints, never exits and never aborts on bad input.
+ *  - Distinct handles may be used from different threads at once; one handle
+ *    is used by one thread at a time.
+ *  - Images are stored row-major as N x H x W x C (channels last), the layout
+ *    of image files; float tensors passed in and out use the same layout.
+ *  - Every random choice takes an explicit seed.  The same seed and thread
+ *    count give bit-identical results.
+ *
+ * Copyright (c) 2026 the libkdens authors.  MIT licence, see LICENSE.
+ */
+#ifndef KDENS_H
+#define KDENS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(KDENS_BUILDING) && defined(__GNUC__)
+#define KDENS_API __attribute__((visibility("default")))
+#else
+#define KDENS_API
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Version                                                                    */
+/* ------------------------------------------------------------------------ */
+
+#define KDENS_VERSION_MAJOR 0
+#define KDENS_VERSION_MINOR 1
+#define KDENS_VERSION_PATCH 0
+#define KDENS_VERSION_NUMBER \
+    (KDENS_VERSION_MAJOR * 10000 + KDENS_VERSION_MINOR * 100 + KDENS_VERSION_PATCH)
+
+/* The version of the library actually linked, as "MAJOR.MINOR.PATCH". */
+KDENS_API const char *kdens_version(void);
+/* The same as a number: MAJOR*10000 + MINOR*100 + PATCH. */
+KDENS_API int kdens_version_number(void);
+
+/* ------------------------------------------------------------------------ */
+/* Status codes and messages                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef enum kdens_status {
+    KDENS_OK = 0,
+    KDENS_E_ARG = 1,      /* invalid argument: NULL handle, out-of-range value  */
+    KDENS_E_NOMEM = 2,    /* memory allocation failed                           */
+    KDENS_E_IO = 3,       /* a file could not be opened, read, written, renamed */
+    KDENS_E_FORMAT = 4,   /* corrupt or truncated file, bad magic, bad CRC      */
+    KDENS_E_VERSION = 5,  /* file written by a newer, unsupported format        */
+    KDENS_E_SHAPE = 6,    /* tensor or input shape mismatch, input too small    */
+    KDENS_E_SPEC = 7,     /* architecture spec could not be parsed              */
+    KDENS_E_NOTFOUND = 8, /* unknown name: architecture, layer, key             */
+    KDENS_E_NUMERIC = 9,  /* NaN or infinite value where a finite one is needed */
+    KDENS_E_STATE = 10    /* call not valid in the handle's current state       */
+} kdens_status;
+
+/* The message of the last failure on this thread ("" if none). The pointer
+ * stays valid until the next failing call on the same thread. */
+KDENS_API const char *kdens_errmsg(void);
+/* A short constant name for a status code, e.g. "invalid argument". */
+KDENS_API const char *kdens_status_str(kdens_status status);
+
+/* ------------------------------------------------------------------------ */
+/* Global settings: threads, log and progress callbacks                       */
+/* ------------------------------------------------------------------------ */
+
+/* Number of threads used by compute kernels (GEMM and the library's own
+ * parallel loops).  0 means "all cores".  The environment variable
+ * KDENS_NUM_THREADS, when set, gives the initial value.  Process-wide. */
+KDENS_API kdens_status kdens_set_num_threads(int n);
+KDENS_API int kdens_get_num_threads(void);
+
+typedef enum kdens_log_level {
+    KDENS_LOG_ERROR = 0,
+    KDENS_LOG_WARN = 1,
+    KDENS_LOG_INFO = 2,
+    KDENS_LOG_DEBUG = 3
+} kdens_log_level;
+
+/* Receives the library's log lines (without a trailing newline). */
+typedef void (*kdens_log_fn)(kdens_log_level level, const char *message, void *user);
+/* Receives progress: a task name, units done and total (total 0 = unknown). */
+typedef void (*kdens_progress_fn)(const char *task, uint64_t done, uint64_t total,
+                                  void *user);
+
+/* Install process-wide callbacks; NULL removes them.  The library never
+ * prints by itself: without a callback, logs and progress are dropped. */
+KDENS_API void kdens_set_log_callback(kdens_log_fn fn, void *user);
+KDENS_API void kdens_set_progress_callback(kdens_progress_fn fn, void *user);
+
+/* ------------------------------------------------------------------------ */
+/* Models                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* A network: a DAG of layers with its parameters, optimiser-independent.
+ * Its output is a vector of class scores (logits); predictions are the
+ * softmax of the logits. */
+typedef struct kdens_model kdens_model;
+
+/* Create a model from a built-in architecture name (see kdens_arch_name()):
+ * "test", "resnet20", "mobilenet_small", "resnet50v2", "densenet121",
+ * "efficientnetb0", "efficientnetb3", "mobilenetv3large".  The input is
+ * height x width x channels; weights are initialised from seed.
+ * Errors: KDENS_E_NOTFOUND unknown name, KDENS_E_SHAPE input below the
+ * architecture's minimum, KDENS_E_ARG bad sizes, KDENS_E_NOMEM. */
+KDENS_API kdens_status kdens_model_create(const char *arch, int height, int width,
+                                          int channels, int classes, uint64_t seed,
+                                          kdens_model **out);
+
+/* Create a model from a text spec (docs/spec.md).  Errors: KDENS_E_SPEC with
+ * the line and token at fault, KDENS_E_SHAPE, KDENS_E_ARG, KDENS_E_NOMEM. */
+KDENS_API kdens_status kdens_model_from_spec(const char *spec, int height, int width,
+                                             int channels, int classes, uint64_t seed,
+                                             kdens_model **out);
+/* The same, reading the spec from a file (KDENS_E_IO if it cannot be read). */
+KDENS_API kdens_status kdens_model_from_spec_file(const char *path, int height, int width,
+                                                  int channels, int classes,
+                                                  uint64_t seed, kdens_model **out);
+
+KDENS_API void kdens_model_free(kdens_model *model);
+
+/* The number of built-in architectures and the i-th name (NULL if out of range). */
+KDENS_API int kdens_arch_count(void);
+KDENS_API const char *kdens_arch_name(int i);
+
+/* Total parameter count as Keras counts it (trainable weights plus batch
+ * normalisation moving statistics and other non-trainable tensors), and
+ * the trainable part alone.  0 for NULL. */
+KDENS_API size_t kdens_model_param_count(const kdens_model *model);
+KDENS_API size_t kdens_model_trainable_count(const kdens_model *model);
+
+/* Input shape and class count. Errors: KDENS_E_ARG on NULL. */
+KDENS_API kdens_status kdens_model_input_shape(const kdens_model *model, int *height,
+                                               int *width, int *channels);
+KDENS_API int kdens_model_num_classes(const kdens_model *model);
+/* The number of layers (nodes of the DAG, the input included). */
+KDENS_API int kdens_model_num_layers(const kdens_model *model);
+
+/* A Keras-style summary (layer, type, output shape, parameters, inputs),
+ * ending with totals.  Writes at most size bytes including the terminating
+ * NUL, like snprintf, and returns the full length the text needs
+ * (call with size 0 to measure).  Returns 0 for a NULL model. */
+KDENS_API size_t kdens_model_summary(const kdens_model *model, char *buf, size_t size);
+
+/* The architecture as a canonical text spec (every layer named, every input
+ * explicit); feeding it back to kdens_model_from_spec rebuilds the same
+ * network.  snprintf-like, as kdens_model_summary. */
+KDENS_API size_t kdens_model_spec(const kdens_model *model, char *buf, size_t size);
+
+/* --- metadata --------------------------------------------------------- */
+
+/* Per-channel input scaling applied by kdens_model_predict_u8 and by the
+ * loaders: x = pixel * scale[c] + offset[c].  Default 1/255 and 0. */
+KDENS_API kdens_status kdens_model_set_input_scaling(kdens_model *model, const float *scale,
+                                                     const float *offset);
+KDENS_API kdens_status kdens_model_get_input_scaling(const kdens_model *model, float *scale,
+                                                     float *offset);
+/* Class names, n must equal the class count.  Names are copied. */
+KDENS_API kdens_status kdens_model_set_class_names(kdens_model *model,
+                                                   const char *const *names, int n);
+/* The i-th class name, or NULL if unset or out of range. */
+KDENS_API const char *kdens_model_class_name(const kdens_model *model, int i);
+/* Free-form provenance metadata (key and value without newlines, key
+ * without '='); value NULL removes the key.  Saved in the model file. */
+KDENS_API kdens_status kdens_model_set_meta(kdens_model *model, const char *key,
+                                            const char *value);
+/* The value of key, or NULL.  Valid until the key is set again. */
+KDENS_API const char *kdens_model_get_meta(const kdens_model *model, const char *key);
+
+/* --- inference -------------------------------------------------------- */
+
+/* Class probabilities for n images, as float tensors N x H x W x C
+ * (already scaled).  probs receives n x classes floats.  Always runs in
+ * inference mode (batch-norm moving statistics, no dropout), so the result
+ * for an image does not depend on the other images of the batch.
+ * Errors: KDENS_E_ARG, KDENS_E_NOMEM. */
+KDENS_API kdens_status kdens_model_predict(kdens_model *model, const float *x, size_t n,
+                                           float *probs);
+/* The same for uint8 images as stored in files, scaled by the model's
+ * input scaling. */
+KDENS_API kdens_status kdens_model_predict_u8(kdens_model *model, const uint8_t *images,
+                                              size_t n, float *probs);
+/* The logits (pre-softmax scores) instead of probabilities. */
+KDENS_API kdens_status kdens_model_predict_logits(kdens_model *model, const float *x,
+                                                  size_t n, float *logits);
+
+/* --- files ------------------------------------------------------------ */
+
+/* Save to a .kdm file atomically: written to a temporary file in the same
+ * folder, fsync'ed, then renamed over path.  On any failure the file that
+ * was at path before the call is left as it was.  Errors: KDENS_E_IO. */
+KDENS_API kdens_status kdens_model_save(const kdens_model *model, const char *path);
+/* Load a .kdm file.  Errors: KDENS_E_IO unreadable, KDENS_E_FORMAT bad magic,
+ * truncation, CRC mismatch or inconsistent content, KDENS_E_VERSION newer
+ * format, KDENS_E_NOMEM. */
+KDENS_API kdens_status kdens_model_load(const char *path, kdens_model **out);
+
+/* ------------------------------------------------------------------------ */
+/* Training                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Training mode (1) uses batch statistics in batch normalisation (and
+ * updates the moving statistics) and applies dropout; inference mode (0,
+ * the default) does neither. */
+KDENS_API kdens_status kdens_model_set_training(kdens_model *model, int training);
+/* Momentum and epsilon of every batch-normalisation layer (Keras defaults
+ * 0.99 and 0.001 unless the architecture says otherwise). */
+KDENS_API kdens_status kdens_model_set_batchnorm(kdens_model *model, float momentum,
+                                                 float epsilon);
+/* Seed of the model's own random stream (dropout masks). */
+KDENS_API kdens_status kdens_model_set_seed(kdens_model *model, uint64_t seed);
+
+/* The loss used by kdens_model_forward_loss when soft targets are given:
+ *   alpha * CE(labels, softmax(z)) + (1 - alpha) * T^2 * KL(q || softmax(z / T))
+ * with q the soft targets (a distribution per sample, already softened at T).
+ * Without soft targets the loss is CE alone.  Defaults alpha 1, T 1.
+ * Errors: KDENS_E_ARG for alpha outside [0,1] or T <= 0. */
+KDENS_API kdens_status kdens_model_set_loss(kdens_model *model, float alpha, float temperature);
+
+/* Forward pass with loss on a batch of n float images (N x H x W x C):
+ * labels are class indices (may be NULL when alpha is 0 and soft targets
+ * are given), soft_targets n x classes (may be NULL).  The mean loss goes to
+ * *loss and the number of top-1 correct predictions to *correct (either may
+ * be NULL).  Keeps what the backward pass needs.
+ * Errors: KDENS_E_ARG (label out of range, n 0), KDENS_E_NOMEM,
+ * KDENS_E_NUMERIC when the loss is not finite. */
+KDENS_API kdens_status kdens_model_forward_loss(kdens_model *model, const float *x, size_t n,
+                                                const int32_t *labels,
+                                                const float *soft_targets, float *loss,
+                                                size_t *correct);
+/* Backward pass of the last forward_loss: fills the parameter gradients.
+ * Errors: KDENS_E_STATE without a preceding forward_loss. */
+KDENS_API kdens_status kdens_model_backward(kdens_model *model);
+
+typedef enum kdens_optimizer_type {
+    KDENS_OPT_SGD = 0,  /* momentum and Nesterov optional; weight decay as L2 */
+    KDENS_OPT_ADAM = 1, /* weight decay added to the gradient (L2)           */
+    KDENS_OPT_ADAMW = 2 /* decoupled weight decay (Loshchilov and Hutter)     */
+} kdens_optimizer_type;
+
+/* An optimiser and its state (moments), bound to the first model it steps. */
+typedef struct kdens_optimizer kdens_optimizer;
+
+/* Defaults: SGD momentum 0; Adam/AdamW beta1 0.9, beta2 0.999, eps 1e-7
+ * (Keras); weight decay 0 (AdamW: 0.004, Keras). */
+KDENS_API kdens_status kdens_optimizer_create(kdens_optimizer_type type, float learning_rate,
+                                              kdens_optimizer **out);
+KDENS_API void kdens_optimizer_free(kdens_optimizer *opt);
+KDENS_API kdens_status kdens_optimizer_set_lr(kdens_optimizer *opt, float learning_rate);
+KDENS_API float kdens_optimizer_get_lr(const kdens_optimizer *opt);
+KDENS_API kdens_status kdens_optimizer_set_momentum(kdens_optimizer *opt, float momentum,
+                                                    int nesterov);
+KDENS_API kdens_status kdens_optimizer_set_betas(kdens_optimizer *opt, float beta1,
+                                                 float beta2, float epsilon);
+KDENS_API kdens_status kdens_optimizer_set_weight_decay(kdens_optimizer *opt, float decay);
+/* The number of steps taken. */
+KDENS_API uint64_t kdens_optimizer_steps(const kdens_optimizer *opt);
+
+/* Apply the gradients of the last backward pass to the model's weights.
+ * Errors: KDENS_E_STATE without gradients, KDENS_E_ARG when the optimiser
+ * is bound to a different model. */
+KDENS_API kdens_status kdens_optimizer_step(kdens_optimizer *opt, kdens_model *model);
+
+/* forward_loss + backward + optimizer_step in one call. */
+KDENS_API kdens_status kdens_model_train_step(kdens_model *model, kdens_optimizer *opt,
+                                              const float *x, size_t n,
+                                              const int32_t *labels,
+                                              const float *soft_targets, float *loss,
+                                              size_t *correct);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KDENS_H */

@@ -1,0 +1,75 @@
+/* core: status messages, allocation, seeded RNG, threads, file helpers.
+ * Internal to libkdens; depends on libc and pthreads only. */
+#ifndef KD_CORE_H
+#define KD_CORE_H
+
+#include "kdens.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define KD_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define KD_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define KD_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Set the thread-local message and return status, so that error paths read
+ * `return kd_fail(KDENS_E_ARG, "...", ...);`. */
+kdens_status kd_fail(kdens_status status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Prefix the current message with context ("loading x.kdm: ") and return status. */
+kdens_status kd_fail_context(kdens_status status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+void kd_log(kdens_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void kd_progress(const char *task, uint64_t done, uint64_t total);
+
+/* Allocation of float buffers aligned for AVX-512; NULL on failure. */
+void *kd_alloc_aligned(size_t bytes);
+void kd_free_aligned(void *p);
+char *kd_strdup(const char *s);
+
+/* Seeded pseudo-random stream (xoshiro256**, seeded through splitmix64). */
+typedef struct kd_rng {
+    uint64_t s[4];
+} kd_rng;
+void kd_rng_seed(kd_rng *rng, uint64_t seed);
+uint64_t kd_rng_next(kd_rng *rng);
+/* Uniform in [0, 1). */
+double kd_rng_uniform(kd_rng *rng);
+/* Uniform integer in [0, n). */
+uint64_t kd_rng_below(kd_rng *rng, uint64_t n);
+float kd_rng_normal(kd_rng *rng);
+
+/* Threads for compute loops: the library's setting, applied to OpenBLAS. */
+int kd_threads(void);
+/* Run fn(i, arg) for i in [0, n) split over the compute threads in
+ * contiguous ranges: fn(begin, end, arg). Results must not depend on the
+ * split (each index is written by exactly one call). */
+typedef void (*kd_range_fn)(size_t begin, size_t end, void *arg);
+void kd_parallel_for(size_t n, size_t min_chunk, kd_range_fn fn, void *arg);
+
+/* Files. */
+uint32_t kd_crc32(uint32_t crc, const void *data, size_t len);
+/* Read a whole file (a NUL is appended, not counted in *len). */
+kdens_status kd_read_file(const char *path, char **data, size_t *len);
+/* Write data atomically: temp file in the same folder, fsync, rename, fsync
+ * of the folder.  The previous file at path survives any failure. */
+kdens_status kd_write_file_atomic(const char *path, const void *data, size_t len);
+
+/* A growable byte buffer used to build file contents and texts. */
+typedef struct kd_buf {
+    char *data;
+    size_t len, cap;
+    bool failed; /* an allocation failed: contents are incomplete */
+} kd_buf;
+void kd_buf_put(kd_buf *b, const void *data, size_t len);
+void kd_buf_printf(kd_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void kd_buf_u32(kd_buf *b, uint32_t v);
+void kd_buf_u64(kd_buf *b, uint64_t v);
+void kd_buf_free(kd_buf *b);
+/* Copy into a caller buffer with snprintf semantics; returns b->len. */
+size_t kd_buf_export(const kd_buf *b, char *out, size_t size);
+
+#endif

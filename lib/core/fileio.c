@@ -1,0 +1,223 @@
+/* Allocation, byte buffers, CRC, whole-file reads and atomic writes. */
+#include "core.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+void *kd_alloc_aligned(size_t bytes)
+{
+    void *p = NULL;
+    if (bytes == 0)
+        bytes = 64;
+    bytes = (bytes + 63) & ~(size_t)63;
+    if (posix_memalign(&p, 64, bytes) != 0)
+        return NULL;
+    return p;
+}
+
+void kd_free_aligned(void *p) { free(p); }
+
+char *kd_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
+
+uint32_t kd_crc32(uint32_t crc, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    while (len > 0) { /* zlib takes uInt lengths */
+        uInt part = len > (1u << 30) ? (1u << 30) : (uInt)len;
+        crc = (uint32_t)crc32(crc, p, part);
+        p += part;
+        len -= part;
+    }
+    return crc;
+}
+
+/* ---- byte buffers ---------------------------------------------------------- */
+
+static bool buf_reserve(kd_buf *b, size_t extra)
+{
+    if (b->failed)
+        return false;
+    if (b->len + extra + 1 <= b->cap)
+        return true;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra + 1)
+        cap *= 2;
+    char *d = realloc(b->data, cap);
+    if (!d) {
+        b->failed = true;
+        return false;
+    }
+    b->data = d;
+    b->cap = cap;
+    return true;
+}
+
+void kd_buf_put(kd_buf *b, const void *data, size_t len)
+{
+    if (!buf_reserve(b, len))
+        return;
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+}
+
+void kd_buf_printf(kd_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || !buf_reserve(b, (size_t)n))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void kd_buf_u32(kd_buf *b, uint32_t v)
+{
+    unsigned char le[4];
+    for (int i = 0; i < 4; i++)
+        le[i] = (unsigned char)(v >> (8 * i));
+    kd_buf_put(b, le, 4);
+}
+
+void kd_buf_u64(kd_buf *b, uint64_t v)
+{
+    kd_buf_u32(b, (uint32_t)v);
+    kd_buf_u32(b, (uint32_t)(v >> 32));
+}
+
+void kd_buf_free(kd_buf *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}
+
+size_t kd_buf_export(const kd_buf *b, char *out, size_t size)
+{
+    if (out && size > 0) {
+        size_t n = KD_MIN(b->len, size - 1);
+        if (n)
+            memcpy(out, b->data, n);
+        out[n] = '\0';
+    }
+    return b->len;
+}
+
+/* ---- files ------------------------------------------------------------------ */
+
+kdens_status kd_read_file(const char *path, char **data, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return kd_fail(KDENS_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    kd_buf b = {0};
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        kd_buf_put(&b, chunk, n);
+    int err = ferror(f);
+    fclose(f);
+    if (err) {
+        kd_buf_free(&b);
+        return kd_fail(KDENS_E_IO, "%s: read error", path);
+    }
+    if (b.failed) {
+        kd_buf_free(&b);
+        return kd_fail(KDENS_E_NOMEM, "%s: out of memory reading the file", path);
+    }
+    if (!b.data) { /* empty file */
+        b.data = calloc(1, 1);
+        if (!b.data)
+            return kd_fail(KDENS_E_NOMEM, "%s: out of memory", path);
+    }
+    *data = b.data;
+    *len = b.len;
+    return KDENS_OK;
+}
+
+static kdens_status write_all(int fd, const char *path, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return kd_fail(KDENS_E_IO, "%s: write failed: %s", path, strerror(errno));
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    return KDENS_OK;
+}
+
+static void fsync_parent(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) {
+        strcpy(dir, ".");
+    } else {
+        size_t n = (size_t)(slash - path);
+        if (n == 0)
+            n = 1;
+        if (n >= sizeof dir)
+            return;
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+kdens_status kd_write_file_atomic(const char *path, const void *data, size_t len)
+{
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 16);
+    if (!tmp)
+        return kd_fail(KDENS_E_NOMEM, "%s: out of memory", path);
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp.XXXXXX", 12);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        kdens_status st = kd_fail(KDENS_E_IO, "%s: cannot create a temporary file: %s", path,
+                                  strerror(errno));
+        free(tmp);
+        return st;
+    }
+    kdens_status st = write_all(fd, path, data, len);
+    if (st == KDENS_OK && fsync(fd) != 0)
+        st = kd_fail(KDENS_E_IO, "%s: fsync failed: %s", path, strerror(errno));
+    if (close(fd) != 0 && st == KDENS_OK)
+        st = kd_fail(KDENS_E_IO, "%s: close failed: %s", path, strerror(errno));
+    if (st == KDENS_OK) {
+        chmod(tmp, 0644);
+        if (rename(tmp, path) != 0)
+            st = kd_fail(KDENS_E_IO, "%s: rename failed: %s", path, strerror(errno));
+    }
+    if (st != KDENS_OK)
+        unlink(tmp);
+    else
+        fsync_parent(path);
+    free(tmp);
+    return st;
+}

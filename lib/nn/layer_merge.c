@@ -1,0 +1,187 @@
+/* Structural families: flatten, add (residual), concatenate (channels) and
+ * multiply (element-wise, or squeeze-and-excitation scaling by a 1x1xC
+ * tensor).  Forward and backward side by side. */
+#include "nn.h"
+
+#include <string.h>
+
+/* ---- flatten: H x W x C -> 1 x 1 x HWC (NHWC memory is already flat) --------- */
+
+static kdens_status flatten_infer(kdens_model *m, kd_node *node)
+{
+    node->h = node->w = 1;
+    node->c = (int)kd_node_size(kd_input(m, node, 0));
+    return KDENS_OK;
+}
+
+static void flatten_forward(kdens_model *m, kd_node *node, size_t n)
+{
+    memcpy(node->out, kd_input(m, node, 0)->out, sizeof(float) * n * kd_node_size(node));
+}
+
+static void add_into(float *dst, const float *src, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        dst[i] += src[i];
+}
+
+static void flatten_backward(kdens_model *m, kd_node *node, size_t n)
+{
+    kd_node *x = kd_input(m, node, 0);
+    if (x->grad)
+        add_into(x->grad, node->grad, n * kd_node_size(node));
+}
+
+const kd_layer_ops kd_ops_flatten = {"flatten",       1,    1, flatten_infer, NULL, NULL,
+                                     flatten_forward, flatten_backward};
+
+/* ---- add ------------------------------------------------------------------------------ */
+
+static kdens_status add_infer(kdens_model *m, kd_node *node)
+{
+    const kd_node *x = kd_input(m, node, 0);
+    for (int i = 1; i < node->n_in; i++) {
+        const kd_node *o = kd_input(m, node, i);
+        if (o->h != x->h || o->w != x->w || o->c != x->c)
+            return kd_fail(KDENS_E_SHAPE, "add '%s': input '%s' is %dx%dx%d but '%s' is %dx%dx%d",
+                           node->name, o->name, o->h, o->w, o->c, x->name, x->h, x->w, x->c);
+    }
+    node->h = x->h;
+    node->w = x->w;
+    node->c = x->c;
+    return KDENS_OK;
+}
+
+static void add_forward(kdens_model *m, kd_node *node, size_t n)
+{
+    size_t count = n * kd_node_size(node);
+    memcpy(node->out, kd_input(m, node, 0)->out, sizeof(float) * count);
+    for (int i = 1; i < node->n_in; i++)
+        add_into(node->out, kd_input(m, node, i)->out, count);
+}
+
+static void add_backward(kdens_model *m, kd_node *node, size_t n)
+{
+    size_t count = n * kd_node_size(node);
+    for (int i = 0; i < node->n_in; i++) {
+        kd_node *x = kd_input(m, node, i);
+        if (x->grad)
+            add_into(x->grad, node->grad, count);
+    }
+}
+
+const kd_layer_ops kd_ops_add = {"add", 2, -1, add_infer, NULL, NULL, add_forward, add_backward};
+
+/* ---- concatenate along channels ------------------------------------------------------------ */
+
+static kdens_status concat_infer(kdens_model *m, kd_node *node)
+{
+    const kd_node *x = kd_input(m, node, 0);
+    int c = 0;
+    for (int i = 0; i < node->n_in; i++) {
+        const kd_node *o = kd_input(m, node, i);
+        if (o->h != x->h || o->w != x->w)
+            return kd_fail(KDENS_E_SHAPE, "concat '%s': input '%s' is %dx%d but '%s' is %dx%d",
+                           node->name, o->name, o->h, o->w, x->name, x->h, x->w);
+        c += o->c;
+    }
+    node->h = x->h;
+    node->w = x->w;
+    node->c = c;
+    return KDENS_OK;
+}
+
+static void concat_forward(kdens_model *m, kd_node *node, size_t n)
+{
+    size_t rows = n * node->h * node->w;
+    int off = 0;
+    for (int i = 0; i < node->n_in; i++) {
+        const kd_node *x = kd_input(m, node, i);
+        for (size_t r = 0; r < rows; r++)
+            memcpy(node->out + r * node->c + off, x->out + r * x->c, sizeof(float) * x->c);
+        off += x->c;
+    }
+}
+
+static void concat_backward(kdens_model *m, kd_node *node, size_t n)
+{
+    size_t rows = n * node->h * node->w;
+    int off = 0;
+    for (int i = 0; i < node->n_in; i++) {
+        kd_node *x = kd_input(m, node, i);
+        if (x->grad)
+            for (size_t r = 0; r < rows; r++)
+                add_into(x->grad + r * x->c, node->grad + r * node->c + off, (size_t)x->c);
+        off += x->c;
+    }
+}
+
+const kd_layer_ops kd_ops_concat = {"concat", 2, -1, concat_infer, NULL, NULL, concat_forward,
+                                    concat_backward};
+
+/* ---- multiply: equal shapes, or one side 1x1xC broadcast over H x W ------------------------- */
+
+static kdens_status multiply_infer(kdens_model *m, kd_node *node)
+{
+    const kd_node *a = kd_input(m, node, 0), *b = kd_input(m, node, 1);
+    bool same = a->h == b->h && a->w == b->w && a->c == b->c;
+    bool bcast_b = b->h == 1 && b->w == 1 && b->c == a->c;
+    bool bcast_a = a->h == 1 && a->w == 1 && a->c == b->c;
+    if (!same && !bcast_a && !bcast_b)
+        return kd_fail(KDENS_E_SHAPE,
+                       "multiply '%s': inputs %dx%dx%d and %dx%dx%d neither match nor broadcast",
+                       node->name, a->h, a->w, a->c, b->h, b->w, b->c);
+    const kd_node *big = bcast_a && !same ? b : a;
+    node->h = big->h;
+    node->w = big->w;
+    node->c = big->c;
+    return KDENS_OK;
+}
+
+/* Which input is the full tensor and which the (possibly broadcast) scale. */
+static void multiply_roles(kdens_model *m, kd_node *node, kd_node **full, kd_node **scale)
+{
+    kd_node *a = kd_input(m, node, 0), *b = kd_input(m, node, 1);
+    bool a_small = kd_node_size(a) < kd_node_size(b);
+    *full = a_small ? b : a;
+    *scale = a_small ? a : b;
+}
+
+static void multiply_forward(kdens_model *m, kd_node *node, size_t n)
+{
+    kd_node *full, *scale;
+    multiply_roles(m, node, &full, &scale);
+    size_t per = kd_node_size(node), sper = kd_node_size(scale);
+    int c = node->c;
+    for (size_t img = 0; img < n; img++) {
+        const float *f = full->out + img * per, *s = scale->out + img * sper;
+        float *y = node->out + img * per;
+        for (size_t i = 0; i < per; i++)
+            y[i] = f[i] * (sper == per ? s[i] : s[i % c]);
+    }
+}
+
+static void multiply_backward(kdens_model *m, kd_node *node, size_t n)
+{
+    kd_node *full, *scale;
+    multiply_roles(m, node, &full, &scale);
+    size_t per = kd_node_size(node), sper = kd_node_size(scale);
+    int c = node->c;
+    for (size_t img = 0; img < n; img++) {
+        const float *f = full->out + img * per, *s = scale->out + img * sper;
+        const float *dy = node->grad + img * per;
+        if (full->grad) {
+            float *df = full->grad + img * per;
+            for (size_t i = 0; i < per; i++)
+                df[i] += dy[i] * (sper == per ? s[i] : s[i % c]);
+        }
+        if (scale->grad) {
+            float *ds = scale->grad + img * sper;
+            for (size_t i = 0; i < per; i++)
+                ds[sper == per ? i : i % c] += dy[i] * f[i];
+        }
+    }
+}
+
+const kd_layer_ops kd_ops_multiply = {"multiply",       2,    2, multiply_infer, NULL, NULL,
+                                      multiply_forward, multiply_backward};

@@ -1,0 +1,342 @@
+/* The .kdm model file (docs/formats.md):
+ *   "KDENSMDL" | u32 version | u32 section count | sections
+ *   section = 4-byte tag | u64 payload length | payload | u32 CRC32
+ * with the CRC over tag, length and payload.  All integers little-endian.
+ * Sections: META (key=value lines), ARCH (canonical spec), TENS (tensors). */
+#include "nn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KDM_MAGIC "KDENSMDL"
+#define KDM_VERSION 1u
+
+/* ---- writing ---------------------------------------------------------------- */
+
+static void put_section(kd_buf *file, const char tag[4], const kd_buf *payload)
+{
+    size_t start = file->len;
+    kd_buf_put(file, tag, 4);
+    kd_buf_u64(file, payload->len);
+    kd_buf_put(file, payload->data ? payload->data : "", payload->len);
+    if (file->failed)
+        return;
+    kd_buf_u32(file, kd_crc32(0, file->data + start, file->len - start));
+}
+
+static void meta_section(const kdens_model *m, kd_buf *b)
+{
+    kd_buf_printf(b, "input=%dx%dx%d\nclasses=%d\n", m->in_h, m->in_w, m->in_c, m->classes);
+    for (int c = 0; c < m->in_c; c++)
+        kd_buf_printf(b, "scale.%d=%.9g\noffset.%d=%.9g\n", c, (double)m->in_scale[c], c,
+                      (double)m->in_offset[c]);
+    if (m->class_names)
+        for (int i = 0; i < m->classes; i++)
+            kd_buf_printf(b, "class.%d=%s\n", i, m->class_names[i]);
+    for (int i = 0; i < m->n_meta; i++)
+        kd_buf_printf(b, "meta.%s=%s\n", m->meta_keys[i], m->meta_values[i]);
+}
+
+static void tensor_section(const kdens_model *m, kd_buf *b)
+{
+    kd_buf_u32(b, (uint32_t)m->n_params);
+    for (int i = 0; i < m->n_params; i++) {
+        const kd_param *p = &m->params[i];
+        uint32_t len = (uint32_t)strlen(p->name);
+        kd_buf_u32(b, len);
+        kd_buf_put(b, p->name, len);
+        kd_buf_u32(b, (uint32_t)p->ndim);
+        for (int d = 0; d < p->ndim; d++)
+            kd_buf_u32(b, (uint32_t)p->shape[d]);
+        const float *w = m->weights + p->offset;
+        for (size_t k = 0; k < p->count; k++) {
+            uint32_t bits;
+            memcpy(&bits, &w[k], 4);
+            kd_buf_u32(b, bits);
+        }
+    }
+}
+
+kdens_status kdens_model_save(const kdens_model *m, const char *path)
+{
+    if (!m || !path)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    kd_buf file = {0}, meta = {0}, arch = {0}, tens = {0};
+    meta_section(m, &meta);
+    kd_spec_write(m, &arch);
+    tensor_section(m, &tens);
+    kd_buf_put(&file, KDM_MAGIC, 8);
+    kd_buf_u32(&file, KDM_VERSION);
+    kd_buf_u32(&file, 3);
+    put_section(&file, "META", &meta);
+    put_section(&file, "ARCH", &arch);
+    put_section(&file, "TENS", &tens);
+    kdens_status st;
+    if (file.failed || meta.failed || arch.failed || tens.failed)
+        st = kd_fail(KDENS_E_NOMEM, "%s: out of memory serialising the model", path);
+    else
+        st = kd_write_file_atomic(path, file.data, file.len);
+    kd_buf_free(&file);
+    kd_buf_free(&meta);
+    kd_buf_free(&arch);
+    kd_buf_free(&tens);
+    return st;
+}
+
+/* ---- reading ---------------------------------------------------------------------- */
+
+typedef struct reader {
+    const unsigned char *p;
+    size_t len, pos;
+} reader;
+
+static bool rd_u32(reader *r, uint32_t *v)
+{
+    if (r->len - r->pos < 4)
+        return false;
+    const unsigned char *p = r->p + r->pos;
+    *v = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    r->pos += 4;
+    return true;
+}
+
+static bool rd_u64(reader *r, uint64_t *v)
+{
+    uint32_t lo, hi;
+    if (!rd_u32(r, &lo) || !rd_u32(r, &hi))
+        return false;
+    *v = (uint64_t)hi << 32 | lo;
+    return true;
+}
+
+typedef struct section {
+    const char *data;
+    size_t len;
+    bool present;
+} section;
+
+/* Walk the sections, checking bounds and CRCs. */
+static kdens_status read_sections(const char *path, reader *r, uint32_t count, section *meta,
+                                  section *arch, section *tens)
+{
+    for (uint32_t i = 0; i < count; i++) {
+        size_t start = r->pos;
+        if (r->len - r->pos < 12)
+            return kd_fail(KDENS_E_FORMAT, "%s: truncated in the header of section %u", path,
+                           i + 1);
+        char tag[5] = {0};
+        memcpy(tag, r->p + r->pos, 4);
+        r->pos += 4;
+        uint64_t len = 0;
+        rd_u64(r, &len);
+        if (len > r->len - r->pos || r->len - r->pos - len < 4)
+            return kd_fail(KDENS_E_FORMAT, "%s: truncated in section %u (%s)", path, i + 1,
+                           tag);
+        const char *payload = (const char *)r->p + r->pos;
+        r->pos += len;
+        uint32_t crc = 0;
+        rd_u32(r, &crc);
+        if (kd_crc32(0, r->p + start, 12 + len) != crc)
+            return kd_fail(KDENS_E_FORMAT, "%s: CRC mismatch in section %u (%s): the file is "
+                           "corrupt", path, i + 1, tag);
+        section *s = strcmp(tag, "META") == 0   ? meta
+                     : strcmp(tag, "ARCH") == 0 ? arch
+                     : strcmp(tag, "TENS") == 0 ? tens
+                                                : NULL;
+        if (!s)
+            continue; /* unknown sections of the same major version are skipped */
+        if (s->present)
+            return kd_fail(KDENS_E_FORMAT, "%s: section %s appears twice", path, tag);
+        *s = (section){payload, (size_t)len, true};
+    }
+    if (r->pos != r->len)
+        return kd_fail(KDENS_E_FORMAT, "%s: %zu unexpected bytes after the last section", path,
+                       r->len - r->pos);
+    if (!meta->present || !arch->present || !tens->present)
+        return kd_fail(KDENS_E_FORMAT, "%s: a required section (META, ARCH, TENS) is missing",
+                       path);
+    return KDENS_OK;
+}
+
+typedef struct meta_info {
+    int h, w, c, classes;
+} meta_info;
+
+static kdens_status parse_meta_shape(const char *path, const section *s, meta_info *mi)
+{
+    mi->h = mi->w = mi->c = mi->classes = 0;
+    char *text = malloc(s->len + 1);
+    if (!text)
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    memcpy(text, s->data, s->len);
+    text[s->len] = '\0';
+    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        if (strncmp(line, "input=", 6) == 0 &&
+            sscanf(line + 6, "%dx%dx%d", &mi->h, &mi->w, &mi->c) != 3)
+            mi->h = 0;
+        if (strncmp(line, "classes=", 8) == 0 && sscanf(line + 8, "%d", &mi->classes) != 1)
+            mi->classes = 0;
+    }
+    free(text);
+    if (mi->h < 1 || mi->w < 1 || mi->c < 1 || mi->classes < 1)
+        return kd_fail(KDENS_E_FORMAT, "%s: META lacks a valid input shape or class count",
+                       path);
+    return KDENS_OK;
+}
+
+/* Metadata beyond the shape: scaling, class names, free-form keys. */
+static kdens_status apply_meta(const char *path, kdens_model *m, const section *s)
+{
+    char *text = malloc(s->len + 1);
+    if (!text)
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    memcpy(text, s->data, s->len);
+    text[s->len] = '\0';
+    char **names = calloc((size_t)m->classes, sizeof *names);
+    kdens_status st = names ? KDENS_OK : kd_fail(KDENS_E_NOMEM, "out of memory");
+    int n_names = 0;
+    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line && st == KDENS_OK;
+         line = strtok_r(NULL, "\n", &save)) {
+        char *eq = strchr(line, '=');
+        if (!eq) {
+            st = kd_fail(KDENS_E_FORMAT, "%s: META line '%.40s' has no '='", path, line);
+            break;
+        }
+        *eq = '\0';
+        const char *key = line, *val = eq + 1;
+        int idx;
+        char extra;
+        if (sscanf(key, "scale.%d%c", &idx, &extra) == 1 && idx >= 0 && idx < m->in_c)
+            m->in_scale[idx] = strtof(val, NULL);
+        else if (sscanf(key, "offset.%d%c", &idx, &extra) == 1 && idx >= 0 && idx < m->in_c)
+            m->in_offset[idx] = strtof(val, NULL);
+        else if (sscanf(key, "class.%d%c", &idx, &extra) == 1) {
+            if (idx < 0 || idx >= m->classes || names[idx]) {
+                st = kd_fail(KDENS_E_FORMAT, "%s: META has a bad class index %d", path, idx);
+                break;
+            }
+            if (!(names[idx] = kd_strdup(val)))
+                st = kd_fail(KDENS_E_NOMEM, "out of memory");
+            n_names++;
+        } else if (strncmp(key, "meta.", 5) == 0)
+            st = kdens_model_set_meta(m, key + 5, val);
+    }
+    if (st == KDENS_OK && n_names > 0) {
+        if (n_names != m->classes)
+            st = kd_fail(KDENS_E_FORMAT, "%s: META names %d of %d classes", path, n_names,
+                         m->classes);
+        else
+            st = kdens_model_set_class_names(m, (const char *const *)names, m->classes);
+    }
+    if (names)
+        for (int i = 0; i < m->classes; i++)
+            free(names[i]);
+    free(names);
+    free(text);
+    return st;
+}
+
+static kdens_status read_tensors(const char *path, kdens_model *m, const section *s)
+{
+    reader r = {(const unsigned char *)s->data, s->len, 0};
+    uint32_t count;
+    if (!rd_u32(&r, &count))
+        return kd_fail(KDENS_E_FORMAT, "%s: TENS is empty", path);
+    if (count != (uint32_t)m->n_params)
+        return kd_fail(KDENS_E_FORMAT, "%s: TENS holds %u tensors, the architecture has %d",
+                       path, count, m->n_params);
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t len, ndim;
+        if (!rd_u32(&r, &len) || len > r.len - r.pos || len > 1024)
+            return kd_fail(KDENS_E_FORMAT, "%s: TENS tensor %u has a bad name", path, i);
+        char name[1025];
+        memcpy(name, r.p + r.pos, len);
+        name[len] = '\0';
+        r.pos += len;
+        const kd_param *p = &m->params[i];
+        if (strcmp(name, p->name) != 0)
+            return kd_fail(KDENS_E_FORMAT, "%s: tensor %u is '%s', expected '%s'", path, i,
+                           name, p->name);
+        if (!rd_u32(&r, &ndim) || ndim != (uint32_t)p->ndim)
+            return kd_fail(KDENS_E_FORMAT, "%s: tensor '%s' has a wrong rank", path, name);
+        for (uint32_t d = 0; d < ndim; d++) {
+            uint32_t dim;
+            if (!rd_u32(&r, &dim) || dim != (uint32_t)p->shape[d])
+                return kd_fail(KDENS_E_FORMAT, "%s: tensor '%s' has a wrong shape", path, name);
+        }
+        if ((r.len - r.pos) / 4 < p->count)
+            return kd_fail(KDENS_E_FORMAT, "%s: tensor '%s' is truncated", path, name);
+        memcpy(m->weights + p->offset, r.p + r.pos, 4 * p->count); /* little-endian host */
+        r.pos += 4 * p->count;
+    }
+    if (r.pos != r.len)
+        return kd_fail(KDENS_E_FORMAT, "%s: TENS has trailing bytes", path);
+    return KDENS_OK;
+}
+
+static kdens_status load_from_memory(const char *path, const char *data, size_t len,
+                                     kdens_model **out)
+{
+    reader r = {(const unsigned char *)data, len, 0};
+    if (len < 16 || memcmp(data, KDM_MAGIC, 8) != 0)
+        return kd_fail(KDENS_E_FORMAT, "%s: not a libkdens model (bad magic)", path);
+    r.pos = 8;
+    uint32_t version, count;
+    rd_u32(&r, &version);
+    rd_u32(&r, &count);
+    if (version > KDM_VERSION)
+        return kd_fail(KDENS_E_VERSION,
+                       "%s: model format version %u is newer than this library reads (%u)",
+                       path, version, KDM_VERSION);
+    if (version == 0)
+        return kd_fail(KDENS_E_FORMAT, "%s: model format version 0 is not valid", path);
+    if (count > 1024)
+        return kd_fail(KDENS_E_FORMAT, "%s: implausible section count %u", path, count);
+    section meta = {0}, arch = {0}, tens = {0};
+    kdens_status st = read_sections(path, &r, count, &meta, &arch, &tens);
+    meta_info mi;
+    if (st == KDENS_OK)
+        st = parse_meta_shape(path, &meta, &mi);
+    if (st != KDENS_OK)
+        return st;
+    char *spec = malloc(arch.len + 1);
+    if (!spec)
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    memcpy(spec, arch.data, arch.len);
+    spec[arch.len] = '\0';
+    kdens_model *m = NULL;
+    if (strlen(spec) != arch.len)
+        st = kd_fail(KDENS_E_FORMAT, "%s: ARCH holds a NUL byte", path);
+    else
+        st = kdens_model_from_spec(spec, mi.h, mi.w, mi.c, mi.classes, 0, &m);
+    free(spec);
+    if (st != KDENS_OK && st != KDENS_E_NOMEM)
+        return kd_fail_context(KDENS_E_FORMAT, "%s: ARCH does not build", path);
+    if (st != KDENS_OK)
+        return st;
+    st = read_tensors(path, m, &tens);
+    if (st == KDENS_OK)
+        st = apply_meta(path, m, &meta);
+    if (st != KDENS_OK) {
+        kdens_model_free(m);
+        return st;
+    }
+    *out = m;
+    return KDENS_OK;
+}
+
+kdens_status kdens_model_load(const char *path, kdens_model **out)
+{
+    if (!path || !out)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    char *data;
+    size_t len;
+    kdens_status st = kd_read_file(path, &data, &len);
+    if (st != KDENS_OK)
+        return st;
+    st = load_from_memory(path, data, len, out);
+    free(data);
+    return st;
+}

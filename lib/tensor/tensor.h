@@ -1,0 +1,94 @@
+/* tensor: numerical kernels on float32 NHWC tensors (channels last).
+ * Internal to libkdens; depends on core and OpenBLAS.
+ *
+ * Convention for every backward kernel: gradients are *accumulated* (+=)
+ * into dx, dw and db, so that a tensor read by several layers gets the sum
+ * of their gradients without extra buffers. */
+#ifndef KD_TENSOR_H
+#define KD_TENSOR_H
+
+#include "../core/core.h"
+
+/* Row-major C = alpha * op(A) * op(B) + beta * C (cblas_sgemm). */
+void kd_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
+             int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
+/* ---- convolution -------------------------------------------------------- */
+
+typedef enum kd_conv_algo {
+    KD_CONV_GEMM_1X1,  /* 1x1, stride 1, no padding: the input is the GEMM operand */
+    KD_CONV_IM2COL,    /* im2col (per group) + GEMM over the batch */
+    KD_CONV_DEPTHWISE  /* one input channel per group: direct loops */
+} kd_conv_algo;
+
+typedef struct kd_conv_geom {
+    int n, h, w, c;       /* input */
+    int oh, ow, oc;       /* output */
+    int kh, kw, sh, sw;   /* kernel and strides */
+    int pt, pl;           /* padding on top and left (bottom/right follow from oh, ow) */
+    int groups;
+} kd_conv_geom;
+
+kd_conv_algo kd_conv_choose(const kd_conv_geom *g);
+/* Floats of workspace the convolution needs (forward and backward). */
+size_t kd_conv_workspace(const kd_conv_geom *g);
+/* Weights are [kh][kw][c/groups][oc] (Keras layout); bias may be NULL. */
+void kd_conv_forward(const kd_conv_geom *g, const float *x, const float *w, const float *bias,
+                     float *y, float *work);
+/* dx may be NULL (input needs no gradient); db may be NULL (no bias). */
+void kd_conv_backward(const kd_conv_geom *g, const float *x, const float *w, const float *dy,
+                      float *dx, float *dw, float *db, float *work);
+
+/* ---- pooling -------------------------------------------------------------- */
+
+typedef struct kd_pool_geom {
+    int n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl;
+} kd_pool_geom;
+
+/* argmax receives, per output element, the flat input index of the maximum. */
+void kd_maxpool_forward(const kd_pool_geom *g, const float *x, float *y, int32_t *argmax);
+void kd_maxpool_backward(const kd_pool_geom *g, const float *dy, const int32_t *argmax,
+                         size_t out_count, float *dx);
+/* Averages over the window cells inside the input (padding excluded, as Keras). */
+void kd_avgpool_forward(const kd_pool_geom *g, const float *x, float *y);
+void kd_avgpool_backward(const kd_pool_geom *g, const float *dy, float *dx);
+
+/* ---- batch normalisation (per channel over rows = N*H*W) ------------------ */
+
+/* Training: normalise with the batch statistics, return them (mean and
+ * 1/sqrt(var+eps)) for the backward pass and fold them into the moving
+ * statistics with the given momentum. */
+void kd_bn_forward_train(size_t rows, int c, const float *x, const float *gamma,
+                         const float *beta, float eps, float momentum, float *moving_mean,
+                         float *moving_var, float *batch_mean, float *batch_invstd, float *y);
+void kd_bn_forward_eval(size_t rows, int c, const float *x, const float *gamma,
+                        const float *beta, const float *mean, const float *var, float eps,
+                        float *y);
+void kd_bn_backward_train(size_t rows, int c, const float *x, const float *gamma,
+                          const float *batch_mean, const float *batch_invstd, const float *dy,
+                          float *dx, float *dgamma, float *dbeta);
+void kd_bn_backward_eval(size_t rows, int c, const float *x, const float *gamma,
+                         const float *mean, const float *var, float eps, const float *dy,
+                         float *dx, float *dgamma, float *dbeta);
+
+/* ---- element-wise activations ---------------------------------------------- */
+
+typedef enum kd_act {
+    KD_ACT_RELU,
+    KD_ACT_RELU6,
+    KD_ACT_SIGMOID,
+    KD_ACT_HARD_SIGMOID, /* relu6(x + 3) / 6, as Keras 2.13+ and MobileNetV3 */
+    KD_ACT_SWISH,        /* x * sigmoid(x) */
+    KD_ACT_HARD_SWISH,   /* x * relu6(x + 3) / 6 */
+    KD_ACT_TANH,
+    KD_ACT_SOFTMAX       /* over the channel axis */
+} kd_act;
+
+void kd_act_forward(kd_act act, size_t rows, int c, const float *x, float *y);
+void kd_act_backward(kd_act act, size_t rows, int c, const float *x, const float *y,
+                     const float *dy, float *dx);
+
+/* Softmax of each row of z / temperature (numerically stable). */
+void kd_softmax_rows(size_t rows, int c, const float *z, float temperature, float *p);
+
+#endif

@@ -1,0 +1,286 @@
+/* The training step: forward with loss, backward, optimiser step. */
+#include "train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+kdens_status kdens_model_set_training(kdens_model *m, int training)
+{
+    if (!m)
+        return kd_fail(KDENS_E_ARG, "NULL model");
+    m->training = training != 0;
+    m->have_forward = m->have_grads = false;
+    return KDENS_OK;
+}
+
+kdens_status kdens_model_set_batchnorm(kdens_model *m, float momentum, float epsilon)
+{
+    if (!m)
+        return kd_fail(KDENS_E_ARG, "NULL model");
+    if (!(momentum >= 0 && momentum <= 1) || !(epsilon > 0))
+        return kd_fail(KDENS_E_ARG, "batch norm momentum %g must be in [0,1], epsilon %g > 0",
+                       (double)momentum, (double)epsilon);
+    for (int i = 0; i < m->n_nodes; i++)
+        if (m->nodes[i].type == KD_L_BATCHNORM) {
+            m->nodes[i].a.momentum = momentum;
+            m->nodes[i].a.eps = epsilon;
+        }
+    return KDENS_OK;
+}
+
+kdens_status kdens_model_set_seed(kdens_model *m, uint64_t seed)
+{
+    if (!m)
+        return kd_fail(KDENS_E_ARG, "NULL model");
+    kd_rng_seed(&m->rng, seed);
+    return KDENS_OK;
+}
+
+kdens_status kdens_model_set_loss(kdens_model *m, float alpha, float temperature)
+{
+    if (!m)
+        return kd_fail(KDENS_E_ARG, "NULL model");
+    if (!(alpha >= 0 && alpha <= 1))
+        return kd_fail(KDENS_E_ARG, "alpha %g is outside [0, 1]", (double)alpha);
+    if (!(temperature > 0) || isinf(temperature))
+        return kd_fail(KDENS_E_ARG, "temperature %g must be a positive number",
+                       (double)temperature);
+    m->alpha = alpha;
+    m->temperature = temperature;
+    return KDENS_OK;
+}
+
+static kdens_status check_targets(const kdens_model *m, size_t n, const int32_t *labels,
+                                  const float *soft)
+{
+    if (labels)
+        for (size_t i = 0; i < n; i++)
+            if (labels[i] < 0 || labels[i] >= m->classes)
+                return kd_fail(KDENS_E_ARG, "label %d of sample %zu is outside [0, %d)",
+                               labels[i], i, m->classes);
+    if (soft)
+        for (size_t i = 0; i < n * (size_t)m->classes; i++)
+            if (!(soft[i] >= 0 && soft[i] <= 1))
+                return kd_fail(KDENS_E_ARG, "soft target %zu of sample %zu is %g, not in [0, 1]",
+                               i % m->classes, i / m->classes, (double)soft[i]);
+    if (!labels && (!soft || m->alpha > 0))
+        return kd_fail(KDENS_E_ARG, "labels are NULL but the loss needs them (alpha %g)",
+                       (double)m->alpha);
+    return KDENS_OK;
+}
+
+kdens_status kdens_model_forward_loss(kdens_model *m, const float *x, size_t n,
+                                      const int32_t *labels, const float *soft, float *loss,
+                                      size_t *correct)
+{
+    if (!m || !x)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    if (n == 0)
+        return kd_fail(KDENS_E_ARG, "empty batch");
+    kdens_status st = check_targets(m, n, labels, soft);
+    if (st == KDENS_OK)
+        st = kd_model_plan(m, n, true);
+    if (st != KDENS_OK)
+        return st;
+    m->have_forward = m->have_grads = false;
+    kd_node *logits = &m->nodes[m->logits_node];
+    if (!logits->grad)
+        return kd_fail(KDENS_E_STATE, "the model has no trainable parameters");
+    kd_model_forward(m, x, n);
+    for (int i = 1; i < m->n_nodes; i++)
+        if (m->nodes[i].grad)
+            memset(m->nodes[i].grad, 0, sizeof(float) * n * kd_node_size(&m->nodes[i]));
+    double l = kd_loss_logits(n, m->classes, logits->out, labels, soft, m->alpha,
+                              m->temperature, logits->grad, correct);
+    if (!isfinite(l))
+        return kd_fail(KDENS_E_NUMERIC, "the loss is not finite (%g)", l);
+    if (loss)
+        *loss = (float)l;
+    m->fwd_n = n;
+    m->have_forward = true;
+    return KDENS_OK;
+}
+
+kdens_status kdens_model_backward(kdens_model *m)
+{
+    if (!m)
+        return kd_fail(KDENS_E_ARG, "NULL model");
+    if (!m->have_forward)
+        return kd_fail(KDENS_E_STATE, "backward needs a preceding forward_loss");
+    kd_model_backward_pass(m, m->fwd_n);
+    m->have_forward = false;
+    m->have_grads = true;
+    return KDENS_OK;
+}
+
+/* ---- optimisers -------------------------------------------------------------------- */
+
+struct kdens_optimizer {
+    kdens_optimizer_type type;
+    float lr, momentum, beta1, beta2, eps, decay;
+    bool nesterov;
+    uint64_t steps;
+    const kdens_model *bound;
+    size_t n;
+    float *m1, *m2;
+};
+
+kdens_status kdens_optimizer_create(kdens_optimizer_type type, float lr, kdens_optimizer **out)
+{
+    if (!out)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    if (type != KDENS_OPT_SGD && type != KDENS_OPT_ADAM && type != KDENS_OPT_ADAMW)
+        return kd_fail(KDENS_E_ARG, "unknown optimizer type %d", (int)type);
+    if (!(lr >= 0) || isinf(lr))
+        return kd_fail(KDENS_E_ARG, "learning rate %g is not valid", (double)lr);
+    kdens_optimizer *o = calloc(1, sizeof *o);
+    if (!o)
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    o->type = type;
+    o->lr = lr;
+    o->beta1 = 0.9f;
+    o->beta2 = 0.999f;
+    o->eps = 1e-7f;
+    o->decay = type == KDENS_OPT_ADAMW ? 0.004f : 0.0f;
+    *out = o;
+    return KDENS_OK;
+}
+
+void kdens_optimizer_free(kdens_optimizer *o)
+{
+    if (!o)
+        return;
+    kd_free_aligned(o->m1);
+    kd_free_aligned(o->m2);
+    free(o);
+}
+
+kdens_status kdens_optimizer_set_lr(kdens_optimizer *o, float lr)
+{
+    if (!o)
+        return kd_fail(KDENS_E_ARG, "NULL optimizer");
+    if (!(lr >= 0) || isinf(lr))
+        return kd_fail(KDENS_E_ARG, "learning rate %g is not valid", (double)lr);
+    o->lr = lr;
+    return KDENS_OK;
+}
+
+float kdens_optimizer_get_lr(const kdens_optimizer *o) { return o ? o->lr : 0.0f; }
+uint64_t kdens_optimizer_steps(const kdens_optimizer *o) { return o ? o->steps : 0; }
+
+kdens_status kdens_optimizer_set_momentum(kdens_optimizer *o, float momentum, int nesterov)
+{
+    if (!o)
+        return kd_fail(KDENS_E_ARG, "NULL optimizer");
+    if (!(momentum >= 0 && momentum < 1))
+        return kd_fail(KDENS_E_ARG, "momentum %g is outside [0, 1)", (double)momentum);
+    o->momentum = momentum;
+    o->nesterov = nesterov != 0;
+    return KDENS_OK;
+}
+
+kdens_status kdens_optimizer_set_betas(kdens_optimizer *o, float beta1, float beta2,
+                                       float epsilon)
+{
+    if (!o)
+        return kd_fail(KDENS_E_ARG, "NULL optimizer");
+    if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1) || !(epsilon > 0))
+        return kd_fail(KDENS_E_ARG, "betas must be in [0, 1) and epsilon > 0");
+    o->beta1 = beta1;
+    o->beta2 = beta2;
+    o->eps = epsilon;
+    return KDENS_OK;
+}
+
+kdens_status kdens_optimizer_set_weight_decay(kdens_optimizer *o, float decay)
+{
+    if (!o)
+        return kd_fail(KDENS_E_ARG, "NULL optimizer");
+    if (!(decay >= 0) || isinf(decay))
+        return kd_fail(KDENS_E_ARG, "weight decay %g is not valid", (double)decay);
+    o->decay = decay;
+    return KDENS_OK;
+}
+
+static kdens_status bind(kdens_optimizer *o, const kdens_model *m)
+{
+    if (o->bound == m)
+        return KDENS_OK;
+    if (o->bound)
+        return kd_fail(KDENS_E_ARG, "the optimizer is bound to another model");
+    o->n = m->n_trainable;
+    o->m1 = kd_alloc_aligned(sizeof(float) * o->n);
+    o->m2 = o->type == KDENS_OPT_SGD ? NULL : kd_alloc_aligned(sizeof(float) * o->n);
+    if (!o->m1 || (o->type != KDENS_OPT_SGD && !o->m2)) {
+        kd_free_aligned(o->m1);
+        kd_free_aligned(o->m2);
+        o->m1 = o->m2 = NULL;
+        return kd_fail(KDENS_E_NOMEM, "out of memory for optimizer state");
+    }
+    memset(o->m1, 0, sizeof(float) * o->n);
+    if (o->m2)
+        memset(o->m2, 0, sizeof(float) * o->n);
+    o->bound = m;
+    return KDENS_OK;
+}
+
+static void sgd_update(kdens_optimizer *o, float *w, const float *g)
+{
+    float lr = o->lr, mu = o->momentum, wd = o->decay;
+    float *v = o->m1;
+    for (size_t i = 0; i < o->n; i++) {
+        float gi = g[i] + wd * w[i];
+        v[i] = mu * v[i] + gi;
+        w[i] -= lr * (o->nesterov ? gi + mu * v[i] : v[i]);
+    }
+}
+
+static void adam_update(kdens_optimizer *o, float *w, const float *g)
+{
+    double t = (double)o->steps;
+    float c1 = (float)(1.0 / (1.0 - pow(o->beta1, t)));
+    float c2 = (float)(1.0 / (1.0 - pow(o->beta2, t)));
+    float b1 = o->beta1, b2 = o->beta2, lr = o->lr, eps = o->eps;
+    bool decoupled = o->type == KDENS_OPT_ADAMW;
+    float l2 = decoupled ? 0.0f : o->decay, wd = decoupled ? lr * o->decay : 0.0f;
+    float *m1 = o->m1, *m2 = o->m2;
+    for (size_t i = 0; i < o->n; i++) {
+        float gi = g[i] + l2 * w[i];
+        m1[i] = b1 * m1[i] + (1 - b1) * gi;
+        m2[i] = b2 * m2[i] + (1 - b2) * gi * gi;
+        w[i] -= wd * w[i] + lr * (m1[i] * c1) / (sqrtf(m2[i] * c2) + eps);
+    }
+}
+
+kdens_status kdens_optimizer_step(kdens_optimizer *o, kdens_model *m)
+{
+    if (!o || !m)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    if (!m->have_grads)
+        return kd_fail(KDENS_E_STATE, "optimizer step needs gradients from a backward pass");
+    kdens_status st = bind(o, m);
+    if (st != KDENS_OK)
+        return st;
+    o->steps++;
+    if (o->type == KDENS_OPT_SGD)
+        sgd_update(o, m->weights, m->grads);
+    else
+        adam_update(o, m->weights, m->grads);
+    m->have_grads = false;
+    return KDENS_OK;
+}
+
+kdens_status kdens_model_train_step(kdens_model *m, kdens_optimizer *o, const float *x,
+                                    size_t n, const int32_t *labels, const float *soft,
+                                    float *loss, size_t *correct)
+{
+    if (!o)
+        return kd_fail(KDENS_E_ARG, "NULL optimizer");
+    kdens_status st = kdens_model_forward_loss(m, x, n, labels, soft, loss, correct);
+    if (st == KDENS_OK)
+        st = kdens_model_backward(m);
+    if (st == KDENS_OK)
+        st = kdens_optimizer_step(o, m);
+    return st;
+}

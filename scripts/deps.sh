@@ -1,0 +1,26 @@
+#!/bin/sh
+# Installs the Debian packages libkdens needs, only those missing.
+# Runs apt-get as root, or through sudo.
+set -eu
+PACKAGES="gcc g++ make libopenblas-dev libpng-dev libjpeg62-turbo-dev zlib1g-dev libcmocka-dev \
+pkg-config dataset-fashion-mnist"
+missing=""
+for p in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+echo "deps: installing$missing"
+if [ "$(id -u)" = 0 ]; then
+    SUDO=""
+elif command -v sudo >/dev/null 2>&1; then
+    SUDO="sudo"
+else
+    echo "deps: missing packages:$missing; run as root or install sudo" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing
