@@ -333,7 +333,7 @@ static int effnet_block(builder *b, int in, int filters_in, int filters_out, int
 static void build_efficientnet(builder *b, double width, double depth, float dropout_rate)
 {
     /* Keras feeds raw 0..255 pixels: Rescaling and Normalization are layers. */
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < b->m->in_c; i++)
         b->m->in_scale[i] = 1.0f;
     int x = rescale(b, 0, 1.0f / 255.0f, 0.0f);
     x = simple(b, KD_L_NORMALIZE, x);
@@ -411,7 +411,7 @@ static void build_mobilenetv3large(builder *b)
         {2.3, 80, 3, 1, false, true}, {6, 112, 3, 1, true, true},   {6, 112, 3, 1, true, true},
         {6, 160, 5, 2, true, true},   {6, 160, 5, 1, true, true},   {6, 160, 5, 1, true, true},
     };
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < b->m->in_c; i++)
         b->m->in_scale[i] = 1.0f;
     int x = rescale(b, 0, 1.0f / 127.5f, -1.0f);
     x = act(b, MBV3_BN(b, conv(b, x, 16, 3, 2, KD_PAD_SAME, false)), KD_ACT_HARD_SWISH);

@@ -86,8 +86,8 @@ kdens_status kd_model_new(int h, int w, int c, int classes, kdens_model **out)
 {
     if (h < 1 || w < 1 || c < 1 || h > 65536 || w > 65536 || (size_t)h * w > (1u << 28))
         return kd_fail(KDENS_E_ARG, "input shape %dx%dx%d is not valid", h, w, c);
-    if (c > 4)
-        return kd_fail(KDENS_E_ARG, "input has %d channels; images have 1 to 4", c);
+    if (c > 65536)
+        return kd_fail(KDENS_E_ARG, "input has %d channels; at most 65536 are supported", c);
     if (classes < 1 || classes > 1000000)
         return kd_fail(KDENS_E_ARG, "class count %d is not valid", classes);
     kdens_model *m = calloc(1, sizeof *m);
@@ -99,7 +99,13 @@ kdens_status kd_model_new(int h, int w, int c, int classes, kdens_model **out)
     m->classes = classes;
     m->alpha = 1.0f;
     m->temperature = 1.0f;
-    for (int i = 0; i < 4; i++) {
+    m->in_scale = malloc(sizeof(float) * (size_t)c);
+    m->in_offset = malloc(sizeof(float) * (size_t)c);
+    if (!m->in_scale || !m->in_offset) {
+        kdens_model_free(m);
+        return kd_fail(KDENS_E_NOMEM, "out of memory creating a model");
+    }
+    for (int i = 0; i < c; i++) {
         m->in_scale[i] = 1.0f / 255.0f;
         m->in_offset[i] = 0.0f;
     }

@@ -30,6 +30,8 @@ void kdens_model_free(kdens_model *m)
     }
     free(m->meta_keys);
     free(m->meta_values);
+    free(m->in_scale);
+    free(m->in_offset);
     free(m);
 }
 

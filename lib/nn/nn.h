@@ -100,7 +100,7 @@ struct kdens_model {
     size_t fwd_n;
     bool have_forward, have_grads;
     /* metadata */
-    float in_scale[4], in_offset[4];
+    float *in_scale, *in_offset; /* per input channel */
     char **class_names;
     int n_meta;
     char **meta_keys, **meta_values;

@@ -1,0 +1,291 @@
+/* Forward values of conv, pooling, batch norm, dense and the activations
+ * against PyTorch (fixtures/torch_reference.bin, made once by
+ * fixtures/gen_torch_reference.py), and convolution forward and backward
+ * against a naive direct implementation on many shapes, including batches
+ * large enough to take several im2col chunks. */
+#include "testutil.h"
+
+#include "nn/nn.h"
+
+#include <math.h>
+
+typedef struct record {
+    char name[64];
+    uint32_t count;
+    float *data;
+} record;
+
+static record records[128];
+static int n_records;
+
+static int load_fixture(void **state)
+{
+    (void)state;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/fixtures/torch_reference.bin", tu_root());
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    uint32_t len;
+    while (fread(&len, 4, 1, f) == 1 && n_records < 128) {
+        record *r = &records[n_records++];
+        if (len >= sizeof r->name || fread(r->name, 1, len, f) != len)
+            return -1;
+        r->name[len] = '\0';
+        if (fread(&r->count, 4, 1, f) != 1)
+            return -1;
+        r->data = malloc(sizeof(float) * r->count);
+        if (fread(r->data, 4, r->count, f) != r->count)
+            return -1;
+    }
+    fclose(f);
+    return 0;
+}
+
+static int free_fixture(void **state)
+{
+    (void)state;
+    for (int i = 0; i < n_records; i++)
+        free(records[i].data);
+    return 0;
+}
+
+static const float *get(const char *name, uint32_t count)
+{
+    for (int i = 0; i < n_records; i++)
+        if (strcmp(records[i].name, name) == 0) {
+            if (records[i].count != count)
+                fail_msg("fixture %s has %u values, expected %u", name, records[i].count,
+                         count);
+            return records[i].data;
+        }
+    fail_msg("fixture %s missing", name);
+    return NULL;
+}
+
+static void assert_close(const float *got, const float *want, size_t n, float tol,
+                         const char *what)
+{
+    for (size_t i = 0; i < n; i++) {
+        float err = fabsf(got[i] - want[i]);
+        if (!(err <= tol * (1.0f + fabsf(want[i]))))
+            fail_msg("%s[%zu]: got %.7g, want %.7g", what, i, (double)got[i], (double)want[i]);
+    }
+}
+
+static void run_conv_case(const char *name, int n, int c, int h, int w, int oc, int k, int s,
+                          int pad, int groups, bool bias)
+{
+    kd_conv_geom g = {n, h, w, c, (h + 2 * pad - k) / s + 1, (w + 2 * pad - k) / s + 1, oc,
+                      k, k, s, s, pad, pad, groups};
+    char key[96];
+    snprintf(key, sizeof key, "%s.x", name);
+    const float *x = get(key, (uint32_t)(n * h * w * c));
+    snprintf(key, sizeof key, "%s.w", name);
+    const float *wt = get(key, (uint32_t)(k * k * (c / groups) * oc));
+    const float *b = NULL;
+    if (bias) {
+        snprintf(key, sizeof key, "%s.b", name);
+        b = get(key, (uint32_t)oc);
+    }
+    size_t out = (size_t)n * g.oh * g.ow * oc;
+    snprintf(key, sizeof key, "%s.y", name);
+    const float *want = get(key, (uint32_t)out);
+    float *y = malloc(sizeof(float) * out);
+    float *work = malloc(sizeof(float) * (kd_conv_workspace(&g) + 1));
+    kd_conv_forward(&g, x, wt, b, y, work);
+    assert_close(y, want, out, 1e-4f, name);
+    free(y);
+    free(work);
+}
+
+static void test_conv_vs_torch(void **state)
+{
+    (void)state;
+    run_conv_case("conv_3x3_s1_p1", 2, 3, 5, 6, 4, 3, 1, 1, 1, true);
+    run_conv_case("conv_3x3_s2_p1", 2, 4, 7, 7, 6, 3, 2, 1, 1, false);
+    run_conv_case("conv_grouped", 2, 4, 6, 5, 6, 3, 1, 0, 2, true);
+    run_conv_case("conv_depthwise_m2", 2, 3, 6, 6, 6, 5, 2, 2, 3, false);
+    run_conv_case("conv_1x1", 3, 8, 4, 4, 5, 1, 1, 0, 1, true);
+}
+
+static void test_pool_vs_torch(void **state)
+{
+    (void)state;
+    const float *x = get("pool.x", 2 * 6 * 6 * 3);
+    float y[2 * 3 * 3 * 3];
+    int32_t arg[2 * 3 * 3 * 3];
+    kd_pool_geom g2 = {2, 6, 6, 3, 3, 3, 2, 2, 2, 2, 0, 0};
+    kd_maxpool_forward(&g2, x, y, arg);
+    assert_close(y, get("maxpool_2s2.y", 54), 54, 1e-6f, "maxpool 2/2");
+    kd_avgpool_forward(&g2, x, y);
+    assert_close(y, get("avgpool_2s2.y", 54), 54, 1e-6f, "avgpool 2/2");
+    kd_pool_geom g3 = {2, 6, 6, 3, 3, 3, 3, 3, 2, 2, 1, 1};
+    kd_maxpool_forward(&g3, x, y, arg);
+    assert_close(y, get("maxpool_3s2p1.y", 54), 54, 1e-6f, "maxpool 3/2 pad 1");
+    kd_avgpool_forward(&g3, x, y);
+    assert_close(y, get("avgpool_3s2p1.y", 54), 54, 1e-6f, "avgpool 3/2 pad 1");
+}
+
+static void test_batchnorm_vs_torch(void **state)
+{
+    (void)state;
+    const size_t rows = 4 * 3 * 3;
+    const float *x = get("bn.x", rows * 5);
+    const float *gamma = get("bn.gamma", 5), *beta = get("bn.beta", 5);
+    const float *mean = get("bn.mean", 5), *var = get("bn.var", 5);
+    float y[4 * 3 * 3 * 5], mm[5] = {0}, mv[5] = {1, 1, 1, 1, 1}, bm[5], bi[5];
+    kd_bn_forward_train(rows, 5, x, gamma, beta, 1e-3f, 0.99f, mm, mv, bm, bi, y);
+    assert_close(y, get("bn_train.y", rows * 5), rows * 5, 1e-5f, "bn train");
+    kd_bn_forward_eval(rows, 5, x, gamma, beta, mean, var, 1e-3f, y);
+    assert_close(y, get("bn_eval.y", rows * 5), rows * 5, 1e-5f, "bn eval");
+}
+
+static void test_dense_vs_torch(void **state)
+{
+    (void)state;
+    const float *x = get("dense.x", 36), *wt = get("dense.w", 84), *b = get("dense.b", 7);
+    kdens_model *m;
+    ASSERT_OK(kdens_model_from_spec("dense units=7", 1, 1, 12, 7, 1, &m));
+    /* parameters in registration order: kernel [12][7], then bias */
+    memcpy(m->weights + m->params[0].offset, wt, sizeof(float) * 84);
+    memcpy(m->weights + m->params[1].offset, b, sizeof(float) * 7);
+    float y[21];
+    ASSERT_OK(kdens_model_predict_logits(m, x, 3, y));
+    assert_close(y, get("dense.y", 21), 21, 1e-5f, "dense");
+    kdens_model_free(m);
+}
+
+static void test_activations_vs_torch(void **state)
+{
+    (void)state;
+    static const struct {
+        kd_act act;
+        const char *name;
+    } acts[] = {{KD_ACT_RELU, "act_relu.y"},       {KD_ACT_RELU6, "act_relu6.y"},
+                {KD_ACT_SIGMOID, "act_sigmoid.y"}, {KD_ACT_HARD_SIGMOID, "act_hard_sigmoid.y"},
+                {KD_ACT_SWISH, "act_swish.y"},     {KD_ACT_HARD_SWISH, "act_hard_swish.y"},
+                {KD_ACT_TANH, "act_tanh.y"},       {KD_ACT_SOFTMAX, "act_softmax.y"}};
+    const float *x = get("act.x", 36);
+    for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++) {
+        float y[36];
+        kd_act_forward(acts[i].act, 4, 9, x, y);
+        assert_close(y, get(acts[i].name, 36), 36, 1e-6f, acts[i].name);
+    }
+}
+
+/* ---- naive direct convolution ---------------------------------------------------- */
+
+static void naive_conv(const kd_conv_geom *g, const float *x, const float *w, const float *b,
+                       float *y)
+{
+    int cg = g->c / g->groups, ocg = g->oc / g->groups;
+    for (int n = 0; n < g->n; n++)
+        for (int oy = 0; oy < g->oh; oy++)
+            for (int ox = 0; ox < g->ow; ox++)
+                for (int o = 0; o < g->oc; o++) {
+                    int grp = o / ocg;
+                    double acc = b ? b[o] : 0;
+                    for (int ky = 0; ky < g->kh; ky++)
+                        for (int kx = 0; kx < g->kw; kx++) {
+                            int iy = oy * g->sh + ky - g->pt, ix = ox * g->sw + kx - g->pl;
+                            if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
+                                continue;
+                            for (int ci = 0; ci < cg; ci++)
+                                acc += (double)x[((size_t)(n * g->h + iy) * g->w + ix) * g->c +
+                                                 grp * cg + ci] *
+                                       w[((size_t)(ky * g->kw + kx) * cg + ci) * g->oc + o];
+                        }
+                    y[((size_t)(n * g->oh + oy) * g->ow + ox) * g->oc + o] = (float)acc;
+                }
+}
+
+/* The adjoints by brute force: dx and dw from dy, by the definition. */
+static void naive_conv_backward(const kd_conv_geom *g, const float *x, const float *w,
+                                const float *dy, double *dx, double *dw)
+{
+    int cg = g->c / g->groups, ocg = g->oc / g->groups;
+    for (int n = 0; n < g->n; n++)
+        for (int oy = 0; oy < g->oh; oy++)
+            for (int ox = 0; ox < g->ow; ox++)
+                for (int o = 0; o < g->oc; o++) {
+                    int grp = o / ocg;
+                    double d = dy[((size_t)(n * g->oh + oy) * g->ow + ox) * g->oc + o];
+                    for (int ky = 0; ky < g->kh; ky++)
+                        for (int kx = 0; kx < g->kw; kx++) {
+                            int iy = oy * g->sh + ky - g->pt, ix = ox * g->sw + kx - g->pl;
+                            if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
+                                continue;
+                            for (int ci = 0; ci < cg; ci++) {
+                                size_t xi = ((size_t)(n * g->h + iy) * g->w + ix) * g->c +
+                                            grp * cg + ci;
+                                size_t wi = ((size_t)(ky * g->kw + kx) * cg + ci) * g->oc + o;
+                                dx[xi] += d * w[wi];
+                                dw[wi] += d * x[xi];
+                            }
+                        }
+                }
+}
+
+static void check_shape(int n, int h, int w, int c, int oc, int k, int s, int pad, int groups)
+{
+    int oh = (h + 2 * pad - k) / s + 1, ow = (w + 2 * pad - k) / s + 1;
+    kd_conv_geom g = {n, h, w, c, oh, ow, oc, k, k, s, s, pad, pad, groups};
+    size_t xs = (size_t)n * h * w * c, ws = (size_t)k * k * (c / groups) * oc,
+           ys = (size_t)n * oh * ow * oc;
+    float *x = malloc(xs * 4), *wt = malloc(ws * 4), *b = malloc(oc * 4), *y = malloc(ys * 4),
+          *want = malloc(ys * 4), *dy = malloc(ys * 4), *dx = calloc(xs, 4),
+          *dw = calloc(ws, 4), *db = calloc(oc, 4);
+    double *ndx = calloc(xs, 8), *ndw = calloc(ws, 8);
+    float *work = malloc(4 * (kd_conv_workspace(&g) + 1));
+    tu_fill(x, xs, 1, 1);
+    tu_fill(wt, ws, 0.3f, 2);
+    tu_fill(b, oc, 1, 3);
+    tu_fill(dy, ys, 1, 4);
+    char what[128];
+    snprintf(what, sizeof what, "conv n%d %dx%dx%d->%d k%d s%d p%d g%d (%d)", n, h, w, c, oc, k,
+             s, pad, groups, (int)kd_conv_choose(&g));
+    kd_conv_forward(&g, x, wt, b, y, work);
+    naive_conv(&g, x, wt, b, want);
+    assert_close(y, want, ys, 1e-4f, what);
+    kd_conv_backward(&g, x, wt, dy, dx, dw, db, work);
+    naive_conv_backward(&g, x, wt, dy, ndx, ndw);
+    for (size_t i = 0; i < xs; i++)
+        if (fabs(dx[i] - ndx[i]) > 1e-3 * (1 + fabs(ndx[i])))
+            fail_msg("%s dx[%zu]: %g vs %g", what, i, (double)dx[i], ndx[i]);
+    for (size_t i = 0; i < ws; i++)
+        if (fabs(dw[i] - ndw[i]) > 1e-3 * (1 + fabs(ndw[i])))
+            fail_msg("%s dw[%zu]: %g vs %g", what, i, (double)dw[i], ndw[i]);
+    for (int o = 0; o < oc; o++) {
+        double s_ = 0;
+        for (size_t r = 0; r < ys / oc; r++)
+            s_ += dy[r * oc + o];
+        if (fabs(db[o] - s_) > 1e-3 * (1 + fabs(s_)))
+            fail_msg("%s db[%d]", what, o);
+    }
+    free(x), free(wt), free(b), free(y), free(want), free(dy), free(dx), free(dw), free(db);
+    free(ndx), free(ndw), free(work);
+}
+
+static void test_conv_vs_naive(void **state)
+{
+    (void)state;
+    check_shape(2, 5, 5, 3, 4, 3, 1, 1, 1);    /* im2col */
+    check_shape(3, 7, 6, 4, 8, 3, 2, 1, 1);    /* stride 2 */
+    check_shape(2, 6, 6, 6, 4, 3, 1, 0, 2);    /* grouped */
+    check_shape(2, 9, 9, 5, 5, 3, 2, 1, 5);    /* depthwise */
+    check_shape(2, 8, 8, 3, 6, 5, 1, 2, 3);    /* depthwise, multiplier 2 */
+    check_shape(2, 4, 4, 7, 9, 1, 1, 0, 1);    /* 1x1 GEMM */
+    check_shape(2, 7, 7, 6, 3, 1, 2, 0, 1);    /* 1x1 stride 2: im2col */
+    check_shape(40, 28, 28, 16, 16, 3, 1, 1, 1); /* several im2col chunks */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conv_vs_torch),       cmocka_unit_test(test_pool_vs_torch),
+        cmocka_unit_test(test_batchnorm_vs_torch),  cmocka_unit_test(test_dense_vs_torch),
+        cmocka_unit_test(test_activations_vs_torch), cmocka_unit_test(test_conv_vs_naive),
+    };
+    return cmocka_run_group_tests_name("reference", tests, load_fixture, free_fixture);
+}
