@@ -144,9 +144,9 @@ static kdens_status apply_key(const spec_ctx *c, kd_layer_type type, kd_attrs *a
                                          : parse_int(val, &a->units);
     } else if ((strcmp(key, "kernel") == 0 && conv_like) ||
                (strcmp(key, "size") == 0 && pool_like)) {
-        ok = parse_pair(val, &a->kh, &a->kw);
+        ok = parse_pair(val, &a->kh, &a->kw) && a->kh >= 1 && a->kw >= 1;
     } else if (strcmp(key, "stride") == 0 && (conv_like || pool_like)) {
-        ok = parse_pair(val, &a->sh, &a->sw);
+        ok = parse_pair(val, &a->sh, &a->sw) && a->sh >= 1 && a->sw >= 1;
     } else if (strcmp(key, "padding") == 0 && (conv_like || pool_like)) {
         if (strcmp(val, "same") == 0)
             a->pad_mode = KD_PAD_SAME, ok = true;

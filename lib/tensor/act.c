@@ -3,6 +3,7 @@
 
 #include <math.h>
 
+/* NaN in, NaN out: a diverging network must not be hidden by its activations. */
 static inline float relu6f(float v) { return v < 0 ? 0 : (v > 6 ? 6 : v); }
 static inline float sigmoidf(float v) { return 1.0f / (1.0f + expf(-v)); }
 
@@ -40,7 +41,7 @@ static void forward_range(size_t begin, size_t end, void *arg)
     switch (j->act) {
     case KD_ACT_RELU:
         for (size_t i = begin; i < end; i++)
-            y[i] = x[i] > 0 ? x[i] : 0;
+            y[i] = x[i] < 0 ? 0 : x[i];
         break;
     case KD_ACT_RELU6:
         for (size_t i = begin; i < end; i++)

@@ -11,7 +11,8 @@ struct pool_job {
     int32_t *argmax;
 };
 
-/* One output row (image, oy) per index. */
+/* One output row (image, oy) per index.  A NaN in the window wins (and
+ * stays), as in the common frameworks. */
 static void maxpool_rows(size_t begin, size_t end, void *arg)
 {
     const struct pool_job *j = arg;
@@ -40,7 +41,7 @@ static void maxpool_rows(size_t begin, size_t end, void *arg)
                     size_t xi = xbase + ((size_t)iy * g->w + ix) * c;
                     const float *xp = j->x + xi;
                     for (int ch = 0; ch < c; ch++)
-                        if (xp[ch] > yo[ch] || ao[ch] < 0) {
+                        if (xp[ch] > yo[ch] || ao[ch] < 0 || xp[ch] != xp[ch]) {
                             yo[ch] = xp[ch];
                             ao[ch] = (int32_t)(xi + ch);
                         }
