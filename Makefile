@@ -77,10 +77,10 @@ $(SHARED): $(LIB_OBJ) lib/kdens.map
 	ln -sf libkdens.so.$(VERSION) $(BUILD)/$(SONAME)
 	ln -sf $(SONAME) $(BUILD)/libkdens.so
 
-$(BUILD)/kdens.pc: pkgconfig/kdens.pc.in Makefile
-	@mkdir -p $(BUILD)
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
-		-e 's|@VERSION@|$(VERSION)|' -e 's|@PRIVATE_LIBS@|$(DEP_LIBS)|' $< > $@
+# Made at install time, so that it always names the PREFIX being installed to.
+PC_SED := -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	-e 's|@PRIVATE_LIBS@|$(DEP_LIBS)|'
 
 # The command-line tool links the static library: one self-contained binary.
 $(CLI): examples/kdens.c $(STATIC) include/kdens.h
@@ -116,7 +116,7 @@ demo: deps
 	./$(CLI) arch test --input 28x28x1 --classes 10
 	./$(CLI) arch resnet20 --input 28x28x1 --classes 10
 
-install: all $(BUILD)/kdens.pc
+install: all
 	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \
 		$(DESTDIR)$(BINDIR)
 	install -m 644 include/kdens.h $(DESTDIR)$(INCLUDEDIR)/kdens.h
@@ -124,7 +124,8 @@ install: all $(BUILD)/kdens.pc
 	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/libkdens.so.$(VERSION)
 	ln -sf libkdens.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libkdens.so
-	install -m 644 $(BUILD)/kdens.pc $(DESTDIR)$(PKGCONFIGDIR)/kdens.pc
+	sed $(PC_SED) pkgconfig/kdens.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/kdens.pc
+	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/kdens.pc
 	install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/kdens
 
 uninstall:

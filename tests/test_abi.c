@@ -1,0 +1,97 @@
+/* The shared library exports the public API and nothing else: the defined
+ * dynamic symbols are exactly the functions declared KDENS_API in kdens.h. */
+#include "testutil.h"
+
+#include <ctype.h>
+
+static char header_names[256][64];
+static int n_header;
+
+static void read_header_api(void)
+{
+    char path[4300];
+    snprintf(path, sizeof path, "%s/include/kdens.h", tu_root());
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[512];
+    n_header = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "KDENS_API", 9) != 0)
+            continue;
+        /* the declared name is the kdens_ identifier followed by '(' */
+        char *k = strstr(line, "kdens_");
+        int len = 0;
+        for (; k; k = strstr(k + 1, "kdens_")) {
+            len = 0;
+            while (isalnum((unsigned char)k[len]) || k[len] == '_')
+                len++;
+            if (k[len] == '(')
+                break;
+        }
+        assert_non_null(k);
+        assert_true(len < 64 && n_header < 256);
+        memcpy(header_names[n_header], k, (size_t)len);
+        header_names[n_header++][len] = '\0';
+    }
+    fclose(f);
+}
+
+static bool in_header(const char *name)
+{
+    for (int i = 0; i < n_header; i++)
+        if (strcmp(header_names[i], name) == 0)
+            return true;
+    return false;
+}
+
+static void test_only_kdens_symbols(void **state)
+{
+    (void)state;
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "nm -D --defined-only '%s/libkdens.so' 2>&1", tu_build());
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    read_header_api();
+    char line[512];
+    int exported = 0;
+    while (fgets(line, sizeof line, p)) {
+        char addr[64], type[8], name[400];
+        if (sscanf(line, "%63s %7s %399s", addr, type, name) != 3)
+            fail_msg("unexpected nm output: %s", line);
+        if (strcmp(type, "A") == 0) /* the version node, KDENS_0 */
+            continue;
+        char *at = strchr(name, '@'); /* versioned: name@@KDENS_0 */
+        if (at)
+            *at = '\0';
+        if (strncmp(name, "kdens_", 6) != 0 || !in_header(name))
+            fail_msg("the shared library exports '%s', which kdens.h does not declare", name);
+        exported++;
+    }
+    assert_int_equal(WEXITSTATUS(pclose(p)), 0);
+    if (exported != n_header)
+        fail_msg("kdens.h declares %d functions, the library exports %d", n_header, exported);
+}
+
+static void test_soname(void **state)
+{
+    (void)state;
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "objdump -p '%s/libkdens.so' | grep SONAME", tu_build());
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char line[256] = "";
+    assert_non_null(fgets(line, sizeof line, p));
+    pclose(p);
+    char want[64];
+    snprintf(want, sizeof want, "libkdens.so.%d", KDENS_VERSION_MAJOR);
+    assert_non_null(strstr(line, want));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_only_kdens_symbols),
+        cmocka_unit_test(test_soname),
+    };
+    return cmocka_run_group_tests_name("abi", tests, NULL, NULL);
+}

@@ -1,0 +1,54 @@
+#!/bin/sh
+# Installs libkdens into a temporary prefix, builds one C and one C++ program
+# against it through pkg-config (shared and static), runs them, then checks
+# that uninstall removes every installed file.
+set -u
+BUILD=${BUILD:-build}
+CC=${CC:-cc}
+CXX=${CXX:-c++}
+SANFLAGS=${SANFLAGS:-}
+root=$(pwd)
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/kdens-install-XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+passed=0
+failed=0
+check() { # name, command...
+    name=$1
+    shift
+    if "$@" >"$tmp/log" 2>&1; then
+        passed=$((passed + 1))
+        echo "ok - $name"
+    else
+        failed=$((failed + 1))
+        echo "not ok - $name"
+        sed 's/^/    /' "$tmp/log"
+    fi
+}
+
+prefix="$tmp/prefix"
+check "make install" make -s -C "$root" install PREFIX="$prefix" BUILD="$BUILD" \
+    SANITIZE="${SANITIZE:-}"
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+check "pkg-config finds kdens" pkg-config --exists kdens
+check "installed kdens tool runs" "$prefix/bin/kdens" arch test --input 28x28x1 --classes 10
+cflags=$(pkg-config --cflags kdens)
+libs=$(pkg-config --libs kdens)
+static_libs=$(pkg-config --static --libs kdens)
+check "C consumer builds (shared)" $CC -std=c11 -Wall -Wextra -Werror $SANFLAGS $cflags \
+    -o "$tmp/c_shared" "$root/tests/consumer/consumer.c" $libs
+check "C consumer runs (shared)" env LD_LIBRARY_PATH="$prefix/lib" "$tmp/c_shared"
+check "C++ consumer builds (shared)" $CXX -std=c++11 -Wall -Wextra -Werror $SANFLAGS $cflags \
+    -o "$tmp/cpp_shared" "$root/tests/consumer/consumer.cpp" $libs
+check "C++ consumer runs (shared)" env LD_LIBRARY_PATH="$prefix/lib" "$tmp/cpp_shared"
+check "C consumer builds (static)" $CC -std=c11 $SANFLAGS $cflags -o "$tmp/c_static" \
+    "$root/tests/consumer/consumer.c" -Wl,-Bstatic -lkdens -Wl,-Bdynamic \
+    $(echo "$static_libs" | sed 's/-lkdens//')
+check "C consumer runs (static)" "$tmp/c_static"
+check "header compiles as C++ with -pedantic" $CXX -std=c++11 -pedantic -Werror -fsyntax-only \
+    -x c++ "$prefix/include/kdens.h"
+check "header compiles as C11 with -pedantic" $CC -std=c11 -pedantic -Werror -fsyntax-only \
+    -x c "$prefix/include/kdens.h"
+check "make uninstall" make -s -C "$root" uninstall PREFIX="$prefix" BUILD="$BUILD"
+check "nothing left after uninstall" sh -c "test -z \"\$(find '$prefix' -type f -o -type l)\""
+echo "install: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
