@@ -42,13 +42,23 @@ double kd_rng_uniform(kd_rng *rng);
 uint64_t kd_rng_below(kd_rng *rng, uint64_t n);
 float kd_rng_normal(kd_rng *rng);
 
-/* Threads for compute loops: the library's setting, applied to OpenBLAS. */
+/* The library owns all parallelism: kd_threads() workers run the parts of
+ * each kernel, and OpenBLAS is kept single-threaded inside them (its own
+ * threads would spin between our calls and split sums differently). */
 int kd_threads(void);
-/* Run fn(i, arg) for i in [0, n) split over the compute threads in
- * contiguous ranges: fn(begin, end, arg). Results must not depend on the
- * split (each index is written by exactly one call). */
+/* Run fn(part, parts, arg) for every part in [0, parts) on the pool. */
+typedef void (*kd_part_fn)(int part, int parts, void *arg);
+void kd_parallel_parts(int parts, kd_part_fn fn, void *arg);
+/* Run fn(begin, end, arg) over [0, n) split into contiguous ranges of at
+ * least min_chunk.  Each index is written by exactly one call. */
 typedef void (*kd_range_fn)(size_t begin, size_t end, void *arg);
 void kd_parallel_for(size_t n, size_t min_chunk, kd_range_fn fn, void *arg);
+/* The range [*begin, *end) of part `part` of `parts` over n items. */
+static inline void kd_split(size_t n, int part, int parts, size_t *begin, size_t *end)
+{
+    *begin = n * (size_t)part / (size_t)parts;
+    *end = n * (size_t)(part + 1) / (size_t)parts;
+}
 
 /* Files. */
 uint32_t kd_crc32(uint32_t crc, const void *data, size_t len);

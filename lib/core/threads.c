@@ -30,7 +30,7 @@ static void init_threads(void)
             n = (int)v;
     }
     n_threads = n > 0 ? n : cores();
-    openblas_set_num_threads(n_threads);
+    openblas_set_num_threads(1);
 }
 
 kdens_status kdens_set_num_threads(int n)
@@ -39,7 +39,6 @@ kdens_status kdens_set_num_threads(int n)
     if (n < 0 || n > KD_MAX_THREADS)
         return kd_fail(KDENS_E_ARG, "thread count %d is outside [0, %d]", n, KD_MAX_THREADS);
     n_threads = n == 0 ? cores() : n;
-    openblas_set_num_threads(n_threads);
     return KDENS_OK;
 }
 
@@ -59,40 +58,35 @@ struct pool {
     int started;           /* workers created so far */
     uint64_t generation;   /* bumped per job */
     int pending;           /* workers still running the current job */
-    kd_range_fn fn;
+    kd_part_fn fn;
     void *arg;
-    size_t n, chunk;
-    int parts;
+    int parts;   /* the job's parts */
+    int staffed; /* parts [1, staffed) run on workers */
 };
 
 static struct pool pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-                           PTHREAD_COND_INITIALIZER, 0, 0, 0, NULL, NULL, 0, 0, 0};
+                           PTHREAD_COND_INITIALIZER, 0, 0, 0, NULL, NULL, 0, 0};
 /* One job at a time: callers from several threads serialise here. */
 static pthread_mutex_t job_mu = PTHREAD_MUTEX_INITIALIZER;
-
-static void run_part(int part, kd_range_fn fn, void *arg, size_t n, size_t chunk)
-{
-    size_t begin = (size_t)part * chunk;
-    size_t end = KD_MIN(n, begin + chunk);
-    if (begin < end)
-        fn(begin, end, arg);
-}
+/* A job started from inside a job runs inline (no nested pools). */
+static _Thread_local bool in_job;
 
 static void *worker(void *p)
 {
     int id = (int)(intptr_t)p; /* 1-based: part 0 is the caller's */
     uint64_t seen = 0;
+    in_job = true;
     pthread_mutex_lock(&pool.mu);
     for (;;) {
         while (pool.generation == seen)
             pthread_cond_wait(&pool.work, &pool.mu);
         seen = pool.generation;
-        if (id < pool.parts) {
-            kd_range_fn fn = pool.fn;
+        if (id < pool.staffed) {
+            kd_part_fn fn = pool.fn;
             void *arg = pool.arg;
-            size_t n = pool.n, chunk = pool.chunk;
+            int parts = pool.parts;
             pthread_mutex_unlock(&pool.mu);
-            run_part(id, fn, arg, n, chunk);
+            fn(id, parts, arg);
             pthread_mutex_lock(&pool.mu);
             if (--pool.pending == 0)
                 pthread_cond_signal(&pool.done);
@@ -117,40 +111,67 @@ static int ensure_workers(int want)
     return pool.started;
 }
 
-void kd_parallel_for(size_t n, size_t min_chunk, kd_range_fn fn, void *arg)
+void kd_parallel_parts(int parts, kd_part_fn fn, void *arg)
 {
-    if (n == 0)
-        return;
-    if (min_chunk == 0)
-        min_chunk = 1;
-    int threads = kd_threads();
-    size_t max_parts = (n + min_chunk - 1) / min_chunk;
-    int parts = (int)KD_MIN((size_t)threads, max_parts);
-    if (parts <= 1) {
-        fn(0, n, arg);
+    if (parts <= 1 || in_job) {
+        for (int p = 0; p < parts; p++)
+            fn(p, parts, arg);
         return;
     }
     pthread_mutex_lock(&job_mu);
     pthread_mutex_lock(&pool.mu);
     int workers = ensure_workers(parts - 1);
-    parts = KD_MIN(parts, workers + 1);
-    size_t chunk = (n + (size_t)parts - 1) / (size_t)parts;
-    parts = (int)((n + chunk - 1) / chunk);
+    int run = KD_MIN(parts, workers + 1);
     pool.fn = fn;
     pool.arg = arg;
-    pool.n = n;
-    pool.chunk = chunk;
     pool.parts = parts;
-    pool.pending = parts - 1;
+    pool.staffed = run;
+    pool.pending = run - 1;
     pool.generation++;
     pthread_cond_broadcast(&pool.work);
     pthread_mutex_unlock(&pool.mu);
 
-    run_part(0, fn, arg, n, chunk);
+    in_job = true;
+    fn(0, parts, arg);
+    /* parts the pool could not staff (thread creation failed) run here */
+    for (int p = run; p < parts; p++)
+        fn(p, parts, arg);
+    in_job = false;
 
     pthread_mutex_lock(&pool.mu);
     while (pool.pending > 0)
         pthread_cond_wait(&pool.done, &pool.mu);
     pthread_mutex_unlock(&pool.mu);
     pthread_mutex_unlock(&job_mu);
+}
+
+struct range_job {
+    size_t n;
+    kd_range_fn fn;
+    void *arg;
+};
+
+static void range_part(int part, int parts, void *arg)
+{
+    const struct range_job *j = arg;
+    size_t begin, end;
+    kd_split(j->n, part, parts, &begin, &end);
+    if (begin < end)
+        j->fn(begin, end, j->arg);
+}
+
+void kd_parallel_for(size_t n, size_t min_chunk, kd_range_fn fn, void *arg)
+{
+    if (n == 0)
+        return;
+    if (min_chunk == 0)
+        min_chunk = 1;
+    size_t max_parts = (n + min_chunk - 1) / min_chunk;
+    int parts = (int)KD_MIN((size_t)kd_threads(), max_parts);
+    if (parts <= 1) {
+        fn(0, n, arg);
+        return;
+    }
+    struct range_job j = {n, fn, arg};
+    kd_parallel_parts(parts, range_part, &j);
 }

@@ -4,14 +4,16 @@
  *  - depthwise (one input channel per group): direct loops vectorised over
  *    channels, since a GEMM with K = kh*kw would be mostly overhead;
  *  - everything else: im2col per group and GEMM over a chunk of the batch.
- * Chunks of whole images bound the im2col workspace (and keep it warm in
- * cache); the chunk size depends on the shape only, so results do not
- * depend on the thread count. */
+ * Threads split the batch: each part runs im2col and a single-threaded GEMM
+ * over its own images, so the cores never wait on each other inside a layer.
+ * Weight gradients are summed per part and reduced in part order, so a given
+ * thread count always gives the same bits.  Chunks of whole images bound the
+ * im2col workspace and keep it warm in cache. */
 #include "tensor.h"
 
 #include <string.h>
 
-#define KD_COL_CHUNK_FLOATS ((size_t)1 << 21) /* 8 MiB of im2col per chunk */
+#define KD_COL_CHUNK_FLOATS ((size_t)1 << 18) /* 1 MiB of im2col per chunk */
 
 kd_conv_algo kd_conv_choose(const kd_conv_geom *g)
 {
@@ -37,12 +39,26 @@ static int images_per_chunk(const kd_conv_geom *g)
     return (int)KD_MIN(k, (size_t)g->n);
 }
 
+static int conv_parts(const kd_conv_geom *g) { return KD_MIN(kd_threads(), g->n); }
+
+static size_t weight_count(const kd_conv_geom *g)
+{
+    return (size_t)g->kh * g->kw * (g->c / g->groups) * g->oc;
+}
+
+/* Per part: col and dcol for one chunk, then a private weight and bias
+ * gradient (part 0 accumulates straight into the caller's). */
+static size_t part_floats(const kd_conv_geom *g)
+{
+    size_t cols = 0;
+    if (kd_conv_choose(g) == KD_CONV_IM2COL)
+        cols = 2 * (size_t)images_per_chunk(g) * g->oh * g->ow * col_row_len(g);
+    return cols + weight_count(g) + (size_t)g->oc;
+}
+
 size_t kd_conv_workspace(const kd_conv_geom *g)
 {
-    if (kd_conv_choose(g) != KD_CONV_IM2COL)
-        return 0;
-    /* col for the forward pass; col and dcol side by side for backward. */
-    return 2 * (size_t)images_per_chunk(g) * g->oh * g->ow * col_row_len(g);
+    return (size_t)conv_parts(g) * part_floats(g);
 }
 
 /* ---- im2col / col2im -------------------------------------------------------- */
@@ -55,6 +71,9 @@ struct col_job {
     float *dx;
     const float *dcol;
 };
+
+static void im2col_rows(size_t begin, size_t end, void *arg);
+static void col2im_images(size_t begin, size_t end, void *arg);
 
 /* Rows of col are output pixels (image, oy, ox); a row holds the kh x kw
  * window of the group's channels, zero where the window leaves the image. */
@@ -248,81 +267,165 @@ static void bias_grad(const float *dy, size_t rows, int oc, float *db)
             db[o] += dy[r * oc + o];
 }
 
+struct conv_job {
+    const kd_conv_geom *g;
+    const float *x, *w, *bias, *dy;
+    float *y, *dx, *dw, *db, *work;
+};
+
+/* The images of one part, and its slice of the workspace. */
+static void part_images(const struct conv_job *j, int part, int parts, int *n0, int *n1,
+                        float **work)
+{
+    size_t b, e;
+    kd_split((size_t)j->g->n, part, parts, &b, &e);
+    *n0 = (int)b;
+    *n1 = (int)e;
+    *work = j->work + (size_t)part * part_floats(j->g);
+}
+
+static void forward_part(int part, int parts, void *arg)
+{
+    const struct conv_job *j = arg;
+    const kd_conv_geom *g = j->g;
+    int n0, n1;
+    float *col;
+    part_images(j, part, parts, &n0, &n1, &col);
+    size_t out_pix = (size_t)g->oh * g->ow;
+    fill_bias(j->y + n0 * out_pix * g->oc, (n1 - n0) * out_pix, g->oc, j->bias);
+    if (kd_conv_choose(g) == KD_CONV_GEMM_1X1) {
+        kd_gemm(false, false, (int)((n1 - n0) * out_pix), g->oc, g->c, 1.0f,
+                j->x + n0 * out_pix * g->c, g->c, j->w, g->oc, 1.0f,
+                j->y + n0 * out_pix * g->oc, g->oc);
+        return;
+    }
+    int chunk = images_per_chunk(g), ocg = g->oc / g->groups, klen = (int)col_row_len(g);
+    for (int c0 = n0; c0 < n1; c0 += chunk) {
+        int nc = KD_MIN(chunk, n1 - c0);
+        int rows = (int)(nc * out_pix);
+        for (int grp = 0; grp < g->groups; grp++) {
+            struct col_job cj = {g, grp, j->x + (size_t)c0 * g->h * g->w * g->c, col, NULL, NULL};
+            im2col_rows(0, (size_t)rows, &cj);
+            kd_gemm(false, false, rows, ocg, klen, 1.0f, col, klen, j->w + (size_t)grp * ocg,
+                    g->oc, 1.0f, j->y + (size_t)c0 * out_pix * g->oc + (size_t)grp * ocg, g->oc);
+        }
+    }
+}
+
+/* dx for the part's images; dw and db into the part's private sums (part 0:
+ * straight into the caller's). */
+static void backward_part(int part, int parts, void *arg)
+{
+    const struct conv_job *j = arg;
+    const kd_conv_geom *g = j->g;
+    int n0, n1;
+    float *work;
+    part_images(j, part, parts, &n0, &n1, &work);
+    size_t out_pix = (size_t)g->oh * g->ow, wsize = weight_count(g);
+    bool im2col = kd_conv_choose(g) == KD_CONV_IM2COL;
+    size_t cols = im2col ? 2 * (size_t)images_per_chunk(g) * out_pix * col_row_len(g) : 0;
+    float *dw = part == 0 ? j->dw : work + cols;
+    float *db = part == 0 ? j->db : work + cols + wsize;
+    if (part != 0) {
+        memset(dw, 0, sizeof(float) * wsize);
+        memset(db, 0, sizeof(float) * g->oc);
+    }
+    const float *dy = j->dy + n0 * out_pix * g->oc;
+    if (j->db)
+        bias_grad(dy, (n1 - n0) * out_pix, g->oc, db);
+    if (!im2col) {
+        int rows = (int)((n1 - n0) * out_pix);
+        const float *x = j->x + n0 * out_pix * g->c;
+        kd_gemm(true, false, g->c, g->oc, rows, 1.0f, x, g->c, dy, g->oc, 1.0f, dw, g->oc);
+        if (j->dx)
+            kd_gemm(false, true, rows, g->c, g->oc, 1.0f, dy, g->oc, j->w, g->oc, 1.0f,
+                    j->dx + n0 * out_pix * g->c, g->c);
+        return;
+    }
+    int chunk = images_per_chunk(g), ocg = g->oc / g->groups, klen = (int)col_row_len(g);
+    float *col = work, *dcol = work + (size_t)chunk * out_pix * klen;
+    for (int c0 = n0; c0 < n1; c0 += chunk) {
+        int nc = KD_MIN(chunk, n1 - c0);
+        int rows = (int)(nc * out_pix);
+        const float *dyc = j->dy + (size_t)c0 * out_pix * g->oc;
+        size_t xoff = (size_t)c0 * g->h * g->w * g->c;
+        for (int grp = 0; grp < g->groups; grp++) {
+            struct col_job cj = {g, grp, j->x + xoff, col, NULL, NULL};
+            im2col_rows(0, (size_t)rows, &cj);
+            kd_gemm(true, false, klen, ocg, rows, 1.0f, col, klen, dyc + (size_t)grp * ocg,
+                    g->oc, 1.0f, dw + (size_t)grp * ocg, g->oc);
+            if (!j->dx)
+                continue;
+            kd_gemm(false, true, rows, klen, ocg, 1.0f, dyc + (size_t)grp * ocg, g->oc,
+                    j->w + (size_t)grp * ocg, g->oc, 0.0f, dcol, klen);
+            struct col_job bj = {g, grp, NULL, NULL, j->dx + xoff, dcol};
+            col2im_images(0, (size_t)nc, &bj);
+        }
+    }
+}
+
+/* Adds the parts' private weight and bias gradients, in part order. */
+static void reduce_parts(const struct conv_job *j, int parts, size_t cols)
+{
+    size_t wsize = weight_count(j->g);
+    for (int p = 1; p < parts; p++) {
+        const float *pw = j->work + (size_t)p * part_floats(j->g) + cols;
+        for (size_t i = 0; i < wsize; i++)
+            j->dw[i] += pw[i];
+        if (j->db)
+            for (int o = 0; o < j->g->oc; o++)
+                j->db[o] += pw[wsize + o];
+    }
+}
+
 void kd_conv_forward(const kd_conv_geom *g, const float *x, const float *w, const float *bias,
                      float *y, float *work)
 {
-    kd_conv_algo algo = kd_conv_choose(g);
-    size_t out_pix = (size_t)g->oh * g->ow;
-    if (algo == KD_CONV_DEPTHWISE) {
-        struct dw_job j = {g, x, w, bias, NULL, y, NULL};
-        kd_parallel_for((size_t)g->n * g->oh, 4, depthwise_forward_rows, &j);
+    if (kd_conv_choose(g) == KD_CONV_DEPTHWISE) {
+        struct dw_job dj = {g, x, w, bias, NULL, y, NULL};
+        kd_parallel_for((size_t)g->n * g->oh, 4, depthwise_forward_rows, &dj);
         return;
     }
-    fill_bias(y, (size_t)g->n * out_pix, g->oc, bias);
-    if (algo == KD_CONV_GEMM_1X1) {
-        kd_gemm(false, false, g->n * g->h * g->w, g->oc, g->c, 1.0f, x, g->c, w, g->oc, 1.0f,
-                y, g->oc);
-        return;
+    struct conv_job j = {g, x, w, bias, NULL, y, NULL, NULL, NULL, work};
+    kd_parallel_parts(conv_parts(g), forward_part, &j);
+}
+
+static void depthwise_backward_part(int part, int parts, void *arg)
+{
+    const struct conv_job *j = arg;
+    const kd_conv_geom *g = j->g;
+    int n0, n1;
+    float *work;
+    part_images(j, part, parts, &n0, &n1, &work);
+    size_t wsize = weight_count(g);
+    float *dw = part == 0 ? j->dw : work;
+    float *db = part == 0 ? j->db : work + wsize;
+    if (part != 0) {
+        memset(dw, 0, sizeof(float) * wsize);
+        memset(db, 0, sizeof(float) * g->oc);
     }
-    int chunk = images_per_chunk(g);
-    int ocg = g->oc / g->groups;
-    int klen = (int)col_row_len(g);
-    for (int n0 = 0; n0 < g->n; n0 += chunk) {
-        int nc = KD_MIN(chunk, g->n - n0);
-        int rows = (int)(nc * out_pix);
-        for (int grp = 0; grp < g->groups; grp++) {
-            struct col_job j = {g, grp, x + (size_t)n0 * g->h * g->w * g->c, work, NULL, NULL};
-            kd_parallel_for((size_t)rows, 64, im2col_rows, &j);
-            kd_gemm(false, false, rows, ocg, klen, 1.0f, work, klen, w + (size_t)grp * ocg,
-                    g->oc, 1.0f, y + (size_t)n0 * out_pix * g->oc + (size_t)grp * ocg, g->oc);
-        }
+    kd_conv_geom sub = *g;
+    sub.n = n1 - n0;
+    size_t xoff = (size_t)n0 * g->h * g->w * g->c, yoff = (size_t)n0 * g->oh * g->ow * g->oc;
+    depthwise_backward_dw(&sub, j->x + xoff, j->dy + yoff, dw, j->db ? db : NULL);
+    if (j->dx) {
+        struct dw_job dj = {&sub, j->x + xoff, j->w, NULL, j->dy + yoff, NULL, j->dx + xoff};
+        depthwise_backward_dx_images(0, (size_t)sub.n, &dj);
     }
 }
 
 void kd_conv_backward(const kd_conv_geom *g, const float *x, const float *w, const float *dy,
                       float *dx, float *dw, float *db, float *work)
 {
+    struct conv_job j = {g, x, w, NULL, dy, NULL, dx, dw, db, work};
+    int parts = conv_parts(g);
     kd_conv_algo algo = kd_conv_choose(g);
-    size_t out_pix = (size_t)g->oh * g->ow;
     if (algo == KD_CONV_DEPTHWISE) {
-        depthwise_backward_dw(g, x, dy, dw, db);
-        if (dx) {
-            struct dw_job j = {g, x, w, NULL, dy, NULL, dx};
-            kd_parallel_for((size_t)g->n, 1, depthwise_backward_dx_images, &j);
-        }
+        kd_parallel_parts(parts, depthwise_backward_part, &j);
+        reduce_parts(&j, parts, 0);
         return;
     }
-    if (db)
-        bias_grad(dy, (size_t)g->n * out_pix, g->oc, db);
-    if (algo == KD_CONV_GEMM_1X1) {
-        int rows = g->n * g->h * g->w;
-        kd_gemm(true, false, g->c, g->oc, rows, 1.0f, x, g->c, dy, g->oc, 1.0f, dw, g->oc);
-        if (dx)
-            kd_gemm(false, true, rows, g->c, g->oc, 1.0f, dy, g->oc, w, g->oc, 1.0f, dx, g->c);
-        return;
-    }
-    int chunk = images_per_chunk(g);
-    int ocg = g->oc / g->groups;
-    int klen = (int)col_row_len(g);
-    float *col = work;
-    float *dcol = work + (size_t)chunk * out_pix * klen;
-    for (int n0 = 0; n0 < g->n; n0 += chunk) {
-        int nc = KD_MIN(chunk, g->n - n0);
-        int rows = (int)(nc * out_pix);
-        const float *dyc = dy + (size_t)n0 * out_pix * g->oc;
-        for (int grp = 0; grp < g->groups; grp++) {
-            struct col_job j = {g,   grp,  x + (size_t)n0 * g->h * g->w * g->c,
-                                col, NULL, NULL};
-            kd_parallel_for((size_t)rows, 64, im2col_rows, &j);
-            kd_gemm(true, false, klen, ocg, rows, 1.0f, col, klen, dyc + (size_t)grp * ocg,
-                    g->oc, 1.0f, dw + (size_t)grp * ocg, g->oc);
-            if (!dx)
-                continue;
-            kd_gemm(false, true, rows, klen, ocg, 1.0f, dyc + (size_t)grp * ocg, g->oc,
-                    w + (size_t)grp * ocg, g->oc, 0.0f, dcol, klen);
-            struct col_job b = {g, grp, NULL, NULL, dx + (size_t)n0 * g->h * g->w * g->c,
-                                dcol};
-            kd_parallel_for((size_t)nc, 1, col2im_images, &b);
-        }
-    }
+    kd_parallel_parts(parts, backward_part, &j);
+    size_t cols = algo == KD_CONV_IM2COL ? part_floats(g) - weight_count(g) - (size_t)g->oc : 0;
+    reduce_parts(&j, parts, cols);
 }

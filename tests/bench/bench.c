@@ -1,0 +1,145 @@
+/* make bench: training and inference throughput of the reference networks on
+ * Fashion-MNIST (28x28x1, batch 128, Adam, all cores), and the convolution
+ * kernels' GFLOP/s.  Compare side by side with ../shared/bench/peer_torch.py. */
+#include "kdens.h"
+#include "tensor/tensor.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zlib.h>
+
+#define FMNIST "/usr/share/datasets/fashion-mnist/"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The first n images of the Fashion-MNIST training set (random if absent). */
+static float *load_images(size_t n, int32_t **labels)
+{
+    float *x = malloc(sizeof(float) * n * 784);
+    *labels = malloc(sizeof(int32_t) * n);
+    gzFile fi = gzopen(FMNIST "train-images-idx3-ubyte.gz", "rb");
+    gzFile fl = gzopen(FMNIST "train-labels-idx1-ubyte.gz", "rb");
+    unsigned char hdr[16], *buf = malloc(n * 784);
+    bool real = fi && fl && gzread(fi, hdr, 16) == 16 && gzread(fi, buf, (unsigned)(n * 784)) ==
+                                                             (int)(n * 784);
+    for (size_t i = 0; i < n * 784; i++)
+        x[i] = real ? buf[i] / 255.0f : (float)((i * 2654435761u) % 256) / 255.0f;
+    if (real && gzread(fl, hdr, 8) == 8 && gzread(fl, buf, (unsigned)n) == (int)n)
+        for (size_t i = 0; i < n; i++)
+            (*labels)[i] = buf[i];
+    else
+        for (size_t i = 0; i < n; i++)
+            (*labels)[i] = (int32_t)(i % 10);
+    if (fi)
+        gzclose(fi);
+    if (fl)
+        gzclose(fl);
+    free(buf);
+    fprintf(stderr, "bench: %s data\n", real ? "Fashion-MNIST" : "synthetic");
+    return x;
+}
+
+static void check(kdens_status st, const char *what)
+{
+    if (st != KDENS_OK) {
+        fprintf(stderr, "bench: %s: %s\n", what, kdens_errmsg());
+        exit(1);
+    }
+}
+
+static void bench_model(const char *arch, const float *x, const int32_t *y, size_t n_images,
+                        int steps)
+{
+    const int batch = 128;
+    kdens_model *m;
+    kdens_optimizer *o;
+    check(kdens_model_create(arch, 28, 28, 1, 10, 1, &m), "create");
+    check(kdens_optimizer_create(KDENS_OPT_ADAM, 1e-3f, &o), "optimizer");
+    check(kdens_model_set_training(m, 1), "mode");
+    size_t batches = n_images / batch;
+    for (int i = 0; i < 5; i++)
+        check(kdens_model_train_step(m, o, x + (i % batches) * batch * 784, batch,
+                                     y + (i % batches) * batch, NULL, NULL, NULL),
+              "train");
+    double t = now();
+    for (int i = 0; i < steps; i++)
+        check(kdens_model_train_step(m, o, x + (i % batches) * batch * 784, batch,
+                                     y + (i % batches) * batch, NULL, NULL, NULL),
+              "train");
+    double train = steps * batch / (now() - t);
+    check(kdens_model_set_training(m, 0), "mode");
+    float *probs = malloc(sizeof(float) * 1000 * 10);
+    check(kdens_model_predict(m, x, 1000, probs), "predict");
+    t = now();
+    check(kdens_model_predict(m, x, 1000, probs), "predict");
+    double infer = 1000 / (now() - t);
+    check(kdens_model_predict(m, x, 1, probs), "predict");
+    t = now();
+    for (int i = 0; i < 200; i++)
+        check(kdens_model_predict(m, x, 1, probs), "predict");
+    double latency = (now() - t) / 200 * 1e6;
+    printf("bench %s train_img_per_s=%.0f infer_img_per_s=%.0f latency_us=%.0f\n", arch, train,
+           infer, latency);
+    fflush(stdout);
+    free(probs);
+    kdens_optimizer_free(o);
+    kdens_model_free(m);
+}
+
+/* Forward and backward GFLOP/s of one convolution shape at batch 128. */
+static void bench_conv(const char *name, int h, int c, int oc, int k, int stride, int groups)
+{
+    int pad = k / 2, oh = (h + 2 * pad - k) / stride + 1;
+    kd_conv_geom g = {128, h, h, c, oh, oh, oc, k, k, stride, stride, pad, pad, groups};
+    size_t xs = (size_t)g.n * h * h * c, ws = (size_t)k * k * (c / groups) * oc,
+           ys = (size_t)g.n * oh * oh * oc;
+    float *x = calloc(xs, 4), *w = calloc(ws, 4), *y = calloc(ys, 4), *dx = calloc(xs, 4),
+          *dw = calloc(ws, 4), *work = calloc(kd_conv_workspace(&g) + 1, 4);
+    for (size_t i = 0; i < xs; i++)
+        x[i] = (float)(i % 7) * 0.1f;
+    for (size_t i = 0; i < ws; i++)
+        w[i] = (float)(i % 5) * 0.1f;
+    double flops = 2.0 * ys * k * k * (c / groups);
+    int reps = (int)(2e9 / flops) + 1;
+    kd_conv_forward(&g, x, w, NULL, y, work);
+    double t = now();
+    for (int r = 0; r < reps; r++)
+        kd_conv_forward(&g, x, w, NULL, y, work);
+    double fwd = flops * reps / (now() - t) / 1e9;
+    t = now();
+    for (int r = 0; r < reps; r++)
+        kd_conv_backward(&g, x, w, y, dx, dw, NULL, work);
+    double bwd = 2 * flops * reps / (now() - t) / 1e9;
+    printf("bench conv %-24s forward_gflops=%.1f backward_gflops=%.1f algo=%d\n", name, fwd, bwd,
+           (int)kd_conv_choose(&g));
+    free(x), free(w), free(y), free(dx), free(dw), free(work);
+}
+
+int main(int argc, char **argv)
+{
+    int threads = argc > 1 ? atoi(argv[1]) : 0;
+    check(kdens_set_num_threads(threads), "threads");
+    printf("bench libkdens %s threads=%d\n", kdens_version(), kdens_get_num_threads());
+    int32_t *y;
+    size_t n = 128 * 40;
+    float *x = load_images(n, &y);
+    bench_model("test", x, y, n, 60);
+    bench_model("resnet20", x, y, n, 20);
+    bench_conv("28x28 16->16 3x3", 28, 16, 16, 3, 1, 1);
+    bench_conv("14x14 32->32 3x3", 14, 32, 32, 3, 1, 1);
+    bench_conv("7x7 64->64 3x3", 7, 64, 64, 3, 1, 1);
+    bench_conv("28x28 16->32 3x3 s2", 28, 16, 32, 3, 2, 1);
+    bench_conv("28x28 1->16 3x3", 28, 1, 16, 3, 1, 1);
+    bench_conv("14x14 64->64 dw3x3", 14, 64, 64, 3, 1, 64);
+    bench_conv("14x14 64->128 1x1", 14, 64, 128, 1, 1, 1);
+    free(x);
+    free(y);
+    return 0;
+}
