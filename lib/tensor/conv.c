@@ -3,13 +3,16 @@
  *    operand [N*H*W x C], so the convolution is a single GEMM;
  *  - depthwise (one input channel per group): direct loops vectorised over
  *    channels, since a GEMM with K = kh*kw would be mostly overhead;
+ *  - output channels in multiples of 16, one group: direct register-tiled
+ *    loops (conv_direct.c), which beat im2col + GEMM on the narrow layers of
+ *    small CNNs (docs/benchmarks.md);
  *  - everything else: im2col per group and GEMM over a chunk of the batch.
  * Threads split the batch: each part runs im2col and a single-threaded GEMM
  * over its own images, so the cores never wait on each other inside a layer.
  * Weight gradients are summed per part and reduced in part order, so a given
  * thread count always gives the same bits.  Chunks of whole images bound the
  * im2col workspace and keep it warm in cache. */
-#include "tensor.h"
+#include "conv_direct.h"
 
 #include <string.h>
 
@@ -22,21 +25,14 @@ kd_conv_algo kd_conv_choose(const kd_conv_geom *g)
     if (g->groups == 1 && g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->pt == 0 &&
         g->pl == 0 && g->oh == g->h && g->ow == g->w)
         return KD_CONV_GEMM_1X1;
+    if (kd_direct_applies(g))
+        return KD_CONV_DIRECT;
     return KD_CONV_IM2COL;
 }
 
 static size_t col_row_len(const kd_conv_geom *g)
 {
     return (size_t)g->kh * g->kw * (g->c / g->groups);
-}
-
-static int images_per_chunk(const kd_conv_geom *g)
-{
-    size_t per_image = (size_t)g->oh * g->ow * col_row_len(g);
-    size_t k = per_image ? KD_COL_CHUNK_FLOATS / per_image : 1;
-    if (k < 1)
-        k = 1;
-    return (int)KD_MIN(k, (size_t)g->n);
 }
 
 static int conv_parts(const kd_conv_geom *g) { return KD_MIN(kd_threads(), g->n); }
@@ -46,19 +42,43 @@ static size_t weight_count(const kd_conv_geom *g)
     return (size_t)g->kh * g->kw * (g->c / g->groups) * g->oc;
 }
 
-/* Per part: col and dcol for one chunk, then a private weight and bias
- * gradient (part 0 accumulates straight into the caller's). */
-static size_t part_floats(const kd_conv_geom *g)
+/* One part's slice of the workspace: buffers for one chunk of images, then
+ * private weight and bias gradients (part 0 accumulates into the caller's). */
+typedef struct part_layout {
+    int chunk;                        /* images per chunk */
+    size_t col, dcol, xpad, dypad, wflip, dw, db, total; /* offsets and size */
+} part_layout;
+
+static part_layout layout(const kd_conv_geom *g)
 {
-    size_t cols = 0;
-    if (kd_conv_choose(g) == KD_CONV_IM2COL)
-        cols = 2 * (size_t)images_per_chunk(g) * g->oh * g->ow * col_row_len(g);
-    return cols + weight_count(g) + (size_t)g->oc;
+    part_layout l = {0};
+    kd_conv_algo algo = kd_conv_choose(g);
+    size_t out_pix = (size_t)g->oh * g->ow, col_img = 0, pad_img = 0;
+    kd_conv_geom b;
+    kd_direct_data_geom(g, &b);
+    bool direct_dx = algo == KD_CONV_DIRECT && kd_direct_backward_data_applies(g);
+    if (algo == KD_CONV_IM2COL || (algo == KD_CONV_DIRECT && !direct_dx))
+        col_img = out_pix * col_row_len(g);
+    if (algo == KD_CONV_DIRECT)
+        pad_img = kd_direct_padded_floats(g, 1) + (direct_dx ? kd_direct_padded_floats(&b, 1) : 0);
+    size_t per_image = 2 * col_img + pad_img;
+    size_t k = per_image ? KD_COL_CHUNK_FLOATS / per_image : (size_t)g->n;
+    l.chunk = (int)KD_MAX((size_t)1, KD_MIN(k, (size_t)g->n));
+    size_t at = 0;
+    l.col = at, at += l.chunk * col_img;
+    l.dcol = at, at += l.chunk * col_img;
+    l.xpad = at, at += algo == KD_CONV_DIRECT ? l.chunk * kd_direct_padded_floats(g, 1) : 0;
+    l.dypad = at, at += direct_dx ? l.chunk * kd_direct_padded_floats(&b, 1) : 0;
+    l.wflip = at, at += direct_dx ? weight_count(g) : 0;
+    l.dw = at, at += weight_count(g);
+    l.db = at, at += (size_t)g->oc;
+    l.total = at;
+    return l;
 }
 
 size_t kd_conv_workspace(const kd_conv_geom *g)
 {
-    return (size_t)conv_parts(g) * part_floats(g);
+    return (size_t)conv_parts(g) * layout(g).total;
 }
 
 /* ---- im2col / col2im -------------------------------------------------------- */
@@ -274,40 +294,88 @@ struct conv_job {
 };
 
 /* The images of one part, and its slice of the workspace. */
-static void part_images(const struct conv_job *j, int part, int parts, int *n0, int *n1,
-                        float **work)
+static float *part_images(const struct conv_job *j, const part_layout *l, int part, int parts,
+                          int *n0, int *n1)
 {
     size_t b, e;
     kd_split((size_t)j->g->n, part, parts, &b, &e);
     *n0 = (int)b;
     *n1 = (int)e;
-    *work = j->work + (size_t)part * part_floats(j->g);
+    return j->work + (size_t)part * l->total;
 }
 
 static void forward_part(int part, int parts, void *arg)
 {
     const struct conv_job *j = arg;
     const kd_conv_geom *g = j->g;
+    part_layout l = layout(g);
     int n0, n1;
-    float *col;
-    part_images(j, part, parts, &n0, &n1, &col);
-    size_t out_pix = (size_t)g->oh * g->ow;
+    float *work = part_images(j, &l, part, parts, &n0, &n1);
+    size_t out_pix = (size_t)g->oh * g->ow, in_img = (size_t)g->h * g->w * g->c;
+    kd_conv_algo algo = kd_conv_choose(g);
+    if (algo == KD_CONV_DIRECT) {
+        for (int c0 = n0; c0 < n1; c0 += l.chunk) {
+            int nc = KD_MIN(l.chunk, n1 - c0);
+            kd_direct_pad(g, j->x + c0 * in_img, nc, work + l.xpad);
+            kd_direct_forward_padded(g, work + l.xpad, nc, j->w, j->bias,
+                                     j->y + c0 * out_pix * g->oc, false);
+        }
+        return;
+    }
     fill_bias(j->y + n0 * out_pix * g->oc, (n1 - n0) * out_pix, g->oc, j->bias);
-    if (kd_conv_choose(g) == KD_CONV_GEMM_1X1) {
+    if (algo == KD_CONV_GEMM_1X1) {
         kd_gemm(false, false, (int)((n1 - n0) * out_pix), g->oc, g->c, 1.0f,
                 j->x + n0 * out_pix * g->c, g->c, j->w, g->oc, 1.0f,
                 j->y + n0 * out_pix * g->oc, g->oc);
         return;
     }
-    int chunk = images_per_chunk(g), ocg = g->oc / g->groups, klen = (int)col_row_len(g);
-    for (int c0 = n0; c0 < n1; c0 += chunk) {
-        int nc = KD_MIN(chunk, n1 - c0);
+    int ocg = g->oc / g->groups, klen = (int)col_row_len(g);
+    float *col = work + l.col;
+    for (int c0 = n0; c0 < n1; c0 += l.chunk) {
+        int nc = KD_MIN(l.chunk, n1 - c0);
         int rows = (int)(nc * out_pix);
         for (int grp = 0; grp < g->groups; grp++) {
-            struct col_job cj = {g, grp, j->x + (size_t)c0 * g->h * g->w * g->c, col, NULL, NULL};
+            struct col_job cj = {g, grp, j->x + c0 * in_img, col, NULL, NULL};
             im2col_rows(0, (size_t)rows, &cj);
             kd_gemm(false, false, rows, ocg, klen, 1.0f, col, klen, j->w + (size_t)grp * ocg,
                     g->oc, 1.0f, j->y + (size_t)c0 * out_pix * g->oc + (size_t)grp * ocg, g->oc);
+        }
+    }
+}
+
+/* dx of a chunk through im2col's adjoint: dcol = dy W^T, then col2im. */
+static void data_grad_col2im(const struct conv_job *j, int grp, int c0, int nc, float *dcol)
+{
+    const kd_conv_geom *g = j->g;
+    size_t out_pix = (size_t)g->oh * g->ow;
+    int ocg = g->oc / g->groups, klen = (int)col_row_len(g), rows = (int)(nc * out_pix);
+    kd_gemm(false, true, rows, klen, ocg, 1.0f, j->dy + (size_t)c0 * out_pix * g->oc + grp * ocg,
+            g->oc, j->w + (size_t)grp * ocg, g->oc, 0.0f, dcol, klen);
+    struct col_job bj = {g, grp, NULL, NULL, j->dx + (size_t)c0 * g->h * g->w * g->c, dcol};
+    col2im_images(0, (size_t)nc, &bj);
+}
+
+static void backward_direct(const struct conv_job *j, const part_layout *l, float *work,
+                            int n0, int n1, float *dw)
+{
+    const kd_conv_geom *g = j->g;
+    size_t out_pix = (size_t)g->oh * g->ow, in_img = (size_t)g->h * g->w * g->c;
+    kd_conv_geom b;
+    kd_direct_data_geom(g, &b);
+    bool direct_dx = j->dx && kd_direct_backward_data_applies(g);
+    if (direct_dx)
+        kd_direct_flip_weights(g, j->w, work + l->wflip);
+    for (int c0 = n0; c0 < n1; c0 += l->chunk) {
+        int nc = KD_MIN(l->chunk, n1 - c0);
+        const float *dyc = j->dy + c0 * out_pix * g->oc;
+        kd_direct_pad(g, j->x + c0 * in_img, nc, work + l->xpad);
+        kd_direct_backward_weights_padded(g, work + l->xpad, nc, dyc, dw);
+        if (direct_dx) {
+            kd_direct_pad(&b, dyc, nc, work + l->dypad);
+            kd_direct_forward_padded(&b, work + l->dypad, nc, work + l->wflip, NULL,
+                                     j->dx + c0 * in_img, true);
+        } else if (j->dx) {
+            data_grad_col2im(j, 0, c0, nc, work + l->dcol);
         }
     }
 }
@@ -318,14 +386,12 @@ static void backward_part(int part, int parts, void *arg)
 {
     const struct conv_job *j = arg;
     const kd_conv_geom *g = j->g;
+    part_layout l = layout(g);
     int n0, n1;
-    float *work;
-    part_images(j, part, parts, &n0, &n1, &work);
+    float *work = part_images(j, &l, part, parts, &n0, &n1);
     size_t out_pix = (size_t)g->oh * g->ow, wsize = weight_count(g);
-    bool im2col = kd_conv_choose(g) == KD_CONV_IM2COL;
-    size_t cols = im2col ? 2 * (size_t)images_per_chunk(g) * out_pix * col_row_len(g) : 0;
-    float *dw = part == 0 ? j->dw : work + cols;
-    float *db = part == 0 ? j->db : work + cols + wsize;
+    float *dw = part == 0 ? j->dw : work + l.dw;
+    float *db = part == 0 ? j->db : work + l.db;
     if (part != 0) {
         memset(dw, 0, sizeof(float) * wsize);
         memset(db, 0, sizeof(float) * g->oc);
@@ -333,7 +399,12 @@ static void backward_part(int part, int parts, void *arg)
     const float *dy = j->dy + n0 * out_pix * g->oc;
     if (j->db)
         bias_grad(dy, (n1 - n0) * out_pix, g->oc, db);
-    if (!im2col) {
+    kd_conv_algo algo = kd_conv_choose(g);
+    if (algo == KD_CONV_DIRECT) {
+        backward_direct(j, &l, work, n0, n1, dw);
+        return;
+    }
+    if (algo == KD_CONV_GEMM_1X1) {
         int rows = (int)((n1 - n0) * out_pix);
         const float *x = j->x + n0 * out_pix * g->c;
         kd_gemm(true, false, g->c, g->oc, rows, 1.0f, x, g->c, dy, g->oc, 1.0f, dw, g->oc);
@@ -342,39 +413,35 @@ static void backward_part(int part, int parts, void *arg)
                     j->dx + n0 * out_pix * g->c, g->c);
         return;
     }
-    int chunk = images_per_chunk(g), ocg = g->oc / g->groups, klen = (int)col_row_len(g);
-    float *col = work, *dcol = work + (size_t)chunk * out_pix * klen;
-    for (int c0 = n0; c0 < n1; c0 += chunk) {
-        int nc = KD_MIN(chunk, n1 - c0);
+    int ocg = g->oc / g->groups, klen = (int)col_row_len(g);
+    float *col = work + l.col;
+    for (int c0 = n0; c0 < n1; c0 += l.chunk) {
+        int nc = KD_MIN(l.chunk, n1 - c0);
         int rows = (int)(nc * out_pix);
         const float *dyc = j->dy + (size_t)c0 * out_pix * g->oc;
-        size_t xoff = (size_t)c0 * g->h * g->w * g->c;
         for (int grp = 0; grp < g->groups; grp++) {
-            struct col_job cj = {g, grp, j->x + xoff, col, NULL, NULL};
+            struct col_job cj = {g, grp, j->x + (size_t)c0 * g->h * g->w * g->c, col, NULL, NULL};
             im2col_rows(0, (size_t)rows, &cj);
             kd_gemm(true, false, klen, ocg, rows, 1.0f, col, klen, dyc + (size_t)grp * ocg,
                     g->oc, 1.0f, dw + (size_t)grp * ocg, g->oc);
-            if (!j->dx)
-                continue;
-            kd_gemm(false, true, rows, klen, ocg, 1.0f, dyc + (size_t)grp * ocg, g->oc,
-                    j->w + (size_t)grp * ocg, g->oc, 0.0f, dcol, klen);
-            struct col_job bj = {g, grp, NULL, NULL, j->dx + xoff, dcol};
-            col2im_images(0, (size_t)nc, &bj);
+            if (j->dx)
+                data_grad_col2im(j, grp, c0, nc, work + l.dcol);
         }
     }
 }
 
 /* Adds the parts' private weight and bias gradients, in part order. */
-static void reduce_parts(const struct conv_job *j, int parts, size_t cols)
+static void reduce_parts(const struct conv_job *j, int parts, const part_layout *l)
 {
     size_t wsize = weight_count(j->g);
     for (int p = 1; p < parts; p++) {
-        const float *pw = j->work + (size_t)p * part_floats(j->g) + cols;
+        const float *pw = j->work + (size_t)p * l->total + l->dw;
+        const float *pb = j->work + (size_t)p * l->total + l->db;
         for (size_t i = 0; i < wsize; i++)
             j->dw[i] += pw[i];
         if (j->db)
             for (int o = 0; o < j->g->oc; o++)
-                j->db[o] += pw[wsize + o];
+                j->db[o] += pb[o];
     }
 }
 
@@ -394,12 +461,12 @@ static void depthwise_backward_part(int part, int parts, void *arg)
 {
     const struct conv_job *j = arg;
     const kd_conv_geom *g = j->g;
+    part_layout l = layout(g);
     int n0, n1;
-    float *work;
-    part_images(j, part, parts, &n0, &n1, &work);
+    float *work = part_images(j, &l, part, parts, &n0, &n1);
     size_t wsize = weight_count(g);
-    float *dw = part == 0 ? j->dw : work;
-    float *db = part == 0 ? j->db : work + wsize;
+    float *dw = part == 0 ? j->dw : work + l.dw;
+    float *db = part == 0 ? j->db : work + l.db;
     if (part != 0) {
         memset(dw, 0, sizeof(float) * wsize);
         memset(db, 0, sizeof(float) * g->oc);
@@ -419,13 +486,9 @@ void kd_conv_backward(const kd_conv_geom *g, const float *x, const float *w, con
 {
     struct conv_job j = {g, x, w, NULL, dy, NULL, dx, dw, db, work};
     int parts = conv_parts(g);
-    kd_conv_algo algo = kd_conv_choose(g);
-    if (algo == KD_CONV_DEPTHWISE) {
-        kd_parallel_parts(parts, depthwise_backward_part, &j);
-        reduce_parts(&j, parts, 0);
-        return;
-    }
-    kd_parallel_parts(parts, backward_part, &j);
-    size_t cols = algo == KD_CONV_IM2COL ? part_floats(g) - weight_count(g) - (size_t)g->oc : 0;
-    reduce_parts(&j, parts, cols);
+    part_layout l = layout(g);
+    kd_parallel_parts(parts, kd_conv_choose(g) == KD_CONV_DEPTHWISE ? depthwise_backward_part
+                                                                    : backward_part,
+                      &j);
+    reduce_parts(&j, parts, &l);
 }

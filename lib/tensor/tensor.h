@@ -18,7 +18,8 @@ void kd_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const
 typedef enum kd_conv_algo {
     KD_CONV_GEMM_1X1,  /* 1x1, stride 1, no padding: the input is the GEMM operand */
     KD_CONV_IM2COL,    /* im2col (per group) + GEMM over the batch */
-    KD_CONV_DEPTHWISE  /* one input channel per group: direct loops */
+    KD_CONV_DEPTHWISE, /* one input channel per group: direct loops */
+    KD_CONV_DIRECT     /* output channels in multiples of 16: register-tiled direct loops */
 } kd_conv_algo;
 
 typedef struct kd_conv_geom {
