@@ -349,7 +349,7 @@ void kd_model_release_buffers(kdens_model *m)
 
 kdens_status kd_model_plan(kdens_model *m, size_t n, bool with_grads)
 {
-    if (n <= m->cap_n && (!with_grads || m->cap_grads))
+    if (n <= m->cap_n && (!with_grads || m->cap_grads) && m->plan_threads == kd_threads())
         return KDENS_OK;
     size_t cap = KD_MAX(n, m->cap_n);
     bool grads = with_grads || m->cap_grads;
@@ -382,6 +382,7 @@ kdens_status kd_model_plan(kdens_model *m, size_t n, bool with_grads)
     }
     m->cap_n = cap;
     m->cap_grads = grads;
+    m->plan_threads = kd_threads();
     return KDENS_OK;
 }
 

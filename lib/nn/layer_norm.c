@@ -35,6 +35,20 @@ static size_t bn_aux(const kdens_model *m, const kd_node *node, size_t n)
     return 2 * (size_t)node->c;
 }
 
+/* Shared workspace: per-thread double sums, then 2c floats of coefficients. */
+static size_t bn_work(const kdens_model *m, const kd_node *node, size_t n)
+{
+    (void)m;
+    (void)n;
+    return 2 * kd_bn_scratch_doubles(node->c) + 2 * (size_t)node->c;
+}
+
+static double *bn_scratch(kdens_model *m) { return (double *)m->work; }
+static float *bn_coeffs(kdens_model *m, const kd_node *node)
+{
+    return m->work + 2 * kd_bn_scratch_doubles(node->c);
+}
+
 static void bn_forward(kdens_model *m, kd_node *node, size_t n)
 {
     const kd_node *x = kd_input(m, node, 0);
@@ -44,11 +58,13 @@ static void bn_forward(kdens_model *m, kd_node *node, size_t n)
         kd_bn_forward_train(rows, node->c, x->out, kd_param_data(m, node, BN_GAMMA),
                             kd_param_data(m, node, BN_BETA), node->a.eps, node->a.momentum,
                             kd_param_data(m, node, BN_MEAN), kd_param_data(m, node, BN_VAR),
-                            stats, stats + node->c, node->out);
+                            stats, stats + node->c, node->out, bn_scratch(m),
+                            bn_coeffs(m, node));
     else
         kd_bn_forward_eval(rows, node->c, x->out, kd_param_data(m, node, BN_GAMMA),
                            kd_param_data(m, node, BN_BETA), kd_param_data(m, node, BN_MEAN),
-                           kd_param_data(m, node, BN_VAR), node->a.eps, node->out);
+                           kd_param_data(m, node, BN_VAR), node->a.eps, node->out,
+                           bn_coeffs(m, node));
 }
 
 static void bn_backward(kdens_model *m, kd_node *node, size_t n)
@@ -59,7 +75,8 @@ static void bn_backward(kdens_model *m, kd_node *node, size_t n)
     if (m->training)
         kd_bn_backward_train(rows, node->c, x->out, kd_param_data(m, node, BN_GAMMA), stats,
                              stats + node->c, node->grad, x->grad,
-                             kd_param_grad(m, node, BN_GAMMA), kd_param_grad(m, node, BN_BETA));
+                             kd_param_grad(m, node, BN_GAMMA), kd_param_grad(m, node, BN_BETA),
+                             bn_scratch(m), bn_coeffs(m, node));
     else
         kd_bn_backward_eval(rows, node->c, x->out, kd_param_data(m, node, BN_GAMMA),
                             kd_param_data(m, node, BN_MEAN), kd_param_data(m, node, BN_VAR),
@@ -68,7 +85,7 @@ static void bn_backward(kdens_model *m, kd_node *node, size_t n)
 }
 
 const kd_layer_ops kd_ops_batchnorm = {"batchnorm", 1,          1,          bn_infer, bn_aux,
-                                       NULL,        bn_forward, bn_backward};
+                                       bn_work,     bn_forward, bn_backward};
 
 /* ---- Keras Normalization: (x - mean) / max(sqrt(variance), 1e-7) ----------------- */
 

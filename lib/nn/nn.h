@@ -94,7 +94,8 @@ struct kdens_model {
     /* planned batch */
     size_t cap_n;         /* rows the node buffers hold */
     bool cap_grads;       /* node gradient buffers allocated */
-    float *work;          /* shared convolution workspace */
+    float *work;          /* shared workspace of the layers (sized per thread count) */
+    int plan_threads;     /* the thread count the workspace was sized for */
     size_t work_floats;
     /* the last forward_loss */
     size_t fwd_n;

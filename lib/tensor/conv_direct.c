@@ -45,20 +45,26 @@ size_t kd_direct_padded_floats(const kd_conv_geom *g, int images)
     return (size_t)images * padded_h(g) * padded_w(g) * g->c;
 }
 
+/* Copies the image rows and zeroes only what lies outside them. */
 void kd_direct_pad(const kd_conv_geom *g, const float *x, int images, float *xp)
 {
     int hp = padded_h(g), wp = padded_w(g), c = g->c;
-    memset(xp, 0, sizeof(float) * kd_direct_padded_floats(g, images));
-    int x0 = KD_MAX(0, -g->pl), x1 = KD_MIN(g->w, wp - g->pl);
+    int x0 = KD_MAX(0, -g->pl), x1 = KD_MIN(g->w, wp - g->pl); /* input columns kept */
+    int left = x0 + g->pl, right = x1 + g->pl;                  /* where they land */
     if (x1 <= x0)
-        return;
+        left = right = 0;
     for (int n = 0; n < images; n++)
-        for (int iy = 0; iy < g->h; iy++) {
-            int py = iy + g->pt;
-            if (py < 0 || py >= hp)
+        for (int py = 0; py < hp; py++) {
+            float *row = xp + ((size_t)n * hp + py) * wp * c;
+            int iy = py - g->pt;
+            if (iy < 0 || iy >= g->h || right <= left) {
+                memset(row, 0, sizeof(float) * wp * c);
                 continue;
-            memcpy(xp + (((size_t)n * hp + py) * wp + x0 + g->pl) * c,
-                   x + (((size_t)n * g->h + iy) * g->w + x0) * c, sizeof(float) * (x1 - x0) * c);
+            }
+            memset(row, 0, sizeof(float) * left * c);
+            memcpy(row + (size_t)left * c, x + (((size_t)n * g->h + iy) * g->w + x0) * c,
+                   sizeof(float) * (right - left) * c);
+            memset(row + (size_t)right * c, 0, sizeof(float) * (wp - right) * c);
         }
 }
 
@@ -99,19 +105,23 @@ static inline void tile(const kd_conv_geom *g, const float *xrow, int wp, const 
             store16(yo + (size_t)p * oc + 16 * v, acc[p][v]);
 }
 
-/* The full tiles are compiled with constant sizes, so the accumulators live
- * in registers; the ragged right edge takes the general tile. */
-static void tile_8x32(const kd_conv_geom *g, const float *xrow, int wp, const float *w, int oc0,
-                      float *yo, const float *bias, bool acc)
-{
-    tile(g, xrow, wp, w, oc0, 8, 2, yo, bias, acc);
-}
-
-static void tile_8x16(const kd_conv_geom *g, const float *xrow, int wp, const float *w, int oc0,
-                      float *yo, const float *bias, bool acc)
-{
-    tile(g, xrow, wp, w, oc0, 8, 1, yo, bias, acc);
-}
+/* Every tile shape is compiled with constant sizes, so that its accumulators
+ * live in registers (a ragged edge of 7x7 or 14x14 outputs is no exception). */
+typedef void (*tile_fn)(const kd_conv_geom *g, const float *xrow, int wp, const float *w,
+                        int oc0, float *yo, const float *bias, bool acc);
+#define TILE(PX, NV)                                                                           \
+    static void tile_##PX##_##NV(const kd_conv_geom *g, const float *xrow, int wp,              \
+                                 const float *w, int oc0, float *yo, const float *bias,         \
+                                 bool acc)                                                      \
+    {                                                                                          \
+        tile(g, xrow, wp, w, oc0, PX, NV, yo, bias, acc);                                      \
+    }
+TILE(1, 1) TILE(2, 1) TILE(3, 1) TILE(4, 1) TILE(5, 1) TILE(6, 1) TILE(7, 1) TILE(8, 1)
+TILE(1, 2) TILE(2, 2) TILE(3, 2) TILE(4, 2) TILE(5, 2) TILE(6, 2) TILE(7, 2) TILE(8, 2)
+static const tile_fn tiles[2][8] = {
+    {tile_1_1, tile_2_1, tile_3_1, tile_4_1, tile_5_1, tile_6_1, tile_7_1, tile_8_1},
+    {tile_1_2, tile_2_2, tile_3_2, tile_4_2, tile_5_2, tile_6_2, tile_7_2, tile_8_2},
+};
 
 void kd_direct_forward_padded(const kd_conv_geom *g, const float *xp, int images,
                               const float *w, const float *bias, float *y, bool accumulate)
@@ -123,18 +133,11 @@ void kd_direct_forward_padded(const kd_conv_geom *g, const float *xp, int images
             float *yr = y + ((size_t)n * g->oh + oy) * g->ow * g->oc;
             for (int oc0 = 0; oc0 < g->oc;) {
                 int nv = g->oc - oc0 >= 32 ? 2 : 1;
-                int ox = 0;
-                for (; ox + 8 <= g->ow; ox += 8) {
-                    const float *xs = xr + (size_t)ox * g->sw * g->c;
-                    float *yo = yr + (size_t)ox * g->oc + oc0;
-                    if (nv == 2)
-                        tile_8x32(g, xs, wp, w, oc0, yo, bias, accumulate);
-                    else
-                        tile_8x16(g, xs, wp, w, oc0, yo, bias, accumulate);
+                for (int ox = 0; ox < g->ow; ox += 8) {
+                    int px = KD_MIN(8, g->ow - ox);
+                    tiles[nv - 1][px - 1](g, xr + (size_t)ox * g->sw * g->c, wp, w, oc0,
+                                          yr + (size_t)ox * g->oc + oc0, bias, accumulate);
                 }
-                if (ox < g->ow)
-                    tile(g, xr + (size_t)ox * g->sw * g->c, wp, w, oc0, g->ow - ox, nv,
-                         yr + (size_t)ox * g->oc + oc0, bias, accumulate);
                 oc0 += 16 * nv;
             }
         }

@@ -1,119 +1,154 @@
 /* Batch normalisation over the rows (N*H*W) of an NHWC tensor, per channel.
- * Statistics are accumulated in double: a batch of 128 28x28 images sums
- * 100,352 values per channel, too many for float accumulation. */
+ * Rows are split among the threads; per-part sums are kept in double (a
+ * batch of 128 28x28 images sums 100,352 values per channel) and combined
+ * in part order, so a given thread count always gives the same bits. */
 #include "tensor.h"
 
 #include <math.h>
-#include <stdlib.h>
+#include <string.h>
+
+size_t kd_bn_scratch_doubles(int c) { return (size_t)kd_threads() * 2 * (size_t)c; }
+
+static int bn_parts(size_t rows) { return (int)KD_MIN((size_t)kd_threads(), KD_MAX(rows / 64, 1)); }
+
+struct bn_job {
+    size_t rows;
+    int c;
+    const float *x, *dy, *gamma, *beta, *mean, *invstd;
+    float *y, *dx;
+    double *acc; /* parts x 2c */
+};
+
+static void sum_part(int part, int parts, void *arg)
+{
+    const struct bn_job *j = arg;
+    size_t b, e;
+    kd_split(j->rows, part, parts, &b, &e);
+    double *s = j->acc + (size_t)part * 2 * j->c;
+    memset(s, 0, sizeof(double) * j->c);
+    for (size_t r = b; r < e; r++)
+        for (int ch = 0; ch < j->c; ch++)
+            s[ch] += j->x[r * j->c + ch];
+}
+
+static void sq_part(int part, int parts, void *arg)
+{
+    const struct bn_job *j = arg;
+    size_t b, e;
+    kd_split(j->rows, part, parts, &b, &e);
+    double *s = j->acc + (size_t)part * 2 * j->c + j->c;
+    memset(s, 0, sizeof(double) * j->c);
+    for (size_t r = b; r < e; r++)
+        for (int ch = 0; ch < j->c; ch++) {
+            float d = j->x[r * j->c + ch] - j->mean[ch];
+            s[ch] += (double)d * d;
+        }
+}
+
+/* y = x * a + b per channel, with a and b precomputed in invstd and mean. */
+static void affine_part(int part, int parts, void *arg)
+{
+    const struct bn_job *j = arg;
+    size_t b, e;
+    kd_split(j->rows, part, parts, &b, &e);
+    const float *a = j->invstd, *off = j->mean;
+    for (size_t r = b; r < e; r++)
+        for (int ch = 0; ch < j->c; ch++)
+            j->y[r * j->c + ch] = j->x[r * j->c + ch] * a[ch] + off[ch];
+}
+
+/* Sum over parts, in part order, of slot `which` (0 or 1) of each part. */
+static double part_total(const struct bn_job *j, int parts, int which, int ch)
+{
+    double t = 0;
+    for (int p = 0; p < parts; p++)
+        t += j->acc[(size_t)p * 2 * j->c + (size_t)which * j->c + ch];
+    return t;
+}
 
 void kd_bn_forward_train(size_t rows, int c, const float *x, const float *gamma,
                          const float *beta, float eps, float momentum, float *moving_mean,
-                         float *moving_var, float *batch_mean, float *batch_invstd, float *y)
+                         float *moving_var, float *batch_mean, float *batch_invstd, float *y,
+                         double *scratch, float *ab)
 {
-    double *sum = calloc((size_t)c * 2, sizeof(double));
-    if (!sum) { /* degrade to a float pass rather than fail mid-step */
-        for (int ch = 0; ch < c; ch++) {
-            batch_mean[ch] = 0;
-            batch_invstd[ch] = 1.0f / sqrtf(1.0f + eps);
-        }
-    } else {
-        double *sq = sum + c;
-        for (size_t r = 0; r < rows; r++) {
-            const float *xr = x + r * c;
-            for (int ch = 0; ch < c; ch++)
-                sum[ch] += xr[ch];
-        }
-        for (int ch = 0; ch < c; ch++)
-            sum[ch] /= (double)rows;
-        for (size_t r = 0; r < rows; r++) {
-            const float *xr = x + r * c;
-            for (int ch = 0; ch < c; ch++) {
-                double d = xr[ch] - sum[ch];
-                sq[ch] += d * d;
-            }
-        }
-        for (int ch = 0; ch < c; ch++) {
-            double var = sq[ch] / (double)rows;
-            batch_mean[ch] = (float)sum[ch];
-            batch_invstd[ch] = (float)(1.0 / sqrt(var + eps));
-            moving_mean[ch] = momentum * moving_mean[ch] + (1.0f - momentum) * (float)sum[ch];
-            moving_var[ch] = momentum * moving_var[ch] + (1.0f - momentum) * (float)var;
-        }
-        free(sum);
+    int parts = bn_parts(rows);
+    struct bn_job j = {rows, c, x, NULL, gamma, beta, batch_mean, batch_invstd, y, NULL, scratch};
+    kd_parallel_parts(parts, sum_part, &j);
+    for (int ch = 0; ch < c; ch++)
+        batch_mean[ch] = (float)(part_total(&j, parts, 0, ch) / (double)rows);
+    kd_parallel_parts(parts, sq_part, &j);
+    for (int ch = 0; ch < c; ch++) {
+        double var = part_total(&j, parts, 1, ch) / (double)rows;
+        batch_invstd[ch] = (float)(1.0 / sqrt(var + eps));
+        moving_mean[ch] = momentum * moving_mean[ch] + (1.0f - momentum) * batch_mean[ch];
+        moving_var[ch] = momentum * moving_var[ch] + (1.0f - momentum) * (float)var;
+        ab[ch] = batch_invstd[ch] * gamma[ch];
+        ab[c + ch] = beta[ch] - batch_mean[ch] * ab[ch];
     }
-    for (size_t r = 0; r < rows; r++) {
-        const float *xr = x + r * c;
-        float *yr = y + r * c;
-        for (int ch = 0; ch < c; ch++)
-            yr[ch] = (xr[ch] - batch_mean[ch]) * batch_invstd[ch] * gamma[ch] + beta[ch];
-    }
+    struct bn_job aj = {rows, c, x, NULL, NULL, NULL, ab + c, ab, y, NULL, NULL};
+    kd_parallel_parts(parts, affine_part, &aj);
 }
 
 void kd_bn_forward_eval(size_t rows, int c, const float *x, const float *gamma,
                         const float *beta, const float *mean, const float *var, float eps,
-                        float *y)
+                        float *y, float *ab)
 {
-    /* y = x * a + b with a = gamma/sqrt(var+eps), b = beta - mean*a */
-    float ab[2 * 4096];
-    float *a = ab, *b = ab + 4096;
-    float *heap = NULL;
-    if (c > 4096) {
-        heap = malloc(sizeof(float) * 2 * (size_t)c);
-        if (!heap)
-            return;
-        a = heap;
-        b = heap + c;
-    }
     for (int ch = 0; ch < c; ch++) {
-        a[ch] = gamma[ch] / sqrtf(var[ch] + eps);
-        b[ch] = beta[ch] - mean[ch] * a[ch];
+        ab[ch] = gamma[ch] / sqrtf(var[ch] + eps);
+        ab[c + ch] = beta[ch] - mean[ch] * ab[ch];
     }
-    for (size_t r = 0; r < rows; r++) {
-        const float *xr = x + r * c;
-        float *yr = y + r * c;
-        for (int ch = 0; ch < c; ch++)
-            yr[ch] = xr[ch] * a[ch] + b[ch];
-    }
-    free(heap);
+    struct bn_job j = {rows, c, x, NULL, NULL, NULL, ab + c, ab, y, NULL, NULL};
+    kd_parallel_parts(bn_parts(rows), affine_part, &j);
+}
+
+static void grad_sums_part(int part, int parts, void *arg)
+{
+    const struct bn_job *j = arg;
+    size_t b, e;
+    kd_split(j->rows, part, parts, &b, &e);
+    double *sdy = j->acc + (size_t)part * 2 * j->c, *sdyx = sdy + j->c;
+    memset(sdy, 0, sizeof(double) * 2 * j->c);
+    for (size_t r = b; r < e; r++)
+        for (int ch = 0; ch < j->c; ch++) {
+            float d = j->dy[r * j->c + ch];
+            float xhat = (j->x[r * j->c + ch] - j->mean[ch]) * j->invstd[ch];
+            sdy[ch] += d;
+            sdyx[ch] += (double)d * xhat;
+        }
+}
+
+/* dx += gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)); the
+ * per-channel means travel in y (as floats: mean dy, mean dy*xhat). */
+static void dx_part(int part, int parts, void *arg)
+{
+    const struct bn_job *j = arg;
+    size_t b, e;
+    kd_split(j->rows, part, parts, &b, &e);
+    const float *mdy = j->y, *mdyx = j->y + j->c;
+    for (size_t r = b; r < e; r++)
+        for (int ch = 0; ch < j->c; ch++) {
+            float xhat = (j->x[r * j->c + ch] - j->mean[ch]) * j->invstd[ch];
+            j->dx[r * j->c + ch] += j->gamma[ch] * j->invstd[ch] *
+                                    (j->dy[r * j->c + ch] - mdy[ch] - xhat * mdyx[ch]);
+        }
 }
 
 void kd_bn_backward_train(size_t rows, int c, const float *x, const float *gamma,
                           const float *batch_mean, const float *batch_invstd, const float *dy,
-                          float *dx, float *dgamma, float *dbeta)
+                          float *dx, float *dgamma, float *dbeta, double *scratch, float *ab)
 {
-    double *acc = calloc((size_t)c * 2, sizeof(double));
-    if (!acc)
-        return;
-    double *sum_dy = acc, *sum_dy_xhat = acc + c;
-    for (size_t r = 0; r < rows; r++) {
-        const float *xr = x + r * c, *dyr = dy + r * c;
-        for (int ch = 0; ch < c; ch++) {
-            float xhat = (xr[ch] - batch_mean[ch]) * batch_invstd[ch];
-            sum_dy[ch] += dyr[ch];
-            sum_dy_xhat[ch] += dyr[ch] * xhat;
-        }
-    }
+    int parts = bn_parts(rows);
+    struct bn_job j = {rows, c, x, dy, gamma, NULL, batch_mean, batch_invstd, ab, dx, scratch};
+    kd_parallel_parts(parts, grad_sums_part, &j);
     for (int ch = 0; ch < c; ch++) {
-        dgamma[ch] += (float)sum_dy_xhat[ch];
-        dbeta[ch] += (float)sum_dy[ch];
+        double sdy = part_total(&j, parts, 0, ch), sdyx = part_total(&j, parts, 1, ch);
+        dgamma[ch] += (float)sdyx;
+        dbeta[ch] += (float)sdy;
+        ab[ch] = (float)(sdy / (double)rows);
+        ab[c + ch] = (float)(sdyx / (double)rows);
     }
-    if (dx) {
-        float inv_rows = 1.0f / (float)rows;
-        for (int ch = 0; ch < c; ch++) {
-            sum_dy[ch] *= inv_rows;
-            sum_dy_xhat[ch] *= inv_rows;
-        }
-        for (size_t r = 0; r < rows; r++) {
-            const float *xr = x + r * c, *dyr = dy + r * c;
-            float *dxr = dx + r * c;
-            for (int ch = 0; ch < c; ch++) {
-                float xhat = (xr[ch] - batch_mean[ch]) * batch_invstd[ch];
-                dxr[ch] += gamma[ch] * batch_invstd[ch] *
-                           (dyr[ch] - (float)sum_dy[ch] - xhat * (float)sum_dy_xhat[ch]);
-            }
-        }
-    }
-    free(acc);
+    if (dx)
+        kd_parallel_parts(parts, dx_part, &j);
 }
 
 void kd_bn_backward_eval(size_t rows, int c, const float *x, const float *gamma,

@@ -56,18 +56,22 @@ void kd_avgpool_backward(const kd_pool_geom *g, const float *dy, float *dx);
 
 /* ---- batch normalisation (per channel over rows = N*H*W) ------------------ */
 
+/* Scratch the training kernels need: kd_bn_scratch_doubles(c) doubles, plus
+ * 2c floats (ab) for per-channel coefficients. */
+size_t kd_bn_scratch_doubles(int c);
 /* Training: normalise with the batch statistics, return them (mean and
  * 1/sqrt(var+eps)) for the backward pass and fold them into the moving
  * statistics with the given momentum. */
 void kd_bn_forward_train(size_t rows, int c, const float *x, const float *gamma,
                          const float *beta, float eps, float momentum, float *moving_mean,
-                         float *moving_var, float *batch_mean, float *batch_invstd, float *y);
+                         float *moving_var, float *batch_mean, float *batch_invstd, float *y,
+                         double *scratch, float *ab);
 void kd_bn_forward_eval(size_t rows, int c, const float *x, const float *gamma,
                         const float *beta, const float *mean, const float *var, float eps,
-                        float *y);
+                        float *y, float *ab);
 void kd_bn_backward_train(size_t rows, int c, const float *x, const float *gamma,
                           const float *batch_mean, const float *batch_invstd, const float *dy,
-                          float *dx, float *dgamma, float *dbeta);
+                          float *dx, float *dgamma, float *dbeta, double *scratch, float *ab);
 void kd_bn_backward_eval(size_t rows, int c, const float *x, const float *gamma,
                          const float *mean, const float *var, float eps, const float *dy,
                          float *dx, float *dgamma, float *dbeta);

@@ -108,6 +108,10 @@ kdens_status kdens_model_backward(kdens_model *m)
         return kd_fail(KDENS_E_ARG, "NULL model");
     if (!m->have_forward)
         return kd_fail(KDENS_E_STATE, "backward needs a preceding forward_loss");
+    if (m->plan_threads != kd_threads()) { /* the workspace is sized per thread count */
+        m->have_forward = false;
+        return kd_fail(KDENS_E_STATE, "the thread count changed between forward and backward");
+    }
     kd_model_backward_pass(m, m->fwd_n);
     m->have_forward = false;
     m->have_grads = true;
