@@ -3,6 +3,7 @@
 #include "core.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -51,13 +52,18 @@ int kdens_get_num_threads(void)
 int kd_threads(void) { return kdens_get_num_threads(); }
 
 /* ---- the pool ------------------------------------------------------------ */
+/* Workers and the caller spin briefly before sleeping: a training step
+ * starts hundreds of short parallel loops, and a futex wake-up per loop
+ * would cost more than the loop. */
+
+#define KD_SPIN 20000
 
 struct pool {
     pthread_mutex_t mu;
     pthread_cond_t work, done;
-    int started;           /* workers created so far */
-    uint64_t generation;   /* bumped per job */
-    int pending;           /* workers still running the current job */
+    int started;                 /* workers created so far */
+    _Atomic uint64_t generation; /* bumped per job */
+    _Atomic int pending;         /* workers still running the current job */
     kd_part_fn fn;
     void *arg;
     int parts;   /* the job's parts */
@@ -71,25 +77,36 @@ static pthread_mutex_t job_mu = PTHREAD_MUTEX_INITIALIZER;
 /* A job started from inside a job runs inline (no nested pools). */
 static _Thread_local bool in_job;
 
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 static void *worker(void *p)
 {
     int id = (int)(intptr_t)p; /* 1-based: part 0 is the caller's */
     uint64_t seen = 0;
     in_job = true;
-    pthread_mutex_lock(&pool.mu);
     for (;;) {
-        while (pool.generation == seen)
+        for (int i = 0; i < KD_SPIN && atomic_load(&pool.generation) == seen; i++)
+            cpu_relax();
+        pthread_mutex_lock(&pool.mu);
+        while (atomic_load(&pool.generation) == seen)
             pthread_cond_wait(&pool.work, &pool.mu);
-        seen = pool.generation;
-        if (id < pool.staffed) {
-            kd_part_fn fn = pool.fn;
-            void *arg = pool.arg;
-            int parts = pool.parts;
-            pthread_mutex_unlock(&pool.mu);
+        seen = atomic_load(&pool.generation);
+        kd_part_fn fn = pool.fn;
+        void *arg = pool.arg;
+        int parts = pool.parts, staffed = pool.staffed;
+        pthread_mutex_unlock(&pool.mu);
+        if (id < staffed) {
             fn(id, parts, arg);
-            pthread_mutex_lock(&pool.mu);
-            if (--pool.pending == 0)
+            if (atomic_fetch_sub(&pool.pending, 1) == 1) {
+                pthread_mutex_lock(&pool.mu);
                 pthread_cond_signal(&pool.done);
+                pthread_mutex_unlock(&pool.mu);
+            }
         }
     }
     return NULL;
@@ -126,8 +143,8 @@ void kd_parallel_parts(int parts, kd_part_fn fn, void *arg)
     pool.arg = arg;
     pool.parts = parts;
     pool.staffed = run;
-    pool.pending = run - 1;
-    pool.generation++;
+    atomic_store(&pool.pending, run - 1);
+    atomic_fetch_add(&pool.generation, 1);
     pthread_cond_broadcast(&pool.work);
     pthread_mutex_unlock(&pool.mu);
 
@@ -138,8 +155,10 @@ void kd_parallel_parts(int parts, kd_part_fn fn, void *arg)
         fn(p, parts, arg);
     in_job = false;
 
+    for (int i = 0; i < KD_SPIN && atomic_load(&pool.pending) > 0; i++)
+        cpu_relax();
     pthread_mutex_lock(&pool.mu);
-    while (pool.pending > 0)
+    while (atomic_load(&pool.pending) > 0)
         pthread_cond_wait(&pool.done, &pool.mu);
     pthread_mutex_unlock(&pool.mu);
     pthread_mutex_unlock(&job_mu);

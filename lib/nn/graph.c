@@ -241,6 +241,9 @@ kdens_status kd_model_add(kdens_model *m, kd_layer_type type, const kd_attrs *a,
     for (int i = 0; i < n_in; i++)
         needs |= m->nodes[in[i]].needs_grad;
     node->needs_grad = needs;
+    node->last_reader = -1;
+    for (int i = 0; i < n_in; i++)
+        m->nodes[in[i]].last_reader = m->n_nodes - 1;
     if (id)
         *id = m->n_nodes - 1;
     return KDENS_OK;
@@ -395,12 +398,21 @@ void kd_model_forward(kdens_model *m, const float *x, size_t n)
     }
 }
 
+/* Layers accumulate into their inputs' gradients.  An input's gradient is
+ * zeroed just before its last reader (the first in backward order) runs, while
+ * the buffer is about to be touched anyway. */
 void kd_model_backward_pass(kdens_model *m, size_t n)
 {
     memset(m->grads, 0, sizeof(float) * m->n_trainable);
     for (int i = m->n_nodes - 1; i >= 1; i--) {
         kd_node *node = &m->nodes[i];
-        if (node->needs_grad && i <= m->logits_node)
-            kd_layer_ops_of(node->type)->backward(m, node, n);
+        if (!node->needs_grad || i > m->logits_node)
+            continue;
+        for (int k = 0; k < node->n_in; k++) {
+            kd_node *x = &m->nodes[node->in[k]];
+            if (x->grad && x->last_reader == i)
+                memset(x->grad, 0, sizeof(float) * n * kd_node_size(x));
+        }
+        kd_layer_ops_of(node->type)->backward(m, node, n);
     }
 }

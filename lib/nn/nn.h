@@ -72,6 +72,7 @@ typedef struct kd_node {
     int n_params;
     int param[KD_MAX_NODE_PARAMS]; /* indices into model->params */
     bool needs_grad;      /* some trainable parameter lies at or before it */
+    int last_reader;      /* the highest node reading this one (its first in backward) */
     /* buffers for the planned batch */
     float *out, *grad;
     void *aux;            /* per family: batch statistics, argmax, dropout mask */

@@ -227,8 +227,12 @@ static void depthwise_backward_dx_images(size_t begin, size_t end, void *arg)
                             continue;
                         float *dxp = dxi + ((size_t)iy * g->w + ix) * g->c;
                         const float *wp = j->w + ((size_t)ky * g->kw + kx) * oc;
-                        for (int c = 0; c < oc; c++)
-                            dxp[c / m] += dyo[c] * wp[c];
+                        if (m == 1)
+                            for (int c = 0; c < oc; c++)
+                                dxp[c] += dyo[c] * wp[c];
+                        else
+                            for (int c = 0; c < oc; c++)
+                                dxp[c / m] += dyo[c] * wp[c];
                     }
                 }
             }
@@ -260,8 +264,12 @@ static void depthwise_backward_dw(const kd_conv_geom *g, const float *x, const f
                             continue;
                         const float *xp = xi + ((size_t)iy * g->w + ix) * g->c;
                         float *dwp = dw + ((size_t)ky * g->kw + kx) * oc;
-                        for (int c = 0; c < oc; c++)
-                            dwp[c] += xp[c / m] * dyo[c];
+                        if (m == 1)
+                            for (int c = 0; c < oc; c++)
+                                dwp[c] += xp[c] * dyo[c];
+                        else
+                            for (int c = 0; c < oc; c++)
+                                dwp[c] += xp[c / m] * dyo[c];
                     }
                 }
             }

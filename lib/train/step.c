@@ -87,10 +87,7 @@ kdens_status kdens_model_forward_loss(kdens_model *m, const float *x, size_t n,
     kd_node *logits = &m->nodes[m->logits_node];
     if (!logits->grad)
         return kd_fail(KDENS_E_STATE, "the model has no trainable parameters");
-    kd_model_forward(m, x, n);
-    for (int i = 1; i < m->n_nodes; i++)
-        if (m->nodes[i].grad)
-            memset(m->nodes[i].grad, 0, sizeof(float) * n * kd_node_size(&m->nodes[i]));
+    kd_model_forward(m, x, n); /* node gradients are zeroed during backward */
     double l = kd_loss_logits(n, m->classes, logits->out, labels, soft, m->alpha,
                               m->temperature, logits->grad, correct);
     if (!isfinite(l))
