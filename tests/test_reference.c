@@ -229,11 +229,20 @@ static void naive_conv_backward(const kd_conv_geom *g, const float *x, const flo
                 }
 }
 
+static void check_geom(kd_conv_geom g);
+
 static void check_shape(int n, int h, int w, int c, int oc, int k, int s, int pad, int groups)
 {
     int oh = (h + 2 * pad - k) / s + 1, ow = (w + 2 * pad - k) / s + 1;
     kd_conv_geom g = {n, h, w, c, oh, ow, oc, k, k, s, s, pad, pad, groups};
-    size_t xs = (size_t)n * h * w * c, ws = (size_t)k * k * (c / groups) * oc,
+    check_geom(g);
+}
+
+static void check_geom(kd_conv_geom g)
+{
+    int n = g.n, h = g.h, w = g.w, c = g.c, oc = g.oc, k = g.kh, s = g.sh, pad = g.pt,
+        groups = g.groups, oh = g.oh, ow = g.ow;
+    size_t xs = (size_t)n * h * w * c, ws = (size_t)g.kh * g.kw * (c / groups) * oc,
            ys = (size_t)n * oh * ow * oc;
     float *x = malloc(xs * 4), *wt = malloc(ws * 4), *b = malloc(oc * 4), *y = malloc(ys * 4),
           *want = malloc(ys * 4), *dy = malloc(ys * 4), *dx = calloc(xs, 4),
@@ -279,7 +288,31 @@ static void test_conv_vs_naive(void **state)
     check_shape(2, 8, 8, 3, 6, 5, 1, 2, 3);    /* depthwise, multiplier 2 */
     check_shape(2, 4, 4, 7, 9, 1, 1, 0, 1);    /* 1x1 GEMM */
     check_shape(2, 7, 7, 6, 3, 1, 2, 0, 1);    /* 1x1 stride 2: im2col */
-    check_shape(40, 28, 28, 16, 16, 3, 1, 1, 1); /* several im2col chunks */
+    check_shape(40, 28, 28, 16, 16, 3, 1, 1, 1); /* several chunks per thread */
+    /* the direct kernels: 16 and 32-wide channel tiles, ragged rows (every
+     * width 1..9), strided layers (input gradient through col2im), input
+     * channels that are not a multiple of 8 or 16, and asymmetric padding */
+    for (int width = 1; width <= 9; width++)
+        check_shape(2, 5, width, 16, 16, 3, 1, 1, 1);
+    check_shape(3, 9, 11, 32, 48, 3, 1, 1, 1);
+    check_shape(2, 12, 12, 16, 32, 3, 2, 1, 1);
+    check_shape(2, 10, 10, 5, 16, 5, 1, 2, 1);
+    check_shape(2, 8, 7, 1, 32, 3, 1, 0, 1);
+    check_shape(2, 8, 8, 24, 16, 3, 1, 1, 1);
+    /* 3x2 kernel, stride 2x1, padding top 0 / bottom 1, left 1 / right 0 */
+    kd_conv_geom asym = {.n = 2, .h = 7, .w = 6, .c = 16, .oh = 3, .ow = 6, .oc = 16, .kh = 3,
+                         .kw = 2, .sh = 2, .sw = 1, .pt = 0, .pl = 1, .groups = 1};
+    check_geom(asym);
+}
+
+static void test_conv_vs_naive_one_thread(void **state)
+{
+    int before = kdens_get_num_threads();
+    ASSERT_OK(kdens_set_num_threads(1));
+    test_conv_vs_naive(state);
+    ASSERT_OK(kdens_set_num_threads(3)); /* more parts than cores */
+    test_conv_vs_naive(state);
+    ASSERT_OK(kdens_set_num_threads(before));
 }
 
 int main(void)
@@ -288,6 +321,7 @@ int main(void)
         cmocka_unit_test(test_conv_vs_torch),       cmocka_unit_test(test_pool_vs_torch),
         cmocka_unit_test(test_batchnorm_vs_torch),  cmocka_unit_test(test_dense_vs_torch),
         cmocka_unit_test(test_activations_vs_torch), cmocka_unit_test(test_conv_vs_naive),
+        cmocka_unit_test(test_conv_vs_naive_one_thread),
     };
     return cmocka_run_group_tests_name("reference", tests, load_fixture, free_fixture);
 }
