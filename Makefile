@@ -51,13 +51,14 @@ STATIC := $(BUILD)/libkdens.a
 SONAME := libkdens.so.$(VERSION_MAJOR)
 SHARED := $(BUILD)/libkdens.so.$(VERSION)
 CLI := $(BUILD)/kdens
+EXAMPLES := $(BUILD)/train_fmnist
 
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN := $(BUILD)/bench
 
 .PHONY: all lib examples check bench demo install uninstall deps clean fuzz
-all: lib $(CLI)
+all: lib $(CLI) $(EXAMPLES)
 lib: $(STATIC) $(SHARED)
 
 deps:
@@ -86,7 +87,10 @@ PC_SED := -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 $(CLI): examples/kdens.c $(STATIC) include/kdens.h
 	$(CC) -Iinclude $(CFLAGS_ALL) -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS)
 
-examples: $(CLI)
+$(BUILD)/%: examples/%.c $(STATIC) include/kdens.h
+	$(CC) -Iinclude $(CFLAGS_ALL) -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS)
+
+examples: $(CLI) $(EXAMPLES)
 
 # Tests link the static library, so they can reach internal kernels too.
 $(BUILD)/tests/%: tests/%.c tests/testutil.h $(STATIC)
@@ -110,11 +114,13 @@ bench: deps
 	@$(MAKE) --no-print-directory $(BENCH_BIN)
 	./$(BENCH_BIN)
 
+# Until the multi-teacher pipeline lands (kdens pipeline), the demo trains the
+# reference `test` network on the real Fashion-MNIST and saves it.
 demo: deps
 	@$(MAKE) --no-print-directory all
-	@echo "demo: the multi-teacher pipeline arrives with issue #7; showing the models for now."
+	@mkdir -p demo-out
 	./$(CLI) arch test --input 28x28x1 --classes 10
-	./$(CLI) arch resnet20 --input 28x28x1 --classes 10
+	./$(BUILD)/train_fmnist --arch test --epochs 10 --out demo-out/test.kdm
 
 install: all
 	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \

@@ -166,7 +166,7 @@ static inline void weight_tile(const kd_conv_geom *g, const float *xp, int image
                                float *dw)
 {
     int hp = padded_h(g), wp = padded_w(g), c = g->c, oc = g->oc;
-    v16 acc[8][2];
+    v16 acc[16][2];
     for (int b = 0; b < cb; b++)
         for (int v = 0; v < nv; v++)
             acc[b][v] = (v16){0};
@@ -202,10 +202,10 @@ static void weight_tile_8x32(const kd_conv_geom *g, const float *xp, int images,
     weight_tile(g, xp, images, dy, ky, kx, ci0, 8, oc0, 2, dw);
 }
 
-static void weight_tile_8x16(const kd_conv_geom *g, const float *xp, int images, const float *dy,
-                             int ky, int kx, int ci0, int oc0, float *dw)
+static void weight_tile_16x16(const kd_conv_geom *g, const float *xp, int images,
+                              const float *dy, int ky, int kx, int ci0, int oc0, float *dw)
 {
-    weight_tile(g, xp, images, dy, ky, kx, ci0, 8, oc0, 1, dw);
+    weight_tile(g, xp, images, dy, ky, kx, ci0, 16, oc0, 1, dw);
 }
 
 void kd_direct_backward_weights_padded(const kd_conv_geom *g, const float *xp, int images,
@@ -215,12 +215,13 @@ void kd_direct_backward_weights_padded(const kd_conv_geom *g, const float *xp, i
         for (int kx = 0; kx < g->kw; kx++)
             for (int oc0 = 0; oc0 < g->oc;) {
                 int nv = g->oc - oc0 >= 32 ? 2 : 1;
-                int ci0 = 0;
-                for (; ci0 + 8 <= g->c; ci0 += 8) {
+                /* 16 accumulators either way: 8 inputs x 32 outputs or 16 x 16 */
+                int ci0 = 0, cb = nv == 2 ? 8 : 16;
+                for (; ci0 + cb <= g->c; ci0 += cb) {
                     if (nv == 2)
                         weight_tile_8x32(g, xp, images, dy, ky, kx, ci0, oc0, dw);
                     else
-                        weight_tile_8x16(g, xp, images, dy, ky, kx, ci0, oc0, dw);
+                        weight_tile_16x16(g, xp, images, dy, ky, kx, ci0, oc0, dw);
                 }
                 if (ci0 < g->c)
                     weight_tile(g, xp, images, dy, ky, kx, ci0, g->c - ci0, oc0, nv, dw);
