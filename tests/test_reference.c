@@ -259,11 +259,19 @@ static void check_geom(kd_conv_geom g)
     kd_conv_forward(&g, x, wt, b, y, work);
     naive_conv(&g, x, wt, b, want);
     assert_close(y, want, ys, 1e-4f, what);
-    kd_conv_backward(&g, x, wt, dy, dx, dw, db, work);
+    kd_conv_backward(&g, x, wt, dy, dx, false, dw, db, work);
     naive_conv_backward(&g, x, wt, dy, ndx, ndw);
     for (size_t i = 0; i < xs; i++)
         if (fabs(dx[i] - ndx[i]) > 1e-3 * (1 + fabs(ndx[i])))
             fail_msg("%s dx[%zu]: %g vs %g", what, i, (double)dx[i], ndx[i]);
+    /* assign mode overwrites whatever dx held */
+    for (size_t i = 0; i < xs; i++)
+        dx[i] = 1e30f;
+    memset(dw, 0, ws * 4);
+    kd_conv_backward(&g, x, wt, dy, dx, true, dw, NULL, work);
+    for (size_t i = 0; i < xs; i++)
+        if (fabs(dx[i] - ndx[i]) > 1e-3 * (1 + fabs(ndx[i])))
+            fail_msg("%s dx[%zu] (assign): %g vs %g", what, i, (double)dx[i], ndx[i]);
     for (size_t i = 0; i < ws; i++)
         if (fabs(dw[i] - ndw[i]) > 1e-3 * (1 + fabs(ndw[i])))
             fail_msg("%s dw[%zu]: %g vs %g", what, i, (double)dw[i], ndw[i]);

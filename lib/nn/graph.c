@@ -398,21 +398,22 @@ void kd_model_forward(kdens_model *m, const float *x, size_t n)
     }
 }
 
-/* Layers accumulate into their inputs' gradients.  An input's gradient is
- * zeroed just before its last reader (the first in backward order) runs, while
- * the buffer is about to be touched anyway. */
+float *kd_grad_accumulate(kd_node *x, size_t n)
+{
+    if (x->grad && kd_grad_assign(x))
+        memset(x->grad, 0, sizeof(float) * n * kd_node_size(x));
+    return x->grad;
+}
+
+/* Every gradient but the loss's starts stale; layers run in reverse order. */
 void kd_model_backward_pass(kdens_model *m, size_t n)
 {
     memset(m->grads, 0, sizeof(float) * m->n_trainable);
+    for (int i = 1; i < m->n_nodes; i++)
+        m->nodes[i].grad_stale = i != m->logits_node;
     for (int i = m->n_nodes - 1; i >= 1; i--) {
         kd_node *node = &m->nodes[i];
-        if (!node->needs_grad || i > m->logits_node)
-            continue;
-        for (int k = 0; k < node->n_in; k++) {
-            kd_node *x = &m->nodes[node->in[k]];
-            if (x->grad && x->last_reader == i)
-                memset(x->grad, 0, sizeof(float) * n * kd_node_size(x));
-        }
-        kd_layer_ops_of(node->type)->backward(m, node, n);
+        if (node->needs_grad && i <= m->logits_node)
+            kd_layer_ops_of(node->type)->backward(m, node, n);
     }
 }

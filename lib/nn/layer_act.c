@@ -23,7 +23,7 @@ static void act_backward(kdens_model *m, kd_node *node, size_t n)
     kd_node *x = kd_input(m, node, 0);
     if (x->grad)
         kd_act_backward(node->a.act, n * node->h * node->w, node->c, x->out, node->out,
-                        node->grad, x->grad);
+                        node->grad, x->grad, kd_grad_assign(x));
 }
 
 const kd_layer_ops kd_ops_act = {"act",       1,          1,           act_infer, NULL,
@@ -70,7 +70,7 @@ static void dropout_forward(kdens_model *m, kd_node *node, size_t n)
 static void dropout_backward(kdens_model *m, kd_node *node, size_t n)
 {
     kd_node *x = kd_input(m, node, 0);
-    if (!x->grad)
+    if (!kd_grad_accumulate(x, n))
         return;
     size_t count = n * kd_node_size(node);
     const float *mask = node->aux;

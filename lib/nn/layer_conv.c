@@ -63,8 +63,8 @@ static void conv_backward(kdens_model *m, kd_node *node, size_t n)
     kd_conv_geom g = conv_geom(m, node, n);
     kd_node *x = kd_input(m, node, 0);
     kd_conv_backward(&g, x->out, kd_param_data(m, node, 0), node->grad, x->grad,
-                     kd_param_grad(m, node, 0), node->a.bias ? kd_param_grad(m, node, 1) : NULL,
-                     m->work);
+                     x->grad && kd_grad_assign(x), kd_param_grad(m, node, 0),
+                     node->a.bias ? kd_param_grad(m, node, 1) : NULL, m->work);
 }
 
 const kd_layer_ops kd_ops_conv = {"conv",    1,         1,           conv_infer, NULL,
@@ -114,7 +114,7 @@ static void dense_backward(kdens_model *m, kd_node *node, size_t n)
     }
     if (x->grad)
         kd_gemm(false, true, (int)n, k, u, 1.0f, node->grad, u, kd_param_data(m, node, 0), u,
-                1.0f, x->grad, k);
+                kd_grad_assign(x) ? 0.0f : 1.0f, x->grad, k);
 }
 
 const kd_layer_ops kd_ops_dense = {"dense", 1,    1,           dense_infer, NULL,

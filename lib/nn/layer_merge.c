@@ -25,11 +25,34 @@ static void add_into(float *dst, const float *src, size_t count)
         dst[i] += src[i];
 }
 
+/* dst = src (assign) or dst += src, split over the threads. */
+struct grad_job {
+    float *dst;
+    const float *a, *b;
+    bool assign;
+};
+
+static void grad_range(size_t begin, size_t end, void *arg)
+{
+    const struct grad_job *j = arg;
+    if (j->assign)
+        memcpy(j->dst + begin, j->a + begin, sizeof(float) * (end - begin));
+    else
+        for (size_t i = begin; i < end; i++)
+            j->dst[i] += j->a[i];
+}
+
+static void pass_gradient(kd_node *x, const float *dy, size_t count)
+{
+    if (!x->grad)
+        return;
+    struct grad_job j = {x->grad, dy, NULL, kd_grad_assign(x)};
+    kd_parallel_for(count, 1 << 15, grad_range, &j);
+}
+
 static void flatten_backward(kdens_model *m, kd_node *node, size_t n)
 {
-    kd_node *x = kd_input(m, node, 0);
-    if (x->grad)
-        add_into(x->grad, node->grad, n * kd_node_size(node));
+    pass_gradient(kd_input(m, node, 0), node->grad, n * kd_node_size(node));
 }
 
 const kd_layer_ops kd_ops_flatten = {"flatten",       1,    1, flatten_infer, NULL, NULL,
@@ -52,22 +75,27 @@ static kdens_status add_infer(kdens_model *m, kd_node *node)
     return KDENS_OK;
 }
 
+static void sum_range(size_t begin, size_t end, void *arg)
+{
+    const struct grad_job *j = arg;
+    for (size_t i = begin; i < end; i++)
+        j->dst[i] = j->a[i] + j->b[i];
+}
+
 static void add_forward(kdens_model *m, kd_node *node, size_t n)
 {
     size_t count = n * kd_node_size(node);
-    memcpy(node->out, kd_input(m, node, 0)->out, sizeof(float) * count);
-    for (int i = 1; i < node->n_in; i++)
+    struct grad_job j = {node->out, kd_input(m, node, 0)->out, kd_input(m, node, 1)->out, true};
+    kd_parallel_for(count, 1 << 15, sum_range, &j);
+    for (int i = 2; i < node->n_in; i++)
         add_into(node->out, kd_input(m, node, i)->out, count);
 }
 
 static void add_backward(kdens_model *m, kd_node *node, size_t n)
 {
     size_t count = n * kd_node_size(node);
-    for (int i = 0; i < node->n_in; i++) {
-        kd_node *x = kd_input(m, node, i);
-        if (x->grad)
-            add_into(x->grad, node->grad, count);
-    }
+    for (int i = 0; i < node->n_in; i++)
+        pass_gradient(kd_input(m, node, i), node->grad, count);
 }
 
 const kd_layer_ops kd_ops_add = {"add", 2, -1, add_infer, NULL, NULL, add_forward, add_backward};
@@ -109,7 +137,7 @@ static void concat_backward(kdens_model *m, kd_node *node, size_t n)
     int off = 0;
     for (int i = 0; i < node->n_in; i++) {
         kd_node *x = kd_input(m, node, i);
-        if (x->grad)
+        if (kd_grad_accumulate(x, n))
             for (size_t r = 0; r < rows; r++)
                 add_into(x->grad + r * x->c, node->grad + r * node->c + off, (size_t)x->c);
         off += x->c;
@@ -165,6 +193,8 @@ static void multiply_backward(kdens_model *m, kd_node *node, size_t n)
 {
     kd_node *full, *scale;
     multiply_roles(m, node, &full, &scale);
+    kd_grad_accumulate(full, n);
+    kd_grad_accumulate(scale, n);
     size_t per = kd_node_size(node), sper = kd_node_size(scale);
     int c = node->c;
     for (size_t img = 0; img < n; img++) {

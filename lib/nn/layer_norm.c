@@ -74,13 +74,14 @@ static void bn_backward(kdens_model *m, kd_node *node, size_t n)
     float *stats = node->aux;
     if (m->training)
         kd_bn_backward_train(rows, node->c, x->out, kd_param_data(m, node, BN_GAMMA), stats,
-                             stats + node->c, node->grad, x->grad,
+                             stats + node->c, node->grad, x->grad, x->grad && kd_grad_assign(x),
                              kd_param_grad(m, node, BN_GAMMA), kd_param_grad(m, node, BN_BETA),
                              bn_scratch(m), bn_coeffs(m, node));
     else
         kd_bn_backward_eval(rows, node->c, x->out, kd_param_data(m, node, BN_GAMMA),
                             kd_param_data(m, node, BN_MEAN), kd_param_data(m, node, BN_VAR),
-                            node->a.eps, node->grad, x->grad, kd_param_grad(m, node, BN_GAMMA),
+                            node->a.eps, node->grad, kd_grad_accumulate(x, n),
+                            kd_param_grad(m, node, BN_GAMMA),
                             kd_param_grad(m, node, BN_BETA));
 }
 
@@ -124,7 +125,7 @@ static void normalize_forward(kdens_model *m, kd_node *node, size_t n)
 static void normalize_backward(kdens_model *m, kd_node *node, size_t n)
 {
     kd_node *x = kd_input(m, node, 0);
-    if (!x->grad)
+    if (!kd_grad_accumulate(x, n))
         return;
     const float *var = kd_param_data(m, node, 1);
     size_t rows = n * node->h * node->w;
@@ -159,7 +160,7 @@ static void rescale_forward(kdens_model *m, kd_node *node, size_t n)
 static void rescale_backward(kdens_model *m, kd_node *node, size_t n)
 {
     kd_node *x = kd_input(m, node, 0);
-    if (!x->grad)
+    if (!kd_grad_accumulate(x, n))
         return;
     size_t count = n * kd_node_size(node);
     for (size_t i = 0; i < count; i++)

@@ -45,7 +45,7 @@ static void maxpool_forward(kdens_model *m, kd_node *node, size_t n)
 static void maxpool_backward(kdens_model *m, kd_node *node, size_t n)
 {
     kd_node *x = kd_input(m, node, 0);
-    if (!x->grad)
+    if (!kd_grad_accumulate(x, n))
         return;
     kd_pool_geom g = pool_geom(m, node, n);
     kd_maxpool_backward(&g, node->grad, node->aux, n * kd_node_size(node), x->grad);
@@ -63,7 +63,7 @@ static void avgpool_forward(kdens_model *m, kd_node *node, size_t n)
 static void avgpool_backward(kdens_model *m, kd_node *node, size_t n)
 {
     kd_node *x = kd_input(m, node, 0);
-    if (!x->grad)
+    if (!kd_grad_accumulate(x, n))
         return;
     kd_pool_geom g = pool_geom(m, node, n);
     kd_avgpool_backward(&g, node->grad, x->grad);
@@ -102,7 +102,7 @@ static void gap_forward(kdens_model *m, kd_node *node, size_t n)
 static void gap_backward(kdens_model *m, kd_node *node, size_t n)
 {
     kd_node *x = kd_input(m, node, 0);
-    if (!x->grad)
+    if (!kd_grad_accumulate(x, n))
         return;
     size_t pix = (size_t)x->h * x->w;
     int c = x->c;
@@ -151,7 +151,7 @@ static void zeropad_forward(kdens_model *m, kd_node *node, size_t n)
 static void zeropad_backward(kdens_model *m, kd_node *node, size_t n)
 {
     kd_node *x = kd_input(m, node, 0);
-    if (!x->grad)
+    if (!kd_grad_accumulate(x, n))
         return;
     size_t row = (size_t)x->w * x->c;
     for (size_t img = 0; img < n; img++)

@@ -73,6 +73,7 @@ typedef struct kd_node {
     int param[KD_MAX_NODE_PARAMS]; /* indices into model->params */
     bool needs_grad;      /* some trainable parameter lies at or before it */
     int last_reader;      /* the highest node reading this one (its first in backward) */
+    bool grad_stale;      /* grad holds garbage that stands for zero (see kd_grad_*) */
     /* buffers for the planned batch */
     float *out, *grad;
     void *aux;            /* per family: batch statistics, argmax, dropout mask */
@@ -156,6 +157,18 @@ static inline kd_node *kd_input(kdens_model *m, const kd_node *node, int i)
 {
     return &m->nodes[node->in[i]];
 }
+/* Gradient buffers begin each backward pass stale: logically zero, physically
+ * garbage.  The first layer to write an input's gradient assigns it (no
+ * memset, no read); later writers accumulate.  kd_grad_assign() tells a
+ * layer which it is; kd_grad_accumulate() zeroes a stale buffer for layers
+ * that can only accumulate. */
+static inline bool kd_grad_assign(kd_node *x)
+{
+    bool stale = x->grad_stale;
+    x->grad_stale = false;
+    return stale;
+}
+float *kd_grad_accumulate(kd_node *x, size_t n);
 /* Resolve "same"/"valid"/explicit padding for a window; returns the output size. */
 int kd_resolve_padding(kd_pad_mode mode, const int *explicit_pad, int in, int k, int stride,
                        int *before, int *after);

@@ -31,6 +31,7 @@ struct act_job {
     kd_act act;
     const float *x, *y, *dy;
     float *out;
+    bool assign; /* backward: write dx instead of adding to it */
 };
 
 static void forward_range(size_t begin, size_t end, void *arg)
@@ -72,53 +73,51 @@ static void forward_range(size_t begin, size_t end, void *arg)
     }
 }
 
-/* dx += dy * f'(x); the derivative at a kink takes the value from the right
- * side only where that matches the common frameworks (relu'(0) = 0). */
+/* dx (+)= dy * f'(x), the derivative at a kink from the side the common
+ * frameworks use (relu'(0) = 0).  Loops are unswitched on `assign` by the
+ * compiler. */
+#define STORE(i, v) (assign ? (dx[i] = (v)) : (dx[i] += (v)))
 static void backward_range(size_t begin, size_t end, void *arg)
 {
     const struct act_job *j = arg;
     const float *x = j->x, *y = j->y, *dy = j->dy;
     float *dx = j->out;
+    const bool assign = j->assign;
     switch (j->act) {
     case KD_ACT_RELU:
         for (size_t i = begin; i < end; i++)
-            dx[i] += x[i] > 0 ? dy[i] : 0;
+            STORE(i, x[i] > 0 ? dy[i] : 0.0f);
         break;
     case KD_ACT_RELU6:
         for (size_t i = begin; i < end; i++)
-            dx[i] += (x[i] > 0 && x[i] < 6) ? dy[i] : 0;
+            STORE(i, (x[i] > 0 && x[i] < 6) ? dy[i] : 0.0f);
         break;
     case KD_ACT_SIGMOID:
         for (size_t i = begin; i < end; i++)
-            dx[i] += dy[i] * y[i] * (1.0f - y[i]);
+            STORE(i, dy[i] * y[i] * (1.0f - y[i]));
         break;
     case KD_ACT_HARD_SIGMOID:
         for (size_t i = begin; i < end; i++)
-            dx[i] += (x[i] > -3.0f && x[i] < 3.0f) ? dy[i] * (1.0f / 6.0f) : 0;
+            STORE(i, (x[i] > -3.0f && x[i] < 3.0f) ? dy[i] * (1.0f / 6.0f) : 0.0f);
         break;
     case KD_ACT_SWISH:
         for (size_t i = begin; i < end; i++) {
             float s = sigmoidf(x[i]);
-            dx[i] += dy[i] * (s + x[i] * s * (1.0f - s));
+            STORE(i, dy[i] * (s + x[i] * s * (1.0f - s)));
         }
         break;
     case KD_ACT_HARD_SWISH:
         for (size_t i = begin; i < end; i++) {
-            float v = x[i], d;
-            if (v <= -3.0f)
-                d = 0;
-            else if (v >= 3.0f)
-                d = 1;
-            else
-                d = (2.0f * v + 3.0f) * (1.0f / 6.0f);
-            dx[i] += dy[i] * d;
+            float v = x[i];
+            float d = v <= -3.0f ? 0.0f : (v >= 3.0f ? 1.0f : (2.0f * v + 3.0f) * (1.0f / 6.0f));
+            STORE(i, dy[i] * d);
         }
         break;
     case KD_ACT_TANH:
         for (size_t i = begin; i < end; i++)
-            dx[i] += dy[i] * (1.0f - y[i] * y[i]);
+            STORE(i, dy[i] * (1.0f - y[i] * y[i]));
         break;
-    case KD_ACT_SOFTMAX:
+    case KD_ACT_SOFTMAX: /* rows, handled by the caller */
         break;
     }
 }
@@ -129,12 +128,12 @@ void kd_act_forward(kd_act act, size_t rows, int c, const float *x, float *y)
         kd_softmax_rows(rows, c, x, 1.0f, y);
         return;
     }
-    struct act_job j = {act, x, NULL, NULL, y};
+    struct act_job j = {act, x, NULL, NULL, y, false};
     kd_parallel_for(rows * (size_t)c, 1 << 15, forward_range, &j);
 }
 
 void kd_act_backward(kd_act act, size_t rows, int c, const float *x, const float *y,
-                     const float *dy, float *dx)
+                     const float *dy, float *dx, bool assign)
 {
     if (act == KD_ACT_SOFTMAX) {
         for (size_t r = 0; r < rows; r++) {
@@ -143,10 +142,10 @@ void kd_act_backward(kd_act act, size_t rows, int c, const float *x, const float
             for (int i = 0; i < c; i++)
                 dot += yr[i] * dyr[i];
             for (int i = 0; i < c; i++)
-                dx[r * c + i] += yr[i] * (dyr[i] - dot);
+                STORE(r * c + i, yr[i] * (dyr[i] - dot));
         }
         return;
     }
-    struct act_job j = {act, x, y, dy, dx};
+    struct act_job j = {act, x, y, dy, dx, assign};
     kd_parallel_for(rows * (size_t)c, 1 << 15, backward_range, &j);
 }

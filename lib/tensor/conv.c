@@ -299,7 +299,17 @@ struct conv_job {
     const kd_conv_geom *g;
     const float *x, *w, *bias, *dy;
     float *y, *dx, *dw, *db, *work;
+    bool assign; /* backward: dx is written, not added to */
 };
+
+/* Zero the part's images of dx where its kernel can only accumulate. */
+static void clear_dx(const struct conv_job *j, int n0, int n1)
+{
+    if (j->dx && j->assign) {
+        size_t in_img = (size_t)j->g->h * j->g->w * j->g->c;
+        memset(j->dx + n0 * in_img, 0, sizeof(float) * (n1 - n0) * in_img);
+    }
+}
 
 /* The images of one part, and its slice of the workspace. */
 static float *part_images(const struct conv_job *j, const part_layout *l, int part, int parts,
@@ -373,6 +383,8 @@ static void backward_direct(const struct conv_job *j, const part_layout *l, floa
     bool direct_dx = j->dx && kd_direct_backward_data_applies(g);
     if (direct_dx)
         kd_direct_flip_weights(g, j->w, work + l->wflip);
+    else
+        clear_dx(j, n0, n1);
     for (int c0 = n0; c0 < n1; c0 += l->chunk) {
         int nc = KD_MIN(l->chunk, n1 - c0);
         const float *dyc = j->dy + c0 * out_pix * g->oc;
@@ -381,7 +393,7 @@ static void backward_direct(const struct conv_job *j, const part_layout *l, floa
         if (direct_dx) {
             kd_direct_pad(&b, dyc, nc, work + l->dypad);
             kd_direct_forward_padded(&b, work + l->dypad, nc, work + l->wflip, NULL,
-                                     j->dx + c0 * in_img, true);
+                                     j->dx + c0 * in_img, !j->assign);
         } else if (j->dx) {
             data_grad_col2im(j, 0, c0, nc, work + l->dcol);
         }
@@ -417,10 +429,11 @@ static void backward_part(int part, int parts, void *arg)
         const float *x = j->x + n0 * out_pix * g->c;
         kd_gemm(true, false, g->c, g->oc, rows, 1.0f, x, g->c, dy, g->oc, 1.0f, dw, g->oc);
         if (j->dx)
-            kd_gemm(false, true, rows, g->c, g->oc, 1.0f, dy, g->oc, j->w, g->oc, 1.0f,
-                    j->dx + n0 * out_pix * g->c, g->c);
+            kd_gemm(false, true, rows, g->c, g->oc, 1.0f, dy, g->oc, j->w, g->oc,
+                    j->assign ? 0.0f : 1.0f, j->dx + n0 * out_pix * g->c, g->c);
         return;
     }
+    clear_dx(j, n0, n1);
     int ocg = g->oc / g->groups, klen = (int)col_row_len(g);
     float *col = work + l.col;
     for (int c0 = n0; c0 < n1; c0 += l.chunk) {
@@ -461,7 +474,7 @@ void kd_conv_forward(const kd_conv_geom *g, const float *x, const float *w, cons
         kd_parallel_for((size_t)g->n * g->oh, 4, depthwise_forward_rows, &dj);
         return;
     }
-    struct conv_job j = {g, x, w, bias, NULL, y, NULL, NULL, NULL, work};
+    struct conv_job j = {g, x, w, bias, NULL, y, NULL, NULL, NULL, work, false};
     kd_parallel_parts(conv_parts(g), forward_part, &j);
 }
 
@@ -479,6 +492,7 @@ static void depthwise_backward_part(int part, int parts, void *arg)
         memset(dw, 0, sizeof(float) * wsize);
         memset(db, 0, sizeof(float) * g->oc);
     }
+    clear_dx(j, n0, n1);
     kd_conv_geom sub = *g;
     sub.n = n1 - n0;
     size_t xoff = (size_t)n0 * g->h * g->w * g->c, yoff = (size_t)n0 * g->oh * g->ow * g->oc;
@@ -490,9 +504,9 @@ static void depthwise_backward_part(int part, int parts, void *arg)
 }
 
 void kd_conv_backward(const kd_conv_geom *g, const float *x, const float *w, const float *dy,
-                      float *dx, float *dw, float *db, float *work)
+                      float *dx, bool assign, float *dw, float *db, float *work)
 {
-    struct conv_job j = {g, x, w, NULL, dy, NULL, dx, dw, db, work};
+    struct conv_job j = {g, x, w, NULL, dy, NULL, dx, dw, db, work, assign};
     int parts = conv_parts(g);
     part_layout l = layout(g);
     kd_parallel_parts(parts, kd_conv_choose(g) == KD_CONV_DEPTHWISE ? depthwise_backward_part

@@ -36,9 +36,10 @@ size_t kd_conv_workspace(const kd_conv_geom *g);
 /* Weights are [kh][kw][c/groups][oc] (Keras layout); bias may be NULL. */
 void kd_conv_forward(const kd_conv_geom *g, const float *x, const float *w, const float *bias,
                      float *y, float *work);
-/* dx may be NULL (input needs no gradient); db may be NULL (no bias). */
+/* dx may be NULL (input needs no gradient); with assign, dx is written rather
+ * than added to.  db may be NULL (no bias). */
 void kd_conv_backward(const kd_conv_geom *g, const float *x, const float *w, const float *dy,
-                      float *dx, float *dw, float *db, float *work);
+                      float *dx, bool assign, float *dw, float *db, float *work);
 
 /* ---- pooling -------------------------------------------------------------- */
 
@@ -71,7 +72,8 @@ void kd_bn_forward_eval(size_t rows, int c, const float *x, const float *gamma,
                         float *y, float *ab);
 void kd_bn_backward_train(size_t rows, int c, const float *x, const float *gamma,
                           const float *batch_mean, const float *batch_invstd, const float *dy,
-                          float *dx, float *dgamma, float *dbeta, double *scratch, float *ab);
+                          float *dx, bool assign, float *dgamma, float *dbeta, double *scratch,
+                          float *ab);
 void kd_bn_backward_eval(size_t rows, int c, const float *x, const float *gamma,
                          const float *mean, const float *var, float eps, const float *dy,
                          float *dx, float *dgamma, float *dbeta);
@@ -90,8 +92,9 @@ typedef enum kd_act {
 } kd_act;
 
 void kd_act_forward(kd_act act, size_t rows, int c, const float *x, float *y);
+/* dx = (assign) or += dy * f'(x). */
 void kd_act_backward(kd_act act, size_t rows, int c, const float *x, const float *y,
-                     const float *dy, float *dx);
+                     const float *dy, float *dx, bool assign);
 
 /* Softmax of each row of z / temperature (numerically stable). */
 void kd_softmax_rows(size_t rows, int c, const float *z, float temperature, float *p);

@@ -115,7 +115,7 @@ static void bench_conv(const char *name, int h, int c, int oc, int k, int stride
     double fwd = flops * reps / (now() - t) / 1e9;
     t = now();
     for (int r = 0; r < reps; r++)
-        kd_conv_backward(&g, x, w, y, dx, dw, NULL, work);
+        kd_conv_backward(&g, x, w, y, dx, true, dw, NULL, work);
     double bwd = 2 * flops * reps / (now() - t) / 1e9;
     printf("bench conv %-24s forward_gflops=%.1f backward_gflops=%.1f algo=%d\n", name, fwd, bwd,
            (int)kd_conv_choose(&g));
