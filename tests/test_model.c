@@ -37,7 +37,7 @@ static void test_predict_independent_of_batch(void **state)
             float sum = 0;
             for (int k = 0; k < 5; k++) {
                 sum += one[k];
-                if (fabsf(one[k] - all[i * 5 + k]) > 1e-6f)
+                if (one[k] != all[i * 5 + k])
                     fail_msg("%s: sample %d class %d: batch %g vs single %g", archs[a], i, k,
                              (double)all[i * 5 + k], (double)one[k]);
             }

@@ -27,7 +27,7 @@ static inline void store16(float *p, v16 v) { memcpy(p, &v, sizeof v); }
 
 bool kd_direct_applies(const kd_conv_geom *g)
 {
-    return g->groups == 1 && g->oc % 16 == 0 && !(g->kh == 1 && g->kw == 1);
+    return g->groups == 1 && g->oc % 16 == 0;
 }
 
 bool kd_direct_backward_data_applies(const kd_conv_geom *g)
