@@ -95,7 +95,11 @@ examples: $(CLI) $(EXAMPLES)
 # Tests link the static library, so they can reach internal kernels too.
 $(BUILD)/tests/%: tests/%.c tests/testutil.h $(STATIC)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS_ALL) -Ilib $(CFLAGS_ALL) -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS) -lcmocka
+	$(CC) $(CPPFLAGS_ALL) -Ilib $(CFLAGS_ALL) -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(TEST_LDFLAGS) \
+		$(DEP_LIBS) -lcmocka
+# Counts the library's own allocations.
+$(BUILD)/tests/test_alloc: TEST_LDFLAGS := \
+	-Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=posix_memalign
 
 check: deps
 	@$(MAKE) --no-print-directory all $(TEST_BIN)

@@ -345,6 +345,9 @@ void kd_model_release_buffers(kdens_model *m)
     kd_free_aligned(m->work);
     m->work = NULL;
     m->work_floats = 0;
+    kd_free_aligned(m->staging);
+    m->staging = NULL;
+    m->staging_floats = 0;
     m->cap_n = 0;
     m->cap_grads = false;
     m->have_forward = m->have_grads = false;

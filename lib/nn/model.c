@@ -326,9 +326,14 @@ static kdens_status run_inference(kdens_model *m, const void *x, size_t n, float
     if (st != KDENS_OK)
         return st;
     size_t in_size = kd_node_size(&m->nodes[0]);
-    float *staging = NULL;
-    if (convert && !(staging = kd_alloc_aligned(sizeof(float) * chunk * in_size)))
-        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    if (convert && m->staging_floats < chunk * in_size) { /* kept for the next call */
+        kd_free_aligned(m->staging);
+        m->staging_floats = 0;
+        if (!(m->staging = kd_alloc_aligned(sizeof(float) * chunk * in_size)))
+            return kd_fail(KDENS_E_NOMEM, "out of memory");
+        m->staging_floats = chunk * in_size;
+    }
+    float *staging = m->staging;
     bool was_training = m->training;
     m->training = false;
     const kd_node *logits = &m->nodes[m->logits_node];
@@ -350,7 +355,6 @@ static kdens_status run_inference(kdens_model *m, const void *x, size_t n, float
     }
     m->training = was_training;
     m->have_forward = m->have_grads = false;
-    kd_free_aligned(staging);
     return KDENS_OK;
 }
 

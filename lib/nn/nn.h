@@ -98,6 +98,8 @@ struct kdens_model {
     bool cap_grads;       /* node gradient buffers allocated */
     float *work;          /* shared workspace of the layers (sized per thread count) */
     int plan_threads;     /* the thread count the workspace was sized for */
+    float *staging;       /* uint8 images converted for inference */
+    size_t staging_floats;
     size_t work_floats;
     /* the last forward_loss */
     size_t fwd_n;
