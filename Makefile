@@ -57,7 +57,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN := $(BUILD)/bench
 
-.PHONY: all lib examples check bench demo install uninstall deps clean fuzz
+.PHONY: all lib examples check bench demo install uninstall deps clean fuzz fuzz-deps
 all: lib $(CLI) $(EXAMPLES)
 lib: $(STATIC) $(SHARED)
 
@@ -126,6 +126,29 @@ demo: deps
 	./$(CLI) arch test --input 28x28x1 --classes 10
 	./$(BUILD)/train_fmnist --arch test --epochs 10 --out demo-out/test.kdm
 
+# libFuzzer harnesses (Debian's clang): each runs FUZZ_SECONDS on a copy of its
+# seed corpus; crashes are written to build-fuzz/.
+FUZZ_SECONDS ?= 60
+FUZZERS := model spec
+FUZZ_CC ?= clang
+FUZZ_FLAGS := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Ilib \
+	-D_POSIX_C_SOURCE=200809L $(BLAS_CFLAGS)
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC) $(LIB_HDR)
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRC) $(DEP_LIBS)
+
+fuzz-deps:
+	@sh scripts/deps.sh fuzz
+
+fuzz: fuzz-deps
+	@$(MAKE) --no-print-directory $(FUZZERS:%=build-fuzz/fuzz_%)
+	@for f in $(FUZZERS); do \
+		mkdir -p build-fuzz/corpus_$$f && cp -n tests/fuzz/corpus_$$f/* build-fuzz/corpus_$$f/; \
+		echo "== fuzz_$$f for $(FUZZ_SECONDS) s"; \
+		./build-fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+			-artifact_prefix=build-fuzz/$$f- build-fuzz/corpus_$$f || exit 1; \
+	done
+
 install: all
 	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \
 		$(DESTDIR)$(BINDIR)
@@ -145,4 +168,4 @@ uninstall:
 		$(DESTDIR)$(BINDIR)/kdens
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz

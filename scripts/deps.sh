@@ -1,9 +1,12 @@
 #!/bin/sh
-# Installs the Debian packages libkdens needs, only those missing.
+# Installs the Debian packages libkdens needs, only those missing
+# (binutils' nm and objdump come with gcc).
 # Runs apt-get as root, or through sudo.
 set -eu
 PACKAGES="gcc g++ make libopenblas-dev libpng-dev libjpeg62-turbo-dev zlib1g-dev libcmocka-dev \
 pkg-config dataset-fashion-mnist"
+# `deps.sh fuzz` adds what `make fuzz` needs (clang with libFuzzer).
+[ "${1:-}" = fuzz ] && PACKAGES="$PACKAGES clang libclang-rt-14-dev"
 missing=""
 for p in $PACKAGES; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

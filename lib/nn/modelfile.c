@@ -276,8 +276,8 @@ static kdens_status read_tensors(const char *path, kdens_model *m, const section
     return KDENS_OK;
 }
 
-static kdens_status load_from_memory(const char *path, const char *data, size_t len,
-                                     kdens_model **out)
+kdens_status kd_model_load_memory(const char *path, const char *data, size_t len,
+                                  kdens_model **out)
 {
     reader r = {(const unsigned char *)data, len, 0};
     if (len < 16 || memcmp(data, KDM_MAGIC, 8) != 0)
@@ -336,7 +336,7 @@ kdens_status kdens_model_load(const char *path, kdens_model **out)
     kdens_status st = kd_read_file(path, &data, &len);
     if (st != KDENS_OK)
         return st;
-    st = load_from_memory(path, data, len, out);
+    st = kd_model_load_memory(path, data, len, out);
     free(data);
     return st;
 }

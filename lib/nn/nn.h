@@ -187,6 +187,9 @@ void kd_model_release_buffers(kdens_model *m);
 /* ---- specs, architectures, files ------------------------------------------------- */
 
 kdens_status kd_spec_build(kdens_model *m, const char *spec);
+/* kdens_model_load on bytes in memory; path only names them in messages. */
+kdens_status kd_model_load_memory(const char *path, const char *data, size_t len,
+                                  kdens_model **out);
 void kd_spec_write(const kdens_model *m, kd_buf *b);
 kdens_status kd_arch_build(kdens_model *m, const char *arch);
 const char *kd_layer_keyword(kd_layer_type type);
