@@ -106,6 +106,7 @@ check: deps
 	@failed=0; for t in $(TEST_BIN); do \
 		echo "== $$t"; KDENS_TEST_ROOT=$(CURDIR) KDENS_BUILD=$(BUILD) ./$$t || failed=1; \
 	done; \
+	echo "== tests/test_cli.sh"; BUILD=$(BUILD) sh tests/test_cli.sh || failed=1; \
 	echo "== tests/test_install.sh"; \
 	CC="$(CC)" CXX="$(CXX)" SANFLAGS="$(SANFLAGS)" BUILD=$(BUILD) sh tests/test_install.sh \
 		|| failed=1; \

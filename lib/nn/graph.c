@@ -149,6 +149,11 @@ kdens_status kd_node_add_param(kdens_model *m, kd_node *node, const char *suffix
     for (int i = 0; i < ndim; i++) {
         p->shape[i] = shape[i];
         p->count *= (size_t)shape[i];
+        if (p->count > ((size_t)1 << 30)) {
+            free(p->name);
+            return kd_fail(KDENS_E_SHAPE, "layer '%s': %s has more than 2^30 values",
+                           node->name, suffix);
+        }
     }
     p->trainable = trainable;
     /* The initialiser is kept in offset until finalize assigns storage. */
@@ -224,8 +229,9 @@ kdens_status kd_model_add(kdens_model *m, kd_layer_type type, const kd_attrs *a,
                          "too small for this network",
                          name, ops->keyword, node->h, node->w, node->c, m->in_h, m->in_w,
                          m->in_c);
-        if (st == KDENS_OK && kd_node_size(node) > ((size_t)1 << 31))
-            st = kd_fail(KDENS_E_SHAPE, "layer '%s': output too large", name);
+        if (st == KDENS_OK && kd_node_size(node) > ((size_t)1 << 28))
+            st = kd_fail(KDENS_E_SHAPE, "layer '%s': output of %dx%dx%d is too large", name,
+                         node->h, node->w, node->c);
         if (st != KDENS_OK) {
             while (m->n_params > first_param)
                 free(m->params[--m->n_params].name);

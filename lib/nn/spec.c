@@ -58,12 +58,14 @@ static kdens_status bad(const spec_ctx *c, const char *fmt, ...)
     return kd_fail(KDENS_E_SPEC, "spec line %d: %s", c->line, msg);
 }
 
+/* Integers in a spec are sizes: 0..65536 covers every real network and keeps
+ * a hostile spec from asking for absurd allocations. */
 static bool parse_int(const char *s, int *v)
 {
     char *end;
     errno = 0;
     long x = strtol(s, &end, 10);
-    if (end == s || *end || errno || x < -1000000 || x > 100000000)
+    if (end == s || *end || errno || x < 0 || x > 65536)
         return false;
     *v = (int)x;
     return true;
