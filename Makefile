@@ -22,7 +22,8 @@ CXX ?= c++
 OPT ?= -O3
 # The machine's own vector units by default; set ARCHFLAGS= for a portable build.
 ARCHFLAGS ?= -march=native
-WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wformat=2
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wformat=2 \
+	-Wno-psabi
 ifeq ($(WERROR),1)
 WARN += -Werror
 endif
@@ -132,7 +133,7 @@ demo: deps
 FUZZ_SECONDS ?= 60
 FUZZERS := model spec
 FUZZ_CC ?= clang
-FUZZ_FLAGS := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Ilib \
+FUZZ_FLAGS := -std=c11 -g -O1 $(ARCHFLAGS) -Wno-psabi -fsanitize=fuzzer,address,undefined -Iinclude -Ilib \
 	-D_POSIX_C_SOURCE=200809L $(BLAS_CFLAGS)
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC) $(LIB_HDR)
 	@mkdir -p build-fuzz

@@ -72,6 +72,15 @@ int kd_resolve_padding(kd_pad_mode mode, const int *explicit_pad, int in, int k,
     return span < 0 ? 0 : span / stride + 1;
 }
 
+kdens_status kd_infer_same_shape(kdens_model *m, kd_node *node)
+{
+    const kd_node *x = kd_input(m, node, 0);
+    node->h = x->h;
+    node->w = x->w;
+    node->c = x->c;
+    return KDENS_OK;
+}
+
 size_t kd_node_size(const kd_node *n) { return (size_t)n->h * n->w * n->c; }
 
 int kd_model_find(const kdens_model *m, const char *name)

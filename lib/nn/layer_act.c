@@ -3,15 +3,6 @@
 
 #include <string.h>
 
-static kdens_status act_infer(kdens_model *m, kd_node *node)
-{
-    const kd_node *x = kd_input(m, node, 0);
-    node->h = x->h;
-    node->w = x->w;
-    node->c = x->c;
-    return KDENS_OK;
-}
-
 static void act_forward(kdens_model *m, kd_node *node, size_t n)
 {
     kd_act_forward(node->a.act, n * node->h * node->w, node->c, kd_input(m, node, 0)->out,
@@ -26,7 +17,7 @@ static void act_backward(kdens_model *m, kd_node *node, size_t n)
                         node->grad, x->grad, kd_grad_assign(x));
 }
 
-const kd_layer_ops kd_ops_act = {"act",       1,          1,           act_infer, NULL,
+const kd_layer_ops kd_ops_act = {"act",       1,          1,   kd_infer_same_shape, NULL,
                                  NULL,        act_forward, act_backward};
 
 /* ---- dropout (inverted: kept units are scaled by 1 / (1 - rate)) --------------- */
@@ -36,7 +27,7 @@ static kdens_status dropout_infer(kdens_model *m, kd_node *node)
     if (!(node->a.rate >= 0 && node->a.rate < 1))
         return kd_fail(KDENS_E_SPEC, "dropout '%s': rate %g is outside [0, 1)", node->name,
                        (double)node->a.rate);
-    return act_infer(m, node);
+    return kd_infer_same_shape(m, node);
 }
 
 static size_t dropout_aux(const kdens_model *m, const kd_node *node, size_t n)

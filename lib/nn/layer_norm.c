@@ -11,9 +11,7 @@ enum { BN_GAMMA, BN_BETA, BN_MEAN, BN_VAR };
 static kdens_status bn_infer(kdens_model *m, kd_node *node)
 {
     const kd_node *x = kd_input(m, node, 0);
-    node->h = x->h;
-    node->w = x->w;
-    node->c = x->c;
+    kd_infer_same_shape(m, node);
     if (!(node->a.eps > 0) || !(node->a.momentum >= 0 && node->a.momentum <= 1))
         return kd_fail(KDENS_E_SPEC, "batchnorm '%s': eps must be > 0 and momentum in [0, 1]",
                        node->name);
@@ -93,9 +91,7 @@ const kd_layer_ops kd_ops_batchnorm = {"batchnorm", 1,          1,          bn_i
 static kdens_status normalize_infer(kdens_model *m, kd_node *node)
 {
     const kd_node *x = kd_input(m, node, 0);
-    node->h = x->h;
-    node->w = x->w;
-    node->c = x->c;
+    kd_infer_same_shape(m, node);
     int one = 1;
     kdens_status st = kd_node_add_param(m, node, "mean", 1, &x->c, false, KD_INIT_ZERO);
     if (st == KDENS_OK)
@@ -140,15 +136,6 @@ const kd_layer_ops kd_ops_normalize = {"normalize", 1,    1, normalize_infer, NU
 
 /* ---- rescaling ---------------------------------------------------------------------- */
 
-static kdens_status same_shape_infer(kdens_model *m, kd_node *node)
-{
-    const kd_node *x = kd_input(m, node, 0);
-    node->h = x->h;
-    node->w = x->w;
-    node->c = x->c;
-    return KDENS_OK;
-}
-
 static void rescale_forward(kdens_model *m, kd_node *node, size_t n)
 {
     const float *x = kd_input(m, node, 0)->out;
@@ -167,5 +154,5 @@ static void rescale_backward(kdens_model *m, kd_node *node, size_t n)
         x->grad[i] += node->grad[i] * node->a.scale;
 }
 
-const kd_layer_ops kd_ops_rescale = {"rescale",       1,    1, same_shape_infer, NULL, NULL,
+const kd_layer_ops kd_ops_rescale = {"rescale",       1,    1, kd_infer_same_shape, NULL, NULL,
                                      rescale_forward, rescale_backward};

@@ -171,6 +171,8 @@ static inline bool kd_grad_assign(kd_node *x)
     return stale;
 }
 float *kd_grad_accumulate(kd_node *x, size_t n);
+/* infer() of the families whose output has their first input's shape. */
+kdens_status kd_infer_same_shape(kdens_model *m, kd_node *node);
 /* Resolve "same"/"valid"/explicit padding for a window; returns the output size. */
 int kd_resolve_padding(kd_pad_mode mode, const int *explicit_pad, int in, int k, int stride,
                        int *before, int *after);

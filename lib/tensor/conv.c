@@ -184,14 +184,13 @@ static void depthwise_forward_rows(size_t begin, size_t end, void *arg)
                 memcpy(yo, j->bias, sizeof(float) * oc);
             else
                 memset(yo, 0, sizeof(float) * oc);
-            for (int ky = 0; ky < g->kh; ky++) {
+            int ky0, ky1, kx0, kx1;
+            kd_window(oy, g->sh, g->pt, g->kh, g->h, &ky0, &ky1);
+            kd_window(ox, g->sw, g->pl, g->kw, g->w, &kx0, &kx1);
+            for (int ky = ky0; ky < ky1; ky++) {
                 int iy = oy * g->sh + ky - g->pt;
-                if (iy < 0 || iy >= g->h)
-                    continue;
-                for (int kx = 0; kx < g->kw; kx++) {
+                for (int kx = kx0; kx < kx1; kx++) {
                     int ix = ox * g->sw + kx - g->pl;
-                    if (ix < 0 || ix >= g->w)
-                        continue;
                     const float *xp = xi + ((size_t)iy * g->w + ix) * g->c;
                     const float *wp = j->w + ((size_t)ky * g->kw + kx) * oc;
                     if (m == 1) {
@@ -219,14 +218,13 @@ static void depthwise_backward_dx_images(size_t begin, size_t end, void *arg)
         for (int oy = 0; oy < g->oh; oy++)
             for (int ox = 0; ox < g->ow; ox++) {
                 const float *dyo = dyi + ((size_t)oy * g->ow + ox) * oc;
-                for (int ky = 0; ky < g->kh; ky++) {
+                int ky0, ky1, kx0, kx1;
+                kd_window(oy, g->sh, g->pt, g->kh, g->h, &ky0, &ky1);
+                kd_window(ox, g->sw, g->pl, g->kw, g->w, &kx0, &kx1);
+                for (int ky = ky0; ky < ky1; ky++) {
                     int iy = oy * g->sh + ky - g->pt;
-                    if (iy < 0 || iy >= g->h)
-                        continue;
-                    for (int kx = 0; kx < g->kw; kx++) {
+                    for (int kx = kx0; kx < kx1; kx++) {
                         int ix = ox * g->sw + kx - g->pl;
-                        if (ix < 0 || ix >= g->w)
-                            continue;
                         float *dxp = dxi + ((size_t)iy * g->w + ix) * g->c;
                         const float *wp = j->w + ((size_t)ky * g->kw + kx) * oc;
                         if (m == 1)
@@ -256,14 +254,13 @@ static void depthwise_backward_dw(const kd_conv_geom *g, const float *x, const f
                 if (db)
                     for (int c = 0; c < oc; c++)
                         db[c] += dyo[c];
-                for (int ky = 0; ky < g->kh; ky++) {
+                int ky0, ky1, kx0, kx1;
+                kd_window(oy, g->sh, g->pt, g->kh, g->h, &ky0, &ky1);
+                kd_window(ox, g->sw, g->pl, g->kw, g->w, &kx0, &kx1);
+                for (int ky = ky0; ky < ky1; ky++) {
                     int iy = oy * g->sh + ky - g->pt;
-                    if (iy < 0 || iy >= g->h)
-                        continue;
-                    for (int kx = 0; kx < g->kw; kx++) {
+                    for (int kx = kx0; kx < kx1; kx++) {
                         int ix = ox * g->sw + kx - g->pl;
-                        if (ix < 0 || ix >= g->w)
-                            continue;
                         const float *xp = xi + ((size_t)iy * g->w + ix) * g->c;
                         float *dwp = dw + ((size_t)ky * g->kw + kx) * oc;
                         if (m == 1)

@@ -30,14 +30,13 @@ static void maxpool_rows(size_t begin, size_t end, void *arg)
                 yo[ch] = -FLT_MAX;
                 ao[ch] = -1;
             }
-            for (int ky = 0; ky < g->kh; ky++) {
+            int ky0, ky1, kx0, kx1;
+            kd_window(oy, g->sh, g->pt, g->kh, g->h, &ky0, &ky1);
+            kd_window(ox, g->sw, g->pl, g->kw, g->w, &kx0, &kx1);
+            for (int ky = ky0; ky < ky1; ky++) {
                 int iy = oy * g->sh + ky - g->pt;
-                if (iy < 0 || iy >= g->h)
-                    continue;
-                for (int kx = 0; kx < g->kw; kx++) {
+                for (int kx = kx0; kx < kx1; kx++) {
                     int ix = ox * g->sw + kx - g->pl;
-                    if (ix < 0 || ix >= g->w)
-                        continue;
                     size_t xi = xbase + ((size_t)iy * g->w + ix) * c;
                     const float *xp = j->x + xi;
                     for (int ch = 0; ch < c; ch++)
@@ -71,10 +70,10 @@ void kd_maxpool_backward(const kd_pool_geom *g, const float *dy, const int32_t *
 
 static int window_cells(const kd_pool_geom *g, int oy, int ox)
 {
-    int y0 = KD_MAX(oy * g->sh - g->pt, 0), y1 = KD_MIN(oy * g->sh - g->pt + g->kh, g->h);
-    int x0 = KD_MAX(ox * g->sw - g->pl, 0), x1 = KD_MIN(ox * g->sw - g->pl + g->kw, g->w);
-    int n = (y1 - y0) * (x1 - x0);
-    return n > 0 ? n : 0;
+    int ky0, ky1, kx0, kx1;
+    kd_window(oy, g->sh, g->pt, g->kh, g->h, &ky0, &ky1);
+    kd_window(ox, g->sw, g->pl, g->kw, g->w, &kx0, &kx1);
+    return ky1 > ky0 && kx1 > kx0 ? (ky1 - ky0) * (kx1 - kx0) : 0;
 }
 
 static void avgpool_rows(size_t begin, size_t end, void *arg)
@@ -92,14 +91,13 @@ static void avgpool_rows(size_t begin, size_t end, void *arg)
             int cells = window_cells(g, oy, ox);
             if (cells == 0)
                 continue;
-            for (int ky = 0; ky < g->kh; ky++) {
+            int ky0, ky1, kx0, kx1;
+            kd_window(oy, g->sh, g->pt, g->kh, g->h, &ky0, &ky1);
+            kd_window(ox, g->sw, g->pl, g->kw, g->w, &kx0, &kx1);
+            for (int ky = ky0; ky < ky1; ky++) {
                 int iy = oy * g->sh + ky - g->pt;
-                if (iy < 0 || iy >= g->h)
-                    continue;
-                for (int kx = 0; kx < g->kw; kx++) {
+                for (int kx = kx0; kx < kx1; kx++) {
                     int ix = ox * g->sw + kx - g->pl;
-                    if (ix < 0 || ix >= g->w)
-                        continue;
                     const float *xp = xi + ((size_t)iy * g->w + ix) * c;
                     for (int ch = 0; ch < c; ch++)
                         yo[ch] += xp[ch];
@@ -129,14 +127,13 @@ void kd_avgpool_backward(const kd_pool_geom *g, const float *dy, float *dx)
                     continue;
                 float inv = 1.0f / (float)cells;
                 const float *dyo = dy + (((size_t)img * g->oh + oy) * g->ow + ox) * c;
-                for (int ky = 0; ky < g->kh; ky++) {
+                int ky0, ky1, kx0, kx1;
+                kd_window(oy, g->sh, g->pt, g->kh, g->h, &ky0, &ky1);
+                kd_window(ox, g->sw, g->pl, g->kw, g->w, &kx0, &kx1);
+                for (int ky = ky0; ky < ky1; ky++) {
                     int iy = oy * g->sh + ky - g->pt;
-                    if (iy < 0 || iy >= g->h)
-                        continue;
-                    for (int kx = 0; kx < g->kw; kx++) {
+                    for (int kx = kx0; kx < kx1; kx++) {
                         int ix = ox * g->sw + kx - g->pl;
-                        if (ix < 0 || ix >= g->w)
-                            continue;
                         float *dxp = dx + (((size_t)img * g->h + iy) * g->w + ix) * c;
                         for (int ch = 0; ch < c; ch++)
                             dxp[ch] += dyo[ch] * inv;

@@ -13,6 +13,15 @@
 void kd_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
              int lda, const float *b, int ldb, float beta, float *c, int ldc);
 
+/* The taps [*k0, *k1) of a k-wide window at output o (stride, padding before)
+ * that fall inside an input of `size`: loops over them need no bounds checks. */
+static inline void kd_window(int o, int stride, int pad, int k, int size, int *k0, int *k1)
+{
+    int start = o * stride - pad;
+    *k0 = start < 0 ? -start : 0;
+    *k1 = KD_MIN(k, size - start);
+}
+
 /* ---- convolution -------------------------------------------------------- */
 
 typedef enum kd_conv_algo {
