@@ -20,10 +20,14 @@
 
 #define KD_COL_CHUNK_FLOATS ((size_t)1 << 18) /* 1 MiB of im2col per chunk */
 
+int kd_conv_forced_algo = -1;
+
 kd_conv_algo kd_conv_choose(const kd_conv_geom *g)
 {
     if (g->groups > 1 && g->groups == g->c)
         return KD_CONV_DEPTHWISE;
+    if (kd_conv_forced_algo == KD_CONV_IM2COL)
+        return KD_CONV_IM2COL;
     if (kd_direct_applies(g))
         return KD_CONV_DIRECT;
     if (g->groups == 1 && g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->pt == 0 &&
