@@ -282,6 +282,118 @@ KDENS_API kdens_status kdens_model_train_step(kdens_model *model, kdens_optimize
                                               const float *soft_targets, float *loss,
                                               size_t *correct);
 
+/* ------------------------------------------------------------------------ */
+/* Datasets                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Labelled uint8 images in memory (N x H x W x C) with class names.  A
+ * dataset may be a view -- a split or subset -- of another one: views share
+ * the pixels (no copies) and stay valid after the dataset they came from is
+ * freed.  Read-only after creation, so one dataset may be read from several
+ * threads at once. */
+typedef struct kdens_dataset kdens_dataset;
+
+typedef enum kdens_color {
+    KDENS_COLOR_GRAY = 1, /* one channel: ITU-R 601 luma of colour images */
+    KDENS_COLOR_RGB = 3   /* three channels: grey images replicated */
+} kdens_color;
+
+typedef enum kdens_cifar_labels {
+    KDENS_CIFAR10 = 0,        /* 1 label byte + 3072 pixel bytes per record */
+    KDENS_CIFAR100_FINE = 1,  /* coarse byte, fine byte, 3072 pixels: fine labels (100) */
+    KDENS_CIFAR100_COARSE = 2 /* the same records, coarse labels (20) */
+} kdens_cifar_labels;
+
+/* Flags of the image-folder and manifest loaders. */
+#define KDENS_LOAD_SKIP_BAD 1u /* skip unreadable images (counted, see
+                                  kdens_dataset_skipped) instead of failing */
+
+/* IDX files (MNIST, Fashion-MNIST, EMNIST): an image file (magic 2051,
+ * N x H x W) and a label file (magic 2049), plain or gzip-compressed.
+ * Errors: KDENS_E_IO, KDENS_E_FORMAT (wrong magic, counts larger than the
+ * file, image and label counts that differ), KDENS_E_NOMEM. */
+KDENS_API kdens_status kdens_dataset_load_idx(const char *images_path, const char *labels_path,
+                                              kdens_dataset **out);
+
+/* CIFAR-10 / CIFAR-100 binary batches (32 x 32 x 3), one or more files
+ * concatenated in order.  Errors: KDENS_E_IO, KDENS_E_FORMAT (a file that is
+ * not a whole number of records, a label out of range), KDENS_E_NOMEM. */
+KDENS_API kdens_status kdens_dataset_load_cifar(const char *const *paths, int n_paths,
+                                                kdens_cifar_labels labels,
+                                                kdens_dataset **out);
+
+/* An image folder in the reference layout ROOT/<class>/<image>.png|.jpg|.jpeg:
+ * the class index is the position of the class folder in sorted order (as
+ * Keras' flow_from_directory).  Images become `color` and are resized to
+ * height x width with nearest-neighbour sampling (Keras' default); height
+ * and width 0 keep the size, which must then be the same for every image.
+ * PNG: 8 and 16 bit, grey, grey+alpha, RGB, RGBA and palette; JPEG: grey,
+ * RGB (YCbCr) and CMYK; alpha is dropped, not composited (as PIL's convert).
+ * Errors: KDENS_E_IO (unreadable folder or image), KDENS_E_FORMAT (corrupt
+ * image, naming the file), KDENS_E_SHAPE (differing sizes without resize),
+ * KDENS_E_NOTFOUND (no class folders, an empty class folder), KDENS_E_ARG. */
+KDENS_API kdens_status kdens_dataset_load_folder(const char *root, int height, int width,
+                                                 kdens_color color, unsigned flags,
+                                                 kdens_dataset **out);
+
+/* A CSV manifest with the header `filename,class` (the reference's subset
+ * files): paths relative to data_root, classes by name.  The class list is
+ * the sorted class folders of data_root when it has any, else the sorted
+ * names the manifest uses.  Errors as kdens_dataset_load_folder, plus
+ * KDENS_E_FORMAT for a bad header or row and KDENS_E_NOTFOUND for a class
+ * name that is not a class of data_root (line number named). */
+KDENS_API kdens_status kdens_dataset_load_manifest(const char *csv_path, const char *data_root,
+                                                   int height, int width, kdens_color color,
+                                                   unsigned flags, kdens_dataset **out);
+
+/* Named presets mirroring the reference's config/datasets.py: "mnist",
+ * "fmnist", "emnist" (balanced, 47 classes), "cifar10", "cifar100".  path
+ * names the folder holding the files (NULL: the default, which only fmnist
+ * has: /usr/share/datasets/fashion-mnist).  Loads the training and test
+ * parts (either output may be NULL).  Files: MNIST-style names
+ * train-images-idx3-ubyte[.gz] etc. (EMNIST: emnist-balanced-train-images-
+ * idx3-ubyte[.gz] ...), CIFAR data_batch_1..5.bin + test_batch.bin, CIFAR-100
+ * train.bin + test.bin.  Errors: KDENS_E_NOTFOUND for an unknown preset or
+ * missing files, and those of the loaders. */
+KDENS_API kdens_status kdens_dataset_preset(const char *name, const char *path,
+                                            kdens_dataset **train, kdens_dataset **test);
+
+KDENS_API void kdens_dataset_free(kdens_dataset *ds);
+
+/* Shape and size queries (0 for NULL). */
+KDENS_API size_t kdens_dataset_count(const kdens_dataset *ds);
+KDENS_API kdens_status kdens_dataset_shape(const kdens_dataset *ds, int *height, int *width,
+                                           int *channels);
+KDENS_API int kdens_dataset_num_classes(const kdens_dataset *ds);
+/* The i-th class name (NULL out of range; datasets without names use "0",
+ * "1", ...). */
+KDENS_API const char *kdens_dataset_class_name(const kdens_dataset *ds, int i);
+/* Sample i: its pixels (H x W x C bytes, valid while the dataset lives),
+ * its label, and its file name relative to the data root (NULL for IDX and
+ * CIFAR).  Errors: KDENS_E_ARG for NULL or i out of range. */
+KDENS_API kdens_status kdens_dataset_get(const kdens_dataset *ds, size_t i,
+                                         const uint8_t **pixels, int32_t *label,
+                                         const char **filename);
+/* Images skipped by KDENS_LOAD_SKIP_BAD, and the first of their names. */
+KDENS_API size_t kdens_dataset_skipped(const kdens_dataset *ds, const char **first);
+
+/* A reproducible split, stratified by class: of each class, round(val_fraction
+ * x its size) samples drawn from seed go to `val`, the rest to `train` (both
+ * keep the dataset's order).  Index views, no pixel copies.
+ * Errors: KDENS_E_ARG for a fraction outside (0, 1) or NULL. */
+KDENS_API kdens_status kdens_dataset_split(const kdens_dataset *ds, double val_fraction,
+                                           uint64_t seed, kdens_dataset **train,
+                                           kdens_dataset **val);
+/* A random subset: each sample kept with probability fraction (count 0), as
+ * the reference's generate_subset.py does, or exactly `count` samples drawn
+ * without replacement (fraction ignored).  Errors: KDENS_E_ARG (fraction
+ * outside (0, 1], count above the dataset's size). */
+KDENS_API kdens_status kdens_dataset_subset(const kdens_dataset *ds, double fraction,
+                                            size_t count, uint64_t seed, kdens_dataset **out);
+/* Write the dataset's samples as a CSV manifest `filename,class` (atomic
+ * write).  Needs file names: KDENS_E_STATE for IDX or CIFAR datasets. */
+KDENS_API kdens_status kdens_dataset_write_manifest(const kdens_dataset *ds, const char *path);
+
 #ifdef __cplusplus
 }
 #endif

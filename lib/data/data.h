@@ -1,0 +1,68 @@
+/* data: datasets in memory, their file readers, splits and subsets.
+ * Internal to libkdens; depends on core, zlib, libpng and libjpeg. */
+#ifndef KD_DATA_H
+#define KD_DATA_H
+
+#include "../core/core.h"
+
+#include <stdatomic.h>
+
+/* The pixels and labels that views share; freed with the last view. */
+typedef struct kd_store {
+    _Atomic int refs;
+    int h, w, c, classes;
+    size_t n;
+    uint8_t *pixels;     /* n x h x w x c */
+    int32_t *labels;     /* n */
+    char **filenames;    /* n paths relative to the data root, or NULL */
+    char **class_names;  /* classes */
+    size_t skipped;      /* images left out by KDENS_LOAD_SKIP_BAD */
+    char *first_skipped;
+} kd_store;
+
+struct kdens_dataset {
+    kd_store *store;
+    size_t n;
+    size_t *index; /* sample i is store sample index[i]; NULL: the identity */
+};
+
+/* A store for n samples of h x w x c with `classes` classes (names "0".."k-1"
+ * until set), wrapped in a dataset viewing all of it. */
+kdens_status kd_dataset_new(size_t n, int h, int w, int c, int classes, kdens_dataset **out);
+/* Replace the class names (copied). */
+kdens_status kd_dataset_set_class_names(kdens_dataset *ds, const char *const *names, int n);
+static inline size_t kd_dataset_at(const kdens_dataset *ds, size_t i)
+{
+    return ds->index ? ds->index[i] : i;
+}
+
+/* Decoding of one image file (PNG or JPEG by signature) into `color`
+ * channels; *pixels is malloc'ed h x w x c.  Errors name the path. */
+kdens_status kd_image_decode_file(const char *path, kdens_color color, uint8_t **pixels, int *h,
+                                  int *w);
+kdens_status kd_image_decode_memory(const char *name, const uint8_t *data, size_t len,
+                                    kdens_color color, uint8_t **pixels, int *h, int *w);
+/* Nearest-neighbour resize with PIL's pixel-centre mapping. */
+void kd_image_resize_nearest(const uint8_t *src, int sh, int sw, int c, uint8_t *dst, int dh,
+                             int dw);
+
+/* IDX and CIFAR parsers on bytes in memory (the fuzzers' entry points). */
+kdens_status kd_idx_parse(const char *name, const uint8_t *data, size_t len, int want_dims,
+                          uint8_t **values, size_t *count, int *dims);
+kdens_status kd_cifar_parse(const char *name, const uint8_t *data, size_t len,
+                            kdens_cifar_labels labels, uint8_t *pixels, int32_t *out_labels,
+                            size_t *records);
+
+/* CSV manifests: parse `filename,class` text into rows (strings owned by *rows). */
+typedef struct kd_manifest_row {
+    char *filename, *class_name;
+    size_t line;
+} kd_manifest_row;
+kdens_status kd_manifest_parse(const char *name, const char *text, size_t len,
+                               kd_manifest_row **rows, size_t *n_rows);
+void kd_manifest_free(kd_manifest_row *rows, size_t n_rows);
+
+/* Read a whole file through zlib: gzip-compressed or plain. */
+kdens_status kd_read_gz(const char *path, uint8_t **data, size_t *len);
+
+#endif

@@ -1,0 +1,474 @@
+/* Image folders (ROOT/<class>/<image>) and CSV manifests (`filename,class`).
+ * Files are decoded on the library's threads, each into its own slot, so
+ * the result does not depend on the thread count. */
+#include "data.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+/* ---- a list of strings --------------------------------------------------------- */
+
+typedef struct strlist {
+    char **v;
+    size_t n, cap;
+} strlist;
+
+static bool strlist_add(strlist *l, const char *s)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        char **v = realloc(l->v, sizeof(char *) * cap);
+        if (!v)
+            return false;
+        l->v = v;
+        l->cap = cap;
+    }
+    return (l->v[l->n] = kd_strdup(s)) != NULL && ++l->n;
+}
+
+static void strlist_free(strlist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    memset(l, 0, sizeof *l);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static char *join(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *s = malloc(la + lb + 2);
+    if (s) {
+        memcpy(s, a, la);
+        s[la] = '/';
+        memcpy(s + la + 1, b, lb + 1);
+    }
+    return s;
+}
+
+static bool is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static bool is_image_name(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    return dot && (!strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") ||
+                   !strcasecmp(dot, ".jpeg"));
+}
+
+/* Sorted entries of dir: sub-folders (want_dirs) or image files. */
+static kdens_status list_dir(const char *dir, bool want_dirs, strlist *out)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return kd_fail(KDENS_E_IO, "%s: cannot open folder: %s", dir, strerror(errno));
+    struct dirent *e;
+    kdens_status st = KDENS_OK;
+    while (st == KDENS_OK && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char *full = join(dir, e->d_name);
+        if (!full) {
+            st = kd_fail(KDENS_E_NOMEM, "out of memory");
+            break;
+        }
+        bool keep = want_dirs ? is_dir(full) : (is_image_name(e->d_name) && !is_dir(full));
+        free(full);
+        if (keep && !strlist_add(out, e->d_name))
+            st = kd_fail(KDENS_E_NOMEM, "out of memory");
+    }
+    closedir(d);
+    if (st == KDENS_OK)
+        qsort(out->v, out->n, sizeof(char *), cmp_str);
+    return st;
+}
+
+/* ---- decoding many files ------------------------------------------------------------ */
+
+typedef struct load_job {
+    const char *root;
+    char **files;      /* relative to root */
+    kdens_color color;
+    int h, w;          /* target size, 0 = keep */
+    uint8_t **images;  /* per file: decoded (kept size) */
+    int *heights, *widths;
+    uint8_t *slots;    /* resize target: file i at i * h * w * c */
+    kdens_status *status;
+} load_job;
+
+static void decode_range(size_t begin, size_t end, void *arg)
+{
+    load_job *j = arg;
+    int c = (int)j->color;
+    for (size_t i = begin; i < end; i++) {
+        char *path = j->files[i][0] == '/' ? kd_strdup(j->files[i]) : join(j->root, j->files[i]);
+        uint8_t *px = NULL;
+        int h = 0, w = 0;
+        j->status[i] = path ? kd_image_decode_file(path, j->color, &px, &h, &w) : KDENS_E_NOMEM;
+        free(path);
+        if (j->status[i] != KDENS_OK)
+            continue;
+        if (j->h > 0) {
+            kd_image_resize_nearest(px, h, w, c, j->slots + i * (size_t)j->h * j->w * c, j->h,
+                                    j->w);
+            free(px);
+        } else {
+            j->images[i] = px;
+            j->heights[i] = h;
+            j->widths[i] = w;
+        }
+    }
+}
+
+/* Decode files[i] (relative to root) with labels[i] into a dataset. */
+static kdens_status load_files(const char *root, strlist *files, const int32_t *labels,
+                               strlist *classes, int h, int w, kdens_color color,
+                               unsigned flags, kdens_dataset **out)
+{
+    size_t n = files->n;
+    int c = (int)color;
+    load_job j = {root, files->v, color, h, w, NULL, NULL, NULL, NULL, NULL};
+    j.status = calloc(n ? n : 1, sizeof *j.status);
+    if (h > 0)
+        j.slots = malloc(n * (size_t)h * w * c + 1);
+    else {
+        j.images = calloc(n ? n : 1, sizeof *j.images);
+        j.heights = calloc(n ? n : 1, sizeof(int));
+        j.widths = calloc(n ? n : 1, sizeof(int));
+    }
+    kdens_status st = KDENS_OK;
+    if (!j.status || (h > 0 ? !j.slots : (!j.images || !j.heights || !j.widths)))
+        st = kd_fail(KDENS_E_NOMEM, "out of memory for %zu images", n);
+    if (st == KDENS_OK)
+        kd_parallel_for(n, 4, decode_range, &j);
+
+    /* Failures are replayed in order on this thread for their message. */
+    size_t kept = 0, skipped = 0, first_bad = n;
+    int fh = h, fw = w;
+    for (size_t i = 0; st == KDENS_OK && i < n; i++) {
+        if (j.status[i] == KDENS_OK && h == 0) {
+            if (fh == 0)
+                fh = j.heights[i], fw = j.widths[i];
+            else if (j.heights[i] != fh || j.widths[i] != fw) {
+                st = kd_fail(KDENS_E_SHAPE,
+                             "%s/%s is %dx%d but earlier images are %dx%d; give a target size "
+                             "to resize",
+                             root, files->v[i], j.heights[i], j.widths[i], fh, fw);
+                break;
+            }
+        }
+        if (j.status[i] == KDENS_OK) {
+            kept++;
+            continue;
+        }
+        if (!(flags & KDENS_LOAD_SKIP_BAD) || j.status[i] == KDENS_E_NOMEM) {
+            char *path = files->v[i][0] == '/' ? kd_strdup(files->v[i]) : join(root, files->v[i]);
+            uint8_t *px = NULL;
+            int ih, iw;
+            st = path ? kd_image_decode_file(path, color, &px, &ih, &iw)
+                      : kd_fail(KDENS_E_NOMEM, "out of memory");
+            if (st == KDENS_OK) /* it decodes now: report the first status anyway */
+                st = kd_fail(j.status[i], "%s: could not be decoded", path);
+            free(px);
+            free(path);
+            break;
+        }
+        if (first_bad == n)
+            first_bad = i;
+        skipped++;
+    }
+    if (st == KDENS_OK && kept == 0)
+        st = kd_fail(KDENS_E_NOTFOUND, "%s: no readable images", root);
+    kdens_dataset *ds = NULL;
+    if (st == KDENS_OK)
+        st = kd_dataset_new(kept, fh, fw, c, (int)classes->n, &ds);
+    if (st == KDENS_OK)
+        st = kd_dataset_set_class_names(ds, (const char *const *)classes->v, (int)classes->n);
+    if (st == KDENS_OK) {
+        kd_store *s = ds->store;
+        s->filenames = calloc(kept ? kept : 1, sizeof(char *));
+        if (!s->filenames)
+            st = kd_fail(KDENS_E_NOMEM, "out of memory");
+        size_t per = (size_t)fh * fw * c;
+        for (size_t i = 0, k = 0; st == KDENS_OK && i < n; i++) {
+            if (j.status[i] != KDENS_OK)
+                continue;
+            memcpy(s->pixels + k * per, h > 0 ? j.slots + i * per : j.images[i], per);
+            s->labels[k] = labels[i];
+            s->filenames[k] = files->v[i];
+            files->v[i] = NULL; /* moved */
+            k++;
+        }
+        s->skipped = skipped;
+        if (skipped && !(s->first_skipped = kd_strdup(files->v[first_bad])))
+            st = kd_fail(KDENS_E_NOMEM, "out of memory");
+    }
+    if (st == KDENS_OK) {
+        if (skipped)
+            kd_log(KDENS_LOG_WARN, "%s: skipped %zu unreadable images, first %s", root, skipped,
+                   files->v[first_bad]);
+        *out = ds;
+    } else {
+        kdens_dataset_free(ds);
+    }
+    if (j.images)
+        for (size_t i = 0; i < n; i++)
+            free(j.images[i]);
+    free(j.images);
+    free(j.heights);
+    free(j.widths);
+    free(j.slots);
+    free(j.status);
+    return st;
+}
+
+static kdens_status check_target(int h, int w, kdens_color color)
+{
+    if (color != KDENS_COLOR_GRAY && color != KDENS_COLOR_RGB)
+        return kd_fail(KDENS_E_ARG, "colour mode %d is neither grey (1) nor RGB (3)", (int)color);
+    if (h < 0 || w < 0 || (h == 0) != (w == 0) || h > 65536 || w > 65536)
+        return kd_fail(KDENS_E_ARG, "target size %dx%d is not valid", h, w);
+    return KDENS_OK;
+}
+
+kdens_status kdens_dataset_load_folder(const char *root, int height, int width,
+                                       kdens_color color, unsigned flags, kdens_dataset **out)
+{
+    if (!root || !out)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    kdens_status st = check_target(height, width, color);
+    if (st != KDENS_OK)
+        return st;
+    strlist classes = {0}, files = {0};
+    int32_t *labels = NULL;
+    size_t cap = 0;
+    st = list_dir(root, true, &classes);
+    if (st == KDENS_OK && classes.n == 0)
+        st = kd_fail(KDENS_E_NOTFOUND, "%s: no class folders", root);
+    for (size_t k = 0; st == KDENS_OK && k < classes.n; k++) {
+        char *dir = join(root, classes.v[k]);
+        strlist names = {0};
+        st = dir ? list_dir(dir, false, &names) : kd_fail(KDENS_E_NOMEM, "out of memory");
+        if (st == KDENS_OK && names.n == 0)
+            st = kd_fail(KDENS_E_NOTFOUND, "%s: class folder holds no PNG or JPEG images", dir);
+        for (size_t i = 0; st == KDENS_OK && i < names.n; i++) {
+            char *rel = join(classes.v[k], names.v[i]);
+            if (files.n == cap) {
+                cap = cap ? 2 * cap : 256;
+                int32_t *l = realloc(labels, sizeof(int32_t) * cap);
+                if (l)
+                    labels = l;
+                else
+                    st = kd_fail(KDENS_E_NOMEM, "out of memory");
+            }
+            if (st == KDENS_OK && (!rel || !strlist_add(&files, rel)))
+                st = kd_fail(KDENS_E_NOMEM, "out of memory");
+            if (st == KDENS_OK)
+                labels[files.n - 1] = (int32_t)k;
+            free(rel);
+        }
+        strlist_free(&names);
+        free(dir);
+    }
+    if (st == KDENS_OK)
+        st = load_files(root, &files, labels, &classes, height, width, color, flags, out);
+    strlist_free(&classes);
+    strlist_free(&files);
+    free(labels);
+    return st;
+}
+
+/* ---- manifests --------------------------------------------------------------------------- */
+
+void kd_manifest_free(kd_manifest_row *rows, size_t n_rows)
+{
+    for (size_t i = 0; i < n_rows; i++) {
+        free(rows[i].filename);
+        free(rows[i].class_name);
+    }
+    free(rows);
+}
+
+/* One CSV field at *p (quoted with "" escapes, or bare up to , or newline). */
+static char *csv_field(const char **p, const char *end, bool *ok)
+{
+    kd_buf b = {0};
+    const char *s = *p;
+    *ok = true;
+    if (s < end && *s == '"') {
+        s++;
+        for (;;) {
+            if (s >= end) {
+                *ok = false; /* unterminated quote */
+                break;
+            }
+            if (*s == '"') {
+                if (s + 1 < end && s[1] == '"') {
+                    kd_buf_put(&b, "\"", 1);
+                    s += 2;
+                    continue;
+                }
+                s++;
+                break;
+            }
+            kd_buf_put(&b, s++, 1);
+        }
+    } else {
+        while (s < end && *s != ',' && *s != '\n' && *s != '\r') {
+            if (*s == '"')
+                *ok = false;
+            kd_buf_put(&b, s++, 1);
+        }
+    }
+    *p = s;
+    if (b.failed || (!b.data && !(b.data = calloc(1, 1)))) {
+        kd_buf_free(&b);
+        *ok = false;
+        return NULL;
+    }
+    if (strlen(b.data) != b.len)
+        *ok = false; /* a NUL byte inside */
+    return b.data;
+}
+
+kdens_status kd_manifest_parse(const char *name, const char *text, size_t len,
+                               kd_manifest_row **rows, size_t *n_rows)
+{
+    const char *p = text, *end = text + len;
+    const char header[] = "filename,class";
+    if (len >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0) /* a UTF-8 byte-order mark */
+        p += 3;
+    if ((size_t)(end - p) < sizeof header - 1 || memcmp(p, header, sizeof header - 1) != 0)
+        return kd_fail(KDENS_E_FORMAT, "%s: line 1 is not the header 'filename,class'", name);
+    p += sizeof header - 1;
+    if (p < end && *p == '\r')
+        p++;
+    if (p < end && *p != '\n')
+        return kd_fail(KDENS_E_FORMAT, "%s: line 1 is not the header 'filename,class'", name);
+    kd_manifest_row *out = NULL;
+    size_t n = 0, cap = 0, line = 1;
+    kdens_status st = KDENS_OK;
+    while (p < end && st == KDENS_OK) {
+        p++; /* the newline */
+        line++;
+        if (p >= end)
+            break;
+        if (*p == '\n' || *p == '\r') { /* blank line */
+            if (*p == '\r' && p + 1 < end && p[1] == '\n')
+                p++;
+            continue;
+        }
+        bool ok1, ok2 = false;
+        char *file = csv_field(&p, end, &ok1), *cls = NULL;
+        if (ok1 && p < end && *p == ',') {
+            p++;
+            cls = csv_field(&p, end, &ok2);
+        }
+        if (p < end && *p == '\r')
+            p++;
+        if (!ok1 || !ok2 || (p < end && *p != '\n') || !*file || !*cls) {
+            free(file);
+            free(cls);
+            st = kd_fail(KDENS_E_FORMAT, "%s: line %zu is not 'filename,class'", name, line);
+            break;
+        }
+        if (n == cap) {
+            cap = cap ? 2 * cap : 256;
+            kd_manifest_row *r = realloc(out, sizeof *r * cap);
+            if (!r) {
+                free(file);
+                free(cls);
+                st = kd_fail(KDENS_E_NOMEM, "out of memory");
+                break;
+            }
+            out = r;
+        }
+        out[n++] = (kd_manifest_row){file, cls, line};
+    }
+    if (st != KDENS_OK) {
+        kd_manifest_free(out, n);
+        return st;
+    }
+    if (n == 0) {
+        free(out);
+        return kd_fail(KDENS_E_FORMAT, "%s: the manifest lists no images", name);
+    }
+    *rows = out;
+    *n_rows = n;
+    return KDENS_OK;
+}
+
+static int find_class(const strlist *classes, const char *name)
+{
+    char **hit = bsearch(&name, classes->v, classes->n, sizeof(char *), cmp_str);
+    return hit ? (int)(hit - classes->v) : -1;
+}
+
+kdens_status kdens_dataset_load_manifest(const char *csv_path, const char *data_root, int height,
+                                         int width, kdens_color color, unsigned flags,
+                                         kdens_dataset **out)
+{
+    if (!csv_path || !data_root || !out)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    kdens_status st = check_target(height, width, color);
+    if (st != KDENS_OK)
+        return st;
+    char *text;
+    size_t len;
+    st = kd_read_file(csv_path, &text, &len);
+    if (st != KDENS_OK)
+        return st;
+    kd_manifest_row *rows = NULL;
+    size_t n = 0;
+    st = kd_manifest_parse(csv_path, text, len, &rows, &n);
+    free(text);
+    strlist classes = {0}, files = {0};
+    int32_t *labels = NULL;
+    if (st == KDENS_OK && is_dir(data_root))
+        st = list_dir(data_root, true, &classes);
+    if (st == KDENS_OK && classes.n == 0) { /* no class folders: the names used, sorted */
+        for (size_t i = 0; st == KDENS_OK && i < n; i++)
+            if (!strlist_add(&classes, rows[i].class_name))
+                st = kd_fail(KDENS_E_NOMEM, "out of memory");
+        qsort(classes.v, classes.n, sizeof(char *), cmp_str);
+        size_t u = 0;
+        for (size_t i = 0; i < classes.n; i++) {
+            if (u > 0 && strcmp(classes.v[u - 1], classes.v[i]) == 0)
+                free(classes.v[i]);
+            else
+                classes.v[u++] = classes.v[i];
+        }
+        classes.n = u;
+    }
+    if (st == KDENS_OK && !(labels = malloc(sizeof(int32_t) * n)))
+        st = kd_fail(KDENS_E_NOMEM, "out of memory");
+    for (size_t i = 0; st == KDENS_OK && i < n; i++) {
+        int k = find_class(&classes, rows[i].class_name);
+        if (k < 0)
+            st = kd_fail(KDENS_E_NOTFOUND, "%s: line %zu: class '%s' is not a class of %s",
+                         csv_path, rows[i].line, rows[i].class_name, data_root);
+        else if (!strlist_add(&files, rows[i].filename))
+            st = kd_fail(KDENS_E_NOMEM, "out of memory");
+        else
+            labels[i] = k;
+    }
+    kd_manifest_free(rows, n);
+    if (st == KDENS_OK)
+        st = load_files(data_root, &files, labels, &classes, height, width, color, flags, out);
+    strlist_free(&classes);
+    strlist_free(&files);
+    free(labels);
+    return st;
+}

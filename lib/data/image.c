@@ -1,0 +1,182 @@
+/* PNG (libpng's simplified API) and JPEG (libjpeg with its error exit
+ * replaced by a longjmp, so a corrupt file is a status, never exit()) into
+ * 8-bit grey or RGB, and nearest-neighbour resizing. */
+#include "data.h"
+
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jpeglib.h>
+#include <png.h>
+
+#define KD_MAX_IMAGE_PIXELS ((size_t)1 << 28)
+
+/* ITU-R 601-2 luma, as PIL's convert("L"). */
+static inline uint8_t luma(int r, int g, int b)
+{
+    return (uint8_t)((r * 299 + g * 587 + b * 114 + 500) / 1000);
+}
+
+/* RGBA or RGB (in_c) to the wanted channels, in place-safe order. */
+static void from_rgb(const uint8_t *src, int in_c, size_t pixels, kdens_color color,
+                     uint8_t *dst)
+{
+    for (size_t i = 0; i < pixels; i++) {
+        const uint8_t *p = src + i * in_c;
+        if (color == KDENS_COLOR_GRAY) {
+            dst[i] = luma(p[0], p[1], p[2]);
+        } else {
+            dst[i * 3] = p[0];
+            dst[i * 3 + 1] = p[1];
+            dst[i * 3 + 2] = p[2];
+        }
+    }
+}
+
+static kdens_status decode_png(const char *name, const uint8_t *data, size_t len,
+                               kdens_color color, uint8_t **pixels, int *h, int *w)
+{
+    png_image img;
+    memset(&img, 0, sizeof img);
+    img.version = PNG_IMAGE_VERSION;
+    if (!png_image_begin_read_from_memory(&img, data, len))
+        return kd_fail(KDENS_E_FORMAT, "%s: bad PNG: %s", name, img.message);
+    if ((size_t)img.width * img.height > KD_MAX_IMAGE_PIXELS) {
+        png_image_free(&img);
+        return kd_fail(KDENS_E_FORMAT, "%s: PNG of %ux%u is too large", name, img.width,
+                       img.height);
+    }
+    img.format = PNG_FORMAT_RGBA; /* expands palettes and grey, 16 bits to 8 */
+    size_t pixels_n = (size_t)img.width * img.height;
+    uint8_t *rgba = malloc(pixels_n * 4);
+    if (!rgba) {
+        png_image_free(&img);
+        return kd_fail(KDENS_E_NOMEM, "%s: out of memory", name);
+    }
+    if (!png_image_finish_read(&img, NULL, rgba, 0, NULL)) {
+        kdens_status st = kd_fail(KDENS_E_FORMAT, "%s: bad PNG: %s", name, img.message);
+        free(rgba);
+        png_image_free(&img);
+        return st;
+    }
+    /* alpha is dropped, not composited, as PIL's convert("RGB") */
+    from_rgb(rgba, 4, pixels_n, color, rgba);
+    *pixels = rgba;
+    *h = (int)img.height;
+    *w = (int)img.width;
+    return KDENS_OK;
+}
+
+struct jpeg_fail {
+    struct jpeg_error_mgr mgr;
+    jmp_buf jump;
+    char message[JMSG_LENGTH_MAX];
+};
+
+static void jpeg_error_exit(j_common_ptr cinfo)
+{
+    struct jpeg_fail *f = (struct jpeg_fail *)cinfo->err;
+    f->mgr.format_message(cinfo, f->message);
+    longjmp(f->jump, 1);
+}
+
+static void jpeg_quiet(j_common_ptr cinfo) { (void)cinfo; } /* never print warnings */
+
+static kdens_status decode_jpeg(const char *name, const uint8_t *data, size_t len,
+                                kdens_color color, uint8_t **pixels, int *h, int *w)
+{
+    struct jpeg_decompress_struct cinfo;
+    struct jpeg_fail fail;
+    uint8_t *volatile buf = NULL;
+    cinfo.err = jpeg_std_error(&fail.mgr);
+    fail.mgr.error_exit = jpeg_error_exit;
+    fail.mgr.output_message = jpeg_quiet;
+    if (setjmp(fail.jump)) {
+        jpeg_destroy_decompress(&cinfo);
+        free(buf);
+        return kd_fail(KDENS_E_FORMAT, "%s: bad JPEG: %s", name, fail.message);
+    }
+    jpeg_create_decompress(&cinfo);
+    jpeg_mem_src(&cinfo, data, (unsigned long)len);
+    jpeg_read_header(&cinfo, TRUE);
+    bool cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+    if (cmyk)
+        cinfo.out_color_space = JCS_CMYK;
+    else
+        cinfo.out_color_space = color == KDENS_COLOR_GRAY ? JCS_GRAYSCALE : JCS_RGB;
+    if ((size_t)cinfo.image_width * cinfo.image_height > KD_MAX_IMAGE_PIXELS) {
+        jpeg_destroy_decompress(&cinfo);
+        return kd_fail(KDENS_E_FORMAT, "%s: JPEG of %ux%u is too large", name,
+                       cinfo.image_width, cinfo.image_height);
+    }
+    jpeg_start_decompress(&cinfo);
+    size_t row = (size_t)cinfo.output_width * cinfo.output_components;
+    buf = malloc(row * cinfo.output_height + 1);
+    if (!buf) {
+        jpeg_destroy_decompress(&cinfo);
+        return kd_fail(KDENS_E_NOMEM, "%s: out of memory", name);
+    }
+    while (cinfo.output_scanline < cinfo.output_height) {
+        JSAMPROW line = buf + row * cinfo.output_scanline;
+        jpeg_read_scanlines(&cinfo, &line, 1);
+    }
+    jpeg_finish_decompress(&cinfo);
+    size_t n = (size_t)cinfo.output_width * cinfo.output_height;
+    if (cmyk) {
+        /* Adobe writes CMYK inverted (as most CMYK JPEGs are): R = C K / 255 */
+        bool inverted = cinfo.saw_Adobe_marker;
+        for (size_t i = 0; i < n; i++) {
+            uint8_t *p = buf + i * 4;
+            int c = inverted ? p[0] : 255 - p[0], m = inverted ? p[1] : 255 - p[1],
+                y = inverted ? p[2] : 255 - p[2], k = inverted ? p[3] : 255 - p[3];
+            p[0] = (uint8_t)(c * k / 255);
+            p[1] = (uint8_t)(m * k / 255);
+            p[2] = (uint8_t)(y * k / 255);
+        }
+        from_rgb(buf, 4, n, color, buf);
+    }
+    *h = (int)cinfo.output_height;
+    *w = (int)cinfo.output_width;
+    jpeg_destroy_decompress(&cinfo);
+    *pixels = buf;
+    return KDENS_OK;
+}
+
+kdens_status kd_image_decode_memory(const char *name, const uint8_t *data, size_t len,
+                                    kdens_color color, uint8_t **pixels, int *h, int *w)
+{
+    if (len >= 8 && memcmp(data, "\x89PNG\r\n\x1a\n", 8) == 0)
+        return decode_png(name, data, len, color, pixels, h, w);
+    if (len >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF)
+        return decode_jpeg(name, data, len, color, pixels, h, w);
+    return kd_fail(KDENS_E_FORMAT, "%s: not a PNG or JPEG file", name);
+}
+
+kdens_status kd_image_decode_file(const char *path, kdens_color color, uint8_t **pixels, int *h,
+                                  int *w)
+{
+    char *data;
+    size_t len;
+    kdens_status st = kd_read_file(path, &data, &len);
+    if (st != KDENS_OK)
+        return st;
+    st = kd_image_decode_memory(path, (const uint8_t *)data, len, color, pixels, h, w);
+    free(data);
+    return st;
+}
+
+void kd_image_resize_nearest(const uint8_t *src, int sh, int sw, int c, uint8_t *dst, int dh,
+                             int dw)
+{
+    for (int y = 0; y < dh; y++) {
+        int sy = (int)(((double)y + 0.5) * sh / dh);
+        sy = sy < sh ? sy : sh - 1;
+        for (int x = 0; x < dw; x++) {
+            int sx = (int)(((double)x + 0.5) * sw / dw);
+            sx = sx < sw ? sx : sw - 1;
+            memcpy(dst + ((size_t)y * dw + x) * c, src + ((size_t)sy * sw + sx) * c, (size_t)c);
+        }
+    }
+}
