@@ -1,0 +1,668 @@
+/* Datasets: every source with fixtures this test writes itself (IDX plain
+ * and gzip, CIFAR-10/100, PNG in every colour type and depth, JPEG grey,
+ * RGB and CMYK, folders, manifests), presets, splits and subsets, and every
+ * kind of bad input named in issue #3. */
+#include "testutil.h"
+
+#include "data/data.h"
+
+#include <jpeglib.h>
+#include <png.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+static char *dir;
+
+static int setup(void **state)
+{
+    (void)state;
+    dir = tu_tmpdir();
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    tu_rm_rf(dir);
+    return 0;
+}
+
+static char *path_of(const char *name)
+{
+    static char buf[8][4400];
+    static int next;
+    char *p = buf[next++ % 8];
+    snprintf(p, sizeof buf[0], "%s/%s", dir, name);
+    return p;
+}
+
+static void write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    fclose(f);
+}
+
+static void write_gz(const char *path, const void *data, size_t len)
+{
+    gzFile f = gzopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(gzwrite(f, data, (unsigned)len), (int)len);
+    gzclose(f);
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+/* n images of h x w with pixel (i, y, x) = i + y * w + x, labels i % 3. */
+static void write_idx(const char *images, const char *labels, int n, int h, int w, bool gz)
+{
+    size_t ilen = 16 + (size_t)n * h * w, llen = 8 + (size_t)n;
+    uint8_t *ib = malloc(ilen), *lb = malloc(llen);
+    put_be32(ib, 0x803), put_be32(ib + 4, (uint32_t)n), put_be32(ib + 8, (uint32_t)h);
+    put_be32(ib + 12, (uint32_t)w);
+    for (int i = 0; i < n; i++)
+        for (int p = 0; p < h * w; p++)
+            ib[16 + (size_t)i * h * w + p] = (uint8_t)(i + p);
+    put_be32(lb, 0x801), put_be32(lb + 4, (uint32_t)n);
+    for (int i = 0; i < n; i++)
+        lb[8 + i] = (uint8_t)(i % 3);
+    if (gz) {
+        write_gz(images, ib, ilen);
+        write_gz(labels, lb, llen);
+    } else {
+        write_file(images, ib, ilen);
+        write_file(labels, lb, llen);
+    }
+    free(ib);
+    free(lb);
+}
+
+static void test_idx(void **state)
+{
+    (void)state;
+    for (int gz = 0; gz < 2; gz++) {
+        write_idx(path_of("i.idx"), path_of("l.idx"), 7, 5, 4, gz);
+        kdens_dataset *ds;
+        ASSERT_OK(kdens_dataset_load_idx(path_of("i.idx"), path_of("l.idx"), &ds));
+        assert_int_equal(kdens_dataset_count(ds), 7);
+        int h, w, c;
+        ASSERT_OK(kdens_dataset_shape(ds, &h, &w, &c));
+        assert_true(h == 5 && w == 4 && c == 1);
+        assert_int_equal(kdens_dataset_num_classes(ds), 3);
+        const uint8_t *px;
+        int32_t label;
+        const char *file;
+        ASSERT_OK(kdens_dataset_get(ds, 6, &px, &label, &file));
+        assert_int_equal(label, 0);
+        assert_int_equal(px[0], 6);
+        assert_int_equal(px[5 * 4 - 1], 6 + 19);
+        assert_null(file);
+        ASSERT_STATUS(kdens_dataset_get(ds, 7, &px, &label, NULL), KDENS_E_ARG);
+        kdens_dataset_free(ds);
+    }
+}
+
+static void test_idx_bad(void **state)
+{
+    (void)state;
+    kdens_dataset *ds = NULL;
+    write_idx(path_of("i.idx"), path_of("l.idx"), 7, 5, 4, false);
+    /* wrong magic: labels given as images */
+    ASSERT_STATUS(kdens_dataset_load_idx(path_of("l.idx"), path_of("l.idx"), &ds),
+                  KDENS_E_FORMAT);
+    assert_non_null(strstr(kdens_errmsg(), "magic"));
+    assert_non_null(strstr(kdens_errmsg(), "l.idx"));
+    /* counts larger than the file */
+    uint8_t hdr[16 + 20];
+    put_be32(hdr, 0x803), put_be32(hdr + 4, 1000), put_be32(hdr + 8, 5), put_be32(hdr + 12, 4);
+    memset(hdr + 16, 0, 20);
+    write_file(path_of("short.idx"), hdr, sizeof hdr);
+    ASSERT_STATUS(kdens_dataset_load_idx(path_of("short.idx"), path_of("l.idx"), &ds),
+                  KDENS_E_FORMAT);
+    assert_non_null(strstr(kdens_errmsg(), "holds"));
+    /* image and label counts differ */
+    write_idx(path_of("i2.idx"), path_of("l2.idx"), 6, 5, 4, false);
+    ASSERT_STATUS(kdens_dataset_load_idx(path_of("i.idx"), path_of("l2.idx"), &ds),
+                  KDENS_E_FORMAT);
+    /* a truncated gzip stream */
+    write_idx(path_of("i.gz"), path_of("l.gz"), 50, 28, 28, true);
+    FILE *f = fopen(path_of("i.gz"), "rb");
+    uint8_t buf[4096];
+    size_t got = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    write_file(path_of("cut.gz"), buf, got / 2);
+    kdens_status st = kdens_dataset_load_idx(path_of("cut.gz"), path_of("l.gz"), &ds);
+    assert_true(st == KDENS_E_FORMAT);
+    ASSERT_STATUS(kdens_dataset_load_idx(path_of("missing"), path_of("l.gz"), &ds), KDENS_E_IO);
+    ASSERT_STATUS(kdens_dataset_load_idx(NULL, path_of("l.gz"), &ds), KDENS_E_ARG);
+    assert_null(ds);
+}
+
+/* CIFAR records: label(s), then R, G, B planes; pixel value = plane * 50 + i % 50. */
+static void write_cifar(const char *path, int n, bool hundred, int bad_label_at)
+{
+    size_t rec = (hundred ? 2 : 1) + 3072;
+    uint8_t *b = calloc((size_t)n, rec);
+    for (int r = 0; r < n; r++) {
+        uint8_t *p = b + r * rec;
+        if (hundred) {
+            p[0] = (uint8_t)(r % 20);
+            p[1] = (uint8_t)(r * 7 % 100);
+        } else {
+            p[0] = (uint8_t)(r % 10);
+        }
+        if (r == bad_label_at)
+            p[hundred ? 1 : 0] = 200;
+        for (int c = 0; c < 3; c++)
+            for (int i = 0; i < 1024; i++)
+                p[rec - 3072 + c * 1024 + i] = (uint8_t)(c * 50 + i % 50);
+    }
+    write_file(path, b, (size_t)n * rec);
+    free(b);
+}
+
+static void test_cifar(void **state)
+{
+    (void)state;
+    write_cifar(path_of("c1.bin"), 3, false, -1);
+    write_cifar(path_of("c2.bin"), 2, false, -1);
+    write_file(path_of("batches.meta.txt"), "a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n", 20);
+    const char *paths[2] = {path_of("c1.bin"), path_of("c2.bin")};
+    kdens_dataset *ds;
+    ASSERT_OK(kdens_dataset_load_cifar(paths, 2, KDENS_CIFAR10, &ds));
+    assert_int_equal(kdens_dataset_count(ds), 5);
+    const uint8_t *px;
+    int32_t label;
+    ASSERT_OK(kdens_dataset_get(ds, 4, &px, &label, NULL));
+    assert_int_equal(label, 1); /* second file, record 1 */
+    assert_int_equal(px[0], 0);
+    assert_int_equal(px[1], 50);
+    assert_int_equal(px[2], 100);
+    assert_int_equal(px[3 * 7 + 2], 107);
+    assert_string_equal(kdens_dataset_class_name(ds, 9), "j");
+    kdens_dataset_free(ds);
+
+    write_cifar(path_of("c100.bin"), 4, true, -1);
+    const char *p100[1] = {path_of("c100.bin")};
+    ASSERT_OK(kdens_dataset_load_cifar(p100, 1, KDENS_CIFAR100_FINE, &ds));
+    ASSERT_OK(kdens_dataset_get(ds, 3, NULL, &label, NULL));
+    assert_int_equal(label, 21);
+    assert_int_equal(kdens_dataset_num_classes(ds), 100);
+    kdens_dataset_free(ds);
+    ASSERT_OK(kdens_dataset_load_cifar(p100, 1, KDENS_CIFAR100_COARSE, &ds));
+    ASSERT_OK(kdens_dataset_get(ds, 3, NULL, &label, NULL));
+    assert_int_equal(label, 3);
+    assert_int_equal(kdens_dataset_num_classes(ds), 20);
+    kdens_dataset_free(ds);
+}
+
+static void test_cifar_bad(void **state)
+{
+    (void)state;
+    kdens_dataset *ds = NULL;
+    write_cifar(path_of("ok.bin"), 2, false, -1);
+    FILE *f = fopen(path_of("ok.bin"), "rb");
+    uint8_t *b = malloc(2 * 3073);
+    assert_int_equal(fread(b, 1, 2 * 3073, f), 2 * 3073);
+    fclose(f);
+    write_file(path_of("trunc.bin"), b, 3073 + 100); /* a truncated record */
+    free(b);
+    const char *t[1] = {path_of("trunc.bin")};
+    ASSERT_STATUS(kdens_dataset_load_cifar(t, 1, KDENS_CIFAR10, &ds), KDENS_E_FORMAT);
+    assert_non_null(strstr(kdens_errmsg(), "trunc.bin"));
+    write_cifar(path_of("badlabel.bin"), 3, false, 2);
+    const char *bl[1] = {path_of("badlabel.bin")};
+    ASSERT_STATUS(kdens_dataset_load_cifar(bl, 1, KDENS_CIFAR10, &ds), KDENS_E_FORMAT);
+    assert_non_null(strstr(kdens_errmsg(), "record 2"));
+    const char *ok100[1] = {path_of("ok.bin")}; /* CIFAR-10 records read as CIFAR-100 */
+    ASSERT_STATUS(kdens_dataset_load_cifar(ok100, 1, KDENS_CIFAR100_FINE, &ds), KDENS_E_FORMAT);
+    ASSERT_STATUS(kdens_dataset_load_cifar(NULL, 1, KDENS_CIFAR10, &ds), KDENS_E_ARG);
+    assert_null(ds);
+}
+
+/* ---- PNG and JPEG writers for fixtures ---------------------------------------------- */
+
+/* A PNG of the given libpng colour type and depth from an RGB(A) pattern. */
+static void write_png(const char *path, int w, int h, int color_type, int depth)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(png);
+    assert_int_equal(setjmp(png_jmpbuf(png)), 0);
+    png_init_io(png, f);
+    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, depth, color_type, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    if (color_type == PNG_COLOR_TYPE_PALETTE) {
+        png_color pal[4] = {{0, 0, 0}, {255, 0, 0}, {0, 255, 0}, {10, 20, 30}};
+        png_set_PLTE(png, info, pal, 4);
+    }
+    png_write_info(png, info);
+    if (depth == 16)
+        png_set_swap(png); /* rows are given little-endian below */
+    int channels = color_type == PNG_COLOR_TYPE_GRAY         ? 1
+                   : color_type == PNG_COLOR_TYPE_GRAY_ALPHA ? 2
+                   : color_type == PNG_COLOR_TYPE_RGB        ? 3
+                   : color_type == PNG_COLOR_TYPE_RGBA       ? 4
+                                                             : 1;
+    size_t bpp = (size_t)channels * depth / 8;
+    uint8_t *row = malloc((size_t)w * bpp);
+    for (int y = 0; y < h; y++) {
+        for (int x = 0; x < w; x++)
+            for (int c = 0; c < channels; c++) {
+                int v = color_type == PNG_COLOR_TYPE_PALETTE ? (x + y) % 4 : (x * 40 + y * 10 + c * 60) % 256;
+                if (depth == 16) {
+                    uint16_t v16 = (uint16_t)(v * 257);
+                    memcpy(row + (size_t)x * bpp + c * 2, &v16, 2);
+                } else {
+                    row[(size_t)x * bpp + c] = (uint8_t)v;
+                }
+            }
+        png_write_row(png, row);
+    }
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    free(row);
+    fclose(f);
+}
+
+static void write_jpeg(const char *path, int w, int h, J_COLOR_SPACE space, int components)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr err;
+    c.err = jpeg_std_error(&err);
+    jpeg_create_compress(&c);
+    jpeg_stdio_dest(&c, f);
+    c.image_width = (JDIMENSION)w;
+    c.image_height = (JDIMENSION)h;
+    c.input_components = components;
+    c.in_color_space = space;
+    jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, 100, TRUE);
+    jpeg_start_compress(&c, TRUE);
+    uint8_t *row = malloc((size_t)w * components);
+    while (c.next_scanline < c.image_height) {
+        for (int x = 0; x < w; x++)
+            for (int k = 0; k < components; k++)
+                row[x * components + k] = (uint8_t)(k == 3 ? 255 : 100 + k * 40);
+        jpeg_write_scanlines(&c, &row, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    free(row);
+    fclose(f);
+}
+
+static void test_png_variants(void **state)
+{
+    (void)state;
+    static const struct {
+        int type, depth;
+    } kinds[] = {{PNG_COLOR_TYPE_GRAY, 8},       {PNG_COLOR_TYPE_GRAY, 16},
+                 {PNG_COLOR_TYPE_GRAY_ALPHA, 8}, {PNG_COLOR_TYPE_RGB, 8},
+                 {PNG_COLOR_TYPE_RGB, 16},       {PNG_COLOR_TYPE_RGBA, 8},
+                 {PNG_COLOR_TYPE_RGBA, 16},      {PNG_COLOR_TYPE_PALETTE, 8}};
+    for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
+        write_png(path_of("v.png"), 6, 4, kinds[k].type, kinds[k].depth);
+        for (int color = 1; color <= 3; color += 2) {
+            uint8_t *px;
+            int h, w;
+            ASSERT_OK(kd_image_decode_file(path_of("v.png"), (kdens_color)color, &px, &h, &w));
+            assert_true(h == 4 && w == 6);
+            /* pixel (x=2, y=1): channel c of the pattern is (80 + 10 + 60c) */
+            const uint8_t *p = px + (1 * 6 + 2) * color;
+            bool grey_src = kinds[k].type == PNG_COLOR_TYPE_GRAY ||
+                            kinds[k].type == PNG_COLOR_TYPE_GRAY_ALPHA;
+            if (kinds[k].type == PNG_COLOR_TYPE_PALETTE) { /* index (2+1)%4 = 3 -> (10,20,30) */
+                if (color == 3)
+                    assert_true(p[0] == 10 && p[1] == 20 && p[2] == 30);
+                else
+                    assert_int_equal(p[0], (10 * 299 + 20 * 587 + 30 * 114 + 500) / 1000);
+            } else if (grey_src) {
+                for (int c = 0; c < color; c++)
+                    assert_int_equal(p[c], 90);
+            } else if (color == 3) {
+                assert_true(p[0] == 90 && p[1] == 150 && p[2] == 210);
+            } else {
+                assert_int_equal(p[0], (90 * 299 + 150 * 587 + 210 * 114 + 500) / 1000);
+            }
+            free(px);
+        }
+    }
+}
+
+static void test_jpeg_variants(void **state)
+{
+    (void)state;
+    uint8_t *px;
+    int h, w;
+    write_jpeg(path_of("g.jpg"), 8, 8, JCS_GRAYSCALE, 1);
+    ASSERT_OK(kd_image_decode_file(path_of("g.jpg"), KDENS_COLOR_RGB, &px, &h, &w));
+    assert_true(h == 8 && w == 8 && abs(px[0] - 100) <= 1 && px[0] == px[1] && px[1] == px[2]);
+    free(px);
+    write_jpeg(path_of("c.jpg"), 8, 8, JCS_RGB, 3);
+    ASSERT_OK(kd_image_decode_file(path_of("c.jpg"), KDENS_COLOR_RGB, &px, &h, &w));
+    assert_true(abs(px[0] - 100) <= 2 && abs(px[1] - 140) <= 2 && abs(px[2] - 180) <= 2);
+    free(px);
+    ASSERT_OK(kd_image_decode_file(path_of("c.jpg"), KDENS_COLOR_GRAY, &px, &h, &w));
+    assert_true(abs(px[0] - (100 * 299 + 140 * 587 + 180 * 114) / 1000) <= 2);
+    free(px);
+    /* CMYK written plainly (no Adobe marker): C=100, M=140, Y=180, K=255 -> RGB = 255 - CMY */
+    write_jpeg(path_of("k.jpg"), 8, 8, JCS_CMYK, 4);
+    ASSERT_OK(kd_image_decode_file(path_of("k.jpg"), KDENS_COLOR_RGB, &px, &h, &w));
+    assert_true(h == 8 && w == 8);
+    free(px);
+}
+
+static void test_corrupt_images(void **state)
+{
+    (void)state;
+    uint8_t *px = NULL;
+    int h, w;
+    write_png(path_of("t.png"), 16, 16, PNG_COLOR_TYPE_RGB, 8);
+    FILE *f = fopen(path_of("t.png"), "rb");
+    uint8_t buf[4096];
+    size_t len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    write_file(path_of("cut.png"), buf, len / 2);
+    ASSERT_STATUS(kd_image_decode_file(path_of("cut.png"), KDENS_COLOR_RGB, &px, &h, &w),
+                  KDENS_E_FORMAT);
+    assert_non_null(strstr(kdens_errmsg(), "cut.png"));
+    write_jpeg(path_of("t.jpg"), 16, 16, JCS_RGB, 3);
+    f = fopen(path_of("t.jpg"), "rb");
+    len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    write_file(path_of("cut.jpg"), buf, 40);
+    ASSERT_STATUS(kd_image_decode_file(path_of("cut.jpg"), KDENS_COLOR_RGB, &px, &h, &w),
+                  KDENS_E_FORMAT);
+    assert_non_null(strstr(kdens_errmsg(), "cut.jpg"));
+    write_file(path_of("text.png"), "hello", 5);
+    ASSERT_STATUS(kd_image_decode_file(path_of("text.png"), KDENS_COLOR_RGB, &px, &h, &w),
+                  KDENS_E_FORMAT);
+    assert_null(px);
+}
+
+static void test_resize_nearest(void **state)
+{
+    (void)state;
+    uint8_t src[4 * 4], dst[2 * 2], up[8 * 8];
+    for (int i = 0; i < 16; i++)
+        src[i] = (uint8_t)i;
+    kd_image_resize_nearest(src, 4, 4, 1, dst, 2, 2);
+    /* centres 0.5*2 = 1 and 1.5*2 = 3 */
+    assert_true(dst[0] == 5 && dst[1] == 7 && dst[2] == 13 && dst[3] == 15);
+    kd_image_resize_nearest(src, 4, 4, 1, up, 8, 8);
+    assert_true(up[0] == 0 && up[1] == 0 && up[2] == 1 && up[63] == 15);
+}
+
+static void make_folder(const char *root, bool with_bad, bool mixed_sizes)
+{
+    char p[4700];
+    mkdir(root, 0755);
+    snprintf(p, sizeof p, "%s/zebra", root);
+    mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/apple", root);
+    mkdir(p, 0755);
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/apple/a%d.png", root, i);
+        write_png(p, mixed_sizes && i == 2 ? 9 : 8, 8, PNG_COLOR_TYPE_RGB, 8);
+        snprintf(p, sizeof p, "%s/zebra/z%d.JPG", root, i);
+        write_jpeg(p, 8, 8, JCS_RGB, 3);
+    }
+    snprintf(p, sizeof p, "%s/zebra/notes.txt", root);
+    write_file(p, "not an image", 12);
+    if (with_bad) {
+        snprintf(p, sizeof p, "%s/zebra/broken.png", root);
+        write_file(p, "\x89PNG\r\n\x1a\nbroken", 14);
+    }
+}
+
+static void test_folder(void **state)
+{
+    (void)state;
+    char root[4600];
+    snprintf(root, sizeof root, "%s", path_of("folder"));
+    make_folder(root, false, false);
+    kdens_dataset *ds;
+    ASSERT_OK(kdens_dataset_load_folder(root, 4, 6, KDENS_COLOR_GRAY, 0, &ds));
+    assert_int_equal(kdens_dataset_count(ds), 6);
+    assert_int_equal(kdens_dataset_num_classes(ds), 2);
+    assert_string_equal(kdens_dataset_class_name(ds, 0), "apple");
+    assert_string_equal(kdens_dataset_class_name(ds, 1), "zebra");
+    int h, w, c;
+    ASSERT_OK(kdens_dataset_shape(ds, &h, &w, &c));
+    assert_true(h == 4 && w == 6 && c == 1);
+    const char *file;
+    int32_t label;
+    ASSERT_OK(kdens_dataset_get(ds, 4, NULL, &label, &file));
+    assert_int_equal(label, 1);
+    assert_string_equal(file, "zebra/z1.JPG");
+    /* manifest round trip */
+    ASSERT_OK(kdens_dataset_write_manifest(ds, path_of("m.csv")));
+    kdens_dataset *again;
+    ASSERT_OK(kdens_dataset_load_manifest(path_of("m.csv"), root, 4, 6, KDENS_COLOR_GRAY, 0,
+                                          &again));
+    assert_int_equal(kdens_dataset_count(again), 6);
+    for (size_t i = 0; i < 6; i++) {
+        const uint8_t *a, *b;
+        int32_t la, lb;
+        ASSERT_OK(kdens_dataset_get(ds, i, &a, &la, NULL));
+        ASSERT_OK(kdens_dataset_get(again, i, &b, &lb, NULL));
+        assert_int_equal(la, lb);
+        assert_memory_equal(a, b, 24);
+    }
+    kdens_dataset_free(again);
+    kdens_dataset_free(ds);
+    /* native size when no resize is asked */
+    ASSERT_OK(kdens_dataset_load_folder(root, 0, 0, KDENS_COLOR_RGB, 0, &ds));
+    ASSERT_OK(kdens_dataset_shape(ds, &h, &w, &c));
+    assert_true(h == 8 && w == 8 && c == 3);
+    kdens_dataset_free(ds);
+}
+
+static void test_folder_bad(void **state)
+{
+    (void)state;
+    kdens_dataset *ds = NULL;
+    char root[4600], mixed[4600];
+    snprintf(root, sizeof root, "%s", path_of("badfolder"));
+    make_folder(root, true, false);
+    ASSERT_STATUS(kdens_dataset_load_folder(root, 8, 8, KDENS_COLOR_RGB, 0, &ds), KDENS_E_FORMAT);
+    assert_non_null(strstr(kdens_errmsg(), "broken.png"));
+    ASSERT_OK(kdens_dataset_load_folder(root, 8, 8, KDENS_COLOR_RGB, KDENS_LOAD_SKIP_BAD, &ds));
+    const char *first;
+    assert_int_equal(kdens_dataset_skipped(ds, &first), 1);
+    assert_string_equal(first, "zebra/broken.png");
+    assert_int_equal(kdens_dataset_count(ds), 6);
+    kdens_dataset_free(ds);
+    ds = NULL;
+    /* sizes differ and no resize was asked */
+    snprintf(mixed, sizeof mixed, "%s", path_of("mixed"));
+    make_folder(mixed, false, true);
+    ASSERT_STATUS(kdens_dataset_load_folder(mixed, 0, 0, KDENS_COLOR_RGB, 0, &ds), KDENS_E_SHAPE);
+    assert_non_null(strstr(kdens_errmsg(), "a2.png"));
+    /* an empty class folder */
+    char p[4700];
+    snprintf(p, sizeof p, "%s/empty", mixed);
+    mkdir(p, 0755);
+    ASSERT_STATUS(kdens_dataset_load_folder(mixed, 8, 8, KDENS_COLOR_RGB, 0, &ds),
+                  KDENS_E_NOTFOUND);
+    assert_non_null(strstr(kdens_errmsg(), "empty"));
+    /* no class folders, an unreadable root, bad arguments */
+    const char *flat = path_of("flat");
+    mkdir(flat, 0755);
+    ASSERT_STATUS(kdens_dataset_load_folder(flat, 8, 8, KDENS_COLOR_RGB, 0, &ds),
+                  KDENS_E_NOTFOUND);
+    ASSERT_STATUS(kdens_dataset_load_folder(path_of("nowhere"), 8, 8, KDENS_COLOR_RGB, 0, &ds),
+                  KDENS_E_IO);
+    ASSERT_STATUS(kdens_dataset_load_folder(root, 8, 0, KDENS_COLOR_RGB, 0, &ds), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_dataset_load_folder(root, 8, 8, (kdens_color)2, 0, &ds), KDENS_E_ARG);
+    assert_null(ds);
+}
+
+static void test_manifest_bad(void **state)
+{
+    (void)state;
+    char root[4600];
+    snprintf(root, sizeof root, "%s", path_of("mfolder"));
+    make_folder(root, false, false);
+    kdens_dataset *ds = NULL;
+    write_file(path_of("h.csv"), "file,label\napple/a0.png,apple\n", 30);
+    ASSERT_STATUS(kdens_dataset_load_manifest(path_of("h.csv"), root, 8, 8, KDENS_COLOR_RGB, 0, &ds),
+                  KDENS_E_FORMAT);
+    assert_non_null(strstr(kdens_errmsg(), "header"));
+    const char unknown[] = "filename,class\napple/a0.png,apple\nzebra/z0.JPG,horse\n";
+    write_file(path_of("u.csv"), unknown, sizeof unknown - 1);
+    ASSERT_STATUS(kdens_dataset_load_manifest(path_of("u.csv"), root, 8, 8, KDENS_COLOR_RGB, 0, &ds),
+                  KDENS_E_NOTFOUND);
+    assert_non_null(strstr(kdens_errmsg(), "line 3"));
+    assert_non_null(strstr(kdens_errmsg(), "horse"));
+    const char row[] = "filename,class\r\napple/a0.png\r\n";
+    write_file(path_of("r.csv"), row, sizeof row - 1);
+    ASSERT_STATUS(kdens_dataset_load_manifest(path_of("r.csv"), root, 8, 8, KDENS_COLOR_RGB, 0, &ds),
+                  KDENS_E_FORMAT);
+    const char quoted[] = "filename,class\r\n\"apple/a0.png\",\"apple\"\r\n\r\nzebra/z2.JPG,zebra\r\n";
+    write_file(path_of("q.csv"), quoted, sizeof quoted - 1);
+    ASSERT_OK(kdens_dataset_load_manifest(path_of("q.csv"), root, 8, 8, KDENS_COLOR_RGB, 0, &ds));
+    assert_int_equal(kdens_dataset_count(ds), 2);
+    kdens_dataset_free(ds);
+    ds = NULL;
+    const char missing[] = "filename,class\napple/nothere.png,apple\n";
+    write_file(path_of("x.csv"), missing, sizeof missing - 1);
+    ASSERT_STATUS(kdens_dataset_load_manifest(path_of("x.csv"), root, 8, 8, KDENS_COLOR_RGB, 0, &ds),
+                  KDENS_E_IO);
+    assert_non_null(strstr(kdens_errmsg(), "nothere.png"));
+    assert_null(ds);
+}
+
+static void test_split_and_subset(void **state)
+{
+    (void)state;
+    write_idx(path_of("si.idx"), path_of("sl.idx"), 300, 2, 2, false);
+    kdens_dataset *ds, *tr, *va, *tr2, *va2, *sub, *sub2;
+    ASSERT_OK(kdens_dataset_load_idx(path_of("si.idx"), path_of("sl.idx"), &ds));
+    ASSERT_OK(kdens_dataset_split(ds, 0.2, 9, &tr, &va));
+    assert_int_equal(kdens_dataset_count(va), 60); /* 20 of each of the 3 classes */
+    assert_int_equal(kdens_dataset_count(tr), 240);
+    int per_class[3] = {0};
+    for (size_t i = 0; i < 60; i++) {
+        int32_t l;
+        ASSERT_OK(kdens_dataset_get(va, i, NULL, &l, NULL));
+        per_class[l]++;
+    }
+    assert_true(per_class[0] == 20 && per_class[1] == 20 && per_class[2] == 20);
+    ASSERT_OK(kdens_dataset_split(ds, 0.2, 9, &tr2, &va2)); /* same seed, same split */
+    for (size_t i = 0; i < 60; i++) {
+        const uint8_t *a, *b;
+        ASSERT_OK(kdens_dataset_get(va, i, &a, NULL, NULL));
+        ASSERT_OK(kdens_dataset_get(va2, i, &b, NULL, NULL));
+        assert_ptr_equal(a, b); /* views share the pixels */
+    }
+    ASSERT_OK(kdens_dataset_subset(tr, 0.0, 50, 3, &sub));
+    assert_int_equal(kdens_dataset_count(sub), 50);
+    ASSERT_OK(kdens_dataset_subset(tr, 0.5, 0, 3, &sub2));
+    size_t n = kdens_dataset_count(sub2);
+    assert_true(n > 80 && n < 160); /* Binomial(240, 0.5) */
+    kdens_dataset_free(ds); /* views outlive their parent */
+    kdens_dataset_free(tr);
+    const uint8_t *px;
+    ASSERT_OK(kdens_dataset_get(sub, 49, &px, NULL, NULL));
+    ASSERT_STATUS(kdens_dataset_split(va, 0.0, 1, &tr, &tr2), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_dataset_subset(va, 1.5, 0, 1, &tr), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_dataset_subset(va, 0.5, 61, 1, &tr), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_dataset_write_manifest(va, path_of("no.csv")), KDENS_E_STATE);
+    kdens_dataset_free(va);
+    kdens_dataset_free(tr2);
+    kdens_dataset_free(va2);
+    kdens_dataset_free(sub);
+    kdens_dataset_free(sub2);
+}
+
+static void test_presets(void **state)
+{
+    (void)state;
+    const char *mn = path_of("mnist");
+    mkdir(mn, 0755);
+    char a[4600], b[4600];
+    snprintf(a, sizeof a, "%s/train-images-idx3-ubyte.gz", mn);
+    snprintf(b, sizeof b, "%s/train-labels-idx1-ubyte.gz", mn);
+    write_idx(a, b, 9, 28, 28, true);
+    snprintf(a, sizeof a, "%s/t10k-images-idx3-ubyte", mn);
+    snprintf(b, sizeof b, "%s/t10k-labels-idx1-ubyte", mn);
+    write_idx(a, b, 4, 28, 28, false);
+    kdens_dataset *tr = NULL, *te = NULL;
+    ASSERT_OK(kdens_dataset_preset("mnist", mn, &tr, &te));
+    assert_int_equal(kdens_dataset_count(tr), 9);
+    assert_int_equal(kdens_dataset_count(te), 4);
+    assert_int_equal(kdens_dataset_num_classes(tr), 10);
+    kdens_dataset_free(tr);
+    kdens_dataset_free(te);
+    /* EMNIST images are stored transposed: the preset turns them upright */
+    snprintf(a, sizeof a, "%s/emnist-balanced-train-images-idx3-ubyte", mn);
+    snprintf(b, sizeof b, "%s/emnist-balanced-train-labels-idx1-ubyte", mn);
+    write_idx(a, b, 2, 28, 28, false);
+    ASSERT_OK(kdens_dataset_preset("emnist", mn, &tr, NULL));
+    const uint8_t *px;
+    ASSERT_OK(kdens_dataset_get(tr, 1, &px, NULL, NULL));
+    assert_int_equal(px[0 * 28 + 1], (uint8_t)(1 + 1 * 28)); /* (y=0,x=1) was (y=1,x=0) */
+    assert_int_equal(kdens_dataset_num_classes(tr), 47);
+    assert_string_equal(kdens_dataset_class_name(tr, 46), "t");
+    kdens_dataset_free(tr);
+    const char *cf = path_of("cifar");
+    mkdir(cf, 0755);
+    for (int i = 1; i <= 5; i++) {
+        snprintf(a, sizeof a, "%s/data_batch_%d.bin", cf, i);
+        write_cifar(a, 2, false, -1);
+    }
+    snprintf(a, sizeof a, "%s/test_batch.bin", cf);
+    write_cifar(a, 3, false, -1);
+    ASSERT_OK(kdens_dataset_preset("cifar10", cf, &tr, &te));
+    assert_int_equal(kdens_dataset_count(tr), 10);
+    assert_string_equal(kdens_dataset_class_name(te, 0), "airplane");
+    kdens_dataset_free(tr);
+    kdens_dataset_free(te);
+    tr = NULL;
+    ASSERT_STATUS(kdens_dataset_preset("cifar100", cf, &tr, NULL), KDENS_E_NOTFOUND);
+    ASSERT_STATUS(kdens_dataset_preset("imagenet", cf, &tr, NULL), KDENS_E_NOTFOUND);
+    ASSERT_STATUS(kdens_dataset_preset("mnist", NULL, &tr, NULL), KDENS_E_NOTFOUND);
+    assert_null(tr);
+}
+
+static void test_fmnist_preset(void **state)
+{
+    (void)state;
+    kdens_dataset *te;
+    if (kdens_dataset_preset("fmnist", NULL, NULL, &te) != KDENS_OK)
+        skip(); /* dataset-fashion-mnist not installed */
+    assert_int_equal(kdens_dataset_count(te), 10000);
+    assert_string_equal(kdens_dataset_class_name(te, 9), "Ankle boot");
+    kdens_dataset_free(te);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_idx),
+        cmocka_unit_test(test_idx_bad),
+        cmocka_unit_test(test_cifar),
+        cmocka_unit_test(test_cifar_bad),
+        cmocka_unit_test(test_png_variants),
+        cmocka_unit_test(test_jpeg_variants),
+        cmocka_unit_test(test_corrupt_images),
+        cmocka_unit_test(test_resize_nearest),
+        cmocka_unit_test(test_folder),
+        cmocka_unit_test(test_folder_bad),
+        cmocka_unit_test(test_manifest_bad),
+        cmocka_unit_test(test_split_and_subset),
+        cmocka_unit_test(test_presets),
+        cmocka_unit_test(test_fmnist_preset),
+    };
+    return cmocka_run_group_tests_name("datasets", tests, setup, teardown);
+}
