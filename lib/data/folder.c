@@ -90,7 +90,7 @@ static kdens_status list_dir(const char *dir, bool want_dirs, strlist *out)
             st = kd_fail(KDENS_E_NOMEM, "out of memory");
     }
     closedir(d);
-    if (st == KDENS_OK)
+    if (st == KDENS_OK && out->n > 1)
         qsort(out->v, out->n, sizeof(char *), cmp_str);
     return st;
 }
@@ -412,6 +412,8 @@ kdens_status kd_manifest_parse(const char *name, const char *text, size_t len,
 
 static int find_class(const strlist *classes, const char *name)
 {
+    if (classes->n == 0)
+        return -1;
     char **hit = bsearch(&name, classes->v, classes->n, sizeof(char *), cmp_str);
     return hit ? (int)(hit - classes->v) : -1;
 }
@@ -442,7 +444,8 @@ kdens_status kdens_dataset_load_manifest(const char *csv_path, const char *data_
         for (size_t i = 0; st == KDENS_OK && i < n; i++)
             if (!strlist_add(&classes, rows[i].class_name))
                 st = kd_fail(KDENS_E_NOMEM, "out of memory");
-        qsort(classes.v, classes.n, sizeof(char *), cmp_str);
+        if (classes.n > 1)
+            qsort(classes.v, classes.n, sizeof(char *), cmp_str);
         size_t u = 0;
         for (size_t i = 0; i < classes.n; i++) {
             if (u > 0 && strcmp(classes.v[u - 1], classes.v[i]) == 0)
