@@ -131,11 +131,11 @@ demo: deps
 # libFuzzer harnesses (Debian's clang): each runs FUZZ_SECONDS on a copy of its
 # seed corpus; crashes are written to build-fuzz/.
 FUZZ_SECONDS ?= 60
-FUZZERS := model spec
+FUZZERS := model spec idx cifar png jpeg csv
 FUZZ_CC ?= clang
 FUZZ_FLAGS := -std=c11 -g -O1 $(ARCHFLAGS) -Wno-psabi -fsanitize=fuzzer,address,undefined -Iinclude -Ilib \
 	-D_POSIX_C_SOURCE=200809L $(BLAS_CFLAGS)
-build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC) $(LIB_HDR)
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_image.inc $(LIB_SRC) $(LIB_HDR)
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRC) $(DEP_LIBS)
 

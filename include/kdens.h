@@ -369,8 +369,9 @@ KDENS_API int kdens_dataset_num_classes(const kdens_dataset *ds);
  * "1", ...). */
 KDENS_API const char *kdens_dataset_class_name(const kdens_dataset *ds, int i);
 /* Sample i: its pixels (H x W x C bytes, valid while the dataset lives),
- * its label, and its file name relative to the data root (NULL for IDX and
- * CIFAR).  Errors: KDENS_E_ARG for NULL or i out of range. */
+ * its label, and its file name relative to the data root (for IDX and CIFAR:
+ * its index in the file, "0", "1", ...).  Errors: KDENS_E_ARG for NULL or
+ * i out of range. */
 KDENS_API kdens_status kdens_dataset_get(const kdens_dataset *ds, size_t i,
                                          const uint8_t **pixels, int32_t *label,
                                          const char **filename);
@@ -391,8 +392,16 @@ KDENS_API kdens_status kdens_dataset_split(const kdens_dataset *ds, double val_f
 KDENS_API kdens_status kdens_dataset_subset(const kdens_dataset *ds, double fraction,
                                             size_t count, uint64_t seed, kdens_dataset **out);
 /* Write the dataset's samples as a CSV manifest `filename,class` (atomic
- * write).  Needs file names: KDENS_E_STATE for IDX or CIFAR datasets. */
+ * write).  Errors: KDENS_E_IO, KDENS_E_ARG. */
 KDENS_API kdens_status kdens_dataset_write_manifest(const kdens_dataset *ds, const char *path);
+/* The view of `parent` holding the samples a manifest lists, matched by file
+ * name, in the manifest's order: how a subset manifest written from an IDX
+ * or CIFAR dataset (file names are indices) is loaded again without decoding
+ * anything.  Errors: KDENS_E_IO, KDENS_E_FORMAT (bad header or row, a class
+ * that differs from the sample's, line named), KDENS_E_NOTFOUND (a file
+ * that is not in parent, line named). */
+KDENS_API kdens_status kdens_dataset_select(const kdens_dataset *parent, const char *csv_path,
+                                            kdens_dataset **out);
 
 #ifdef __cplusplus
 }

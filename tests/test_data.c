@@ -101,7 +101,7 @@ static void test_idx(void **state)
         assert_int_equal(label, 0);
         assert_int_equal(px[0], 6);
         assert_int_equal(px[5 * 4 - 1], 6 + 19);
-        assert_null(file);
+        assert_string_equal(file, "6");
         ASSERT_STATUS(kdens_dataset_get(ds, 7, &px, &label, NULL), KDENS_E_ARG);
         kdens_dataset_free(ds);
     }
@@ -577,7 +577,33 @@ static void test_split_and_subset(void **state)
     ASSERT_STATUS(kdens_dataset_split(va, 0.0, 1, &tr, &tr2), KDENS_E_ARG);
     ASSERT_STATUS(kdens_dataset_subset(va, 1.5, 0, 1, &tr), KDENS_E_ARG);
     ASSERT_STATUS(kdens_dataset_subset(va, 0.5, 61, 1, &tr), KDENS_E_ARG);
-    ASSERT_STATUS(kdens_dataset_write_manifest(va, path_of("no.csv")), KDENS_E_STATE);
+    /* a subset manifest of an IDX dataset loads again as a view */
+    ASSERT_OK(kdens_dataset_write_manifest(sub, path_of("sub.csv")));
+    kdens_dataset *parent, *back;
+    ASSERT_OK(kdens_dataset_load_idx(path_of("si.idx"), path_of("sl.idx"), &parent));
+    ASSERT_OK(kdens_dataset_select(parent, path_of("sub.csv"), &back));
+    assert_int_equal(kdens_dataset_count(back), 50);
+    for (size_t i = 0; i < 50; i++) {
+        const uint8_t *a, *b;
+        int32_t la, lb;
+        const char *fa, *fb;
+        ASSERT_OK(kdens_dataset_get(sub, i, &a, &la, &fa));
+        ASSERT_OK(kdens_dataset_get(back, i, &b, &lb, &fb));
+        assert_memory_equal(a, b, 4);
+        assert_int_equal(la, lb);
+        assert_string_equal(fa, fb);
+    }
+    kdens_dataset_free(back);
+    const char wrong[] = "filename,class\n5,2\n7,0\n"; /* sample 7 has label 1 */
+    write_file(path_of("wrong.csv"), wrong, sizeof wrong - 1);
+    back = NULL;
+    ASSERT_STATUS(kdens_dataset_select(parent, path_of("wrong.csv"), &back), KDENS_E_FORMAT);
+    assert_non_null(strstr(kdens_errmsg(), "line 3"));
+    const char nothere[] = "filename,class\n300,0\n";
+    write_file(path_of("nothere.csv"), nothere, sizeof nothere - 1);
+    ASSERT_STATUS(kdens_dataset_select(parent, path_of("nothere.csv"), &back), KDENS_E_NOTFOUND);
+    assert_null(back);
+    kdens_dataset_free(parent);
     kdens_dataset_free(va);
     kdens_dataset_free(tr2);
     kdens_dataset_free(va2);

@@ -29,6 +29,8 @@ struct kdens_dataset {
 /* A store for n samples of h x w x c with `classes` classes (names "0".."k-1"
  * until set), wrapped in a dataset viewing all of it. */
 kdens_status kd_dataset_new(size_t n, int h, int w, int c, int classes, kdens_dataset **out);
+/* Name every sample by its index ("0", "1", ...), for sources without files. */
+kdens_status kd_dataset_name_by_index(kdens_dataset *ds);
 /* Replace the class names (copied). */
 kdens_status kd_dataset_set_class_names(kdens_dataset *ds, const char *const *names, int n);
 static inline size_t kd_dataset_at(const kdens_dataset *ds, size_t i)

@@ -2,6 +2,7 @@
  * (splits and subsets) over it. */
 #include "data.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,6 +89,21 @@ kdens_status kd_dataset_new(size_t n, int h, int w, int c, int classes, kdens_da
         return st;
     }
     *out = ds;
+    return KDENS_OK;
+}
+
+kdens_status kd_dataset_name_by_index(kdens_dataset *ds)
+{
+    kd_store *s = ds->store;
+    s->filenames = calloc(s->n ? s->n : 1, sizeof(char *));
+    if (!s->filenames)
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < s->n; i++) {
+        char num[24];
+        snprintf(num, sizeof num, "%zu", i);
+        if (!(s->filenames[i] = kd_strdup(num)))
+            return kd_fail(KDENS_E_NOMEM, "out of memory");
+    }
     return KDENS_OK;
 }
 
@@ -316,5 +332,85 @@ kdens_status kdens_dataset_write_manifest(const kdens_dataset *ds, const char *p
     kdens_status st = b.failed ? kd_fail(KDENS_E_NOMEM, "%s: out of memory", path)
                                : kd_write_file_atomic(path, b.data, b.len);
     kd_buf_free(&b);
+    return st;
+}
+
+/* ---- manifests in, as views of a parent ---------------------------------------------- */
+
+static const kd_store *sort_store; /* qsort has no context argument */
+
+static int cmp_by_name(const void *a, const void *b)
+{
+    return strcmp(sort_store->filenames[*(const size_t *)a],
+                  sort_store->filenames[*(const size_t *)b]);
+}
+
+kdens_status kdens_dataset_select(const kdens_dataset *parent, const char *csv_path,
+                                  kdens_dataset **out)
+{
+    if (!parent || !csv_path || !out)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    const kd_store *s = parent->store;
+    if (!s->filenames)
+        return kd_fail(KDENS_E_STATE, "the dataset has no file names");
+    char *text;
+    size_t len;
+    kdens_status st = kd_read_file(csv_path, &text, &len);
+    if (st != KDENS_OK)
+        return st;
+    kd_manifest_row *rows = NULL;
+    size_t n = 0;
+    st = kd_manifest_parse(csv_path, text, len, &rows, &n);
+    free(text);
+    if (st != KDENS_OK)
+        return st;
+    /* positions of the parent sorted by file name, for binary search */
+    size_t *byname = malloc(sizeof(size_t) * (parent->n ? parent->n : 1));
+    size_t *pos = malloc(sizeof(size_t) * n);
+    size_t *store_idx = malloc(sizeof(size_t) * (parent->n ? parent->n : 1));
+    if (!byname || !pos || !store_idx)
+        st = kd_fail(KDENS_E_NOMEM, "out of memory");
+    if (st == KDENS_OK) {
+        for (size_t i = 0; i < parent->n; i++)
+            store_idx[i] = kd_dataset_at(parent, i);
+        memcpy(byname, store_idx, sizeof(size_t) * parent->n);
+        static pthread_mutex_t sort_mu = PTHREAD_MUTEX_INITIALIZER;
+        pthread_mutex_lock(&sort_mu);
+        sort_store = s;
+        if (parent->n > 1)
+            qsort(byname, parent->n, sizeof(size_t), cmp_by_name);
+        pthread_mutex_unlock(&sort_mu);
+    }
+    for (size_t r = 0; st == KDENS_OK && r < n; r++) {
+        size_t lo = 0, hi = parent->n;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (strcmp(s->filenames[byname[mid]], rows[r].filename) < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo == parent->n || strcmp(s->filenames[byname[lo]], rows[r].filename) != 0) {
+            st = kd_fail(KDENS_E_NOTFOUND, "%s: line %zu: '%s' is not in the dataset",
+                         csv_path, rows[r].line, rows[r].filename);
+            break;
+        }
+        size_t k = byname[lo];
+        if (strcmp(s->class_names[s->labels[k]], rows[r].class_name) != 0) {
+            st = kd_fail(KDENS_E_FORMAT, "%s: line %zu: '%s' is of class '%s', not '%s'",
+                         csv_path, rows[r].line, rows[r].filename, s->class_names[s->labels[k]],
+                         rows[r].class_name);
+            break;
+        }
+        pos[r] = k;
+    }
+    kd_manifest_free(rows, n);
+    if (st == KDENS_OK) { /* pos holds store indices: a view of the whole store */
+        kdens_dataset whole = {parent->store, s->n, NULL};
+        st = make_view(&whole, pos, n, out);
+    }
+    free(byname);
+    free(pos);
+    free(store_idx);
     return st;
 }

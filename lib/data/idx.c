@@ -117,8 +117,12 @@ kdens_status kdens_dataset_load_idx(const char *images_path, const char *labels_
         memcpy(ds->store->pixels, images, n_images * (size_t)idims[1] * idims[2]);
         for (size_t i = 0; i < n_labels; i++)
             ds->store->labels[i] = labels[i];
-        *out = ds;
+        st = kd_dataset_name_by_index(ds);
     }
+    if (st == KDENS_OK)
+        *out = ds;
+    else
+        kdens_dataset_free(ds);
     free(images);
     free(labels);
     return st;
@@ -229,6 +233,8 @@ kdens_status kdens_dataset_load_cifar(const char *const *paths, int n_paths,
                             &n);
         at += (int)n;
     }
+    if (st == KDENS_OK)
+        st = kd_dataset_name_by_index(ds);
     if (st == KDENS_OK) {
         cifar_names(ds, paths[0], labels);
         *out = ds;

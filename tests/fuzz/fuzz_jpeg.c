@@ -1,0 +1,2 @@
+/* libFuzzer harness: the JPEG decoder (seeds are JPEG files). */
+#include "fuzz_image.inc"
