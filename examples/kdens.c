@@ -1,6 +1,6 @@
 /* kdens -- the libkdens command-line tool.  Each subcommand is a thin layer
  * over the public API (include/kdens.h); see docs/cli.md. */
-#include <kdens.h>
+#include "kdens_cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +13,8 @@ static const char *usage_main =
     "  arch NAME|--spec FILE --input HxWxC --classes K [--seed S]\n"
     "                 print a model's summary, ending with 'params: N'\n"
     "  arch --list    list the built-in architectures\n"
+    "  subset         write random subsets of a dataset as CSV manifests\n"
+    "  split          split a dataset into training and validation parts\n"
     "  version        print the library version\n"
     "  help           this text; 'kdens COMMAND --help' for one command\n";
 
@@ -31,7 +33,7 @@ static const char *usage_arch =
     "  --seed S        weight-initialisation seed (default 0)\n"
     "  --list          list the built-in architectures and exit\n";
 
-static int fail(const char *what, kdens_status st)
+int cli_fail(const char *what, kdens_status st)
 {
     fprintf(stderr, "kdens: %s: %s: %s\n", what, kdens_status_str(st), kdens_errmsg());
     return 1;
@@ -84,7 +86,7 @@ static int cmd_arch(int argc, char **argv)
     kdens_status st = spec ? kdens_model_from_spec_file(spec, h, w, c, classes, seed, &m)
                            : kdens_model_create(name, h, w, c, classes, seed, &m);
     if (st != KDENS_OK)
-        return fail(spec ? spec : name, st);
+        return cli_fail(spec ? spec : name, st);
     size_t len = kdens_model_summary(m, NULL, 0);
     char *text = malloc(len + 1);
     if (!text) {
@@ -113,6 +115,10 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "arch") == 0)
         return cmd_arch(argc - 2, argv + 2);
+    if (strcmp(argv[1], "subset") == 0)
+        return cmd_subset(argc - 2, argv + 2);
+    if (strcmp(argv[1], "split") == 0)
+        return cmd_split(argc - 2, argv + 2);
     fprintf(stderr, "kdens: unknown command '%s'\n%s", argv[1], usage_main);
     return 2;
 }

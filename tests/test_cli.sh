@@ -15,10 +15,17 @@ check() { name=$1; shift; if "$@" >"$tmp/out" 2>&1; then ok "$name"; else bad "$
 # --help texts, compared with the blocks of docs/cli.md
 sed -n '/^usage: kdens <command>/,/^  help/p' docs/cli.md >"$tmp/main.doc"
 sed -n '/^usage: kdens arch NAME/,/--list          list/p' docs/cli.md >"$tmp/arch.doc"
+sed -n '/^usage: kdens subset/,/^  --color MODE/p' docs/cli.md >"$tmp/subset.doc"
+sed -n '/^usage: kdens split/,/^  --seed S        random seed (default 0)$/p' docs/cli.md \
+    | sed -n '/^usage: kdens split/,$p' >"$tmp/split.doc"
 "$KDENS" --help >"$tmp/main.out"
 "$KDENS" arch --help >"$tmp/arch.out"
+"$KDENS" subset --help >"$tmp/subset.out"
+"$KDENS" split --help >"$tmp/split.out"
 check "kdens --help matches docs/cli.md" cmp "$tmp/main.doc" "$tmp/main.out"
 check "kdens arch --help matches docs/cli.md" cmp "$tmp/arch.doc" "$tmp/arch.out"
+check "kdens subset --help matches docs/cli.md" cmp "$tmp/subset.doc" "$tmp/subset.out"
+check "kdens split --help matches docs/cli.md" cmp "$tmp/split.doc" "$tmp/split.out"
 
 check "test network has 31530 parameters" sh -c \
     "'$KDENS' arch test --input 28x28x1 --classes 10 | tail -n 1 | grep -qx 'params: 31530'"
@@ -29,6 +36,27 @@ done
 check "a spec file builds" "$KDENS" arch --spec docs/examples/residual.spec --input 28x28x1 \
     --classes 10
 check "version" sh -c "'$KDENS' version | grep -q '^kdens [0-9]*\.[0-9]*\.[0-9]*$'"
+
+# subsets and splits of an image folder (1x1 PNGs made from a fixed byte string)
+png1=iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg==
+for cls in cat dog; do
+    mkdir -p "$tmp/imgs/train/$cls"
+    for i in 0 1 2 3 4 5 6 7 8 9; do
+        echo "$png1" | base64 -d >"$tmp/imgs/train/$cls/$i.png"
+    done
+done
+check "subset of a folder" "$KDENS" subset --dataset "$tmp/imgs" --workdir "$tmp/wd" --count 5 \
+    --number 2 --seed 1
+check "two subset manifests named subset_n5_<uuid>.csv" sh -c \
+    "ls '$tmp/wd/imgs/subsets' | grep -c '^subset_n5_[0-9a-f]\{32\}\.csv$' | grep -qx 2"
+check "a manifest lists 5 images" sh -c \
+    "test \$(cat '$tmp'/wd/imgs/subsets/*.csv | grep -c png) -eq 10"
+check "split writes train.csv and val.csv" "$KDENS" split --dataset "$tmp/imgs" --workdir \
+    "$tmp/wd" --fraction 0.2 --seed 4
+check "val.csv holds 4 images" sh -c "test \$(grep -c png '$tmp/wd/imgs/val.csv') -eq 4"
+check "split --move moves 2 files per class" "$KDENS" split --move "$tmp/imgs" --fraction 0.2
+check "val folders hold them" sh -c \
+    "test \$(ls '$tmp/imgs/val/cat' | wc -l) -eq 2 && test \$(ls '$tmp/imgs/train/cat' | wc -l) -eq 8"
 
 expect_exit() { # name, code, command...
     name=$1 code=$2
@@ -45,5 +73,9 @@ expect_exit "missing --classes exits 2" 2 "$KDENS" arch test --input 28x28x1
 expect_exit "unknown command exits 2" 2 "$KDENS" frobnicate
 expect_exit "missing spec file exits 1" 1 "$KDENS" arch --spec /nonexistent.spec --input 8x8x1 \
     --classes 2
+expect_exit "subset without fraction or count exits 2" 2 "$KDENS" subset --dataset "$tmp/imgs" \
+    --workdir "$tmp/wd"
+expect_exit "subset of an unknown folder exits 1" 1 "$KDENS" subset --dataset "$tmp/none" \
+    --workdir "$tmp/wd" --fraction 0.5
 echo "cli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,0 +1,22 @@
+/* Helpers shared by the kdens tool's commands. */
+#ifndef KDENS_CLI_H
+#define KDENS_CLI_H
+
+#include <kdens.h>
+
+/* Print "kdens: what: status: message" and return 1. */
+int cli_fail(const char *what, kdens_status st);
+/* Open the training part of a dataset given as a preset name or a folder
+ * (ROOT/train/<class>/... when ROOT/train exists, else ROOT/<class>/...).
+ * *name receives the dataset's name for the workspace (preset or folder
+ * base name). */
+kdens_status cli_open_dataset(const char *spec, int height, int width, kdens_color color,
+                              kdens_dataset **out, char *name, size_t name_size);
+/* mkdir -p */
+int cli_mkdirs(const char *path);
+
+int cmd_subset(int argc, char **argv);
+int cmd_split(int argc, char **argv);
+extern const char *const usage_subset, *const usage_split;
+
+#endif

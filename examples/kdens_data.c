@@ -1,0 +1,299 @@
+/* kdens subset and kdens split: the reference's generate_subset.py and
+ * train_val_test_split.py over the public dataset API. */
+#define _POSIX_C_SOURCE 200809L
+#include "kdens_cli.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+const char *const usage_subset =
+    "usage: kdens subset --dataset D --workdir W (--fraction F | --count N)\n"
+    "                    [--seed S] [--number K] [--size HxW] [--color gray|rgb]\n"
+    "\n"
+    "Draws random subsets of the training set of D (a preset: mnist, fmnist,\n"
+    "emnist, cifar10, cifar100; or an image folder) and writes each as a CSV\n"
+    "manifest W/<dataset>/subsets/subset_<fraction digits>_<uuid hex>.csv, the\n"
+    "reference's naming (with --count: subset_n<count>_<uuid hex>.csv).\n"
+    "\n"
+    "  --fraction F    keep each sample with probability F, in (0, 1]\n"
+    "  --count N       keep exactly N samples instead\n"
+    "  --seed S        random seed (default 0); subset k uses seed S + k\n"
+    "  --number K      how many subsets (default 1)\n"
+    "  --size HxW      resize folder images (default: keep their size)\n"
+    "  --color MODE    gray or rgb for folder images (default rgb)\n";
+
+const char *const usage_split =
+    "usage: kdens split --dataset D --workdir W --fraction F [--seed S]\n"
+    "                   [--size HxW] [--color gray|rgb]\n"
+    "       kdens split --move ROOT --fraction F [--seed S]\n"
+    "\n"
+    "Splits the training set of D into training and validation parts, stratified\n"
+    "by class, and writes W/<dataset>/train.csv and W/<dataset>/val.csv.\n"
+    "With --move, the reference's variant for image folders: moves the chosen\n"
+    "files from ROOT/train/<class>/ to ROOT/val/<class>/.\n"
+    "\n"
+    "  --fraction F    the validation fraction, in (0, 1)\n"
+    "  --seed S        random seed (default 0)\n";
+
+int cli_mkdirs(const char *path)
+{
+    char buf[4096];
+    if (strlen(path) >= sizeof buf)
+        return -1;
+    strcpy(buf, path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+static int is_dir(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+kdens_status cli_open_dataset(const char *spec, int height, int width, kdens_color color,
+                              kdens_dataset **out, char *name, size_t name_size)
+{
+    static const char *const presets[] = {"mnist", "fmnist", "emnist", "cifar10", "cifar100"};
+    for (size_t i = 0; i < sizeof presets / sizeof *presets; i++)
+        if (strcmp(spec, presets[i]) == 0) {
+            snprintf(name, name_size, "%s", spec);
+            return kdens_dataset_preset(spec, NULL, out, NULL);
+        }
+    char train[4200];
+    snprintf(train, sizeof train, "%s/train", spec);
+    const char *base = strrchr(spec, '/');
+    snprintf(name, name_size, "%s", base && base[1] ? base + 1 : spec);
+    return kdens_dataset_load_folder(is_dir(train) ? train : spec, height, width, color, 0, out);
+}
+
+static int parse_size(const char *s, int *h, int *w)
+{
+    char extra;
+    return sscanf(s, "%dx%d%c", h, w, &extra) == 2 && *h > 0 && *w > 0;
+}
+
+/* Options shared by both commands. */
+typedef struct data_opts {
+    const char *dataset, *workdir, *move;
+    double fraction;
+    long long count, number;
+    unsigned long long seed;
+    int height, width;
+    kdens_color color;
+} data_opts;
+
+static int parse_opts(int argc, char **argv, const char *usage, data_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->number = 1;
+    o->color = KDENS_COLOR_RGB;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end = NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(usage, stdout);
+            return 0;
+        }
+        if (!v) {
+            fprintf(stderr, "kdens: %s needs a value\n%s", a, usage);
+            return 2;
+        }
+        i++;
+        if (!strcmp(a, "--dataset"))
+            o->dataset = v;
+        else if (!strcmp(a, "--workdir"))
+            o->workdir = v;
+        else if (!strcmp(a, "--move"))
+            o->move = v;
+        else if (!strcmp(a, "--fraction"))
+            o->fraction = strtod(v, &end);
+        else if (!strcmp(a, "--count"))
+            o->count = strtoll(v, &end, 10);
+        else if (!strcmp(a, "--number"))
+            o->number = strtoll(v, &end, 10);
+        else if (!strcmp(a, "--seed"))
+            o->seed = strtoull(v, &end, 10);
+        else if (!strcmp(a, "--size")) {
+            if (!parse_size(v, &o->height, &o->width)) {
+                fprintf(stderr, "kdens: --size wants HxW, got '%s'\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--color")) {
+            if (strcmp(v, "gray") && strcmp(v, "rgb")) {
+                fprintf(stderr, "kdens: --color is gray or rgb, not '%s'\n", v);
+                return 2;
+            }
+            o->color = !strcmp(v, "gray") ? KDENS_COLOR_GRAY : KDENS_COLOR_RGB;
+        } else {
+            fprintf(stderr, "kdens: unexpected argument '%s'\n%s", a, usage);
+            return 2;
+        }
+        if (end && *end) {
+            fprintf(stderr, "kdens: %s wants a number, got '%s'\n", a, v);
+            return 2;
+        }
+    }
+    return -1; /* parsed, go on */
+}
+
+/* 32 hex digits from a splitmix64 stream: a uuid4-like name, reproducible
+ * from the seed. */
+static void uuid_hex(uint64_t seed, char out[33])
+{
+    for (int half = 0; half < 2; half++) {
+        uint64_t z = (seed += 0x9e3779b97f4a7c15ULL) + (uint64_t)half * 0x632be59bd9b4e019ULL;
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        z ^= z >> 31;
+        snprintf(out + 16 * half, 17, "%016llx", (unsigned long long)z);
+    }
+}
+
+int cmd_subset(int argc, char **argv)
+{
+    data_opts o;
+    int rc = parse_opts(argc, argv, usage_subset, &o);
+    if (rc >= 0)
+        return rc;
+    if (!o.dataset || !o.workdir || (o.count <= 0 && !(o.fraction > 0 && o.fraction <= 1)) ||
+        o.number < 1) {
+        fputs(usage_subset, stderr);
+        return 2;
+    }
+    char name[256], dir[4400];
+    kdens_dataset *ds;
+    kdens_status st = cli_open_dataset(o.dataset, o.height, o.width, o.color, &ds, name,
+                                       sizeof name);
+    if (st != KDENS_OK)
+        return cli_fail(o.dataset, st);
+    snprintf(dir, sizeof dir, "%s/%s/subsets", o.workdir, name);
+    if (cli_mkdirs(dir) != 0) {
+        fprintf(stderr, "kdens: cannot create %s: %s\n", dir, strerror(errno));
+        kdens_dataset_free(ds);
+        return 1;
+    }
+    for (long long k = 0; k < o.number; k++) {
+        kdens_dataset *sub;
+        uint64_t seed = o.seed + (uint64_t)k;
+        st = kdens_dataset_subset(ds, o.fraction, (size_t)(o.count > 0 ? o.count : 0), seed, &sub);
+        if (st != KDENS_OK) {
+            kdens_dataset_free(ds);
+            return cli_fail("subset", st);
+        }
+        char digits[64], uuid[33], path[4600];
+        if (o.count > 0) {
+            snprintf(digits, sizeof digits, "n%lld", o.count);
+        } else { /* 0.25 -> "025", as the reference names its files */
+            char f[32], *d = digits;
+            snprintf(f, sizeof f, "%g", o.fraction);
+            for (const char *c = f; *c; c++)
+                if (*c != '.')
+                    *d++ = *c;
+            *d = '\0';
+        }
+        uuid_hex(seed ^ 0x5ab5e7ULL, uuid);
+        snprintf(path, sizeof path, "%s/subset_%s_%s.csv", dir, digits, uuid);
+        st = kdens_dataset_write_manifest(sub, path);
+        if (st == KDENS_OK)
+            printf("%s (%zu of %zu images)\n", path, kdens_dataset_count(sub),
+                   kdens_dataset_count(ds));
+        kdens_dataset_free(sub);
+        if (st != KDENS_OK) {
+            kdens_dataset_free(ds);
+            return cli_fail(path, st);
+        }
+    }
+    kdens_dataset_free(ds);
+    return 0;
+}
+
+/* Move the validation files of ROOT/train into ROOT/val, class by class. */
+static int move_split(const data_opts *o)
+{
+    char train[4200];
+    snprintf(train, sizeof train, "%s/train", o->move);
+    kdens_dataset *ds, *tr, *va;
+    /* the images are decoded only to learn the files and classes */
+    kdens_status st = kdens_dataset_load_folder(train, 1, 1, KDENS_COLOR_GRAY, 0, &ds);
+    if (st != KDENS_OK)
+        return cli_fail(train, st);
+    st = kdens_dataset_split(ds, o->fraction, o->seed, &tr, &va);
+    if (st != KDENS_OK) {
+        kdens_dataset_free(ds);
+        return cli_fail("split", st);
+    }
+    int rc = 0;
+    for (size_t i = 0; i < kdens_dataset_count(va) && rc == 0; i++) {
+        const char *file;
+        int32_t label;
+        kdens_dataset_get(va, i, NULL, &label, &file);
+        char from[8400], to[8400], dir[4600];
+        snprintf(dir, sizeof dir, "%s/val/%s", o->move, kdens_dataset_class_name(va, label));
+        snprintf(from, sizeof from, "%s/%s", train, file);
+        snprintf(to, sizeof to, "%s/val/%s", o->move, file);
+        if (cli_mkdirs(dir) != 0 || rename(from, to) != 0) {
+            fprintf(stderr, "kdens: cannot move %s to %s: %s\n", from, to, strerror(errno));
+            rc = 1;
+        }
+    }
+    if (rc == 0)
+        printf("moved %zu of %zu images to %s/val\n", kdens_dataset_count(va),
+               kdens_dataset_count(ds), o->move);
+    kdens_dataset_free(tr);
+    kdens_dataset_free(va);
+    kdens_dataset_free(ds);
+    return rc;
+}
+
+int cmd_split(int argc, char **argv)
+{
+    data_opts o;
+    int rc = parse_opts(argc, argv, usage_split, &o);
+    if (rc >= 0)
+        return rc;
+    if (!(o.fraction > 0 && o.fraction < 1) || (!o.move && (!o.dataset || !o.workdir))) {
+        fputs(usage_split, stderr);
+        return 2;
+    }
+    if (o.move)
+        return move_split(&o);
+    char name[256], dir[4400], path[4600];
+    kdens_dataset *ds, *tr, *va;
+    kdens_status st = cli_open_dataset(o.dataset, o.height, o.width, o.color, &ds, name,
+                                       sizeof name);
+    if (st != KDENS_OK)
+        return cli_fail(o.dataset, st);
+    st = kdens_dataset_split(ds, o.fraction, o.seed, &tr, &va);
+    snprintf(dir, sizeof dir, "%s/%s", o.workdir, name);
+    if (st == KDENS_OK && cli_mkdirs(dir) != 0) {
+        fprintf(stderr, "kdens: cannot create %s: %s\n", dir, strerror(errno));
+        rc = 1;
+    } else if (st == KDENS_OK) {
+        snprintf(path, sizeof path, "%s/train.csv", dir);
+        st = kdens_dataset_write_manifest(tr, path);
+        if (st == KDENS_OK) {
+            snprintf(path, sizeof path, "%s/val.csv", dir);
+            st = kdens_dataset_write_manifest(va, path);
+        }
+        if (st == KDENS_OK)
+            printf("%s/train.csv: %zu images, %s/val.csv: %zu images\n", dir,
+                   kdens_dataset_count(tr), dir, kdens_dataset_count(va));
+    }
+    if (st != KDENS_OK)
+        rc = cli_fail("split", st);
+    else
+        kdens_dataset_free(tr), kdens_dataset_free(va);
+    kdens_dataset_free(ds);
+    return rc < 0 ? 0 : rc;
+}
