@@ -403,6 +403,51 @@ KDENS_API kdens_status kdens_dataset_write_manifest(const kdens_dataset *ds, con
 KDENS_API kdens_status kdens_dataset_select(const kdens_dataset *parent, const char *csv_path,
                                             kdens_dataset **out);
 
+/* ------------------------------------------------------------------------ */
+/* Augmentation (training only, per sample, seeded)                           */
+/* ------------------------------------------------------------------------ */
+
+/* An augmentation policy: Keras' ImageDataGenerator transforms (one affine
+ * warp per image) and/or RandAugment.  Set up once, then read-only: one
+ * policy may serve several threads. */
+typedef struct kdens_augment kdens_augment;
+
+typedef enum kdens_fill {
+    KDENS_FILL_NEAREST = 0,  /* aaaa|abcd|dddd (Keras' default) */
+    KDENS_FILL_CONSTANT = 1, /* kkkk|abcd|kkkk with the constant value */
+    KDENS_FILL_REFLECT = 2,  /* dcba|abcd|dcba */
+    KDENS_FILL_WRAP = 3      /* abcd|abcd|abcd */
+} kdens_fill;
+
+/* A policy that does nothing until set.  Errors: KDENS_E_ARG, KDENS_E_NOMEM. */
+KDENS_API kdens_status kdens_augment_create(kdens_augment **out);
+KDENS_API void kdens_augment_free(kdens_augment *aug);
+
+/* ImageDataGenerator's parameters: rotation_range (degrees), width and
+ * height shift ranges (fractions of the size when below 1, else pixels),
+ * shear_range (degrees), zoom_range (zoom drawn from [1 - z, 1 + z]
+ * independently per axis), horizontal_flip.  Errors: KDENS_E_ARG for
+ * negative or non-finite values, zoom >= 1. */
+KDENS_API kdens_status kdens_augment_set_affine(kdens_augment *aug, float rotation,
+                                                float width_shift, float height_shift,
+                                                float shear, float zoom, int horizontal_flip);
+/* How the warp fills pixels from outside the image (default nearest, value 0). */
+KDENS_API kdens_status kdens_augment_set_fill(kdens_augment *aug, kdens_fill mode,
+                                              uint8_t value);
+/* RandAugment: n operations drawn uniformly per image from identity,
+ * autocontrast, equalize, rotate, solarize, color, posterize, contrast,
+ * brightness, sharpness, shear x/y and translate x/y, each at magnitude m in
+ * [0, 30] (docs/augmentation.md gives every operation's range).  n 0 turns it
+ * off.  Errors: KDENS_E_ARG for n outside [0, 14] or m outside [0, 30]. */
+KDENS_API kdens_status kdens_augment_set_randaugment(kdens_augment *aug, int n, int m);
+
+/* Augment one image (H x W x C uint8, C 1 or 3) into dst (same shape; may
+ * not alias src).  The same seed gives the same image.  RandAugment runs
+ * first, then the affine warp.  Errors: KDENS_E_ARG. */
+KDENS_API kdens_status kdens_augment_apply(const kdens_augment *aug, const uint8_t *src,
+                                           int height, int width, int channels,
+                                           uint64_t seed, uint8_t *dst);
+
 #ifdef __cplusplus
 }
 #endif

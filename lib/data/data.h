@@ -64,6 +64,17 @@ kdens_status kd_manifest_parse(const char *name, const char *text, size_t len,
                                kd_manifest_row **rows, size_t *n_rows);
 void kd_manifest_free(kd_manifest_row *rows, size_t n_rows);
 
+/* Augmentation internals: the whole policy with caller scratch (two buffers
+ * of h*w*c bytes), Keras' affine warp for given parameters, and one
+ * RandAugment operation (index in the order of kdens_augment_set_randaugment's
+ * list) at magnitude m with sign +1/-1. */
+void kd_augment_apply(const kdens_augment *a, const uint8_t *src, int h, int w, int c,
+                      uint64_t seed, uint8_t *dst, uint8_t *work, uint8_t *tmp);
+void kd_affine(const uint8_t *src, int h, int w, int c, double theta_deg, double tx, double ty,
+               double shear_deg, double zx, double zy, bool flip, kdens_fill fill, uint8_t cval,
+               uint8_t *dst);
+void kd_randaugment_op(int op, int m, int sign, uint8_t *img, int h, int w, int c, uint8_t *tmp);
+
 /* Read a whole file through zlib: gzip-compressed or plain. */
 kdens_status kd_read_gz(const char *path, uint8_t **data, size_t *len);
 
