@@ -448,6 +448,44 @@ KDENS_API kdens_status kdens_augment_apply(const kdens_augment *aug, const uint8
                                            int height, int width, int channels,
                                            uint64_t seed, uint8_t *dst);
 
+/* ------------------------------------------------------------------------ */
+/* Batch loader                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Batches of float tensors (N x H x W x C, scaled) with class labels from a
+ * dataset: a fresh shuffle per epoch from the seed, the last partial batch
+ * kept, optional augmentation.  Batches are prepared ahead on the loader's
+ * own threads, overlapping training.  A batch depends only on the seed, the
+ * epoch and its position -- never on the number of threads. */
+typedef struct kdens_loader kdens_loader;
+
+/* The dataset (and an augmentation policy, if set) must outlive the loader.
+ * Defaults: shuffle on, scaling 1/255 and 0, no augmentation, one thread.
+ * Errors: KDENS_E_ARG (NULL, batch 0, empty dataset), KDENS_E_NOMEM. */
+KDENS_API kdens_status kdens_loader_create(const kdens_dataset *ds, size_t batch, uint64_t seed,
+                                           kdens_loader **out);
+/* Stops the loader's threads and frees it; NULL is a no-op. */
+KDENS_API void kdens_loader_free(kdens_loader *ld);
+/* Setters take effect at the next kdens_loader_start_epoch. */
+KDENS_API kdens_status kdens_loader_set_shuffle(kdens_loader *ld, int shuffle);
+KDENS_API kdens_status kdens_loader_set_augment(kdens_loader *ld, const kdens_augment *aug);
+/* Per-channel x = pixel * scale[c] + offset[c] (e.g. from
+ * kdens_model_get_input_scaling). */
+KDENS_API kdens_status kdens_loader_set_scaling(kdens_loader *ld, const float *scale,
+                                                const float *offset);
+/* Threads preparing batches (1 to 64). */
+KDENS_API kdens_status kdens_loader_set_threads(kdens_loader *ld, int threads);
+/* Batches per epoch: ceil(count / batch). */
+KDENS_API size_t kdens_loader_batches(const kdens_loader *ld);
+/* Begin epoch `epoch` (its shuffle is drawn from the seed and the epoch
+ * number), abandoning any batches left of the previous one. */
+KDENS_API kdens_status kdens_loader_start_epoch(kdens_loader *ld, uint64_t epoch);
+/* The next batch: *x (n x H x W x C floats) and *labels stay valid until the
+ * next call.  *n is 0 at the end of the epoch.  Errors: KDENS_E_STATE before
+ * start_epoch, KDENS_E_NOMEM. */
+KDENS_API kdens_status kdens_loader_next(kdens_loader *ld, const float **x,
+                                         const int32_t **labels, size_t *n);
+
 #ifdef __cplusplus
 }
 #endif

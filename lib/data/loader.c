@@ -1,0 +1,306 @@
+/* The batch loader: K producer threads fill a ring of K + 1 batch slots
+ * ahead of the consumer.  Batch b is made by thread b % K into slot
+ * b % (K + 1); its samples and their augmentation seeds follow from (seed,
+ * epoch, position) alone, so the thread count changes only the speed. */
+#include "data.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KD_LOADER_MAX_THREADS 64
+
+typedef struct slot {
+    float *x;
+    int32_t *labels;
+    size_t n;
+    uint64_t batch; /* which batch it holds, valid when ready */
+    bool ready;
+} slot;
+
+struct kdens_loader {
+    const kdens_dataset *ds;
+    size_t batch, per_image;
+    uint64_t seed, epoch;
+    bool shuffle;
+    const kdens_augment *aug;
+    float *scale, *offset;
+    int threads;          /* setting */
+    /* the running epoch */
+    int running;          /* threads started */
+    int stride;           /* producer threads of this epoch */
+    pthread_t tid[KD_LOADER_MAX_THREADS];
+    slot *slots;
+    int n_slots;
+    size_t *order;
+    uint64_t n_batches, next_batch, released; /* consumer side */
+    bool stop, started;
+    kdens_status failure;
+    pthread_mutex_t mu;
+    pthread_cond_t changed;
+};
+
+static uint64_t mix(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+kdens_status kdens_loader_create(const kdens_dataset *ds, size_t batch, uint64_t seed,
+                                 kdens_loader **out)
+{
+    if (!ds || !out || batch == 0)
+        return kd_fail(KDENS_E_ARG, "a loader needs a dataset and a batch size above 0");
+    if (ds->n == 0)
+        return kd_fail(KDENS_E_ARG, "the dataset is empty");
+    kdens_loader *ld = calloc(1, sizeof *ld);
+    int c = ds->store->c;
+    if (ld) {
+        ld->scale = malloc(sizeof(float) * c);
+        ld->offset = malloc(sizeof(float) * c);
+    }
+    if (!ld || !ld->scale || !ld->offset) {
+        if (ld)
+            free(ld->scale), free(ld->offset);
+        free(ld);
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < c; i++)
+        ld->scale[i] = 1.0f / 255.0f, ld->offset[i] = 0.0f;
+    ld->ds = ds;
+    ld->batch = batch;
+    ld->per_image = (size_t)ds->store->h * ds->store->w * c;
+    ld->seed = seed;
+    ld->shuffle = true;
+    ld->threads = 1;
+    pthread_mutex_init(&ld->mu, NULL);
+    pthread_cond_init(&ld->changed, NULL);
+    *out = ld;
+    return KDENS_OK;
+}
+
+kdens_status kdens_loader_set_shuffle(kdens_loader *ld, int shuffle)
+{
+    if (!ld)
+        return kd_fail(KDENS_E_ARG, "NULL loader");
+    ld->shuffle = shuffle != 0;
+    return KDENS_OK;
+}
+
+kdens_status kdens_loader_set_augment(kdens_loader *ld, const kdens_augment *aug)
+{
+    if (!ld)
+        return kd_fail(KDENS_E_ARG, "NULL loader");
+    if (aug && ld->ds->store->c != 1 && ld->ds->store->c != 3)
+        return kd_fail(KDENS_E_ARG, "augmentation needs grey or RGB images");
+    ld->aug = aug;
+    return KDENS_OK;
+}
+
+kdens_status kdens_loader_set_scaling(kdens_loader *ld, const float *scale, const float *offset)
+{
+    if (!ld || !scale || !offset)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    for (int i = 0; i < ld->ds->store->c; i++)
+        ld->scale[i] = scale[i], ld->offset[i] = offset[i];
+    return KDENS_OK;
+}
+
+kdens_status kdens_loader_set_threads(kdens_loader *ld, int threads)
+{
+    if (!ld)
+        return kd_fail(KDENS_E_ARG, "NULL loader");
+    if (threads < 1 || threads > KD_LOADER_MAX_THREADS)
+        return kd_fail(KDENS_E_ARG, "loader threads %d outside [1, %d]", threads,
+                       KD_LOADER_MAX_THREADS);
+    ld->threads = threads;
+    return KDENS_OK;
+}
+
+size_t kdens_loader_batches(const kdens_loader *ld)
+{
+    return ld ? (ld->ds->n + ld->batch - 1) / ld->batch : 0;
+}
+
+/* ---- producing --------------------------------------------------------------- */
+
+struct producer {
+    kdens_loader *ld;
+    int id;
+};
+
+static void make_batch(kdens_loader *ld, uint64_t b, slot *s, uint8_t *img, uint8_t *work,
+                       uint8_t *tmp)
+{
+    const kd_store *st = ld->ds->store;
+    size_t first = b * ld->batch, n = KD_MIN(ld->batch, ld->ds->n - first);
+    int c = st->c;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = kd_dataset_at(ld->ds, ld->order[first + i]);
+        const uint8_t *px = st->pixels + k * ld->per_image;
+        if (ld->aug) {
+            uint64_t seed = mix(ld->seed ^ mix(ld->epoch * 0x9e3779b97f4a7c15ULL + first + i));
+            kd_augment_apply(ld->aug, px, st->h, st->w, c, seed, img, work, tmp);
+            px = img;
+        }
+        float *x = s->x + i * ld->per_image;
+        for (size_t p = 0; p < ld->per_image; p += (size_t)c)
+            for (int ch = 0; ch < c; ch++)
+                x[p + ch] = px[p + ch] * ld->scale[ch] + ld->offset[ch];
+        s->labels[i] = st->labels[k];
+    }
+    s->n = n;
+    s->batch = b;
+}
+
+static void *produce(void *arg)
+{
+    struct producer *p = arg;
+    kdens_loader *ld = p->ld;
+    uint8_t *scratch = malloc(3 * ld->per_image + 1);
+    pthread_mutex_lock(&ld->mu);
+    if (!scratch) {
+        ld->failure = KDENS_E_NOMEM;
+        pthread_cond_broadcast(&ld->changed);
+    }
+    for (uint64_t b = (uint64_t)p->id; scratch && b < ld->n_batches; b += (uint64_t)ld->stride) {
+        slot *s = &ld->slots[b % (uint64_t)ld->n_slots];
+        /* the slot is free once batch b - n_slots has been released */
+        while (!ld->stop && b >= ld->released + (uint64_t)ld->n_slots)
+            pthread_cond_wait(&ld->changed, &ld->mu);
+        if (ld->stop)
+            break;
+        pthread_mutex_unlock(&ld->mu);
+        make_batch(ld, b, s, scratch, scratch + ld->per_image, scratch + 2 * ld->per_image);
+        pthread_mutex_lock(&ld->mu);
+        s->ready = true;
+        pthread_cond_broadcast(&ld->changed);
+    }
+    pthread_mutex_unlock(&ld->mu);
+    free(scratch);
+    free(p);
+    return NULL;
+}
+
+static void stop_epoch(kdens_loader *ld)
+{
+    pthread_mutex_lock(&ld->mu);
+    ld->stop = true;
+    pthread_cond_broadcast(&ld->changed);
+    pthread_mutex_unlock(&ld->mu);
+    for (int t = 0; t < ld->running; t++)
+        pthread_join(ld->tid[t], NULL);
+    ld->running = 0;
+    ld->stop = false;
+    if (ld->slots)
+        for (int i = 0; i < ld->n_slots; i++) {
+            kd_free_aligned(ld->slots[i].x);
+            free(ld->slots[i].labels);
+        }
+    free(ld->slots);
+    ld->slots = NULL;
+    free(ld->order);
+    ld->order = NULL;
+    ld->started = false;
+}
+
+void kdens_loader_free(kdens_loader *ld)
+{
+    if (!ld)
+        return;
+    stop_epoch(ld);
+    pthread_mutex_destroy(&ld->mu);
+    pthread_cond_destroy(&ld->changed);
+    free(ld->scale);
+    free(ld->offset);
+    free(ld);
+}
+
+kdens_status kdens_loader_start_epoch(kdens_loader *ld, uint64_t epoch)
+{
+    if (!ld)
+        return kd_fail(KDENS_E_ARG, "NULL loader");
+    stop_epoch(ld);
+    size_t n = ld->ds->n;
+    ld->epoch = epoch;
+    ld->n_batches = kdens_loader_batches(ld);
+    ld->next_batch = ld->released = 0;
+    ld->failure = KDENS_OK;
+    ld->n_slots = ld->threads + 1;
+    ld->order = malloc(sizeof(size_t) * n);
+    ld->slots = calloc((size_t)ld->n_slots, sizeof(slot));
+    bool ok = ld->order && ld->slots;
+    for (int i = 0; ok && i < ld->n_slots; i++) {
+        ld->slots[i].x = kd_alloc_aligned(sizeof(float) * ld->batch * ld->per_image);
+        ld->slots[i].labels = malloc(sizeof(int32_t) * ld->batch);
+        ok = ld->slots[i].x && ld->slots[i].labels;
+    }
+    if (!ok) {
+        stop_epoch(ld);
+        return kd_fail(KDENS_E_NOMEM, "out of memory for the loader's batches");
+    }
+    for (size_t i = 0; i < n; i++)
+        ld->order[i] = i;
+    if (ld->shuffle) {
+        kd_rng rng;
+        kd_rng_seed(&rng, mix(ld->seed) ^ mix(epoch + 1));
+        for (size_t i = n; i > 1; i--) {
+            size_t j = (size_t)kd_rng_below(&rng, i), t = ld->order[i - 1];
+            ld->order[i - 1] = ld->order[j];
+            ld->order[j] = t;
+        }
+    }
+    ld->stride = (int)KD_MIN((uint64_t)ld->threads, ld->n_batches);
+    for (int t = 0; t < ld->stride; t++) {
+        struct producer *p = malloc(sizeof *p);
+        if (p) {
+            p->ld = ld;
+            p->id = t;
+        }
+        if (!p || pthread_create(&ld->tid[t], NULL, produce, p) != 0) {
+            free(p);
+            stop_epoch(ld); /* a missing producer would leave its batches unmade */
+            return kd_fail(KDENS_E_NOMEM, "cannot start the loader's threads");
+        }
+        ld->running++;
+    }
+    ld->started = true;
+    return KDENS_OK;
+}
+
+kdens_status kdens_loader_next(kdens_loader *ld, const float **x, const int32_t **labels,
+                               size_t *n)
+{
+    if (!ld || !n)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    if (!ld->started)
+        return kd_fail(KDENS_E_STATE, "kdens_loader_next before kdens_loader_start_epoch");
+    pthread_mutex_lock(&ld->mu);
+    if (ld->next_batch > 0 && ld->released < ld->next_batch) { /* the caller is done with it */
+        ld->slots[(ld->next_batch - 1) % (uint64_t)ld->n_slots].ready = false;
+        ld->released = ld->next_batch;
+        pthread_cond_broadcast(&ld->changed);
+    }
+    if (ld->next_batch == ld->n_batches) {
+        pthread_mutex_unlock(&ld->mu);
+        *n = 0;
+        return KDENS_OK;
+    }
+    slot *s = &ld->slots[ld->next_batch % (uint64_t)ld->n_slots];
+    while (!(s->ready && s->batch == ld->next_batch) && ld->failure == KDENS_OK)
+        pthread_cond_wait(&ld->changed, &ld->mu);
+    kdens_status failure = ld->failure;
+    if (failure == KDENS_OK) {
+        if (x)
+            *x = s->x;
+        if (labels)
+            *labels = s->labels;
+        *n = s->n;
+        ld->next_batch++;
+    }
+    pthread_mutex_unlock(&ld->mu);
+    if (failure != KDENS_OK)
+        return kd_fail(failure, "the loader ran out of memory");
+    return KDENS_OK;
+}
