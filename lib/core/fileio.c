@@ -126,11 +126,32 @@ kdens_status kd_read_file(const char *path, char **data, size_t *len)
     FILE *f = fopen(path, "rb");
     if (!f)
         return kd_fail(KDENS_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    /* one allocation of the file's size when it is known (regular files) */
+    struct stat st;
     kd_buf b = {0};
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        return kd_fail(KDENS_E_IO, "%s: is a folder, not a file", path);
+    }
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+        b.cap = (size_t)st.st_size + 1;
+        if (!(b.data = malloc(b.cap)))
+            b.failed = true;
+    }
     char chunk[65536];
     size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        kd_buf_put(&b, chunk, n);
+    while (!b.failed) {
+        if (b.cap > b.len + 1) { /* read straight into the buffer */
+            n = fread(b.data + b.len, 1, b.cap - 1 - b.len, f);
+            b.len += n;
+            b.data[b.len] = '\0';
+        } else {
+            n = fread(chunk, 1, sizeof chunk, f);
+            kd_buf_put(&b, chunk, n);
+        }
+        if (n == 0)
+            break;
+    }
     int err = ferror(f);
     fclose(f);
     if (err) {

@@ -4,10 +4,15 @@
 #include "kdens.h"
 #include "tensor/tensor.h"
 
-#include <stdio.h>
+#include <stdio.h> /* before jpeglib.h, which uses FILE */
+
+#include <jpeglib.h>
+#include <png.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #define FMNIST "/usr/share/datasets/fashion-mnist/"
@@ -150,6 +155,172 @@ static void bench_conv_algo(const char *name, int h, int c, int oc, int k, int s
     free(x), free(w), free(y), free(dx), free(dw), free(work);
 }
 
+/* ---- datasets ------------------------------------------------------------ */
+
+static void bench_fmnist_load(void)
+{
+    double t = now();
+    kdens_dataset *tr, *te;
+    if (kdens_dataset_preset("fmnist", NULL, &tr, &te) != KDENS_OK) {
+        printf("bench fmnist_load skipped: %s\n", kdens_errmsg());
+        return;
+    }
+    double secs = now() - t;
+    size_t n = kdens_dataset_count(tr) + kdens_dataset_count(te);
+    printf("bench fmnist_load images=%zu seconds=%.3f img_per_s=%.0f\n", n, secs, n / secs);
+    kdens_dataset_free(tr);
+    kdens_dataset_free(te);
+}
+
+#define FOLDER_IMAGES 1000
+#define FOLDER_SIZE 64
+
+static void write_jpeg_file(const char *path, const uint8_t *rgb)
+{
+    FILE *f = fopen(path, "wb");
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr err;
+    c.err = jpeg_std_error(&err);
+    jpeg_create_compress(&c);
+    jpeg_stdio_dest(&c, f);
+    c.image_width = c.image_height = FOLDER_SIZE;
+    c.input_components = 3;
+    c.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, 90, TRUE);
+    jpeg_start_compress(&c, TRUE);
+    while (c.next_scanline < c.image_height) {
+        JSAMPROW row = (JSAMPROW)rgb + c.next_scanline * FOLDER_SIZE * 3;
+        jpeg_write_scanlines(&c, &row, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    fclose(f);
+}
+
+/* A folder of FOLDER_IMAGES 64x64 RGB images in two classes. */
+static void make_image_folder(const char *root, bool jpeg)
+{
+    char path[512];
+    uint8_t rgb[FOLDER_SIZE * FOLDER_SIZE * 3];
+    mkdir(root, 0755);
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s/class%d", root, k);
+        mkdir(path, 0755);
+    }
+    for (int i = 0; i < FOLDER_IMAGES; i++) {
+        for (int p = 0; p < FOLDER_SIZE * FOLDER_SIZE * 3; p++)
+            rgb[p] = (uint8_t)((p * 7 + i * 13 + (p / 192) * 5) & 0xFF);
+        snprintf(path, sizeof path, "%s/class%d/%04d.%s", root, i % 2, i, jpeg ? "jpg" : "png");
+        if (jpeg) {
+            write_jpeg_file(path, rgb);
+        } else {
+            png_image img;
+            memset(&img, 0, sizeof img);
+            img.version = PNG_IMAGE_VERSION;
+            img.width = img.height = FOLDER_SIZE;
+            img.format = PNG_FORMAT_RGB;
+            png_image_write_to_file(&img, path, 0, rgb, 0, NULL);
+        }
+    }
+}
+
+/* The plain single-threaded library loop over the same files. */
+static double plain_decode(const char *root, bool jpeg)
+{
+    char path[512];
+    uint8_t rgb[FOLDER_SIZE * FOLDER_SIZE * 3];
+    double t = now();
+    for (int i = 0; i < FOLDER_IMAGES; i++) {
+        snprintf(path, sizeof path, "%s/class%d/%04d.%s", root, i % 2, i, jpeg ? "jpg" : "png");
+        if (jpeg) {
+            FILE *f = fopen(path, "rb");
+            struct jpeg_decompress_struct c;
+            struct jpeg_error_mgr err;
+            c.err = jpeg_std_error(&err);
+            jpeg_create_decompress(&c);
+            jpeg_stdio_src(&c, f);
+            jpeg_read_header(&c, TRUE);
+            c.out_color_space = JCS_RGB;
+            jpeg_start_decompress(&c);
+            while (c.output_scanline < c.output_height) {
+                JSAMPROW row = rgb + c.output_scanline * FOLDER_SIZE * 3;
+                jpeg_read_scanlines(&c, &row, 1);
+            }
+            jpeg_finish_decompress(&c);
+            jpeg_destroy_decompress(&c);
+            fclose(f);
+        } else {
+            png_image img;
+            memset(&img, 0, sizeof img);
+            img.version = PNG_IMAGE_VERSION;
+            png_image_begin_read_from_file(&img, path);
+            img.format = PNG_FORMAT_RGB;
+            png_image_finish_read(&img, NULL, rgb, 0, NULL);
+        }
+    }
+    return FOLDER_IMAGES / (now() - t);
+}
+
+static void bench_folders(void)
+{
+    char root[64];
+    snprintf(root, sizeof root, "/tmp/kdens-bench-%d", (int)getpid());
+    mkdir(root, 0755);
+    for (int jpeg = 0; jpeg < 2; jpeg++) {
+        char dir[128];
+        snprintf(dir, sizeof dir, "%s/%s", root, jpeg ? "jpeg" : "png");
+        make_image_folder(dir, jpeg);
+        double plain = plain_decode(dir, jpeg); /* also warms the page cache */
+        plain = plain_decode(dir, jpeg);
+        double t = now();
+        kdens_dataset *ds;
+        check(kdens_dataset_load_folder(dir, 0, 0, KDENS_COLOR_RGB, 0, &ds), "folder");
+        double ours = FOLDER_IMAGES / (now() - t);
+        printf("bench folder_%s img_per_s=%.0f plain_loop_img_per_s=%.0f images=%d size=%dx%d\n",
+               jpeg ? "jpeg" : "png", ours, plain, FOLDER_IMAGES, FOLDER_SIZE, FOLDER_SIZE);
+        kdens_dataset_free(ds);
+    }
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+    if (system(cmd) != 0)
+        fprintf(stderr, "bench: could not remove %s\n", root);
+}
+
+/* Loader throughput with the reference's augmentation on Fashion-MNIST. */
+static void bench_loader(void)
+{
+    kdens_dataset *tr;
+    if (kdens_dataset_preset("fmnist", NULL, &tr, NULL) != KDENS_OK)
+        return;
+    kdens_augment *aug;
+    check(kdens_augment_create(&aug), "augment");
+    check(kdens_augment_set_affine(aug, 15, 0.1f, 0.1f, 0, 0.1f, 1), "augment");
+    for (int ra = 0; ra < 2; ra++) {
+        check(kdens_augment_set_randaugment(aug, ra ? 2 : 0, ra ? 9 : 0), "augment");
+        for (int threads = 1; threads <= 2; threads++) {
+            kdens_loader *ld;
+            check(kdens_loader_create(tr, 128, 1, &ld), "loader");
+            check(kdens_loader_set_augment(ld, aug), "loader");
+            check(kdens_loader_set_threads(ld, threads), "loader");
+            check(kdens_loader_start_epoch(ld, 0), "loader");
+            double t = now();
+            size_t n, total = 0;
+            const float *x;
+            while (total < 30000) {
+                check(kdens_loader_next(ld, &x, NULL, &n), "loader");
+                total += n;
+            }
+            double rate = total / (now() - t);
+            printf("bench loader augment=%s threads=%d img_per_s=%.0f\n",
+                   ra ? "affine+randaugment(2,9)" : "affine", threads, rate);
+            kdens_loader_free(ld);
+        }
+    }
+    kdens_augment_free(aug);
+    kdens_dataset_free(tr);
+}
+
 int main(int argc, char **argv)
 {
     int threads = argc > 1 ? atoi(argv[1]) : 0;
@@ -167,6 +338,9 @@ int main(int argc, char **argv)
     bench_conv("28x28 1->16 3x3", 28, 1, 16, 3, 1, 1);
     bench_conv("14x14 64->64 dw3x3", 14, 64, 64, 3, 1, 64);
     bench_conv("14x14 64->128 1x1", 14, 64, 128, 1, 1, 1);
+    bench_fmnist_load();
+    bench_folders();
+    bench_loader();
     free(x);
     free(y);
     return 0;
