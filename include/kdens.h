@@ -441,6 +441,12 @@ KDENS_API kdens_status kdens_augment_set_fill(kdens_augment *aug, kdens_fill mod
  * off.  Errors: KDENS_E_ARG for n outside [0, 14] or m outside [0, 30]. */
 KDENS_API kdens_status kdens_augment_set_randaugment(kdens_augment *aug, int n, int m);
 
+/* The augmentation of a dataset preset, as the reference's config/datasets.py
+ * sets it: mnist, emnist -- rotation 5, shifts 0.02, shear 0.02, zoom 0.02,
+ * fill nearest; fmnist -- the same with horizontal flips; cifar10, cifar100
+ * -- none.  Errors: KDENS_E_NOTFOUND for an unknown name. */
+KDENS_API kdens_status kdens_augment_preset(const char *dataset, kdens_augment **out);
+
 /* Augment one image (H x W x C uint8, C 1 or 3) into dst (same shape; may
  * not alias src).  The same seed gives the same image.  RandAugment runs
  * first, then the affine warp.  Errors: KDENS_E_ARG. */

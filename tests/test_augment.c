@@ -138,6 +138,17 @@ static void test_policy_determinism(void **state)
     kdens_augment_free(none);
     kdens_augment_free(a);
     kdens_augment_free(NULL);
+    /* presets: Fashion-MNIST flips, CIFAR does nothing */
+    kdens_augment *fm, *cf;
+    ASSERT_OK(kdens_augment_preset("fmnist", &fm));
+    ASSERT_OK(kdens_augment_preset("cifar10", &cf));
+    ASSERT_OK(kdens_augment_apply(cf, src, 16, 12, 3, 5, d1));
+    assert_memory_equal(d1, src, sizeof src);
+    ASSERT_OK(kdens_augment_apply(fm, src, 16, 12, 3, 5, d1));
+    assert_memory_not_equal(d1, src, sizeof src);
+    ASSERT_STATUS(kdens_augment_preset("imagenet", &a), KDENS_E_NOTFOUND);
+    kdens_augment_free(fm);
+    kdens_augment_free(cf);
 }
 
 enum {

@@ -534,6 +534,15 @@ static void test_manifest_bad(void **state)
     assert_int_equal(kdens_dataset_count(ds), 2);
     kdens_dataset_free(ds);
     ds = NULL;
+    /* the reference's "<folder>_class" names */
+    const char ref[] = "filename,class\napple/a1.png,apple_class\nzebra/z1.JPG,zebra_class\n";
+    write_file(path_of("ref.csv"), ref, sizeof ref - 1);
+    ASSERT_OK(kdens_dataset_load_manifest(path_of("ref.csv"), root, 8, 8, KDENS_COLOR_RGB, 0, &ds));
+    int32_t lab;
+    ASSERT_OK(kdens_dataset_get(ds, 1, NULL, &lab, NULL));
+    assert_int_equal(lab, 1);
+    kdens_dataset_free(ds);
+    ds = NULL;
     const char missing[] = "filename,class\napple/nothere.png,apple\n";
     write_file(path_of("x.csv"), missing, sizeof missing - 1);
     ASSERT_STATUS(kdens_dataset_load_manifest(path_of("x.csv"), root, 8, 8, KDENS_COLOR_RGB, 0, &ds),

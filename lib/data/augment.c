@@ -76,6 +76,25 @@ kdens_status kdens_augment_set_randaugment(kdens_augment *a, int n, int m)
     return KDENS_OK;
 }
 
+kdens_status kdens_augment_preset(const char *dataset, kdens_augment **out)
+{
+    if (!dataset || !out)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    bool digits = !strcmp(dataset, "mnist") || !strcmp(dataset, "emnist");
+    bool fashion = !strcmp(dataset, "fmnist");
+    bool cifar = !strcmp(dataset, "cifar10") || !strcmp(dataset, "cifar100");
+    if (!digits && !fashion && !cifar)
+        return kd_fail(KDENS_E_NOTFOUND, "no augmentation preset for '%s'", dataset);
+    kdens_augment *a;
+    kdens_status st = kdens_augment_create(&a);
+    if (st != KDENS_OK)
+        return st;
+    if (!cifar)
+        kdens_augment_set_affine(a, 5.0f, 0.02f, 0.02f, 0.02f, 0.02f, fashion);
+    *out = a;
+    return KDENS_OK;
+}
+
 /* ---- the affine warp --------------------------------------------------------------- */
 
 typedef struct mat3 {

@@ -292,6 +292,21 @@ kdens_status kdens_dataset_load_folder(const char *root, int height, int width,
 
 /* ---- manifests --------------------------------------------------------------------------- */
 
+/* The reference's generate_subset.py writes classes as "<folder>_class":
+ * when every row carries that suffix, it is dropped. */
+static void strip_class_suffix(kd_manifest_row *rows, size_t n)
+{
+    const char suffix[] = "_class";
+    size_t ls = sizeof suffix - 1;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(rows[i].class_name);
+        if (l <= ls || strcmp(rows[i].class_name + l - ls, suffix) != 0)
+            return;
+    }
+    for (size_t i = 0; i < n; i++)
+        rows[i].class_name[strlen(rows[i].class_name) - ls] = '\0';
+}
+
 void kd_manifest_free(kd_manifest_row *rows, size_t n_rows)
 {
     for (size_t i = 0; i < n_rows; i++) {
@@ -405,6 +420,7 @@ kdens_status kd_manifest_parse(const char *name, const char *text, size_t len,
         free(out);
         return kd_fail(KDENS_E_FORMAT, "%s: the manifest lists no images", name);
     }
+    strip_class_suffix(out, n);
     *rows = out;
     *n_rows = n;
     return KDENS_OK;
