@@ -307,6 +307,10 @@ typedef enum kdens_cifar_labels {
 /* Flags of the image-folder and manifest loaders. */
 #define KDENS_LOAD_SKIP_BAD 1u /* skip unreadable images (counted, see
                                   kdens_dataset_skipped) instead of failing */
+#define KDENS_LOAD_LAZY 2u     /* keep only the file list: images are decoded when
+                                  read (kdens_dataset_read, the loader's threads),
+                                  for folders that do not fit in memory; needs a
+                                  target size; bad images fail the read */
 
 /* IDX files (MNIST, Fashion-MNIST, EMNIST): an image file (magic 2051,
  * N x H x W) and a label file (magic 2049), plain or gzip-compressed.
@@ -375,6 +379,11 @@ KDENS_API const char *kdens_dataset_class_name(const kdens_dataset *ds, int i);
 KDENS_API kdens_status kdens_dataset_get(const kdens_dataset *ds, size_t i,
                                          const uint8_t **pixels, int32_t *label,
                                          const char **filename);
+/* Sample i's pixels copied (or, for a lazy dataset, decoded and resized)
+ * into dst (H x W x C bytes).  Thread-safe.  Errors: KDENS_E_ARG, and for
+ * lazy datasets those of decoding (KDENS_E_IO, KDENS_E_FORMAT naming the
+ * file).  kdens_dataset_get gives NULL pixels for lazy datasets. */
+KDENS_API kdens_status kdens_dataset_read(const kdens_dataset *ds, size_t i, uint8_t *dst);
 /* Images skipped by KDENS_LOAD_SKIP_BAD, and the first of their names. */
 KDENS_API size_t kdens_dataset_skipped(const kdens_dataset *ds, const char **first);
 

@@ -467,6 +467,70 @@ static void test_folder(void **state)
     kdens_dataset_free(ds);
 }
 
+static void test_folder_lazy_and_threads(void **state)
+{
+    (void)state;
+    char root[4600], bad[4600];
+    snprintf(root, sizeof root, "%s", path_of("lazyfolder"));
+    make_folder(root, false, false);
+    kdens_dataset *eager, *lazy, *one;
+    int before = kdens_get_num_threads();
+    ASSERT_OK(kdens_set_num_threads(3));
+    ASSERT_OK(kdens_dataset_load_folder(root, 5, 7, KDENS_COLOR_RGB, 0, &eager));
+    ASSERT_OK(kdens_set_num_threads(1)); /* decoding does not depend on the threads */
+    ASSERT_OK(kdens_dataset_load_folder(root, 5, 7, KDENS_COLOR_RGB, 0, &one));
+    ASSERT_OK(kdens_set_num_threads(before));
+    ASSERT_OK(kdens_dataset_load_folder(root, 5, 7, KDENS_COLOR_RGB, KDENS_LOAD_LAZY, &lazy));
+    assert_int_equal(kdens_dataset_count(lazy), 6);
+    for (size_t i = 0; i < 6; i++) {
+        const uint8_t *a, *b, *p;
+        uint8_t buf[5 * 7 * 3];
+        ASSERT_OK(kdens_dataset_get(eager, i, &a, NULL, NULL));
+        ASSERT_OK(kdens_dataset_get(one, i, &b, NULL, NULL));
+        assert_memory_equal(a, b, sizeof buf);
+        ASSERT_OK(kdens_dataset_get(lazy, i, &p, NULL, NULL));
+        assert_null(p);
+        ASSERT_OK(kdens_dataset_read(lazy, i, buf));
+        assert_memory_equal(a, buf, sizeof buf);
+    }
+    /* the loader decodes lazy datasets on its threads: the same batches */
+    kdens_loader *le, *ll;
+    ASSERT_OK(kdens_loader_create(eager, 4, 3, &le));
+    ASSERT_OK(kdens_loader_create(lazy, 4, 3, &ll));
+    ASSERT_OK(kdens_loader_set_threads(ll, 2));
+    ASSERT_OK(kdens_loader_start_epoch(le, 1));
+    ASSERT_OK(kdens_loader_start_epoch(ll, 1));
+    for (;;) {
+        const float *xe, *xl;
+        size_t ne, nl;
+        ASSERT_OK(kdens_loader_next(le, &xe, NULL, &ne));
+        ASSERT_OK(kdens_loader_next(ll, &xl, NULL, &nl));
+        assert_int_equal(ne, nl);
+        if (ne == 0)
+            break;
+        assert_memory_equal(xe, xl, sizeof(float) * ne * 5 * 7 * 3);
+    }
+    kdens_loader_free(le);
+    kdens_loader_free(ll);
+    kdens_dataset_free(eager);
+    kdens_dataset_free(one);
+    kdens_dataset_free(lazy);
+    /* a bad image in a lazy dataset fails the batch that reads it, naming the file */
+    snprintf(bad, sizeof bad, "%s", path_of("lazybad"));
+    make_folder(bad, true, false);
+    ASSERT_OK(kdens_dataset_load_folder(bad, 8, 8, KDENS_COLOR_RGB, KDENS_LOAD_LAZY, &lazy));
+    ASSERT_OK(kdens_loader_create(lazy, 7, 1, &ll));
+    ASSERT_OK(kdens_loader_start_epoch(ll, 0));
+    size_t n;
+    ASSERT_STATUS(kdens_loader_next(ll, NULL, NULL, &n), KDENS_E_FORMAT);
+    assert_non_null(strstr(kdens_errmsg(), "broken.png"));
+    kdens_loader_free(ll);
+    kdens_dataset_free(lazy);
+    lazy = NULL;
+    ASSERT_STATUS(kdens_dataset_load_folder(bad, 0, 0, KDENS_COLOR_RGB, KDENS_LOAD_LAZY, &lazy),
+                  KDENS_E_ARG);
+}
+
 static void test_folder_bad(void **state)
 {
     (void)state;
@@ -693,6 +757,7 @@ int main(void)
         cmocka_unit_test(test_corrupt_images),
         cmocka_unit_test(test_resize_nearest),
         cmocka_unit_test(test_folder),
+        cmocka_unit_test(test_folder_lazy_and_threads),
         cmocka_unit_test(test_folder_bad),
         cmocka_unit_test(test_manifest_bad),
         cmocka_unit_test(test_split_and_subset),

@@ -12,7 +12,9 @@ typedef struct kd_store {
     _Atomic int refs;
     int h, w, c, classes;
     size_t n;
-    uint8_t *pixels;     /* n x h x w x c */
+    uint8_t *pixels;     /* n x h x w x c; NULL for a lazy dataset */
+    char *root;          /* lazy datasets: the folder the file names are relative to */
+    kdens_color color;   /* lazy datasets: the colour mode to decode to */
     int32_t *labels;     /* n */
     char **filenames;    /* n paths relative to the data root, or NULL */
     char **class_names;  /* classes */
@@ -37,6 +39,12 @@ static inline size_t kd_dataset_at(const kdens_dataset *ds, size_t i)
 {
     return ds->index ? ds->index[i] : i;
 }
+
+/* Sample i's pixels into dst (decoded for lazy datasets). */
+kdens_status kd_dataset_read(const kdens_dataset *ds, size_t i, uint8_t *dst);
+/* One image file decoded and resized to h x w (the lazy path). */
+kdens_status kd_image_load_resized(const char *root, const char *file, kdens_color color, int h,
+                                   int w, uint8_t *dst);
 
 /* Decoding of one image file (PNG or JPEG by signature) into `color`
  * channels; *pixels is malloc'ed h x w x c.  Errors name the path. */

@@ -23,6 +23,7 @@ static void store_release(kd_store *s)
             free(s->class_names[i]);
     free(s->class_names);
     free(s->first_skipped);
+    free(s->root);
     free(s);
 }
 
@@ -141,12 +142,32 @@ kdens_status kdens_dataset_get(const kdens_dataset *ds, size_t i, const uint8_t 
     const kd_store *s = ds->store;
     size_t k = kd_dataset_at(ds, i);
     if (pixels)
-        *pixels = s->pixels + k * (size_t)s->h * s->w * s->c;
+        *pixels = s->pixels ? s->pixels + k * (size_t)s->h * s->w * s->c : NULL;
     if (label)
         *label = s->labels[k];
     if (filename)
         *filename = s->filenames ? s->filenames[k] : NULL;
     return KDENS_OK;
+}
+
+kdens_status kd_dataset_read(const kdens_dataset *ds, size_t i, uint8_t *dst)
+{
+    const kd_store *s = ds->store;
+    size_t k = kd_dataset_at(ds, i), per = (size_t)s->h * s->w * s->c;
+    if (s->pixels) {
+        memcpy(dst, s->pixels + k * per, per);
+        return KDENS_OK;
+    }
+    return kd_image_load_resized(s->root, s->filenames[k], s->color, s->h, s->w, dst);
+}
+
+kdens_status kdens_dataset_read(const kdens_dataset *ds, size_t i, uint8_t *dst)
+{
+    if (!ds || !dst)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    if (i >= ds->n)
+        return kd_fail(KDENS_E_ARG, "sample %zu is out of range (%zu samples)", i, ds->n);
+    return kd_dataset_read(ds, i, dst);
 }
 
 size_t kdens_dataset_skipped(const kdens_dataset *ds, const char **first)

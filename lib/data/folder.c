@@ -132,11 +132,62 @@ static void decode_range(size_t begin, size_t end, void *arg)
     }
 }
 
+kdens_status kd_image_load_resized(const char *root, const char *file, kdens_color color, int h,
+                                   int w, uint8_t *dst)
+{
+    char *path = file[0] == '/' ? kd_strdup(file) : join(root, file);
+    if (!path)
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    uint8_t *px;
+    int ih, iw;
+    kdens_status st = kd_image_decode_file(path, color, &px, &ih, &iw);
+    free(path);
+    if (st != KDENS_OK)
+        return st;
+    kd_image_resize_nearest(px, ih, iw, (int)color, dst, h, w);
+    free(px);
+    return KDENS_OK;
+}
+
+/* A lazy dataset: the file list, labels and classes, no pixels. */
+static kdens_status lazy_files(const char *root, strlist *files, const int32_t *labels,
+                               strlist *classes, int h, int w, kdens_color color,
+                               kdens_dataset **out)
+{
+    kdens_dataset *ds = NULL;
+    kdens_status st = kd_dataset_new(files->n, 1, 1, 1, (int)classes->n, &ds);
+    if (st == KDENS_OK)
+        st = kd_dataset_set_class_names(ds, (const char *const *)classes->v, (int)classes->n);
+    if (st == KDENS_OK) {
+        kd_store *s = ds->store;
+        free(s->pixels);
+        s->pixels = NULL;
+        s->h = h, s->w = w, s->c = (int)color, s->color = color;
+        s->root = kd_strdup(root);
+        s->filenames = calloc(files->n ? files->n : 1, sizeof(char *));
+        if (!s->root || !s->filenames)
+            st = kd_fail(KDENS_E_NOMEM, "out of memory");
+        for (size_t i = 0; st == KDENS_OK && i < files->n; i++) {
+            s->filenames[i] = files->v[i];
+            files->v[i] = NULL; /* moved */
+            s->labels[i] = labels[i];
+        }
+    }
+    if (st != KDENS_OK) {
+        kdens_dataset_free(ds);
+        return st;
+    }
+    *out = ds;
+    return KDENS_OK;
+}
+
 /* Decode files[i] (relative to root) with labels[i] into a dataset. */
 static kdens_status load_files(const char *root, strlist *files, const int32_t *labels,
                                strlist *classes, int h, int w, kdens_color color,
                                unsigned flags, kdens_dataset **out)
 {
+    if (flags & KDENS_LOAD_LAZY)
+        return lazy_files(root, files, labels, classes, h, w, color, out);
     size_t n = files->n;
     int c = (int)color;
     load_job j = {root, files->v, color, h, w, NULL, NULL, NULL, NULL, NULL};
@@ -234,8 +285,10 @@ static kdens_status load_files(const char *root, strlist *files, const int32_t *
     return st;
 }
 
-static kdens_status check_target(int h, int w, kdens_color color)
+static kdens_status check_target(int h, int w, kdens_color color, unsigned flags)
 {
+    if ((flags & KDENS_LOAD_LAZY) && h == 0)
+        return kd_fail(KDENS_E_ARG, "a lazy dataset needs a target size");
     if (color != KDENS_COLOR_GRAY && color != KDENS_COLOR_RGB)
         return kd_fail(KDENS_E_ARG, "colour mode %d is neither grey (1) nor RGB (3)", (int)color);
     if (h < 0 || w < 0 || (h == 0) != (w == 0) || h > 65536 || w > 65536)
@@ -248,7 +301,7 @@ kdens_status kdens_dataset_load_folder(const char *root, int height, int width,
 {
     if (!root || !out)
         return kd_fail(KDENS_E_ARG, "NULL argument");
-    kdens_status st = check_target(height, width, color);
+    kdens_status st = check_target(height, width, color, flags);
     if (st != KDENS_OK)
         return st;
     strlist classes = {0}, files = {0};
@@ -440,7 +493,7 @@ kdens_status kdens_dataset_load_manifest(const char *csv_path, const char *data_
 {
     if (!csv_path || !data_root || !out)
         return kd_fail(KDENS_E_ARG, "NULL argument");
-    kdens_status st = check_target(height, width, color);
+    kdens_status st = check_target(height, width, color, flags);
     if (st != KDENS_OK)
         return st;
     char *text;

@@ -5,6 +5,7 @@
 #include "data.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +37,7 @@ struct kdens_loader {
     uint64_t n_batches, next_batch, released; /* consumer side */
     bool stop, started;
     kdens_status failure;
+    char failure_message[512];
     pthread_mutex_t mu;
     pthread_cond_t changed;
 };
@@ -130,15 +132,20 @@ struct producer {
     int id;
 };
 
-static void make_batch(kdens_loader *ld, uint64_t b, slot *s, uint8_t *img, uint8_t *work,
-                       uint8_t *tmp)
+static kdens_status make_batch(kdens_loader *ld, uint64_t b, slot *s, uint8_t *img,
+                               uint8_t *work, uint8_t *tmp, uint8_t *decoded)
 {
     const kd_store *st = ld->ds->store;
     size_t first = b * ld->batch, n = KD_MIN(ld->batch, ld->ds->n - first);
     int c = st->c;
     for (size_t i = 0; i < n; i++) {
         size_t k = kd_dataset_at(ld->ds, ld->order[first + i]);
-        const uint8_t *px = st->pixels + k * ld->per_image;
+        const uint8_t *px = st->pixels ? st->pixels + k * ld->per_image : decoded;
+        if (!st->pixels) { /* lazy: decode here, on the loader's thread */
+            kdens_status status = kd_dataset_read(ld->ds, ld->order[first + i], decoded);
+            if (status != KDENS_OK)
+                return status;
+        }
         if (ld->aug) {
             uint64_t seed = mix(ld->seed ^ mix(ld->epoch * 0x9e3779b97f4a7c15ULL + first + i));
             kd_augment_apply(ld->aug, px, st->h, st->w, c, seed, img, work, tmp);
@@ -152,16 +159,18 @@ static void make_batch(kdens_loader *ld, uint64_t b, slot *s, uint8_t *img, uint
     }
     s->n = n;
     s->batch = b;
+    return KDENS_OK;
 }
 
 static void *produce(void *arg)
 {
     struct producer *p = arg;
     kdens_loader *ld = p->ld;
-    uint8_t *scratch = malloc(3 * ld->per_image + 1);
+    uint8_t *scratch = malloc(4 * ld->per_image + 1);
     pthread_mutex_lock(&ld->mu);
     if (!scratch) {
         ld->failure = KDENS_E_NOMEM;
+        snprintf(ld->failure_message, sizeof ld->failure_message, "out of memory");
         pthread_cond_broadcast(&ld->changed);
     }
     for (uint64_t b = (uint64_t)p->id; scratch && b < ld->n_batches; b += (uint64_t)ld->stride) {
@@ -172,8 +181,17 @@ static void *produce(void *arg)
         if (ld->stop)
             break;
         pthread_mutex_unlock(&ld->mu);
-        make_batch(ld, b, s, scratch, scratch + ld->per_image, scratch + 2 * ld->per_image);
+        kdens_status status = make_batch(ld, b, s, scratch, scratch + ld->per_image,
+                                         scratch + 2 * ld->per_image, scratch + 3 * ld->per_image);
         pthread_mutex_lock(&ld->mu);
+        if (status != KDENS_OK) { /* keep the first failure and its message */
+            if (ld->failure == KDENS_OK) {
+                ld->failure = status;
+                snprintf(ld->failure_message, sizeof ld->failure_message, "%s", kdens_errmsg());
+            }
+            pthread_cond_broadcast(&ld->changed);
+            break;
+        }
         s->ready = true;
         pthread_cond_broadcast(&ld->changed);
     }
@@ -301,6 +319,6 @@ kdens_status kdens_loader_next(kdens_loader *ld, const float **x, const int32_t 
     }
     pthread_mutex_unlock(&ld->mu);
     if (failure != KDENS_OK)
-        return kd_fail(failure, "the loader ran out of memory");
+        return kd_fail(failure, "loader: %s", ld->failure_message);
     return KDENS_OK;
 }
