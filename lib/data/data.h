@@ -71,6 +71,8 @@ typedef struct kd_manifest_row {
 kdens_status kd_manifest_parse(const char *name, const char *text, size_t len,
                                kd_manifest_row **rows, size_t *n_rows);
 void kd_manifest_free(kd_manifest_row *rows, size_t n_rows);
+/* Read and parse a manifest file. */
+kdens_status kd_manifest_read(const char *path, kd_manifest_row **rows, size_t *n_rows);
 
 /* Augmentation internals: the whole policy with caller scratch (two buffers
  * of h*w*c bytes), Keras' affine warp for given parameters, and one

@@ -374,27 +374,19 @@ kdens_status kdens_dataset_select(const kdens_dataset *parent, const char *csv_p
     const kd_store *s = parent->store;
     if (!s->filenames)
         return kd_fail(KDENS_E_STATE, "the dataset has no file names");
-    char *text;
-    size_t len;
-    kdens_status st = kd_read_file(csv_path, &text, &len);
-    if (st != KDENS_OK)
-        return st;
     kd_manifest_row *rows = NULL;
     size_t n = 0;
-    st = kd_manifest_parse(csv_path, text, len, &rows, &n);
-    free(text);
+    kdens_status st = kd_manifest_read(csv_path, &rows, &n);
     if (st != KDENS_OK)
         return st;
-    /* positions of the parent sorted by file name, for binary search */
+    /* the parent's store indices sorted by file name, for binary search */
     size_t *byname = malloc(sizeof(size_t) * (parent->n ? parent->n : 1));
     size_t *pos = malloc(sizeof(size_t) * n);
-    size_t *store_idx = malloc(sizeof(size_t) * (parent->n ? parent->n : 1));
-    if (!byname || !pos || !store_idx)
+    if (!byname || !pos)
         st = kd_fail(KDENS_E_NOMEM, "out of memory");
     if (st == KDENS_OK) {
         for (size_t i = 0; i < parent->n; i++)
-            store_idx[i] = kd_dataset_at(parent, i);
-        memcpy(byname, store_idx, sizeof(size_t) * parent->n);
+            byname[i] = kd_dataset_at(parent, i);
         static pthread_mutex_t sort_mu = PTHREAD_MUTEX_INITIALIZER;
         pthread_mutex_lock(&sort_mu);
         sort_store = s;
@@ -432,6 +424,5 @@ kdens_status kdens_dataset_select(const kdens_dataset *parent, const char *csv_p
     }
     free(byname);
     free(pos);
-    free(store_idx);
     return st;
 }

@@ -479,6 +479,18 @@ kdens_status kd_manifest_parse(const char *name, const char *text, size_t len,
     return KDENS_OK;
 }
 
+kdens_status kd_manifest_read(const char *path, kd_manifest_row **rows, size_t *n_rows)
+{
+    char *text;
+    size_t len;
+    kdens_status st = kd_read_file(path, &text, &len);
+    if (st != KDENS_OK)
+        return st;
+    st = kd_manifest_parse(path, text, len, rows, n_rows);
+    free(text);
+    return st;
+}
+
 static int find_class(const strlist *classes, const char *name)
 {
     if (classes->n == 0)
@@ -496,15 +508,9 @@ kdens_status kdens_dataset_load_manifest(const char *csv_path, const char *data_
     kdens_status st = check_target(height, width, color, flags);
     if (st != KDENS_OK)
         return st;
-    char *text;
-    size_t len;
-    st = kd_read_file(csv_path, &text, &len);
-    if (st != KDENS_OK)
-        return st;
     kd_manifest_row *rows = NULL;
     size_t n = 0;
-    st = kd_manifest_parse(csv_path, text, len, &rows, &n);
-    free(text);
+    st = kd_manifest_read(csv_path, &rows, &n);
     strlist classes = {0}, files = {0};
     int32_t *labels = NULL;
     if (st == KDENS_OK && is_dir(data_root))
