@@ -383,6 +383,11 @@ static void test_corrupt_images(void **state)
     ASSERT_STATUS(kd_image_decode_file(path_of("cut.jpg"), KDENS_COLOR_RGB, &px, &h, &w),
                   KDENS_E_FORMAT);
     assert_non_null(strstr(kdens_errmsg(), "cut.jpg"));
+    /* cut inside the scan: libjpeg would fill the rest with grey; we refuse */
+    write_file(path_of("half.jpg"), buf, len * 3 / 4);
+    ASSERT_STATUS(kd_image_decode_file(path_of("half.jpg"), KDENS_COLOR_RGB, &px, &h, &w),
+                  KDENS_E_FORMAT);
+    assert_non_null(strstr(kdens_errmsg(), "half.jpg"));
     write_file(path_of("text.png"), "hello", 5);
     ASSERT_STATUS(kd_image_decode_file(path_of("text.png"), KDENS_COLOR_RGB, &px, &h, &w),
                   KDENS_E_FORMAT);

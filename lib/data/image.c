@@ -145,7 +145,17 @@ static void jpeg_error_exit(j_common_ptr cinfo)
     longjmp(f->jump, 1);
 }
 
-static void jpeg_quiet(j_common_ptr cinfo) { (void)cinfo; } /* never print warnings */
+static void jpeg_quiet(j_common_ptr cinfo) { (void)cinfo; } /* never print */
+
+/* libjpeg reports corrupt or truncated data as a warning and goes on filling
+ * the image with grey; a damaged training image is an error here, and
+ * stopping early also keeps a corrupt header that claims a huge image from
+ * costing a huge decode. */
+static void jpeg_warning_is_error(j_common_ptr cinfo, int level)
+{
+    if (level < 0)
+        jpeg_error_exit(cinfo);
+}
 
 static kdens_status decode_jpeg(const char *name, const uint8_t *data, size_t len,
                                 kdens_color color, uint8_t **pixels, int *h, int *w)
@@ -156,6 +166,7 @@ static kdens_status decode_jpeg(const char *name, const uint8_t *data, size_t le
     cinfo.err = jpeg_std_error(&fail.mgr);
     fail.mgr.error_exit = jpeg_error_exit;
     fail.mgr.output_message = jpeg_quiet;
+    fail.mgr.emit_message = jpeg_warning_is_error;
     if (setjmp(fail.jump)) {
         jpeg_destroy_decompress(&cinfo);
         free(buf);
