@@ -6,9 +6,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
+
+/* Large buffers (activations, datasets) are aligned to 2 MiB and offered to
+ * the kernel as huge pages: on a virtual machine each 4 KiB page fault costs
+ * microseconds, and a 55 MB dataset would take 13,000 of them. */
+#define KD_HUGE ((size_t)2 << 20)
 
 void *kd_alloc_aligned(size_t bytes)
 {
@@ -16,8 +22,13 @@ void *kd_alloc_aligned(size_t bytes)
     if (bytes == 0)
         bytes = 64;
     bytes = (bytes + 63) & ~(size_t)63;
-    if (posix_memalign(&p, 64, bytes) != 0)
+    size_t align = bytes >= 2 * KD_HUGE ? KD_HUGE : 64;
+    if (posix_memalign(&p, align, bytes) != 0)
         return NULL;
+#ifdef MADV_HUGEPAGE
+    if (align == KD_HUGE)
+        madvise(p, bytes & ~(KD_HUGE - 1), MADV_HUGEPAGE); /* advice only: failure is fine */
+#endif
     return p;
 }
 

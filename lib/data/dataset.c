@@ -12,7 +12,7 @@ static void store_release(kd_store *s)
 {
     if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
         return;
-    free(s->pixels);
+    kd_free_aligned(s->pixels);
     free(s->labels);
     if (s->filenames)
         for (size_t i = 0; i < s->n; i++)
@@ -69,7 +69,7 @@ kdens_status kd_dataset_new(size_t n, int h, int w, int c, int classes, kdens_da
     if (ds && s) {
         ds->store = s;
         s->refs = 1;
-        s->pixels = malloc(bytes ? bytes : 1);
+        s->pixels = kd_alloc_aligned(bytes ? bytes : 1);
         s->labels = malloc(sizeof(int32_t) * (n ? n : 1));
     }
     if (!ds || !s || !s->pixels || !s->labels) {

@@ -101,34 +101,37 @@ typedef struct load_job {
     const char *root;
     char **files;      /* relative to root */
     kdens_color color;
-    int h, w;          /* target size, 0 = keep */
-    uint8_t **images;  /* per file: decoded (kept size) */
+    bool resize;       /* resize to h x w; else every image must be h x w */
+    int h, w;
+    uint8_t *slots;    /* file i lands at i * h * w * c */
     int *heights, *widths;
-    uint8_t *slots;    /* resize target: file i at i * h * w * c */
     kdens_status *status;
 } load_job;
 
+/* Each image goes straight into its slot: no per-image buffers held, so a
+ * folder costs its final size in memory and nothing more. */
 static void decode_range(size_t begin, size_t end, void *arg)
 {
     load_job *j = arg;
     int c = (int)j->color;
+    size_t per = (size_t)j->h * j->w * c;
     for (size_t i = begin; i < end; i++) {
         char *path = j->files[i][0] == '/' ? kd_strdup(j->files[i]) : join(j->root, j->files[i]);
         uint8_t *px = NULL;
         int h = 0, w = 0;
         j->status[i] = path ? kd_image_decode_file(path, j->color, &px, &h, &w) : KDENS_E_NOMEM;
         free(path);
+        j->heights[i] = h;
+        j->widths[i] = w;
         if (j->status[i] != KDENS_OK)
             continue;
-        if (j->h > 0) {
-            kd_image_resize_nearest(px, h, w, c, j->slots + i * (size_t)j->h * j->w * c, j->h,
-                                    j->w);
-            free(px);
-        } else {
-            j->images[i] = px;
-            j->heights[i] = h;
-            j->widths[i] = w;
-        }
+        if (j->resize)
+            kd_image_resize_nearest(px, h, w, c, j->slots + i * per, j->h, j->w);
+        else if (h == j->h && w == j->w)
+            memcpy(j->slots + i * per, px, per);
+        else
+            j->status[i] = KDENS_E_SHAPE;
+        free(px);
     }
 }
 
@@ -181,6 +184,22 @@ static kdens_status lazy_files(const char *root, strlist *files, const int32_t *
     return KDENS_OK;
 }
 
+/* Without a target size, the first image that decodes sets it. */
+static kdens_status first_size(const char *root, strlist *files, kdens_color color, int *h,
+                               int *w)
+{
+    for (size_t i = 0; i < files->n; i++) {
+        char *path = files->v[i][0] == '/' ? kd_strdup(files->v[i]) : join(root, files->v[i]);
+        uint8_t *px = NULL;
+        kdens_status st = path ? kd_image_decode_file(path, color, &px, h, w) : KDENS_E_NOMEM;
+        free(path);
+        free(px);
+        if (st == KDENS_OK || st == KDENS_E_NOMEM)
+            return st;
+    }
+    return KDENS_E_NOTFOUND; /* nothing decodes: reported below, file by file */
+}
+
 /* Decode files[i] (relative to root) with labels[i] into a dataset. */
 static kdens_status load_files(const char *root, strlist *files, const int32_t *labels,
                                strlist *classes, int h, int w, kdens_color color,
@@ -190,39 +209,43 @@ static kdens_status load_files(const char *root, strlist *files, const int32_t *
         return lazy_files(root, files, labels, classes, h, w, color, out);
     size_t n = files->n;
     int c = (int)color;
-    load_job j = {root, files->v, color, h, w, NULL, NULL, NULL, NULL, NULL};
-    j.status = calloc(n ? n : 1, sizeof *j.status);
-    if (h > 0)
-        j.slots = malloc(n * (size_t)h * w * c + 1);
-    else {
-        j.images = calloc(n ? n : 1, sizeof *j.images);
-        j.heights = calloc(n ? n : 1, sizeof(int));
-        j.widths = calloc(n ? n : 1, sizeof(int));
-    }
+    load_job j = {root, files->v, color, h > 0, h, w, NULL, NULL, NULL, NULL};
     kdens_status st = KDENS_OK;
-    if (!j.status || (h > 0 ? !j.slots : (!j.images || !j.heights || !j.widths)))
-        st = kd_fail(KDENS_E_NOMEM, "out of memory for %zu images", n);
+    if (h == 0 && first_size(root, files, color, &j.h, &j.w) == KDENS_E_NOMEM)
+        st = kd_fail(KDENS_E_NOMEM, "out of memory");
+    if (j.h == 0) /* nothing decodes: the loop below names the first failure */
+        j.h = j.w = 1;
+    size_t per = (size_t)j.h * j.w * c;
+    kdens_dataset *ds = NULL;
     if (st == KDENS_OK)
+        st = kd_dataset_new(n, j.h, j.w, c, (int)classes->n, &ds);
+    j.status = calloc(n ? n : 1, sizeof *j.status);
+    j.heights = calloc(n ? n : 1, sizeof(int));
+    j.widths = calloc(n ? n : 1, sizeof(int));
+    if (st == KDENS_OK && (!j.status || !j.heights || !j.widths))
+        st = kd_fail(KDENS_E_NOMEM, "out of memory for %zu images", n);
+    if (st == KDENS_OK) {
+        j.slots = ds->store->pixels;
         kd_parallel_for(n, 4, decode_range, &j);
+    }
 
-    /* Failures are replayed in order on this thread for their message. */
+    /* Failures in file order; decoding failures are replayed on this thread
+     * for their message (messages are thread-local). */
     size_t kept = 0, skipped = 0, first_bad = n;
-    int fh = h, fw = w;
     for (size_t i = 0; st == KDENS_OK && i < n; i++) {
-        if (j.status[i] == KDENS_OK && h == 0) {
-            if (fh == 0)
-                fh = j.heights[i], fw = j.widths[i];
-            else if (j.heights[i] != fh || j.widths[i] != fw) {
-                st = kd_fail(KDENS_E_SHAPE,
-                             "%s/%s is %dx%d but earlier images are %dx%d; give a target size "
-                             "to resize",
-                             root, files->v[i], j.heights[i], j.widths[i], fh, fw);
-                break;
-            }
-        }
         if (j.status[i] == KDENS_OK) {
+            if (kept != i) /* close the gap left by skipped images */
+                memmove(j.slots + kept * per, j.slots + i * per, per);
+            ds->store->labels[kept] = labels[i];
             kept++;
             continue;
+        }
+        if (j.status[i] == KDENS_E_SHAPE) {
+            st = kd_fail(KDENS_E_SHAPE,
+                         "%s/%s is %dx%d but earlier images are %dx%d; give a target size "
+                         "to resize",
+                         root, files->v[i], j.heights[i], j.widths[i], j.h, j.w);
+            break;
         }
         if (!(flags & KDENS_LOAD_SKIP_BAD) || j.status[i] == KDENS_E_NOMEM) {
             char *path = files->v[i][0] == '/' ? kd_strdup(files->v[i]) : join(root, files->v[i]);
@@ -242,25 +265,20 @@ static kdens_status load_files(const char *root, strlist *files, const int32_t *
     }
     if (st == KDENS_OK && kept == 0)
         st = kd_fail(KDENS_E_NOTFOUND, "%s: no readable images", root);
-    kdens_dataset *ds = NULL;
-    if (st == KDENS_OK)
-        st = kd_dataset_new(kept, fh, fw, c, (int)classes->n, &ds);
     if (st == KDENS_OK)
         st = kd_dataset_set_class_names(ds, (const char *const *)classes->v, (int)classes->n);
     if (st == KDENS_OK) {
         kd_store *s = ds->store;
+        s->n = kept; /* the slots beyond stay allocated, unused */
+        ds->n = kept;
         s->filenames = calloc(kept ? kept : 1, sizeof(char *));
         if (!s->filenames)
             st = kd_fail(KDENS_E_NOMEM, "out of memory");
-        size_t per = (size_t)fh * fw * c;
         for (size_t i = 0, k = 0; st == KDENS_OK && i < n; i++) {
             if (j.status[i] != KDENS_OK)
                 continue;
-            memcpy(s->pixels + k * per, h > 0 ? j.slots + i * per : j.images[i], per);
-            s->labels[k] = labels[i];
-            s->filenames[k] = files->v[i];
+            s->filenames[k++] = files->v[i];
             files->v[i] = NULL; /* moved */
-            k++;
         }
         s->skipped = skipped;
         if (skipped && !(s->first_skipped = kd_strdup(files->v[first_bad])))
@@ -274,13 +292,8 @@ static kdens_status load_files(const char *root, strlist *files, const int32_t *
     } else {
         kdens_dataset_free(ds);
     }
-    if (j.images)
-        for (size_t i = 0; i < n; i++)
-            free(j.images[i]);
-    free(j.images);
     free(j.heights);
     free(j.widths);
-    free(j.slots);
     free(j.status);
     return st;
 }
