@@ -734,6 +734,16 @@ static void test_presets(void **state)
     kdens_dataset_free(te);
     tr = NULL;
     ASSERT_STATUS(kdens_dataset_preset("cifar100", cf, &tr, NULL), KDENS_E_NOTFOUND);
+    snprintf(a, sizeof a, "%s/train.bin", cf);
+    write_cifar(a, 5, true, -1);
+    snprintf(a, sizeof a, "%s/test.bin", cf);
+    write_cifar(a, 2, true, -1);
+    ASSERT_OK(kdens_dataset_preset("cifar100", cf, &tr, &te));
+    assert_int_equal(kdens_dataset_count(tr), 5);
+    assert_int_equal(kdens_dataset_num_classes(te), 100);
+    kdens_dataset_free(tr);
+    kdens_dataset_free(te);
+    tr = NULL;
     ASSERT_STATUS(kdens_dataset_preset("imagenet", cf, &tr, NULL), KDENS_E_NOTFOUND);
     ASSERT_STATUS(kdens_dataset_preset("mnist", NULL, &tr, NULL), KDENS_E_NOTFOUND);
     assert_null(tr);
