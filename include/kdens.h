@@ -501,6 +501,79 @@ KDENS_API kdens_status kdens_loader_start_epoch(kdens_loader *ld, uint64_t epoch
 KDENS_API kdens_status kdens_loader_next(kdens_loader *ld, const float **x,
                                          const int32_t **labels, size_t *n);
 
+/* ------------------------------------------------------------------------ */
+/* Evaluation and the trainer                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Evaluate a model on a labelled dataset (inference mode, the model's input
+ * scaling): mean cross-entropy, top-1 and top-5 accuracy; optionally the
+ * per-class accuracy (classes doubles; NaN for a class without samples) and
+ * the confusion matrix (classes x classes counts, row = true class, column =
+ * predicted).  Any output may be NULL.  Errors: KDENS_E_ARG (NULL, batch 0),
+ * KDENS_E_SHAPE (the dataset's image shape or class count differs from the
+ * model's), KDENS_E_NOMEM, and reading errors of lazy datasets. */
+KDENS_API kdens_status kdens_model_evaluate(kdens_model *model, const kdens_dataset *ds,
+                                            size_t batch, double *loss, double *top1,
+                                            double *top5, double *per_class,
+                                            uint64_t *confusion);
+
+typedef enum kdens_schedule {
+    KDENS_SCHEDULE_CONSTANT = 0, /* lr */
+    KDENS_SCHEDULE_STEP = 1,     /* lr * factor^floor(epoch / period) */
+    KDENS_SCHEDULE_COSINE = 2,   /* lr/2 (1 + cos(pi epoch / epochs)) */
+    KDENS_SCHEDULE_CYCLIC = 3    /* cosine restarted every `period` epochs (snapshot
+                                    ensembles, Huang et al. 2017) */
+} kdens_schedule;
+
+/* The learning rate of an epoch (0-based) under a schedule; `period` and
+ * `factor` as above (ignored where unused). */
+KDENS_API double kdens_schedule_lr(kdens_schedule schedule, double lr, int epoch, int epochs,
+                                   int period, double factor);
+
+/* The one training loop of the library. */
+typedef struct kdens_trainer kdens_trainer;
+
+/* A trainer for `model` on `train`, validating on `val` (may be NULL: no
+ * validation, no early stopping).  The model and datasets must outlive it.
+ * Defaults: 10 epochs, batch 128, Adam at 1e-3, constant schedule, no early
+ * stopping, seed 0, no augmentation, no log.  Errors: KDENS_E_ARG,
+ * KDENS_E_SHAPE (datasets that do not fit the model), KDENS_E_NOMEM. */
+KDENS_API kdens_status kdens_trainer_create(kdens_model *model, const kdens_dataset *train,
+                                            const kdens_dataset *val, kdens_trainer **out);
+KDENS_API void kdens_trainer_free(kdens_trainer *t);
+/* The reference's per-architecture settings (config/models.py): epochs,
+ * learning rate, batch size, patience and RandAugment n and m.
+ * Errors: KDENS_E_NOTFOUND for an architecture it does not list. */
+KDENS_API kdens_status kdens_trainer_use_reference_defaults(kdens_trainer *t, const char *arch);
+KDENS_API kdens_status kdens_trainer_set_epochs(kdens_trainer *t, int epochs);
+KDENS_API kdens_status kdens_trainer_set_batch(kdens_trainer *t, size_t batch);
+KDENS_API kdens_status kdens_trainer_set_optimizer(kdens_trainer *t, kdens_optimizer_type type,
+                                                   double lr);
+KDENS_API kdens_status kdens_trainer_set_schedule(kdens_trainer *t, kdens_schedule schedule,
+                                                  int period, double factor);
+/* Keras' EarlyStopping on val_loss: stop after `patience` epochs without a
+ * lower validation loss; with restore_best, the weights of the best epoch are
+ * restored when it stops.  patience 0 turns it off. */
+KDENS_API kdens_status kdens_trainer_set_early_stopping(kdens_trainer *t, int patience,
+                                                        int restore_best);
+KDENS_API kdens_status kdens_trainer_set_seed(kdens_trainer *t, uint64_t seed);
+/* Borrowed: the policy must outlive the trainer.  NULL: none. */
+KDENS_API kdens_status kdens_trainer_set_augment(kdens_trainer *t, const kdens_augment *aug);
+/* A CSV log, one row per epoch: epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds
+ * (rewritten atomically after every epoch).  NULL: none. */
+KDENS_API kdens_status kdens_trainer_set_log(kdens_trainer *t, const char *csv_path);
+
+/* Train.  Progress goes to the progress callback once per batch, with the
+ * task "epoch E/N loss L img/s R eta S".  Errors: KDENS_E_NUMERIC when the
+ * loss becomes NaN or infinite (training stops; the message names the epoch
+ * and batch), KDENS_E_IO for the log, and those of the model and loader. */
+KDENS_API kdens_status kdens_trainer_fit(kdens_trainer *t);
+/* After fit: epochs run, the best epoch (1-based, by validation loss; 0
+ * without validation) and its validation loss. */
+KDENS_API int kdens_trainer_epochs_run(const kdens_trainer *t);
+KDENS_API int kdens_trainer_best_epoch(const kdens_trainer *t);
+KDENS_API double kdens_trainer_best_val_loss(const kdens_trainer *t);
+
 #ifdef __cplusplus
 }
 #endif

@@ -12,4 +12,7 @@ double kd_loss_logits(size_t rows, int classes, const float *z, const int32_t *l
                       const float *soft, float alpha, float temperature, float *dz,
                       size_t *correct);
 
+/* KDENS_E_SHAPE unless the dataset's images and classes fit the model. */
+kdens_status kd_check_fit(const kdens_model *m, const kdens_dataset *ds, const char *what);
+
 #endif

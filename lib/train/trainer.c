@@ -1,0 +1,311 @@
+/* The trainer: the one training loop (epochs of loader batches through
+ * kdens_model_train_step), learning-rate schedules, Keras' early stopping,
+ * the per-epoch CSV log and progress reports. */
+#include "train.h"
+
+#include "../data/data.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct kdens_trainer {
+    kdens_model *model;
+    const kdens_dataset *train, *val;
+    int epochs;
+    size_t batch;
+    kdens_optimizer_type opt_type;
+    double lr;
+    kdens_schedule schedule;
+    int period;
+    double factor;
+    int patience;
+    bool restore_best;
+    uint64_t seed;
+    const kdens_augment *aug;
+    kdens_augment *own_aug; /* from the reference defaults */
+    char *log_path;
+    /* results */
+    int epochs_run, best_epoch;
+    double best_val_loss;
+};
+
+double kdens_schedule_lr(kdens_schedule schedule, double lr, int epoch, int epochs, int period,
+                         double factor)
+{
+    const double pi = 3.14159265358979323846;
+    switch (schedule) {
+    case KDENS_SCHEDULE_STEP:
+        return period > 0 ? lr * pow(factor, epoch / period) : lr;
+    case KDENS_SCHEDULE_COSINE:
+        return epochs > 0 ? lr * 0.5 * (1 + cos(pi * epoch / epochs)) : lr;
+    case KDENS_SCHEDULE_CYCLIC:
+        return period > 0 ? lr * 0.5 * (1 + cos(pi * (epoch % period) / period)) : lr;
+    default:
+        return lr;
+    }
+}
+
+kdens_status kdens_trainer_create(kdens_model *model, const kdens_dataset *train,
+                                  const kdens_dataset *val, kdens_trainer **out)
+{
+    if (!model || !train || !out)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    kdens_status st = kd_check_fit(model, train, "training");
+    if (st == KDENS_OK && val)
+        st = kd_check_fit(model, val, "validation");
+    if (st == KDENS_OK && train->n == 0)
+        st = kd_fail(KDENS_E_ARG, "the training set is empty");
+    if (st != KDENS_OK)
+        return st;
+    kdens_trainer *t = calloc(1, sizeof *t);
+    if (!t)
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    t->model = model;
+    t->train = train;
+    t->val = val && val->n ? val : NULL;
+    t->epochs = 10;
+    t->batch = 128;
+    t->opt_type = KDENS_OPT_ADAM;
+    t->lr = 1e-3;
+    t->factor = 0.1;
+    t->restore_best = true;
+    *out = t;
+    return KDENS_OK;
+}
+
+void kdens_trainer_free(kdens_trainer *t)
+{
+    if (!t)
+        return;
+    kdens_augment_free(t->own_aug);
+    free(t->log_path);
+    free(t);
+}
+
+/* config/models.py of the reference implementation. */
+static const struct {
+    const char *arch;
+    int epochs;
+    double lr;
+    int batch, patience, ra_n, ra_m;
+} reference_defaults[] = {
+    {"test", 1, 0.005, 128, 20, 3, 7},           {"resnet50v2", 300, 0.001, 128, 30, 3, 7},
+    {"efficientnetb0", 300, 0.001, 64, 30, 3, 7}, {"efficientnetb3", 300, 0.001, 64, 30, 3, 7},
+    {"densenet121", 300, 0.005, 128, 30, 3, 7},   {"mobilenetv3large", 200, 0.005, 32, 20, 3, 7},
+};
+
+kdens_status kdens_trainer_use_reference_defaults(kdens_trainer *t, const char *arch)
+{
+    if (!t || !arch)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    for (size_t i = 0; i < KD_ARRAY_LEN(reference_defaults); i++)
+        if (strcmp(reference_defaults[i].arch, arch) == 0) {
+            kdens_augment *a;
+            kdens_status st = kdens_augment_create(&a);
+            if (st != KDENS_OK)
+                return st;
+            kdens_augment_set_randaugment(a, reference_defaults[i].ra_n, reference_defaults[i].ra_m);
+            kdens_augment_free(t->own_aug);
+            t->own_aug = a;
+            t->aug = a;
+            t->epochs = reference_defaults[i].epochs;
+            t->lr = reference_defaults[i].lr;
+            t->batch = (size_t)reference_defaults[i].batch;
+            t->patience = reference_defaults[i].patience;
+            t->opt_type = KDENS_OPT_ADAM;
+            return KDENS_OK;
+        }
+    return kd_fail(KDENS_E_NOTFOUND, "the reference lists no defaults for '%s'", arch);
+}
+
+kdens_status kdens_trainer_set_epochs(kdens_trainer *t, int epochs)
+{
+    if (!t || epochs < 1)
+        return kd_fail(KDENS_E_ARG, "epochs must be >= 1");
+    t->epochs = epochs;
+    return KDENS_OK;
+}
+
+kdens_status kdens_trainer_set_batch(kdens_trainer *t, size_t batch)
+{
+    if (!t || batch < 1)
+        return kd_fail(KDENS_E_ARG, "batch must be >= 1");
+    t->batch = batch;
+    return KDENS_OK;
+}
+
+kdens_status kdens_trainer_set_optimizer(kdens_trainer *t, kdens_optimizer_type type, double lr)
+{
+    if (!t || (type != KDENS_OPT_SGD && type != KDENS_OPT_ADAM && type != KDENS_OPT_ADAMW) ||
+        !(lr > 0) || !isfinite(lr))
+        return kd_fail(KDENS_E_ARG, "unknown optimizer or learning rate %g not above 0", lr);
+    t->opt_type = type;
+    t->lr = lr;
+    return KDENS_OK;
+}
+
+kdens_status kdens_trainer_set_schedule(kdens_trainer *t, kdens_schedule schedule, int period,
+                                        double factor)
+{
+    if (!t || (unsigned)schedule > KDENS_SCHEDULE_CYCLIC)
+        return kd_fail(KDENS_E_ARG, "unknown schedule");
+    if ((schedule == KDENS_SCHEDULE_STEP || schedule == KDENS_SCHEDULE_CYCLIC) && period < 1)
+        return kd_fail(KDENS_E_ARG, "the schedule needs a period >= 1 epoch");
+    if (schedule == KDENS_SCHEDULE_STEP && !(factor > 0 && factor <= 1))
+        return kd_fail(KDENS_E_ARG, "step factor %g is outside (0, 1]", factor);
+    t->schedule = schedule;
+    t->period = period;
+    t->factor = factor;
+    return KDENS_OK;
+}
+
+kdens_status kdens_trainer_set_early_stopping(kdens_trainer *t, int patience, int restore_best)
+{
+    if (!t || patience < 0)
+        return kd_fail(KDENS_E_ARG, "patience must be >= 0");
+    t->patience = patience;
+    t->restore_best = restore_best != 0;
+    return KDENS_OK;
+}
+
+kdens_status kdens_trainer_set_seed(kdens_trainer *t, uint64_t seed)
+{
+    if (!t)
+        return kd_fail(KDENS_E_ARG, "NULL trainer");
+    t->seed = seed;
+    return KDENS_OK;
+}
+
+kdens_status kdens_trainer_set_augment(kdens_trainer *t, const kdens_augment *aug)
+{
+    if (!t)
+        return kd_fail(KDENS_E_ARG, "NULL trainer");
+    t->aug = aug;
+    return KDENS_OK;
+}
+
+kdens_status kdens_trainer_set_log(kdens_trainer *t, const char *csv_path)
+{
+    if (!t)
+        return kd_fail(KDENS_E_ARG, "NULL trainer");
+    char *copy = csv_path ? kd_strdup(csv_path) : NULL;
+    if (csv_path && !copy)
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    free(t->log_path);
+    t->log_path = copy;
+    return KDENS_OK;
+}
+
+int kdens_trainer_epochs_run(const kdens_trainer *t) { return t ? t->epochs_run : 0; }
+int kdens_trainer_best_epoch(const kdens_trainer *t) { return t ? t->best_epoch : 0; }
+double kdens_trainer_best_val_loss(const kdens_trainer *t) { return t ? t->best_val_loss : NAN; }
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* One epoch over the loader; mean loss and accuracy. */
+static kdens_status run_epoch(kdens_trainer *t, kdens_loader *ld, kdens_optimizer *opt, int e,
+                              double *loss, double *acc)
+{
+    kdens_status st = kdens_loader_start_epoch(ld, (uint64_t)e);
+    double sum = 0, t0 = now();
+    size_t right = 0, seen = 0, total = t->train->n, b = 0;
+    while (st == KDENS_OK) {
+        const float *x;
+        const int32_t *y;
+        size_t n, correct;
+        float l;
+        st = kdens_loader_next(ld, &x, &y, &n);
+        if (st != KDENS_OK || n == 0)
+            break;
+        st = kdens_model_train_step(t->model, opt, x, n, y, NULL, &l, &correct);
+        if (st == KDENS_E_NUMERIC)
+            return kd_fail(KDENS_E_NUMERIC, "epoch %d, batch %zu: the loss is not finite; "
+                           "training stopped", e + 1, b + 1);
+        if (st != KDENS_OK)
+            break;
+        sum += (double)l * n, right += correct, seen += n, b++;
+        double secs = now() - t0, rate = seen / (secs > 0 ? secs : 1e-9);
+        char task[160];
+        snprintf(task, sizeof task, "epoch %d/%d loss %.4f img/s %.0f eta %.0f", e + 1,
+                 t->epochs, sum / seen, rate, (double)(total - seen) / rate);
+        kd_progress(task, seen, total);
+    }
+    *loss = seen ? sum / seen : NAN;
+    *acc = seen ? (double)right / seen : NAN;
+    return st;
+}
+
+kdens_status kdens_trainer_fit(kdens_trainer *t)
+{
+    if (!t)
+        return kd_fail(KDENS_E_ARG, "NULL trainer");
+    kdens_model *m = t->model;
+    kdens_optimizer *opt = NULL;
+    kdens_loader *ld = NULL;
+    float *best = NULL;
+    kd_buf log = {0};
+    kdens_status st = kdens_optimizer_create(t->opt_type, (float)t->lr, &opt);
+    if (st == KDENS_OK)
+        st = kdens_loader_create(t->train, t->batch, t->seed, &ld);
+    if (st == KDENS_OK)
+        st = kdens_loader_set_augment(ld, t->aug);
+    if (st == KDENS_OK)
+        st = kdens_loader_set_scaling(ld, m->in_scale, m->in_offset);
+    if (st == KDENS_OK && t->val && t->patience > 0 && t->restore_best &&
+        !(best = malloc(sizeof(float) * (m->n_weights ? m->n_weights : 1))))
+        st = kd_fail(KDENS_E_NOMEM, "out of memory for the best weights");
+    kdens_model_set_seed(m, t->seed ^ 0xd1ce);
+    kd_buf_printf(&log, "epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds\n");
+    t->epochs_run = 0;
+    t->best_epoch = 0;
+    t->best_val_loss = INFINITY;
+    int wait = 0;
+    for (int e = 0; st == KDENS_OK && e < t->epochs; e++) {
+        double lr = kdens_schedule_lr(t->schedule, t->lr, e, t->epochs, t->period, t->factor);
+        kdens_optimizer_set_lr(opt, (float)lr);
+        kdens_model_set_training(m, 1);
+        double t0 = now(), loss = NAN, acc = NAN, val_loss = NAN, val_acc = NAN;
+        st = run_epoch(t, ld, opt, e, &loss, &acc);
+        kdens_model_set_training(m, 0);
+        if (st == KDENS_OK && t->val)
+            st = kdens_model_evaluate(m, t->val, t->batch, &val_loss, &val_acc, NULL, NULL, NULL);
+        if (st != KDENS_OK)
+            break;
+        t->epochs_run = e + 1;
+        kd_buf_printf(&log, "%d,%.6f,%.6f,%.6f,%.6f,%.8g,%.3f\n", e + 1, loss, acc, val_loss,
+                      val_acc, lr, now() - t0);
+        if (t->log_path)
+            st = log.failed ? kd_fail(KDENS_E_NOMEM, "out of memory")
+                            : kd_write_file_atomic(t->log_path, log.data, log.len);
+        kd_log(KDENS_LOG_INFO, "epoch %d/%d: loss %.4f acc %.4f val_loss %.4f val_acc %.4f",
+               e + 1, t->epochs, loss, acc, val_loss, val_acc);
+        if (!t->val)
+            continue;
+        if (val_loss < t->best_val_loss) { /* Keras: strictly better than the best */
+            t->best_val_loss = val_loss;
+            t->best_epoch = e + 1;
+            wait = 0;
+            if (best)
+                memcpy(best, m->weights, sizeof(float) * m->n_weights);
+        } else if (t->patience > 0 && ++wait >= t->patience) {
+            if (best) /* Keras restores the best weights when it stops */
+                memcpy(m->weights, best, sizeof(float) * m->n_weights);
+            kd_log(KDENS_LOG_INFO, "early stopping after epoch %d (best %d)", e + 1,
+                   t->best_epoch);
+            break;
+        }
+    }
+    kd_buf_free(&log);
+    free(best);
+    kdens_loader_free(ld);
+    kdens_optimizer_free(opt);
+    return st;
+}

@@ -1,0 +1,227 @@
+/* The trainer and evaluation: schedules, Keras' early-stopping semantics
+ * (patience, restore best), the CSV log, NaN handling, reference defaults,
+ * determinism, and evaluation metrics against a direct computation. */
+#include "testutil.h"
+
+#include "data/data.h"
+
+#include <math.h>
+
+enum { S = 8, K = 4 };
+
+/* n images of S x S: class c has a bright c-th quadrant (learnable); with
+ * flip, the labels are permuted (a validation set that disagrees). */
+static kdens_dataset *make_set(size_t n, uint64_t seed, bool flip)
+{
+    kdens_dataset *ds;
+    ASSERT_OK(kd_dataset_new(n, S, S, 1, K, &ds));
+    uint64_t r = seed;
+    for (size_t i = 0; i < n; i++) {
+        int c = (int)(i % K);
+        uint8_t *px = ds->store->pixels + i * S * S;
+        for (int y = 0; y < S; y++)
+            for (int x = 0; x < S; x++) {
+                r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+                int q = (y >= S / 2) * 2 + (x >= S / 2);
+                px[y * S + x] = (uint8_t)((q == c ? 150 : 20) + (r >> 60));
+            }
+        ds->store->labels[i] = flip ? (c + 1) % K : c;
+    }
+    return ds;
+}
+
+static void test_schedules(void **state)
+{
+    (void)state;
+    assert_true(kdens_schedule_lr(KDENS_SCHEDULE_CONSTANT, 0.1, 7, 10, 0, 0) == 0.1);
+    assert_true(fabs(kdens_schedule_lr(KDENS_SCHEDULE_STEP, 0.1, 7, 10, 3, 0.5) - 0.025) < 1e-12);
+    assert_true(fabs(kdens_schedule_lr(KDENS_SCHEDULE_COSINE, 0.1, 0, 10, 0, 0) - 0.1) < 1e-12);
+    assert_true(fabs(kdens_schedule_lr(KDENS_SCHEDULE_COSINE, 0.1, 5, 10, 0, 0) - 0.05) < 1e-12);
+    /* cyclic: restarts every period */
+    double a = kdens_schedule_lr(KDENS_SCHEDULE_CYCLIC, 0.1, 1, 12, 4, 0);
+    double b = kdens_schedule_lr(KDENS_SCHEDULE_CYCLIC, 0.1, 5, 12, 4, 0);
+    assert_true(a == b);
+    assert_true(kdens_schedule_lr(KDENS_SCHEDULE_CYCLIC, 0.1, 4, 12, 4, 0) == 0.1);
+    assert_true(fabs(kdens_schedule_lr(KDENS_SCHEDULE_CYCLIC, 0.1, 2, 12, 4, 0) - 0.05) < 1e-12);
+}
+
+static void test_evaluate(void **state)
+{
+    (void)state;
+    kdens_dataset *ds = make_set(37, 1, false);
+    kdens_model *m;
+    ASSERT_OK(kdens_model_create("test", S, S, 1, K, 3, &m));
+    double loss, top1, top5, per_class[K];
+    uint64_t conf[K * K];
+    ASSERT_OK(kdens_model_evaluate(m, ds, 10, &loss, &top1, &top5, per_class, conf));
+    /* direct computation */
+    float x[37 * S * S], z[37 * K];
+    for (size_t i = 0; i < 37 * S * S; i++)
+        x[i] = ds->store->pixels[i] / 255.0f;
+    ASSERT_OK(kdens_model_predict_logits(m, x, 37, z));
+    double want = 0;
+    size_t right = 0;
+    uint64_t total = 0;
+    for (int i = 0; i < 37; i++) {
+        int y = ds->store->labels[i], best = 0;
+        double mx = z[i * K], sum = 0;
+        for (int c = 1; c < K; c++) {
+            mx = fmax(mx, z[i * K + c]);
+            best = z[i * K + c] > z[i * K + best] ? c : best;
+        }
+        for (int c = 0; c < K; c++)
+            sum += exp(z[i * K + c] - mx);
+        want += -(z[i * K + y] - mx - log(sum));
+        right += best == y;
+    }
+    assert_true(fabs(loss - want / 37) < 1e-6);
+    assert_true(fabs(top1 - (double)right / 37) < 1e-12);
+    assert_true(top5 == 1.0); /* 4 classes */
+    for (int c = 0; c < K * K; c++)
+        total += conf[c];
+    assert_int_equal(total, 37);
+    uint64_t diag = 0;
+    for (int c = 0; c < K; c++)
+        diag += conf[c * K + c];
+    assert_int_equal(diag, right);
+    /* a dataset that does not fit */
+    kdens_model *other;
+    ASSERT_OK(kdens_model_create("test", S + 2, S, 1, K, 3, &other));
+    ASSERT_STATUS(kdens_model_evaluate(other, ds, 10, &loss, NULL, NULL, NULL, NULL),
+                  KDENS_E_SHAPE);
+    kdens_model_free(other);
+    kdens_model_free(m);
+    kdens_dataset_free(ds);
+}
+
+static void test_fit_learns_and_logs(void **state)
+{
+    (void)state;
+    char *dir = tu_tmpdir();
+    char log[4200];
+    snprintf(log, sizeof log, "%s/log.csv", dir);
+    kdens_dataset *tr = make_set(200, 1, false), *va = make_set(40, 2, false);
+    kdens_model *m;
+    ASSERT_OK(kdens_model_create("test", S, S, 1, K, 3, &m));
+    kdens_trainer *t;
+    ASSERT_OK(kdens_trainer_create(m, tr, va, &t));
+    ASSERT_OK(kdens_trainer_set_epochs(t, 4));
+    ASSERT_OK(kdens_trainer_set_batch(t, 16));
+    ASSERT_OK(kdens_trainer_set_optimizer(t, KDENS_OPT_ADAM, 0.01));
+    ASSERT_OK(kdens_trainer_set_log(t, log));
+    ASSERT_OK(kdens_trainer_fit(t));
+    assert_int_equal(kdens_trainer_epochs_run(t), 4);
+    double acc;
+    ASSERT_OK(kdens_model_evaluate(m, va, 16, NULL, &acc, NULL, NULL, NULL));
+    assert_true(acc > 0.9);
+    FILE *f = fopen(log, "r");
+    assert_non_null(f);
+    char line[256];
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_string_equal(line, "epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds\n");
+    int rows = 0;
+    while (fgets(line, sizeof line, f)) {
+        int e;
+        double l, a, vl, va_, lr, s;
+        assert_int_equal(sscanf(line, "%d,%lf,%lf,%lf,%lf,%lf,%lf", &e, &l, &a, &vl, &va_, &lr,
+                                &s),
+                         7);
+        assert_int_equal(e, ++rows);
+        assert_true(lr == 0.01);
+    }
+    fclose(f);
+    assert_int_equal(rows, 4);
+    kdens_trainer_free(t);
+    kdens_model_free(m);
+    kdens_dataset_free(tr);
+    kdens_dataset_free(va);
+    tu_rm_rf(dir);
+}
+
+/* Validation labels disagree with training: val_loss rises after epoch 1. */
+static void run_diverging(bool restore, int *epochs_run, int *best_epoch, double *best_loss,
+                          double *final_loss)
+{
+    kdens_dataset *tr = make_set(200, 1, false), *va = make_set(40, 2, true);
+    kdens_model *m;
+    ASSERT_OK(kdens_model_create("test", S, S, 1, K, 3, &m));
+    kdens_trainer *t;
+    ASSERT_OK(kdens_trainer_create(m, tr, va, &t));
+    ASSERT_OK(kdens_trainer_set_epochs(t, 20));
+    ASSERT_OK(kdens_trainer_set_batch(t, 16));
+    ASSERT_OK(kdens_trainer_set_optimizer(t, KDENS_OPT_ADAM, 0.01));
+    ASSERT_OK(kdens_trainer_set_early_stopping(t, 3, restore));
+    ASSERT_OK(kdens_trainer_fit(t));
+    *epochs_run = kdens_trainer_epochs_run(t);
+    *best_epoch = kdens_trainer_best_epoch(t);
+    *best_loss = kdens_trainer_best_val_loss(t);
+    ASSERT_OK(kdens_model_evaluate(m, va, 16, final_loss, NULL, NULL, NULL, NULL));
+    kdens_trainer_free(t);
+    kdens_model_free(m);
+    kdens_dataset_free(tr);
+    kdens_dataset_free(va);
+}
+
+static void test_early_stopping(void **state)
+{
+    (void)state;
+    int run, best;
+    double best_loss, final_loss;
+    run_diverging(true, &run, &best, &best_loss, &final_loss);
+    assert_int_equal(run, best + 3); /* patience 3: three epochs without improvement */
+    assert_true(run < 20);
+    assert_true(final_loss == best_loss); /* the best weights are back, bit for bit */
+    int run2, best2;
+    double best_loss2, final_loss2;
+    run_diverging(false, &run2, &best2, &best_loss2, &final_loss2);
+    assert_int_equal(run2, run); /* same seed, same run */
+    assert_true(final_loss2 > best_loss2); /* without restore, the last weights stay */
+}
+
+static void test_nan_and_arguments(void **state)
+{
+    (void)state;
+    kdens_dataset *tr = make_set(64, 1, false);
+    kdens_model *m;
+    ASSERT_OK(kdens_model_create("test", S, S, 1, K, 3, &m));
+    kdens_trainer *t;
+    ASSERT_OK(kdens_trainer_create(m, tr, NULL, &t));
+    ASSERT_OK(kdens_trainer_set_optimizer(t, KDENS_OPT_SGD, 1e30));
+    ASSERT_OK(kdens_trainer_set_batch(t, 8));
+    ASSERT_STATUS(kdens_trainer_fit(t), KDENS_E_NUMERIC);
+    assert_non_null(strstr(kdens_errmsg(), "epoch 1"));
+    ASSERT_STATUS(kdens_trainer_set_epochs(t, 0), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_trainer_set_batch(t, 0), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_trainer_set_optimizer(t, KDENS_OPT_ADAM, -1), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_trainer_set_schedule(t, KDENS_SCHEDULE_STEP, 0, 0.5), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_trainer_set_early_stopping(t, -1, 1), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_trainer_use_reference_defaults(t, "vgg16"), KDENS_E_NOTFOUND);
+    kdens_trainer_free(t);
+    /* the diverged weights are useless: a fresh model for the reference defaults */
+    kdens_model *fresh;
+    ASSERT_OK(kdens_model_create("test", S, S, 1, K, 3, &fresh));
+    ASSERT_OK(kdens_trainer_create(fresh, tr, NULL, &t));
+    ASSERT_OK(kdens_trainer_use_reference_defaults(t, "test")); /* 1 epoch, lr 0.005 */
+    ASSERT_OK(kdens_trainer_fit(t));
+    assert_int_equal(kdens_trainer_epochs_run(t), 1);
+    kdens_trainer_free(t);
+    kdens_model_free(fresh);
+    kdens_model *wrong;
+    ASSERT_OK(kdens_model_create("test", S, S, 1, K + 1, 3, &wrong));
+    t = NULL;
+    ASSERT_STATUS(kdens_trainer_create(wrong, tr, NULL, &t), KDENS_E_SHAPE);
+    assert_null(t);
+    kdens_model_free(wrong);
+    kdens_model_free(m);
+    kdens_dataset_free(tr);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_schedules),        cmocka_unit_test(test_evaluate),
+        cmocka_unit_test(test_fit_learns_and_logs), cmocka_unit_test(test_early_stopping),
+        cmocka_unit_test(test_nan_and_arguments),
+    };
+    return cmocka_run_group_tests_name("trainer", tests, NULL, NULL);
+}
