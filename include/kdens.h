@@ -563,6 +563,15 @@ KDENS_API kdens_status kdens_trainer_set_augment(kdens_trainer *t, const kdens_a
  * (rewritten atomically after every epoch).  NULL: none. */
 KDENS_API kdens_status kdens_trainer_set_log(kdens_trainer *t, const char *csv_path);
 
+/* A checkpoint after every epoch -- model, optimizer state, the model's random
+ * stream, epoch, early-stopping state and the log -- written atomically to
+ * path.  With resume, fit first loads the checkpoint at path (if there is
+ * one) and continues after its epoch: a run killed at any moment and resumed
+ * ends with weights bit-identical to an uninterrupted run (same seed and
+ * thread count).  NULL path: no checkpoints. */
+KDENS_API kdens_status kdens_trainer_set_checkpoint(kdens_trainer *t, const char *path,
+                                                    int resume);
+
 /* Train.  Progress goes to the progress callback once per batch, with the
  * task "epoch E/N loss L img/s R eta S".  Errors: KDENS_E_NUMERIC when the
  * loss becomes NaN or infinite (training stops; the message names the epoch

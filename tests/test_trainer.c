@@ -4,8 +4,12 @@
 #include "testutil.h"
 
 #include "data/data.h"
+#include "nn/nn.h"
 
 #include <math.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
 
 enum { S = 8, K = 4 };
 
@@ -216,12 +220,106 @@ static void test_nan_and_arguments(void **state)
     kdens_dataset_free(tr);
 }
 
+/* Train resnet20 (batch norm) on an 8x8 task for 10 epochs; with a
+ * checkpoint path, checkpoints every epoch and resumes when asked. */
+static void checkpointed_run(const char *ckpt, bool resume, const char *log, float *weights,
+                             size_t *n)
+{
+    kdens_dataset *tr = make_set(384, 1, false), *va = make_set(64, 2, false);
+    kdens_model *m;
+    ASSERT_OK(kdens_model_create("mobilenet_small", S, S, 1, K, 3, &m)); /* has dropout */
+    kdens_trainer *t;
+    ASSERT_OK(kdens_trainer_create(m, tr, va, &t));
+    ASSERT_OK(kdens_trainer_set_epochs(t, 10));
+    ASSERT_OK(kdens_trainer_set_batch(t, 32));
+    ASSERT_OK(kdens_trainer_set_schedule(t, KDENS_SCHEDULE_COSINE, 0, 0));
+    ASSERT_OK(kdens_trainer_set_early_stopping(t, 4, 1));
+    ASSERT_OK(kdens_trainer_set_seed(t, 17));
+    if (ckpt)
+        ASSERT_OK(kdens_trainer_set_checkpoint(t, ckpt, resume));
+    if (log)
+        ASSERT_OK(kdens_trainer_set_log(t, log));
+    ASSERT_OK(kdens_trainer_fit(t));
+    if (weights) {
+        memcpy(weights, m->weights, sizeof(float) * m->n_weights);
+        *n = m->n_weights;
+    }
+    kdens_trainer_free(t);
+    kdens_model_free(m);
+    kdens_dataset_free(tr);
+    kdens_dataset_free(va);
+}
+
+static int log_rows(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    int rows = 0, ch;
+    if (!f)
+        return 0;
+    while ((ch = fgetc(f)) != EOF)
+        rows += ch == '\n';
+    fclose(f);
+    return rows - 1;
+}
+
+static void test_sigkill_and_resume(void **state)
+{
+    (void)state;
+    char *dir = tu_tmpdir();
+    char ckpt[4200], log[4200];
+    snprintf(ckpt, sizeof ckpt, "%s/run.ckpt", dir);
+    snprintf(log, sizeof log, "%s/run.csv", dir);
+    float *a = malloc(sizeof(float) * 100000), *b = malloc(sizeof(float) * 100000);
+    size_t na = 0, nb = 0;
+    checkpointed_run(NULL, false, NULL, a, &na); /* uninterrupted */
+    assert_true(na < 100000);
+
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) { /* the run to be killed */
+        checkpointed_run(ckpt, true, log, NULL, NULL);
+        _exit(0);
+    }
+    struct timespec ms = {0, 1000000};
+    while (log_rows(log) < 3) /* mid-way through epoch 4 or so */
+        nanosleep(&ms, NULL);
+    kill(child, SIGKILL);
+    int status;
+    waitpid(child, &status, 0);
+    assert_true(WIFSIGNALED(status)); /* it really died mid-run */
+    int done = log_rows(log);
+    assert_true(done >= 3 && done < 10);
+
+    checkpointed_run(ckpt, true, log, b, &nb); /* resume */
+    assert_int_equal(na, nb);
+    assert_memory_equal(a, b, sizeof(float) * na);
+    /* a damaged checkpoint is an error, not a silent restart */
+    FILE *f = fopen(ckpt, "r+b");
+    fseek(f, 40, SEEK_SET);
+    fputc(0x5A, f);
+    fclose(f);
+    kdens_dataset *tr = make_set(64, 1, false);
+    kdens_model *m;
+    ASSERT_OK(kdens_model_create("mobilenet_small", S, S, 1, K, 3, &m));
+    kdens_trainer *t;
+    ASSERT_OK(kdens_trainer_create(m, tr, NULL, &t));
+    ASSERT_OK(kdens_trainer_set_checkpoint(t, ckpt, 1));
+    ASSERT_STATUS(kdens_trainer_fit(t), KDENS_E_FORMAT);
+    kdens_trainer_free(t);
+    kdens_model_free(m);
+    kdens_dataset_free(tr);
+    free(a);
+    free(b);
+    tu_rm_rf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_schedules),        cmocka_unit_test(test_evaluate),
         cmocka_unit_test(test_fit_learns_and_logs), cmocka_unit_test(test_early_stopping),
         cmocka_unit_test(test_nan_and_arguments),
+        cmocka_unit_test(test_sigkill_and_resume),
     };
     return cmocka_run_group_tests_name("trainer", tests, NULL, NULL);
 }

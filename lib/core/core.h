@@ -82,4 +82,19 @@ void kd_buf_free(kd_buf *b);
 /* Copy into a caller buffer with snprintf semantics; returns b->len. */
 size_t kd_buf_export(const kd_buf *b, char *out, size_t size);
 
+/* The section container of binary files (lib/core/sections.c). */
+typedef struct kd_section {
+    char tag[5];
+    const uint8_t *data;
+    size_t len;
+} kd_section;
+void kd_section_put(kd_buf *file, const char tag[4], const void *data, size_t len);
+/* Check magic, version (at most max_version), bounds and CRCs; up to max
+ * sections are returned (pointing into data).  `what` names the file kind in
+ * messages ("model", "checkpoint"). */
+kdens_status kd_sections_parse(const char *path, const uint8_t *data, size_t len,
+                               const char magic[8], uint32_t max_version, const char *what,
+                               kd_section *out, int max, int *count);
+const kd_section *kd_section_find(const kd_section *s, int count, const char *tag);
+
 #endif

@@ -20,8 +20,12 @@ static int cores(void)
     return n < 1 ? 1 : (n > KD_MAX_THREADS ? KD_MAX_THREADS : (int)n);
 }
 
+static void reset_pool_in_child(void);
+
 static void init_threads(void)
 {
+    /* a forked child has only the forking thread: forget the workers */
+    pthread_atfork(NULL, NULL, reset_pool_in_child);
     const char *env = getenv("KDENS_NUM_THREADS");
     int n = 0;
     if (env && *env) {
@@ -82,6 +86,18 @@ static inline void cpu_relax(void)
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
+}
+
+static void reset_pool_in_child(void)
+{
+    pthread_mutex_init(&pool.mu, NULL);
+    pthread_cond_init(&pool.work, NULL);
+    pthread_cond_init(&pool.done, NULL);
+    pthread_mutex_init(&job_mu, NULL);
+    pool.started = 0;
+    atomic_store(&pool.generation, 0);
+    atomic_store(&pool.pending, 0);
+    in_job = false;
 }
 
 static void *worker(void *p)

@@ -14,17 +14,6 @@
 
 /* ---- writing ---------------------------------------------------------------- */
 
-static void put_section(kd_buf *file, const char tag[4], const kd_buf *payload)
-{
-    size_t start = file->len;
-    kd_buf_put(file, tag, 4);
-    kd_buf_u64(file, payload->len);
-    kd_buf_put(file, payload->data ? payload->data : "", payload->len);
-    if (file->failed)
-        return;
-    kd_buf_u32(file, kd_crc32(0, file->data + start, file->len - start));
-}
-
 static void meta_section(const kdens_model *m, kd_buf *b)
 {
     kd_buf_printf(b, "input=%dx%dx%d\nclasses=%d\n", m->in_h, m->in_w, m->in_c, m->classes);
@@ -58,29 +47,37 @@ static void tensor_section(const kdens_model *m, kd_buf *b)
     }
 }
 
+void kd_model_serialize(const kdens_model *m, kd_buf *file)
+{
+    kd_buf meta = {0}, arch = {0}, tens = {0};
+    meta_section(m, &meta);
+    kd_spec_write(m, &arch);
+    tensor_section(m, &tens);
+    kd_buf_put(file, KDM_MAGIC, 8);
+    kd_buf_u32(file, KDM_VERSION);
+    kd_buf_u32(file, 3);
+    kd_section_put(file, "META", meta.data, meta.len);
+    kd_section_put(file, "ARCH", arch.data, arch.len);
+    kd_section_put(file, "TENS", tens.data, tens.len);
+    if (meta.failed || arch.failed || tens.failed)
+        file->failed = true;
+    kd_buf_free(&meta);
+    kd_buf_free(&arch);
+    kd_buf_free(&tens);
+}
+
 kdens_status kdens_model_save(const kdens_model *m, const char *path)
 {
     if (!m || !path)
         return kd_fail(KDENS_E_ARG, "NULL argument");
-    kd_buf file = {0}, meta = {0}, arch = {0}, tens = {0};
-    meta_section(m, &meta);
-    kd_spec_write(m, &arch);
-    tensor_section(m, &tens);
-    kd_buf_put(&file, KDM_MAGIC, 8);
-    kd_buf_u32(&file, KDM_VERSION);
-    kd_buf_u32(&file, 3);
-    put_section(&file, "META", &meta);
-    put_section(&file, "ARCH", &arch);
-    put_section(&file, "TENS", &tens);
+    kd_buf file = {0};
+    kd_model_serialize(m, &file);
     kdens_status st;
-    if (file.failed || meta.failed || arch.failed || tens.failed)
+    if (file.failed)
         st = kd_fail(KDENS_E_NOMEM, "%s: out of memory serialising the model", path);
     else
         st = kd_write_file_atomic(path, file.data, file.len);
     kd_buf_free(&file);
-    kd_buf_free(&meta);
-    kd_buf_free(&arch);
-    kd_buf_free(&tens);
     return st;
 }
 
@@ -101,69 +98,11 @@ static bool rd_u32(reader *r, uint32_t *v)
     return true;
 }
 
-static bool rd_u64(reader *r, uint64_t *v)
-{
-    uint32_t lo, hi;
-    if (!rd_u32(r, &lo) || !rd_u32(r, &hi))
-        return false;
-    *v = (uint64_t)hi << 32 | lo;
-    return true;
-}
-
-typedef struct section {
-    const char *data;
-    size_t len;
-    bool present;
-} section;
-
-/* Walk the sections, checking bounds and CRCs. */
-static kdens_status read_sections(const char *path, reader *r, uint32_t count, section *meta,
-                                  section *arch, section *tens)
-{
-    for (uint32_t i = 0; i < count; i++) {
-        size_t start = r->pos;
-        if (r->len - r->pos < 12)
-            return kd_fail(KDENS_E_FORMAT, "%s: truncated in the header of section %u", path,
-                           i + 1);
-        char tag[5] = {0};
-        memcpy(tag, r->p + r->pos, 4);
-        r->pos += 4;
-        uint64_t len = 0;
-        rd_u64(r, &len);
-        if (len > r->len - r->pos || r->len - r->pos - len < 4)
-            return kd_fail(KDENS_E_FORMAT, "%s: truncated in section %u (%s)", path, i + 1,
-                           tag);
-        const char *payload = (const char *)r->p + r->pos;
-        r->pos += len;
-        uint32_t crc = 0;
-        rd_u32(r, &crc);
-        if (kd_crc32(0, r->p + start, 12 + len) != crc)
-            return kd_fail(KDENS_E_FORMAT, "%s: CRC mismatch in section %u (%s): the file is "
-                           "corrupt", path, i + 1, tag);
-        section *s = strcmp(tag, "META") == 0   ? meta
-                     : strcmp(tag, "ARCH") == 0 ? arch
-                     : strcmp(tag, "TENS") == 0 ? tens
-                                                : NULL;
-        if (!s)
-            continue; /* unknown sections of the same major version are skipped */
-        if (s->present)
-            return kd_fail(KDENS_E_FORMAT, "%s: section %s appears twice", path, tag);
-        *s = (section){payload, (size_t)len, true};
-    }
-    if (r->pos != r->len)
-        return kd_fail(KDENS_E_FORMAT, "%s: %zu unexpected bytes after the last section", path,
-                       r->len - r->pos);
-    if (!meta->present || !arch->present || !tens->present)
-        return kd_fail(KDENS_E_FORMAT, "%s: a required section (META, ARCH, TENS) is missing",
-                       path);
-    return KDENS_OK;
-}
-
 typedef struct meta_info {
     int h, w, c, classes;
 } meta_info;
 
-static kdens_status parse_meta_shape(const char *path, const section *s, meta_info *mi)
+static kdens_status parse_meta_shape(const char *path, const kd_section *s, meta_info *mi)
 {
     mi->h = mi->w = mi->c = mi->classes = 0;
     char *text = malloc(s->len + 1);
@@ -187,7 +126,7 @@ static kdens_status parse_meta_shape(const char *path, const section *s, meta_in
 }
 
 /* Metadata beyond the shape: scaling, class names, free-form keys. */
-static kdens_status apply_meta(const char *path, kdens_model *m, const section *s)
+static kdens_status apply_meta(const char *path, kdens_model *m, const kd_section *s)
 {
     char *text = malloc(s->len + 1);
     if (!text)
@@ -238,7 +177,7 @@ static kdens_status apply_meta(const char *path, kdens_model *m, const section *
     return st;
 }
 
-static kdens_status read_tensors(const char *path, kdens_model *m, const section *s)
+static kdens_status read_tensors(const char *path, kdens_model *m, const kd_section *s)
 {
     reader r = {(const unsigned char *)s->data, s->len, 0};
     uint32_t count;
@@ -279,35 +218,30 @@ static kdens_status read_tensors(const char *path, kdens_model *m, const section
 kdens_status kd_model_load_memory(const char *path, const char *data, size_t len,
                                   kdens_model **out)
 {
-    reader r = {(const unsigned char *)data, len, 0};
-    if (len < 16 || memcmp(data, KDM_MAGIC, 8) != 0)
-        return kd_fail(KDENS_E_FORMAT, "%s: not a libkdens model (bad magic)", path);
-    r.pos = 8;
-    uint32_t version, count;
-    rd_u32(&r, &version);
-    rd_u32(&r, &count);
-    if (version > KDM_VERSION)
-        return kd_fail(KDENS_E_VERSION,
-                       "%s: model format version %u is newer than this library reads (%u)",
-                       path, version, KDM_VERSION);
-    if (version == 0)
-        return kd_fail(KDENS_E_FORMAT, "%s: model format version 0 is not valid", path);
-    if (count > 1024)
-        return kd_fail(KDENS_E_FORMAT, "%s: implausible section count %u", path, count);
-    section meta = {0}, arch = {0}, tens = {0};
-    kdens_status st = read_sections(path, &r, count, &meta, &arch, &tens);
-    meta_info mi;
-    if (st == KDENS_OK)
-        st = parse_meta_shape(path, &meta, &mi);
+    kd_section sections[16];
+    int count;
+    kdens_status st = kd_sections_parse(path, (const uint8_t *)data, len, KDM_MAGIC, KDM_VERSION,
+                                        "model", sections, 16, &count);
     if (st != KDENS_OK)
         return st;
-    char *spec = malloc(arch.len + 1);
+    /* unknown sections of the same major version are skipped */
+    const kd_section *meta = kd_section_find(sections, count, "META"),
+                     *arch = kd_section_find(sections, count, "ARCH"),
+                     *tens = kd_section_find(sections, count, "TENS");
+    if (!meta || !arch || !tens)
+        return kd_fail(KDENS_E_FORMAT, "%s: a required section (META, ARCH, TENS) is missing",
+                       path);
+    meta_info mi;
+    st = parse_meta_shape(path, meta, &mi);
+    if (st != KDENS_OK)
+        return st;
+    char *spec = malloc(arch->len + 1);
     if (!spec)
         return kd_fail(KDENS_E_NOMEM, "out of memory");
-    memcpy(spec, arch.data, arch.len);
-    spec[arch.len] = '\0';
+    memcpy(spec, arch->data, arch->len);
+    spec[arch->len] = '\0';
     kdens_model *m = NULL;
-    if (strlen(spec) != arch.len)
+    if (strlen(spec) != arch->len)
         st = kd_fail(KDENS_E_FORMAT, "%s: ARCH holds a NUL byte", path);
     else
         st = kdens_model_from_spec(spec, mi.h, mi.w, mi.c, mi.classes, 0, &m);
@@ -316,9 +250,9 @@ kdens_status kd_model_load_memory(const char *path, const char *data, size_t len
         return kd_fail_context(KDENS_E_FORMAT, "%s: ARCH does not build", path);
     if (st != KDENS_OK)
         return st;
-    st = read_tensors(path, m, &tens);
+    st = read_tensors(path, m, tens);
     if (st == KDENS_OK)
-        st = apply_meta(path, m, &meta);
+        st = apply_meta(path, m, meta);
     if (st != KDENS_OK) {
         kdens_model_free(m);
         return st;

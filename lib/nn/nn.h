@@ -189,6 +189,8 @@ void kd_model_release_buffers(kdens_model *m);
 /* ---- specs, architectures, files ------------------------------------------------- */
 
 kdens_status kd_spec_build(kdens_model *m, const char *spec);
+/* The bytes of a .kdm file. */
+void kd_model_serialize(const kdens_model *m, kd_buf *file);
 /* kdens_model_load on bytes in memory; path only names them in messages. */
 kdens_status kd_model_load_memory(const char *path, const char *data, size_t len,
                                   kdens_model **out);

@@ -285,3 +285,57 @@ kdens_status kdens_model_train_step(kdens_model *m, kdens_optimizer *o, const fl
         st = kdens_optimizer_step(o, m);
     return st;
 }
+
+/* ---- optimiser state for checkpoints ----------------------------------------------- */
+
+void kd_optimizer_save(const kdens_optimizer *o, kd_buf *b)
+{
+    kd_buf_u32(b, (uint32_t)o->type);
+    float f[6] = {o->lr, o->momentum, o->beta1, o->beta2, o->eps, o->decay};
+    kd_buf_put(b, f, sizeof f);
+    kd_buf_u32(b, o->nesterov);
+    kd_buf_u64(b, o->steps);
+    kd_buf_u64(b, o->bound ? o->n : 0);
+    if (o->bound) {
+        kd_buf_put(b, o->m1, sizeof(float) * o->n);
+        if (o->m2)
+            kd_buf_put(b, o->m2, sizeof(float) * o->n);
+    }
+}
+
+kdens_status kd_optimizer_restore(kdens_optimizer *o, const kdens_model *m, const uint8_t *data,
+                                  size_t len, const char *path)
+{
+    const size_t head = 4 + 24 + 4 + 8 + 8;
+    uint32_t type, nesterov;
+    uint64_t steps, n;
+    if (len < head)
+        return kd_fail(KDENS_E_FORMAT, "%s: the optimizer state is truncated", path);
+    memcpy(&type, data, 4);
+    float f[6];
+    memcpy(f, data + 4, sizeof f);
+    memcpy(&nesterov, data + 28, 4);
+    memcpy(&steps, data + 32, 8);
+    memcpy(&n, data + 40, 8);
+    size_t moments = type == KDENS_OPT_SGD ? 1 : 2;
+    if (type != (uint32_t)o->type)
+        return kd_fail(KDENS_E_FORMAT, "%s: the checkpoint's optimizer is of another type", path);
+    if (n != 0 && n != m->n_trainable)
+        return kd_fail(KDENS_E_FORMAT, "%s: the optimizer state is for %llu parameters, the "
+                       "model has %zu", path, (unsigned long long)n, m->n_trainable);
+    if (len != head + (n ? moments * n * sizeof(float) : 0))
+        return kd_fail(KDENS_E_FORMAT, "%s: the optimizer state has the wrong size", path);
+    o->lr = f[0], o->momentum = f[1], o->beta1 = f[2], o->beta2 = f[3], o->eps = f[4];
+    o->decay = f[5];
+    o->nesterov = nesterov != 0;
+    o->steps = steps;
+    if (n) {
+        kdens_status st = bind(o, m);
+        if (st != KDENS_OK)
+            return st;
+        memcpy(o->m1, data + head, sizeof(float) * n);
+        if (o->m2)
+            memcpy(o->m2, data + head + sizeof(float) * n, sizeof(float) * n);
+    }
+    return KDENS_OK;
+}

@@ -12,6 +12,11 @@ double kd_loss_logits(size_t rows, int classes, const float *z, const int32_t *l
                       const float *soft, float alpha, float temperature, float *dz,
                       size_t *correct);
 
+/* Optimiser state (hyper-parameters, step count, moments) for checkpoints. */
+void kd_optimizer_save(const kdens_optimizer *o, kd_buf *b);
+kdens_status kd_optimizer_restore(kdens_optimizer *o, const kdens_model *m, const uint8_t *data,
+                                  size_t len, const char *path);
+
 /* KDENS_E_SHAPE unless the dataset's images and classes fit the model. */
 kdens_status kd_check_fit(const kdens_model *m, const kdens_dataset *ds, const char *what);
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 struct kdens_trainer {
     kdens_model *model;
@@ -27,6 +28,8 @@ struct kdens_trainer {
     const kdens_augment *aug;
     kdens_augment *own_aug; /* from the reference defaults */
     char *log_path;
+    char *checkpoint;
+    bool resume;
     /* results */
     int epochs_run, best_epoch;
     double best_val_loss;
@@ -82,7 +85,126 @@ void kdens_trainer_free(kdens_trainer *t)
         return;
     kdens_augment_free(t->own_aug);
     free(t->log_path);
+    free(t->checkpoint);
     free(t);
+}
+
+kdens_status kdens_trainer_set_checkpoint(kdens_trainer *t, const char *path, int resume)
+{
+    if (!t)
+        return kd_fail(KDENS_E_ARG, "NULL trainer");
+    char *copy = path ? kd_strdup(path) : NULL;
+    if (path && !copy)
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    free(t->checkpoint);
+    t->checkpoint = copy;
+    t->resume = resume != 0;
+    return KDENS_OK;
+}
+
+/* ---- checkpoints: "KDENSCKP" sections MODL (a .kdm), OPTM, TRNR, LOGT ------------- */
+
+#define CKP_MAGIC "KDENSCKP"
+
+typedef struct run_state {
+    uint32_t epochs_done, wait, best_epoch;
+    double best_val_loss;
+    float *best; /* NULL when restore-best is off */
+} run_state;
+
+static kdens_status save_checkpoint(kdens_trainer *t, const kdens_optimizer *opt,
+                                    const run_state *rs, const kd_buf *log)
+{
+    kd_buf model = {0}, optim = {0}, trnr = {0}, file = {0};
+    const kdens_model *m = t->model;
+    kd_model_serialize(m, &model);
+    kd_optimizer_save(opt, &optim);
+    kd_buf_u32(&trnr, rs->epochs_done);
+    kd_buf_u32(&trnr, rs->wait);
+    kd_buf_u32(&trnr, rs->best_epoch);
+    kd_buf_put(&trnr, &rs->best_val_loss, sizeof(double));
+    kd_buf_put(&trnr, m->rng.s, sizeof m->rng.s);
+    kd_buf_u32(&trnr, rs->best ? 1 : 0);
+    if (rs->best)
+        kd_buf_put(&trnr, rs->best, sizeof(float) * m->n_weights);
+    kd_buf_put(&file, CKP_MAGIC, 8);
+    kd_buf_u32(&file, 1);
+    kd_buf_u32(&file, 4);
+    kd_section_put(&file, "MODL", model.data, model.len);
+    kd_section_put(&file, "OPTM", optim.data, optim.len);
+    kd_section_put(&file, "TRNR", trnr.data, trnr.len);
+    kd_section_put(&file, "LOGT", log->data, log->len);
+    kdens_status st = file.failed || model.failed || optim.failed || trnr.failed
+                          ? kd_fail(KDENS_E_NOMEM, "out of memory writing a checkpoint")
+                          : kd_write_file_atomic(t->checkpoint, file.data, file.len);
+    kd_buf_free(&model);
+    kd_buf_free(&optim);
+    kd_buf_free(&trnr);
+    kd_buf_free(&file);
+    return st;
+}
+
+/* Restore everything a checkpoint holds; *found is false when there is none. */
+static kdens_status load_checkpoint(kdens_trainer *t, kdens_optimizer *opt, run_state *rs,
+                                    kd_buf *log, bool *found)
+{
+    char *data;
+    size_t len;
+    *found = false;
+    if (access(t->checkpoint, F_OK) != 0)
+        return KDENS_OK;
+    kdens_status st = kd_read_file(t->checkpoint, &data, &len);
+    if (st != KDENS_OK)
+        return st;
+    kd_section sec[8];
+    int count;
+    kdens_model *saved = NULL;
+    kdens_model *m = t->model;
+    st = kd_sections_parse(t->checkpoint, (const uint8_t *)data, len, CKP_MAGIC, 1, "checkpoint",
+                           sec, 8, &count);
+    const kd_section *modl = NULL, *optm = NULL, *trnr = NULL, *logt = NULL;
+    if (st == KDENS_OK) {
+        modl = kd_section_find(sec, count, "MODL");
+        optm = kd_section_find(sec, count, "OPTM");
+        trnr = kd_section_find(sec, count, "TRNR");
+        logt = kd_section_find(sec, count, "LOGT");
+        if (!modl || !optm || !trnr || !logt)
+            st = kd_fail(KDENS_E_FORMAT, "%s: a checkpoint section is missing", t->checkpoint);
+    }
+    if (st == KDENS_OK)
+        st = kd_model_load_memory(t->checkpoint, (const char *)modl->data, modl->len, &saved);
+    if (st == KDENS_OK && saved->n_weights != m->n_weights)
+        st = kd_fail(KDENS_E_FORMAT, "%s: the checkpoint holds another network", t->checkpoint);
+    size_t head = 4 + 4 + 4 + sizeof(double) + sizeof m->rng.s + 4;
+    if (st == KDENS_OK && trnr->len < head)
+        st = kd_fail(KDENS_E_FORMAT, "%s: the trainer state is truncated", t->checkpoint);
+    if (st == KDENS_OK) {
+        const uint8_t *p = trnr->data;
+        uint32_t has_best;
+        memcpy(&rs->epochs_done, p, 4);
+        memcpy(&rs->wait, p + 4, 4);
+        memcpy(&rs->best_epoch, p + 8, 4);
+        memcpy(&rs->best_val_loss, p + 12, sizeof(double));
+        memcpy(m->rng.s, p + 12 + sizeof(double), sizeof m->rng.s);
+        memcpy(&has_best, p + head - 4, 4);
+        size_t want = head + (has_best ? sizeof(float) * m->n_weights : 0);
+        if (trnr->len != want || (has_best && !rs->best))
+            st = kd_fail(KDENS_E_FORMAT, "%s: the trainer state does not match this run",
+                         t->checkpoint);
+        else if (has_best)
+            memcpy(rs->best, p + head, sizeof(float) * m->n_weights);
+    }
+    if (st == KDENS_OK)
+        st = kd_optimizer_restore(opt, m, optm->data, optm->len, t->checkpoint);
+    if (st == KDENS_OK) {
+        memcpy(m->weights, saved->weights, sizeof(float) * m->n_weights);
+        log->len = 0;
+        kd_buf_put(log, logt->data, logt->len);
+        *found = true;
+    }
+    kdens_model_free(saved);
+    free(data);
+    return st;
 }
 
 /* config/models.py of the reference implementation. */
@@ -264,11 +386,18 @@ kdens_status kdens_trainer_fit(kdens_trainer *t)
         st = kd_fail(KDENS_E_NOMEM, "out of memory for the best weights");
     kdens_model_set_seed(m, t->seed ^ 0xd1ce);
     kd_buf_printf(&log, "epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds\n");
-    t->epochs_run = 0;
-    t->best_epoch = 0;
-    t->best_val_loss = INFINITY;
-    int wait = 0;
-    for (int e = 0; st == KDENS_OK && e < t->epochs; e++) {
+    run_state rs = {0, 0, 0, INFINITY, best};
+    bool resumed = false;
+    if (st == KDENS_OK && t->checkpoint && t->resume)
+        st = load_checkpoint(t, opt, &rs, &log, &resumed);
+    t->epochs_run = (int)rs.epochs_done;
+    t->best_epoch = (int)rs.best_epoch;
+    t->best_val_loss = rs.best_val_loss;
+    int wait = (int)rs.wait;
+    bool stopped = resumed && t->val && t->patience > 0 && wait >= t->patience;
+    if (stopped && best) /* killed between the last checkpoint and the restore */
+        memcpy(m->weights, best, sizeof(float) * m->n_weights);
+    for (int e = (int)rs.epochs_done; st == KDENS_OK && !stopped && e < t->epochs; e++) {
         double lr = kdens_schedule_lr(t->schedule, t->lr, e, t->epochs, t->period, t->factor);
         kdens_optimizer_set_lr(opt, (float)lr);
         kdens_model_set_training(m, 1);
@@ -287,20 +416,27 @@ kdens_status kdens_trainer_fit(kdens_trainer *t)
                             : kd_write_file_atomic(t->log_path, log.data, log.len);
         kd_log(KDENS_LOG_INFO, "epoch %d/%d: loss %.4f acc %.4f val_loss %.4f val_acc %.4f",
                e + 1, t->epochs, loss, acc, val_loss, val_acc);
-        if (!t->val)
-            continue;
-        if (val_loss < t->best_val_loss) { /* Keras: strictly better than the best */
-            t->best_val_loss = val_loss;
-            t->best_epoch = e + 1;
-            wait = 0;
-            if (best)
-                memcpy(best, m->weights, sizeof(float) * m->n_weights);
-        } else if (t->patience > 0 && ++wait >= t->patience) {
+        if (t->val) {
+            if (val_loss < t->best_val_loss) { /* Keras: strictly better than the best */
+                t->best_val_loss = val_loss;
+                t->best_epoch = e + 1;
+                wait = 0;
+                if (best)
+                    memcpy(best, m->weights, sizeof(float) * m->n_weights);
+            } else if (t->patience > 0) {
+                stopped = ++wait >= t->patience;
+            }
+        }
+        if (st == KDENS_OK && t->checkpoint) {
+            run_state now_state = {(uint32_t)(e + 1), (uint32_t)wait, (uint32_t)t->best_epoch,
+                                   t->best_val_loss, best};
+            st = save_checkpoint(t, opt, &now_state, &log);
+        }
+        if (stopped) {
             if (best) /* Keras restores the best weights when it stops */
                 memcpy(m->weights, best, sizeof(float) * m->n_weights);
             kd_log(KDENS_LOG_INFO, "early stopping after epoch %d (best %d)", e + 1,
                    t->best_epoch);
-            break;
         }
     }
     kd_buf_free(&log);
