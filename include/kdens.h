@@ -500,6 +500,9 @@ KDENS_API kdens_status kdens_loader_start_epoch(kdens_loader *ld, uint64_t epoch
  * start_epoch, KDENS_E_NOMEM. */
 KDENS_API kdens_status kdens_loader_next(kdens_loader *ld, const float **x,
                                          const int32_t **labels, size_t *n);
+/* The dataset positions (0 .. count-1) of the samples of the batch the last
+ * kdens_loader_next returned, valid as long as that batch.  NULL before. */
+KDENS_API const size_t *kdens_loader_batch_indices(const kdens_loader *ld);
 
 /* ------------------------------------------------------------------------ */
 /* Evaluation and the trainer                                                 */
@@ -571,6 +574,17 @@ KDENS_API kdens_status kdens_trainer_set_log(kdens_trainer *t, const char *csv_p
  * thread count).  NULL path: no checkpoints. */
 KDENS_API kdens_status kdens_trainer_set_checkpoint(kdens_trainer *t, const char *path,
                                                     int resume);
+
+/* Soft targets for the distillation loss (kdens_model_set_loss): called for
+ * every training batch with the batch's float images (as the model sees
+ * them, augmentation included), the samples' positions in the training
+ * dataset, and n; fills n x classes target probabilities.  A status other
+ * than KDENS_OK stops training with it.  NULL: plain cross-entropy. */
+typedef kdens_status (*kdens_soft_targets_fn)(void *user, const float *x,
+                                              const size_t *indices, size_t n,
+                                              float *targets);
+KDENS_API kdens_status kdens_trainer_set_soft_targets(kdens_trainer *t, kdens_soft_targets_fn fn,
+                                                      void *user);
 
 /* Train.  Progress goes to the progress callback once per batch, with the
  * task "epoch E/N loss L img/s R eta S".  Errors: KDENS_E_NUMERIC when the

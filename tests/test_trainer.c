@@ -313,6 +313,56 @@ static void test_sigkill_and_resume(void **state)
     tu_rm_rf(dir);
 }
 
+struct soft_ctx {
+    const kdens_dataset *ds;
+    int calls;
+    bool indices_ok;
+};
+
+/* Teacher outputs that say class (label + 1) % K, checked against the batch. */
+static kdens_status flipped_teacher(void *user, const float *x, const size_t *indices, size_t n,
+                                    float *targets)
+{
+    struct soft_ctx *c = user;
+    c->calls++;
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *px;
+        int32_t label;
+        if (kdens_dataset_get(c->ds, indices[i], &px, &label, NULL) != KDENS_OK ||
+            fabsf(x[i * S * S] - px[0] / 255.0f) > 1e-6f)
+            c->indices_ok = false;
+        for (int k = 0; k < K; k++)
+            targets[i * K + k] = k == (label + 1) % K ? 1.0f : 0.0f;
+    }
+    return KDENS_OK;
+}
+
+static void test_soft_targets(void **state)
+{
+    (void)state;
+    kdens_dataset *tr = make_set(200, 1, false), *flipped = make_set(40, 2, true);
+    kdens_model *m;
+    ASSERT_OK(kdens_model_create("test", S, S, 1, K, 3, &m));
+    ASSERT_OK(kdens_model_set_loss(m, 0.0f, 1.0f)); /* soft targets only */
+    kdens_trainer *t;
+    ASSERT_OK(kdens_trainer_create(m, tr, NULL, &t));
+    struct soft_ctx ctx = {tr, 0, true};
+    ASSERT_OK(kdens_trainer_set_soft_targets(t, flipped_teacher, &ctx));
+    ASSERT_OK(kdens_trainer_set_epochs(t, 4));
+    ASSERT_OK(kdens_trainer_set_batch(t, 16));
+    ASSERT_OK(kdens_trainer_set_optimizer(t, KDENS_OPT_ADAM, 0.01));
+    ASSERT_OK(kdens_trainer_fit(t));
+    assert_int_equal(ctx.calls, 4 * 13);
+    assert_true(ctx.indices_ok);
+    double acc;
+    ASSERT_OK(kdens_model_evaluate(m, flipped, 16, NULL, &acc, NULL, NULL, NULL));
+    assert_true(acc > 0.9); /* it learned the teacher, not the labels */
+    kdens_trainer_free(t);
+    kdens_model_free(m);
+    kdens_dataset_free(tr);
+    kdens_dataset_free(flipped);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -320,6 +370,7 @@ int main(void)
         cmocka_unit_test(test_fit_learns_and_logs), cmocka_unit_test(test_early_stopping),
         cmocka_unit_test(test_nan_and_arguments),
         cmocka_unit_test(test_sigkill_and_resume),
+        cmocka_unit_test(test_soft_targets),
     };
     return cmocka_run_group_tests_name("trainer", tests, NULL, NULL);
 }

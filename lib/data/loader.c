@@ -14,6 +14,7 @@
 typedef struct slot {
     float *x;
     int32_t *labels;
+    const size_t *indices; /* into the epoch's order */
     size_t n;
     uint64_t batch; /* which batch it holds, valid when ready */
     bool ready;
@@ -35,6 +36,7 @@ struct kdens_loader {
     int n_slots;
     size_t *order;
     uint64_t n_batches, next_batch, released; /* consumer side */
+    const size_t *current;                    /* indices of the batch handed out */
     bool stop, started;
     kdens_status failure;
     char failure_message[512];
@@ -120,6 +122,11 @@ kdens_status kdens_loader_set_threads(kdens_loader *ld, int threads)
     return KDENS_OK;
 }
 
+const size_t *kdens_loader_batch_indices(const kdens_loader *ld)
+{
+    return ld && ld->started && ld->next_batch > 0 ? ld->current : NULL;
+}
+
 size_t kdens_loader_batches(const kdens_loader *ld)
 {
     return ld ? (ld->ds->n + ld->batch - 1) / ld->batch : 0;
@@ -159,6 +166,7 @@ static kdens_status make_batch(kdens_loader *ld, uint64_t b, slot *s, uint8_t *i
     }
     s->n = n;
     s->batch = b;
+    s->indices = ld->order + first;
     return KDENS_OK;
 }
 
@@ -315,6 +323,7 @@ kdens_status kdens_loader_next(kdens_loader *ld, const float **x, const int32_t 
         if (labels)
             *labels = s->labels;
         *n = s->n;
+        ld->current = s->indices;
         ld->next_batch++;
     }
     pthread_mutex_unlock(&ld->mu);

@@ -30,6 +30,8 @@ struct kdens_trainer {
     char *log_path;
     char *checkpoint;
     bool resume;
+    kdens_soft_targets_fn soft_fn;
+    void *soft_user;
     /* results */
     int epochs_run, best_epoch;
     double best_val_loss;
@@ -87,6 +89,16 @@ void kdens_trainer_free(kdens_trainer *t)
     free(t->log_path);
     free(t->checkpoint);
     free(t);
+}
+
+kdens_status kdens_trainer_set_soft_targets(kdens_trainer *t, kdens_soft_targets_fn fn,
+                                            void *user)
+{
+    if (!t)
+        return kd_fail(KDENS_E_ARG, "NULL trainer");
+    t->soft_fn = fn;
+    t->soft_user = user;
+    return KDENS_OK;
 }
 
 kdens_status kdens_trainer_set_checkpoint(kdens_trainer *t, const char *path, int resume)
@@ -334,7 +346,7 @@ static double now(void)
 
 /* One epoch over the loader; mean loss and accuracy. */
 static kdens_status run_epoch(kdens_trainer *t, kdens_loader *ld, kdens_optimizer *opt, int e,
-                              double *loss, double *acc)
+                              float *soft, double *loss, double *acc)
 {
     kdens_status st = kdens_loader_start_epoch(ld, (uint64_t)e);
     double sum = 0, t0 = now();
@@ -347,7 +359,13 @@ static kdens_status run_epoch(kdens_trainer *t, kdens_loader *ld, kdens_optimize
         st = kdens_loader_next(ld, &x, &y, &n);
         if (st != KDENS_OK || n == 0)
             break;
-        st = kdens_model_train_step(t->model, opt, x, n, y, NULL, &l, &correct);
+        if (t->soft_fn) {
+            st = t->soft_fn(t->soft_user, x, kdens_loader_batch_indices(ld), n, soft);
+            if (st != KDENS_OK)
+                break;
+        }
+        st = kdens_model_train_step(t->model, opt, x, n, y, t->soft_fn ? soft : NULL, &l,
+                                    &correct);
         if (st == KDENS_E_NUMERIC)
             return kd_fail(KDENS_E_NUMERIC, "epoch %d, batch %zu: the loss is not finite; "
                            "training stopped", e + 1, b + 1);
@@ -381,6 +399,10 @@ kdens_status kdens_trainer_fit(kdens_trainer *t)
         st = kdens_loader_set_augment(ld, t->aug);
     if (st == KDENS_OK)
         st = kdens_loader_set_scaling(ld, m->in_scale, m->in_offset);
+    float *soft = NULL;
+    if (st == KDENS_OK && t->soft_fn &&
+        !(soft = malloc(sizeof(float) * t->batch * (size_t)m->classes)))
+        st = kd_fail(KDENS_E_NOMEM, "out of memory for soft targets");
     if (st == KDENS_OK && t->val && t->patience > 0 && t->restore_best &&
         !(best = malloc(sizeof(float) * (m->n_weights ? m->n_weights : 1))))
         st = kd_fail(KDENS_E_NOMEM, "out of memory for the best weights");
@@ -402,7 +424,7 @@ kdens_status kdens_trainer_fit(kdens_trainer *t)
         kdens_optimizer_set_lr(opt, (float)lr);
         kdens_model_set_training(m, 1);
         double t0 = now(), loss = NAN, acc = NAN, val_loss = NAN, val_acc = NAN;
-        st = run_epoch(t, ld, opt, e, &loss, &acc);
+        st = run_epoch(t, ld, opt, e, soft, &loss, &acc);
         kdens_model_set_training(m, 0);
         if (st == KDENS_OK && t->val)
             st = kdens_model_evaluate(m, t->val, t->batch, &val_loss, &val_acc, NULL, NULL, NULL);
@@ -441,6 +463,7 @@ kdens_status kdens_trainer_fit(kdens_trainer *t)
     }
     kd_buf_free(&log);
     free(best);
+    free(soft);
     kdens_loader_free(ld);
     kdens_optimizer_free(opt);
     return st;
