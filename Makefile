@@ -127,7 +127,7 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@mkdir -p demo-out
 	./$(CLI) arch test --input 28x28x1 --classes 10
-	./$(BUILD)/train_fmnist --arch test --epochs 10 --out demo-out/test.kdm
+	./$(BUILD)/train_fmnist --arch test --log demo-out/test.csv --out demo-out/test.kdm
 
 # libFuzzer harnesses (Debian's clang): each runs FUZZ_SECONDS on a copy of its
 # seed corpus; crashes are written to build-fuzz/.
