@@ -85,7 +85,7 @@ PC_SED := -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	-e 's|@PRIVATE_LIBS@|$(DEP_LIBS)|'
 
 # The command-line tool links the static library: one self-contained binary.
-CLI_SRC := examples/kdens.c examples/kdens_data.c
+CLI_SRC := examples/kdens.c examples/kdens_data.c examples/kdens_train.c
 $(CLI): $(CLI_SRC) examples/kdens_cli.h $(STATIC) include/kdens.h
 	$(CC) -Iinclude $(CFLAGS_ALL) -o $@ $(CLI_SRC) $(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS)
 

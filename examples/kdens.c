@@ -15,6 +15,8 @@ static const char *usage_main =
     "  arch --list    list the built-in architectures\n"
     "  subset         write random subsets of a dataset as CSV manifests\n"
     "  split          split a dataset into training and validation parts\n"
+    "  train          train one model on a dataset (checkpoints, --resume)\n"
+    "  eval           evaluate a saved model on a dataset's test part\n"
     "  version        print the library version\n"
     "  help           this text; 'kdens COMMAND --help' for one command\n";
 
@@ -119,6 +121,10 @@ int main(int argc, char **argv)
         return cmd_subset(argc - 2, argv + 2);
     if (strcmp(argv[1], "split") == 0)
         return cmd_split(argc - 2, argv + 2);
+    if (strcmp(argv[1], "train") == 0)
+        return cmd_train(argc - 2, argv + 2);
+    if (strcmp(argv[1], "eval") == 0)
+        return cmd_eval(argc - 2, argv + 2);
     fprintf(stderr, "kdens: unknown command '%s'\n%s", argv[1], usage_main);
     return 2;
 }

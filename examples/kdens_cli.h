@@ -17,6 +17,8 @@ int cli_mkdirs(const char *path);
 
 int cmd_subset(int argc, char **argv);
 int cmd_split(int argc, char **argv);
-extern const char *const usage_subset, *const usage_split;
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+extern const char *const usage_subset, *const usage_split, *const usage_train, *const usage_eval;
 
 #endif

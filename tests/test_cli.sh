@@ -26,6 +26,12 @@ check "kdens --help matches docs/cli.md" cmp "$tmp/main.doc" "$tmp/main.out"
 check "kdens arch --help matches docs/cli.md" cmp "$tmp/arch.doc" "$tmp/arch.out"
 check "kdens subset --help matches docs/cli.md" cmp "$tmp/subset.doc" "$tmp/subset.out"
 check "kdens split --help matches docs/cli.md" cmp "$tmp/split.doc" "$tmp/split.out"
+sed -n '/^usage: kdens train/,/^  --out FILE      where to save the model instead$/p' docs/cli.md >"$tmp/train.doc"
+sed -n '/^usage: kdens eval/,/predicted)\.$/p' docs/cli.md >"$tmp/eval.doc"
+"$KDENS" train --help >"$tmp/train.out"
+"$KDENS" eval --help >"$tmp/eval.out"
+check "kdens train --help matches docs/cli.md" cmp "$tmp/train.doc" "$tmp/train.out"
+check "kdens eval --help matches docs/cli.md" cmp "$tmp/eval.doc" "$tmp/eval.out"
 
 check "test network has 31530 parameters" sh -c \
     "'$KDENS' arch test --input 28x28x1 --classes 10 | tail -n 1 | grep -qx 'params: 31530'"
@@ -58,6 +64,16 @@ check "split --move moves 2 files per class" "$KDENS" split --move "$tmp/imgs" -
 check "val folders hold them" sh -c \
     "test \$(ls '$tmp/imgs/val/cat' | wc -l) -eq 2 && test \$(ls '$tmp/imgs/train/cat' | wc -l) -eq 8"
 
+# train on the folder (before the move above took a fifth of it), then evaluate
+mkdir -p "$tmp/imgs/test"
+cp -r "$tmp/imgs/val/"* "$tmp/imgs/test/"
+check "kdens train on a folder" "$KDENS" train --dataset "$tmp/imgs" --arch test --size 4x4 \
+    --epochs 2 --batch 4 --workdir "$tmp/wd"
+check "the model and log are written" test -f "$tmp/wd/imgs/models/test_0.kdm" -a \
+    -f "$tmp/wd/imgs/logs/test_0.csv"
+check "kdens eval on the folder's test part" sh -c \
+    "'$KDENS' eval --model '$tmp/wd/imgs/models/test_0.kdm' --dataset '$tmp/imgs' | grep -q '^images 4 '"
+
 expect_exit() { # name, code, command...
     name=$1 code=$2
     shift 2
@@ -77,5 +93,8 @@ expect_exit "subset without fraction or count exits 2" 2 "$KDENS" subset --datas
     --workdir "$tmp/wd"
 expect_exit "subset of an unknown folder exits 1" 1 "$KDENS" subset --dataset "$tmp/none" \
     --workdir "$tmp/wd" --fraction 0.5
+expect_exit "train without --arch exits 2" 2 "$KDENS" train --dataset "$tmp/imgs"
+expect_exit "eval of a missing model exits 1" 1 "$KDENS" eval --model "$tmp/none.kdm" \
+    --dataset "$tmp/imgs"
 echo "cli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
