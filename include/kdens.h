@@ -597,6 +597,42 @@ KDENS_API int kdens_trainer_epochs_run(const kdens_trainer *t);
 KDENS_API int kdens_trainer_best_epoch(const kdens_trainer *t);
 KDENS_API double kdens_trainer_best_val_loss(const kdens_trainer *t);
 
+/* ------------------------------------------------------------------------ */
+/* Teachers: the reference's workflow (teachers/train.py)                     */
+/* ------------------------------------------------------------------------ */
+
+/* Settings of a teachers run; defaults from the reference's config/models.py
+ * for the architecture (kdens_trainer_use_reference_defaults), overridable. */
+typedef struct kdens_teachers kdens_teachers;
+
+/* Train teachers of `arch` for dataset `name` in the workspace
+ * WORKDIR/<name>/{subsets,teachers,logs}/: one per subset manifest (those of
+ * `fraction` only, when it is above 0), selected from `pool` (the training
+ * data the manifests index), validated on `val`, tested on `test`.  The
+ * datasets must outlive the handle.  Errors: KDENS_E_ARG, KDENS_E_NOMEM. */
+KDENS_API kdens_status kdens_teachers_create(const char *workdir, const char *name,
+                                             const char *arch, const kdens_dataset *pool,
+                                             const kdens_dataset *val,
+                                             const kdens_dataset *test,
+                                             kdens_teachers **out);
+KDENS_API void kdens_teachers_free(kdens_teachers *tc);
+/* Overrides (values <= 0 keep the default). */
+KDENS_API kdens_status kdens_teachers_set_training(kdens_teachers *tc, int epochs, size_t batch,
+                                                   double lr, int patience, uint64_t seed);
+/* Train every subset of the fraction not yet trained.  Several processes may
+ * work through one workspace at once: each subset is claimed by one process
+ * (a claim file under an advisory lock, so the claim of a dead process is
+ * taken over), the teacher resumes from its checkpoint if one was left, and
+ * rows are appended to WORKDIR/teachers.csv under a lock, whole:
+ *   model_location,dataset,architecture,fraction,uuid,train_loss,
+ *   train_accuracy,val_loss,val_accuracy,test_loss,test_accuracy
+ * *trained receives the number of teachers this call trained.  Errors:
+ * KDENS_E_NOTFOUND (no subsets), KDENS_E_IO, and those of training. */
+KDENS_API kdens_status kdens_teachers_train(kdens_teachers *tc, double fraction, int *trained);
+/* The baseline: the same architecture on the whole pool, uuid "all_trainset",
+ * fraction 1, registered like a teacher.  Skipped when already trained. */
+KDENS_API kdens_status kdens_teachers_train_baseline(kdens_teachers *tc);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,350 @@
+/* The reference's teacher workflow over a shared workspace:
+ *   WORKDIR/<dataset>/subsets/subset_<digits>_<uuid>.csv   (kdens subset)
+ *   WORKDIR/<dataset>/teachers/<arch>_<fraction>_<uuid>.kdm (+ .ckpt, .claim)
+ *   WORKDIR/<dataset>/logs/<uuid>.csv
+ *   WORKDIR/teachers.csv
+ * Claims are files held under flock(): a process that dies drops its lock,
+ * so another takes the subset over (and resumes from the checkpoint). */
+#include "train.h"
+
+#include "../data/data.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct kdens_teachers {
+    char *workdir, *name, *arch;
+    const kdens_dataset *pool, *val, *test;
+    int epochs, patience;
+    size_t batch;
+    double lr;
+    uint64_t seed;
+};
+
+kdens_status kdens_teachers_create(const char *workdir, const char *name, const char *arch,
+                                   const kdens_dataset *pool, const kdens_dataset *val,
+                                   const kdens_dataset *test, kdens_teachers **out)
+{
+    if (!workdir || !name || !arch || !pool || !val || !test || !out)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    if (strchr(name, '/') || strchr(arch, '/') || strchr(arch, ','))
+        return kd_fail(KDENS_E_ARG, "dataset and architecture names hold no '/' or ','");
+    kdens_teachers *tc = calloc(1, sizeof *tc);
+    if (tc) {
+        tc->workdir = kd_strdup(workdir);
+        tc->name = kd_strdup(name);
+        tc->arch = kd_strdup(arch);
+    }
+    if (!tc || !tc->workdir || !tc->name || !tc->arch) {
+        kdens_teachers_free(tc);
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    }
+    tc->pool = pool, tc->val = val, tc->test = test;
+    *out = tc;
+    return KDENS_OK;
+}
+
+void kdens_teachers_free(kdens_teachers *tc)
+{
+    if (!tc)
+        return;
+    free(tc->workdir);
+    free(tc->name);
+    free(tc->arch);
+    free(tc);
+}
+
+kdens_status kdens_teachers_set_training(kdens_teachers *tc, int epochs, size_t batch, double lr,
+                                         int patience, uint64_t seed)
+{
+    if (!tc)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    tc->epochs = epochs, tc->batch = batch, tc->lr = lr, tc->patience = patience;
+    tc->seed = seed;
+    return KDENS_OK;
+}
+
+static int mkdirs(const char *path)
+{
+    char buf[4096];
+    if (strlen(path) >= sizeof buf)
+        return -1;
+    strcpy(buf, path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* subset_<digits>_<uuid>.csv -> fraction (first digit is the integer part,
+ * as str(0.25).replace(".", "")) and uuid; false for other names. */
+static bool parse_subset_name(const char *file, double *fraction, char *uuid, size_t uuid_size)
+{
+    const char *p = file;
+    if (strncmp(p, "subset_", 7) != 0)
+        return false;
+    p += 7;
+    const char *us = strchr(p, '_'), *dot = strrchr(file, '.');
+    if (!us || !dot || strcmp(dot, ".csv") != 0 || us == p || us + 1 >= dot)
+        return false;
+    char num[64];
+    size_t nd = (size_t)(us - p);
+    if (nd + 2 > sizeof num)
+        return false;
+    num[0] = p[0];
+    num[1] = '.';
+    memcpy(num + 2, p + 1, nd - 1);
+    num[nd + 1] = '\0';
+    char *end;
+    *fraction = strtod(num, &end);
+    if (*end || !(*fraction > 0 && *fraction <= 1))
+        return false;
+    size_t ul = (size_t)(dot - us - 1);
+    if (ul + 1 > uuid_size)
+        return false;
+    memcpy(uuid, us + 1, ul);
+    uuid[ul] = '\0';
+    return true;
+}
+
+/* Does teachers.csv hold a row for this model file? */
+static bool registered(const char *csv, const char *model_location)
+{
+    char *text;
+    size_t len;
+    if (kd_read_file(csv, &text, &len) != KDENS_OK)
+        return false;
+    size_t ml = strlen(model_location);
+    bool found = false;
+    for (char *line = text; line && *line && !found;) {
+        if (strncmp(line, model_location, ml) == 0 && line[ml] == ',')
+            found = true;
+        line = strchr(line, '\n');
+        line = line ? line + 1 : NULL;
+    }
+    free(text);
+    return found;
+}
+
+/* Append one whole row under an exclusive lock (header first if new). */
+static kdens_status append_row(const char *csv, const char *row)
+{
+    int fd = open(csv, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd < 0)
+        return kd_fail(KDENS_E_IO, "%s: cannot open: %s", csv, strerror(errno));
+    kdens_status st = KDENS_OK;
+    if (flock(fd, LOCK_EX) != 0)
+        st = kd_fail(KDENS_E_IO, "%s: cannot lock: %s", csv, strerror(errno));
+    struct stat sb;
+    kd_buf b = {0};
+    if (st == KDENS_OK && fstat(fd, &sb) == 0 && sb.st_size == 0)
+        kd_buf_printf(&b, "model_location,dataset,architecture,fraction,uuid,train_loss,"
+                          "train_accuracy,val_loss,val_accuracy,test_loss,test_accuracy\n");
+    kd_buf_printf(&b, "%s\n", row);
+    if (st == KDENS_OK && (b.failed || write(fd, b.data, b.len) != (ssize_t)b.len))
+        st = kd_fail(KDENS_E_IO, "%s: cannot append: %s", csv, strerror(errno));
+    if (st == KDENS_OK && fsync(fd) != 0)
+        st = kd_fail(KDENS_E_IO, "%s: fsync failed: %s", csv, strerror(errno));
+    kd_buf_free(&b);
+    close(fd); /* releases the lock */
+    return st;
+}
+
+/* Train (or resume) one teacher on `data`, save it, register it. */
+static kdens_status train_one(kdens_teachers *tc, const kdens_dataset *data, double fraction,
+                              const char *uuid)
+{
+    char dir[4200], model[4400], ckpt[4500], log[4400], csv[4200], row[6000];
+    snprintf(dir, sizeof dir, "%s/%s/teachers", tc->workdir, tc->name);
+    snprintf(model, sizeof model, "%s/%s_%g_%s.kdm", dir, tc->arch, fraction, uuid);
+    snprintf(ckpt, sizeof ckpt, "%s.ckpt", model);
+    snprintf(log, sizeof log, "%s/%s/logs/%s.csv", tc->workdir, tc->name, uuid);
+    snprintf(csv, sizeof csv, "%s/teachers.csv", tc->workdir);
+    int h, w, c;
+    kdens_dataset_shape(data, &h, &w, &c);
+    kdens_model *m = NULL;
+    kdens_trainer *t = NULL;
+    kdens_status st = KDENS_OK;
+    if (access(model, F_OK) == 0) { /* trained before a crash kept it from the registry */
+        st = kdens_model_load(model, &m);
+    } else {
+        st = kdens_model_create(tc->arch, h, w, c, kdens_dataset_num_classes(data), tc->seed, &m);
+        if (st == KDENS_OK)
+            st = kdens_trainer_create(m, data, tc->val, &t);
+        if (st == KDENS_OK && kdens_trainer_use_reference_defaults(t, tc->arch) != KDENS_OK)
+            kdens_trainer_set_early_stopping(t, 10, 1);
+        if (st == KDENS_OK && tc->epochs > 0)
+            st = kdens_trainer_set_epochs(t, tc->epochs);
+        if (st == KDENS_OK && tc->batch > 0)
+            st = kdens_trainer_set_batch(t, tc->batch);
+        if (st == KDENS_OK && tc->lr > 0)
+            st = kdens_trainer_set_optimizer(t, KDENS_OPT_ADAM, tc->lr);
+        if (st == KDENS_OK && tc->patience > 0)
+            st = kdens_trainer_set_early_stopping(t, tc->patience, 1);
+        if (st == KDENS_OK)
+            st = kdens_trainer_set_seed(t, tc->seed);
+        if (st == KDENS_OK)
+            st = kdens_trainer_set_log(t, log);
+        if (st == KDENS_OK)
+            st = kdens_trainer_set_checkpoint(t, ckpt, 1);
+        if (st == KDENS_OK)
+            st = kdens_trainer_fit(t);
+        if (st == KDENS_OK) {
+            kdens_model_set_meta(m, "dataset", tc->name);
+            kdens_model_set_meta(m, "uuid", uuid);
+            st = kdens_model_save(m, model);
+        }
+        if (st == KDENS_OK)
+            unlink(ckpt);
+    }
+    double l[3], a[3];
+    const kdens_dataset *sets[3] = {data, tc->val, tc->test};
+    for (int i = 0; i < 3 && st == KDENS_OK; i++)
+        st = kdens_model_evaluate(m, sets[i], 256, &l[i], &a[i], NULL, NULL, NULL);
+    if (st == KDENS_OK) {
+        snprintf(row, sizeof row, "%s,%s,%s,%g,%s,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f", model, tc->name,
+                 tc->arch, fraction, uuid, l[0], a[0], l[1], a[1], l[2], a[2]);
+        st = append_row(csv, row);
+    }
+    kdens_trainer_free(t);
+    kdens_model_free(m);
+    return st;
+}
+
+/* Claim a subset: an exclusive flock on its claim file, held while training.
+ * Returns the fd, or -1 when another live process holds it. */
+static int claim(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CREAT, 0644);
+    if (fd < 0)
+        return -1;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* One subset (or the baseline): skip if registered, else claim and train. */
+static kdens_status run_subset(kdens_teachers *tc, const kdens_dataset *data, double fraction,
+                               const char *uuid, bool *trained)
+{
+    char model[4400], claim_path[4500], csv[4200];
+    snprintf(model, sizeof model, "%s/%s/teachers/%s_%g_%s.kdm", tc->workdir, tc->name,
+             tc->arch, fraction, uuid);
+    snprintf(claim_path, sizeof claim_path, "%s.claim", model);
+    snprintf(csv, sizeof csv, "%s/teachers.csv", tc->workdir);
+    *trained = false;
+    if (registered(csv, model))
+        return KDENS_OK;
+    int fd = claim(claim_path);
+    if (fd < 0)
+        return KDENS_OK; /* another process is on it */
+    kdens_status st = KDENS_OK;
+    if (!registered(csv, model)) { /* it may have finished while we waited */
+        st = train_one(tc, data, fraction, uuid);
+        *trained = st == KDENS_OK;
+    }
+    unlink(claim_path);
+    close(fd);
+    return st;
+}
+
+kdens_status kdens_teachers_train(kdens_teachers *tc, double fraction, int *trained)
+{
+    if (!tc)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    char subsets[4200], dirs[3][4300];
+    snprintf(subsets, sizeof subsets, "%s/%s/subsets", tc->workdir, tc->name);
+    snprintf(dirs[0], sizeof dirs[0], "%s/%s/teachers", tc->workdir, tc->name);
+    snprintf(dirs[1], sizeof dirs[1], "%s/%s/logs", tc->workdir, tc->name);
+    snprintf(dirs[2], sizeof dirs[2], "%s/%s/students", tc->workdir, tc->name);
+    for (int i = 0; i < 3; i++)
+        if (mkdirs(dirs[i]) != 0)
+            return kd_fail(KDENS_E_IO, "%s: cannot create: %s", dirs[i], strerror(errno));
+    DIR *d = opendir(subsets);
+    if (!d)
+        return kd_fail(KDENS_E_NOTFOUND, "%s: no subsets folder (kdens subset makes it)", subsets);
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    kdens_status st = KDENS_OK;
+    while (st == KDENS_OK && (e = readdir(d))) {
+        double f;
+        char uuid[256];
+        if (!parse_subset_name(e->d_name, &f, uuid, sizeof uuid) ||
+            (fraction > 0 && fabs(f - fraction) > 1e-9))
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            char **v = realloc(names, sizeof(char *) * cap);
+            if (!v) {
+                st = kd_fail(KDENS_E_NOMEM, "out of memory");
+                break;
+            }
+            names = v;
+        }
+        if (!(names[n] = kd_strdup(e->d_name)))
+            st = kd_fail(KDENS_E_NOMEM, "out of memory");
+        else
+            n++;
+    }
+    closedir(d);
+    if (st == KDENS_OK && n == 0)
+        st = kd_fail(KDENS_E_NOTFOUND, "%s: no subset manifests%s", subsets,
+                     fraction > 0 ? " of that fraction" : "");
+    if (n > 1)
+        qsort(names, n, sizeof(char *), cmp_str);
+    int count = 0;
+    for (size_t i = 0; st == KDENS_OK && i < n; i++) {
+        double f;
+        char uuid[256], path[4500];
+        parse_subset_name(names[i], &f, uuid, sizeof uuid);
+        snprintf(path, sizeof path, "%s/%s", subsets, names[i]);
+        kdens_dataset *sub;
+        st = kdens_dataset_select(tc->pool, path, &sub);
+        bool did = false;
+        if (st == KDENS_OK)
+            st = run_subset(tc, sub, f, uuid, &did);
+        kdens_dataset_free(sub);
+        count += did;
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    if (trained)
+        *trained = count;
+    return st;
+}
+
+kdens_status kdens_teachers_train_baseline(kdens_teachers *tc)
+{
+    if (!tc)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    char dir[4300];
+    snprintf(dir, sizeof dir, "%s/%s/teachers", tc->workdir, tc->name);
+    if (mkdirs(dir) != 0)
+        return kd_fail(KDENS_E_IO, "%s: cannot create: %s", dir, strerror(errno));
+    snprintf(dir, sizeof dir, "%s/%s/logs", tc->workdir, tc->name);
+    if (mkdirs(dir) != 0)
+        return kd_fail(KDENS_E_IO, "%s: cannot create: %s", dir, strerror(errno));
+    bool did;
+    return run_subset(tc, tc->pool, 1.0, "all_trainset", &did);
+}

@@ -1,0 +1,179 @@
+/* The teacher workflow: subsets to teachers, skipping what is trained, the
+ * baseline, teachers.csv rows in the reference's columns, claims of dead
+ * processes taken over, and two processes sharing one workspace. */
+#include "testutil.h"
+
+#include "data/data.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+enum { S = 6, K = 3 };
+
+static kdens_dataset *make_set(size_t n, uint64_t seed)
+{
+    kdens_dataset *ds;
+    ASSERT_OK(kd_dataset_new(n, S, S, 1, K, &ds));
+    ASSERT_OK(kd_dataset_name_by_index(ds));
+    uint64_t r = seed;
+    for (size_t i = 0; i < n; i++) {
+        int c = (int)(i % K);
+        for (int p = 0; p < S * S; p++) {
+            r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+            ds->store->pixels[i * S * S + p] = (uint8_t)((p % K == c ? 160 : 30) + (r >> 60));
+        }
+        ds->store->labels[i] = c;
+    }
+    return ds;
+}
+
+static void write_subsets(const char *work, kdens_dataset *pool)
+{
+    char dir[4400], path[4600];
+    snprintf(dir, sizeof dir, "%s/toy/subsets", work);
+    char cmd[4500];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    const char *names[5] = {"subset_05_a1.csv", "subset_05_a2.csv", "subset_05_a3.csv",
+                            "subset_05_a4.csv", "subset_03_b1.csv"};
+    for (int i = 0; i < 5; i++) {
+        kdens_dataset *sub;
+        ASSERT_OK(kdens_dataset_subset(pool, i < 4 ? 0.5 : 0.3, 0, (uint64_t)i, &sub));
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        ASSERT_OK(kdens_dataset_write_manifest(sub, path));
+        kdens_dataset_free(sub);
+    }
+}
+
+/* Rows of teachers.csv (header excluded), checking each has 11 fields. */
+static int csv_rows(const char *work, const char *want_uuid, int *matching)
+{
+    char path[4400], line[8192];
+    snprintf(path, sizeof path, "%s/teachers.csv", work);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    int rows = -1;
+    *matching = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (rows < 0)
+            assert_string_equal(line, "model_location,dataset,architecture,fraction,uuid,"
+                                      "train_loss,train_accuracy,val_loss,val_accuracy,"
+                                      "test_loss,test_accuracy\n");
+        else {
+            int commas = 0;
+            for (char *p = line; *p; p++)
+                commas += *p == ',';
+            assert_int_equal(commas, 10);
+            char uuid[64];
+            char *p = line;
+            for (int k = 0; k < 4; k++)
+                p = strchr(p, ',') + 1;
+            sscanf(p, "%63[^,]", uuid);
+            *matching += want_uuid && strcmp(uuid, want_uuid) == 0;
+        }
+        rows++;
+    }
+    fclose(f);
+    return rows;
+}
+
+static kdens_teachers *make_teachers(const char *work, kdens_dataset *pool, kdens_dataset *val,
+                                     kdens_dataset *test)
+{
+    kdens_teachers *tc;
+    ASSERT_OK(kdens_teachers_create(work, "toy", "test", pool, val, test, &tc));
+    ASSERT_OK(kdens_teachers_set_training(tc, 2, 16, 0.01, 0, 5));
+    return tc;
+}
+
+static void test_workflow(void **state)
+{
+    (void)state;
+    char *work = tu_tmpdir();
+    kdens_dataset *pool = make_set(120, 1), *val = make_set(30, 2), *test = make_set(30, 3);
+    write_subsets(work, pool);
+    kdens_teachers *tc = make_teachers(work, pool, val, test);
+    int trained = -1, m;
+    ASSERT_OK(kdens_teachers_train(tc, 0.5, &trained));
+    assert_int_equal(trained, 4);
+    assert_int_equal(csv_rows(work, "a3", &m), 4);
+    assert_int_equal(m, 1);
+    char path[4600];
+    snprintf(path, sizeof path, "%s/toy/teachers/test_0.5_a2.kdm", work);
+    kdens_model *model;
+    ASSERT_OK(kdens_model_load(path, &model));
+    assert_string_equal(kdens_model_get_meta(model, "uuid"), "a2");
+    kdens_model_free(model);
+    snprintf(path, sizeof path, "%s/toy/logs/a2.csv", work);
+    assert_int_equal(access(path, F_OK), 0);
+    ASSERT_OK(kdens_teachers_train(tc, 0.5, &trained)); /* all done: skipped */
+    assert_int_equal(trained, 0);
+    /* a claim left by a dead process is taken over */
+    snprintf(path, sizeof path, "%s/toy/teachers/test_0.3_b1.kdm.claim", work);
+    FILE *f = fopen(path, "w");
+    fputs("12345\n", f);
+    fclose(f);
+    ASSERT_OK(kdens_teachers_train(tc, 0, &trained)); /* every fraction: only b1 is left */
+    assert_int_equal(trained, 1);
+    assert_int_equal(access(path, F_OK), -1);
+    ASSERT_OK(kdens_teachers_train_baseline(tc));
+    assert_int_equal(csv_rows(work, "all_trainset", &m), 6);
+    assert_int_equal(m, 1);
+    ASSERT_OK(kdens_teachers_train_baseline(tc)); /* once only */
+    assert_int_equal(csv_rows(work, "all_trainset", &m), 6);
+    ASSERT_STATUS(kdens_teachers_train(tc, 0.7, &trained), KDENS_E_NOTFOUND);
+    kdens_teachers_free(tc);
+    kdens_dataset_free(pool);
+    kdens_dataset_free(val);
+    kdens_dataset_free(test);
+    tu_rm_rf(work);
+}
+
+static void test_two_processes(void **state)
+{
+    (void)state;
+    char *work = tu_tmpdir();
+    kdens_dataset *pool = make_set(120, 1), *val = make_set(30, 2), *test = make_set(30, 3);
+    write_subsets(work, pool);
+    pid_t kids[2];
+    for (int k = 0; k < 2; k++) {
+        kids[k] = fork();
+        assert_true(kids[k] >= 0);
+        if (kids[k] == 0) {
+            kdens_teachers *tc = make_teachers(work, pool, val, test);
+            int trained;
+            kdens_status st = kdens_teachers_train(tc, 0.5, &trained);
+            _exit(st == KDENS_OK ? trained : 100);
+        }
+    }
+    int total = 0;
+    for (int k = 0; k < 2; k++) {
+        int status;
+        waitpid(kids[k], &status, 0);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) < 100);
+        total += WEXITSTATUS(status);
+    }
+    assert_int_equal(total, 4); /* each subset trained exactly once */
+    int m;
+    assert_int_equal(csv_rows(work, NULL, &m), 4);
+    const char *uuids[4] = {"a1", "a2", "a3", "a4"};
+    for (int i = 0; i < 4; i++) {
+        csv_rows(work, uuids[i], &m);
+        assert_int_equal(m, 1);
+    }
+    kdens_dataset_free(pool);
+    kdens_dataset_free(val);
+    kdens_dataset_free(test);
+    tu_rm_rf(work);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_workflow),
+        cmocka_unit_test(test_two_processes),
+    };
+    return cmocka_run_group_tests_name("teachers", tests, NULL, NULL);
+}
