@@ -17,6 +17,7 @@ static const char *usage_main =
     "  split          split a dataset into training and validation parts\n"
     "  train          train one model on a dataset (checkpoints, --resume)\n"
     "  eval           evaluate a saved model on a dataset's test part\n"
+    "  teachers       train a teacher per subset manifest of a workspace\n"
     "  version        print the library version\n"
     "  help           this text; 'kdens COMMAND --help' for one command\n";
 
@@ -125,6 +126,8 @@ int main(int argc, char **argv)
         return cmd_train(argc - 2, argv + 2);
     if (strcmp(argv[1], "eval") == 0)
         return cmd_eval(argc - 2, argv + 2);
+    if (strcmp(argv[1], "teachers") == 0)
+        return cmd_teachers(argc - 2, argv + 2);
     fprintf(stderr, "kdens: unknown command '%s'\n%s", argv[1], usage_main);
     return 2;
 }

@@ -19,6 +19,8 @@ int cmd_subset(int argc, char **argv);
 int cmd_split(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
-extern const char *const usage_subset, *const usage_split, *const usage_train, *const usage_eval;
+int cmd_teachers(int argc, char **argv);
+extern const char *const usage_subset, *const usage_split, *const usage_train, *const usage_eval,
+    *const usage_teachers;
 
 #endif

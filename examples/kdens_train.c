@@ -240,3 +240,86 @@ int cmd_eval(int argc, char **argv)
     kdens_model_free(m);
     return 0;
 }
+
+const char *const usage_teachers =
+    "usage: kdens teachers --dataset D --arch A [--workdir W] [--fraction F] [--baseline]\n"
+    "                      [--epochs N] [--batch B] [--lr LR] [--patience P] [--seed S]\n"
+    "                      [--size HxW] [--color gray|rgb]\n"
+    "\n"
+    "Trains a teacher of architecture A for every subset manifest in\n"
+    "W/<dataset>/subsets (only those of fraction F when given) not yet in\n"
+    "W/teachers.csv, saving W/<dataset>/teachers/<A>_<fraction>_<uuid>.kdm and\n"
+    "W/<dataset>/logs/<uuid>.csv and appending a row to W/teachers.csv.  Several\n"
+    "processes may run at once on one workspace.  Validation uses W/<dataset>/val.csv\n"
+    "(kdens split) when it exists, else 10% of the training set; testing uses the\n"
+    "test part of D.  --baseline also trains A on the whole training set\n"
+    "(uuid all_trainset).  Training settings default to the reference's.\n";
+
+int cmd_teachers(int argc, char **argv)
+{
+    train_opts o;
+    double fraction = 0;
+    int baseline = 0;
+    /* --fraction and --baseline are this command's own: take them out first */
+    char **rest = malloc(sizeof(char *) * (size_t)(argc + 1));
+    int nrest = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--fraction") && i + 1 < argc)
+            fraction = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--baseline"))
+            baseline = 1;
+        else
+            rest[nrest++] = argv[i];
+    }
+    int rc = parse(nrest, rest, usage_teachers, &o);
+    free(rest);
+    if (rc >= 0)
+        return rc;
+    if (!o.dataset || !o.arch) {
+        fputs(usage_teachers, stderr);
+        return 2;
+    }
+    char name[256], valcsv[4600], root[4200];
+    kdens_dataset *pool, *val = NULL, *rest_train = NULL, *test = NULL;
+    kdens_status st = cli_open_dataset(o.dataset, o.height, o.width, o.color, &pool, name,
+                                       sizeof name);
+    if (st != KDENS_OK)
+        return cli_fail(o.dataset, st);
+    snprintf(valcsv, sizeof valcsv, "%s/%s/val.csv", o.workdir, name);
+    if (access(valcsv, F_OK) == 0)
+        st = kdens_dataset_select(pool, valcsv, &val);
+    else
+        st = kdens_dataset_split(pool, 0.1, o.seed, &rest_train, &val);
+    if (st != KDENS_OK)
+        return cli_fail("validation set", st);
+    snprintf(root, sizeof root, "%s/test", o.dataset);
+    int h, w, c;
+    kdens_dataset_shape(pool, &h, &w, &c);
+    if (access(root, F_OK) == 0)
+        st = kdens_dataset_load_folder(root, h, w, c == 1 ? KDENS_COLOR_GRAY : KDENS_COLOR_RGB, 0,
+                                       &test);
+    else
+        st = kdens_dataset_preset(o.dataset, NULL, NULL, &test);
+    if (st != KDENS_OK)
+        return cli_fail("test set", st);
+    kdens_teachers *tc;
+    st = kdens_teachers_create(o.workdir, name, o.arch, pool, val, test, &tc);
+    if (st == KDENS_OK)
+        st = kdens_teachers_set_training(tc, o.epochs, o.batch > 0 ? (size_t)o.batch : 0, o.lr,
+                                         o.patience, o.seed);
+    int trained = 0;
+    if (st == KDENS_OK)
+        st = kdens_teachers_train(tc, fraction, &trained);
+    if (st == KDENS_OK && baseline)
+        st = kdens_teachers_train_baseline(tc);
+    if (st != KDENS_OK)
+        return cli_fail("teachers", st);
+    printf("trained %d teachers%s; registry %s/teachers.csv\n", trained,
+           baseline ? " and the baseline" : "", o.workdir);
+    kdens_teachers_free(tc);
+    kdens_dataset_free(test);
+    kdens_dataset_free(val);
+    kdens_dataset_free(rest_train);
+    kdens_dataset_free(pool);
+    return 0;
+}

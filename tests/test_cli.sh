@@ -32,6 +32,9 @@ sed -n '/^usage: kdens eval/,/predicted)\.$/p' docs/cli.md >"$tmp/eval.doc"
 "$KDENS" eval --help >"$tmp/eval.out"
 check "kdens train --help matches docs/cli.md" cmp "$tmp/train.doc" "$tmp/train.out"
 check "kdens eval --help matches docs/cli.md" cmp "$tmp/eval.doc" "$tmp/eval.out"
+sed -n '/^usage: kdens teachers/,/reference.s\.$/p' docs/cli.md >"$tmp/teachers.doc"
+"$KDENS" teachers --help >"$tmp/teachers.out"
+check "kdens teachers --help matches docs/cli.md" cmp "$tmp/teachers.doc" "$tmp/teachers.out"
 
 check "test network has 31530 parameters" sh -c \
     "'$KDENS' arch test --input 28x28x1 --classes 10 | tail -n 1 | grep -qx 'params: 31530'"
@@ -73,6 +76,14 @@ check "the model and log are written" test -f "$tmp/wd/imgs/models/test_0.kdm" -
     -f "$tmp/wd/imgs/logs/test_0.csv"
 check "kdens eval on the folder's test part" sh -c \
     "'$KDENS' eval --model '$tmp/wd/imgs/models/test_0.kdm' --dataset '$tmp/imgs' | grep -q '^images 4 '"
+
+# a fresh workspace for the folder as it is after the move
+check "subsets for teachers" "$KDENS" subset --dataset "$tmp/imgs" --workdir "$tmp/wt" \
+    --fraction 0.5 --number 2 --size 4x4
+check "kdens teachers on the folder's subsets" "$KDENS" teachers --dataset "$tmp/imgs" --arch test \
+    --size 4x4 --epochs 1 --batch 4 --workdir "$tmp/wt" --baseline
+check "teachers.csv has two subset teachers and the baseline" sh -c \
+    "test \$(tail -n +2 '$tmp/wt/teachers.csv' | wc -l) -eq 3"
 
 expect_exit() { # name, code, command...
     name=$1 code=$2
