@@ -243,6 +243,7 @@ int cmd_eval(int argc, char **argv)
 
 const char *const usage_teachers =
     "usage: kdens teachers --dataset D --arch A [--workdir W] [--fraction F] [--baseline]\n"
+    "                      [--snapshots M --cycle-epochs E] [--checkpoints K]\n"
     "                      [--epochs N] [--batch B] [--lr LR] [--patience P] [--seed S]\n"
     "                      [--size HxW] [--color gray|rgb]\n"
     "\n"
@@ -253,13 +254,18 @@ const char *const usage_teachers =
     "processes may run at once on one workspace.  Validation uses W/<dataset>/val.csv\n"
     "(kdens split) when it exists, else 10% of the training set; testing uses the\n"
     "test part of D.  --baseline also trains A on the whole training set\n"
-    "(uuid all_trainset).  Training settings default to the reference's.\n";
+    "(uuid all_trainset).  Training settings default to the reference's.\n"
+    "\n"
+    "  --snapshots M --cycle-epochs E   also a snapshot ensemble: one run with a\n"
+    "                  cyclic cosine rate, a teacher saved after each of M cycles\n"
+    "  --checkpoints K also a checkpoint ensemble: the K best epochs (by validation\n"
+    "                  loss) of one run of --epochs N (default 10)\n";
 
 int cmd_teachers(int argc, char **argv)
 {
     train_opts o;
     double fraction = 0;
-    int baseline = 0;
+    int baseline = 0, snapshots = 0, cycle_epochs = 0, checkpoints = 0;
     /* --fraction and --baseline are this command's own: take them out first */
     char **rest = malloc(sizeof(char *) * (size_t)(argc + 1));
     int nrest = 0;
@@ -268,6 +274,12 @@ int cmd_teachers(int argc, char **argv)
             fraction = atof(argv[++i]);
         else if (!strcmp(argv[i], "--baseline"))
             baseline = 1;
+        else if (!strcmp(argv[i], "--snapshots") && i + 1 < argc)
+            snapshots = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--cycle-epochs") && i + 1 < argc)
+            cycle_epochs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--checkpoints") && i + 1 < argc)
+            checkpoints = atoi(argv[++i]);
         else
             rest[nrest++] = argv[i];
     }
@@ -308,14 +320,23 @@ int cmd_teachers(int argc, char **argv)
         st = kdens_teachers_set_training(tc, o.epochs, o.batch > 0 ? (size_t)o.batch : 0, o.lr,
                                          o.patience, o.seed);
     int trained = 0;
-    if (st == KDENS_OK)
+    int any_subsets = snapshots == 0 && checkpoints == 0 && !baseline;
+    if (st == KDENS_OK) { /* with other work asked for, a workspace without subsets is fine */
         st = kdens_teachers_train(tc, fraction, &trained);
+        if (st == KDENS_E_NOTFOUND && !any_subsets)
+            st = KDENS_OK;
+    }
     if (st == KDENS_OK && baseline)
         st = kdens_teachers_train_baseline(tc);
+    if (st == KDENS_OK && snapshots > 0)
+        st = kdens_teachers_train_snapshots(tc, snapshots, cycle_epochs > 0 ? cycle_epochs : 2);
+    if (st == KDENS_OK && checkpoints > 0)
+        st = kdens_teachers_train_checkpoints(tc, o.epochs > 0 ? o.epochs : 10, checkpoints);
     if (st != KDENS_OK)
         return cli_fail("teachers", st);
-    printf("trained %d teachers%s; registry %s/teachers.csv\n", trained,
-           baseline ? " and the baseline" : "", o.workdir);
+    printf("trained %d subset teachers%s%s%s; registry %s/teachers.csv\n", trained,
+           baseline ? ", the baseline" : "", snapshots ? ", a snapshot ensemble" : "",
+           checkpoints ? ", a checkpoint ensemble" : "", o.workdir);
     kdens_teachers_free(tc);
     kdens_dataset_free(test);
     kdens_dataset_free(val);

@@ -586,6 +586,15 @@ typedef kdens_status (*kdens_soft_targets_fn)(void *user, const float *x,
 KDENS_API kdens_status kdens_trainer_set_soft_targets(kdens_trainer *t, kdens_soft_targets_fn fn,
                                                       void *user);
 
+/* Called after every epoch (1-based) with its validation loss (NaN without
+ * validation), before any early-stopping restore; the model may be read
+ * (saved, copied) but not changed.  A status other than KDENS_OK stops
+ * training with it.  NULL: none. */
+typedef kdens_status (*kdens_epoch_fn)(void *user, int epoch, double val_loss,
+                                       const kdens_model *model);
+KDENS_API kdens_status kdens_trainer_set_epoch_callback(kdens_trainer *t, kdens_epoch_fn fn,
+                                                        void *user);
+
 /* Train.  Progress goes to the progress callback once per batch, with the
  * task "epoch E/N loss L img/s R eta S".  Errors: KDENS_E_NUMERIC when the
  * loss becomes NaN or infinite (training stops; the message names the epoch
@@ -632,6 +641,18 @@ KDENS_API kdens_status kdens_teachers_train(kdens_teachers *tc, double fraction,
 /* The baseline: the same architecture on the whole pool, uuid "all_trainset",
  * fraction 1, registered like a teacher.  Skipped when already trained. */
 KDENS_API kdens_status kdens_teachers_train_baseline(kdens_teachers *tc);
+/* Submodels from one training run on the whole pool (fraction 1), each saved
+ * and registered like a teacher:
+ *  - a snapshot ensemble (Huang et al. 2017): a cyclic cosine learning rate
+ *    restarted every cycle_epochs, the model saved at the end of each of
+ *    `cycles` cycles -- uuids snapshot_<seed>_<k>;
+ *  - a checkpoint ensemble: the best_k epochs by validation loss of a run of
+ *    `epochs` -- uuids checkpoint_<seed>_e<epoch>.
+ * Errors: KDENS_E_ARG, and those of training and registering. */
+KDENS_API kdens_status kdens_teachers_train_snapshots(kdens_teachers *tc, int cycles,
+                                                      int cycle_epochs);
+KDENS_API kdens_status kdens_teachers_train_checkpoints(kdens_teachers *tc, int epochs,
+                                                        int best_k);
 
 #ifdef __cplusplus
 }

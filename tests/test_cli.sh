@@ -32,7 +32,8 @@ sed -n '/^usage: kdens eval/,/predicted)\.$/p' docs/cli.md >"$tmp/eval.doc"
 "$KDENS" eval --help >"$tmp/eval.out"
 check "kdens train --help matches docs/cli.md" cmp "$tmp/train.doc" "$tmp/train.out"
 check "kdens eval --help matches docs/cli.md" cmp "$tmp/eval.doc" "$tmp/eval.out"
-sed -n '/^usage: kdens teachers/,/reference.s\.$/p' docs/cli.md >"$tmp/teachers.doc"
+sed -n '/^usage: kdens teachers/,/loss) of one run of --epochs N (default 10)$/p' docs/cli.md \
+    >"$tmp/teachers.doc"
 "$KDENS" teachers --help >"$tmp/teachers.out"
 check "kdens teachers --help matches docs/cli.md" cmp "$tmp/teachers.doc" "$tmp/teachers.out"
 
@@ -84,6 +85,11 @@ check "kdens teachers on the folder's subsets" "$KDENS" teachers --dataset "$tmp
     --size 4x4 --epochs 1 --batch 4 --workdir "$tmp/wt" --baseline
 check "teachers.csv has two subset teachers and the baseline" sh -c \
     "test \$(tail -n +2 '$tmp/wt/teachers.csv' | wc -l) -eq 3"
+check "snapshot and checkpoint ensembles" "$KDENS" teachers --dataset "$tmp/imgs" --arch test \
+    --size 4x4 --batch 4 --workdir "$tmp/wt" --snapshots 2 --cycle-epochs 1 --checkpoints 2 \
+    --epochs 3
+check "four more teachers registered" sh -c \
+    "test \$(tail -n +2 '$tmp/wt/teachers.csv' | wc -l) -eq 7"
 
 expect_exit() { # name, code, command...
     name=$1 code=$2

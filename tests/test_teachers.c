@@ -169,11 +169,36 @@ static void test_two_processes(void **state)
     tu_rm_rf(work);
 }
 
+static void test_snapshots_and_checkpoints(void **state)
+{
+    (void)state;
+    char *work = tu_tmpdir();
+    kdens_dataset *pool = make_set(120, 1), *val = make_set(30, 2), *test = make_set(30, 3);
+    kdens_teachers *tc = make_teachers(work, pool, val, test);
+    ASSERT_OK(kdens_teachers_train_snapshots(tc, 3, 2)); /* 6 epochs, 3 cycles */
+    int m;
+    assert_int_equal(csv_rows(work, "snapshot_5_3", &m), 3);
+    assert_int_equal(m, 1);
+    char path[4600];
+    snprintf(path, sizeof path, "%s/toy/teachers/test_1_snapshot_5_2.kdm", work);
+    assert_int_equal(access(path, F_OK), 0);
+    ASSERT_OK(kdens_teachers_train_checkpoints(tc, 4, 2));
+    assert_int_equal(csv_rows(work, NULL, &m), 5);
+    ASSERT_STATUS(kdens_teachers_train_checkpoints(tc, 2, 3), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_teachers_train_snapshots(tc, 0, 2), KDENS_E_ARG);
+    kdens_teachers_free(tc);
+    kdens_dataset_free(pool);
+    kdens_dataset_free(val);
+    kdens_dataset_free(test);
+    tu_rm_rf(work);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_workflow),
         cmocka_unit_test(test_two_processes),
+        cmocka_unit_test(test_snapshots_and_checkpoints),
     };
     return cmocka_run_group_tests_name("teachers", tests, NULL, NULL);
 }

@@ -162,52 +162,48 @@ static kdens_status append_row(const char *csv, const char *row)
     return st;
 }
 
-/* Train (or resume) one teacher on `data`, save it, register it. */
-static kdens_status train_one(kdens_teachers *tc, const kdens_dataset *data, double fraction,
-                              const char *uuid)
+/* A trainer for `m` on `data` with the run's settings. */
+static kdens_status configure(kdens_teachers *tc, kdens_model *m, const kdens_dataset *data,
+                              kdens_trainer **out)
 {
-    char dir[4200], model[4400], ckpt[4500], log[4400], csv[4200], row[6000];
-    snprintf(dir, sizeof dir, "%s/%s/teachers", tc->workdir, tc->name);
-    snprintf(model, sizeof model, "%s/%s_%g_%s.kdm", dir, tc->arch, fraction, uuid);
-    snprintf(ckpt, sizeof ckpt, "%s.ckpt", model);
-    snprintf(log, sizeof log, "%s/%s/logs/%s.csv", tc->workdir, tc->name, uuid);
+    kdens_trainer *t;
+    kdens_status st = kdens_trainer_create(m, data, tc->val, &t);
+    if (st != KDENS_OK)
+        return st;
+    if (kdens_trainer_use_reference_defaults(t, tc->arch) != KDENS_OK)
+        kdens_trainer_set_early_stopping(t, 10, 1);
+    if (st == KDENS_OK && tc->epochs > 0)
+        st = kdens_trainer_set_epochs(t, tc->epochs);
+    if (st == KDENS_OK && tc->batch > 0)
+        st = kdens_trainer_set_batch(t, tc->batch);
+    if (st == KDENS_OK && tc->lr > 0)
+        st = kdens_trainer_set_optimizer(t, KDENS_OPT_ADAM, tc->lr);
+    if (st == KDENS_OK && tc->patience > 0)
+        st = kdens_trainer_set_early_stopping(t, tc->patience, 1);
+    if (st == KDENS_OK)
+        st = kdens_trainer_set_seed(t, tc->seed);
+    if (st != KDENS_OK) {
+        kdens_trainer_free(t);
+        return st;
+    }
+    *out = t;
+    return KDENS_OK;
+}
+
+/* Save a trained model as a teacher and append its row. */
+static kdens_status register_teacher(kdens_teachers *tc, kdens_model *m,
+                                     const kdens_dataset *data, double fraction,
+                                     const char *uuid, bool save)
+{
+    char model[4400], csv[4200], row[6000];
+    snprintf(model, sizeof model, "%s/%s/teachers/%s_%g_%s.kdm", tc->workdir, tc->name,
+             tc->arch, fraction, uuid);
     snprintf(csv, sizeof csv, "%s/teachers.csv", tc->workdir);
-    int h, w, c;
-    kdens_dataset_shape(data, &h, &w, &c);
-    kdens_model *m = NULL;
-    kdens_trainer *t = NULL;
     kdens_status st = KDENS_OK;
-    if (access(model, F_OK) == 0) { /* trained before a crash kept it from the registry */
-        st = kdens_model_load(model, &m);
-    } else {
-        st = kdens_model_create(tc->arch, h, w, c, kdens_dataset_num_classes(data), tc->seed, &m);
-        if (st == KDENS_OK)
-            st = kdens_trainer_create(m, data, tc->val, &t);
-        if (st == KDENS_OK && kdens_trainer_use_reference_defaults(t, tc->arch) != KDENS_OK)
-            kdens_trainer_set_early_stopping(t, 10, 1);
-        if (st == KDENS_OK && tc->epochs > 0)
-            st = kdens_trainer_set_epochs(t, tc->epochs);
-        if (st == KDENS_OK && tc->batch > 0)
-            st = kdens_trainer_set_batch(t, tc->batch);
-        if (st == KDENS_OK && tc->lr > 0)
-            st = kdens_trainer_set_optimizer(t, KDENS_OPT_ADAM, tc->lr);
-        if (st == KDENS_OK && tc->patience > 0)
-            st = kdens_trainer_set_early_stopping(t, tc->patience, 1);
-        if (st == KDENS_OK)
-            st = kdens_trainer_set_seed(t, tc->seed);
-        if (st == KDENS_OK)
-            st = kdens_trainer_set_log(t, log);
-        if (st == KDENS_OK)
-            st = kdens_trainer_set_checkpoint(t, ckpt, 1);
-        if (st == KDENS_OK)
-            st = kdens_trainer_fit(t);
-        if (st == KDENS_OK) {
-            kdens_model_set_meta(m, "dataset", tc->name);
-            kdens_model_set_meta(m, "uuid", uuid);
-            st = kdens_model_save(m, model);
-        }
-        if (st == KDENS_OK)
-            unlink(ckpt);
+    if (save) {
+        kdens_model_set_meta(m, "dataset", tc->name);
+        kdens_model_set_meta(m, "uuid", uuid);
+        st = kdens_model_save(m, model);
     }
     double l[3], a[3];
     const kdens_dataset *sets[3] = {data, tc->val, tc->test};
@@ -218,6 +214,44 @@ static kdens_status train_one(kdens_teachers *tc, const kdens_dataset *data, dou
                  tc->arch, fraction, uuid, l[0], a[0], l[1], a[1], l[2], a[2]);
         st = append_row(csv, row);
     }
+    return st;
+}
+
+/* Train (or resume) one teacher on `data`, save it, register it. */
+static kdens_status train_one(kdens_teachers *tc, const kdens_dataset *data, double fraction,
+                              const char *uuid)
+{
+    char model[4400], ckpt[4500], log[4400];
+    snprintf(model, sizeof model, "%s/%s/teachers/%s_%g_%s.kdm", tc->workdir, tc->name,
+             tc->arch, fraction, uuid);
+    snprintf(ckpt, sizeof ckpt, "%s.ckpt", model);
+    snprintf(log, sizeof log, "%s/%s/logs/%s.csv", tc->workdir, tc->name, uuid);
+    if (access(model, F_OK) == 0) { /* trained before a crash kept it from the registry */
+        kdens_model *m;
+        kdens_status st = kdens_model_load(model, &m);
+        if (st == KDENS_OK)
+            st = register_teacher(tc, m, data, fraction, uuid, false);
+        kdens_model_free(m);
+        return st;
+    }
+    int h, w, c;
+    kdens_dataset_shape(data, &h, &w, &c);
+    kdens_model *m = NULL;
+    kdens_trainer *t = NULL;
+    kdens_status st =
+        kdens_model_create(tc->arch, h, w, c, kdens_dataset_num_classes(data), tc->seed, &m);
+    if (st == KDENS_OK)
+        st = configure(tc, m, data, &t);
+    if (st == KDENS_OK)
+        st = kdens_trainer_set_log(t, log);
+    if (st == KDENS_OK)
+        st = kdens_trainer_set_checkpoint(t, ckpt, 1);
+    if (st == KDENS_OK)
+        st = kdens_trainer_fit(t);
+    if (st == KDENS_OK)
+        st = register_teacher(tc, m, data, fraction, uuid, true);
+    if (st == KDENS_OK)
+        unlink(ckpt);
     kdens_trainer_free(t);
     kdens_model_free(m);
     return st;
@@ -240,6 +274,19 @@ static int claim(const char *path)
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* WORKDIR/<dataset>/{teachers,logs,students}. */
+static kdens_status make_dirs(const kdens_teachers *tc)
+{
+    static const char *const parts[3] = {"teachers", "logs", "students"};
+    for (int i = 0; i < 3; i++) {
+        char dir[4300];
+        snprintf(dir, sizeof dir, "%s/%s/%s", tc->workdir, tc->name, parts[i]);
+        if (mkdirs(dir) != 0)
+            return kd_fail(KDENS_E_IO, "%s: cannot create: %s", dir, strerror(errno));
+    }
+    return KDENS_OK;
 }
 
 /* One subset (or the baseline): skip if registered, else claim and train. */
@@ -271,14 +318,11 @@ kdens_status kdens_teachers_train(kdens_teachers *tc, double fraction, int *trai
 {
     if (!tc)
         return kd_fail(KDENS_E_ARG, "NULL argument");
-    char subsets[4200], dirs[3][4300];
+    char subsets[4200];
     snprintf(subsets, sizeof subsets, "%s/%s/subsets", tc->workdir, tc->name);
-    snprintf(dirs[0], sizeof dirs[0], "%s/%s/teachers", tc->workdir, tc->name);
-    snprintf(dirs[1], sizeof dirs[1], "%s/%s/logs", tc->workdir, tc->name);
-    snprintf(dirs[2], sizeof dirs[2], "%s/%s/students", tc->workdir, tc->name);
-    for (int i = 0; i < 3; i++)
-        if (mkdirs(dirs[i]) != 0)
-            return kd_fail(KDENS_E_IO, "%s: cannot create: %s", dirs[i], strerror(errno));
+    kdens_status dst = make_dirs(tc);
+    if (dst != KDENS_OK)
+        return dst;
     DIR *d = opendir(subsets);
     if (!d)
         return kd_fail(KDENS_E_NOTFOUND, "%s: no subsets folder (kdens subset makes it)", subsets);
@@ -338,13 +382,138 @@ kdens_status kdens_teachers_train_baseline(kdens_teachers *tc)
 {
     if (!tc)
         return kd_fail(KDENS_E_ARG, "NULL argument");
-    char dir[4300];
-    snprintf(dir, sizeof dir, "%s/%s/teachers", tc->workdir, tc->name);
-    if (mkdirs(dir) != 0)
-        return kd_fail(KDENS_E_IO, "%s: cannot create: %s", dir, strerror(errno));
-    snprintf(dir, sizeof dir, "%s/%s/logs", tc->workdir, tc->name);
-    if (mkdirs(dir) != 0)
-        return kd_fail(KDENS_E_IO, "%s: cannot create: %s", dir, strerror(errno));
+    kdens_status st = make_dirs(tc);
+    if (st != KDENS_OK)
+        return st;
     bool did;
     return run_subset(tc, tc->pool, 1.0, "all_trainset", &did);
+}
+
+/* ---- submodels of one run ------------------------------------------------------------ */
+
+struct snap_ctx {
+    kdens_teachers *tc;
+    int cycle_epochs, best_k, n_best;
+    float **best;      /* best_k weight copies, by validation loss */
+    double *best_loss;
+    int *best_epoch;
+};
+
+/* Snapshots: save and register the model at the end of every cycle. */
+static kdens_status on_snapshot(void *user, int epoch, double val_loss, const kdens_model *m)
+{
+    (void)val_loss;
+    struct snap_ctx *c = user;
+    if (epoch % c->cycle_epochs != 0)
+        return KDENS_OK;
+    char uuid[96];
+    snprintf(uuid, sizeof uuid, "snapshot_%llu_%d", (unsigned long long)c->tc->seed,
+             epoch / c->cycle_epochs);
+    return register_teacher(c->tc, (kdens_model *)m, c->tc->pool, 1.0, uuid, true);
+}
+
+/* Checkpoint ensemble: keep the best_k epochs' weights by validation loss. */
+static kdens_status on_checkpoint(void *user, int epoch, double val_loss, const kdens_model *m)
+{
+    struct snap_ctx *c = user;
+    int slot = c->n_best < c->best_k ? c->n_best++ : -1;
+    if (slot < 0) { /* replace the worst kept, if this one is better */
+        int worst = 0;
+        for (int i = 1; i < c->best_k; i++)
+            if (c->best_loss[i] > c->best_loss[worst])
+                worst = i;
+        if (!(val_loss < c->best_loss[worst]))
+            return KDENS_OK;
+        slot = worst;
+    }
+    memcpy(c->best[slot], m->weights, sizeof(float) * m->n_weights);
+    c->best_loss[slot] = val_loss;
+    c->best_epoch[slot] = epoch;
+    return KDENS_OK;
+}
+
+static kdens_status one_run(kdens_teachers *tc, int epochs, kdens_schedule schedule, int period,
+                            kdens_epoch_fn fn, struct snap_ctx *ctx, kdens_model **out)
+{
+    int h, w, c;
+    kdens_dataset_shape(tc->pool, &h, &w, &c);
+    kdens_model *m = NULL;
+    kdens_trainer *t = NULL;
+    kdens_status st =
+        kdens_model_create(tc->arch, h, w, c, kdens_dataset_num_classes(tc->pool), tc->seed, &m);
+    if (st == KDENS_OK)
+        st = configure(tc, m, tc->pool, &t);
+    if (st == KDENS_OK)
+        st = kdens_trainer_set_epochs(t, epochs);
+    if (st == KDENS_OK)
+        st = kdens_trainer_set_early_stopping(t, 0, 0); /* every epoch counts */
+    if (st == KDENS_OK)
+        st = kdens_trainer_set_schedule(t, schedule, period, 0);
+    if (st == KDENS_OK)
+        st = kdens_trainer_set_epoch_callback(t, fn, ctx);
+    if (st == KDENS_OK)
+        st = kdens_trainer_fit(t);
+    kdens_trainer_free(t);
+    if (st != KDENS_OK) {
+        kdens_model_free(m);
+        return st;
+    }
+    *out = m;
+    return KDENS_OK;
+}
+
+kdens_status kdens_teachers_train_snapshots(kdens_teachers *tc, int cycles, int cycle_epochs)
+{
+    if (!tc || cycles < 1 || cycle_epochs < 1)
+        return kd_fail(KDENS_E_ARG, "snapshots need cycles and cycle epochs >= 1");
+    struct snap_ctx ctx = {tc, cycle_epochs, 0, 0, NULL, NULL, NULL};
+    kdens_model *m;
+    kdens_status st = make_dirs(tc);
+    if (st != KDENS_OK)
+        return st;
+    st = one_run(tc, cycles * cycle_epochs, KDENS_SCHEDULE_CYCLIC, cycle_epochs,
+                              on_snapshot, &ctx, &m);
+    if (st == KDENS_OK)
+        kdens_model_free(m);
+    return st;
+}
+
+kdens_status kdens_teachers_train_checkpoints(kdens_teachers *tc, int epochs, int best_k)
+{
+    if (!tc || epochs < 1 || best_k < 1 || best_k > epochs)
+        return kd_fail(KDENS_E_ARG, "a checkpoint ensemble needs 1 <= best_k <= epochs");
+    struct snap_ctx ctx = {tc, 0, best_k, 0, NULL, NULL, NULL};
+    ctx.best = calloc((size_t)best_k, sizeof(float *));
+    ctx.best_loss = calloc((size_t)best_k, sizeof(double));
+    ctx.best_epoch = calloc((size_t)best_k, sizeof(int));
+    kdens_model *m = NULL;
+    kdens_status st = ctx.best && ctx.best_loss && ctx.best_epoch
+                          ? make_dirs(tc)
+                          : kd_fail(KDENS_E_NOMEM, "out of memory");
+    /* weight copies need the network's size: a probe model */
+    int h, w, c;
+    kdens_dataset_shape(tc->pool, &h, &w, &c);
+    kdens_model *probe = NULL;
+    if (st == KDENS_OK)
+        st = kdens_model_create(tc->arch, h, w, c, kdens_dataset_num_classes(tc->pool), 0, &probe);
+    for (int i = 0; st == KDENS_OK && i < best_k; i++)
+        if (!(ctx.best[i] = malloc(sizeof(float) * probe->n_weights)))
+            st = kd_fail(KDENS_E_NOMEM, "out of memory");
+    kdens_model_free(probe);
+    if (st == KDENS_OK)
+        st = one_run(tc, epochs, KDENS_SCHEDULE_CONSTANT, 0, on_checkpoint, &ctx, &m);
+    for (int i = 0; st == KDENS_OK && i < ctx.n_best; i++) {
+        char uuid[96];
+        memcpy(m->weights, ctx.best[i], sizeof(float) * m->n_weights);
+        snprintf(uuid, sizeof uuid, "checkpoint_%llu_e%d", (unsigned long long)tc->seed,
+                 ctx.best_epoch[i]);
+        st = register_teacher(tc, m, tc->pool, 1.0, uuid, true);
+    }
+    kdens_model_free(m);
+    for (int i = 0; ctx.best && i < best_k; i++)
+        free(ctx.best[i]);
+    free(ctx.best);
+    free(ctx.best_loss);
+    free(ctx.best_epoch);
+    return st;
 }

@@ -32,6 +32,8 @@ struct kdens_trainer {
     bool resume;
     kdens_soft_targets_fn soft_fn;
     void *soft_user;
+    kdens_epoch_fn epoch_fn;
+    void *epoch_user;
     /* results */
     int epochs_run, best_epoch;
     double best_val_loss;
@@ -89,6 +91,15 @@ void kdens_trainer_free(kdens_trainer *t)
     free(t->log_path);
     free(t->checkpoint);
     free(t);
+}
+
+kdens_status kdens_trainer_set_epoch_callback(kdens_trainer *t, kdens_epoch_fn fn, void *user)
+{
+    if (!t)
+        return kd_fail(KDENS_E_ARG, "NULL trainer");
+    t->epoch_fn = fn;
+    t->epoch_user = user;
+    return KDENS_OK;
 }
 
 kdens_status kdens_trainer_set_soft_targets(kdens_trainer *t, kdens_soft_targets_fn fn,
@@ -449,6 +460,8 @@ kdens_status kdens_trainer_fit(kdens_trainer *t)
                 stopped = ++wait >= t->patience;
             }
         }
+        if (st == KDENS_OK && t->epoch_fn)
+            st = t->epoch_fn(t->epoch_user, e + 1, val_loss, m);
         if (st == KDENS_OK && t->checkpoint) {
             run_state now_state = {(uint32_t)(e + 1), (uint32_t)wait, (uint32_t)t->best_epoch,
                                    t->best_val_loss, best};
