@@ -1,10 +1,12 @@
 /* kdens -- the libkdens command-line tool.  Each subcommand is a thin layer
  * over the public API (include/kdens.h); see docs/cli.md. */
+#define _POSIX_C_SOURCE 200809L
 #include "kdens_cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *usage_main =
     "usage: kdens <command> [options]\n"
@@ -105,8 +107,32 @@ static int cmd_arch(int argc, char **argv)
     return 0;
 }
 
+/* Progress: a bar redrawn in place on a terminal, one line per epoch otherwise. */
+static void show_progress(const char *task, uint64_t done, uint64_t total, void *user)
+{
+    (void)user;
+    if (isatty(fileno(stderr))) {
+        int width = 30, filled = total ? (int)(width * done / total) : 0;
+        fprintf(stderr, "\r[%.*s%*s] %s  ", filled, "##############################",
+                width - filled, "", task);
+        if (done == total)
+            fputc('\n', stderr);
+    } else if (done == total) {
+        fprintf(stderr, "%s\n", task);
+    }
+}
+
+static void show_log(kdens_log_level level, const char *message, void *user)
+{
+    (void)user;
+    if (level <= KDENS_LOG_WARN)
+        fprintf(stderr, "kdens: %s\n", message);
+}
+
 int main(int argc, char **argv)
 {
+    kdens_set_progress_callback(show_progress, NULL);
+    kdens_set_log_callback(show_log, NULL);
     if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
         strcmp(argv[1], "-h") == 0) {
         fputs(usage_main, argc < 2 ? stderr : stdout);
