@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 const char *const usage_train =
-    "usage: kdens train --dataset D --arch A [--workdir W] [--subset FILE.csv]\n"
+    "usage: kdens train --dataset D --arch A [--workdir W] [--subset FILE.csv | --fraction F]\n"
     "                   [--epochs N] [--batch B] [--lr LR] [--seed S] [--patience P]\n"
     "                   [--schedule constant|cosine] [--augment] [--resume]\n"
     "                   [--size HxW] [--color gray|rgb] [--out FILE.kdm]\n"
@@ -24,22 +24,26 @@ const char *const usage_train =
     "W/<dataset>/logs/<name>.csv (W defaults to '.').\n"
     "\n"
     "  --subset FILE   train on the samples a subset manifest lists\n"
+    "  --fraction F    train on a random subset (each sample kept with probability F)\n"
     "  --augment       add the dataset preset's ImageDataGenerator policy\n"
     "  --resume        continue from the checkpoint if there is one\n"
     "  --out FILE      where to save the model instead\n";
 
 const char *const usage_eval =
     "usage: kdens eval --model FILE.kdm --dataset D [--size HxW] [--color gray|rgb]\n"
+    "       kdens eval --workdir W --dataset D [--arch A] [--fraction F]\n"
     "\n"
     "Evaluates the model on the test part of D (a preset, or ROOT/test of an image\n"
     "folder): loss, top-1 and top-5 accuracy, accuracy per class, and the\n"
-    "confusion matrix (rows: true class, columns: predicted).\n";
+    "confusion matrix (rows: true class, columns: predicted).  Without --model,\n"
+    "evaluates every teacher of W/teachers.csv for D (of architecture A and\n"
+    "fraction F when given), one line each.\n";
 
 typedef struct train_opts {
     const char *dataset, *arch, *workdir, *subset, *out, *model, *schedule;
     int epochs, patience, height, width, augment, resume;
     long batch;
-    double lr;
+    double lr, fraction;
     unsigned long long seed;
     kdens_color color;
 } train_opts;
@@ -78,6 +82,7 @@ static int parse(int argc, char **argv, const char *usage, train_opts *o)
             else if (!strcmp(a, "--patience")) o->patience = atoi(v);
             else if (!strcmp(a, "--batch")) o->batch = atol(v);
             else if (!strcmp(a, "--lr")) o->lr = atof(v);
+            else if (!strcmp(a, "--fraction")) o->fraction = atof(v);
             else if (!strcmp(a, "--seed")) o->seed = strtoull(v, NULL, 10);
             else if (!strcmp(a, "--color")) o->color = !strcmp(v, "gray") ? KDENS_COLOR_GRAY : KDENS_COLOR_RGB;
             else if (!strcmp(a, "--size")) {
@@ -115,6 +120,11 @@ int cmd_train(int argc, char **argv)
         st = kdens_dataset_select(all, o.subset, &sub);
         if (st != KDENS_OK)
             return cli_fail(o.subset, st);
+        src = sub;
+    } else if (o.fraction > 0 && o.fraction < 1) {
+        st = kdens_dataset_subset(all, o.fraction, 0, o.seed, &sub);
+        if (st != KDENS_OK)
+            return cli_fail("subset", st);
         src = sub;
     }
     st = kdens_dataset_split(src, 0.1, o.seed, &train, &val);
@@ -193,30 +203,82 @@ int cmd_train(int argc, char **argv)
     return 0;
 }
 
+/* The test part of a dataset spec, for a model's input shape. */
+static kdens_status open_test(const char *dataset, const kdens_model *m, kdens_dataset **test)
+{
+    char root[4200];
+    snprintf(root, sizeof root, "%s/test", dataset);
+    int h, w, c;
+    kdens_model_input_shape(m, &h, &w, &c);
+    if (access(root, F_OK) == 0)
+        return kdens_dataset_load_folder(root, h, w, c == 1 ? KDENS_COLOR_GRAY : KDENS_COLOR_RGB,
+                                         0, test);
+    return kdens_dataset_preset(dataset, NULL, NULL, test);
+}
+
+/* Every registered teacher of the dataset (and arch, fraction) on the test set. */
+static int eval_registry(const train_opts *o)
+{
+    char csv[4200], line[8192], name[256];
+    snprintf(csv, sizeof csv, "%s/teachers.csv", o->workdir);
+    const char *base = strrchr(o->dataset, '/');
+    snprintf(name, sizeof name, "%s", base && base[1] ? base + 1 : o->dataset);
+    FILE *f = fopen(csv, "r");
+    if (!f) {
+        fprintf(stderr, "kdens: %s: cannot open: %s\n", csv, strerror(errno));
+        return 1;
+    }
+    kdens_dataset *test = NULL;
+    int rc = 0, seen = 0;
+    while (rc == 0 && fgets(line, sizeof line, f)) {
+        char loc[4096], ds[256], arch[128], uuid[256];
+        double frac;
+        if (sscanf(line, "%4095[^,],%255[^,],%127[^,],%lf,%255[^,],", loc, ds, arch, &frac,
+                   uuid) != 5 || strcmp(ds, name) != 0 || (o->arch && strcmp(arch, o->arch)) ||
+            (o->fraction > 0 && frac != o->fraction))
+            continue;
+        kdens_model *m;
+        kdens_status st = kdens_model_load(loc, &m);
+        if (st == KDENS_OK && !test)
+            st = open_test(o->dataset, m, &test);
+        double loss, top1, top5;
+        if (st == KDENS_OK)
+            st = kdens_model_evaluate(m, test, 256, &loss, &top1, &top5, NULL, NULL);
+        if (st != KDENS_OK)
+            rc = cli_fail(loc, st);
+        else
+            printf("%s %s %g %s loss %.4f top1 %.4f top5 %.4f\n", arch, ds, frac, uuid, loss, top1,
+                   top5);
+        seen++;
+        kdens_model_free(m);
+    }
+    fclose(f);
+    kdens_dataset_free(test);
+    if (rc == 0 && seen == 0) {
+        fprintf(stderr, "kdens: %s lists no teachers of %s\n", csv, name);
+        rc = 1;
+    }
+    return rc;
+}
+
 int cmd_eval(int argc, char **argv)
 {
     train_opts o;
     int rc = parse(argc, argv, usage_eval, &o);
     if (rc >= 0)
         return rc;
-    if (!o.model || !o.dataset) {
+    if (!o.dataset || (!o.model && !strcmp(o.workdir, "."))) {
         fputs(usage_eval, stderr);
         return 2;
     }
+    if (!o.model)
+        return eval_registry(&o);
     kdens_model *m;
     kdens_status st = kdens_model_load(o.model, &m);
     if (st != KDENS_OK)
         return cli_fail(o.model, st);
     kdens_dataset *test = NULL;
-    char root[4200];
-    snprintf(root, sizeof root, "%s/test", o.dataset);
-    int h, w, c;
-    kdens_model_input_shape(m, &h, &w, &c);
-    if (access(root, F_OK) == 0)
-        st = kdens_dataset_load_folder(root, h, w, c == 1 ? KDENS_COLOR_GRAY : KDENS_COLOR_RGB, 0,
-                                       &test);
-    else
-        st = kdens_dataset_preset(o.dataset, NULL, NULL, &test);
+    st = open_test(o.dataset, m, &test);
     if (st != KDENS_OK)
         return cli_fail(o.dataset, st);
     int k = kdens_model_num_classes(m);
@@ -243,7 +305,7 @@ int cmd_eval(int argc, char **argv)
 
 const char *const usage_teachers =
     "usage: kdens teachers --dataset D --arch A [--workdir W] [--fraction F] [--baseline]\n"
-    "                      [--snapshots M --cycle-epochs E] [--checkpoints K]\n"
+    "                      [--snapshots M --cycle-epochs E] [--checkpoints K] [--resume]\n"
     "                      [--epochs N] [--batch B] [--lr LR] [--patience P] [--seed S]\n"
     "                      [--size HxW] [--color gray|rgb]\n"
     "\n"
@@ -254,7 +316,8 @@ const char *const usage_teachers =
     "processes may run at once on one workspace.  Validation uses W/<dataset>/val.csv\n"
     "(kdens split) when it exists, else 10% of the training set; testing uses the\n"
     "test part of D.  --baseline also trains A on the whole training set\n"
-    "(uuid all_trainset).  Training settings default to the reference's.\n"
+    "(uuid all_trainset).  Training settings default to the reference's.  A teacher\n"
+    "interrupted by a crash resumes from its checkpoint (--resume is implied).\n"
     "\n"
     "  --snapshots M --cycle-epochs E   also a snapshot ensemble: one run with a\n"
     "                  cyclic cosine rate, a teacher saved after each of M cycles\n"
@@ -270,9 +333,7 @@ int cmd_teachers(int argc, char **argv)
     char **rest = malloc(sizeof(char *) * (size_t)(argc + 1));
     int nrest = 0;
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--fraction") && i + 1 < argc)
-            fraction = atof(argv[++i]);
-        else if (!strcmp(argv[i], "--baseline"))
+        if (!strcmp(argv[i], "--baseline"))
             baseline = 1;
         else if (!strcmp(argv[i], "--snapshots") && i + 1 < argc)
             snapshots = atoi(argv[++i]);
@@ -287,6 +348,7 @@ int cmd_teachers(int argc, char **argv)
     free(rest);
     if (rc >= 0)
         return rc;
+    fraction = o.fraction;
     if (!o.dataset || !o.arch) {
         fputs(usage_teachers, stderr);
         return 2;

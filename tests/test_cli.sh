@@ -26,8 +26,10 @@ check "kdens --help matches docs/cli.md" cmp "$tmp/main.doc" "$tmp/main.out"
 check "kdens arch --help matches docs/cli.md" cmp "$tmp/arch.doc" "$tmp/arch.out"
 check "kdens subset --help matches docs/cli.md" cmp "$tmp/subset.doc" "$tmp/subset.out"
 check "kdens split --help matches docs/cli.md" cmp "$tmp/split.doc" "$tmp/split.out"
-sed -n '/^usage: kdens train/,/^  --out FILE      where to save the model instead$/p' docs/cli.md >"$tmp/train.doc"
-sed -n '/^usage: kdens eval/,/predicted)\.$/p' docs/cli.md >"$tmp/eval.doc"
+sed -n '/^usage: kdens train/,/^  --out FILE      where to save the model instead$/p' docs/cli.md \
+    >"$tmp/train.doc"
+sed -n '/^usage: kdens eval --model/,/fraction F when given), one line each\.$/p' docs/cli.md \
+    >"$tmp/eval.doc"
 "$KDENS" train --help >"$tmp/train.out"
 "$KDENS" eval --help >"$tmp/eval.out"
 check "kdens train --help matches docs/cli.md" cmp "$tmp/train.doc" "$tmp/train.out"
@@ -90,6 +92,8 @@ check "snapshot and checkpoint ensembles" "$KDENS" teachers --dataset "$tmp/imgs
     --epochs 3
 check "four more teachers registered" sh -c \
     "test \$(tail -n +2 '$tmp/wt/teachers.csv' | wc -l) -eq 7"
+check "kdens eval of the registered teachers" sh -c \
+    "test \$('$KDENS' eval --workdir '$tmp/wt' --dataset '$tmp/imgs' --arch test | wc -l) -eq 7"
 
 expect_exit() { # name, code, command...
     name=$1 code=$2
