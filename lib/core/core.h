@@ -68,6 +68,9 @@ kdens_status kd_read_file(const char *path, char **data, size_t *len);
  * of the folder.  The previous file at path survives any failure. */
 kdens_status kd_write_file_atomic(const char *path, const void *data, size_t len);
 
+/* mkdir -p; 0 or -1 with errno. */
+int kd_mkdirs(const char *path);
+
 /* A growable byte buffer used to build file contents and texts. */
 typedef struct kd_buf {
     char *data;

@@ -72,22 +72,6 @@ kdens_status kdens_teachers_set_training(kdens_teachers *tc, int epochs, size_t 
     return KDENS_OK;
 }
 
-static int mkdirs(const char *path)
-{
-    char buf[4096];
-    if (strlen(path) >= sizeof buf)
-        return -1;
-    strcpy(buf, path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 /* subset_<digits>_<uuid>.csv -> fraction (first digit is the integer part,
  * as str(0.25).replace(".", "")) and uuid; false for other names. */
 static bool parse_subset_name(const char *file, double *fraction, char *uuid, size_t uuid_size)
@@ -283,7 +267,7 @@ static kdens_status make_dirs(const kdens_teachers *tc)
     for (int i = 0; i < 3; i++) {
         char dir[4300];
         snprintf(dir, sizeof dir, "%s/%s/%s", tc->workdir, tc->name, parts[i]);
-        if (mkdirs(dir) != 0)
+        if (kd_mkdirs(dir) != 0)
             return kd_fail(KDENS_E_IO, "%s: cannot create: %s", dir, strerror(errno));
     }
     return KDENS_OK;
