@@ -44,7 +44,7 @@ CFLAGS_ALL := -std=c11 $(OPT) $(ARCHFLAGS) -g $(WARN) -fPIC -fvisibility=hidden 
 	$(BLAS_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
 
-LIB_SRC := $(wildcard lib/core/*.c lib/tensor/*.c lib/nn/*.c lib/train/*.c lib/data/*.c)
+LIB_SRC := $(wildcard lib/core/*.c lib/tensor/*.c lib/nn/*.c lib/train/*.c lib/data/*.c lib/ensemble/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB_HDR := include/kdens.h $(wildcard lib/*/*.h)
 

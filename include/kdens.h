@@ -654,6 +654,47 @@ KDENS_API kdens_status kdens_teachers_train_snapshots(kdens_teachers *tc, int cy
 KDENS_API kdens_status kdens_teachers_train_checkpoints(kdens_teachers *tc, int epochs,
                                                         int best_k);
 
+/* ------------------------------------------------------------------------ */
+/* Decision fusion (docs/fusion.md defines every rule)                        */
+/* ------------------------------------------------------------------------ */
+
+typedef enum kdens_fusion {
+    KDENS_FUSE_MEAN = 0,      /* mean of probabilities (softmax averaging) */
+    KDENS_FUSE_SUM,           /* sum of probabilities */
+    KDENS_FUSE_GEOMETRIC,     /* geometric mean */
+    KDENS_FUSE_MAX,           /* maximum */
+    KDENS_FUSE_MEDIAN,        /* median */
+    KDENS_FUSE_PLURALITY,     /* one vote for each member's top class */
+    KDENS_FUSE_BORDA,         /* K-1-r points at rank r */
+    KDENS_FUSE_BORDA_SYMMETRIC, /* K-1-2r points at rank r */
+    KDENS_FUSE_DOWDALL,       /* 1/(r+1) points at rank r */
+    KDENS_FUSE_COPELAND,      /* pairwise wins minus losses */
+    KDENS_FUSE_SIMPSON,       /* minimax: smallest worst pairwise defeat */
+    KDENS_FUSE_SCHULZE,       /* strongest beatpaths */
+    KDENS_FUSE_BALDWIN,       /* eliminate the lowest Borda score, repeat */
+    KDENS_FUSE_NANSON,        /* eliminate below-average Borda scores, repeat */
+    KDENS_FUSE_BUCKLIN,       /* add lower preferences until a majority */
+    KDENS_FUSE_STV,           /* instant run-off */
+    KDENS_FUSE_CONDORCET,     /* the Condorcet winner, else the probability sum */
+    KDENS_FUSE_KEMENY,        /* Kemeny-Young: exact up to 8 classes */
+    KDENS_FUSE_COUNT
+} kdens_fusion;
+
+/* The rule's name ("mean", "borda", ...) and back (KDENS_E_NOTFOUND). */
+KDENS_API const char *kdens_fusion_name(kdens_fusion rule);
+KDENS_API kdens_status kdens_fusion_from_name(const char *name, kdens_fusion *rule);
+
+/* Fuse members x samples x classes probabilities (member-major) into one
+ * decision per sample and, where the rule has one, a score vector per sample
+ * (samples x classes; may be NULL).  Each member's ballot ranks the classes
+ * by its probability (ties: lower class first).  Ties between classes are
+ * broken by the summed probability, then the lowest class index.
+ * Errors: KDENS_E_ARG (NULL, members or classes < 1, a probability that is
+ * NaN, negative or above 1, naming member, sample and class). */
+KDENS_API kdens_status kdens_fuse(kdens_fusion rule, const float *probs, int members,
+                                  size_t samples, int classes, int32_t *decisions,
+                                  float *scores);
+
 #ifdef __cplusplus
 }
 #endif

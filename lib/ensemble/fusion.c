@@ -1,0 +1,369 @@
+/* Decision fusion: averaging rules on the members' probabilities, and
+ * voting rules on the members' rankings of the classes (docs/fusion.md).
+ * Ties are broken by the summed probability, then the lowest class index. */
+#include "../core/core.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const names[KDENS_FUSE_COUNT] = {
+    "mean",    "sum",      "geometric", "max",    "median",    "plurality",
+    "borda",   "borda_symmetric", "dowdall", "copeland", "simpson", "schulze",
+    "baldwin", "nanson",   "bucklin",   "stv",    "condorcet", "kemeny",
+};
+
+const char *kdens_fusion_name(kdens_fusion rule)
+{
+    return (unsigned)rule < KDENS_FUSE_COUNT ? names[rule] : NULL;
+}
+
+kdens_status kdens_fusion_from_name(const char *name, kdens_fusion *rule)
+{
+    if (!name || !rule)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    for (int i = 0; i < KDENS_FUSE_COUNT; i++)
+        if (strcmp(names[i], name) == 0) {
+            *rule = (kdens_fusion)i;
+            return KDENS_OK;
+        }
+    return kd_fail(KDENS_E_NOTFOUND, "unknown fusion rule '%s'", name);
+}
+
+/* Everything one sample's fusion needs, allocated once per call. */
+typedef struct ctx {
+    int m, k;
+    const float **p;  /* p[member] -> k probabilities of this sample */
+    double *sum;      /* k: summed probabilities (the tie-breaker) */
+    int *rank;        /* m x k: ballot of member i, best first */
+    int *pair;        /* k x k: members preferring a over b */
+    bool *alive;      /* k */
+    double *score;    /* k */
+    double *tmp;      /* k x k work */
+    int *perm;        /* k work */
+} ctx;
+
+/* The best class by score among the alive, ties by sum then lowest index. */
+static int best_of(const ctx *c, const double *score)
+{
+    int best = -1;
+    for (int a = 0; a < c->k; a++) {
+        if (!c->alive[a])
+            continue;
+        if (best < 0 || score[a] > score[best] ||
+            (score[a] == score[best] && c->sum[a] > c->sum[best]))
+            best = a;
+    }
+    return best;
+}
+
+/* The worst alive class (to eliminate): lowest score, ties by lower sum,
+ * then the highest index (the reverse of best_of). */
+static int worst_of(const ctx *c, const double *score)
+{
+    int worst = -1;
+    for (int a = c->k - 1; a >= 0; a--) {
+        if (!c->alive[a])
+            continue;
+        if (worst < 0 || score[a] < score[worst] ||
+            (score[a] == score[worst] && c->sum[a] < c->sum[worst]))
+            worst = a;
+    }
+    return worst;
+}
+
+static int alive_count(const ctx *c)
+{
+    int n = 0;
+    for (int a = 0; a < c->k; a++)
+        n += c->alive[a];
+    return n;
+}
+
+/* The alive class member i ranks highest. */
+static int top_alive(const ctx *c, int i)
+{
+    for (int r = 0; r < c->k; r++)
+        if (c->alive[c->rank[i * c->k + r]])
+            return c->rank[i * c->k + r];
+    return -1;
+}
+
+static void borda_alive(ctx *c, double *score)
+{
+    for (int a = 0; a < c->k; a++)
+        score[a] = 0;
+    int n = alive_count(c);
+    for (int i = 0; i < c->m; i++) {
+        int r = 0;
+        for (int j = 0; j < c->k; j++) {
+            int a = c->rank[i * c->k + j];
+            if (c->alive[a])
+                score[a] += n - 1 - r++;
+        }
+    }
+}
+
+static int kemeny(ctx *c)
+{
+    /* exact: all permutations (k <= 8); the ranking with the largest sum
+     * of pairwise support wins; its top class is the decision */
+    int k = c->k, *p = c->perm, best_top = 0;
+    double best = -1;
+    for (int i = 0; i < k; i++)
+        p[i] = i;
+    for (;;) {
+        double s = 0;
+        for (int i = 0; i < k; i++)
+            for (int j = i + 1; j < k; j++)
+                s += c->pair[p[i] * k + p[j]];
+        if (s > best || (s == best && c->sum[p[0]] > c->sum[best_top]))
+            best = s, best_top = p[0];
+        int i = k - 2; /* next permutation in lexicographic order */
+        while (i >= 0 && p[i] > p[i + 1])
+            i--;
+        if (i < 0)
+            break;
+        int j = k - 1;
+        while (p[j] < p[i])
+            j--;
+        int t = p[i];
+        p[i] = p[j], p[j] = t;
+        for (int a = i + 1, b = k - 1; a < b; a++, b--)
+            t = p[a], p[a] = p[b], p[b] = t;
+    }
+    return best_top;
+}
+
+static int fuse_one(kdens_fusion rule, ctx *c)
+{
+    int m = c->m, k = c->k;
+    double *s = c->score;
+    for (int a = 0; a < k; a++)
+        c->alive[a] = true, s[a] = 0;
+    switch (rule) {
+    case KDENS_FUSE_MEAN:
+    case KDENS_FUSE_SUM:
+        for (int a = 0; a < k; a++)
+            s[a] = rule == KDENS_FUSE_SUM ? c->sum[a] : c->sum[a] / m;
+        return best_of(c, s);
+    case KDENS_FUSE_GEOMETRIC:
+        for (int a = 0; a < k; a++) {
+            double lg = 0;
+            for (int i = 0; i < m; i++)
+                lg += log(c->p[i][a] > 1e-30f ? c->p[i][a] : 1e-30);
+            s[a] = exp(lg / m);
+        }
+        return best_of(c, s);
+    case KDENS_FUSE_MAX:
+        for (int a = 0; a < k; a++)
+            for (int i = 0; i < m; i++)
+                s[a] = c->p[i][a] > s[a] ? c->p[i][a] : s[a];
+        return best_of(c, s);
+    case KDENS_FUSE_MEDIAN:
+        for (int a = 0; a < k; a++) {
+            double *v = c->tmp;
+            for (int i = 0; i < m; i++) { /* insertion sort: m is small */
+                double x = c->p[i][a];
+                int j = i;
+                while (j > 0 && v[j - 1] > x)
+                    v[j] = v[j - 1], j--;
+                v[j] = x;
+            }
+            s[a] = m % 2 ? v[m / 2] : 0.5 * (v[m / 2 - 1] + v[m / 2]);
+        }
+        return best_of(c, s);
+    case KDENS_FUSE_PLURALITY:
+        for (int i = 0; i < m; i++)
+            s[c->rank[i * k]] += 1;
+        return best_of(c, s);
+    case KDENS_FUSE_BORDA:
+    case KDENS_FUSE_BORDA_SYMMETRIC:
+    case KDENS_FUSE_DOWDALL:
+        for (int i = 0; i < m; i++)
+            for (int r = 0; r < k; r++) {
+                int a = c->rank[i * k + r];
+                s[a] += rule == KDENS_FUSE_BORDA ? k - 1 - r
+                        : rule == KDENS_FUSE_DOWDALL ? 1.0 / (r + 1)
+                                                     : k - 1 - 2.0 * r;
+            }
+        return best_of(c, s);
+    case KDENS_FUSE_COPELAND:
+        for (int a = 0; a < k; a++)
+            for (int b = 0; b < k; b++)
+                if (a != b)
+                    s[a] += (c->pair[a * k + b] > c->pair[b * k + a]) -
+                            (c->pair[a * k + b] < c->pair[b * k + a]);
+        return best_of(c, s);
+    case KDENS_FUSE_SIMPSON:
+        for (int a = 0; a < k; a++) {
+            int worst = 0;
+            for (int b = 0; b < k; b++)
+                if (b != a && c->pair[b * k + a] > worst)
+                    worst = c->pair[b * k + a];
+            s[a] = -worst;
+        }
+        return best_of(c, s);
+    case KDENS_FUSE_SCHULZE: {
+        double *d = c->tmp;
+        for (int a = 0; a < k; a++)
+            for (int b = 0; b < k; b++)
+                d[a * k + b] = a != b && c->pair[a * k + b] > c->pair[b * k + a]
+                                   ? c->pair[a * k + b]
+                                   : 0;
+        for (int x = 0; x < k; x++)
+            for (int a = 0; a < k; a++)
+                for (int b = 0; b < k; b++)
+                    if (a != b && a != x && b != x) {
+                        double via = fmin(d[a * k + x], d[x * k + b]);
+                        if (via > d[a * k + b])
+                            d[a * k + b] = via;
+                    }
+        for (int a = 0; a < k; a++)
+            for (int b = 0; b < k; b++)
+                if (a != b && d[a * k + b] >= d[b * k + a])
+                    s[a] += 1; /* beaten by no one wins: k - 1 */
+        return best_of(c, s);
+    }
+    case KDENS_FUSE_BALDWIN:
+    case KDENS_FUSE_NANSON:
+        while (alive_count(c) > 1) {
+            borda_alive(c, s);
+            if (rule == KDENS_FUSE_BALDWIN) {
+                c->alive[worst_of(c, s)] = false;
+                continue;
+            }
+            double mean = 0;
+            int n = alive_count(c);
+            for (int a = 0; a < k; a++)
+                mean += c->alive[a] ? s[a] : 0;
+            mean /= n;
+            int dropped = 0;
+            for (int a = 0; a < k; a++)
+                if (c->alive[a] && s[a] < mean)
+                    c->alive[a] = false, dropped++;
+            if (!dropped) /* all equal: the tie-break decides */
+                break;
+        }
+        borda_alive(c, s);
+        return best_of(c, s);
+    case KDENS_FUSE_BUCKLIN:
+        for (int depth = 1; depth <= k; depth++) {
+            for (int a = 0; a < k; a++)
+                s[a] = 0;
+            for (int i = 0; i < m; i++)
+                for (int r = 0; r < depth; r++)
+                    s[c->rank[i * k + r]] += 1;
+            int b = best_of(c, s);
+            if (s[b] * 2 > m)
+                return b;
+        }
+        return best_of(c, s);
+    case KDENS_FUSE_STV:
+        for (;;) {
+            for (int a = 0; a < k; a++)
+                s[a] = 0;
+            for (int i = 0; i < m; i++)
+                s[top_alive(c, i)] += 1;
+            int b = best_of(c, s);
+            if (s[b] * 2 > m || alive_count(c) == 1)
+                return b;
+            c->alive[worst_of(c, s)] = false;
+        }
+    case KDENS_FUSE_CONDORCET:
+        for (int a = 0; a < k; a++) {
+            bool wins_all = true;
+            for (int b = 0; b < k && wins_all; b++)
+                wins_all = a == b || c->pair[a * k + b] > c->pair[b * k + a];
+            if (wins_all) {
+                s[a] = 1;
+                return a;
+            }
+        }
+        for (int a = 0; a < k; a++) /* no Condorcet winner: the softmax sum */
+            s[a] = c->sum[a];
+        return best_of(c, s);
+    case KDENS_FUSE_KEMENY:
+        if (k <= 8)
+            return kemeny(c);
+        /* above 8 classes the exact search (k! rankings) is out of reach:
+         * Copeland's order, which equals Kemeny's whenever a Condorcet
+         * ranking exists */
+        return fuse_one(KDENS_FUSE_COPELAND, c);
+    default:
+        return 0;
+    }
+}
+
+kdens_status kdens_fuse(kdens_fusion rule, const float *probs, int members, size_t samples,
+                        int classes, int32_t *decisions, float *scores)
+{
+    if (!probs || !decisions)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    if ((unsigned)rule >= KDENS_FUSE_COUNT)
+        return kd_fail(KDENS_E_ARG, "unknown fusion rule %d", (int)rule);
+    if (members < 1 || classes < 1 || classes > 100000)
+        return kd_fail(KDENS_E_ARG, "an ensemble of %d members over %d classes", members, classes);
+    for (int i = 0; i < members; i++)
+        for (size_t n = 0; n < samples; n++)
+            for (int a = 0; a < classes; a++) {
+                float v = probs[((size_t)i * samples + n) * classes + a];
+                if (!(v >= 0 && v <= 1))
+                    return kd_fail(KDENS_E_ARG,
+                                   "member %d, sample %zu, class %d: probability %g is not in "
+                                   "[0, 1]",
+                                   i, n, a, (double)v);
+            }
+    int m = members, k = classes;
+    ctx c = {m, k, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    c.p = malloc(sizeof(float *) * m);
+    c.sum = malloc(sizeof(double) * k);
+    c.rank = malloc(sizeof(int) * (size_t)m * k);
+    c.pair = malloc(sizeof(int) * (size_t)k * k);
+    c.alive = malloc(sizeof(bool) * k);
+    c.score = malloc(sizeof(double) * k);
+    c.tmp = malloc(sizeof(double) * (size_t)KD_MAX(k, m) * KD_MAX(k, 1) + sizeof(double) * m);
+    c.perm = malloc(sizeof(int) * k);
+    kdens_status st = KDENS_OK;
+    if (!c.p || !c.sum || !c.rank || !c.pair || !c.alive || !c.score || !c.tmp || !c.perm)
+        st = kd_fail(KDENS_E_NOMEM, "out of memory");
+    bool voting = rule >= KDENS_FUSE_PLURALITY;
+    for (size_t n = 0; st == KDENS_OK && n < samples; n++) {
+        for (int a = 0; a < k; a++)
+            c.sum[a] = 0;
+        for (int i = 0; i < m; i++) {
+            c.p[i] = probs + ((size_t)i * samples + n) * k;
+            for (int a = 0; a < k; a++)
+                c.sum[a] += c.p[i][a];
+        }
+        if (voting) {
+            for (int i = 0; i < m; i++) { /* ballot: stable sort by probability */
+                int *r = c.rank + (size_t)i * k;
+                for (int a = 0; a < k; a++) {
+                    int j = a;
+                    while (j > 0 && c.p[i][r[j - 1]] < c.p[i][a])
+                        r[j] = r[j - 1], j--;
+                    r[j] = a;
+                }
+            }
+            memset(c.pair, 0, sizeof(int) * (size_t)k * k);
+            for (int i = 0; i < m; i++)
+                for (int x = 0; x < k; x++)
+                    for (int y = x + 1; y < k; y++)
+                        c.pair[c.rank[i * k + x] * k + c.rank[i * k + y]]++;
+        }
+        decisions[n] = fuse_one(rule, &c);
+        if (scores)
+            for (int a = 0; a < k; a++)
+                scores[n * k + a] = (float)c.score[a];
+    }
+    free(c.p);
+    free(c.sum);
+    free(c.rank);
+    free(c.pair);
+    free(c.alive);
+    free(c.score);
+    free(c.tmp);
+    free(c.perm);
+    return st;
+}

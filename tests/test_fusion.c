@@ -1,0 +1,117 @@
+/* Fusion rules on hand-worked ballots: the Tennessee capital election (a
+ * textbook profile where plurality, instant run-off and the Condorcet
+ * winner disagree), ties, two classes, a single member, a Condorcet cycle. */
+#include "testutil.h"
+
+#include <math.h>
+
+enum { MEM = 0, NAS = 1, CHA = 2, KNO = 3 };
+
+/* 100 voters: 42 M>N>C>K, 26 N>C>K>M, 15 C>K>N>M, 17 K>C>N>M */
+static float *tennessee(void)
+{
+    static const struct {
+        int count, order[4];
+    } groups[4] = {{42, {MEM, NAS, CHA, KNO}},
+                   {26, {NAS, CHA, KNO, MEM}},
+                   {15, {CHA, KNO, NAS, MEM}},
+                   {17, {KNO, CHA, NAS, MEM}}};
+    float *p = malloc(sizeof(float) * 100 * 4);
+    int i = 0;
+    for (int g = 0; g < 4; g++)
+        for (int v = 0; v < groups[g].count; v++, i++)
+            for (int r = 0; r < 4; r++)
+                p[i * 4 + groups[g].order[r]] = 0.4f - 0.1f * r;
+    return p;
+}
+
+static int decide(kdens_fusion rule, const float *p, int members, int classes)
+{
+    int32_t d = -1;
+    ASSERT_OK(kdens_fuse(rule, p, members, 1, classes, &d, NULL));
+    return d;
+}
+
+static void test_tennessee(void **state)
+{
+    (void)state;
+    float *p = tennessee();
+    assert_int_equal(decide(KDENS_FUSE_PLURALITY, p, 100, 4), MEM);
+    assert_int_equal(decide(KDENS_FUSE_STV, p, 100, 4), KNO);
+    static const kdens_fusion nashville[] = {
+        KDENS_FUSE_MEAN,    KDENS_FUSE_SUM,      KDENS_FUSE_BORDA,   KDENS_FUSE_DOWDALL,
+        KDENS_FUSE_BORDA_SYMMETRIC, KDENS_FUSE_COPELAND, KDENS_FUSE_SIMPSON, KDENS_FUSE_SCHULZE,
+        KDENS_FUSE_BALDWIN, KDENS_FUSE_NANSON,   KDENS_FUSE_BUCKLIN, KDENS_FUSE_CONDORCET,
+        KDENS_FUSE_KEMENY};
+    for (size_t i = 0; i < sizeof nashville / sizeof *nashville; i++)
+        if (decide(nashville[i], p, 100, 4) != NAS)
+            fail_msg("%s does not elect Nashville", kdens_fusion_name(nashville[i]));
+    /* Borda scores by hand: M 126, N 194, C 173, K 107 */
+    int32_t d;
+    float scores[4];
+    ASSERT_OK(kdens_fuse(KDENS_FUSE_BORDA, p, 100, 1, 4, &d, scores));
+    assert_true(scores[MEM] == 126 && scores[NAS] == 194 && scores[CHA] == 173 &&
+                scores[KNO] == 107);
+    ASSERT_OK(kdens_fuse(KDENS_FUSE_PLURALITY, p, 100, 1, 4, &d, scores));
+    assert_true(scores[MEM] == 42 && scores[KNO] == 17);
+    free(p);
+}
+
+static void test_ties_and_small_cases(void **state)
+{
+    (void)state;
+    /* two members split: the summed probability decides (0.9 vs 1.1) */
+    float split[4] = {0.6f, 0.4f, 0.3f, 0.7f};
+    assert_int_equal(decide(KDENS_FUSE_PLURALITY, split, 2, 2), 1);
+    assert_int_equal(decide(KDENS_FUSE_BORDA, split, 2, 2), 1);
+    /* a perfect tie: the lowest class index */
+    float even[4] = {0.6f, 0.4f, 0.4f, 0.6f};
+    for (int r = 0; r < KDENS_FUSE_COUNT; r++)
+        if (decide((kdens_fusion)r, even, 2, 2) != 0)
+            fail_msg("%s breaks a perfect tie wrongly", kdens_fusion_name((kdens_fusion)r));
+    /* a single member: every rule follows it */
+    float one[5] = {0.1f, 0.2f, 0.5f, 0.15f, 0.05f};
+    for (int r = 0; r < KDENS_FUSE_COUNT; r++)
+        if (decide((kdens_fusion)r, one, 1, 5) != 2)
+            fail_msg("%s overrules a single member", kdens_fusion_name((kdens_fusion)r));
+    /* a Condorcet cycle A>B>C, B>C>A, C>A>B: no winner, so the sum decides */
+    float cycle[9] = {0.5f, 0.3f, 0.2f, 0.2f, 0.5f, 0.3f, 0.31f, 0.19f, 0.5f};
+    assert_int_equal(decide(KDENS_FUSE_CONDORCET, cycle, 3, 3), 0); /* sums 1.01, .99, 1.0 */
+    /* several samples at once, member-major layout */
+    float two_samples[2 * 2 * 2] = {0.9f, 0.1f, 0.2f, 0.8f, 0.7f, 0.3f, 0.4f, 0.6f};
+    int32_t d[2];
+    ASSERT_OK(kdens_fuse(KDENS_FUSE_MEAN, two_samples, 2, 2, 2, d, NULL));
+    assert_true(d[0] == 0 && d[1] == 1);
+}
+
+static void test_names_and_errors(void **state)
+{
+    (void)state;
+    for (int r = 0; r < KDENS_FUSE_COUNT; r++) {
+        kdens_fusion back;
+        ASSERT_OK(kdens_fusion_from_name(kdens_fusion_name((kdens_fusion)r), &back));
+        assert_int_equal(back, r);
+    }
+    kdens_fusion x;
+    ASSERT_STATUS(kdens_fusion_from_name("approval", &x), KDENS_E_NOTFOUND);
+    assert_null(kdens_fusion_name(KDENS_FUSE_COUNT));
+    float bad[4] = {0.5f, NAN, 0.5f, 0.5f};
+    int32_t d[2];
+    ASSERT_STATUS(kdens_fuse(KDENS_FUSE_MEAN, bad, 2, 1, 2, d, NULL), KDENS_E_ARG);
+    assert_non_null(strstr(kdens_errmsg(), "member 0"));
+    bad[1] = -0.1f;
+    ASSERT_STATUS(kdens_fuse(KDENS_FUSE_BORDA, bad, 2, 1, 2, d, NULL), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_fuse(KDENS_FUSE_BORDA, bad, 0, 1, 2, d, NULL), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_fuse(KDENS_FUSE_COUNT, bad, 2, 1, 2, d, NULL), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_fuse(KDENS_FUSE_MEAN, NULL, 2, 1, 2, d, NULL), KDENS_E_ARG);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tennessee),
+        cmocka_unit_test(test_ties_and_small_cases),
+        cmocka_unit_test(test_names_and_errors),
+    };
+    return cmocka_run_group_tests_name("fusion", tests, NULL, NULL);
+}
