@@ -695,6 +695,55 @@ KDENS_API kdens_status kdens_fuse(kdens_fusion rule, const float *probs, int mem
                                   size_t samples, int classes, int32_t *decisions,
                                   float *scores);
 
+/* ------------------------------------------------------------------------ */
+/* Ensembles and their predictions                                            */
+/* ------------------------------------------------------------------------ */
+
+/* N member models of one input shape and class count. */
+typedef struct kdens_ensemble kdens_ensemble;
+/* Every member's probabilities on a labelled dataset, kept (and saved) so
+ * that fusion can be analysed without running the models again. */
+typedef struct kdens_predictions kdens_predictions;
+
+KDENS_API kdens_status kdens_ensemble_create(kdens_ensemble **out);
+KDENS_API void kdens_ensemble_free(kdens_ensemble *ens);
+/* Load a member from a .kdm file.  Errors: those of kdens_model_load, and
+ * KDENS_E_SHAPE for a member whose input shape or class count differs from
+ * the first member's (both named). */
+KDENS_API kdens_status kdens_ensemble_add(kdens_ensemble *ens, const char *model_path);
+/* Members from a teachers.csv registry: the rows of `dataset` and `arch`
+ * (fraction > 0: that fraction only), all of them (n 0) or a random sample
+ * of n drawn from seed (the reference's teachers_df.sample).  Errors:
+ * KDENS_E_IO, KDENS_E_FORMAT (a malformed row, line named), KDENS_E_NOTFOUND
+ * (fewer matching rows than n, or none), and those of kdens_ensemble_add. */
+KDENS_API kdens_status kdens_ensemble_from_registry(const char *teachers_csv,
+                                                    const char *dataset, const char *arch,
+                                                    double fraction, int n, uint64_t seed,
+                                                    kdens_ensemble **out);
+KDENS_API int kdens_ensemble_size(const kdens_ensemble *ens);
+/* Member i (NULL out of range); owned by the ensemble. */
+KDENS_API kdens_model *kdens_ensemble_member(const kdens_ensemble *ens, int i);
+
+/* Run every member over the dataset once.  Errors: KDENS_E_ARG (an empty
+ * ensemble), KDENS_E_SHAPE (a dataset that does not fit), KDENS_E_NOMEM. */
+KDENS_API kdens_status kdens_ensemble_predict(kdens_ensemble *ens, const kdens_dataset *ds,
+                                              kdens_predictions **out);
+KDENS_API void kdens_predictions_free(kdens_predictions *pr);
+KDENS_API int kdens_predictions_members(const kdens_predictions *pr);
+KDENS_API size_t kdens_predictions_samples(const kdens_predictions *pr);
+KDENS_API int kdens_predictions_classes(const kdens_predictions *pr);
+/* members x samples x classes probabilities (member-major), and labels. */
+KDENS_API const float *kdens_predictions_probs(const kdens_predictions *pr);
+KDENS_API const int32_t *kdens_predictions_labels(const kdens_predictions *pr);
+/* A file with a CRC per section (docs/formats.md), written atomically. */
+KDENS_API kdens_status kdens_predictions_save(const kdens_predictions *pr, const char *path);
+KDENS_API kdens_status kdens_predictions_load(const char *path, kdens_predictions **out);
+/* Accuracy of a fusion rule against the labels, over all members or the
+ * members listed (n_members indices; NULL: all). */
+KDENS_API kdens_status kdens_predictions_accuracy(const kdens_predictions *pr,
+                                                  kdens_fusion rule, const int *members,
+                                                  int n_members, double *accuracy);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,342 @@
+/* Ensembles of member models and the predictions they make. */
+#include "../nn/nn.h"
+
+#include "../data/data.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct kdens_ensemble {
+    kdens_model **members;
+    int n, cap;
+};
+
+struct kdens_predictions {
+    int members, classes;
+    size_t samples;
+    float *probs;
+    int32_t *labels;
+};
+
+kdens_status kdens_ensemble_create(kdens_ensemble **out)
+{
+    if (!out)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    if (!(*out = calloc(1, sizeof **out)))
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    return KDENS_OK;
+}
+
+void kdens_ensemble_free(kdens_ensemble *ens)
+{
+    if (!ens)
+        return;
+    for (int i = 0; i < ens->n; i++)
+        kdens_model_free(ens->members[i]);
+    free(ens->members);
+    free(ens);
+}
+
+int kdens_ensemble_size(const kdens_ensemble *ens) { return ens ? ens->n : 0; }
+
+kdens_model *kdens_ensemble_member(const kdens_ensemble *ens, int i)
+{
+    return ens && i >= 0 && i < ens->n ? ens->members[i] : NULL;
+}
+
+kdens_status kdens_ensemble_add(kdens_ensemble *ens, const char *path)
+{
+    if (!ens || !path)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    kdens_model *m;
+    kdens_status st = kdens_model_load(path, &m);
+    if (st != KDENS_OK)
+        return st;
+    if (ens->n > 0) {
+        const kdens_model *f = ens->members[0];
+        if (f->in_h != m->in_h || f->in_w != m->in_w || f->in_c != m->in_c ||
+            f->classes != m->classes) {
+            st = kd_fail(KDENS_E_SHAPE,
+                         "%s takes %dx%dx%d images and %d classes, the first member %dx%dx%d "
+                         "and %d",
+                         path, m->in_h, m->in_w, m->in_c, m->classes, f->in_h, f->in_w, f->in_c,
+                         f->classes);
+            kdens_model_free(m);
+            return st;
+        }
+    }
+    if (ens->n == ens->cap) {
+        int cap = ens->cap ? 2 * ens->cap : 8;
+        kdens_model **v = realloc(ens->members, sizeof *v * (size_t)cap);
+        if (!v) {
+            kdens_model_free(m);
+            return kd_fail(KDENS_E_NOMEM, "out of memory");
+        }
+        ens->members = v;
+        ens->cap = cap;
+    }
+    ens->members[ens->n++] = m;
+    return KDENS_OK;
+}
+
+kdens_status kdens_ensemble_from_registry(const char *csv, const char *dataset,
+                                          const char *arch, double fraction, int n,
+                                          uint64_t seed, kdens_ensemble **out)
+{
+    if (!csv || !dataset || !arch || !out || n < 0)
+        return kd_fail(KDENS_E_ARG, "NULL argument or negative count");
+    char *text;
+    size_t len;
+    kdens_status st = kd_read_file(csv, &text, &len);
+    if (st != KDENS_OK)
+        return st;
+    char **paths = NULL;
+    int found = 0, cap = 0;
+    size_t line_no = 0;
+    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line && st == KDENS_OK;
+         line = strtok_r(NULL, "\n", &save)) {
+        if (++line_no == 1)
+            continue; /* the header */
+        char loc[4096], ds[256], ar[128];
+        double frac;
+        if (sscanf(line, "%4095[^,],%255[^,],%127[^,],%lf,", loc, ds, ar, &frac) != 4) {
+            st = kd_fail(KDENS_E_FORMAT, "%s: line %zu is not a registry row", csv, line_no);
+            break;
+        }
+        if (strcmp(ds, dataset) || strcmp(ar, arch) || (fraction > 0 && fabs(frac - fraction) > 1e-9))
+            continue;
+        if (found == cap) {
+            cap = cap ? 2 * cap : 16;
+            char **v = realloc(paths, sizeof(char *) * (size_t)cap);
+            if (!v) {
+                st = kd_fail(KDENS_E_NOMEM, "out of memory");
+                break;
+            }
+            paths = v;
+        }
+        if (!(paths[found] = kd_strdup(loc)))
+            st = kd_fail(KDENS_E_NOMEM, "out of memory");
+        else
+            found++;
+    }
+    free(text);
+    if (st == KDENS_OK && (found == 0 || found < n))
+        st = kd_fail(KDENS_E_NOTFOUND, "%s lists %d teachers of %s/%s%s, %d asked", csv, found,
+                     dataset, arch, fraction > 0 ? " at that fraction" : "", n);
+    kdens_ensemble *ens = NULL;
+    if (st == KDENS_OK)
+        st = kdens_ensemble_create(&ens);
+    if (st == KDENS_OK && n > 0 && n < found) { /* a sample of n, order of the registry kept */
+        kd_rng rng;
+        kd_rng_seed(&rng, seed);
+        for (int i = found - 1; i > 0; i--) {
+            int j = (int)kd_rng_below(&rng, (uint64_t)i + 1);
+            char *t = paths[i];
+            paths[i] = paths[j], paths[j] = t;
+        }
+    }
+    int take = n > 0 ? n : found;
+    for (int i = 0; st == KDENS_OK && i < take; i++)
+        st = kdens_ensemble_add(ens, paths[i]);
+    for (int i = 0; i < found; i++)
+        free(paths[i]);
+    free(paths);
+    if (st != KDENS_OK) {
+        kdens_ensemble_free(ens);
+        return st;
+    }
+    *out = ens;
+    return KDENS_OK;
+}
+
+/* ---- predictions ------------------------------------------------------------------ */
+
+static kdens_status predictions_new(int members, size_t samples, int classes,
+                                    kdens_predictions **out)
+{
+    kdens_predictions *pr = calloc(1, sizeof *pr);
+    if (pr) {
+        pr->probs = malloc(sizeof(float) * (size_t)members * samples * classes + 1);
+        pr->labels = malloc(sizeof(int32_t) * samples + 1);
+    }
+    if (!pr || !pr->probs || !pr->labels) {
+        kdens_predictions_free(pr);
+        return kd_fail(KDENS_E_NOMEM, "out of memory for %d x %zu x %d predictions", members,
+                       samples, classes);
+    }
+    pr->members = members, pr->samples = samples, pr->classes = classes;
+    *out = pr;
+    return KDENS_OK;
+}
+
+void kdens_predictions_free(kdens_predictions *pr)
+{
+    if (!pr)
+        return;
+    free(pr->probs);
+    free(pr->labels);
+    free(pr);
+}
+
+int kdens_predictions_members(const kdens_predictions *pr) { return pr ? pr->members : 0; }
+size_t kdens_predictions_samples(const kdens_predictions *pr) { return pr ? pr->samples : 0; }
+int kdens_predictions_classes(const kdens_predictions *pr) { return pr ? pr->classes : 0; }
+const float *kdens_predictions_probs(const kdens_predictions *pr) { return pr ? pr->probs : NULL; }
+const int32_t *kdens_predictions_labels(const kdens_predictions *pr)
+{
+    return pr ? pr->labels : NULL;
+}
+
+kdens_status kdens_ensemble_predict(kdens_ensemble *ens, const kdens_dataset *ds,
+                                    kdens_predictions **out)
+{
+    if (!ens || !ds || !out)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    if (ens->n == 0)
+        return kd_fail(KDENS_E_ARG, "the ensemble is empty");
+    const kdens_model *f = ens->members[0];
+    const kd_store *s = ds->store;
+    if (s->h != f->in_h || s->w != f->in_w || s->c != f->in_c || s->classes != f->classes)
+        return kd_fail(KDENS_E_SHAPE, "the dataset (%dx%dx%d, %d classes) does not fit the "
+                       "members (%dx%dx%d, %d classes)", s->h, s->w, s->c, s->classes, f->in_h,
+                       f->in_w, f->in_c, f->classes);
+    size_t n = ds->n, per = (size_t)s->h * s->w * s->c, chunk = 256;
+    int k = f->classes;
+    kdens_predictions *pr;
+    kdens_status st = predictions_new(ens->n, n, k, &pr);
+    if (st != KDENS_OK)
+        return st;
+    uint8_t *images = malloc(chunk * per + 1);
+    if (!images)
+        st = kd_fail(KDENS_E_NOMEM, "out of memory");
+    for (size_t first = 0; st == KDENS_OK && first < n; first += chunk) {
+        size_t nc = KD_MIN(chunk, n - first);
+        for (size_t i = 0; i < nc && st == KDENS_OK; i++) {
+            st = kd_dataset_read(ds, first + i, images + i * per);
+            pr->labels[first + i] = s->labels[kd_dataset_at(ds, first + i)];
+        }
+        for (int mbr = 0; mbr < ens->n && st == KDENS_OK; mbr++)
+            st = kdens_model_predict_u8(ens->members[mbr], images, nc,
+                                        pr->probs + ((size_t)mbr * n + first) * k);
+    }
+    free(images);
+    if (st != KDENS_OK) {
+        kdens_predictions_free(pr);
+        return st;
+    }
+    *out = pr;
+    return KDENS_OK;
+}
+
+#define PRED_MAGIC "KDENSPRD"
+
+kdens_status kdens_predictions_save(const kdens_predictions *pr, const char *path)
+{
+    if (!pr || !path)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    kd_buf head = {0}, file = {0};
+    kd_buf_u32(&head, (uint32_t)pr->members);
+    kd_buf_u64(&head, pr->samples);
+    kd_buf_u32(&head, (uint32_t)pr->classes);
+    kd_buf_put(&file, PRED_MAGIC, 8);
+    kd_buf_u32(&file, 1);
+    kd_buf_u32(&file, 3);
+    kd_section_put(&file, "SIZE", head.data, head.len);
+    kd_section_put(&file, "LABL", pr->labels, sizeof(int32_t) * pr->samples);
+    kd_section_put(&file, "PROB", pr->probs,
+                   sizeof(float) * (size_t)pr->members * pr->samples * pr->classes);
+    kdens_status st = file.failed || head.failed
+                          ? kd_fail(KDENS_E_NOMEM, "%s: out of memory", path)
+                          : kd_write_file_atomic(path, file.data, file.len);
+    kd_buf_free(&head);
+    kd_buf_free(&file);
+    return st;
+}
+
+kdens_status kdens_predictions_load(const char *path, kdens_predictions **out)
+{
+    if (!path || !out)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    char *data;
+    size_t len;
+    kdens_status st = kd_read_file(path, &data, &len);
+    if (st != KDENS_OK)
+        return st;
+    kd_section sec[8];
+    int count;
+    kdens_predictions *pr = NULL;
+    st = kd_sections_parse(path, (const uint8_t *)data, len, PRED_MAGIC, 1, "predictions file",
+                           sec, 8, &count);
+    const kd_section *size = NULL, *labl = NULL, *prob = NULL;
+    if (st == KDENS_OK) {
+        size = kd_section_find(sec, count, "SIZE");
+        labl = kd_section_find(sec, count, "LABL");
+        prob = kd_section_find(sec, count, "PROB");
+        if (!size || !labl || !prob || size->len != 16)
+            st = kd_fail(KDENS_E_FORMAT, "%s: a section is missing or malformed", path);
+    }
+    uint32_t members = 0, classes = 0;
+    uint64_t samples = 0;
+    if (st == KDENS_OK) {
+        memcpy(&members, size->data, 4);
+        memcpy(&samples, size->data + 4, 8);
+        memcpy(&classes, size->data + 12, 4);
+        if (members < 1 || classes < 1 || samples > ((uint64_t)1 << 40) ||
+            labl->len != samples * 4 || prob->len / 4 / members / classes != samples ||
+            prob->len != (uint64_t)members * samples * classes * 4)
+            st = kd_fail(KDENS_E_FORMAT, "%s: sizes do not match the data", path);
+    }
+    if (st == KDENS_OK)
+        st = predictions_new((int)members, (size_t)samples, (int)classes, &pr);
+    if (st == KDENS_OK) {
+        memcpy(pr->labels, labl->data, labl->len);
+        memcpy(pr->probs, prob->data, prob->len);
+        for (size_t i = 0; i < samples && st == KDENS_OK; i++)
+            if (pr->labels[i] < 0 || pr->labels[i] >= (int32_t)classes)
+                st = kd_fail(KDENS_E_FORMAT, "%s: label %zu is out of range", path, i);
+    }
+    free(data);
+    if (st != KDENS_OK) {
+        kdens_predictions_free(pr);
+        return st;
+    }
+    *out = pr;
+    return KDENS_OK;
+}
+
+kdens_status kdens_predictions_accuracy(const kdens_predictions *pr, kdens_fusion rule,
+                                        const int *members, int n_members, double *accuracy)
+{
+    if (!pr || !accuracy || (members && n_members < 1))
+        return kd_fail(KDENS_E_ARG, "NULL argument or no members");
+    int m = members ? n_members : pr->members;
+    size_t n = pr->samples, per = n * (size_t)pr->classes;
+    const float *probs = pr->probs;
+    float *picked = NULL;
+    if (members) { /* the chosen members, contiguous */
+        if (!(picked = malloc(sizeof(float) * per * m)))
+            return kd_fail(KDENS_E_NOMEM, "out of memory");
+        for (int i = 0; i < m; i++) {
+            if (members[i] < 0 || members[i] >= pr->members) {
+                free(picked);
+                return kd_fail(KDENS_E_ARG, "member %d is out of range", members[i]);
+            }
+            memcpy(picked + per * i, pr->probs + per * members[i], sizeof(float) * per);
+        }
+        probs = picked;
+    }
+    int32_t *d = malloc(sizeof(int32_t) * (n ? n : 1));
+    kdens_status st = d ? kdens_fuse(rule, probs, m, n, pr->classes, d, NULL)
+                        : kd_fail(KDENS_E_NOMEM, "out of memory");
+    if (st == KDENS_OK) {
+        size_t right = 0;
+        for (size_t i = 0; i < n; i++)
+            right += d[i] == pr->labels[i];
+        *accuracy = n ? (double)right / n : 0;
+    }
+    free(d);
+    free(picked);
+    return st;
+}

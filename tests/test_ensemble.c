@@ -1,0 +1,173 @@
+/* Ensembles: members from files and from a teachers.csv registry, shape
+ * checks, predictions equal to each member's own, saved and loaded with a
+ * CRC, and fused accuracies against a direct computation. */
+#include "testutil.h"
+
+#include "data/data.h"
+
+enum { S = 6, K = 3, N = 25 };
+
+static char *dir;
+
+static int setup(void **state)
+{
+    (void)state;
+    dir = tu_tmpdir();
+    for (int i = 0; i < 3; i++) {
+        kdens_model *m;
+        char path[4300];
+        if (kdens_model_create("test", S, S, 1, K, (uint64_t)i + 1, &m) != KDENS_OK)
+            return -1;
+        snprintf(path, sizeof path, "%s/m%d.kdm", dir, i);
+        kdens_model_save(m, path);
+        kdens_model_free(m);
+    }
+    kdens_model *other;
+    char path[4300];
+    kdens_model_create("test", S, S, 1, K + 1, 9, &other);
+    snprintf(path, sizeof path, "%s/other.kdm", dir);
+    kdens_model_save(other, path);
+    kdens_model_free(other);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    tu_rm_rf(dir);
+    return 0;
+}
+
+static kdens_dataset *make_set(void)
+{
+    kdens_dataset *ds;
+    ASSERT_OK(kd_dataset_new(N, S, S, 1, K, &ds));
+    for (size_t i = 0; i < N * S * S; i++)
+        ds->store->pixels[i] = (uint8_t)(i * 37 % 251);
+    for (size_t i = 0; i < N; i++)
+        ds->store->labels[i] = (int32_t)(i % K);
+    return ds;
+}
+
+static char *p(const char *name)
+{
+    static char buf[4][4400];
+    static int next;
+    char *b = buf[next++ % 4];
+    snprintf(b, sizeof buf[0], "%s/%s", dir, name);
+    return b;
+}
+
+static void test_members_and_predictions(void **state)
+{
+    (void)state;
+    kdens_ensemble *ens;
+    ASSERT_OK(kdens_ensemble_create(&ens));
+    kdens_dataset *ds = make_set();
+    kdens_predictions *pr = NULL;
+    ASSERT_STATUS(kdens_ensemble_predict(ens, ds, &pr), KDENS_E_ARG); /* empty */
+    for (int i = 0; i < 3; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "m%d.kdm", i);
+        ASSERT_OK(kdens_ensemble_add(ens, p(name)));
+    }
+    ASSERT_STATUS(kdens_ensemble_add(ens, p("other.kdm")), KDENS_E_SHAPE);
+    assert_non_null(strstr(kdens_errmsg(), "other.kdm"));
+    assert_int_equal(kdens_ensemble_size(ens), 3);
+    ASSERT_OK(kdens_ensemble_predict(ens, ds, &pr));
+    assert_int_equal(kdens_predictions_members(pr), 3);
+    assert_int_equal(kdens_predictions_samples(pr), N);
+    const float *probs = kdens_predictions_probs(pr);
+    for (int m = 0; m < 3; m++) {
+        float own[N * K];
+        ASSERT_OK(kdens_model_predict_u8(kdens_ensemble_member(ens, m), ds->store->pixels, N, own));
+        assert_memory_equal(own, probs + (size_t)m * N * K, sizeof own);
+    }
+    /* fused accuracy against a direct computation of the mean rule */
+    double acc, acc0;
+    ASSERT_OK(kdens_predictions_accuracy(pr, KDENS_FUSE_MEAN, NULL, 0, &acc));
+    size_t right = 0, right0 = 0;
+    for (int i = 0; i < N; i++) {
+        int best = 0, best0 = 0;
+        for (int c = 1; c < K; c++) {
+            float s = 0, sb = 0;
+            for (int m = 0; m < 3; m++)
+                s += probs[((size_t)m * N + i) * K + c], sb += probs[((size_t)m * N + i) * K + best];
+            if (s > sb)
+                best = c;
+            if (probs[i * K + c] > probs[i * K + best0])
+                best0 = c;
+        }
+        right += best == i % K;
+        right0 += best0 == i % K;
+    }
+    assert_true(acc == (double)right / N);
+    int only0[1] = {0};
+    ASSERT_OK(kdens_predictions_accuracy(pr, KDENS_FUSE_PLURALITY, only0, 1, &acc0));
+    assert_true(acc0 == (double)right0 / N);
+    int bad[1] = {7};
+    ASSERT_STATUS(kdens_predictions_accuracy(pr, KDENS_FUSE_MEAN, bad, 1, &acc0), KDENS_E_ARG);
+    /* saved and loaded bit for bit; a damaged file is refused */
+    ASSERT_OK(kdens_predictions_save(pr, p("preds.kdp")));
+    kdens_predictions *back;
+    ASSERT_OK(kdens_predictions_load(p("preds.kdp"), &back));
+    assert_memory_equal(kdens_predictions_probs(back), probs, sizeof(float) * 3 * N * K);
+    assert_memory_equal(kdens_predictions_labels(back), kdens_predictions_labels(pr),
+                        sizeof(int32_t) * N);
+    kdens_predictions_free(back);
+    FILE *f = fopen(p("preds.kdp"), "r+b");
+    fseek(f, 100, SEEK_SET);
+    fputc(0x33, f);
+    fclose(f);
+    back = NULL;
+    ASSERT_STATUS(kdens_predictions_load(p("preds.kdp"), &back), KDENS_E_FORMAT);
+    assert_null(back);
+    kdens_predictions_free(pr);
+    kdens_ensemble_free(ens);
+    kdens_dataset_free(ds);
+}
+
+static void test_registry(void **state)
+{
+    (void)state;
+    FILE *f = fopen(p("teachers.csv"), "w");
+    fprintf(f, "model_location,dataset,architecture,fraction,uuid,train_loss,train_accuracy,"
+               "val_loss,val_accuracy,test_loss,test_accuracy\n");
+    fprintf(f, "%s,toy,test,0.5,a,0,0,0,0,0,0\n", p("m0.kdm"));
+    fprintf(f, "%s,toy,test,0.5,b,0,0,0,0,0,0\n", p("m1.kdm"));
+    fprintf(f, "%s,toy,test,0.3,c,0,0,0,0,0,0\n", p("m2.kdm"));
+    fprintf(f, "%s,other,test,0.5,d,0,0,0,0,0,0\n", p("other.kdm"));
+    fclose(f);
+    kdens_ensemble *ens;
+    ASSERT_OK(kdens_ensemble_from_registry(p("teachers.csv"), "toy", "test", 0.5, 0, 1, &ens));
+    assert_int_equal(kdens_ensemble_size(ens), 2);
+    kdens_ensemble_free(ens);
+    ASSERT_OK(kdens_ensemble_from_registry(p("teachers.csv"), "toy", "test", 0, 0, 1, &ens));
+    assert_int_equal(kdens_ensemble_size(ens), 3);
+    kdens_ensemble_free(ens);
+    ASSERT_OK(kdens_ensemble_from_registry(p("teachers.csv"), "toy", "test", 0, 2, 7, &ens));
+    assert_int_equal(kdens_ensemble_size(ens), 2);
+    kdens_ensemble_free(ens);
+    ens = NULL;
+    ASSERT_STATUS(kdens_ensemble_from_registry(p("teachers.csv"), "toy", "test", 0.5, 3, 1, &ens),
+                  KDENS_E_NOTFOUND);
+    ASSERT_STATUS(kdens_ensemble_from_registry(p("teachers.csv"), "toy", "resnet20", 0, 0, 1,
+                                               &ens),
+                  KDENS_E_NOTFOUND);
+    f = fopen(p("teachers.csv"), "a");
+    fprintf(f, "garbage\n");
+    fclose(f);
+    ASSERT_STATUS(kdens_ensemble_from_registry(p("teachers.csv"), "toy", "test", 0, 0, 1, &ens),
+                  KDENS_E_FORMAT);
+    assert_non_null(strstr(kdens_errmsg(), "line 6"));
+    assert_null(ens);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_members_and_predictions),
+        cmocka_unit_test(test_registry),
+    };
+    return cmocka_run_group_tests_name("ensembles", tests, setup, teardown);
+}
