@@ -67,7 +67,7 @@ static void test_members_and_predictions(void **state)
     kdens_predictions *pr = NULL;
     ASSERT_STATUS(kdens_ensemble_predict(ens, ds, &pr), KDENS_E_ARG); /* empty */
     for (int i = 0; i < 3; i++) {
-        char name[16];
+        char name[32];
         snprintf(name, sizeof name, "m%d.kdm", i);
         ASSERT_OK(kdens_ensemble_add(ens, p(name)));
     }
