@@ -680,6 +680,27 @@ typedef enum kdens_fusion {
     KDENS_FUSE_COUNT
 } kdens_fusion;
 
+/* Weighted mean of probabilities: sum_i w_i p_i / sum_i w_i (weights >= 0,
+ * not all 0).  Otherwise as kdens_fuse. */
+KDENS_API kdens_status kdens_fuse_weighted(const float *probs, int members, size_t samples,
+                                           int classes, const double *weights,
+                                           int32_t *decisions, float *scores);
+/* The reference's loss2weight (Voting/src/utils.py): w_i = l_i / min(l);
+ * "const" (relative 0): w_i *= factor / max(w); "relative" (relative 1):
+ * w_i += factor (w_i - min w) / (max w - min w) w_i; then w_i /= mean(w).
+ * As in the reference, larger values get larger weights: pass validation
+ * accuracies, or inverse losses, to favour the better members.  Errors:
+ * KDENS_E_ARG for n < 1 or values that are not finite and above 0. */
+KDENS_API kdens_status kdens_loss2weight(const double *losses, int n, int relative,
+                                         double factor, double *weights);
+/* The members' pairwise agreement (the reference's similarity_matrix): the
+ * fraction of samples on which members i and j predict the same class, into
+ * agreement (members x members); and the oracle accuracy (a sample counts as
+ * right when any member is).  Either output may be NULL. */
+KDENS_API kdens_status kdens_agreement(const float *probs, int members, size_t samples,
+                                       int classes, const int32_t *labels, double *agreement,
+                                       double *oracle);
+
 /* The rule's name ("mean", "borda", ...) and back (KDENS_E_NOTFOUND). */
 KDENS_API const char *kdens_fusion_name(kdens_fusion rule);
 KDENS_API kdens_status kdens_fusion_from_name(const char *name, kdens_fusion *rule);

@@ -106,12 +106,46 @@ static void test_names_and_errors(void **state)
     ASSERT_STATUS(kdens_fuse(KDENS_FUSE_MEAN, NULL, 2, 1, 2, d, NULL), KDENS_E_ARG);
 }
 
+static void test_weights_and_agreement(void **state)
+{
+    (void)state;
+    /* the reference's own example: loss2weight([1e-8, .5, .6, .4, .55, .95], "const", 1.15) */
+    double l[3] = {1.0, 2.0, 4.0}, w[3];
+    ASSERT_OK(kdens_loss2weight(l, 3, 0, 2.0, w));
+    /* l/min = 1,2,4; *2/4 = .5,1,2; mean 7/6 -> .428571, .857143, 1.714286 */
+    assert_true(fabs(w[0] - 0.5 / (3.5 / 3)) < 1e-12 && fabs(w[2] - 2.0 / (3.5 / 3)) < 1e-12);
+    ASSERT_OK(kdens_loss2weight(l, 3, 1, 1.0, w));
+    /* 1 + 0, 2 + (1/3)*2, 4 + 1*4 -> 1, 2.6667, 8; mean 11.6667/3 */
+    double mean = (1 + 2 + 2.0 / 3 + 8) / 3;
+    assert_true(fabs(w[0] - 1 / mean) < 1e-12 && fabs(w[2] - 8 / mean) < 1e-12);
+    double bad[2] = {1.0, 0.0};
+    ASSERT_STATUS(kdens_loss2weight(bad, 2, 0, 1.0, w), KDENS_E_ARG);
+    /* weighted mean: a heavy member decides */
+    float p[4] = {0.9f, 0.1f, 0.2f, 0.8f};
+    double heavy[2] = {1.0, 5.0}, zero[2] = {0, 0};
+    int32_t d;
+    float scores[2];
+    ASSERT_OK(kdens_fuse_weighted(p, 2, 1, 2, heavy, &d, scores));
+    assert_int_equal(d, 1);
+    assert_true(fabsf(scores[1] - (0.1f + 5 * 0.8f) / 6) < 1e-6f);
+    ASSERT_STATUS(kdens_fuse_weighted(p, 2, 1, 2, zero, &d, NULL), KDENS_E_ARG);
+    /* agreement and oracle: members predict (0,1,1) and (0,0,1); labels (0,0,0) */
+    float q[2 * 3 * 2] = {0.9f, 0.1f, 0.2f, 0.8f, 0.3f, 0.7f,
+                          0.6f, 0.4f, 0.7f, 0.3f, 0.1f, 0.9f};
+    int32_t labels[3] = {0, 0, 0};
+    double agree[4], oracle;
+    ASSERT_OK(kdens_agreement(q, 2, 3, 2, labels, agree, &oracle));
+    assert_true(agree[0] == 1.0 && fabs(agree[1] - 2.0 / 3) < 1e-12 && agree[2] == agree[1]);
+    assert_true(fabs(oracle - 2.0 / 3) < 1e-12);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tennessee),
         cmocka_unit_test(test_ties_and_small_cases),
         cmocka_unit_test(test_names_and_errors),
+        cmocka_unit_test(test_weights_and_agreement),
     };
     return cmocka_run_group_tests_name("fusion", tests, NULL, NULL);
 }

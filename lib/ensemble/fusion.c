@@ -367,3 +367,137 @@ kdens_status kdens_fuse(kdens_fusion rule, const float *probs, int members, size
     free(c.perm);
     return st;
 }
+
+/* ---- weights and agreement ------------------------------------------------------------- */
+
+static kdens_status check_probs(const float *probs, int members, size_t samples, int classes)
+{
+    if (!probs || members < 1 || classes < 1)
+        return kd_fail(KDENS_E_ARG, "NULL probabilities, or no members or classes");
+    for (size_t i = 0; i < (size_t)members * samples * classes; i++)
+        if (!(probs[i] >= 0 && probs[i] <= 1))
+            return kd_fail(KDENS_E_ARG, "member %zu, sample %zu, class %zu: probability %g is "
+                           "not in [0, 1]", i / classes / samples, i / classes % samples,
+                           i % classes, (double)probs[i]);
+    return KDENS_OK;
+}
+
+/* The index of the largest of k values (lowest index on ties). */
+static int argmax(const float *v, int k)
+{
+    int b = 0;
+    for (int a = 1; a < k; a++)
+        if (v[a] > v[b])
+            b = a;
+    return b;
+}
+
+kdens_status kdens_fuse_weighted(const float *probs, int members, size_t samples, int classes,
+                                 const double *weights, int32_t *decisions, float *scores)
+{
+    kdens_status st = check_probs(probs, members, samples, classes);
+    if (st != KDENS_OK)
+        return st;
+    if (!weights || !decisions)
+        return kd_fail(KDENS_E_ARG, "NULL weights or decisions");
+    double total = 0;
+    for (int i = 0; i < members; i++) {
+        if (!(weights[i] >= 0) || !isfinite(weights[i]))
+            return kd_fail(KDENS_E_ARG, "weight %d is %g", i, weights[i]);
+        total += weights[i];
+    }
+    if (!(total > 0))
+        return kd_fail(KDENS_E_ARG, "the weights are all 0");
+    float *row = malloc(sizeof(float) * classes);
+    if (!row)
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    for (size_t n = 0; n < samples; n++) {
+        double best = -1, best_sum = -1;
+        int b = 0;
+        for (int a = 0; a < classes; a++) {
+            double v = 0, sum = 0;
+            for (int i = 0; i < members; i++) {
+                float p = probs[((size_t)i * samples + n) * classes + a];
+                v += weights[i] * p;
+                sum += p;
+            }
+            v /= total;
+            row[a] = (float)v;
+            if (v > best || (v == best && sum > best_sum))
+                best = v, best_sum = sum, b = a;
+        }
+        decisions[n] = b;
+        if (scores)
+            memcpy(scores + n * classes, row, sizeof(float) * classes);
+    }
+    free(row);
+    return KDENS_OK;
+}
+
+kdens_status kdens_loss2weight(const double *losses, int n, int relative, double factor,
+                               double *weights)
+{
+    if (!losses || !weights || n < 1 || !isfinite(factor))
+        return kd_fail(KDENS_E_ARG, "NULL argument, no members or a bad factor");
+    double lo = losses[0];
+    for (int i = 0; i < n; i++) {
+        if (!(losses[i] > 0) || !isfinite(losses[i]))
+            return kd_fail(KDENS_E_ARG, "value %d is %g, not finite and above 0", i, losses[i]);
+        lo = losses[i] < lo ? losses[i] : lo;
+    }
+    double wmax = 0, wmin = INFINITY;
+    for (int i = 0; i < n; i++) {
+        weights[i] = losses[i] / lo;
+        wmax = weights[i] > wmax ? weights[i] : wmax;
+        wmin = weights[i] < wmin ? weights[i] : wmin;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!relative)
+            weights[i] *= factor / wmax;
+        else if (wmax > wmin) /* all equal: the reference divides by zero; keep them */
+            weights[i] += factor * (weights[i] - wmin) / (wmax - wmin) * weights[i];
+    }
+    double mean = 0;
+    for (int i = 0; i < n; i++)
+        mean += weights[i] / n;
+    for (int i = 0; i < n; i++)
+        weights[i] /= mean;
+    return KDENS_OK;
+}
+
+kdens_status kdens_agreement(const float *probs, int members, size_t samples, int classes,
+                             const int32_t *labels, double *agreement, double *oracle)
+{
+    kdens_status st = check_probs(probs, members, samples, classes);
+    if (st != KDENS_OK)
+        return st;
+    if (oracle && !labels)
+        return kd_fail(KDENS_E_ARG, "the oracle accuracy needs labels");
+    int *pred = malloc(sizeof(int) * (size_t)members * (samples ? samples : 1));
+    if (!pred)
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    for (int i = 0; i < members; i++)
+        for (size_t n = 0; n < samples; n++)
+            pred[(size_t)i * samples + n] = argmax(probs + ((size_t)i * samples + n) * classes,
+                                                   classes);
+    if (agreement)
+        for (int i = 0; i < members; i++)
+            for (int j = 0; j < members; j++) {
+                size_t same = 0;
+                for (size_t n = 0; n < samples; n++)
+                    same += pred[(size_t)i * samples + n] == pred[(size_t)j * samples + n];
+                agreement[i * members + j] = samples ? (double)same / samples : 1.0;
+            }
+    if (oracle) {
+        size_t right = 0;
+        for (size_t n = 0; n < samples; n++) {
+            bool any = false;
+            for (int i = 0; i < members && !any; i++)
+                any = pred[(size_t)i * samples + n] == labels[n];
+            right += any;
+        }
+        *oracle = samples ? (double)right / samples : 0;
+    }
+    free(pred);
+    return KDENS_OK;
+}
