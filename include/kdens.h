@@ -701,6 +701,19 @@ KDENS_API kdens_status kdens_agreement(const float *probs, int members, size_t s
                                        int classes, const int32_t *labels, double *agreement,
                                        double *oracle);
 
+/* Pairwise diversity of the members on labelled samples, each a members x
+ * members matrix (any may be NULL): disagreement (fraction of samples where
+ * their top classes differ), Cohen's kappa of their top classes, Yule's Q of
+ * their correctness ((N11 N00 - N01 N10) / (N11 N00 + N01 N10), 0 where the
+ * denominator is 0), the Pearson correlation of their error indicators (0
+ * where one never or always errs), and the Kendall tau distance between
+ * their rankings of the classes (fraction of discordant class pairs, mean
+ * over samples).  Errors: KDENS_E_ARG. */
+KDENS_API kdens_status kdens_diversity(const float *probs, int members, size_t samples,
+                                       int classes, const int32_t *labels,
+                                       double *disagreement, double *kappa, double *yules_q,
+                                       double *error_correlation, double *kendall);
+
 /* The rule's name ("mean", "borda", ...) and back (KDENS_E_NOTFOUND). */
 KDENS_API const char *kdens_fusion_name(kdens_fusion rule);
 KDENS_API kdens_status kdens_fusion_from_name(const char *name, kdens_fusion *rule);
@@ -756,6 +769,14 @@ KDENS_API int kdens_predictions_classes(const kdens_predictions *pr);
 /* members x samples x classes probabilities (member-major), and labels. */
 KDENS_API const float *kdens_predictions_probs(const kdens_predictions *pr);
 KDENS_API const int32_t *kdens_predictions_labels(const kdens_predictions *pr);
+/* Accuracy versus ensemble size: for each size, `repeats` random
+ * sub-ensembles drawn from seed (members without replacement), their mean
+ * accuracy under the rule and the half-width of its 95% t-distribution
+ * confidence interval (0 for one repeat).  Errors: KDENS_E_ARG (a size
+ * outside [1, members], repeats < 1). */
+KDENS_API kdens_status kdens_accuracy_vs_size(const kdens_predictions *pr, kdens_fusion rule,
+                                              const int *sizes, int n_sizes, int repeats,
+                                              uint64_t seed, double *mean, double *ci_half);
 /* A file with a CRC per section (docs/formats.md), written atomically. */
 KDENS_API kdens_status kdens_predictions_save(const kdens_predictions *pr, const char *path);
 KDENS_API kdens_status kdens_predictions_load(const char *path, kdens_predictions **out);

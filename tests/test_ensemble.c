@@ -5,6 +5,8 @@
 
 #include "data/data.h"
 
+#include <math.h>
+
 enum { S = 6, K = 3, N = 25 };
 
 static char *dir;
@@ -105,6 +107,16 @@ static void test_members_and_predictions(void **state)
     int only0[1] = {0};
     ASSERT_OK(kdens_predictions_accuracy(pr, KDENS_FUSE_PLURALITY, only0, 1, &acc0));
     assert_true(acc0 == (double)right0 / N);
+    /* accuracy versus size: size 3 has one sub-ensemble (all), so no spread */
+    int sizes[2] = {1, 3};
+    double mean[2], half[2];
+    ASSERT_OK(kdens_accuracy_vs_size(pr, KDENS_FUSE_MEAN, sizes, 2, 5, 1, mean, half));
+    if (!(fabs(mean[1] - acc) < 1e-12 && half[1] < 1e-12))
+        fail_msg("size 3: mean %.17g half %g, all members %.17g", mean[1], half[1], acc);
+    assert_true(mean[0] >= 0 && mean[0] <= 1 && half[0] >= 0);
+    int too_big[1] = {4};
+    ASSERT_STATUS(kdens_accuracy_vs_size(pr, KDENS_FUSE_MEAN, too_big, 1, 5, 1, mean, half),
+                  KDENS_E_ARG);
     int bad[1] = {7};
     ASSERT_STATUS(kdens_predictions_accuracy(pr, KDENS_FUSE_MEAN, bad, 1, &acc0), KDENS_E_ARG);
     /* saved and loaded bit for bit; a damaged file is refused */

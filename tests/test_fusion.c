@@ -139,6 +139,29 @@ static void test_weights_and_agreement(void **state)
     assert_true(fabs(oracle - 2.0 / 3) < 1e-12);
 }
 
+static void test_diversity(void **state)
+{
+    (void)state;
+    /* members predict (0,1,1) and (0,0,1), labels (0,0,0): member 0 right on sample 0,
+     * member 1 right on samples 0 and 1 */
+    float q[2 * 3 * 2] = {0.9f, 0.1f, 0.2f, 0.8f, 0.3f, 0.7f,
+                          0.6f, 0.4f, 0.7f, 0.3f, 0.1f, 0.9f};
+    int32_t labels[3] = {0, 0, 0};
+    double dis[4], kap[4], yq[4], ec[4], kt[4];
+    ASSERT_OK(kdens_diversity(q, 2, 3, 2, labels, dis, kap, yq, ec, kt));
+    assert_true(dis[0] == 0 && fabs(dis[1] - 1.0 / 3) < 1e-12);
+    /* kappa: po 2/3; member 0 predicts 0 1/3, 1 2/3; member 1: 2/3, 1/3; pe = 4/9 */
+    assert_true(fabs(kap[1] - (2.0 / 3 - 4.0 / 9) / (1 - 4.0 / 9)) < 1e-12);
+    assert_true(kap[0] == 1.0);
+    /* correctness: N11 = 1, N00 = 1, N10 = 0, N01 = 1 -> Q = 1 */
+    assert_true(yq[1] == 1.0);
+    /* errors e0 = (0,1,1), e1 = (0,0,1): Pearson = (1/3 - 2/9) / sqrt(2/9 * 2/9) = 1/2 */
+    assert_true(fabs(ec[1] - 0.5) < 1e-12);
+    /* rankings disagree on samples 1 only: Kendall distance 1/3 */
+    assert_true(fabs(kt[1] - 1.0 / 3) < 1e-12 && kt[0] == 0);
+    ASSERT_STATUS(kdens_diversity(q, 2, 3, 2, NULL, dis, NULL, NULL, NULL, NULL), KDENS_E_ARG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -146,6 +169,7 @@ int main(void)
         cmocka_unit_test(test_ties_and_small_cases),
         cmocka_unit_test(test_names_and_errors),
         cmocka_unit_test(test_weights_and_agreement),
+        cmocka_unit_test(test_diversity),
     };
     return cmocka_run_group_tests_name("fusion", tests, NULL, NULL);
 }

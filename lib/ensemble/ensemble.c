@@ -340,3 +340,64 @@ kdens_status kdens_predictions_accuracy(const kdens_predictions *pr, kdens_fusio
     free(picked);
     return st;
 }
+
+/* The 97.5% quantile of Student's t with df degrees of freedom: a table up to
+ * 30, then 1.96 + 2.5 / df (within 0.002 of the exact value). */
+static double t975(int df)
+{
+    static const double table[30] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306,
+                                     2.262,  2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120,
+                                     2.110,  2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+                                     2.060,  2.056, 2.052, 2.048, 2.045, 2.042};
+    return df <= 30 ? table[df - 1] : 1.96 + 2.5 / df;
+}
+
+kdens_status kdens_accuracy_vs_size(const kdens_predictions *pr, kdens_fusion rule,
+                                    const int *sizes, int n_sizes, int repeats, uint64_t seed,
+                                    double *mean, double *ci_half)
+{
+    if (!pr || !sizes || n_sizes < 1 || repeats < 1 || !mean)
+        return kd_fail(KDENS_E_ARG, "NULL argument, no sizes or no repeats");
+    for (int s = 0; s < n_sizes; s++)
+        if (sizes[s] < 1 || sizes[s] > pr->members)
+            return kd_fail(KDENS_E_ARG, "ensemble size %d is outside [1, %d]", sizes[s],
+                           pr->members);
+    int *order = malloc(sizeof(int) * pr->members);
+    double *acc = malloc(sizeof(double) * repeats);
+    kdens_status st = order && acc ? KDENS_OK : kd_fail(KDENS_E_NOMEM, "out of memory");
+    kd_rng rng;
+    kd_rng_seed(&rng, seed);
+    for (int s = 0; s < n_sizes && st == KDENS_OK; s++) {
+        double sum = 0;
+        for (int r = 0; r < repeats && st == KDENS_OK; r++) {
+            for (int i = 0; i < pr->members; i++)
+                order[i] = i;
+            for (int i = pr->members - 1; i > 0; i--) {
+                int j = (int)kd_rng_below(&rng, (uint64_t)i + 1), t = order[i];
+                order[i] = order[j], order[j] = t;
+            }
+            /* the chosen members in index order: a sub-ensemble's result does not
+             * depend on the order it was drawn in */
+            for (int i = 1; i < sizes[s]; i++)
+                for (int j = i; j > 0 && order[j - 1] > order[j]; j--) {
+                    int t = order[j];
+                    order[j] = order[j - 1], order[j - 1] = t;
+                }
+            st = kdens_predictions_accuracy(pr, rule, order, sizes[s], &acc[r]);
+            sum += acc[r];
+        }
+        if (st != KDENS_OK)
+            break;
+        mean[s] = sum / repeats;
+        if (ci_half) {
+            double var = 0;
+            for (int r = 0; r < repeats; r++)
+                var += (acc[r] - mean[s]) * (acc[r] - mean[s]);
+            ci_half[s] = repeats > 1 ? t975(repeats - 1) * sqrt(var / (repeats - 1) / repeats)
+                                     : 0.0;
+        }
+    }
+    free(order);
+    free(acc);
+    return st;
+}

@@ -501,3 +501,71 @@ kdens_status kdens_agreement(const float *probs, int members, size_t samples, in
     free(pred);
     return KDENS_OK;
 }
+
+kdens_status kdens_diversity(const float *probs, int members, size_t samples, int classes,
+                             const int32_t *labels, double *disagreement, double *kappa,
+                             double *yules_q, double *error_correlation, double *kendall)
+{
+    kdens_status st = check_probs(probs, members, samples, classes);
+    if (st != KDENS_OK)
+        return st;
+    if (!labels)
+        return kd_fail(KDENS_E_ARG, "NULL labels");
+    int *pred = malloc(sizeof(int) * (size_t)members * (samples ? samples : 1));
+    double *freq = calloc((size_t)members * classes, sizeof(double));
+    if (!pred || !freq) {
+        free(pred);
+        free(freq);
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < members; i++)
+        for (size_t n = 0; n < samples; n++) {
+            int c = argmax(probs + ((size_t)i * samples + n) * classes, classes);
+            pred[(size_t)i * samples + n] = c;
+            freq[(size_t)i * classes + c] += 1.0 / (double)samples;
+        }
+    for (int i = 0; i < members; i++)
+        for (int j = 0; j < members; j++) {
+            const int *pi = pred + (size_t)i * samples, *pj = pred + (size_t)j * samples;
+            double same = 0, n11 = 0, n00 = 0, n10 = 0, n01 = 0, tau = 0;
+            for (size_t n = 0; n < samples; n++) {
+                same += pi[n] == pj[n];
+                bool ri = pi[n] == labels[n], rj = pj[n] == labels[n];
+                n11 += ri && rj, n00 += !ri && !rj, n10 += ri && !rj, n01 += !ri && rj;
+                if (kendall && classes > 1) {
+                    const float *a = probs + ((size_t)i * samples + n) * classes;
+                    const float *b = probs + ((size_t)j * samples + n) * classes;
+                    int discordant = 0;
+                    for (int x = 0; x < classes; x++)
+                        for (int y = x + 1; y < classes; y++)
+                            discordant += ((a[x] > a[y]) - (a[x] < a[y])) *
+                                              ((b[x] > b[y]) - (b[x] < b[y])) < 0;
+                    tau += 2.0 * discordant / ((double)classes * (classes - 1));
+                }
+            }
+            double ns = samples ? (double)samples : 1.0, po = same / ns;
+            size_t at = (size_t)i * members + j;
+            if (disagreement)
+                disagreement[at] = 1 - po;
+            if (kappa) {
+                double pe = 0;
+                for (int c = 0; c < classes; c++)
+                    pe += freq[(size_t)i * classes + c] * freq[(size_t)j * classes + c];
+                kappa[at] = pe < 1 ? (po - pe) / (1 - pe) : 1.0;
+            }
+            if (yules_q) {
+                double den = n11 * n00 + n01 * n10;
+                yules_q[at] = den > 0 ? (n11 * n00 - n01 * n10) / den : 0.0;
+            }
+            if (error_correlation) { /* Pearson of the two error indicators */
+                double ei = (n00 + n01) / ns, ej = (n00 + n10) / ns, both = n00 / ns;
+                double var = ei * (1 - ei) * ej * (1 - ej);
+                error_correlation[at] = var > 0 ? (both - ei * ej) / sqrt(var) : 0.0;
+            }
+            if (kendall)
+                kendall[at] = samples ? tau / ns : 0.0;
+        }
+    free(pred);
+    free(freq);
+    return KDENS_OK;
+}
