@@ -68,6 +68,15 @@ kdens_status kd_read_file(const char *path, char **data, size_t *len);
  * of the folder.  The previous file at path survives any failure. */
 kdens_status kd_write_file_atomic(const char *path, const void *data, size_t len);
 
+/* Rows of a teachers.csv registry (lib/core/registry.c). */
+typedef struct kd_registry_row {
+    char *location, *dataset, *arch, *uuid;
+    double fraction;
+    size_t line;
+} kd_registry_row;
+kdens_status kd_registry_read(const char *csv, kd_registry_row **rows, size_t *n_rows);
+void kd_registry_free(kd_registry_row *rows, size_t n);
+
 /* mkdir -p; 0 or -1 with errno. */
 int kd_mkdirs(const char *path);
 

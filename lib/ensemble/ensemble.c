@@ -87,25 +87,17 @@ kdens_status kdens_ensemble_from_registry(const char *csv, const char *dataset,
 {
     if (!csv || !dataset || !arch || !out || n < 0)
         return kd_fail(KDENS_E_ARG, "NULL argument or negative count");
-    char *text;
-    size_t len;
-    kdens_status st = kd_read_file(csv, &text, &len);
+    kd_registry_row *rows = NULL;
+    size_t n_rows = 0;
+    kdens_status st = kd_registry_read(csv, &rows, &n_rows);
     if (st != KDENS_OK)
         return st;
     char **paths = NULL;
     int found = 0, cap = 0;
-    size_t line_no = 0;
-    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line && st == KDENS_OK;
-         line = strtok_r(NULL, "\n", &save)) {
-        if (++line_no == 1)
-            continue; /* the header */
-        char loc[4096], ds[256], ar[128];
-        double frac;
-        if (sscanf(line, "%4095[^,],%255[^,],%127[^,],%lf,", loc, ds, ar, &frac) != 4) {
-            st = kd_fail(KDENS_E_FORMAT, "%s: line %zu is not a registry row", csv, line_no);
-            break;
-        }
-        if (strcmp(ds, dataset) || strcmp(ar, arch) || (fraction > 0 && fabs(frac - fraction) > 1e-9))
+    for (size_t r = 0; r < n_rows && st == KDENS_OK; r++) {
+        const kd_registry_row *row = &rows[r];
+        if (strcmp(row->dataset, dataset) || strcmp(row->arch, arch) ||
+            (fraction > 0 && fabs(row->fraction - fraction) > 1e-9))
             continue;
         if (found == cap) {
             cap = cap ? 2 * cap : 16;
@@ -116,12 +108,12 @@ kdens_status kdens_ensemble_from_registry(const char *csv, const char *dataset,
             }
             paths = v;
         }
-        if (!(paths[found] = kd_strdup(loc)))
+        if (!(paths[found] = kd_strdup(row->location)))
             st = kd_fail(KDENS_E_NOMEM, "out of memory");
         else
             found++;
     }
-    free(text);
+    kd_registry_free(rows, n_rows);
     if (st == KDENS_OK && (found == 0 || found < n))
         st = kd_fail(KDENS_E_NOTFOUND, "%s lists %d teachers of %s/%s%s, %d asked", csv, found,
                      dataset, arch, fraction > 0 ? " at that fraction" : "", n);

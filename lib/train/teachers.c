@@ -106,19 +106,14 @@ static bool parse_subset_name(const char *file, double *fraction, char *uuid, si
 /* Does teachers.csv hold a row for this model file? */
 static bool registered(const char *csv, const char *model_location)
 {
-    char *text;
-    size_t len;
-    if (kd_read_file(csv, &text, &len) != KDENS_OK)
+    kd_registry_row *rows;
+    size_t n;
+    if (kd_registry_read(csv, &rows, &n) != KDENS_OK) /* none yet */
         return false;
-    size_t ml = strlen(model_location);
     bool found = false;
-    for (char *line = text; line && *line && !found;) {
-        if (strncmp(line, model_location, ml) == 0 && line[ml] == ',')
-            found = true;
-        line = strchr(line, '\n');
-        line = line ? line + 1 : NULL;
-    }
-    free(text);
+    for (size_t i = 0; i < n && !found; i++)
+        found = strcmp(rows[i].location, model_location) == 0;
+    kd_registry_free(rows, n);
     return found;
 }
 
