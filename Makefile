@@ -85,7 +85,7 @@ PC_SED := -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	-e 's|@PRIVATE_LIBS@|$(DEP_LIBS)|'
 
 # The command-line tool links the static library: one self-contained binary.
-CLI_SRC := examples/kdens.c examples/kdens_data.c examples/kdens_train.c
+CLI_SRC := examples/kdens.c examples/kdens_data.c examples/kdens_train.c examples/kdens_ensemble.c
 $(CLI): $(CLI_SRC) examples/kdens_cli.h $(STATIC) include/kdens.h
 	$(CC) -Iinclude $(CFLAGS_ALL) -o $@ $(CLI_SRC) $(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS)
 
@@ -132,7 +132,7 @@ demo: deps
 # libFuzzer harnesses (Debian's clang): each runs FUZZ_SECONDS on a copy of its
 # seed corpus; crashes are written to build-fuzz/.
 FUZZ_SECONDS ?= 60
-FUZZERS := model spec idx cifar png jpeg csv
+FUZZERS := model spec idx cifar png jpeg csv votecsv
 FUZZ_CC ?= clang
 FUZZ_FLAGS := -std=c11 -g -O1 $(ARCHFLAGS) -Wno-psabi -fsanitize=fuzzer,address,undefined -Iinclude -Ilib \
 	-D_POSIX_C_SOURCE=200809L $(BLAS_CFLAGS)

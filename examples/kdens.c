@@ -20,6 +20,9 @@ static const char *usage_main =
     "  train          train one model on a dataset (checkpoints, --resume)\n"
     "  eval           evaluate a saved model on a dataset's test part\n"
     "  teachers       train a teacher per subset manifest of a workspace\n"
+    "  ensemble       accuracy of every fusion rule for a set of teachers\n"
+    "  diversity      pairwise diversity of a set of teachers, as CSV\n"
+    "  vote           apply a fusion rule to scores in a CSV file\n"
     "  version        print the library version\n"
     "  help           this text; 'kdens COMMAND --help' for one command\n";
 
@@ -154,6 +157,12 @@ int main(int argc, char **argv)
         return cmd_eval(argc - 2, argv + 2);
     if (strcmp(argv[1], "teachers") == 0)
         return cmd_teachers(argc - 2, argv + 2);
+    if (strcmp(argv[1], "ensemble") == 0)
+        return cmd_ensemble(argc - 2, argv + 2);
+    if (strcmp(argv[1], "diversity") == 0)
+        return cmd_diversity(argc - 2, argv + 2);
+    if (strcmp(argv[1], "vote") == 0)
+        return cmd_vote(argc - 2, argv + 2);
     fprintf(stderr, "kdens: unknown command '%s'\n%s", argv[1], usage_main);
     return 2;
 }

@@ -12,6 +12,11 @@ int cli_fail(const char *what, kdens_status st);
  * base name). */
 kdens_status cli_open_dataset(const char *spec, int height, int width, kdens_color color,
                               kdens_dataset **out, char *name, size_t name_size);
+/* The test part of a dataset spec: a preset's test set, or SPEC/test of an
+ * image folder, decoded to height x width x channels (a model's input). */
+kdens_status cli_open_test(const char *spec, int height, int width, int channels,
+                           kdens_dataset **test);
+kdens_status cli_open_test_for(const char *spec, const kdens_model *m, kdens_dataset **test);
 /* mkdir -p */
 int cli_mkdirs(const char *path);
 
@@ -20,7 +25,10 @@ int cmd_split(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_teachers(int argc, char **argv);
+int cmd_ensemble(int argc, char **argv);
+int cmd_diversity(int argc, char **argv);
+int cmd_vote(int argc, char **argv);
 extern const char *const usage_subset, *const usage_split, *const usage_train, *const usage_eval,
-    *const usage_teachers;
+    *const usage_teachers, *const usage_ensemble, *const usage_diversity, *const usage_vote;
 
 #endif

@@ -77,6 +77,25 @@ kdens_status cli_open_dataset(const char *spec, int height, int width, kdens_col
     return kdens_dataset_load_folder(is_dir(train) ? train : spec, height, width, color, 0, out);
 }
 
+kdens_status cli_open_test(const char *spec, int height, int width, int channels,
+                           kdens_dataset **test)
+{
+    char root[4200];
+    snprintf(root, sizeof root, "%s/test", spec);
+    if (is_dir(root))
+        return kdens_dataset_load_folder(root, height, width,
+                                         channels == 1 ? KDENS_COLOR_GRAY : KDENS_COLOR_RGB, 0,
+                                         test);
+    return kdens_dataset_preset(spec, NULL, NULL, test);
+}
+
+kdens_status cli_open_test_for(const char *spec, const kdens_model *m, kdens_dataset **test)
+{
+    int h, w, c;
+    kdens_model_input_shape(m, &h, &w, &c);
+    return cli_open_test(spec, h, w, c, test);
+}
+
 static int parse_size(const char *s, int *h, int *w)
 {
     char extra;

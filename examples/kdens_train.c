@@ -203,19 +203,6 @@ int cmd_train(int argc, char **argv)
     return 0;
 }
 
-/* The test part of a dataset spec, for a model's input shape. */
-static kdens_status open_test(const char *dataset, const kdens_model *m, kdens_dataset **test)
-{
-    char root[4200];
-    snprintf(root, sizeof root, "%s/test", dataset);
-    int h, w, c;
-    kdens_model_input_shape(m, &h, &w, &c);
-    if (access(root, F_OK) == 0)
-        return kdens_dataset_load_folder(root, h, w, c == 1 ? KDENS_COLOR_GRAY : KDENS_COLOR_RGB,
-                                         0, test);
-    return kdens_dataset_preset(dataset, NULL, NULL, test);
-}
-
 /* Every registered teacher of the dataset (and arch, fraction) on the test set. */
 static int eval_registry(const train_opts *o)
 {
@@ -240,7 +227,7 @@ static int eval_registry(const train_opts *o)
         kdens_model *m;
         kdens_status st = kdens_model_load(loc, &m);
         if (st == KDENS_OK && !test)
-            st = open_test(o->dataset, m, &test);
+            st = cli_open_test_for(o->dataset, m, &test);
         double loss, top1, top5;
         if (st == KDENS_OK)
             st = kdens_model_evaluate(m, test, 256, &loss, &top1, &top5, NULL, NULL);
@@ -278,7 +265,7 @@ int cmd_eval(int argc, char **argv)
     if (st != KDENS_OK)
         return cli_fail(o.model, st);
     kdens_dataset *test = NULL;
-    st = open_test(o.dataset, m, &test);
+    st = cli_open_test_for(o.dataset, m, &test);
     if (st != KDENS_OK)
         return cli_fail(o.dataset, st);
     int k = kdens_model_num_classes(m);
@@ -353,7 +340,7 @@ int cmd_teachers(int argc, char **argv)
         fputs(usage_teachers, stderr);
         return 2;
     }
-    char name[256], valcsv[4600], root[4200];
+    char name[256], valcsv[4600];
     kdens_dataset *pool, *val = NULL, *rest_train = NULL, *test = NULL;
     kdens_status st = cli_open_dataset(o.dataset, o.height, o.width, o.color, &pool, name,
                                        sizeof name);
@@ -366,14 +353,9 @@ int cmd_teachers(int argc, char **argv)
         st = kdens_dataset_split(pool, 0.1, o.seed, &rest_train, &val);
     if (st != KDENS_OK)
         return cli_fail("validation set", st);
-    snprintf(root, sizeof root, "%s/test", o.dataset);
     int h, w, c;
     kdens_dataset_shape(pool, &h, &w, &c);
-    if (access(root, F_OK) == 0)
-        st = kdens_dataset_load_folder(root, h, w, c == 1 ? KDENS_COLOR_GRAY : KDENS_COLOR_RGB, 0,
-                                       &test);
-    else
-        st = kdens_dataset_preset(o.dataset, NULL, NULL, &test);
+    st = cli_open_test(o.dataset, h, w, c, &test);
     if (st != KDENS_OK)
         return cli_fail("test set", st);
     kdens_teachers *tc;

@@ -714,6 +714,35 @@ KDENS_API kdens_status kdens_diversity(const float *probs, int members, size_t s
                                        double *disagreement, double *kappa, double *yules_q,
                                        double *error_correlation, double *kendall);
 
+/* How the members' votes fall (the reference's VotingAnalyze).  Each member
+ * votes for its top class; the plurality winner is the class with most
+ * votes (ties as KDENS_FUSE_PLURALITY). */
+typedef struct kdens_vote_stats {
+    uint64_t samples;
+    uint64_t unanimous;          /* every member voted for the same class */
+    uint64_t majority;           /* the plurality winner has more than half the votes */
+    uint64_t majority_correct;   /* ... and is the label */
+    uint64_t plurality_correct;  /* the plurality winner is the label */
+    uint64_t condorcet_exists;   /* a Condorcet winner exists (pairwise majority over
+                                    every other class, on the members' full rankings) */
+    uint64_t condorcet_correct;  /* ... and is the label */
+    uint64_t condorcet_is_plurality;           /* ... and is the plurality winner */
+    uint64_t plurality_correct_with_condorcet; /* plurality right where one exists */
+    uint64_t plurality_correct_without_condorcet; /* ... and where none exists */
+    double mean_distinct;        /* mean number of distinct classes voted for */
+} kdens_vote_stats;
+/* Fill stats for labelled members x samples x classes probabilities, and
+ * optionally three histograms of members + 1 counts (index v = v votes):
+ * winner_votes, samples whose plurality winner got v votes;
+ * winner_votes_correct, those of them where it is the label; label_votes,
+ * samples whose true class got v votes.  Errors: KDENS_E_ARG (NULL, a
+ * probability outside [0, 1], a label out of range). */
+KDENS_API kdens_status kdens_vote_analysis(const float *probs, int members, size_t samples,
+                                           int classes, const int32_t *labels,
+                                           kdens_vote_stats *stats, uint64_t *winner_votes,
+                                           uint64_t *winner_votes_correct,
+                                           uint64_t *label_votes);
+
 /* The rule's name ("mean", "borda", ...) and back (KDENS_E_NOTFOUND). */
 KDENS_API const char *kdens_fusion_name(kdens_fusion rule);
 KDENS_API kdens_status kdens_fusion_from_name(const char *name, kdens_fusion *rule);
@@ -757,6 +786,9 @@ KDENS_API kdens_status kdens_ensemble_from_registry(const char *teachers_csv,
 KDENS_API int kdens_ensemble_size(const kdens_ensemble *ens);
 /* Member i (NULL out of range); owned by the ensemble. */
 KDENS_API kdens_model *kdens_ensemble_member(const kdens_ensemble *ens, int i);
+/* Member i's name: its uuid when it came from a registry, else its file
+ * (NULL out of range); owned by the ensemble. */
+KDENS_API const char *kdens_ensemble_member_name(const kdens_ensemble *ens, int i);
 
 /* Run every member over the dataset once.  Errors: KDENS_E_ARG (an empty
  * ensemble), KDENS_E_SHAPE (a dataset that does not fit), KDENS_E_NOMEM. */
@@ -766,9 +798,22 @@ KDENS_API void kdens_predictions_free(kdens_predictions *pr);
 KDENS_API int kdens_predictions_members(const kdens_predictions *pr);
 KDENS_API size_t kdens_predictions_samples(const kdens_predictions *pr);
 KDENS_API int kdens_predictions_classes(const kdens_predictions *pr);
-/* members x samples x classes probabilities (member-major), and labels. */
+/* members x samples x classes probabilities (member-major), and labels
+ * (NULL for unlabelled predictions, e.g. a CSV import). */
 KDENS_API const float *kdens_predictions_probs(const kdens_predictions *pr);
 KDENS_API const int32_t *kdens_predictions_labels(const kdens_predictions *pr);
+/* Names of samples (CSV imports only) and members (CSV imports, and the
+ * ensemble's names after kdens_ensemble_predict; not kept by save/load);
+ * NULL when there are none or i is out of range. */
+KDENS_API const char *kdens_predictions_sample_name(const kdens_predictions *pr, size_t i);
+KDENS_API const char *kdens_predictions_member_name(const kdens_predictions *pr, int i);
+/* Import scores from a CSV with the header sample,member,p0,...,p{K-1} and
+ * one row per sample and member (docs/formats.md): samples and members in
+ * order of first appearance, each row's scores (finite, >= 0, not all 0)
+ * divided by their sum; no labels.  Errors: KDENS_E_IO, KDENS_E_FORMAT (a
+ * bad header or row, a duplicate row, or a sample without a row for some
+ * member -- line, sample and member named), KDENS_E_NOMEM. */
+KDENS_API kdens_status kdens_predictions_load_csv(const char *path, kdens_predictions **out);
 /* Accuracy versus ensemble size: for each size, `repeats` random
  * sub-ensembles drawn from seed (members without replacement), their mean
  * accuracy under the rule and the half-width of its 95% t-distribution
@@ -781,7 +826,8 @@ KDENS_API kdens_status kdens_accuracy_vs_size(const kdens_predictions *pr, kdens
 KDENS_API kdens_status kdens_predictions_save(const kdens_predictions *pr, const char *path);
 KDENS_API kdens_status kdens_predictions_load(const char *path, kdens_predictions **out);
 /* Accuracy of a fusion rule against the labels, over all members or the
- * members listed (n_members indices; NULL: all). */
+ * members listed (n_members indices; NULL: all).  KDENS_E_ARG for
+ * unlabelled predictions. */
 KDENS_API kdens_status kdens_predictions_accuracy(const kdens_predictions *pr,
                                                   kdens_fusion rule, const int *members,
                                                   int n_members, double *accuracy);

@@ -39,6 +39,12 @@ sed -n '/^usage: kdens teachers/,/loss) of one run of --epochs N (default 10)$/p
 "$KDENS" teachers --help >"$tmp/teachers.out"
 check "kdens teachers --help matches docs/cli.md" cmp "$tmp/teachers.doc" "$tmp/teachers.out"
 
+for cmd in ensemble diversity vote; do
+    sed -n "/^usage: kdens $cmd /,/^\`\`\`/p" docs/cli.md | sed '$d' >"$tmp/$cmd.doc"
+    "$KDENS" $cmd --help >"$tmp/$cmd.out"
+    check "kdens $cmd --help matches docs/cli.md" cmp "$tmp/$cmd.doc" "$tmp/$cmd.out"
+done
+
 check "test network has 31530 parameters" sh -c \
     "'$KDENS' arch test --input 28x28x1 --classes 10 | tail -n 1 | grep -qx 'params: 31530'"
 for arch in $("$KDENS" arch --list); do
@@ -95,6 +101,52 @@ check "four more teachers registered" sh -c \
 check "kdens eval of the registered teachers" sh -c \
     "test \$('$KDENS' eval --workdir '$tmp/wt' --dataset '$tmp/imgs' --arch test | wc -l) -eq 7"
 
+# fusion of the registered teachers
+check "kdens ensemble of the registered teachers" "$KDENS" ensemble --workdir "$tmp/wt" \
+    --dataset "$tmp/imgs" --arch test --save "$tmp/pred.kdp" --sizes 1,3,7 --repeats 3
+check "ensemble.csv has every rule" sh -c \
+    "test \$(tail -n +2 '$tmp/wt/imgs/ensemble.csv' | wc -l) -eq \$('$KDENS' vote --list | wc -l)"
+check "ensemble.csv header" sh -c \
+    "head -n 1 '$tmp/wt/imgs/ensemble.csv' | grep -qx 'rule,accuracy,correct,samples,members'"
+check "accuracy versus size: 3 sizes per rule" sh -c \
+    "test \$(grep -c '^mean,' '$tmp/wt/imgs/ensemble.sizes.csv') -eq 3"
+check "saved predictions give the same accuracies" sh -c \
+    "'$KDENS' ensemble --predictions '$tmp/pred.kdp' --out '$tmp/again.csv' &&
+     cmp '$tmp/again.csv' '$tmp/wt/imgs/ensemble.csv'"
+check "named rules only" sh -c \
+    "'$KDENS' ensemble --predictions '$tmp/pred.kdp' --rules borda,stv --out '$tmp/two.csv' &&
+     test \"\$(cut -d, -f1 '$tmp/two.csv' | tr '\n' ' ')\" = 'rule borda stv '"
+check "kdens diversity: a row per pair of the 7 members" sh -c \
+    "test \$('$KDENS' diversity --predictions '$tmp/pred.kdp' 2>/dev/null | tail -n +2 | wc -l) -eq 21"
+check "diversity names members by uuid" sh -c \
+    "'$KDENS' diversity --workdir '$tmp/wt' --dataset '$tmp/imgs' --arch test 2>/dev/null |
+     grep -q '^all_trainset,\|,all_trainset,'"
+cat >"$tmp/tn.csv" <<'CSV'
+sample,member,p0,p1,p2
+s1,a,0.6,0.3,0.1
+s1,b,0.6,0.3,0.1
+s1,c,0.6,0.3,0.1
+s1,d,0.1,0.5,0.4
+s1,e,0.1,0.5,0.4
+s1,f,0.1,0.3,0.6
+s1,g,0.1,0.3,0.6
+s2,a,1,0,0
+s2,b,0,3,1
+s2,c,0,0,7
+s2,d,0,1,0
+s2,e,0,1,0
+s2,f,0,1,0
+s2,g,0,0.4,0.6
+CSV
+# s1: plurality 0 (3 votes of 7) against the Condorcet and Borda winner 1
+check "kdens vote: plurality" sh -c \
+    "test \"\$('$KDENS' vote --rule plurality '$tmp/tn.csv' | tr '\n' ' ')\" = 'sample,winner s1,0 s2,1 '"
+check "kdens vote: Borda" sh -c \
+    "test \"\$('$KDENS' vote --rule borda '$tmp/tn.csv' | tr '\n' ' ')\" = 'sample,winner s1,1 s2,1 '"
+check "kdens vote: Condorcet" sh -c \
+    "test \"\$('$KDENS' vote --rule condorcet '$tmp/tn.csv' | tr '\n' ' ')\" = 'sample,winner s1,1 s2,1 '"
+grep -v '^s2,c' "$tmp/tn.csv" >"$tmp/missing.csv"
+
 expect_exit() { # name, code, command...
     name=$1 code=$2
     shift 2
@@ -117,5 +169,13 @@ expect_exit "subset of an unknown folder exits 1" 1 "$KDENS" subset --dataset "$
 expect_exit "train without --arch exits 2" 2 "$KDENS" train --dataset "$tmp/imgs"
 expect_exit "eval of a missing model exits 1" 1 "$KDENS" eval --model "$tmp/none.kdm" \
     --dataset "$tmp/imgs"
+expect_exit "vote with a missing member exits 1" 1 "$KDENS" vote --rule borda "$tmp/missing.csv"
+grep -q "sample 's2' has no row for member 'c'" "$tmp/out" && ok "and names them" || bad "and names them"
+expect_exit "vote with an unknown rule exits 1" 1 "$KDENS" vote --rule nope "$tmp/tn.csv"
+expect_exit "ensemble without members exits 2" 2 "$KDENS" ensemble --dataset "$tmp/imgs"
+expect_exit "ensemble with an unknown rule exits 2" 2 "$KDENS" ensemble --predictions \
+    "$tmp/pred.kdp" --rules borda,nope
+expect_exit "ensemble asking more teachers than registered exits 1" 1 "$KDENS" ensemble \
+    --workdir "$tmp/wt" --dataset "$tmp/imgs" --arch test --teachers 99
 echo "cli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

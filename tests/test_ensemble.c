@@ -175,11 +175,80 @@ static void test_registry(void **state)
     assert_null(ens);
 }
 
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Scores from any source: the sample,member,p0.. CSV, and its bad inputs. */
+static void test_csv_import(void **state)
+{
+    (void)state;
+    write_file(p("v.csv"), "sample,member,p0,p1,p2\r\n"
+                           "x,a,0.6,0.3,0.1\r\n"
+                           "y,a,2,2,4\r\n"
+                           "x,b,0.1,0.5,0.4\r\n"
+                           "\r\n"
+                           "y,b,1e-1,0,0\r\n");
+    kdens_predictions *pr;
+    ASSERT_OK(kdens_predictions_load_csv(p("v.csv"), &pr));
+    assert_int_equal(kdens_predictions_members(pr), 2);
+    assert_int_equal(kdens_predictions_samples(pr), 2);
+    assert_int_equal(kdens_predictions_classes(pr), 3);
+    assert_string_equal(kdens_predictions_sample_name(pr, 0), "x");
+    assert_string_equal(kdens_predictions_sample_name(pr, 1), "y");
+    assert_string_equal(kdens_predictions_member_name(pr, 1), "b");
+    assert_null(kdens_predictions_sample_name(pr, 2));
+    assert_null(kdens_predictions_labels(pr));
+    const float *q = kdens_predictions_probs(pr);
+    /* member a: x then y (normalised), member b: x then y */
+    assert_true(q[0] == 0.6f && q[3] == 0.25f && q[5] == 0.5f && q[6] == 0.1f && q[9] == 1.0f);
+    double acc;
+    ASSERT_STATUS(kdens_predictions_accuracy(pr, KDENS_FUSE_MEAN, NULL, 0, &acc), KDENS_E_ARG);
+    kdens_predictions_free(pr);
+
+    static const struct {
+        const char *text, *message;
+    } bad[] = {
+        {"", "header"},
+        {"sample,member\n", "header"},
+        {"sample,member,p1\nx,a,1\n", "'p0'"},
+        {"sample,member,p0,p1\n", "no rows"},
+        {"sample,member,p0,p1\nx,a,0.5\n", ":2: expected 2 scores"},
+        {"sample,member,p0,p1\nx,a,0.5,0.5,0.1\n", ":2: expected 2 scores"},
+        {"sample,member,p0,p1\nx,a,nan,0.5\n", ":2: score of class 0"},
+        {"sample,member,p0,p1\nx,a,0.5,-0.1\n", ":2: score of class 1"},
+        {"sample,member,p0,p1\nx,a,0.5,abc\n", ":2: score of class 1"},
+        {"sample,member,p0,p1\nx,a,0,0\n", ":2: the scores sum to 0"},
+        {"sample,member,p0,p1\nx,a,1e308,1e308\n", ":2: the scores sum to 0 or overflow"},
+        {"sample,member,p0,p1\nx\n", ":2: expected sample,member,scores"},
+        {"sample,member,p0,p1\n,a,1,0\n", ":2: expected sample,member,scores"},
+        {"sample,member,p0,p1\nx,a,1,0\nx,a,0,1\n", ":3: sample 'x' already has member 'a'"},
+        {"sample,member,p0,p1\nx,a,1,0\nx,b,0,1\ny,a,1,0\n",
+         "sample 'y' has no row for member 'b'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        write_file(p("bad.csv"), bad[i].text);
+        pr = NULL;
+        ASSERT_STATUS(kdens_predictions_load_csv(p("bad.csv"), &pr), KDENS_E_FORMAT);
+        assert_null(pr);
+        if (!strstr(kdens_errmsg(), bad[i].message))
+            fail_msg("case %zu: '%s' does not say '%s'", i, kdens_errmsg(), bad[i].message);
+    }
+    ASSERT_STATUS(kdens_predictions_load_csv(p("none.csv"), &pr), KDENS_E_IO);
+    ASSERT_STATUS(kdens_predictions_load_csv(NULL, &pr), KDENS_E_ARG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_members_and_predictions),
         cmocka_unit_test(test_registry),
+        cmocka_unit_test(test_csv_import),
     };
     return cmocka_run_group_tests_name("ensembles", tests, setup, teardown);
 }

@@ -162,6 +162,73 @@ static void test_diversity(void **state)
     ASSERT_STATUS(kdens_diversity(q, 2, 3, 2, NULL, dis, NULL, NULL, NULL, NULL), KDENS_E_ARG);
 }
 
+
+/* Vote statistics on constructed profiles with known answers. */
+static void test_vote_analysis(void **state)
+{
+    (void)state;
+    /* Tennessee as one sample: plurality Memphis (42 of 100), Condorcet
+     * winner Nashville; label Nashville */
+    float *p = tennessee();
+    int32_t label = NAS;
+    kdens_vote_stats s;
+    uint64_t wv[101], wvc[101], lv[101];
+    ASSERT_OK(kdens_vote_analysis(p, 100, 1, 4, &label, &s, wv, wvc, lv));
+    assert_int_equal(s.samples, 1);
+    assert_int_equal(s.unanimous, 0);
+    assert_int_equal(s.majority, 0);
+    assert_int_equal(s.plurality_correct, 0);
+    assert_int_equal(s.condorcet_exists, 1);
+    assert_int_equal(s.condorcet_correct, 1);
+    assert_int_equal(s.condorcet_is_plurality, 0);
+    assert_int_equal(s.plurality_correct_with_condorcet, 0);
+    assert_true(s.mean_distinct == 4);
+    assert_int_equal(wv[42], 1);
+    assert_int_equal(wvc[42], 0);
+    assert_int_equal(lv[26], 1); /* 26 first places for Nashville */
+    free(p);
+
+    /* 3 members, 4 samples, 3 classes (member-major):
+     *  s0: all vote 0 (unanimous, label 0)
+     *  s1: votes 1,1,2 (majority 1, label 2: wrong)
+     *  s2: a cycle 0>1>2, 1>2>0, 2>0>1 (no Condorcet winner; label 0)
+     *  s3: votes 2,0,1 ranked so that 0 is the Condorcet winner (label 0) */
+    static const float q[3][4][3] = {
+        {{.8f, .1f, .1f}, {.1f, .8f, .1f}, {.5f, .3f, .2f}, {.25f, .05f, .7f}},
+        {{.7f, .2f, .1f}, {.2f, .7f, .1f}, {.2f, .5f, .3f}, {.6f, .1f, .3f}},
+        {{.6f, .3f, .1f}, {.1f, .2f, .7f}, {.3f, .1f, .6f}, {.3f, .6f, .1f}},
+    };
+    const int32_t labels[4] = {0, 2, 0, 0};
+    ASSERT_OK(kdens_vote_analysis(&q[0][0][0], 3, 4, 3, labels, &s, wv, wvc, lv));
+    assert_int_equal(s.unanimous, 1);
+    assert_int_equal(s.majority, 2);         /* s0 and s1 */
+    assert_int_equal(s.majority_correct, 1); /* s0 */
+    /* s2: one vote each, ties broken by the summed probability: class 2 (1.1) */
+    /* s3: one vote each, sums 1.15, 0.75, 1.1: class 0 */
+    assert_int_equal(s.plurality_correct, 2); /* s0, s3 */
+    assert_int_equal(s.condorcet_exists, 3);  /* s0 (0), s1 (1), s3 (0: 0>2 by 2 of 3, 0>1 by 2) */
+    assert_int_equal(s.condorcet_correct, 2);
+    assert_int_equal(s.condorcet_is_plurality, 3);
+    assert_int_equal(s.plurality_correct_with_condorcet, 2);
+    assert_int_equal(s.plurality_correct_without_condorcet, 0);
+    assert_true(fabs(s.mean_distinct - (1 + 2 + 3 + 3) / 4.0) < 1e-12);
+    assert_int_equal(wv[3], 1);
+    assert_int_equal(wv[2], 1);
+    assert_int_equal(wv[1], 2);
+    assert_int_equal(wvc[1], 1);
+    assert_int_equal(lv[3], 1); /* s0 */
+    assert_int_equal(lv[0], 0);
+    assert_int_equal(lv[1], 3); /* s1: class 2 got 1; s2, s3: class 0 got 1 */
+    /* bad input */
+    int32_t bad_label[4] = {0, 3, 0, 0};
+    ASSERT_STATUS(kdens_vote_analysis(&q[0][0][0], 3, 4, 3, bad_label, &s, NULL, NULL, NULL),
+                  KDENS_E_ARG);
+    ASSERT_STATUS(kdens_vote_analysis(&q[0][0][0], 3, 4, 3, NULL, &s, NULL, NULL, NULL),
+                  KDENS_E_ARG);
+    float nan_p[3] = {NAN, 0, 0};
+    ASSERT_STATUS(kdens_vote_analysis(nan_p, 1, 1, 3, labels, &s, NULL, NULL, NULL), KDENS_E_ARG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -170,6 +237,7 @@ int main(void)
         cmocka_unit_test(test_names_and_errors),
         cmocka_unit_test(test_weights_and_agreement),
         cmocka_unit_test(test_diversity),
+        cmocka_unit_test(test_vote_analysis),
     };
     return cmocka_run_group_tests_name("fusion", tests, NULL, NULL);
 }

@@ -1,7 +1,8 @@
 /* Ensembles of member models and the predictions they make. */
-#include "../nn/nn.h"
+#include "ensemble.h"
 
 #include "../data/data.h"
+#include "../nn/nn.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -10,15 +11,11 @@
 
 struct kdens_ensemble {
     kdens_model **members;
+    char **names; /* the file, or the registry's uuid */
     int n, cap;
 };
 
-struct kdens_predictions {
-    int members, classes;
-    size_t samples;
-    float *probs;
-    int32_t *labels;
-};
+
 
 kdens_status kdens_ensemble_create(kdens_ensemble **out)
 {
@@ -33,9 +30,12 @@ void kdens_ensemble_free(kdens_ensemble *ens)
 {
     if (!ens)
         return;
-    for (int i = 0; i < ens->n; i++)
+    for (int i = 0; i < ens->n; i++) {
         kdens_model_free(ens->members[i]);
+        free(ens->names[i]);
+    }
     free(ens->members);
+    free(ens->names);
     free(ens);
 }
 
@@ -46,10 +46,14 @@ kdens_model *kdens_ensemble_member(const kdens_ensemble *ens, int i)
     return ens && i >= 0 && i < ens->n ? ens->members[i] : NULL;
 }
 
-kdens_status kdens_ensemble_add(kdens_ensemble *ens, const char *path)
+const char *kdens_ensemble_member_name(const kdens_ensemble *ens, int i)
 {
-    if (!ens || !path)
-        return kd_fail(KDENS_E_ARG, "NULL argument");
+    return ens && i >= 0 && i < ens->n ? ens->names[i] : NULL;
+}
+
+/* Add the model at path under the given name. */
+static kdens_status add_named(kdens_ensemble *ens, const char *path, const char *name)
+{
     kdens_model *m;
     kdens_status st = kdens_model_load(path, &m);
     if (st != KDENS_OK)
@@ -70,15 +74,29 @@ kdens_status kdens_ensemble_add(kdens_ensemble *ens, const char *path)
     if (ens->n == ens->cap) {
         int cap = ens->cap ? 2 * ens->cap : 8;
         kdens_model **v = realloc(ens->members, sizeof *v * (size_t)cap);
-        if (!v) {
+        if (v)
+            ens->members = v;
+        char **nv = v ? realloc(ens->names, sizeof *nv * (size_t)cap) : NULL;
+        if (nv)
+            ens->names = nv, ens->cap = cap;
+        if (!v || !nv) {
             kdens_model_free(m);
             return kd_fail(KDENS_E_NOMEM, "out of memory");
         }
-        ens->members = v;
-        ens->cap = cap;
+    }
+    if (!(ens->names[ens->n] = kd_strdup(name))) {
+        kdens_model_free(m);
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
     }
     ens->members[ens->n++] = m;
     return KDENS_OK;
+}
+
+kdens_status kdens_ensemble_add(kdens_ensemble *ens, const char *path)
+{
+    if (!ens || !path)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    return add_named(ens, path, path);
 }
 
 kdens_status kdens_ensemble_from_registry(const char *csv, const char *dataset,
@@ -92,7 +110,7 @@ kdens_status kdens_ensemble_from_registry(const char *csv, const char *dataset,
     kdens_status st = kd_registry_read(csv, &rows, &n_rows);
     if (st != KDENS_OK)
         return st;
-    char **paths = NULL;
+    char **paths = NULL, **uuids = NULL;
     int found = 0, cap = 0;
     for (size_t r = 0; r < n_rows && st == KDENS_OK; r++) {
         const kd_registry_row *row = &rows[r];
@@ -102,16 +120,21 @@ kdens_status kdens_ensemble_from_registry(const char *csv, const char *dataset,
         if (found == cap) {
             cap = cap ? 2 * cap : 16;
             char **v = realloc(paths, sizeof(char *) * (size_t)cap);
-            if (!v) {
+            if (v)
+                paths = v;
+            char **u = v ? realloc(uuids, sizeof(char *) * (size_t)cap) : NULL;
+            if (u)
+                uuids = u;
+            if (!v || !u) {
                 st = kd_fail(KDENS_E_NOMEM, "out of memory");
                 break;
             }
-            paths = v;
         }
-        if (!(paths[found] = kd_strdup(row->location)))
+        paths[found] = kd_strdup(row->location);
+        uuids[found] = kd_strdup(row->uuid);
+        found++;
+        if (!paths[found - 1] || !uuids[found - 1])
             st = kd_fail(KDENS_E_NOMEM, "out of memory");
-        else
-            found++;
     }
     kd_registry_free(rows, n_rows);
     if (st == KDENS_OK && (found == 0 || found < n))
@@ -127,14 +150,19 @@ kdens_status kdens_ensemble_from_registry(const char *csv, const char *dataset,
             int j = (int)kd_rng_below(&rng, (uint64_t)i + 1);
             char *t = paths[i];
             paths[i] = paths[j], paths[j] = t;
+            t = uuids[i];
+            uuids[i] = uuids[j], uuids[j] = t;
         }
     }
     int take = n > 0 ? n : found;
     for (int i = 0; st == KDENS_OK && i < take; i++)
-        st = kdens_ensemble_add(ens, paths[i]);
-    for (int i = 0; i < found; i++)
+        st = add_named(ens, paths[i], uuids[i]);
+    for (int i = 0; i < found; i++) {
         free(paths[i]);
+        free(uuids[i]);
+    }
     free(paths);
+    free(uuids);
     if (st != KDENS_OK) {
         kdens_ensemble_free(ens);
         return st;
@@ -145,7 +173,7 @@ kdens_status kdens_ensemble_from_registry(const char *csv, const char *dataset,
 
 /* ---- predictions ------------------------------------------------------------------ */
 
-static kdens_status predictions_new(int members, size_t samples, int classes,
+kdens_status kd_predictions_new(int members, size_t samples, int classes,
                                     kdens_predictions **out)
 {
     kdens_predictions *pr = calloc(1, sizeof *pr);
@@ -169,6 +197,12 @@ void kdens_predictions_free(kdens_predictions *pr)
         return;
     free(pr->probs);
     free(pr->labels);
+    for (size_t i = 0; pr->sample_names && i < pr->samples; i++)
+        free(pr->sample_names[i]);
+    for (int i = 0; pr->member_names && i < pr->members; i++)
+        free(pr->member_names[i]);
+    free(pr->sample_names);
+    free(pr->member_names);
     free(pr);
 }
 
@@ -178,7 +212,17 @@ int kdens_predictions_classes(const kdens_predictions *pr) { return pr ? pr->cla
 const float *kdens_predictions_probs(const kdens_predictions *pr) { return pr ? pr->probs : NULL; }
 const int32_t *kdens_predictions_labels(const kdens_predictions *pr)
 {
-    return pr ? pr->labels : NULL;
+    return pr && pr->samples && pr->labels[0] >= 0 ? pr->labels : NULL;
+}
+
+const char *kdens_predictions_sample_name(const kdens_predictions *pr, size_t i)
+{
+    return pr && pr->sample_names && i < pr->samples ? pr->sample_names[i] : NULL;
+}
+
+const char *kdens_predictions_member_name(const kdens_predictions *pr, int i)
+{
+    return pr && pr->member_names && i >= 0 && i < pr->members ? pr->member_names[i] : NULL;
 }
 
 kdens_status kdens_ensemble_predict(kdens_ensemble *ens, const kdens_dataset *ds,
@@ -197,7 +241,7 @@ kdens_status kdens_ensemble_predict(kdens_ensemble *ens, const kdens_dataset *ds
     size_t n = ds->n, per = (size_t)s->h * s->w * s->c, chunk = 256;
     int k = f->classes;
     kdens_predictions *pr;
-    kdens_status st = predictions_new(ens->n, n, k, &pr);
+    kdens_status st = kd_predictions_new(ens->n, n, k, &pr);
     if (st != KDENS_OK)
         return st;
     uint8_t *images = malloc(chunk * per + 1);
@@ -214,6 +258,11 @@ kdens_status kdens_ensemble_predict(kdens_ensemble *ens, const kdens_dataset *ds
                                         pr->probs + ((size_t)mbr * n + first) * k);
     }
     free(images);
+    if (st == KDENS_OK && !(pr->member_names = calloc((size_t)ens->n, sizeof(char *))))
+        st = kd_fail(KDENS_E_NOMEM, "out of memory");
+    for (int i = 0; st == KDENS_OK && i < ens->n; i++)
+        if (!(pr->member_names[i] = kd_strdup(ens->names[i])))
+            st = kd_fail(KDENS_E_NOMEM, "out of memory");
     if (st != KDENS_OK) {
         kdens_predictions_free(pr);
         return st;
@@ -281,12 +330,14 @@ kdens_status kdens_predictions_load(const char *path, kdens_predictions **out)
             st = kd_fail(KDENS_E_FORMAT, "%s: sizes do not match the data", path);
     }
     if (st == KDENS_OK)
-        st = predictions_new((int)members, (size_t)samples, (int)classes, &pr);
+        st = kd_predictions_new((int)members, (size_t)samples, (int)classes, &pr);
     if (st == KDENS_OK) {
         memcpy(pr->labels, labl->data, labl->len);
         memcpy(pr->probs, prob->data, prob->len);
+        bool unlabelled = samples > 0 && pr->labels[0] == -1; /* all -1, or all classes */
         for (size_t i = 0; i < samples && st == KDENS_OK; i++)
-            if (pr->labels[i] < 0 || pr->labels[i] >= (int32_t)classes)
+            if (unlabelled ? pr->labels[i] != -1
+                           : pr->labels[i] < 0 || pr->labels[i] >= (int32_t)classes)
                 st = kd_fail(KDENS_E_FORMAT, "%s: label %zu is out of range", path, i);
     }
     free(data);
@@ -303,6 +354,8 @@ kdens_status kdens_predictions_accuracy(const kdens_predictions *pr, kdens_fusio
 {
     if (!pr || !accuracy || (members && n_members < 1))
         return kd_fail(KDENS_E_ARG, "NULL argument or no members");
+    if (!kdens_predictions_labels(pr))
+        return kd_fail(KDENS_E_ARG, "the predictions have no labels");
     int m = members ? n_members : pr->members;
     size_t n = pr->samples, per = n * (size_t)pr->classes;
     const float *probs = pr->probs;

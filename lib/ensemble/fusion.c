@@ -569,3 +569,114 @@ kdens_status kdens_diversity(const float *probs, int members, size_t samples, in
     free(freq);
     return KDENS_OK;
 }
+
+/* ---- vote analysis (the reference's VotingAnalyze) ------------------------------------- */
+
+/* Does member p rank class a above class b?  Ballots order classes by
+ * probability, ties lower class first (as kdens_fuse). */
+static bool prefers(const float *p, int a, int b) { return p[a] > p[b] || (p[a] == p[b] && a < b); }
+
+/* Class a's probability summed over the members, for sample n. */
+static double summed(const float *probs, int members, size_t samples, size_t n, int classes,
+                     int a)
+{
+    double s = 0;
+    for (int i = 0; i < members; i++)
+        s += probs[((size_t)i * samples + n) * classes + a];
+    return s;
+}
+
+/* The Condorcet winner of one sample (a class preferred to every other by
+ * more members than prefer the other), or -1. */
+static int condorcet_winner(const float *probs, int members, size_t samples, size_t n,
+                            int classes)
+{
+    /* each class against all others, stopping at its first non-win */
+    for (int a = 0; a < classes; a++) {
+        bool beats_all = true;
+        for (int b = 0; b < classes && beats_all; b++) {
+            if (a == b)
+                continue;
+            int for_a = 0;
+            for (int i = 0; i < members; i++)
+                for_a += prefers(probs + ((size_t)i * samples + n) * classes, a, b);
+            beats_all = 2 * for_a > members;
+        }
+        if (beats_all)
+            return a;
+    }
+    return -1;
+}
+
+kdens_status kdens_vote_analysis(const float *probs, int members, size_t samples, int classes,
+                                 const int32_t *labels, kdens_vote_stats *stats,
+                                 uint64_t *winner_votes, uint64_t *winner_votes_correct,
+                                 uint64_t *label_votes)
+{
+    if (!stats || !labels)
+        return kd_fail(KDENS_E_ARG, "NULL statistics or labels");
+    kdens_status st = check_probs(probs, members, samples, classes);
+    if (st != KDENS_OK)
+        return st;
+    for (size_t n = 0; n < samples; n++)
+        if (labels[n] < 0 || labels[n] >= classes)
+            return kd_fail(KDENS_E_ARG, "sample %zu: label %d is not a class of %d", n,
+                           (int)labels[n], classes);
+    int *votes = calloc((size_t)classes, sizeof(int));
+    int *top = malloc(sizeof(int) * (size_t)members);
+    if (!votes || !top) {
+        free(votes);
+        free(top);
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    }
+    memset(stats, 0, sizeof *stats);
+    stats->samples = samples;
+    for (int v = 0; v <= members; v++) {
+        if (winner_votes)
+            winner_votes[v] = 0;
+        if (winner_votes_correct)
+            winner_votes_correct[v] = 0;
+        if (label_votes)
+            label_votes[v] = 0;
+    }
+    double distinct_sum = 0;
+    for (size_t n = 0; n < samples; n++) {
+        memset(votes, 0, sizeof(int) * (size_t)classes);
+        int distinct = 0;
+        for (int i = 0; i < members; i++) {
+            top[i] = argmax(probs + ((size_t)i * samples + n) * classes, classes);
+            distinct += votes[top[i]]++ == 0;
+        }
+        int plur = 0; /* most first places; ties as kdens_fuse's plurality */
+        for (int a = 1; a < classes; a++)
+            if (votes[a] > votes[plur] ||
+                (votes[a] == votes[plur] && summed(probs, members, samples, n, classes, a) >
+                                                summed(probs, members, samples, n, classes, plur)))
+                plur = a;
+        bool plur_right = plur == labels[n];
+        distinct_sum += distinct;
+        stats->unanimous += votes[plur] == members;
+        stats->plurality_correct += plur_right;
+        if (winner_votes)
+            winner_votes[votes[plur]]++;
+        if (winner_votes_correct && plur_right)
+            winner_votes_correct[votes[plur]]++;
+        if (label_votes)
+            label_votes[votes[labels[n]]]++;
+        stats->majority += 2 * votes[plur] > members;
+        stats->majority_correct += 2 * votes[plur] > members && plur_right;
+        int cw = condorcet_winner(probs, members, samples, n, classes);
+        if (cw >= 0) {
+            stats->condorcet_exists++;
+            stats->condorcet_correct += cw == labels[n];
+            stats->condorcet_is_plurality += cw == plur;
+            stats->plurality_correct_with_condorcet += plur_right;
+        } else {
+            stats->plurality_correct_without_condorcet += plur_right;
+        }
+    }
+    stats->mean_distinct = samples ? distinct_sum / samples : 0;
+    free(votes);
+    free(top);
+    return KDENS_OK;
+}

@@ -1,0 +1,24 @@
+/* Internals shared by the ensemble module's files. */
+#ifndef KD_ENSEMBLE_H
+#define KD_ENSEMBLE_H
+
+#include "../core/core.h"
+
+struct kdens_predictions {
+    int members, classes;
+    size_t samples;
+    float *probs;     /* members x samples x classes, member-major */
+    int32_t *labels;  /* -1 where unknown (a CSV import) */
+    char **sample_names, **member_names; /* NULL unless imported from CSV */
+};
+
+/* Zeroed names, uninitialised probabilities and labels. */
+kdens_status kd_predictions_new(int members, size_t samples, int classes,
+                                kdens_predictions **out);
+
+/* kdens_predictions_load_csv on text in memory (not NUL-terminated); path
+ * names it in messages. */
+kdens_status kd_predictions_parse_csv(const char *path, const char *data, size_t size,
+                                      kdens_predictions **out);
+
+#endif

@@ -1,0 +1,306 @@
+/* Predictions imported from a CSV of scores, one row per sample and member:
+ *   sample,member,p0,p1,...,p{K-1}
+ * (docs/formats.md).  The plain interface to the voting rules for scores
+ * from any source. */
+#include "ensemble.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Names in order of first appearance, found through an open-addressing hash. */
+typedef struct name_table {
+    char **names;
+    size_t n, cap;     /* names */
+    size_t *slots;     /* hash slots: index + 1, 0 empty */
+    size_t n_slots;
+} name_table;
+
+static uint64_t hash_str(const char *s, size_t len)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+static int table_grow(name_table *t)
+{
+    size_t n_slots = t->n_slots ? 2 * t->n_slots : 64;
+    size_t *slots = calloc(n_slots, sizeof *slots);
+    if (!slots)
+        return -1;
+    for (size_t i = 0; i < t->n; i++) {
+        size_t h = hash_str(t->names[i], strlen(t->names[i])) & (n_slots - 1);
+        while (slots[h])
+            h = (h + 1) & (n_slots - 1);
+        slots[h] = i + 1;
+    }
+    free(t->slots);
+    t->slots = slots;
+    t->n_slots = n_slots;
+    return 0;
+}
+
+/* The index of the name s[0..len), added when new; -1 out of memory. */
+static long table_index(name_table *t, const char *s, size_t len)
+{
+    if (2 * (t->n + 1) > t->n_slots && table_grow(t) != 0)
+        return -1;
+    size_t h = hash_str(s, len) & (t->n_slots - 1);
+    for (; t->slots[h]; h = (h + 1) & (t->n_slots - 1)) {
+        const char *name = t->names[t->slots[h] - 1];
+        if (strlen(name) == len && memcmp(name, s, len) == 0)
+            return (long)t->slots[h] - 1;
+    }
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 64;
+        char **v = realloc(t->names, sizeof *v * cap);
+        if (!v)
+            return -1;
+        t->names = v;
+        t->cap = cap;
+    }
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return -1;
+    memcpy(copy, s, len);
+    copy[len] = '\0';
+    t->names[t->n] = copy;
+    t->slots[h] = t->n + 1;
+    return (long)t->n++;
+}
+
+static void table_free(name_table *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        free(t->names[i]);
+    free(t->names);
+    free(t->slots);
+}
+
+/* One parsed row: its sample, member, and where its K scores start. */
+typedef struct csv_row {
+    size_t sample, member, line;
+    size_t first_score; /* into the scores array */
+} csv_row;
+
+/* Split the line [p, end) at commas into fields; returns the count (up to max). */
+static int split_fields(const char *p, const char *end, const char **f, size_t *len, int max)
+{
+    int n = 0;
+    while (n < max) {
+        const char *c = memchr(p, ',', (size_t)(end - p));
+        f[n] = p;
+        len[n] = (size_t)((c ? c : end) - p);
+        n++;
+        if (!c)
+            break;
+        p = c + 1;
+    }
+    return n;
+}
+
+/* The header: sample,member,p0..p{K-1}; *classes receives K. */
+static kdens_status parse_header(const char *path, const char *p, const char *end, int *classes)
+{
+    const char *f[3];
+    size_t len[3];
+    int n = split_fields(p, end, f, len, 3);
+    if (n < 3 || len[0] != 6 || memcmp(f[0], "sample", 6) || len[1] != 6 ||
+        memcmp(f[1], "member", 6))
+        return kd_fail(KDENS_E_FORMAT, "%s: the header must begin 'sample,member,p0'", path);
+    int k = 0;
+    for (const char *q = f[2]; q <= end; k++) {
+        const char *c = memchr(q, ',', (size_t)(end - q));
+        const char *stop = c ? c : end;
+        char want[24];
+        int wl = snprintf(want, sizeof want, "p%d", k);
+        if (stop - q != wl || memcmp(q, want, (size_t)wl) != 0)
+            return kd_fail(KDENS_E_FORMAT, "%s: header column %d is not 'p%d'", path, k + 3, k);
+        if (!c)
+            break;
+        q = c + 1;
+        if (k > 100000)
+            return kd_fail(KDENS_E_FORMAT, "%s: too many classes", path);
+    }
+    *classes = k + 1;
+    return KDENS_OK;
+}
+
+/* A score: a finite number >= 0 filling the whole field. */
+static int parse_score(const char *s, size_t len, double *v)
+{
+    char buf[64];
+    if (len == 0 || len >= sizeof buf)
+        return -1;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    char *end;
+    *v = strtod(buf, &end);
+    return *end == '\0' && isfinite(*v) && *v >= 0 ? 0 : -1;
+}
+
+static kdens_status parse_rows(const char *path, const char *data, size_t size, int k,
+                               name_table *samples, name_table *members, csv_row **rows_out,
+                               size_t *n_rows_out, float **scores_out)
+{
+    csv_row *rows = NULL;
+    float *scores = NULL;
+    size_t n_rows = 0, cap = 0, line = 2; /* the header is line 1 */
+    kdens_status st = KDENS_OK;
+    const char *p = data, *end = data + size;
+    p = memchr(p, '\n', size); /* skip the header */
+    p = p ? p + 1 : end;
+    for (; p < end && st == KDENS_OK; line++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *stop = nl ? nl : end, *next = nl ? nl + 1 : end;
+        if (stop > p && stop[-1] == '\r')
+            stop--;
+        if (stop == p) { /* blank line */
+            p = next;
+            continue;
+        }
+        if (n_rows == cap) {
+            cap = cap ? 2 * cap : 1024;
+            csv_row *r = realloc(rows, sizeof *r * cap);
+            float *sc = realloc(scores, sizeof *sc * cap * (size_t)k);
+            if (r)
+                rows = r;
+            if (sc)
+                scores = sc;
+            if (!r || !sc) {
+                st = kd_fail(KDENS_E_NOMEM, "out of memory");
+                break;
+            }
+        }
+        const char *f[2];
+        size_t len[2];
+        int nf = split_fields(p, stop, f, len, 2);
+        const char *q = nf == 2 ? memchr(f[1], ',', (size_t)(stop - f[1])) : NULL;
+        if (!q || len[0] == 0) {
+            st = kd_fail(KDENS_E_FORMAT, "%s:%zu: expected sample,member,scores", path, line);
+            break;
+        }
+        len[1] = (size_t)(q - f[1]);
+        long si = table_index(samples, f[0], len[0]), mi = table_index(members, f[1], len[1]);
+        if (si < 0 || mi < 0) {
+            st = kd_fail(KDENS_E_NOMEM, "out of memory");
+            break;
+        }
+        csv_row *r = &rows[n_rows];
+        r->sample = (size_t)si, r->member = (size_t)mi, r->line = line;
+        r->first_score = n_rows * (size_t)k;
+        const char *v = q + 1;
+        double total = 0;
+        for (int a = 0; a < k && st == KDENS_OK; a++) {
+            const char *c = memchr(v, ',', (size_t)(stop - v));
+            const char *fs = c ? c : stop;
+            double x;
+            if ((a < k - 1) != (c != NULL) || v > stop)
+                st = kd_fail(KDENS_E_FORMAT, "%s:%zu: expected %d scores", path, line, k);
+            else if (parse_score(v, (size_t)(fs - v), &x) != 0)
+                st = kd_fail(KDENS_E_FORMAT, "%s:%zu: score of class %d is not a finite "
+                             "number >= 0", path, line, a);
+            else
+                scores[r->first_score + (size_t)a] = (float)x, total += x;
+            v = fs + 1;
+        }
+        if (st == KDENS_OK && !(total > 0 && isfinite(total)))
+            st = kd_fail(KDENS_E_FORMAT, "%s:%zu: the scores sum to 0 or overflow", path, line);
+        for (int a = 0; st == KDENS_OK && a < k; a++) /* a distribution, as the rules want */
+            scores[r->first_score + (size_t)a] = (float)(scores[r->first_score + (size_t)a] / total);
+        n_rows++;
+        p = next;
+    }
+    if (st == KDENS_OK && n_rows == 0)
+        st = kd_fail(KDENS_E_FORMAT, "%s: no rows after the header", path);
+    if (st != KDENS_OK) {
+        free(rows);
+        free(scores);
+        return st;
+    }
+    *rows_out = rows;
+    *n_rows_out = n_rows;
+    *scores_out = scores;
+    return KDENS_OK;
+}
+
+/* Move the names into the predictions. */
+static void adopt_names(name_table *t, char ***dst)
+{
+    *dst = t->names;
+    t->names = NULL;
+    t->n = 0;
+}
+
+kdens_status kdens_predictions_load_csv(const char *path, kdens_predictions **out)
+{
+    if (!path || !out)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    char *data;
+    size_t size;
+    kdens_status st = kd_read_file(path, &data, &size);
+    if (st != KDENS_OK)
+        return st;
+    st = kd_predictions_parse_csv(path, data, size, out);
+    free(data);
+    return st;
+}
+
+kdens_status kd_predictions_parse_csv(const char *path, const char *data, size_t size,
+                                      kdens_predictions **out)
+{
+    kdens_status st;
+    int k = 0;
+    const char *nl = memchr(data, '\n', size);
+    const char *hend = nl ? nl : data + size;
+    if (hend > data && hend[-1] == '\r')
+        hend--;
+    st = parse_header(path, data, hend, &k);
+    name_table samples = {0}, members = {0};
+    csv_row *rows = NULL;
+    float *scores = NULL;
+    size_t n_rows = 0;
+    if (st == KDENS_OK)
+        st = parse_rows(path, data, size, k, &samples, &members, &rows, &n_rows, &scores);
+    kdens_predictions *pr = NULL;
+    if (st == KDENS_OK && members.n > 100000)
+        st = kd_fail(KDENS_E_FORMAT, "%s: %zu members", path, members.n);
+    if (st == KDENS_OK)
+        st = kd_predictions_new((int)members.n, samples.n, k, &pr);
+    size_t *seen = NULL; /* line of each (member, sample) cell; 0 none */
+    if (st == KDENS_OK && !(seen = calloc(members.n * samples.n, sizeof *seen)))
+        st = kd_fail(KDENS_E_NOMEM, "out of memory");
+    for (size_t r = 0; st == KDENS_OK && r < n_rows; r++) {
+        size_t cell = rows[r].member * samples.n + rows[r].sample;
+        if (seen[cell])
+            st = kd_fail(KDENS_E_FORMAT, "%s:%zu: sample '%s' already has member '%s' (line %zu)",
+                         path, rows[r].line, samples.names[rows[r].sample],
+                         members.names[rows[r].member], seen[cell]);
+        seen[cell] = rows[r].line;
+        memcpy(pr->probs + cell * (size_t)k, scores + rows[r].first_score, sizeof(float) * k);
+    }
+    for (size_t cell = 0; st == KDENS_OK && cell < members.n * samples.n; cell++)
+        if (!seen[cell])
+            st = kd_fail(KDENS_E_FORMAT, "%s: sample '%s' has no row for member '%s'", path,
+                         samples.names[cell % samples.n], members.names[cell / samples.n]);
+    free(seen);
+    free(rows);
+    free(scores);
+    if (st == KDENS_OK) {
+        for (size_t i = 0; i < samples.n; i++)
+            pr->labels[i] = -1;
+        adopt_names(&samples, &pr->sample_names);
+        adopt_names(&members, &pr->member_names);
+    }
+    table_free(&samples);
+    table_free(&members);
+    if (st != KDENS_OK) {
+        kdens_predictions_free(pr);
+        return st;
+    }
+    *out = pr;
+    return KDENS_OK;
+}
