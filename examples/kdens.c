@@ -23,6 +23,7 @@ static const char *usage_main =
     "  ensemble       accuracy of every fusion rule for a set of teachers\n"
     "  diversity      pairwise diversity of a set of teachers, as CSV\n"
     "  vote           apply a fusion rule to scores in a CSV file\n"
+    "  distill        distil sampled teachers into students (students.csv)\n"
     "  version        print the library version\n"
     "  help           this text; 'kdens COMMAND --help' for one command\n";
 
@@ -163,6 +164,8 @@ int main(int argc, char **argv)
         return cmd_diversity(argc - 2, argv + 2);
     if (strcmp(argv[1], "vote") == 0)
         return cmd_vote(argc - 2, argv + 2);
+    if (strcmp(argv[1], "distill") == 0)
+        return cmd_distill(argc - 2, argv + 2);
     fprintf(stderr, "kdens: unknown command '%s'\n%s", argv[1], usage_main);
     return 2;
 }

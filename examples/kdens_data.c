@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 const char *const usage_subset =
@@ -17,7 +18,8 @@ const char *const usage_subset =
     "Draws random subsets of the training set of D (a preset: mnist, fmnist,\n"
     "emnist, cifar10, cifar100; or an image folder) and writes each as a CSV\n"
     "manifest W/<dataset>/subsets/subset_<fraction digits>_<uuid hex>.csv, the\n"
-    "reference's naming (with --count: subset_n<count>_<uuid hex>.csv).\n"
+    "reference's naming (with --count: subset_n<count>_<uuid hex>.csv).  After\n"
+    "kdens split, subsets are drawn from the training part W/<dataset>/train.csv.\n"
     "\n"
     "  --fraction F    keep each sample with probability F, in (0, 1]\n"
     "  --count N       keep exactly N samples instead\n"
@@ -94,6 +96,36 @@ kdens_status cli_open_test_for(const char *spec, const kdens_model *m, kdens_dat
     int h, w, c;
     kdens_model_input_shape(m, &h, &w, &c);
     return cli_open_test(spec, h, w, c, test);
+}
+
+kdens_status cli_training_pool(const char *workdir, const char *name, kdens_dataset **all)
+{
+    char tr[4600];
+    snprintf(tr, sizeof tr, "%s/%s/train.csv", workdir, name);
+    if (access(tr, F_OK) != 0)
+        return KDENS_OK;
+    kdens_dataset *part;
+    kdens_status st = kdens_dataset_select(*all, tr, &part);
+    if (st == KDENS_OK) {
+        kdens_dataset_free(*all); /* the view keeps the data */
+        *all = part;
+    }
+    return st;
+}
+
+kdens_status cli_open_parts(const char *workdir, const char *name, const kdens_dataset *pool,
+                            uint64_t seed, kdens_dataset **train, kdens_dataset **val)
+{
+    char tr[4600], va[4600];
+    snprintf(tr, sizeof tr, "%s/%s/train.csv", workdir, name);
+    snprintf(va, sizeof va, "%s/%s/val.csv", workdir, name);
+    if (access(tr, F_OK) == 0 && access(va, F_OK) == 0) {
+        kdens_status st = kdens_dataset_select(pool, tr, train);
+        if (st == KDENS_OK && (st = kdens_dataset_select(pool, va, val)) != KDENS_OK)
+            kdens_dataset_free(*train);
+        return st;
+    }
+    return kdens_dataset_split(pool, 0.1, seed, train, val);
 }
 
 static int parse_size(const char *s, int *h, int *w)
@@ -194,6 +226,8 @@ int cmd_subset(int argc, char **argv)
     kdens_dataset *ds;
     kdens_status st = cli_open_dataset(o.dataset, o.height, o.width, o.color, &ds, name,
                                        sizeof name);
+    if (st == KDENS_OK)
+        st = cli_training_pool(o.workdir, name, &ds);
     if (st != KDENS_OK)
         return cli_fail(o.dataset, st);
     snprintf(dir, sizeof dir, "%s/%s/subsets", o.workdir, name);

@@ -302,9 +302,11 @@ const char *const usage_teachers =
     "W/<dataset>/logs/<uuid>.csv and appending a row to W/teachers.csv.  Several\n"
     "processes may run at once on one workspace.  Validation uses W/<dataset>/val.csv\n"
     "(kdens split) when it exists, else 10% of the training set; testing uses the\n"
-    "test part of D.  --baseline also trains A on the whole training set\n"
-    "(uuid all_trainset).  Training settings default to the reference's.  A teacher\n"
-    "interrupted by a crash resumes from its checkpoint (--resume is implied).\n"
+    "test part of D.  After kdens split, subsets and the baseline draw from the\n"
+    "training part W/<dataset>/train.csv.  --baseline also trains A on the whole\n"
+    "training set (uuid all_trainset).  Training settings default to the\n"
+    "reference's.  A teacher interrupted by a crash resumes from its checkpoint\n"
+    "(--resume is implied).\n"
     "\n"
     "  --snapshots M --cycle-epochs E   also a snapshot ensemble: one run with a\n"
     "                  cyclic cosine rate, a teacher saved after each of M cycles\n"
@@ -349,6 +351,8 @@ int cmd_teachers(int argc, char **argv)
     snprintf(valcsv, sizeof valcsv, "%s/%s/val.csv", o.workdir, name);
     if (access(valcsv, F_OK) == 0)
         st = kdens_dataset_select(pool, valcsv, &val);
+    if (st == KDENS_OK)
+        st = cli_training_pool(o.workdir, name, &pool);
     else
         st = kdens_dataset_split(pool, 0.1, o.seed, &rest_train, &val);
     if (st != KDENS_OK)

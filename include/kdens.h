@@ -578,7 +578,8 @@ KDENS_API kdens_status kdens_trainer_set_checkpoint(kdens_trainer *t, const char
 /* Soft targets for the distillation loss (kdens_model_set_loss): called for
  * every training batch with the batch's float images (as the model sees
  * them, augmentation included), the samples' positions in the training
- * dataset, and n; fills n x classes target probabilities.  A status other
+ * dataset, and n; fills n x classes target probabilities (n x S x classes
+ * for a distiller's student that takes S target sets per sample).  A status other
  * than KDENS_OK stops training with it.  NULL: plain cross-entropy. */
 typedef kdens_status (*kdens_soft_targets_fn)(void *user, const float *x,
                                               const size_t *indices, size_t n,
@@ -831,6 +832,112 @@ KDENS_API kdens_status kdens_predictions_load(const char *path, kdens_prediction
 KDENS_API kdens_status kdens_predictions_accuracy(const kdens_predictions *pr,
                                                   kdens_fusion rule, const int *members,
                                                   int n_members, double *accuracy);
+
+/* ------------------------------------------------------------------------ */
+/* Distillation: an ensemble of teachers into one student (docs/distillation.md) */
+/* ------------------------------------------------------------------------ */
+
+typedef enum kdens_distill_mode {
+    KDENS_DISTILL_OUTPUT_AVG = 0, /* match the mean of the teachers' softened outputs */
+    KDENS_DISTILL_LOSS_AVG,       /* the mean of the divergences from each teacher */
+    KDENS_DISTILL_MIMIC_ALL,      /* one head per teacher on a shared body */
+    KDENS_DISTILL_SUPERNET,       /* a trained aggregator over the teachers' logits */
+    KDENS_DISTILL_SUPERNET2,      /* the same over their penultimate features */
+    KDENS_DISTILL_FUSION,         /* scores of a fusion rule, as a distribution */
+    KDENS_DISTILL_MODE_COUNT
+} kdens_distill_mode;
+
+/* "output_avg", "loss_avg", "mimic_all", "supernet", "supernet2", "fusion"
+ * and back (KDENS_E_NOTFOUND). */
+KDENS_API const char *kdens_distill_mode_name(kdens_distill_mode mode);
+KDENS_API kdens_status kdens_distill_mode_from_name(const char *name, kdens_distill_mode *mode);
+
+typedef struct kdens_distiller kdens_distiller;
+
+/* A distiller of the ensemble `teachers` (borrowed; it must outlive the
+ * distiller) into a student built from `student` (a template: its canonical
+ * spec, weights and metadata are copied; the template is not changed).  For
+ * mimic_all the student's final dense layer is replaced by one dense head
+ * per teacher (head_0, ...) whose logits are averaged.  train and val are
+ * borrowed too (val may be NULL).  Errors: KDENS_E_ARG (NULL, an empty
+ * ensemble, an unknown mode; mimic_all with a student whose logits do not
+ * come from a dense layer), KDENS_E_SHAPE (teachers whose class count or
+ * input shape differ from the student's, both named), KDENS_E_NOMEM. */
+KDENS_API kdens_status kdens_distiller_create(kdens_ensemble *teachers,
+                                              const kdens_model *student,
+                                              kdens_distill_mode mode,
+                                              const kdens_dataset *train,
+                                              const kdens_dataset *val,
+                                              kdens_distiller **out);
+KDENS_API void kdens_distiller_free(kdens_distiller *d);
+/* alpha * CE(labels) + (1 - alpha) * T^2 * KL(teacher_T || student_T)
+ * (default alpha 0.5, T 1: the reference).  Errors: KDENS_E_ARG for alpha
+ * outside [0, 1] or T <= 0. */
+KDENS_API kdens_status kdens_distiller_set_loss(kdens_distiller *d, float alpha,
+                                                float temperature);
+/* The rule of the fusion mode (default KDENS_FUSE_BORDA); KDENS_E_ARG for a
+ * rule without scores (kemeny). */
+KDENS_API kdens_status kdens_distiller_set_fusion(kdens_distiller *d, kdens_fusion rule);
+/* Teacher outputs: cache 1 (default) computes every training sample's
+ * targets once when the trainer has no augmentation -- in memory, or in the
+ * file `path` (mapped, not read into memory; reused when it matches the
+ * run) -- so an epoch's cost does not grow with the number of teachers;
+ * cache 0, or augmentation on, runs the teachers on every batch (inference
+ * mode). */
+KDENS_API kdens_status kdens_distiller_set_cache(kdens_distiller *d, int cache,
+                                                 const char *path);
+/* The trainer that trains the student (owned by the distiller): set epochs,
+ * batch, optimizer, schedule, early stopping, augmentation, log and
+ * checkpoint on it.  Its soft-target hook belongs to the distiller. */
+KDENS_API kdens_trainer *kdens_distiller_trainer(kdens_distiller *d);
+/* Prepare the targets (train the supernet aggregator, fill the cache) and
+ * train the student.  Errors: those of the trainer and of the teachers. */
+KDENS_API kdens_status kdens_distiller_fit(kdens_distiller *d);
+/* The student being trained (owned by the distiller).  For mimic_all its
+ * prediction is the softmax of the mean of its heads' logits. */
+KDENS_API kdens_model *kdens_distiller_student(kdens_distiller *d);
+/* A deployable copy of the student: for mimic_all the heads folded into one
+ * dense layer (W = mean of the heads' kernels, b = mean of their biases;
+ * predictions equal the multi-head student's within rounding); otherwise a
+ * plain copy.  The caller frees it.  Errors: KDENS_E_NOMEM. */
+KDENS_API kdens_status kdens_distiller_export(kdens_distiller *d, kdens_model **out);
+
+/* The reference's experiment driver (distillation/train.py): for each of
+ * `repetitions` runs, sample n_teachers teachers of teacher_arch (and
+ * fraction, when > 0) from WORKDIR/teachers.csv (seed + run), distil them
+ * into student_arch, evaluate on train, val and test, save the exported
+ * student as WORKDIR/<dataset>/students/<name>.kdm and append a row to
+ * WORKDIR/students.csv:
+ *   model_location,dataset,architecture,n_teachers,teachers_fraction,mode,
+ *   alpha,temperature,teachers_uuid,uuid,train_loss,train_accuracy,val_loss,
+ *   val_accuracy,test_loss,test_accuracy
+ * (teachers_uuid: the uuids joined by ';').  A run whose student is already
+ * registered is skipped, so a driver run again continues where it stopped;
+ * a run interrupted mid-training resumes from its checkpoint. */
+typedef struct kdens_distill_job {
+    const char *workdir, *dataset;   /* workspace and the dataset's name in it */
+    const char *teacher_arch, *student_arch;
+    double fraction;                 /* the teachers' fraction; 0: any */
+    int n_teachers, repetitions;
+    kdens_distill_mode mode;
+    kdens_fusion fusion;             /* for KDENS_DISTILL_FUSION */
+    float alpha, temperature;
+    int epochs, patience;            /* <= 0: the student architecture's defaults */
+    size_t batch;                    /* 0: default */
+    double lr;                       /* <= 0: default */
+    uint64_t seed;
+    const kdens_augment *augment;    /* borrowed; NULL: none (teacher outputs cached) */
+    int cache;                       /* as kdens_distiller_set_cache */
+} kdens_distill_job;
+/* Defaults (docs/distillation.md): fraction 0, n_teachers 5,
+ * repetitions 1, output_avg, borda, alpha 0.5, T 1, cache 1, the rest 0. */
+KDENS_API void kdens_distill_job_default(kdens_distill_job *job);
+/* *done receives the number of students trained by this call.  Errors:
+ * KDENS_E_ARG (a bad job), KDENS_E_NOTFOUND (fewer registered teachers than
+ * n_teachers), and those of distillation, evaluation and registering. */
+KDENS_API kdens_status kdens_distill_run(const kdens_distill_job *job, const kdens_dataset *train,
+                                         const kdens_dataset *val, const kdens_dataset *test,
+                                         int *done);
 
 #ifdef __cplusplus
 }

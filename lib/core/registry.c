@@ -3,9 +3,14 @@
  * are drawn from it. */
 #include "core.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 void kd_registry_free(kd_registry_row *rows, size_t n)
 {
@@ -62,4 +67,43 @@ kdens_status kd_registry_read(const char *csv, kd_registry_row **rows, size_t *n
     *rows = out;
     *n_rows = n;
     return KDENS_OK;
+}
+
+bool kd_registry_has(const char *csv, const char *location)
+{
+    char *text;
+    size_t len;
+    if (kd_read_file(csv, &text, &len) != KDENS_OK) /* none yet */
+        return false;
+    size_t l = strlen(location);
+    bool found = false;
+    for (const char *p = text; p && !found && p < text + len;) {
+        found = (size_t)(text + len - p) > l && strncmp(p, location, l) == 0 && p[l] == ',';
+        p = memchr(p, '\n', (size_t)(text + len - p));
+        p = p ? p + 1 : NULL;
+    }
+    free(text);
+    return found;
+}
+
+kdens_status kd_registry_append(const char *csv, const char *header, const char *row)
+{
+    int fd = open(csv, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd < 0)
+        return kd_fail(KDENS_E_IO, "%s: cannot open: %s", csv, strerror(errno));
+    kdens_status st = KDENS_OK;
+    if (flock(fd, LOCK_EX) != 0)
+        st = kd_fail(KDENS_E_IO, "%s: cannot lock: %s", csv, strerror(errno));
+    struct stat sb;
+    kd_buf b = {0};
+    if (st == KDENS_OK && fstat(fd, &sb) == 0 && sb.st_size == 0)
+        kd_buf_printf(&b, "%s\n", header);
+    kd_buf_printf(&b, "%s\n", row);
+    if (st == KDENS_OK && (b.failed || write(fd, b.data, b.len) != (ssize_t)b.len))
+        st = kd_fail(KDENS_E_IO, "%s: cannot append: %s", csv, strerror(errno));
+    if (st == KDENS_OK && fsync(fd) != 0)
+        st = kd_fail(KDENS_E_IO, "%s: fsync failed: %s", csv, strerror(errno));
+    kd_buf_free(&b);
+    close(fd); /* releases the lock */
+    return st;
 }

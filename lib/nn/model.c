@@ -32,6 +32,8 @@ void kdens_model_free(kdens_model *m)
     free(m->meta_values);
     free(m->in_scale);
     free(m->in_offset);
+    free(m->head_nodes);
+    free(m->head_ptrs);
     free(m);
 }
 
@@ -315,7 +317,7 @@ typedef void (*input_fn)(const kdens_model *m, const void *src, size_t first, si
                          float *dst);
 
 static kdens_status run_inference(kdens_model *m, const void *x, size_t n, float *out,
-                                  bool probs, input_fn convert)
+                                  bool probs, input_fn convert, int node)
 {
     if (!m || !x || !out)
         return kd_fail(KDENS_E_ARG, "NULL argument");
@@ -336,7 +338,8 @@ static kdens_status run_inference(kdens_model *m, const void *x, size_t n, float
     float *staging = m->staging;
     bool was_training = m->training;
     m->training = false;
-    const kd_node *logits = &m->nodes[m->logits_node];
+    const kd_node *logits = &m->nodes[node < 0 ? m->logits_node : node];
+    size_t per_out = kd_node_size(logits);
     for (size_t first = 0; first < n; first += chunk) {
         size_t nc = KD_MIN(chunk, n - first);
         const float *batch;
@@ -347,11 +350,11 @@ static kdens_status run_inference(kdens_model *m, const void *x, size_t n, float
             batch = (const float *)x + first * in_size;
         }
         kd_model_forward(m, batch, nc);
-        float *dst = out + first * m->classes;
+        float *dst = out + first * per_out;
         if (probs)
             kd_softmax_rows(nc, m->classes, logits->out, 1.0f, dst);
         else
-            memcpy(dst, logits->out, sizeof(float) * nc * m->classes);
+            memcpy(dst, logits->out, sizeof(float) * nc * per_out);
     }
     m->training = was_training;
     m->have_forward = m->have_grads = false;
@@ -371,17 +374,63 @@ static void u8_to_float(const kdens_model *m, const void *src, size_t first, siz
 
 kdens_status kdens_model_predict(kdens_model *m, const float *x, size_t n, float *probs)
 {
-    return run_inference(m, x, n, probs, true, NULL);
+    return run_inference(m, x, n, probs, true, NULL, -1);
 }
 
 kdens_status kdens_model_predict_logits(kdens_model *m, const float *x, size_t n,
                                         float *logits)
 {
-    return run_inference(m, x, n, logits, false, NULL);
+    return run_inference(m, x, n, logits, false, NULL, -1);
 }
 
 kdens_status kdens_model_predict_u8(kdens_model *m, const uint8_t *images, size_t n,
                                     float *probs)
 {
-    return run_inference(m, images, n, probs, true, u8_to_float);
+    return run_inference(m, images, n, probs, true, u8_to_float, -1);
+}
+
+kdens_status kd_model_infer_node(kdens_model *m, const float *x, size_t n, int node, float *out)
+{
+    if (node < 1 || node >= m->n_nodes)
+        return kd_fail(KDENS_E_ARG, "node %d is not a layer of the model", node);
+    return run_inference(m, x, n, out, false, NULL, node);
+}
+
+kdens_status kd_model_copy_params(kdens_model *dst, const kdens_model *src, int *copied)
+{
+    int n = 0;
+    for (int i = 0; i < dst->n_params; i++) {
+        const kd_param *d = &dst->params[i];
+        for (int j = 0; j < src->n_params; j++) {
+            const kd_param *s = &src->params[j];
+            if (strcmp(d->name, s->name) == 0 && d->count == s->count) {
+                memcpy(dst->weights + d->offset, src->weights + s->offset,
+                       sizeof(float) * d->count);
+                n++;
+                break;
+            }
+        }
+    }
+    if (copied)
+        *copied = n;
+    return KDENS_OK;
+}
+
+kdens_status kd_model_copy_meta(kdens_model *dst, const kdens_model *src)
+{
+    kdens_status st = kdens_model_set_input_scaling(dst, src->in_scale, src->in_offset);
+    if (st == KDENS_OK && src->class_names && dst->classes == src->classes)
+        st = kdens_model_set_class_names(dst, (const char *const *)src->class_names,
+                                         src->classes);
+    for (int i = 0; i < src->n_meta && st == KDENS_OK; i++)
+        st = kdens_model_set_meta(dst, src->meta_keys[i], src->meta_values[i]);
+    return st;
+}
+
+kd_param *kd_model_param(const kdens_model *m, const char *name)
+{
+    for (int i = 0; i < m->n_params; i++)
+        if (strcmp(m->params[i].name, name) == 0)
+            return &m->params[i];
+    return NULL;
 }

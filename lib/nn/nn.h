@@ -74,6 +74,7 @@ typedef struct kd_node {
     bool needs_grad;      /* some trainable parameter lies at or before it */
     int last_reader;      /* the highest node reading this one (its first in backward) */
     bool grad_stale;      /* grad holds garbage that stands for zero (see kd_grad_*) */
+    bool grad_injected;   /* the loss wrote grad directly (a distillation head) */
     /* buffers for the planned batch */
     float *out, *grad;
     void *aux;            /* per family: batch statistics, argmax, dropout mask */
@@ -93,6 +94,13 @@ struct kdens_model {
     uint64_t seed;
     bool training;
     float alpha, temperature;
+    /* distillation (lib/distill): soft_sets target distributions per sample
+     * (1, or one per teacher); n_heads > 0 for a mimic_all student, whose
+     * head nodes head_0.. each mimic one teacher (docs/distillation.md) */
+    int soft_sets, n_heads;
+    int *head_nodes;
+    float **head_ptrs;    /* 2 x n_heads: the heads' outputs, then their gradients */
+    float *loss_buf;      /* planned batch x classes: the mean of soft_sets targets */
     /* planned batch */
     size_t cap_n;         /* rows the node buffers hold */
     bool cap_grads;       /* node gradient buffers allocated */
@@ -181,6 +189,19 @@ int kd_resolve_padding(kd_pad_mode mode, const int *explicit_pad, int in, int k,
 
 /* Make the node buffers hold n samples (and gradients when with_grads). */
 kdens_status kd_model_plan(kdens_model *m, size_t n, bool with_grads);
+/* Mark the nodes head_0 .. head_{n-1} (dense layers of `classes` units) as
+ * the heads of a mimic_all student; n 0 clears.  KDENS_E_ARG when missing. */
+kdens_status kd_model_set_heads(kdens_model *m, int n);
+/* Copy every parameter of src into the parameter of dst with the same name
+ * and size; *copied (may be NULL) receives how many. */
+kdens_status kd_model_copy_params(kdens_model *dst, const kdens_model *src, int *copied);
+/* Input scaling, class names and metadata of src onto dst. */
+kdens_status kd_model_copy_meta(kdens_model *dst, const kdens_model *src);
+/* The parameter called name ("<layer>/kernel"), or NULL. */
+kd_param *kd_model_param(const kdens_model *m, const char *name);
+/* Inference of n float inputs, copying the output of `node` (floats per
+ * sample: kd_node_size) into out. */
+kdens_status kd_model_infer_node(kdens_model *m, const float *x, size_t n, int node, float *out);
 /* Forward pass over n samples of x (already scaled floats). */
 void kd_model_forward(kdens_model *m, const float *x, size_t n);
 void kd_model_backward_pass(kdens_model *m, size_t n);

@@ -59,11 +59,12 @@ static kdens_status check_targets(const kdens_model *m, size_t n, const int32_t 
             if (labels[i] < 0 || labels[i] >= m->classes)
                 return kd_fail(KDENS_E_ARG, "label %d of sample %zu is outside [0, %d)",
                                labels[i], i, m->classes);
+    size_t per = (size_t)m->soft_sets * m->classes;
     if (soft)
-        for (size_t i = 0; i < n * (size_t)m->classes; i++)
+        for (size_t i = 0; i < n * per; i++)
             if (!(soft[i] >= 0 && soft[i] <= 1))
                 return kd_fail(KDENS_E_ARG, "soft target %zu of sample %zu is %g, not in [0, 1]",
-                               i % m->classes, i / m->classes, (double)soft[i]);
+                               i % per, i / per, (double)soft[i]);
     if (!labels && (!soft || m->alpha > 0))
         return kd_fail(KDENS_E_ARG, "labels are NULL but the loss needs them (alpha %g)",
                        (double)m->alpha);
@@ -88,8 +89,24 @@ kdens_status kdens_model_forward_loss(kdens_model *m, const float *x, size_t n,
     if (!logits->grad)
         return kd_fail(KDENS_E_STATE, "the model has no trainable parameters");
     kd_model_forward(m, x, n); /* node gradients are zeroed during backward */
-    double l = kd_loss_logits(n, m->classes, logits->out, labels, soft, m->alpha,
-                              m->temperature, logits->grad, correct);
+    double l;
+    if (soft && m->n_heads > 0) { /* mimic_all: one target per head */
+        for (int h = 0; h < m->n_heads; h++) {
+            kd_node *head = &m->nodes[m->head_nodes[h]];
+            m->head_ptrs[h] = head->out;
+            m->head_ptrs[m->n_heads + h] = head->grad;
+            head->grad_injected = true;
+        }
+        l = kd_loss_heads(n, m->classes, logits->out, labels, soft, m->n_heads,
+                          (const float *const *)m->head_ptrs, m->head_ptrs + m->n_heads,
+                          m->alpha, m->temperature, logits->grad, correct);
+    } else if (soft && m->soft_sets > 1) { /* loss_avg: the mean divergence */
+        l = kd_loss_sets(n, m->classes, logits->out, labels, soft, m->soft_sets, m->alpha,
+                         m->temperature, m->loss_buf, logits->grad, correct);
+    } else {
+        l = kd_loss_logits(n, m->classes, logits->out, labels, soft, m->alpha, m->temperature,
+                           logits->grad, correct);
+    }
     if (!isfinite(l))
         return kd_fail(KDENS_E_NUMERIC, "the loss is not finite (%g)", l);
     if (loss)

@@ -104,43 +104,6 @@ static bool parse_subset_name(const char *file, double *fraction, char *uuid, si
 }
 
 /* Does teachers.csv hold a row for this model file? */
-static bool registered(const char *csv, const char *model_location)
-{
-    kd_registry_row *rows;
-    size_t n;
-    if (kd_registry_read(csv, &rows, &n) != KDENS_OK) /* none yet */
-        return false;
-    bool found = false;
-    for (size_t i = 0; i < n && !found; i++)
-        found = strcmp(rows[i].location, model_location) == 0;
-    kd_registry_free(rows, n);
-    return found;
-}
-
-/* Append one whole row under an exclusive lock (header first if new). */
-static kdens_status append_row(const char *csv, const char *row)
-{
-    int fd = open(csv, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd < 0)
-        return kd_fail(KDENS_E_IO, "%s: cannot open: %s", csv, strerror(errno));
-    kdens_status st = KDENS_OK;
-    if (flock(fd, LOCK_EX) != 0)
-        st = kd_fail(KDENS_E_IO, "%s: cannot lock: %s", csv, strerror(errno));
-    struct stat sb;
-    kd_buf b = {0};
-    if (st == KDENS_OK && fstat(fd, &sb) == 0 && sb.st_size == 0)
-        kd_buf_printf(&b, "model_location,dataset,architecture,fraction,uuid,train_loss,"
-                          "train_accuracy,val_loss,val_accuracy,test_loss,test_accuracy\n");
-    kd_buf_printf(&b, "%s\n", row);
-    if (st == KDENS_OK && (b.failed || write(fd, b.data, b.len) != (ssize_t)b.len))
-        st = kd_fail(KDENS_E_IO, "%s: cannot append: %s", csv, strerror(errno));
-    if (st == KDENS_OK && fsync(fd) != 0)
-        st = kd_fail(KDENS_E_IO, "%s: fsync failed: %s", csv, strerror(errno));
-    kd_buf_free(&b);
-    close(fd); /* releases the lock */
-    return st;
-}
-
 /* A trainer for `m` on `data` with the run's settings. */
 static kdens_status configure(kdens_teachers *tc, kdens_model *m, const kdens_dataset *data,
                               kdens_trainer **out)
@@ -191,7 +154,7 @@ static kdens_status register_teacher(kdens_teachers *tc, kdens_model *m,
     if (st == KDENS_OK) {
         snprintf(row, sizeof row, "%s,%s,%s,%g,%s,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f", model, tc->name,
                  tc->arch, fraction, uuid, l[0], a[0], l[1], a[1], l[2], a[2]);
-        st = append_row(csv, row);
+        st = kd_registry_append(csv, KD_TEACHERS_HEADER, row);
     }
     return st;
 }
@@ -278,13 +241,13 @@ static kdens_status run_subset(kdens_teachers *tc, const kdens_dataset *data, do
     snprintf(claim_path, sizeof claim_path, "%s.claim", model);
     snprintf(csv, sizeof csv, "%s/teachers.csv", tc->workdir);
     *trained = false;
-    if (registered(csv, model))
+    if (kd_registry_has(csv, model))
         return KDENS_OK;
     int fd = claim(claim_path);
     if (fd < 0)
         return KDENS_OK; /* another process is on it */
     kdens_status st = KDENS_OK;
-    if (!registered(csv, model)) { /* it may have finished while we waited */
+    if (!kd_registry_has(csv, model)) { /* it may have finished while we waited */
         st = train_one(tc, data, fraction, uuid);
         *trained = st == KDENS_OK;
     }

@@ -12,6 +12,23 @@ double kd_loss_logits(size_t rows, int classes, const float *z, const int32_t *l
                       const float *soft, float alpha, float temperature, float *dz,
                       size_t *correct);
 
+/* loss_avg: `sets` target distributions per row (soft: rows x sets x
+ * classes); L = alpha CE + (1 - alpha) T^2 mean_j KL(q_j || softmax(z / T)).
+ * Its gradient is that of the mean target (written to mean, rows x classes,
+ * and used through kd_loss_logits); the loss adds the entropy difference
+ * H(mean) - mean_j H(q_j), constant in z. */
+double kd_loss_sets(size_t rows, int classes, const float *z, const int32_t *labels,
+                    const float *soft, int sets, float alpha, float temperature, float *mean,
+                    float *dz, size_t *correct);
+/* mimic_all: z are the mean of the heads' logits; head h (logits head_z[h])
+ * mimics target h (soft: rows x heads x classes):
+ * L = alpha CE(y, softmax(z)) + (1 - alpha) T^2 mean_h KL(q_h || softmax(z_h / T));
+ * fills dz (the CE part) and head_dz[h] (the mimic part). */
+double kd_loss_heads(size_t rows, int classes, const float *z, const int32_t *labels,
+                     const float *soft, int heads, const float *const *head_z,
+                     float *const *head_dz, float alpha, float temperature, float *dz,
+                     size_t *correct);
+
 /* Optimiser state (hyper-parameters, step count, moments) for checkpoints. */
 void kd_optimizer_save(const kdens_optimizer *o, kd_buf *b);
 kdens_status kd_optimizer_restore(kdens_optimizer *o, const kdens_model *m, const uint8_t *data,
@@ -19,5 +36,8 @@ kdens_status kd_optimizer_restore(kdens_optimizer *o, const kdens_model *m, cons
 
 /* KDENS_E_SHAPE unless the dataset's images and classes fit the model. */
 kdens_status kd_check_fit(const kdens_model *m, const kdens_dataset *ds, const char *what);
+
+/* The trainer's augmentation policy (NULL: none). */
+const kdens_augment *kd_trainer_augment(const kdens_trainer *t);
 
 #endif

@@ -412,7 +412,7 @@ kdens_status kdens_trainer_fit(kdens_trainer *t)
         st = kdens_loader_set_scaling(ld, m->in_scale, m->in_offset);
     float *soft = NULL;
     if (st == KDENS_OK && t->soft_fn &&
-        !(soft = malloc(sizeof(float) * t->batch * (size_t)m->classes)))
+        !(soft = malloc(sizeof(float) * t->batch * (size_t)m->soft_sets * m->classes)))
         st = kd_fail(KDENS_E_NOMEM, "out of memory for soft targets");
     if (st == KDENS_OK && t->val && t->patience > 0 && t->restore_best &&
         !(best = malloc(sizeof(float) * (m->n_weights ? m->n_weights : 1))))
@@ -481,3 +481,5 @@ kdens_status kdens_trainer_fit(kdens_trainer *t)
     kdens_optimizer_free(opt);
     return st;
 }
+
+const kdens_augment *kd_trainer_augment(const kdens_trainer *t) { return t->aug; }

@@ -1,0 +1,42 @@
+/* distill: the distiller and the experiment driver.  Internal; uses every
+ * module below it. */
+#ifndef KD_DISTILL_H
+#define KD_DISTILL_H
+
+#include "../nn/nn.h"
+
+struct kdens_distiller {
+    kdens_ensemble *teachers; /* borrowed */
+    int n_teachers, classes;
+    kdens_distill_mode mode;
+    const kdens_dataset *train, *val;
+    char *template_spec;      /* the student as given: what export rebuilds */
+    kdens_model *student;
+    kdens_trainer *trainer;
+    float alpha, temperature;
+    kdens_fusion rule;
+    int sets;                 /* target distributions per sample */
+    /* teacher outputs: logits (n_teachers x classes per sample), or for
+     * supernet2 the concatenated pooled features (feature_dim) */
+    int *feature_node;        /* per teacher (supernet2) */
+    size_t out_dim;           /* floats of teacher output per sample */
+    kdens_model *aggregator;  /* supernet, supernet2 */
+    /* the cache: targets of every training sample (sets x classes each) */
+    int cache;
+    char *cache_path;
+    float *cached;            /* NULL: online */
+    void *map;
+    size_t map_len;
+    /* scratch of the online path, for `scratch_rows` samples */
+    float *scratch;
+    size_t scratch_rows;
+};
+
+/* The trainer's soft-target hook. */
+kdens_status kd_distill_targets(void *user, const float *x, const size_t *indices, size_t n,
+                                float *targets);
+/* Before training: the aggregator (supernet modes) and the cache. */
+kdens_status kd_distill_prepare(kdens_distiller *d);
+void kd_distill_release_targets(kdens_distiller *d);
+
+#endif

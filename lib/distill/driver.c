@@ -1,0 +1,196 @@
+/* The reference's experiment driver: sample teachers from the registry,
+ * distil, evaluate, save and register the student (students.csv). */
+#include "distill.h"
+
+#include "../data/data.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void kdens_distill_job_default(kdens_distill_job *job)
+{
+    if (!job)
+        return;
+    memset(job, 0, sizeof *job);
+    job->n_teachers = 5;
+    job->repetitions = 1;
+    job->mode = KDENS_DISTILL_OUTPUT_AVG;
+    job->fusion = KDENS_FUSE_BORDA;
+    job->alpha = 0.5f;
+    job->temperature = 1.0f;
+    job->cache = 1;
+}
+
+static kdens_status check_job(const kdens_distill_job *j)
+{
+    if (!j->workdir || !j->dataset || !j->teacher_arch || !j->student_arch)
+        return kd_fail(KDENS_E_ARG, "the job needs a workdir, dataset and both architectures");
+    if (j->n_teachers < 1 || j->repetitions < 1)
+        return kd_fail(KDENS_E_ARG, "%d teachers and %d repetitions asked", j->n_teachers,
+                       j->repetitions);
+    if ((unsigned)j->mode >= KDENS_DISTILL_MODE_COUNT)
+        return kd_fail(KDENS_E_ARG, "unknown distillation mode %d", (int)j->mode);
+    if (!(j->alpha >= 0 && j->alpha <= 1))
+        return kd_fail(KDENS_E_ARG, "alpha %g is outside [0, 1]", (double)j->alpha);
+    if (!(j->temperature > 0) || isinf(j->temperature))
+        return kd_fail(KDENS_E_ARG, "temperature %g must be a positive number",
+                       (double)j->temperature);
+    return KDENS_OK;
+}
+
+/* A stable 128-bit name of the run, printed as a uuid (8-4-4-4-12). */
+static void run_uuid(const char *name, char *out, size_t size)
+{
+    uint64_t h[2] = {1469598103934665603ull, 0x9e3779b97f4a7c15ull};
+    for (const char *p = name; *p; p++) {
+        h[0] = (h[0] ^ (unsigned char)*p) * 1099511628211ull;
+        h[1] = (h[1] ^ (unsigned char)*p) * 0x100000001b3ull + 0x7f4a7c15;
+    }
+    snprintf(out, size, "%08x-%04x-%04x-%04x-%012llx", (unsigned)(h[0] >> 32),
+             (unsigned)(h[0] >> 16) & 0xffff, (unsigned)h[0] & 0xffff,
+             (unsigned)(h[1] >> 48), (unsigned long long)(h[1] & 0xffffffffffffull));
+}
+
+/* The trainer with the job's settings over the student architecture's
+ * defaults. */
+static kdens_status configure(const kdens_distill_job *j, kdens_trainer *t, const char *log,
+                              const char *ckpt, uint64_t seed)
+{
+    if (kdens_trainer_use_reference_defaults(t, j->student_arch) != KDENS_OK)
+        kdens_trainer_set_early_stopping(t, 10, 1); /* not in the reference: plain */
+    kdens_status st = KDENS_OK;
+    if (j->epochs > 0)
+        st = kdens_trainer_set_epochs(t, j->epochs);
+    if (st == KDENS_OK && j->batch > 0)
+        st = kdens_trainer_set_batch(t, j->batch);
+    if (st == KDENS_OK && j->lr > 0)
+        st = kdens_trainer_set_optimizer(t, KDENS_OPT_ADAM, j->lr);
+    if (st == KDENS_OK && j->patience > 0)
+        st = kdens_trainer_set_early_stopping(t, j->patience, 1);
+    if (st == KDENS_OK)
+        st = kdens_trainer_set_seed(t, seed);
+    if (st == KDENS_OK)
+        st = kdens_trainer_set_augment(t, j->augment);
+    if (st == KDENS_OK)
+        st = kdens_trainer_set_log(t, log);
+    if (st == KDENS_OK)
+        st = kdens_trainer_set_checkpoint(t, ckpt, 1);
+    return st;
+}
+
+/* The teachers' uuids joined by ';'. */
+static void teacher_list(const kdens_ensemble *ens, kd_buf *b)
+{
+    for (int i = 0; i < kdens_ensemble_size(ens); i++)
+        kd_buf_printf(b, "%s%s", i ? ";" : "", kdens_ensemble_member_name(ens, i));
+}
+
+/* One repetition: distil, evaluate, save, register. */
+static kdens_status one_run(const kdens_distill_job *j, int rep, const kdens_dataset *train,
+                            const kdens_dataset *val, const kdens_dataset *test, bool *trained)
+{
+    uint64_t seed = j->seed + (uint64_t)rep;
+    char name[512], uuid[64], dir[4400], model_path[5000], ckpt[5100], log[5000], csv[4400];
+    snprintf(name, sizeof name, "%s_%s_n%d_f%g_a%g_T%g_s%llu", j->student_arch,
+             kdens_distill_mode_name(j->mode), j->n_teachers, j->fraction, (double)j->alpha,
+             (double)j->temperature, (unsigned long long)seed);
+    run_uuid(name, uuid, sizeof uuid);
+    snprintf(dir, sizeof dir, "%s/%s/students", j->workdir, j->dataset);
+    snprintf(model_path, sizeof model_path, "%s/%s.kdm", dir, name);
+    snprintf(ckpt, sizeof ckpt, "%s.ckpt", model_path);
+    snprintf(log, sizeof log, "%s/%s/logs/%s.csv", j->workdir, j->dataset, name);
+    snprintf(csv, sizeof csv, "%s/students.csv", j->workdir);
+    *trained = false;
+    if (kd_registry_has(csv, model_path))
+        return KDENS_OK;
+    snprintf(dir, sizeof dir, "%s/%s/students", j->workdir, j->dataset);
+    if (kd_mkdirs(dir) != 0)
+        return kd_fail(KDENS_E_IO, "%s: cannot create: %s", dir, strerror(errno));
+    snprintf(dir, sizeof dir, "%s/%s/logs", j->workdir, j->dataset);
+    if (kd_mkdirs(dir) != 0)
+        return kd_fail(KDENS_E_IO, "%s: cannot create: %s", dir, strerror(errno));
+    char teachers_csv[4400];
+    snprintf(teachers_csv, sizeof teachers_csv, "%s/teachers.csv", j->workdir);
+    kdens_ensemble *ens = NULL;
+    kdens_model *tmpl = NULL, *student = NULL;
+    kdens_distiller *d = NULL;
+    kdens_status st = kdens_ensemble_from_registry(teachers_csv, j->dataset, j->teacher_arch,
+                                                   j->fraction, j->n_teachers, seed, &ens);
+    if (st == KDENS_OK) {
+        const kdens_model *t0 = kdens_ensemble_member(ens, 0);
+        st = kdens_model_create(j->student_arch, t0->in_h, t0->in_w, t0->in_c, t0->classes,
+                                seed, &tmpl);
+        if (st == KDENS_OK)
+            st = kd_model_copy_meta(tmpl, t0); /* input scaling and class names */
+    }
+    if (st == KDENS_OK)
+        st = kdens_distiller_create(ens, tmpl, j->mode, train, val, &d);
+    if (st == KDENS_OK)
+        st = kdens_distiller_set_loss(d, j->alpha, j->temperature);
+    if (st == KDENS_OK && j->mode == KDENS_DISTILL_FUSION)
+        st = kdens_distiller_set_fusion(d, j->fusion);
+    if (st == KDENS_OK)
+        st = kdens_distiller_set_cache(d, j->cache, NULL);
+    if (st == KDENS_OK)
+        st = configure(j, kdens_distiller_trainer(d), log, ckpt, seed);
+    if (st == KDENS_OK) {
+        kd_log(KDENS_LOG_INFO, "distilling %d teachers into %s (%s)", j->n_teachers, name,
+               kdens_distill_mode_name(j->mode));
+        st = kdens_distiller_fit(d);
+    }
+    if (st == KDENS_OK)
+        st = kdens_distiller_export(d, &student);
+    double l[3] = {NAN, NAN, NAN}, a[3] = {NAN, NAN, NAN};
+    const kdens_dataset *sets[3] = {train, val, test};
+    for (int i = 0; i < 3 && st == KDENS_OK; i++)
+        if (sets[i])
+            st = kdens_model_evaluate(student, sets[i], 256, &l[i], &a[i], NULL, NULL, NULL);
+    kd_buf row = {0};
+    if (st == KDENS_OK) {
+        kdens_model_set_meta(student, "dataset", j->dataset);
+        kdens_model_set_meta(student, "uuid", uuid);
+        kdens_model_set_meta(student, "distill_mode", kdens_distill_mode_name(j->mode));
+        st = kdens_model_save(student, model_path);
+    }
+    if (st == KDENS_OK) {
+        kd_buf_printf(&row, "%s,%s,%s,%d,%g,%s,%g,%g,", model_path, j->dataset, j->student_arch,
+                      j->n_teachers, j->fraction, kdens_distill_mode_name(j->mode),
+                      (double)j->alpha, (double)j->temperature);
+        teacher_list(ens, &row);
+        kd_buf_printf(&row, ",%s,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f", uuid, l[0], a[0], l[1], a[1],
+                      l[2], a[2]);
+        st = row.failed ? kd_fail(KDENS_E_NOMEM, "out of memory")
+                        : kd_registry_append(csv, KD_STUDENTS_HEADER, row.data);
+    }
+    if (st == KDENS_OK) {
+        unlink(ckpt); /* finished: the checkpoint has served */
+        *trained = true;
+    }
+    kd_buf_free(&row);
+    kdens_model_free(student);
+    kdens_distiller_free(d);
+    kdens_model_free(tmpl);
+    kdens_ensemble_free(ens);
+    return st;
+}
+
+kdens_status kdens_distill_run(const kdens_distill_job *job, const kdens_dataset *train,
+                               const kdens_dataset *val, const kdens_dataset *test, int *done)
+{
+    if (!job || !train)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    kdens_status st = check_job(job);
+    int count = 0;
+    for (int r = 0; st == KDENS_OK && r < job->repetitions; r++) {
+        bool trained;
+        st = one_run(job, r, train, val, test, &trained);
+        count += trained;
+    }
+    if (done)
+        *done = count;
+    return st;
+}

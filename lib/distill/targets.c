@@ -1,0 +1,456 @@
+/* Soft targets from the teachers: their outputs on a batch, the mode's
+ * targets from those outputs, the supernet aggregators, and the cache. */
+#define _DEFAULT_SOURCE
+#include "distill.h"
+
+#include "../data/data.h"
+#include "../train/train.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+enum { CHUNK = 256 }; /* samples per teacher inference when filling the cache */
+
+/* softmax(z / t) of k values into p (double sums for stability). */
+static void softmax_t(const float *z, int k, double t, float *p)
+{
+    double mx = z[0], sum = 0;
+    for (int i = 1; i < k; i++)
+        mx = z[i] > mx ? z[i] : mx;
+    for (int i = 0; i < k; i++)
+        sum += exp((z[i] - mx) / t);
+    for (int i = 0; i < k; i++)
+        p[i] = (float)(exp((z[i] - mx) / t) / sum);
+}
+
+/* ---- teacher outputs ---------------------------------------------------------------- */
+
+/* The pooled feature node of a teacher: the input of its final dense layer,
+ * through flatten and dropout layers (averaged over H x W when spatial). */
+static kdens_status feature_node_of(const kdens_model *t, const char *name, int *node)
+{
+    const kd_node *logits = &t->nodes[t->logits_node];
+    if (logits->type != KD_L_DENSE)
+        return kd_fail(KDENS_E_ARG, "supernet2: teacher %s has no final dense layer", name);
+    int id = logits->in[0];
+    while (id > 0 && (t->nodes[id].type == KD_L_FLATTEN || t->nodes[id].type == KD_L_DROPOUT))
+        id = t->nodes[id].in[0];
+    if (id < 1)
+        return kd_fail(KDENS_E_ARG, "supernet2: teacher %s has no features before its "
+                       "classifier", name);
+    *node = id;
+    return KDENS_OK;
+}
+
+/* Floats of scratch for `rows` samples: teacher input, one teacher's node
+ * output, all outputs, member-major probabilities, scores and decisions. */
+static size_t scratch_floats(const kdens_distiller *d, size_t rows, size_t *node_max)
+{
+    const kdens_model *s = d->student;
+    size_t in = (size_t)s->in_h * s->in_w * s->in_c, node = (size_t)d->classes;
+    for (int t = 0; d->feature_node && t < d->n_teachers; t++)
+        node = KD_MAX(node, kd_node_size(
+                                &kdens_ensemble_member(d->teachers, t)->nodes[d->feature_node[t]]));
+    *node_max = node;
+    size_t k = (size_t)d->classes, nt = (size_t)d->n_teachers;
+    return rows * (in + node + d->out_dim + nt * k + 2 * k + 1);
+}
+
+static kdens_status ensure_scratch(kdens_distiller *d, size_t rows)
+{
+    if (rows <= d->scratch_rows)
+        return KDENS_OK;
+    size_t node_max;
+    float *s = malloc(sizeof(float) * scratch_floats(d, rows, &node_max));
+    if (!s)
+        return kd_fail(KDENS_E_NOMEM, "out of memory for the teachers' outputs");
+    free(d->scratch);
+    d->scratch = s;
+    d->scratch_rows = rows;
+    return KDENS_OK;
+}
+
+/* The teachers' outputs on `rows` float images x (the student's input
+ * scaling) into raw (rows x out_dim). */
+static kdens_status teacher_outputs(kdens_distiller *d, const float *x, size_t rows, float *raw)
+{
+    const kdens_model *s = d->student;
+    size_t node_max, in = (size_t)s->in_h * s->in_w * s->in_c;
+    scratch_floats(d, d->scratch_rows, &node_max);
+    float *xin = d->scratch, *tmp = xin + d->scratch_rows * in;
+    int c = s->in_c, k = d->classes;
+    size_t off = 0;
+    for (int t = 0; t < d->n_teachers; t++) {
+        kdens_model *tm = kdens_ensemble_member(d->teachers, t);
+        const float *xt = x;
+        bool same = true;
+        for (int ch = 0; ch < c; ch++)
+            same = same && tm->in_scale[ch] == s->in_scale[ch] &&
+                   tm->in_offset[ch] == s->in_offset[ch];
+        if (!same) { /* the pixel value, rescaled for this teacher */
+            for (size_t i = 0; i < rows * in; i++) {
+                int ch = (int)(i % (size_t)c);
+                float v = (x[i] - s->in_offset[ch]) / s->in_scale[ch];
+                xin[i] = v * tm->in_scale[ch] + tm->in_offset[ch];
+            }
+            xt = xin;
+        }
+        kdens_status st;
+        if (d->feature_node) {
+            const kd_node *fn = &tm->nodes[d->feature_node[t]];
+            size_t cells = (size_t)fn->h * fn->w, ch_n = (size_t)fn->c;
+            st = kd_model_infer_node(tm, xt, rows, d->feature_node[t], tmp);
+            for (size_t r = 0; st == KDENS_OK && r < rows; r++)
+                for (size_t j = 0; j < ch_n; j++) {
+                    double sum = 0;
+                    for (size_t p = 0; p < cells; p++)
+                        sum += tmp[(r * cells + p) * ch_n + j];
+                    raw[r * d->out_dim + off + j] = (float)(sum / cells);
+                }
+            off += ch_n;
+        } else {
+            st = kdens_model_predict_logits(tm, xt, rows, tmp);
+            for (size_t r = 0; st == KDENS_OK && r < rows; r++)
+                memcpy(raw + r * d->out_dim + (size_t)t * k, tmp + r * k, sizeof(float) * k);
+        }
+        if (st != KDENS_OK)
+            return st;
+    }
+    return KDENS_OK;
+}
+
+/* Fusion scores as a distribution: shifted to be >= 0 when some are
+ * negative, divided by their sum (uniform when all are 0). */
+static void scores_to_distribution(float *s, int k)
+{
+    float mn = s[0];
+    for (int i = 1; i < k; i++)
+        mn = s[i] < mn ? s[i] : mn;
+    double sum = 0;
+    for (int i = 0; i < k; i++)
+        sum += s[i] - (mn < 0 ? mn : 0);
+    for (int i = 0; i < k; i++)
+        s[i] = sum > 0 ? (float)((s[i] - (mn < 0 ? mn : 0)) / sum) : 1.0f / k;
+}
+
+/* p^(1/T), renormalised: the temperature applied to a distribution. */
+static void temper(float *p, int k, double t)
+{
+    if (t == 1)
+        return;
+    double sum = 0;
+    for (int i = 0; i < k; i++)
+        sum += p[i] > 0 ? pow(p[i], 1.0 / t) : 0;
+    for (int i = 0; i < k; i++)
+        p[i] = (float)(p[i] > 0 ? pow(p[i], 1.0 / t) / sum : 0);
+}
+
+/* The mode's targets (rows x sets x classes) from the teachers' outputs. */
+static kdens_status targets_from(kdens_distiller *d, const float *raw, size_t rows, float *out)
+{
+    int k = d->classes, nt = d->n_teachers;
+    double t = d->temperature;
+    size_t node_max, in = (size_t)d->student->in_h * d->student->in_w * d->student->in_c;
+    scratch_floats(d, d->scratch_rows, &node_max);
+    float *probs = d->scratch + d->scratch_rows * (in + node_max + d->out_dim);
+    float *scores = probs + d->scratch_rows * (size_t)nt * k;
+    switch (d->mode) {
+    case KDENS_DISTILL_OUTPUT_AVG:
+        for (size_t r = 0; r < rows; r++) {
+            float *o = out + r * k;
+            memset(o, 0, sizeof(float) * k);
+            for (int j = 0; j < nt; j++) {
+                softmax_t(raw + r * d->out_dim + (size_t)j * k, k, t, scores);
+                for (int i = 0; i < k; i++)
+                    o[i] += scores[i] / nt;
+            }
+        }
+        return KDENS_OK;
+    case KDENS_DISTILL_LOSS_AVG:
+    case KDENS_DISTILL_MIMIC_ALL:
+        for (size_t r = 0; r < rows; r++)
+            for (int j = 0; j < nt; j++)
+                softmax_t(raw + r * d->out_dim + (size_t)j * k, k, t,
+                          out + (r * nt + j) * (size_t)k);
+        return KDENS_OK;
+    case KDENS_DISTILL_SUPERNET:
+    case KDENS_DISTILL_SUPERNET2: {
+        kdens_status st = kdens_model_predict_logits(d->aggregator, raw, rows, scores);
+        for (size_t r = 0; st == KDENS_OK && r < rows; r++)
+            softmax_t(scores + r * k, k, t, out + r * k);
+        return st;
+    }
+    case KDENS_DISTILL_FUSION: {
+        for (int j = 0; j < nt; j++) /* member-major probabilities at T = 1 */
+            for (size_t r = 0; r < rows; r++)
+                softmax_t(raw + r * d->out_dim + (size_t)j * k, k, 1.0,
+                          probs + ((size_t)j * rows + r) * k);
+        int32_t *dec = (int32_t *)(scores + d->scratch_rows * (size_t)k);
+        kdens_status st = kdens_fuse(d->rule, probs, nt, rows, k, dec, out);
+        for (size_t r = 0; st == KDENS_OK && r < rows; r++) {
+            scores_to_distribution(out + r * k, k);
+            temper(out + r * k, k, t);
+        }
+        return st;
+    }
+    default:
+        return kd_fail(KDENS_E_ARG, "unknown distillation mode");
+    }
+}
+
+kdens_status kd_distill_targets(void *user, const float *x, const size_t *indices, size_t n,
+                                float *targets)
+{
+    kdens_distiller *d = user;
+    size_t per = (size_t)d->sets * d->classes;
+    if (d->cached) {
+        for (size_t i = 0; i < n; i++)
+            memcpy(targets + i * per, d->cached + indices[i] * per, sizeof(float) * per);
+        return KDENS_OK;
+    }
+    kdens_status st = ensure_scratch(d, n);
+    if (st != KDENS_OK)
+        return st;
+    size_t node_max, in = (size_t)d->student->in_h * d->student->in_w * d->student->in_c;
+    scratch_floats(d, d->scratch_rows, &node_max);
+    float *raw = d->scratch + d->scratch_rows * (in + node_max);
+    st = teacher_outputs(d, x, n, raw);
+    return st == KDENS_OK ? targets_from(d, raw, n, targets) : st;
+}
+
+/* ---- whole datasets ------------------------------------------------------------------ */
+
+/* The teachers' outputs (raw) and/or the targets for every sample of ds,
+ * CHUNK samples at a time. */
+static kdens_status over_dataset(kdens_distiller *d, const kdens_dataset *ds, float *raw_all,
+                                 float *targets_all)
+{
+    const kdens_model *s = d->student;
+    size_t in = (size_t)s->in_h * s->in_w * s->in_c, per = (size_t)d->sets * d->classes;
+    kdens_status st = ensure_scratch(d, CHUNK);
+    uint8_t *img = malloc(in);
+    float *x = malloc(sizeof(float) * CHUNK * in), *raw = NULL;
+    if (st == KDENS_OK && (!img || !x))
+        st = kd_fail(KDENS_E_NOMEM, "out of memory");
+    size_t node_max;
+    scratch_floats(d, d->scratch_rows, &node_max);
+    if (st == KDENS_OK)
+        raw = d->scratch + d->scratch_rows * (in + node_max);
+    for (size_t first = 0; st == KDENS_OK && first < ds->n; first += CHUNK) {
+        size_t rows = KD_MIN((size_t)CHUNK, ds->n - first);
+        for (size_t i = 0; i < rows && st == KDENS_OK; i++) {
+            st = kd_dataset_read(ds, first + i, img);
+            for (size_t p = 0; p < in; p++) {
+                int ch = (int)(p % (size_t)s->in_c);
+                x[i * in + p] = img[p] * s->in_scale[ch] + s->in_offset[ch];
+            }
+        }
+        float *dst_raw = raw_all ? raw_all + first * d->out_dim : raw;
+        if (st == KDENS_OK)
+            st = teacher_outputs(d, x, rows, dst_raw);
+        if (st == KDENS_OK && targets_all)
+            st = targets_from(d, dst_raw, rows, targets_all + first * per);
+        char task[96];
+        snprintf(task, sizeof task, "teacher outputs %zu/%zu", first + rows, ds->n);
+        if (st == KDENS_OK)
+            kd_progress(task, first + rows, ds->n);
+    }
+    free(img);
+    free(x);
+    return st;
+}
+
+static int32_t label_at(const kdens_dataset *ds, size_t i)
+{
+    return ds->store->labels[kd_dataset_at(ds, i)];
+}
+
+/* Mean cross-entropy and accuracy of the aggregator on inputs x (n x dim). */
+static kdens_status agg_eval(kdens_model *agg, const float *x, const kdens_dataset *ds,
+                             float *logits, double *loss, double *acc)
+{
+    kdens_status st = kdens_model_predict_logits(agg, x, ds->n, logits);
+    double sum = 0;
+    size_t right = 0;
+    int k = agg->classes;
+    for (size_t i = 0; st == KDENS_OK && i < ds->n; i++) {
+        const float *z = logits + i * k;
+        int y = label_at(ds, i), best = 0;
+        double mx = z[0], s = 0;
+        for (int c = 1; c < k; c++) {
+            mx = z[c] > mx ? z[c] : mx;
+            best = z[c] > z[best] ? c : best;
+        }
+        for (int c = 0; c < k; c++)
+            s += exp(z[c] - mx);
+        sum += log(s) - (z[y] - mx);
+        right += best == y;
+    }
+    *loss = ds->n ? sum / ds->n : 0;
+    *acc = ds->n ? (double)right / ds->n : 0;
+    return st;
+}
+
+/* The supernet aggregator: a dense softmax layer over the teachers' outputs,
+ * trained with Adam (lr 0.001, batch 128) until the validation loss has not
+ * improved for 5 epochs (at most 100), best weights restored. */
+static kdens_status train_aggregator(kdens_distiller *d)
+{
+    size_t dim = d->out_dim, n = d->train->n, nv = d->val ? d->val->n : 0;
+    double bytes = 4.0 * dim * (double)(n + nv);
+    if (bytes > 4.0 * (1u << 30))
+        return kd_fail(KDENS_E_NOMEM, "the supernet needs %.1f GiB of teacher outputs",
+                       bytes / (1u << 30));
+    char spec[] = "dense units=classes\nsoftmax\n";
+    kdens_status st = kdens_model_from_spec(spec, 1, 1, (int)dim, d->classes,
+                                            d->student->seed ^ 0x5e9e, &d->aggregator);
+    if (st != KDENS_OK)
+        return st;
+    const kdens_dataset *val = nv ? d->val : d->train;
+    float *xtr = malloc(sizeof(float) * dim * (n ? n : 1));
+    float *xva = nv ? malloc(sizeof(float) * dim * nv) : xtr;
+    float *best = malloc(sizeof(float) * d->aggregator->n_weights);
+    float *logits = malloc(sizeof(float) * (size_t)d->classes * KD_MAX(n, nv));
+    float *xb = malloc(sizeof(float) * dim * 128);
+    int32_t yb[128];
+    size_t *order = malloc(sizeof(size_t) * (n ? n : 1));
+    kdens_optimizer *opt = NULL;
+    if (!xtr || !xva || !best || !logits || !xb || !order)
+        st = kd_fail(KDENS_E_NOMEM, "out of memory for the supernet");
+    if (st == KDENS_OK)
+        st = over_dataset(d, d->train, xtr, NULL);
+    if (st == KDENS_OK && nv)
+        st = over_dataset(d, d->val, xva, NULL);
+    if (st == KDENS_OK)
+        st = kdens_optimizer_create(KDENS_OPT_ADAM, 1e-3f, &opt);
+    kd_rng rng;
+    kd_rng_seed(&rng, d->student->seed ^ 0xa66);
+    double best_loss = INFINITY;
+    int wait = 0;
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    for (int e = 0; st == KDENS_OK && e < 100 && wait < 5; e++) {
+        for (size_t i = n; i > 1; i--) {
+            size_t j = (size_t)kd_rng_below(&rng, i), tmp = order[i - 1];
+            order[i - 1] = order[j], order[j] = tmp;
+        }
+        for (size_t first = 0; st == KDENS_OK && first < n; first += 128) {
+            size_t nb = KD_MIN((size_t)128, n - first);
+            for (size_t i = 0; i < nb; i++) {
+                memcpy(xb + i * dim, xtr + order[first + i] * dim, sizeof(float) * dim);
+                yb[i] = label_at(d->train, order[first + i]);
+            }
+            st = kdens_model_train_step(d->aggregator, opt, xb, nb, yb, NULL, NULL, NULL);
+        }
+        double loss = 0, acc = 0;
+        if (st == KDENS_OK)
+            st = agg_eval(d->aggregator, xva, val, logits, &loss, &acc);
+        if (st == KDENS_OK && loss < best_loss) {
+            best_loss = loss, wait = 0;
+            memcpy(best, d->aggregator->weights, sizeof(float) * d->aggregator->n_weights);
+        } else {
+            wait++;
+        }
+        kd_log(KDENS_LOG_INFO, "%s aggregator epoch %d: val_loss %.4f val_acc %.4f",
+               kdens_distill_mode_name(d->mode), e + 1, loss, acc);
+    }
+    if (st == KDENS_OK)
+        memcpy(d->aggregator->weights, best, sizeof(float) * d->aggregator->n_weights);
+    kdens_optimizer_free(opt);
+    if (xva != xtr)
+        free(xva);
+    free(xtr);
+    free(best);
+    free(logits);
+    free(xb);
+    free(order);
+    return st;
+}
+
+/* ---- the cache --------------------------------------------------------------------- */
+
+void kd_distill_release_targets(kdens_distiller *d)
+{
+    if (d->map) {
+        munmap(d->map, d->map_len);
+        if (d->cache_path)
+            unlink(d->cache_path); /* scratch: valid for one fit only */
+    } else {
+        free(d->cached);
+    }
+    d->map = NULL;
+    d->cached = NULL;
+}
+
+/* Room for every training sample's targets: in memory, or a mapped file. */
+static kdens_status cache_alloc(kdens_distiller *d, size_t floats)
+{
+    size_t bytes = sizeof(float) * (floats ? floats : 1);
+    if (!d->cache_path) {
+        d->cached = malloc(bytes);
+        return d->cached ? KDENS_OK
+                         : kd_fail(KDENS_E_NOMEM, "out of memory for %zu cached targets", floats);
+    }
+    int fd = open(d->cache_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0)
+        return kd_fail(KDENS_E_IO, "%s: cannot create: %s", d->cache_path, strerror(errno));
+    int err = posix_fallocate(fd, 0, (off_t)bytes); /* a full disk fails here, not later */
+    void *map = err ? MAP_FAILED : mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (!err && map == MAP_FAILED)
+        err = errno;
+    close(fd);
+    if (err) {
+        unlink(d->cache_path);
+        return kd_fail(KDENS_E_IO, "%s: cannot hold %zu bytes of targets: %s", d->cache_path,
+                       bytes, strerror(err));
+    }
+    d->map = map;
+    d->map_len = bytes;
+    d->cached = map;
+    return KDENS_OK;
+}
+
+kdens_status kd_distill_prepare(kdens_distiller *d)
+{
+    kd_distill_release_targets(d);
+    kdens_status st = KDENS_OK;
+    size_t k = (size_t)d->classes;
+    free(d->feature_node);
+    d->feature_node = NULL;
+    d->out_dim = (size_t)d->n_teachers * k;
+    if (d->mode == KDENS_DISTILL_SUPERNET2) {
+        if (!(d->feature_node = malloc(sizeof(int) * (size_t)d->n_teachers)))
+            return kd_fail(KDENS_E_NOMEM, "out of memory");
+        d->out_dim = 0;
+        for (int t = 0; t < d->n_teachers && st == KDENS_OK; t++) {
+            const kdens_model *tm = kdens_ensemble_member(d->teachers, t);
+            st = feature_node_of(tm, kdens_ensemble_member_name(d->teachers, t),
+                                 &d->feature_node[t]);
+            if (st == KDENS_OK)
+                d->out_dim += (size_t)tm->nodes[d->feature_node[t]].c;
+        }
+    }
+    free(d->scratch);
+    d->scratch = NULL;
+    d->scratch_rows = 0;
+    if (st == KDENS_OK && (d->mode == KDENS_DISTILL_SUPERNET ||
+                           d->mode == KDENS_DISTILL_SUPERNET2)) {
+        kdens_model_free(d->aggregator);
+        d->aggregator = NULL;
+        st = train_aggregator(d);
+    }
+    if (st == KDENS_OK && d->cache && !kd_trainer_augment(d->trainer)) {
+        st = cache_alloc(d, d->train->n * (size_t)d->sets * k);
+        if (st == KDENS_OK)
+            st = over_dataset(d, d->train, NULL, d->cached);
+        if (st != KDENS_OK)
+            kd_distill_release_targets(d);
+    }
+    return st;
+}

@@ -1,0 +1,526 @@
+/* The distiller: each mode's loss against a direct computation from the
+ * teachers' and the student's logits (and its gradient by finite
+ * differences), the T^2 scaling, cached targets equal to online ones,
+ * mimic_all export equivalence, every mode end to end, the experiment
+ * driver and its registry, and bad input. */
+#include "testutil.h"
+
+#include "data/data.h"
+#include "distill/distill.h"
+
+#include <math.h>
+
+enum { H = 6, K = 3, N = 40, T = 3 };
+
+static char *dir;
+static kdens_dataset *train_set;
+
+static char *p(const char *name)
+{
+    static char buf[4][4400];
+    static int next;
+    char *b = buf[next++ % 4];
+    snprintf(b, sizeof buf[0], "%s/%s", dir, name);
+    return b;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    dir = tu_tmpdir();
+    if (kd_dataset_new(N, H, H, 1, K, &train_set) != KDENS_OK)
+        return -1;
+    for (size_t i = 0; i < (size_t)N * H * H; i++)
+        train_set->store->pixels[i] = (uint8_t)(i * 53 % 251);
+    for (size_t i = 0; i < N; i++)
+        train_set->store->labels[i] = (int32_t)(i % K);
+    FILE *f = fopen(p("teachers.csv"), "w");
+    fprintf(f, "model_location,dataset,architecture,fraction,uuid,train_loss,train_accuracy,"
+               "val_loss,val_accuracy,test_loss,test_accuracy\n");
+    for (int i = 0; i < T; i++) {
+        kdens_model *m;
+        if (kdens_model_create("test", H, H, 1, K, (uint64_t)i + 10, &m) != KDENS_OK)
+            return -1;
+        /* sharper, more varied teachers than a fresh initialisation */
+        for (size_t w = 0; w < m->n_trainable; w++)
+            m->weights[w] *= 3.0f;
+        kdens_model_save(m, p(i == 0 ? "t0.kdm" : i == 1 ? "t1.kdm" : "t2.kdm"));
+        fprintf(f, "%s,toy,test,0.5,uuid%d,0,0,0,0,0,0\n",
+                p(i == 0 ? "t0.kdm" : i == 1 ? "t1.kdm" : "t2.kdm"), i);
+        kdens_model_free(m);
+    }
+    fclose(f);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    kdens_dataset_free(train_set);
+    tu_rm_rf(dir);
+    return 0;
+}
+
+static kdens_ensemble *teachers(void)
+{
+    kdens_ensemble *ens;
+    ASSERT_OK(kdens_ensemble_from_registry(p("teachers.csv"), "toy", "test", 0, 0, 0, &ens));
+    assert_int_equal(kdens_ensemble_size(ens), T);
+    return ens;
+}
+
+static kdens_model *student_template(void)
+{
+    kdens_model *m;
+    ASSERT_OK(kdens_model_create("test", H, H, 1, K, 77, &m));
+    return m;
+}
+
+/* A smooth student (tanh, average pooling) for finite differences. */
+static kdens_model *smooth_template(void)
+{
+    kdens_model *m;
+    ASSERT_OK(kdens_model_from_spec("conv filters=4 kernel=3 padding=same\ntanh\n"
+                                    "avgpool size=2\nflatten\ndense units=classes\nsoftmax\n",
+                                    H, H, 1, K, 77, &m));
+    return m;
+}
+
+/* The first n training images as the student sees them. */
+static float *images(size_t n)
+{
+    float *x = malloc(sizeof(float) * n * H * H);
+    for (size_t i = 0; i < n * H * H; i++)
+        x[i] = train_set->store->pixels[i] / 255.0f;
+    return x;
+}
+
+static void softmax_d(const float *z, double t, double *p)
+{
+    double mx = z[0], s = 0;
+    for (int i = 1; i < K; i++)
+        mx = z[i] > mx ? z[i] : mx;
+    for (int i = 0; i < K; i++)
+        s += p[i] = exp((z[i] - mx) / t);
+    for (int i = 0; i < K; i++)
+        p[i] /= s;
+}
+
+static double kl_d(const double *q, const double *pp)
+{
+    double s = 0;
+    for (int i = 0; i < K; i++)
+        s += q[i] > 0 ? q[i] * log(q[i] / pp[i]) : 0;
+    return s;
+}
+
+/* The loss of the mode computed directly from logits, in double. */
+static double direct_loss(kdens_distill_mode mode, kdens_distiller *d, const float *x, size_t n,
+                          const int32_t *y, double alpha, double t)
+{
+    kdens_ensemble *ens = d->teachers;
+    float *zt = malloc(sizeof(float) * T * n * K), *zs = malloc(sizeof(float) * n * K);
+    float *zh = malloc(sizeof(float) * T * n * K);
+    for (int j = 0; j < T; j++)
+        ASSERT_OK(kdens_model_predict_logits(kdens_ensemble_member(ens, j), x, n, zt + j * n * K));
+    ASSERT_OK(kdens_model_predict_logits(d->student, x, n, zs));
+    if (mode == KDENS_DISTILL_MIMIC_ALL)
+        for (int j = 0; j < T; j++)
+            ASSERT_OK(kd_model_infer_node(d->student, x, n, d->student->head_nodes[j],
+                                          zh + j * n * K));
+    double total = 0;
+    for (size_t r = 0; r < n; r++) {
+        double ps1[K], pst[K], q[T][K], qm[K] = {0};
+        softmax_d(zs + r * K, 1, ps1);
+        softmax_d(zs + r * K, t, pst);
+        for (int j = 0; j < T; j++) {
+            softmax_d(zt + (j * n + r) * K, t, q[j]);
+            for (int i = 0; i < K; i++)
+                qm[i] += q[j][i] / T;
+        }
+        double soft = 0;
+        if (mode == KDENS_DISTILL_OUTPUT_AVG) {
+            soft = kl_d(qm, pst);
+        } else if (mode == KDENS_DISTILL_LOSS_AVG) {
+            for (int j = 0; j < T; j++)
+                soft += kl_d(q[j], pst) / T;
+        } else { /* mimic_all: head j against teacher j */
+            for (int j = 0; j < T; j++) {
+                double ph[K];
+                softmax_d(zh + (j * n + r) * K, t, ph);
+                soft += kl_d(q[j], ph) / T;
+            }
+        }
+        total += alpha * -log(ps1[y[r]]) + (1 - alpha) * t * t * soft;
+    }
+    free(zt);
+    free(zs);
+    free(zh);
+    return total / n;
+}
+
+/* Central finite differences of the loss against the analytic gradient,
+ * over a sample of every trainable tensor. */
+static void check_gradient(kdens_model *m, const float *x, size_t n, const int32_t *y,
+                           const float *soft)
+{
+    float loss;
+    ASSERT_OK(kdens_model_forward_loss(m, x, n, y, soft, &loss, NULL));
+    ASSERT_OK(kdens_model_backward(m));
+    float *g = malloc(sizeof(float) * m->n_trainable);
+    memcpy(g, m->grads, sizeof(float) * m->n_trainable);
+    int checked = 0;
+    for (int pi = 0; pi < m->n_params; pi++) {
+        const kd_param *prm = &m->params[pi];
+        if (!prm->trainable)
+            continue;
+        for (size_t k = 0; k < prm->count; k += prm->count / 5 + 1) {
+            /* three step sizes: a step across a kink (relu, max pool) spoils
+             * one estimate, rarely all three */
+            static const float steps[3] = {4e-3f, 1e-3f, 2.5e-4f};
+            float *w = m->weights + prm->offset + k, saved = *w;
+            double analytic = g[prm->offset + k], numeric = 0;
+            bool ok = false;
+            for (int s = 0; s < 3 && !ok; s++) {
+                float lp, lm;
+                *w = saved + steps[s];
+                ASSERT_OK(kdens_model_forward_loss(m, x, n, y, soft, &lp, NULL));
+                *w = saved - steps[s];
+                ASSERT_OK(kdens_model_forward_loss(m, x, n, y, soft, &lm, NULL));
+                *w = saved;
+                numeric = ((double)lp - lm) / (2 * steps[s]);
+                ok = fabs(numeric - analytic) <= 2e-3 + 2e-2 * fabs(numeric);
+            }
+            if (!ok)
+                fail_msg("%s[%zu]: analytic %g, numeric %g", prm->name, k, analytic, numeric);
+            checked++;
+        }
+    }
+    assert_true(checked > 10);
+    free(g);
+}
+
+static void test_loss_modes(void **state)
+{
+    (void)state;
+    kdens_ensemble *ens = teachers();
+    kdens_model *tmpl = smooth_template();
+    const kdens_distill_mode modes[3] = {KDENS_DISTILL_OUTPUT_AVG, KDENS_DISTILL_LOSS_AVG,
+                                         KDENS_DISTILL_MIMIC_ALL};
+    const size_t n = 8;
+    float *x = images(n);
+    int32_t y[8];
+    for (size_t i = 0; i < n; i++)
+        y[i] = (int32_t)(i % K);
+    for (int mi = 0; mi < 3; mi++) {
+        kdens_distiller *d;
+        ASSERT_OK(kdens_distiller_create(ens, tmpl, modes[mi], train_set, NULL, &d));
+        ASSERT_OK(kdens_distiller_set_cache(d, 0, NULL));
+        ASSERT_OK(kd_distill_prepare(d));
+        size_t per = (size_t)d->sets * K;
+        assert_int_equal(d->sets, modes[mi] == KDENS_DISTILL_OUTPUT_AVG ? 1 : T);
+        float *soft = malloc(sizeof(float) * n * per);
+        size_t idx[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+        ASSERT_OK(kd_distill_targets(d, x, idx, n, soft));
+        static const float alphas[3] = {0.3f, 0.0f, 1.0f}, temps[3] = {2.0f, 4.0f, 1.0f};
+        for (int c = 0; c < 3; c++) {
+            ASSERT_OK(kdens_distiller_set_loss(d, alphas[c], temps[c]));
+            /* targets at this temperature */
+            ASSERT_OK(kd_distill_targets(d, x, idx, n, soft));
+            float loss;
+            ASSERT_OK(kdens_model_forward_loss(d->student, x, n, y, soft, &loss, NULL));
+            double want = direct_loss(modes[mi], d, x, n, y, alphas[c], temps[c]);
+            if (fabs(loss - want) > 1e-4 * (1 + fabs(want)))
+                fail_msg("%s alpha %g T %g: loss %.7f, direct %.7f",
+                         kdens_distill_mode_name(modes[mi]), (double)alphas[c],
+                         (double)temps[c], (double)loss, want);
+            if (alphas[c] == 0.0f) { /* T^2 scaling: the loss is T^2 times the divergence */
+                double unscaled = direct_loss(modes[mi], d, x, n, y, 0, temps[c]) /
+                                  (temps[c] * temps[c]);
+                assert_true(fabs(loss / unscaled - 16.0) < 1e-3);
+            }
+        }
+        ASSERT_OK(kdens_distiller_set_loss(d, 0.3f, 2.0f));
+        ASSERT_OK(kd_distill_targets(d, x, idx, n, soft));
+        check_gradient(d->student, x, n, y, soft);
+        free(soft);
+        kdens_distiller_free(d);
+    }
+    free(x);
+    kdens_model_free(tmpl);
+    kdens_ensemble_free(ens);
+}
+
+static void test_cache_equals_online(void **state)
+{
+    (void)state;
+    kdens_ensemble *ens = teachers();
+    kdens_model *tmpl = student_template();
+    float *x = images(N);
+    size_t idx[N];
+    for (size_t i = 0; i < N; i++)
+        idx[i] = i;
+    for (int mode = 0; mode < KDENS_DISTILL_MODE_COUNT; mode++) {
+        kdens_distiller *d;
+        ASSERT_OK(kdens_distiller_create(ens, tmpl, (kdens_distill_mode)mode, train_set, NULL,
+                                         &d));
+        ASSERT_OK(kdens_distiller_set_loss(d, 0.5f, 3.0f));
+        size_t per = (size_t)d->sets * K;
+        float *cached = malloc(sizeof(float) * N * per), *online = malloc(sizeof(float) * N * per);
+        /* in memory, then in a file */
+        for (int file = 0; file < 2; file++) {
+            ASSERT_OK(kdens_distiller_set_cache(d, 1, file ? p("cache.bin") : NULL));
+            ASSERT_OK(kd_distill_prepare(d));
+            assert_non_null(d->cached);
+            assert_true(file ? d->map != NULL : d->map == NULL);
+            ASSERT_OK(kd_distill_targets(d, NULL, idx, N, cached));
+            kd_distill_release_targets(d);
+            ASSERT_OK(kdens_distiller_set_cache(d, 0, NULL));
+            ASSERT_OK(kd_distill_prepare(d));
+            assert_null(d->cached);
+            ASSERT_OK(kd_distill_targets(d, x, idx, N, online));
+            for (size_t i = 0; i < N * per; i++)
+                if (fabsf(cached[i] - online[i]) > 1e-6f)
+                    fail_msg("%s: cached target %zu is %g, online %g",
+                             kdens_distill_mode_name((kdens_distill_mode)mode), i,
+                             (double)cached[i], (double)online[i]);
+            /* every target row is a distribution */
+            for (size_t r = 0; r < N * (size_t)d->sets; r++) {
+                double s = 0;
+                for (int c = 0; c < K; c++)
+                    s += online[r * K + c];
+                assert_true(fabs(s - 1) < 1e-5);
+            }
+        }
+        free(cached);
+        free(online);
+        kdens_distiller_free(d);
+    }
+    free(x);
+    kdens_model_free(tmpl);
+    kdens_ensemble_free(ens);
+}
+
+static void test_export(void **state)
+{
+    (void)state;
+    kdens_ensemble *ens = teachers();
+    kdens_model *tmpl = student_template();
+    kdens_distiller *d;
+    ASSERT_OK(kdens_distiller_create(ens, tmpl, KDENS_DISTILL_MIMIC_ALL, train_set, NULL, &d));
+    kdens_model *s = kdens_distiller_student(d);
+    assert_int_equal(s->n_heads, T);
+    uint64_t seed = 5;
+    for (size_t i = 0; i < s->n_trainable; i++) /* heads unlike one another */
+        s->weights[i] += 0.3f * tu_randn(&seed);
+    kdens_model *flat;
+    ASSERT_OK(kdens_distiller_export(d, &flat));
+    assert_int_equal(flat->n_heads, 0);
+    assert_int_equal(kdens_model_param_count(flat), kdens_model_param_count(tmpl));
+    float *x = images(N), *a = malloc(sizeof(float) * N * K), *b = malloc(sizeof(float) * N * K);
+    ASSERT_OK(kdens_model_predict(s, x, N, a));
+    ASSERT_OK(kdens_model_predict(flat, x, N, b));
+    double worst = 0;
+    for (size_t i = 0; i < N * K; i++)
+        worst = fmax(worst, fabs(a[i] - b[i]));
+    assert_true(worst < 1e-5);
+    /* a saved and reloaded export predicts the same */
+    ASSERT_OK(kdens_model_save(flat, p("flat.kdm")));
+    kdens_model *back;
+    ASSERT_OK(kdens_model_load(p("flat.kdm"), &back));
+    ASSERT_OK(kdens_model_predict(back, x, N, a));
+    assert_memory_equal(a, b, sizeof(float) * N * K);
+    kdens_model_free(back);
+    kdens_model_free(flat);
+    /* other modes export a plain copy */
+    kdens_distiller_free(d);
+    ASSERT_OK(kdens_distiller_create(ens, tmpl, KDENS_DISTILL_OUTPUT_AVG, train_set, NULL, &d));
+    ASSERT_OK(kdens_distiller_export(d, &flat));
+    ASSERT_OK(kdens_model_predict(kdens_distiller_student(d), x, N, a));
+    ASSERT_OK(kdens_model_predict(flat, x, N, b));
+    assert_memory_equal(a, b, sizeof(float) * N * K);
+    kdens_model_free(flat);
+    kdens_distiller_free(d);
+    free(x);
+    free(a);
+    free(b);
+    kdens_model_free(tmpl);
+    kdens_ensemble_free(ens);
+}
+
+/* Every mode trains end to end, online and cached: with alpha 0 the student
+ * learns to agree with its targets' top class. */
+static void test_fit_every_mode(void **state)
+{
+    (void)state;
+    kdens_ensemble *ens = teachers();
+    kdens_model *tmpl = student_template();
+    float *x = images(N), *probs = malloc(sizeof(float) * N * K);
+    size_t idx[N];
+    for (size_t i = 0; i < N; i++)
+        idx[i] = i;
+    for (int mode = 0; mode < KDENS_DISTILL_MODE_COUNT; mode++) {
+        for (int cache = 0; cache < 2; cache++) {
+            kdens_distiller *d;
+            /* no validation set: early stopping on the labels' loss would
+             * stop a student that learns only from its targets */
+            ASSERT_OK(kdens_distiller_create(ens, tmpl, (kdens_distill_mode)mode, train_set,
+                                             NULL, &d));
+            ASSERT_OK(kdens_distiller_set_cache(d, cache, NULL));
+            ASSERT_OK(kdens_distiller_set_loss(d, 0.0f, 1.0f));
+            kdens_trainer *t = kdens_distiller_trainer(d);
+            ASSERT_OK(kdens_trainer_set_epochs(t, 40));
+            ASSERT_OK(kdens_trainer_set_batch(t, 8));
+            ASSERT_OK(kdens_trainer_set_optimizer(t, KDENS_OPT_ADAM, 0.01));
+            ASSERT_OK(kdens_distiller_fit(d));
+            /* the targets' top classes (sets averaged) */
+            size_t per = (size_t)d->sets * K;
+            float *soft = malloc(sizeof(float) * N * per);
+            ASSERT_OK(kdens_distiller_set_cache(d, 0, NULL));
+            ASSERT_OK(kd_distill_prepare(d));
+            ASSERT_OK(kd_distill_targets(d, x, idx, N, soft));
+            ASSERT_OK(kdens_model_predict(kdens_distiller_student(d), x, N, probs));
+            int agree = 0;
+            for (size_t i = 0; i < N; i++) {
+                /* mimic_all predicts from the mean of its heads' logits: the
+                 * normalised geometric mean of their distributions */
+                bool geometric = mode == KDENS_DISTILL_MIMIC_ALL;
+                double mean[K] = {0};
+                for (size_t j = 0; j < per; j++)
+                    mean[j % K] += geometric ? log(soft[i * per + j] + 1e-30) : soft[i * per + j];
+                int want = 0, got = 0;
+                for (int c = 1; c < K; c++) {
+                    want = mean[c] > mean[want] ? c : want;
+                    got = probs[i * K + c] > probs[i * K + got] ? c : got;
+                }
+                agree += want == got;
+            }
+            if (agree < N * 3 / 4)
+                fail_msg("%s (cache %d): the student agrees with its targets on %d of %d",
+                         kdens_distill_mode_name((kdens_distill_mode)mode), cache, agree, N);
+            free(soft);
+            kdens_distiller_free(d);
+        }
+    }
+    free(x);
+    free(probs);
+    kdens_model_free(tmpl);
+    kdens_ensemble_free(ens);
+}
+
+static void test_driver(void **state)
+{
+    (void)state;
+    kdens_distill_job job;
+    kdens_distill_job_default(&job);
+    job.workdir = dir;
+    job.dataset = "toy";
+    job.teacher_arch = "test";
+    job.student_arch = "test";
+    job.fraction = 0.5;
+    job.n_teachers = 2;
+    job.repetitions = 2;
+    job.mode = KDENS_DISTILL_MIMIC_ALL;
+    job.epochs = 2;
+    job.batch = 16;
+    int done = -1;
+    ASSERT_OK(kdens_distill_run(&job, train_set, train_set, train_set, &done));
+    assert_int_equal(done, 2);
+    FILE *f = fopen(p("students.csv"), "r");
+    assert_non_null(f);
+    char line[8192];
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_string_equal(line, "model_location,dataset,architecture,n_teachers,teachers_fraction,"
+                              "mode,alpha,temperature,teachers_uuid,uuid,train_loss,"
+                              "train_accuracy,val_loss,val_accuracy,test_loss,test_accuracy\n");
+    int rows = 0;
+    while (fgets(line, sizeof line, f)) {
+        rows++;
+        int commas = 0;
+        for (char *c = line; *c; c++)
+            commas += *c == ',';
+        assert_int_equal(commas, 15);
+        assert_non_null(strstr(line, ",toy,test,2,0.5,mimic_all,0.5,1,uuid"));
+        char path[4400];
+        sscanf(line, "%4399[^,]", path);
+        kdens_model *m; /* the saved student is the deployable single-head export */
+        ASSERT_OK(kdens_model_load(path, &m));
+        assert_string_equal(kdens_model_get_meta(m, "distill_mode"), "mimic_all");
+        assert_int_equal(kdens_model_param_count(m), 160 + 144 * K + K);
+        kdens_model_free(m);
+    }
+    fclose(f);
+    assert_int_equal(rows, 2);
+    /* run again: both students are registered, nothing is trained */
+    ASSERT_OK(kdens_distill_run(&job, train_set, train_set, train_set, &done));
+    assert_int_equal(done, 0);
+    /* fewer registered teachers than asked */
+    job.n_teachers = 4;
+    ASSERT_STATUS(kdens_distill_run(&job, train_set, NULL, NULL, &done), KDENS_E_NOTFOUND);
+    job.n_teachers = 2;
+    job.alpha = 1.5f;
+    ASSERT_STATUS(kdens_distill_run(&job, train_set, NULL, NULL, &done), KDENS_E_ARG);
+    job.alpha = 0.5f;
+    job.temperature = 0;
+    ASSERT_STATUS(kdens_distill_run(&job, train_set, NULL, NULL, &done), KDENS_E_ARG);
+}
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    kdens_ensemble *ens = teachers();
+    kdens_model *tmpl = student_template(), *other;
+    kdens_distiller *d = NULL;
+    ASSERT_OK(kdens_model_create("test", H, H, 1, K + 1, 1, &other));
+    ASSERT_STATUS(kdens_distiller_create(ens, other, KDENS_DISTILL_OUTPUT_AVG, train_set, NULL,
+                                         &d),
+                  KDENS_E_SHAPE);
+    assert_non_null(strstr(kdens_errmsg(), "uuid0"));
+    kdens_model_free(other);
+    ASSERT_OK(kdens_model_create("test", H + 2, H, 1, K, 1, &other));
+    ASSERT_STATUS(kdens_distiller_create(ens, other, KDENS_DISTILL_OUTPUT_AVG, train_set, NULL,
+                                         &d),
+                  KDENS_E_SHAPE);
+    kdens_model_free(other);
+    ASSERT_STATUS(kdens_distiller_create(ens, tmpl, (kdens_distill_mode)42, train_set, NULL, &d),
+                  KDENS_E_ARG);
+    kdens_distill_mode mode;
+    ASSERT_STATUS(kdens_distill_mode_from_name("nope", &mode), KDENS_E_NOTFOUND);
+    ASSERT_OK(kdens_distill_mode_from_name("supernet2", &mode));
+    assert_int_equal(mode, KDENS_DISTILL_SUPERNET2);
+    kdens_ensemble *empty;
+    ASSERT_OK(kdens_ensemble_create(&empty));
+    ASSERT_STATUS(kdens_distiller_create(empty, tmpl, KDENS_DISTILL_OUTPUT_AVG, train_set, NULL,
+                                         &d),
+                  KDENS_E_ARG);
+    kdens_ensemble_free(empty);
+    assert_null(d);
+    ASSERT_OK(kdens_distiller_create(ens, tmpl, KDENS_DISTILL_FUSION, train_set, NULL, &d));
+    ASSERT_STATUS(kdens_distiller_set_loss(d, -0.1f, 1), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_distiller_set_loss(d, 0.5f, 0), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_distiller_set_loss(d, 0.5f, -2), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_distiller_set_fusion(d, KDENS_FUSE_KEMENY), KDENS_E_ARG);
+    ASSERT_OK(kdens_distiller_set_fusion(d, KDENS_FUSE_SCHULZE));
+    /* a cache file that cannot be created */
+    ASSERT_OK(kdens_distiller_set_cache(d, 1, "/nonexistent/dir/cache.bin"));
+    ASSERT_STATUS(kdens_distiller_fit(d), KDENS_E_IO);
+    kdens_distiller_free(d);
+    /* mimic_all needs a dense classifier: a spec ending in a 1x1 convolution */
+    ASSERT_OK(kdens_model_from_spec("gap\nconv filters=classes\nflatten\nsoftmax\n", H, H, 1, K, 1,
+                                    &other));
+    ASSERT_STATUS(kdens_distiller_create(ens, other, KDENS_DISTILL_MIMIC_ALL, train_set, NULL, &d),
+                  KDENS_E_ARG);
+    kdens_model_free(other);
+    kdens_model_free(tmpl);
+    kdens_ensemble_free(ens);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_loss_modes),     cmocka_unit_test(test_cache_equals_online),
+        cmocka_unit_test(test_export),         cmocka_unit_test(test_fit_every_mode),
+        cmocka_unit_test(test_driver),         cmocka_unit_test(test_bad_input),
+    };
+    return cmocka_run_group_tests_name("distillation", tests, setup, teardown);
+}
