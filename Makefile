@@ -44,7 +44,7 @@ CFLAGS_ALL := -std=c11 $(OPT) $(ARCHFLAGS) -g $(WARN) -fPIC -fvisibility=hidden 
 	$(BLAS_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
 
-LIB_SRC := $(wildcard lib/core/*.c lib/tensor/*.c lib/nn/*.c lib/train/*.c lib/data/*.c lib/ensemble/*.c lib/distill/*.c)
+LIB_SRC := $(wildcard lib/core/*.c lib/tensor/*.c lib/nn/*.c lib/train/*.c lib/data/*.c lib/ensemble/*.c lib/distill/*.c lib/report/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB_HDR := include/kdens.h $(wildcard lib/*/*.h)
 
@@ -85,7 +85,7 @@ PC_SED := -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	-e 's|@PRIVATE_LIBS@|$(DEP_LIBS)|'
 
 # The command-line tool links the static library: one self-contained binary.
-CLI_SRC := examples/kdens.c examples/kdens_data.c examples/kdens_train.c examples/kdens_ensemble.c examples/kdens_distill.c
+CLI_SRC := examples/kdens.c examples/kdens_data.c examples/kdens_train.c examples/kdens_ensemble.c examples/kdens_distill.c examples/kdens_pipeline.c
 $(CLI): $(CLI_SRC) examples/kdens_cli.h $(STATIC) include/kdens.h
 	$(CC) -Iinclude $(CFLAGS_ALL) -o $@ $(CLI_SRC) $(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS)
 

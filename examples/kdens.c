@@ -24,6 +24,7 @@ static const char *usage_main =
     "  diversity      pairwise diversity of a set of teachers, as CSV\n"
     "  vote           apply a fusion rule to scores in a CSV file\n"
     "  distill        distil sampled teachers into students (students.csv)\n"
+    "  pipeline       the whole experiment with a report (make demo)\n"
     "  version        print the library version\n"
     "  help           this text; 'kdens COMMAND --help' for one command\n";
 
@@ -166,6 +167,8 @@ int main(int argc, char **argv)
         return cmd_vote(argc - 2, argv + 2);
     if (strcmp(argv[1], "distill") == 0)
         return cmd_distill(argc - 2, argv + 2);
+    if (strcmp(argv[1], "pipeline") == 0)
+        return cmd_pipeline(argc - 2, argv + 2);
     fprintf(stderr, "kdens: unknown command '%s'\n%s", argv[1], usage_main);
     return 2;
 }

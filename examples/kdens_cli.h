@@ -36,7 +36,8 @@ int cmd_ensemble(int argc, char **argv);
 int cmd_diversity(int argc, char **argv);
 int cmd_vote(int argc, char **argv);
 int cmd_distill(int argc, char **argv);
+int cmd_pipeline(int argc, char **argv);
 extern const char *const usage_subset, *const usage_split, *const usage_train, *const usage_eval,
-    *const usage_teachers, *const usage_ensemble, *const usage_diversity, *const usage_vote, *const usage_distill;
+    *const usage_teachers, *const usage_ensemble, *const usage_diversity, *const usage_vote, *const usage_distill, *const usage_pipeline;
 
 #endif

@@ -198,19 +198,6 @@ static int parse_opts(int argc, char **argv, const char *usage, data_opts *o)
     return -1; /* parsed, go on */
 }
 
-/* 32 hex digits from a splitmix64 stream: a uuid4-like name, reproducible
- * from the seed. */
-static void uuid_hex(uint64_t seed, char out[33])
-{
-    for (int half = 0; half < 2; half++) {
-        uint64_t z = (seed += 0x9e3779b97f4a7c15ULL) + (uint64_t)half * 0x632be59bd9b4e019ULL;
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-        z ^= z >> 31;
-        snprintf(out + 16 * half, 17, "%016llx", (unsigned long long)z);
-    }
-}
-
 int cmd_subset(int argc, char **argv)
 {
     data_opts o;
@@ -237,35 +224,15 @@ int cmd_subset(int argc, char **argv)
         return 1;
     }
     for (long long k = 0; k < o.number; k++) {
-        kdens_dataset *sub;
-        uint64_t seed = o.seed + (uint64_t)k;
-        st = kdens_dataset_subset(ds, o.fraction, (size_t)(o.count > 0 ? o.count : 0), seed, &sub);
+        char path[4800];
+        size_t n = 0;
+        st = kdens_dataset_write_subset(ds, dir, o.fraction, (size_t)(o.count > 0 ? o.count : 0),
+                                        o.seed + (uint64_t)k, path, sizeof path, &n);
         if (st != KDENS_OK) {
             kdens_dataset_free(ds);
             return cli_fail("subset", st);
         }
-        char digits[64], uuid[33], path[4600];
-        if (o.count > 0) {
-            snprintf(digits, sizeof digits, "n%lld", o.count);
-        } else { /* 0.25 -> "025", as the reference names its files */
-            char f[32], *d = digits;
-            snprintf(f, sizeof f, "%g", o.fraction);
-            for (const char *c = f; *c; c++)
-                if (*c != '.')
-                    *d++ = *c;
-            *d = '\0';
-        }
-        uuid_hex(seed ^ 0x5ab5e7ULL, uuid);
-        snprintf(path, sizeof path, "%s/subset_%s_%s.csv", dir, digits, uuid);
-        st = kdens_dataset_write_manifest(sub, path);
-        if (st == KDENS_OK)
-            printf("%s (%zu of %zu images)\n", path, kdens_dataset_count(sub),
-                   kdens_dataset_count(ds));
-        kdens_dataset_free(sub);
-        if (st != KDENS_OK) {
-            kdens_dataset_free(ds);
-            return cli_fail(path, st);
-        }
+        printf("%s (%zu of %zu images)\n", path, n, kdens_dataset_count(ds));
     }
     kdens_dataset_free(ds);
     return 0;

@@ -351,10 +351,10 @@ int cmd_teachers(int argc, char **argv)
     snprintf(valcsv, sizeof valcsv, "%s/%s/val.csv", o.workdir, name);
     if (access(valcsv, F_OK) == 0)
         st = kdens_dataset_select(pool, valcsv, &val);
-    if (st == KDENS_OK)
-        st = cli_training_pool(o.workdir, name, &pool);
     else
         st = kdens_dataset_split(pool, 0.1, o.seed, &rest_train, &val);
+    if (st == KDENS_OK)
+        st = cli_training_pool(o.workdir, name, &pool);
     if (st != KDENS_OK)
         return cli_fail("validation set", st);
     int h, w, c;

@@ -403,6 +403,17 @@ KDENS_API kdens_status kdens_dataset_subset(const kdens_dataset *ds, double frac
 /* Write the dataset's samples as a CSV manifest `filename,class` (atomic
  * write).  Errors: KDENS_E_IO, KDENS_E_ARG. */
 KDENS_API kdens_status kdens_dataset_write_manifest(const kdens_dataset *ds, const char *path);
+/* A random subset (kdens_dataset_subset with fraction, count and seed)
+ * written as the manifest dir/subset_<digits>_<uuid>.csv, the reference's
+ * naming: digits are the fraction without its point (0.25 -> 025), or
+ * n<count>; the uuid is 32 hex digits derived from the seed, so the same
+ * seed names the same file.  The path goes to path (path_size bytes) and
+ * the subset's size to *n (may be NULL).  Errors: those of
+ * kdens_dataset_subset and kdens_dataset_write_manifest, KDENS_E_ARG for a
+ * path that does not fit. */
+KDENS_API kdens_status kdens_dataset_write_subset(const kdens_dataset *ds, const char *dir,
+                                                  double fraction, size_t count, uint64_t seed,
+                                                  char *path, size_t path_size, size_t *n);
 /* The view of `parent` holding the samples a manifest lists, matched by file
  * name, in the manifest's order: how a subset manifest written from an IDX
  * or CIFAR dataset (file names are indices) is loaded again without decoding
@@ -629,6 +640,9 @@ KDENS_API void kdens_teachers_free(kdens_teachers *tc);
 /* Overrides (values <= 0 keep the default). */
 KDENS_API kdens_status kdens_teachers_set_training(kdens_teachers *tc, int epochs, size_t batch,
                                                    double lr, int patience, uint64_t seed);
+/* The learning-rate schedule of subset teachers and the baseline (constant,
+ * or cosine over the epochs; default: the architecture's). */
+KDENS_API kdens_status kdens_teachers_set_schedule(kdens_teachers *tc, kdens_schedule schedule);
 /* Train every subset of the fraction not yet trained.  Several processes may
  * work through one workspace at once: each subset is claimed by one process
  * (a claim file under an advisory lock, so the claim of a dead process is
@@ -925,6 +939,7 @@ typedef struct kdens_distill_job {
     int epochs, patience;            /* <= 0: the student architecture's defaults */
     size_t batch;                    /* 0: default */
     double lr;                       /* <= 0: default */
+    kdens_schedule schedule;         /* constant (default) or cosine */
     uint64_t seed;
     const kdens_augment *augment;    /* borrowed; NULL: none (teacher outputs cached) */
     int cache;                       /* as kdens_distiller_set_cache */
@@ -938,6 +953,47 @@ KDENS_API void kdens_distill_job_default(kdens_distill_job *job);
 KDENS_API kdens_status kdens_distill_run(const kdens_distill_job *job, const kdens_dataset *train,
                                          const kdens_dataset *val, const kdens_dataset *test,
                                          int *done);
+
+/* ------------------------------------------------------------------------ */
+/* The whole experiment (kdens pipeline, make demo; docs/guide.md)             */
+/* ------------------------------------------------------------------------ */
+
+typedef struct kdens_pipeline_config {
+    const char *workdir;      /* workspace and report folder */
+    const char *dataset;      /* the dataset's name in the workspace */
+    const char *arch;         /* teachers, baseline and students */
+    int teachers;             /* N subset teachers */
+    double fraction;          /* each teacher's share of the training set */
+    double val_fraction;      /* held out (stratified) for validation */
+    int teacher_epochs;       /* subset teachers and the baseline */
+    int student_epochs;       /* students; the baseline gets as many when larger */
+    size_t batch;
+    double lr;                /* Adam, cosine schedule */
+    int patience;             /* early stopping; 0 none */
+    float alpha, temperature; /* the distillation loss */
+    kdens_distill_mode modes[KDENS_DISTILL_MODE_COUNT];
+    int n_modes;              /* students, one per mode */
+    int size_repeats;         /* sub-ensembles per size for the curve */
+    uint64_t seed;
+} kdens_pipeline_config;
+/* The defaults of make demo (docs/guide.md explains them). */
+KDENS_API void kdens_pipeline_default(kdens_pipeline_config *cfg);
+/* Run the multi-teacher experiment on pool (the training set) and test:
+ *  1. split pool into train and validation (seeded; W/<dataset>/train.csv,
+ *     val.csv -- reused when present);
+ *  2. N subset manifests at the fraction (W/<dataset>/subsets/);
+ *  3. N teachers and a baseline on the whole training part;
+ *  4. the ensemble under every fusion rule, accuracy versus ensemble size,
+ *     vote statistics and the teachers' agreement;
+ *  5. one student per mode (kdens_distill_run);
+ *  6. the report: W/results.csv (kind,name,test_accuracy,test_loss,params,
+ *     ms_per_image), W/report.md, W/report.html and its PNG plots.
+ * Everything already trained is reused, so a run again on the same
+ * workspace continues where it stopped.  Progress goes to the progress
+ * callback, steps to the log callback.  Errors: KDENS_E_ARG (a bad
+ * configuration), and those of the steps. */
+KDENS_API kdens_status kdens_pipeline_run(const kdens_pipeline_config *cfg,
+                                          const kdens_dataset *pool, const kdens_dataset *test);
 
 #ifdef __cplusplus
 }

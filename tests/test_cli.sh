@@ -39,7 +39,7 @@ sed -n '/^usage: kdens teachers/,/loss) of one run of --epochs N (default 10)$/p
 "$KDENS" teachers --help >"$tmp/teachers.out"
 check "kdens teachers --help matches docs/cli.md" cmp "$tmp/teachers.doc" "$tmp/teachers.out"
 
-for cmd in ensemble diversity vote; do
+for cmd in ensemble diversity vote distill; do
     sed -n "/^usage: kdens $cmd /,/^\`\`\`/p" docs/cli.md | sed '$d' >"$tmp/$cmd.doc"
     "$KDENS" $cmd --help >"$tmp/$cmd.out"
     check "kdens $cmd --help matches docs/cli.md" cmp "$tmp/$cmd.doc" "$tmp/$cmd.out"
@@ -121,6 +121,20 @@ check "kdens diversity: a row per pair of the 7 members" sh -c \
 check "diversity names members by uuid" sh -c \
     "'$KDENS' diversity --workdir '$tmp/wt' --dataset '$tmp/imgs' --arch test 2>/dev/null |
      grep -q '^all_trainset,\|,all_trainset,'"
+# distillation of the registered teachers
+check "kdens distill: two mimic_all students" "$KDENS" distill --workdir "$tmp/wt" \
+    --dataset "$tmp/imgs" --arch test --size 4x4 --teachers 3 --repetitions 2 \
+    --mode mimic_all --temperature 2 --epochs 1 --batch 4
+check "students.csv header and two rows" sh -c \
+    "head -n 1 '$tmp/wt/students.csv' | grep -q '^model_location,dataset,architecture,n_teachers,' &&
+     test \$(grep -c ',mimic_all,0.5,2,' '$tmp/wt/students.csv') -eq 2"
+check "run again: nothing to train" sh -c \
+    "'$KDENS' distill --workdir '$tmp/wt' --dataset '$tmp/imgs' --arch test --size 4x4 \
+     --teachers 3 --repetitions 2 --mode mimic_all --temperature 2 --epochs 1 --batch 4 |
+     grep -q '^trained 0 students'"
+check "a student classifies the test part" sh -c \
+    "'$KDENS' eval --model \$(tail -n 1 '$tmp/wt/students.csv' | cut -d, -f1) --dataset '$tmp/imgs' \
+     | grep -q '^images 4 '"
 cat >"$tmp/tn.csv" <<'CSV'
 sample,member,p0,p1,p2
 s1,a,0.6,0.3,0.1
@@ -177,5 +191,12 @@ expect_exit "ensemble with an unknown rule exits 2" 2 "$KDENS" ensemble --predic
     "$tmp/pred.kdp" --rules borda,nope
 expect_exit "ensemble asking more teachers than registered exits 1" 1 "$KDENS" ensemble \
     --workdir "$tmp/wt" --dataset "$tmp/imgs" --arch test --teachers 99
+expect_exit "distill with an unknown mode exits 1" 1 "$KDENS" distill --workdir "$tmp/wt" \
+    --dataset "$tmp/imgs" --arch test --size 4x4 --mode nope
+grep -q "unknown distillation mode 'nope'" "$tmp/out" && ok "and names it" || bad "and names it"
+expect_exit "distill with alpha 2 exits 1" 1 "$KDENS" distill --workdir "$tmp/wt" \
+    --dataset "$tmp/imgs" --arch test --size 4x4 --alpha 2
+expect_exit "distill with more teachers than registered exits 1" 1 "$KDENS" distill \
+    --workdir "$tmp/wt" --dataset "$tmp/imgs" --arch test --size 4x4 --teachers 50
 echo "cli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

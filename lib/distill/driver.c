@@ -42,6 +42,13 @@ static kdens_status check_job(const kdens_distill_job *j)
     return KDENS_OK;
 }
 
+void kd_student_name(const kdens_distill_job *j, int rep, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s_%s_n%d_f%g_a%g_T%g_s%llu", j->student_arch,
+             kdens_distill_mode_name(j->mode), j->n_teachers, j->fraction, (double)j->alpha,
+             (double)j->temperature, (unsigned long long)(j->seed + (uint64_t)rep));
+}
+
 /* A stable 128-bit name of the run, printed as a uuid (8-4-4-4-12). */
 static void run_uuid(const char *name, char *out, size_t size)
 {
@@ -71,6 +78,8 @@ static kdens_status configure(const kdens_distill_job *j, kdens_trainer *t, cons
         st = kdens_trainer_set_optimizer(t, KDENS_OPT_ADAM, j->lr);
     if (st == KDENS_OK && j->patience > 0)
         st = kdens_trainer_set_early_stopping(t, j->patience, 1);
+    if (st == KDENS_OK && j->schedule != KDENS_SCHEDULE_CONSTANT)
+        st = kdens_trainer_set_schedule(t, j->schedule, 0, 0.1);
     if (st == KDENS_OK)
         st = kdens_trainer_set_seed(t, seed);
     if (st == KDENS_OK)
@@ -95,9 +104,7 @@ static kdens_status one_run(const kdens_distill_job *j, int rep, const kdens_dat
 {
     uint64_t seed = j->seed + (uint64_t)rep;
     char name[512], uuid[64], dir[4400], model_path[5000], ckpt[5100], log[5000], csv[4400];
-    snprintf(name, sizeof name, "%s_%s_n%d_f%g_a%g_T%g_s%llu", j->student_arch,
-             kdens_distill_mode_name(j->mode), j->n_teachers, j->fraction, (double)j->alpha,
-             (double)j->temperature, (unsigned long long)seed);
+    kd_student_name(j, rep, name, sizeof name);
     run_uuid(name, uuid, sizeof uuid);
     snprintf(dir, sizeof dir, "%s/%s/students", j->workdir, j->dataset);
     snprintf(model_path, sizeof model_path, "%s/%s.kdm", dir, name);

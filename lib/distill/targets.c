@@ -204,6 +204,13 @@ static kdens_status targets_from(kdens_distiller *d, const float *raw, size_t ro
     }
 }
 
+/* Rounding can leave a sum of shares a hair above 1; the loss checks [0, 1]. */
+static void clamp_targets(float *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        t[i] = t[i] > 1.0f ? 1.0f : t[i];
+}
+
 kdens_status kd_distill_targets(void *user, const float *x, const size_t *indices, size_t n,
                                 float *targets)
 {
@@ -221,7 +228,11 @@ kdens_status kd_distill_targets(void *user, const float *x, const size_t *indice
     scratch_floats(d, d->scratch_rows, &node_max);
     float *raw = d->scratch + d->scratch_rows * (in + node_max);
     st = teacher_outputs(d, x, n, raw);
-    return st == KDENS_OK ? targets_from(d, raw, n, targets) : st;
+    if (st == KDENS_OK)
+        st = targets_from(d, raw, n, targets);
+    if (st == KDENS_OK)
+        clamp_targets(targets, n * per);
+    return st;
 }
 
 /* ---- whole datasets ------------------------------------------------------------------ */
@@ -256,6 +267,8 @@ static kdens_status over_dataset(kdens_distiller *d, const kdens_dataset *ds, fl
             st = teacher_outputs(d, x, rows, dst_raw);
         if (st == KDENS_OK && targets_all)
             st = targets_from(d, dst_raw, rows, targets_all + first * per);
+        if (st == KDENS_OK && targets_all)
+            clamp_targets(targets_all + first * per, rows * per);
         char task[96];
         snprintf(task, sizeof task, "teacher outputs %zu/%zu", first + rows, ds->n);
         if (st == KDENS_OK)

@@ -27,6 +27,8 @@ struct kdens_teachers {
     size_t batch;
     double lr;
     uint64_t seed;
+    kdens_schedule schedule;
+    bool set_schedule;
 };
 
 kdens_status kdens_teachers_create(const char *workdir, const char *name, const char *arch,
@@ -69,6 +71,15 @@ kdens_status kdens_teachers_set_training(kdens_teachers *tc, int epochs, size_t 
         return kd_fail(KDENS_E_ARG, "NULL argument");
     tc->epochs = epochs, tc->batch = batch, tc->lr = lr, tc->patience = patience;
     tc->seed = seed;
+    return KDENS_OK;
+}
+
+kdens_status kdens_teachers_set_schedule(kdens_teachers *tc, kdens_schedule schedule)
+{
+    if (!tc || (unsigned)schedule > KDENS_SCHEDULE_COSINE)
+        return kd_fail(KDENS_E_ARG, "NULL argument or a schedule without parameters");
+    tc->schedule = schedule;
+    tc->set_schedule = true;
     return KDENS_OK;
 }
 
@@ -122,6 +133,8 @@ static kdens_status configure(kdens_teachers *tc, kdens_model *m, const kdens_da
         st = kdens_trainer_set_optimizer(t, KDENS_OPT_ADAM, tc->lr);
     if (st == KDENS_OK && tc->patience > 0)
         st = kdens_trainer_set_early_stopping(t, tc->patience, 1);
+    if (st == KDENS_OK && tc->set_schedule)
+        st = kdens_trainer_set_schedule(t, tc->schedule, 0, 0.1);
     if (st == KDENS_OK)
         st = kdens_trainer_set_seed(t, tc->seed);
     if (st != KDENS_OK) {

@@ -1,0 +1,410 @@
+/* The whole multi-teacher experiment (kdens pipeline, make demo): split,
+ * subsets, teachers and baseline, fusion analysis, students, report.  Each
+ * step reuses what an earlier run left in the workspace. */
+#define _POSIX_C_SOURCE 200809L
+#include "report.h"
+
+#include "../data/data.h"
+#include "../distill/distill.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+void kdens_pipeline_default(kdens_pipeline_config *c)
+{
+    if (!c)
+        return;
+    memset(c, 0, sizeof *c);
+    c->workdir = "demo-out";
+    c->dataset = "fmnist";
+    c->arch = "test";
+    c->teachers = 8;
+    c->fraction = 0.5;
+    c->val_fraction = 0.1;
+    c->teacher_epochs = 10;
+    c->student_epochs = 15;
+    c->batch = 128;
+    c->lr = 0.005;
+    c->patience = 0;
+    c->alpha = 0.5f;
+    c->temperature = 4.0f;
+    c->modes[0] = KDENS_DISTILL_OUTPUT_AVG;
+    c->modes[1] = KDENS_DISTILL_LOSS_AVG;
+    c->modes[2] = KDENS_DISTILL_MIMIC_ALL;
+    c->n_modes = 3;
+    c->size_repeats = 10;
+    c->seed = 1;
+}
+
+static kdens_status check_config(const kdens_pipeline_config *c)
+{
+    if (!c->workdir || !c->dataset || !c->arch)
+        return kd_fail(KDENS_E_ARG, "the pipeline needs a workdir, a dataset name and an "
+                       "architecture");
+    if (c->teachers < 1 || c->teachers > 64)
+        return kd_fail(KDENS_E_ARG, "%d teachers: 1 to 64 are supported", c->teachers);
+    if (!(c->fraction > 0 && c->fraction <= 1) || !(c->val_fraction > 0 && c->val_fraction < 1))
+        return kd_fail(KDENS_E_ARG, "fraction %g and validation fraction %g must lie in (0, 1]",
+                       c->fraction, c->val_fraction);
+    if (c->teacher_epochs < 1 || c->student_epochs < 1 || c->batch < 1 || !(c->lr > 0))
+        return kd_fail(KDENS_E_ARG, "epochs, batch and learning rate must be positive");
+    if (c->n_modes < 0 || c->n_modes > KDENS_DISTILL_MODE_COUNT || c->size_repeats < 1)
+        return kd_fail(KDENS_E_ARG, "%d modes, %d repeats", c->n_modes, c->size_repeats);
+    for (int i = 0; i < c->n_modes; i++)
+        if ((unsigned)c->modes[i] >= KDENS_DISTILL_MODE_COUNT)
+            return kd_fail(KDENS_E_ARG, "unknown distillation mode %d", (int)c->modes[i]);
+    if (!(c->alpha >= 0 && c->alpha <= 1) || !(c->temperature > 0))
+        return kd_fail(KDENS_E_ARG, "alpha %g must lie in [0, 1] and the temperature %g above 0",
+                       (double)c->alpha, (double)c->temperature);
+    return KDENS_OK;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Step 1: the split, from the workspace's manifests when they exist. */
+static kdens_status split(const char *dir, const kdens_pipeline_config *c,
+                          const kdens_dataset *pool, kdens_dataset **train, kdens_dataset **val)
+{
+    char tr[4600], va[4600];
+    snprintf(tr, sizeof tr, "%s/train.csv", dir);
+    snprintf(va, sizeof va, "%s/val.csv", dir);
+    if (access(tr, F_OK) == 0 && access(va, F_OK) == 0) {
+        kdens_status st = kdens_dataset_select(pool, tr, train);
+        if (st == KDENS_OK && (st = kdens_dataset_select(pool, va, val)) != KDENS_OK)
+            kdens_dataset_free(*train);
+        return st;
+    }
+    kdens_status st = kdens_dataset_split(pool, c->val_fraction, c->seed, train, val);
+    if (st == KDENS_OK)
+        st = kdens_dataset_write_manifest(*train, tr);
+    if (st == KDENS_OK)
+        st = kdens_dataset_write_manifest(*val, va);
+    return st;
+}
+
+/* Step 2: N subsets (deterministic names: rewriting one is harmless). */
+static kdens_status subsets(const char *dir, const kdens_pipeline_config *c,
+                            const kdens_dataset *train)
+{
+    char sub[4600], path[4800];
+    snprintf(sub, sizeof sub, "%s/subsets", dir);
+    if (kd_mkdirs(sub) != 0)
+        return kd_fail(KDENS_E_IO, "%s: cannot create", sub);
+    kdens_status st = KDENS_OK;
+    for (int k = 0; k < c->teachers && st == KDENS_OK; k++) {
+        st = kdens_dataset_write_subset(train, sub, c->fraction, 0, c->seed * 1000 + (uint64_t)k,
+                                        path, sizeof path, NULL);
+    }
+    return st;
+}
+
+/* Step 3: teachers of the fraction and the baseline. */
+static kdens_status teachers(const kdens_pipeline_config *c, const kdens_dataset *train,
+                             const kdens_dataset *val, const kdens_dataset *test)
+{
+    kdens_teachers *tc;
+    kdens_status st = kdens_teachers_create(c->workdir, c->dataset, c->arch, train, val, test,
+                                            &tc);
+    if (st != KDENS_OK)
+        return st;
+    int trained = 0;
+    st = kdens_teachers_set_training(tc, c->teacher_epochs, c->batch, c->lr, c->patience,
+                                     c->seed);
+    if (st == KDENS_OK)
+        st = kdens_teachers_set_schedule(tc, KDENS_SCHEDULE_COSINE);
+    if (st == KDENS_OK)
+        st = kdens_teachers_train(tc, c->fraction, &trained);
+    /* the baseline trains as long as the longest of teachers and students */
+    int epochs = c->teacher_epochs > c->student_epochs ? c->teacher_epochs : c->student_epochs;
+    if (st == KDENS_OK)
+        st = kdens_teachers_set_training(tc, epochs, c->batch, c->lr, c->patience, c->seed);
+    if (st == KDENS_OK)
+        st = kdens_teachers_train_baseline(tc);
+    kdens_teachers_free(tc);
+    return st;
+}
+
+/* The test images as stored (uint8), for timing inference. */
+typedef struct test_images {
+    uint8_t *pixels;
+    size_t n;
+} test_images;
+
+/* Test loss and accuracy, parameters and milliseconds per image of a model. */
+static kdens_status measure(kdens_model *m, const kdens_dataset *test, const test_images *ti,
+                            kd_result *row)
+{
+    kdens_status st = kdens_model_evaluate(m, test, 256, &row->loss, &row->accuracy, NULL, NULL,
+                                           NULL);
+    row->params = kdens_model_param_count(m);
+    float *probs = malloc(sizeof(float) * ti->n * (size_t)kdens_model_num_classes(m) + 1);
+    if (st == KDENS_OK && !probs)
+        st = kd_fail(KDENS_E_NOMEM, "out of memory");
+    if (st == KDENS_OK)
+        st = kdens_model_predict_u8(m, ti->pixels, ti->n < 64 ? ti->n : 64, probs); /* warm */
+    double t0 = now();
+    if (st == KDENS_OK)
+        st = kdens_model_predict_u8(m, ti->pixels, ti->n, probs);
+    row->ms_per_image = ti->n ? (now() - t0) * 1000.0 / (double)ti->n : NAN;
+    free(probs);
+    return st;
+}
+
+static kdens_status measure_file(const char *path, const kdens_dataset *test,
+                                 const test_images *ti, kd_result *row)
+{
+    kdens_model *m;
+    kdens_status st = kdens_model_load(path, &m);
+    if (st == KDENS_OK)
+        st = measure(m, test, ti, row);
+    kdens_model_free(m);
+    return st;
+}
+
+/* Rows for the baseline and the teachers of the fraction, from teachers.csv. */
+static kdens_status teacher_rows(kd_report *r, const kdens_dataset *test, const test_images *ti)
+{
+    const kdens_pipeline_config *c = r->cfg;
+    char csv[4400];
+    snprintf(csv, sizeof csv, "%s/teachers.csv", c->workdir);
+    kd_registry_row *rows;
+    size_t n;
+    kdens_status st = kd_registry_read(csv, &rows, &n);
+    for (size_t i = 0; i < n && st == KDENS_OK; i++) {
+        const kd_registry_row *row = &rows[i];
+        bool baseline = strcmp(row->uuid, "all_trainset") == 0;
+        if (strcmp(row->dataset, c->dataset) || strcmp(row->arch, c->arch) ||
+            (!baseline && fabs(row->fraction - c->fraction) > 1e-9))
+            continue;
+        kd_result res;
+        memset(&res, 0, sizeof res);
+        snprintf(res.kind, sizeof res.kind, baseline ? "baseline" : "teacher");
+        snprintf(res.name, sizeof res.name, "%s", row->uuid);
+        snprintf(res.log, sizeof res.log, "%s/%s/logs/%s.csv", c->workdir, c->dataset, row->uuid);
+        kd_log(KDENS_LOG_INFO, "evaluating %s %s", res.kind, row->uuid);
+        st = measure_file(row->location, test, ti, &res);
+        if (st == KDENS_OK)
+            st = kd_report_add(r, &res);
+    }
+    kd_registry_free(rows, n);
+    return st;
+}
+
+static const kd_result *find_row(const kd_report *r, const char *kind, const char *name)
+{
+    for (int i = 0; i < r->n_rows; i++)
+        if (!strcmp(r->rows[i].kind, kind) && !strcmp(r->rows[i].name, name))
+            return &r->rows[i];
+    return NULL;
+}
+
+/* Mean negative log-likelihood of the members' mean probabilities. */
+static double mean_rule_loss(const kdens_predictions *pr)
+{
+    const float *p = kdens_predictions_probs(pr);
+    const int32_t *y = kdens_predictions_labels(pr);
+    int m = kdens_predictions_members(pr), k = kdens_predictions_classes(pr);
+    size_t n = kdens_predictions_samples(pr);
+    double total = 0;
+    for (size_t i = 0; i < n; i++) {
+        double q = 0;
+        for (int j = 0; j < m; j++)
+            q += p[((size_t)j * n + i) * k + y[i]];
+        total -= log(fmax(q / m, 1e-12));
+    }
+    return n ? total / n : NAN;
+}
+
+/* Step 4: every fusion rule, accuracy versus size, agreement, votes. */
+static kdens_status fusion(kd_report *r, const kdens_dataset *test)
+{
+    const kdens_pipeline_config *c = r->cfg;
+    char csv[4400];
+    snprintf(csv, sizeof csv, "%s/teachers.csv", c->workdir);
+    kdens_ensemble *ens;
+    kdens_status st = kdens_ensemble_from_registry(csv, c->dataset, c->arch, c->fraction,
+                                                   c->teachers, c->seed, &ens);
+    if (st != KDENS_OK)
+        return st;
+    kdens_predictions *pr = NULL;
+    kd_log(KDENS_LOG_INFO, "running the %d teachers over the test set", c->teachers);
+    st = kdens_ensemble_predict(ens, test, &pr);
+    int m = kdens_ensemble_size(ens);
+    size_t params = 0;
+    double ms = 0;
+    for (int i = 0; i < m && st == KDENS_OK; i++) {
+        const kd_result *t = find_row(r, "teacher", kdens_ensemble_member_name(ens, i));
+        params += kdens_model_param_count(kdens_ensemble_member(ens, i));
+        ms += t ? t->ms_per_image : NAN;
+    }
+    for (int rule = 0; rule < KDENS_FUSE_COUNT && st == KDENS_OK; rule++) {
+        kd_result res;
+        memset(&res, 0, sizeof res);
+        snprintf(res.kind, sizeof res.kind, "ensemble");
+        snprintf(res.name, sizeof res.name, "%s", kdens_fusion_name((kdens_fusion)rule));
+        st = kdens_predictions_accuracy(pr, (kdens_fusion)rule, NULL, 0, &res.accuracy);
+        res.loss = rule == KDENS_FUSE_MEAN ? mean_rule_loss(pr) : NAN;
+        res.params = params;
+        res.ms_per_image = ms;
+        if (st == KDENS_OK)
+            st = kd_report_add(r, &res);
+    }
+    static const kdens_fusion curve[] = {KDENS_FUSE_MEAN, KDENS_FUSE_GEOMETRIC,
+                                         KDENS_FUSE_PLURALITY, KDENS_FUSE_BORDA,
+                                         KDENS_FUSE_COPELAND};
+    r->n_sizes = m < 64 ? m : 64;
+    for (int s = 0; s < r->n_sizes; s++)
+        r->sizes[s] = s + 1;
+    r->n_curve_rules = (int)(sizeof curve / sizeof *curve);
+    for (int i = 0; i < r->n_curve_rules && st == KDENS_OK; i++) {
+        r->curve_rules[i] = curve[i];
+        kd_log(KDENS_LOG_INFO, "accuracy versus size: %s", kdens_fusion_name(curve[i]));
+        st = kdens_accuracy_vs_size(pr, curve[i], r->sizes, r->n_sizes, c->size_repeats,
+                                    c->seed, r->curve_mean[i], r->curve_ci[i]);
+    }
+    r->members = m;
+    if (st == KDENS_OK && (!(r->agreement = malloc(sizeof(double) * (size_t)m * m)) ||
+                           !(r->member_names = calloc((size_t)m, sizeof *r->member_names))))
+        st = kd_fail(KDENS_E_NOMEM, "out of memory");
+    for (int i = 0; i < m && st == KDENS_OK; i++)
+        snprintf(r->member_names[i], sizeof r->member_names[i], "%s",
+                 kdens_ensemble_member_name(ens, i));
+    const float *probs = kdens_predictions_probs(pr);
+    const int32_t *labels = kdens_predictions_labels(pr);
+    size_t n = kdens_predictions_samples(pr);
+    int k = kdens_predictions_classes(pr);
+    if (st == KDENS_OK)
+        st = kdens_agreement(probs, m, n, k, labels, r->agreement, &r->oracle);
+    if (st == KDENS_OK)
+        st = kdens_vote_analysis(probs, m, n, k, labels, &r->votes, NULL, NULL, NULL);
+    char path[4400];
+    snprintf(path, sizeof path, "%s/predictions_test.kdp", r->dir);
+    if (st == KDENS_OK)
+        st = kdens_predictions_save(pr, path);
+    kdens_predictions_free(pr);
+    kdens_ensemble_free(ens);
+    return st;
+}
+
+/* Step 5: a student per mode, then its row. */
+static kdens_status students(kd_report *r, const kdens_dataset *train, const kdens_dataset *val,
+                             const kdens_dataset *test, const test_images *ti)
+{
+    const kdens_pipeline_config *c = r->cfg;
+    kdens_status st = KDENS_OK;
+    for (int i = 0; i < c->n_modes && st == KDENS_OK; i++) {
+        kdens_distill_job job;
+        kdens_distill_job_default(&job);
+        job.workdir = c->workdir;
+        job.dataset = c->dataset;
+        job.teacher_arch = job.student_arch = c->arch;
+        job.fraction = c->fraction;
+        job.n_teachers = c->teachers;
+        job.repetitions = 1;
+        job.mode = c->modes[i];
+        job.alpha = c->alpha;
+        job.temperature = c->temperature;
+        job.epochs = c->student_epochs;
+        job.patience = c->patience;
+        job.batch = c->batch;
+        job.lr = c->lr;
+        job.schedule = KDENS_SCHEDULE_COSINE;
+        job.seed = c->seed;
+        kd_log(KDENS_LOG_INFO, "student %d/%d: %s", i + 1, c->n_modes,
+               kdens_distill_mode_name(job.mode));
+        st = kdens_distill_run(&job, train, val, test, NULL);
+        char name[512], path[5000];
+        kd_student_name(&job, 0, name, sizeof name);
+        snprintf(path, sizeof path, "%s/%s/students/%s.kdm", c->workdir, c->dataset, name);
+        kd_result res;
+        memset(&res, 0, sizeof res);
+        snprintf(res.kind, sizeof res.kind, "student");
+        snprintf(res.name, sizeof res.name, "%s", kdens_distill_mode_name(job.mode));
+        snprintf(res.log, sizeof res.log, "%s/%s/logs/%s.csv", c->workdir, c->dataset, name);
+        if (st == KDENS_OK)
+            st = measure_file(path, test, ti, &res);
+        if (st == KDENS_OK)
+            st = kd_report_add(r, &res);
+    }
+    return st;
+}
+
+static kdens_status load_test_images(const kdens_dataset *test, test_images *ti)
+{
+    int h, w, c;
+    kdens_dataset_shape(test, &h, &w, &c);
+    size_t per = (size_t)h * w * c;
+    ti->n = kdens_dataset_count(test) < 2000 ? kdens_dataset_count(test) : 2000;
+    ti->pixels = malloc(per * (ti->n ? ti->n : 1));
+    if (!ti->pixels)
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    kdens_status st = KDENS_OK;
+    for (size_t i = 0; i < ti->n && st == KDENS_OK; i++)
+        st = kd_dataset_read(test, i, ti->pixels + i * per);
+    return st;
+}
+
+kdens_status kdens_pipeline_run(const kdens_pipeline_config *cfg, const kdens_dataset *pool,
+                                const kdens_dataset *test)
+{
+    if (!cfg || !pool || !test)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    kdens_status st = check_config(cfg);
+    if (st != KDENS_OK)
+        return st;
+    double t0 = now();
+    kd_report r;
+    memset(&r, 0, sizeof r);
+    r.cfg = cfg;
+    snprintf(r.dir, sizeof r.dir, "%s", cfg->workdir);
+    char dir[4400];
+    snprintf(dir, sizeof dir, "%s/%s", cfg->workdir, cfg->dataset);
+    if (kd_mkdirs(dir) != 0)
+        return kd_fail(KDENS_E_IO, "%s: cannot create", dir);
+    kdens_dataset *train = NULL, *val = NULL;
+    test_images ti = {NULL, 0};
+    kd_log(KDENS_LOG_INFO, "1/6 split");
+    st = split(dir, cfg, pool, &train, &val);
+    if (st == KDENS_OK) {
+        r.n_train = kdens_dataset_count(train);
+        r.n_val = kdens_dataset_count(val);
+        r.n_test = kdens_dataset_count(test);
+        kd_log(KDENS_LOG_INFO, "2/6 %d subsets at fraction %g", cfg->teachers, cfg->fraction);
+        st = subsets(dir, cfg, train);
+    }
+    if (st == KDENS_OK) {
+        kd_log(KDENS_LOG_INFO, "3/6 teachers and the baseline");
+        st = teachers(cfg, train, val, test);
+    }
+    if (st == KDENS_OK)
+        st = load_test_images(test, &ti);
+    if (st == KDENS_OK)
+        st = teacher_rows(&r, test, &ti);
+    if (st == KDENS_OK) {
+        kd_log(KDENS_LOG_INFO, "4/6 fusion");
+        st = fusion(&r, test);
+    }
+    if (st == KDENS_OK) {
+        kd_log(KDENS_LOG_INFO, "5/6 students");
+        st = students(&r, train, val, test, &ti);
+    }
+    if (st == KDENS_OK) {
+        kd_log(KDENS_LOG_INFO, "6/6 report");
+        r.seconds = now() - t0;
+        st = kd_report_write(&r);
+    }
+    free(ti.pixels);
+    kd_report_free(&r);
+    kdens_dataset_free(train);
+    kdens_dataset_free(val);
+    return st;
+}

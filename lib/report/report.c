@@ -1,0 +1,460 @@
+/* The pipeline's report: results.csv, three plots, report.md and a
+ * self-contained report.html (plots inlined as data URIs). */
+#include "report.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+kdens_status kd_report_add(kd_report *r, const kd_result *row)
+{
+    if (r->n_rows == r->cap_rows) {
+        int cap = r->cap_rows ? 2 * r->cap_rows : 32;
+        kd_result *v = realloc(r->rows, sizeof *v * (size_t)cap);
+        if (!v)
+            return kd_fail(KDENS_E_NOMEM, "out of memory");
+        r->rows = v;
+        r->cap_rows = cap;
+    }
+    r->rows[r->n_rows++] = *row;
+    return KDENS_OK;
+}
+
+void kd_report_free(kd_report *r)
+{
+    free(r->rows);
+    free(r->agreement);
+    free(r->member_names);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- summary figures --------------------------------------------------------------- */
+
+typedef struct summary {
+    const kd_result *baseline, *best_teacher, *mean_rule, *best_student;
+    double teacher_mean, teacher_sd;
+    int n_teachers;
+} summary;
+
+static summary summarise(const kd_report *r)
+{
+    summary s = {0};
+    double sum = 0, sq = 0;
+    for (int i = 0; i < r->n_rows; i++) {
+        const kd_result *x = &r->rows[i];
+        if (!strcmp(x->kind, "baseline"))
+            s.baseline = x;
+        else if (!strcmp(x->kind, "teacher")) {
+            s.n_teachers++, sum += x->accuracy, sq += x->accuracy * x->accuracy;
+            if (!s.best_teacher || x->accuracy > s.best_teacher->accuracy)
+                s.best_teacher = x;
+        } else if (!strcmp(x->kind, "ensemble") && !strcmp(x->name, "mean"))
+            s.mean_rule = x;
+        else if (!strcmp(x->kind, "student") &&
+                 (!s.best_student || x->accuracy > s.best_student->accuracy))
+            s.best_student = x;
+    }
+    if (s.n_teachers) {
+        s.teacher_mean = sum / s.n_teachers;
+        s.teacher_sd = s.n_teachers > 1 ? sqrt(fmax(0, (sq - sum * sum / s.n_teachers) /
+                                                           (s.n_teachers - 1)))
+                                        : 0;
+    }
+    return s;
+}
+
+/* ---- results.csv --------------------------------------------------------------------- */
+
+/* v with `decimals` decimals, or empty when it is not finite. */
+static void fmt_num(char *buf, size_t size, double v, int decimals)
+{
+    if (isfinite(v))
+        snprintf(buf, size, "%.*f", decimals, v);
+    else
+        buf[0] = '\0';
+}
+
+static kdens_status write_results(const kd_report *r)
+{
+    kd_buf b = {0};
+    kd_buf_printf(&b, "kind,name,test_accuracy,test_loss,params,ms_per_image\n");
+    for (int i = 0; i < r->n_rows; i++) {
+        const kd_result *x = &r->rows[i];
+        char loss[32], ms[32];
+        fmt_num(loss, sizeof loss, x->loss, 6);
+        fmt_num(ms, sizeof ms, x->ms_per_image, 5);
+        kd_buf_printf(&b, "%s,%s,%.6f,%s,%zu,%s\n", x->kind, x->name, x->accuracy, loss,
+                      x->params, ms);
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/results.csv", r->dir);
+    kdens_status st = b.failed ? kd_fail(KDENS_E_NOMEM, "out of memory")
+                               : kd_write_file_atomic(path, b.data, b.len);
+    kd_buf_free(&b);
+    return st;
+}
+
+/* ---- plots --------------------------------------------------------------------------- */
+
+static kdens_status plot_sizes(const kd_report *r, const summary *s)
+{
+    double x[64], base[64], lo[8][64], hi[8][64];
+    kd_series series[9];
+    int n = 0;
+    for (int i = 0; i < r->n_sizes; i++)
+        x[i] = r->sizes[i], base[i] = s->baseline ? s->baseline->accuracy : NAN;
+    for (int c = 0; c < r->n_curve_rules; c++, n++) {
+        for (int i = 0; i < r->n_sizes; i++) {
+            lo[c][i] = r->curve_mean[c][i] - r->curve_ci[c][i];
+            hi[c][i] = r->curve_mean[c][i] + r->curve_ci[c][i];
+        }
+        series[n] = (kd_series){kdens_fusion_name(r->curve_rules[c]), r->n_sizes, x,
+                                r->curve_mean[c], lo[c], hi[c]};
+    }
+    if (s->baseline)
+        series[n++] = (kd_series){"baseline", r->n_sizes, x, base, NULL, NULL};
+    char path[4200];
+    snprintf(path, sizeof path, "%s/accuracy_vs_size.png", r->dir);
+    return kd_plot_lines(path, "Accuracy versus ensemble size", "teachers in the ensemble",
+                         "test accuracy (mean, 95% CI)", series, n);
+}
+
+static kdens_status plot_agreement(const kd_report *r)
+{
+    double vmin = 1;
+    for (int i = 0; i < r->members; i++)
+        for (int j = 0; j < r->members; j++)
+            if (i != j)
+                vmin = fmin(vmin, r->agreement[i * r->members + j]);
+    if (r->members < 2)
+        vmin = 0;
+    const char **labels = malloc(sizeof(char *) * (size_t)r->members);
+    if (!labels)
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    for (int i = 0; i < r->members; i++)
+        labels[i] = r->member_names[i];
+    char path[4200];
+    snprintf(path, sizeof path, "%s/agreement.png", r->dir);
+    kdens_status st = kd_plot_heatmap(path, "Teachers' agreement", r->agreement, r->members,
+                                      floor(vmin * 100) / 100, 1.0, labels);
+    free(labels);
+    return st;
+}
+
+/* Validation accuracy per epoch from a trainer log (CSV); *n epochs. */
+static int read_curve(const char *path, double *acc, int max)
+{
+    char *text;
+    size_t len;
+    if (!path[0] || kd_read_file(path, &text, &len) != KDENS_OK)
+        return 0;
+    int n = 0;
+    char *save = NULL;
+    strtok_r(text, "\n", &save); /* header */
+    for (char *line = strtok_r(NULL, "\n", &save); line && n < max;
+         line = strtok_r(NULL, "\n", &save)) {
+        int epoch;
+        double loss, a, vl, va;
+        if (sscanf(line, "%d,%lf,%lf,%lf,%lf", &epoch, &loss, &a, &vl, &va) == 5)
+            acc[n++] = va;
+    }
+    free(text);
+    return n;
+}
+
+enum { MAX_EPOCHS = 512 };
+
+static kdens_status plot_curves(const kd_report *r)
+{
+    static double x[MAX_EPOCHS], tmean[MAX_EPOCHS], tlo[MAX_EPOCHS], thi[MAX_EPOCHS];
+    double *curves = malloc(sizeof(double) * MAX_EPOCHS * (size_t)(r->n_rows + 1));
+    kd_series *series = malloc(sizeof(kd_series) * (size_t)(r->n_rows + 1));
+    if (!curves || !series) {
+        free(curves);
+        free(series);
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    }
+    int longest = 0, n_series = 0, teachers_len = 0;
+    int count[MAX_EPOCHS] = {0};
+    for (int i = 0; i < MAX_EPOCHS; i++)
+        x[i] = i + 1, tmean[i] = 0, tlo[i] = INFINITY, thi[i] = -INFINITY;
+    for (int i = 0; i < r->n_rows; i++) { /* teachers: mean and range per epoch */
+        if (strcmp(r->rows[i].kind, "teacher"))
+            continue;
+        double *c = curves + (size_t)i * MAX_EPOCHS;
+        int n = read_curve(r->rows[i].log, c, MAX_EPOCHS);
+        for (int e = 0; e < n; e++) {
+            tmean[e] += c[e], count[e]++;
+            tlo[e] = fmin(tlo[e], c[e]), thi[e] = fmax(thi[e], c[e]);
+        }
+        teachers_len = n > teachers_len ? n : teachers_len;
+    }
+    for (int e = 0; e < teachers_len; e++)
+        tmean[e] = count[e] ? tmean[e] / count[e] : NAN;
+    if (teachers_len)
+        series[n_series++] = (kd_series){"teachers (mean, range)", teachers_len, x, tmean, tlo,
+                                         thi};
+    longest = teachers_len;
+    for (int i = 0; i < r->n_rows; i++) {
+        const kd_result *row = &r->rows[i];
+        if (strcmp(row->kind, "baseline") && strcmp(row->kind, "student"))
+            continue;
+        double *c = curves + (size_t)i * MAX_EPOCHS;
+        int n = read_curve(row->log, c, MAX_EPOCHS);
+        if (n) {
+            series[n_series++] = (kd_series){row->kind[0] == 'b' ? "baseline" : row->name, n, x,
+                                             c, NULL, NULL};
+            longest = n > longest ? n : longest;
+        }
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/learning_curves.png", r->dir);
+    kdens_status st = kd_plot_lines(path, "Learning curves", "epoch", "validation accuracy",
+                                    series, n_series);
+    free(curves);
+    free(series);
+    return st;
+}
+
+/* ---- report.md and report.html ----------------------------------------------------------- */
+
+static const char *const plots[3][2] = {
+    {"accuracy_vs_size.png", "Accuracy versus ensemble size per fusion rule (95% confidence "
+                             "bands over random sub-ensembles)"},
+    {"agreement.png", "The teachers' pairwise agreement on the test set"},
+    {"learning_curves.png", "Validation accuracy per epoch: teachers, baseline, students"}};
+
+static void headline(const summary *s, kd_buf *b, bool html)
+{
+    const char *li = html ? "<li>" : "- ", *end = html ? "</li>\n" : "\n";
+    if (s->best_student && s->baseline)
+        kd_buf_printf(b, "%sBest student (%s): **%.2f%%** against the baseline's %.2f%% "
+                         "(%+.2f points): the claim %s.%s",
+                      li, s->best_student->name, 100 * s->best_student->accuracy,
+                      100 * s->baseline->accuracy,
+                      100 * (s->best_student->accuracy - s->baseline->accuracy),
+                      s->best_student->accuracy > s->baseline->accuracy ? "holds"
+                                                                        : "does NOT hold",
+                      end);
+    if (s->mean_rule && s->best_teacher)
+        kd_buf_printf(b, "%sSoftmax-averaged ensemble: **%.2f%%** against the best teacher's "
+                         "%.2f%% (%+.2f points): the claim %s.%s",
+                      li, 100 * s->mean_rule->accuracy, 100 * s->best_teacher->accuracy,
+                      100 * (s->mean_rule->accuracy - s->best_teacher->accuracy),
+                      s->mean_rule->accuracy >= s->best_teacher->accuracy ? "holds"
+                                                                          : "does NOT hold",
+                      end);
+}
+
+static void table_row(kd_buf *b, bool html, const char *kind, const char *name, double acc,
+                      double loss, size_t params, double ms, const char *extra)
+{
+    char l[32], m[32];
+    fmt_num(l, sizeof l, loss, 4);
+    fmt_num(m, sizeof m, ms, 4);
+    if (html)
+        kd_buf_printf(b, "<tr><td>%s</td><td>%s</td><td>%.2f%%%s</td><td>%s</td><td>%zu</td>"
+                         "<td>%s</td></tr>\n",
+                      kind, name, 100 * acc, extra, l, params, m);
+    else
+        kd_buf_printf(b, "| %s | %s | %.2f%%%s | %s | %zu | %s |\n", kind, name, 100 * acc,
+                      extra, l, params, m);
+}
+
+static void results_table(const kd_report *r, const summary *s, kd_buf *b, bool html)
+{
+    static const char *const head[6] = {"kind", "name", "test accuracy", "test loss",
+                                        "parameters", "ms / image"};
+    if (html) {
+        kd_buf_printf(b, "<table>\n<tr>");
+        for (int i = 0; i < 6; i++)
+            kd_buf_printf(b, "<th>%s</th>", head[i]);
+        kd_buf_printf(b, "</tr>\n");
+    } else {
+        kd_buf_printf(b, "| kind | name | test accuracy | test loss | parameters | ms / image |\n"
+                         "|---|---|---:|---:|---:|---:|\n");
+    }
+    static const char *const kinds[4] = {"baseline", "teacher", "ensemble", "student"};
+    for (int k = 0; k < 4; k++) {
+        for (int i = 0; i < r->n_rows; i++)
+            if (!strcmp(r->rows[i].kind, kinds[k]))
+                table_row(b, html, kinds[k], r->rows[i].name, r->rows[i].accuracy,
+                          r->rows[i].loss, r->rows[i].params, r->rows[i].ms_per_image, "");
+        if (k == 1 && s->n_teachers) {
+            char sd[48];
+            snprintf(sd, sizeof sd, " ± %.2f", 100 * s->teacher_sd);
+            table_row(b, html, "teachers", "mean ± sd", s->teacher_mean, NAN,
+                      s->best_teacher->params, s->best_teacher->ms_per_image, sd);
+        }
+    }
+    if (html)
+        kd_buf_printf(b, "</table>\n");
+}
+
+static void votes_text(const kd_report *r, kd_buf *b, bool html)
+{
+    const kdens_vote_stats *v = &r->votes;
+    double n = v->samples ? (double)v->samples : 1;
+    const char *p = html ? "<p>" : "", *end = html ? "</p>\n" : "\n\n";
+    kd_buf_printf(b, "%sOracle accuracy (some teacher right): %.2f%%. Unanimous votes on "
+                     "%.2f%% of the test images; a majority for the plurality winner on "
+                     "%.2f%% (right %.2f%% of those times); %.2f distinct classes voted per "
+                     "image on average.%s",
+                  p, 100 * r->oracle, 100 * v->unanimous / n, 100 * v->majority / n,
+                  v->majority ? 100.0 * v->majority_correct / v->majority : 0.0,
+                  v->mean_distinct, end);
+    kd_buf_printf(b, "%sA Condorcet winner exists on %.2f%% of the images; it is right on "
+                     "%.2f%% of them and equals the plurality winner on %.2f%%. Where none "
+                     "exists, plurality is right on %.2f%% of the images.%s",
+                  p, 100 * v->condorcet_exists / n,
+                  v->condorcet_exists ? 100.0 * v->condorcet_correct / v->condorcet_exists : 0.0,
+                  v->condorcet_exists ? 100.0 * v->condorcet_is_plurality / v->condorcet_exists
+                                      : 0.0,
+                  v->samples > v->condorcet_exists
+                      ? 100.0 * v->plurality_correct_without_condorcet /
+                            (double)(v->samples - v->condorcet_exists)
+                      : 0.0,
+                  end);
+}
+
+static void setup_text(const kd_report *r, kd_buf *b, bool html)
+{
+    const kdens_pipeline_config *c = r->cfg;
+    const char *p = html ? "<p>" : "", *end = html ? "</p>\n" : "\n\n";
+    kd_buf_printf(b, "%sDataset `%s`: %zu training, %zu validation, %zu test images. "
+                     "Architecture `%s` for teachers, baseline and students. %d teachers, "
+                     "each on a random %g of the training part, %d epochs; students and "
+                     "baseline %d epochs; Adam, lr %g with a cosine schedule, batch %zu; "
+                     "distillation alpha %g, temperature %g; seed %llu. Run time %.0f s.%s",
+                  p, c->dataset, r->n_train, r->n_val, r->n_test, c->arch, c->teachers,
+                  c->fraction, c->teacher_epochs,
+                  c->student_epochs > c->teacher_epochs ? c->student_epochs : c->teacher_epochs,
+                  c->lr, c->batch, (double)c->alpha, (double)c->temperature,
+                  (unsigned long long)c->seed, r->seconds, end);
+}
+
+static kdens_status write_markdown(const kd_report *r, const summary *s)
+{
+    kd_buf b = {0};
+    kd_buf_printf(&b, "# libkdens: multi-teacher distillation report\n\n");
+    setup_text(r, &b, false);
+    kd_buf_printf(&b, "## Headline (test set)\n\n");
+    headline(s, &b, false);
+    kd_buf_printf(&b, "\n## Results\n\nTest accuracy and loss on the %zu-image test set; "
+                      "the ensemble's parameters and time are its members' sums; the loss of "
+                      "voting rules is undefined.\n\n",
+                  r->n_test);
+    results_table(r, s, &b, false);
+    kd_buf_printf(&b, "\n## Votes\n\n");
+    votes_text(r, &b, false);
+    kd_buf_printf(&b, "## Plots\n\n");
+    for (int i = 0; i < 3; i++)
+        kd_buf_printf(&b, "%s\n\n![%s](%s)\n\n", plots[i][1], plots[i][1], plots[i][0]);
+    kd_buf_printf(&b, "Files: results.csv, teachers.csv, students.csv, %s/logs/ (per-epoch "
+                      "logs), %s/predictions_test.kdp (the teachers' test predictions).\n",
+                  r->cfg->dataset, r->cfg->dataset);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/report.md", r->dir);
+    kdens_status st = b.failed ? kd_fail(KDENS_E_NOMEM, "out of memory")
+                               : kd_write_file_atomic(path, b.data, b.len);
+    kd_buf_free(&b);
+    return st;
+}
+
+static void base64(kd_buf *b, const unsigned char *p, size_t n)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
+                     (i + 2 < n ? p[i + 2] : 0);
+        char out[4] = {alphabet[v >> 18 & 63], alphabet[v >> 12 & 63],
+                       i + 1 < n ? alphabet[v >> 6 & 63] : '=', i + 2 < n ? alphabet[v & 63] : '='};
+        kd_buf_put(b, out, 4);
+    }
+}
+
+/* Markdown's **bold** as <b> in the headline. */
+static void bold_to_html(kd_buf *b, size_t from)
+{
+    bool open = true;
+    for (size_t i = from; i + 1 < b->len; i++)
+        if (b->data[i] == '*' && b->data[i + 1] == '*') {
+            const char *tag = open ? "<b>" : "</b>";
+            size_t tl = strlen(tag);
+            kd_buf_put(b, "\0\0", tl - 2); /* grow by tl - 2 bytes */
+            if (b->failed)
+                return;
+            memmove(b->data + i + tl, b->data + i + 2, b->len - (tl - 2) - i - 2);
+            memcpy(b->data + i, tag, tl);
+            open = !open;
+        }
+}
+
+static kdens_status write_html(const kd_report *r, const summary *s)
+{
+    kd_buf b = {0};
+    kd_buf_printf(&b, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+                      "<title>libkdens report</title><style>body{font-family:sans-serif;"
+                      "max-width:60em;margin:2em auto}table{border-collapse:collapse}"
+                      "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}"
+                      "td:nth-child(-n+2),th{text-align:left}</style></head><body>\n"
+                      "<h1>libkdens: multi-teacher distillation report</h1>\n");
+    setup_text(r, &b, true);
+    kd_buf_printf(&b, "<h2>Headline (test set)</h2>\n<ul>\n");
+    size_t from = b.len;
+    headline(s, &b, true);
+    bold_to_html(&b, from);
+    kd_buf_printf(&b, "</ul>\n<h2>Results</h2>\n");
+    results_table(r, s, &b, true);
+    kd_buf_printf(&b, "<h2>Votes</h2>\n");
+    votes_text(r, &b, true);
+    kd_buf_printf(&b, "<h2>Plots</h2>\n");
+    kdens_status st = KDENS_OK;
+    for (int i = 0; i < 3 && st == KDENS_OK; i++) {
+        char path[4300], *png;
+        size_t len;
+        snprintf(path, sizeof path, "%s/%s", r->dir, plots[i][0]);
+        st = kd_read_file(path, &png, &len);
+        if (st != KDENS_OK)
+            break;
+        kd_buf_printf(&b, "<p>%s</p>\n<img alt=\"%s\" src=\"data:image/png;base64,", plots[i][1],
+                      plots[i][0]);
+        base64(&b, (const unsigned char *)png, len);
+        kd_buf_printf(&b, "\">\n");
+        free(png);
+    }
+    kd_buf_printf(&b, "</body></html>\n");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/report.html", r->dir);
+    if (st == KDENS_OK)
+        st = b.failed ? kd_fail(KDENS_E_NOMEM, "out of memory")
+                      : kd_write_file_atomic(path, b.data, b.len);
+    kd_buf_free(&b);
+    return st;
+}
+
+kdens_status kd_report_write(const kd_report *r)
+{
+    summary s = summarise(r);
+    kdens_status st = write_results(r);
+    if (st == KDENS_OK)
+        st = plot_sizes(r, &s);
+    if (st == KDENS_OK)
+        st = plot_agreement(r);
+    if (st == KDENS_OK)
+        st = plot_curves(r);
+    if (st == KDENS_OK)
+        st = write_markdown(r, &s);
+    if (st == KDENS_OK)
+        st = write_html(r, &s);
+    if (st == KDENS_OK) {
+        kd_buf h = {0};
+        headline(&s, &h, false);
+        if (!h.failed && h.len)
+            kd_log(KDENS_LOG_INFO, "%.*s", (int)h.len - 1, h.data);
+        kd_buf_free(&h);
+    }
+    return st;
+}

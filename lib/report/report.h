@@ -1,0 +1,42 @@
+/* The pipeline's results and the report written from them.  Internal. */
+#ifndef KD_REPORT_H
+#define KD_REPORT_H
+
+#include "plot.h"
+
+/* One row of results.csv. */
+typedef struct kd_result {
+    char kind[16];   /* baseline, teacher, ensemble, student */
+    char name[160];  /* teacher uuid, fusion rule or distillation mode */
+    double accuracy, loss; /* test set; loss NaN where the rule has none */
+    size_t params;
+    double ms_per_image;
+    char log[4400];  /* the training log (CSV), "" for none */
+} kd_result;
+
+typedef struct kd_report {
+    const kdens_pipeline_config *cfg;
+    char dir[4096];           /* the workspace: the report goes here */
+    size_t n_train, n_val, n_test;
+    kd_result *rows;
+    int n_rows, cap_rows;
+    /* accuracy versus size, for each plotted rule */
+    int n_sizes, n_curve_rules;
+    int sizes[64];
+    kdens_fusion curve_rules[8];
+    double curve_mean[8][64], curve_ci[8][64];
+    /* the ensemble's members: agreement, oracle, votes */
+    int members;
+    double *agreement;        /* members x members */
+    char (*member_names)[40];
+    double oracle;
+    kdens_vote_stats votes;
+    double seconds;           /* the whole run */
+} kd_report;
+
+kdens_status kd_report_add(kd_report *r, const kd_result *row);
+/* results.csv, the plots, report.md and report.html into r->dir. */
+kdens_status kd_report_write(const kd_report *r);
+void kd_report_free(kd_report *r);
+
+#endif
