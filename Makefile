@@ -15,6 +15,7 @@ DESTDIR ?=
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 
 CC ?= cc
@@ -52,7 +53,7 @@ STATIC := $(BUILD)/libkdens.a
 SONAME := libkdens.so.$(VERSION_MAJOR)
 SHARED := $(BUILD)/libkdens.so.$(VERSION)
 CLI := $(BUILD)/kdens
-EXAMPLES := $(BUILD)/train_fmnist
+EXAMPLES := $(BUILD)/train_fmnist $(BUILD)/classify $(BUILD)/custom_driver $(BUILD)/fuse
 
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -121,13 +122,12 @@ bench: deps
 	@$(MAKE) --no-print-directory $(BENCH_BIN)
 	./$(BENCH_BIN)
 
-# Until the multi-teacher pipeline lands (kdens pipeline), the demo trains the
-# reference `test` network on the real Fashion-MNIST and saves it.
+# The main job: the whole multi-teacher experiment on the real Fashion-MNIST
+# with the pipeline's defaults, its report in demo-out/ (DEMO_FLAGS adds
+# kdens pipeline flags).
 demo: deps
 	@$(MAKE) --no-print-directory all
-	@mkdir -p demo-out
-	./$(CLI) arch test --input 28x28x1 --classes 10
-	./$(BUILD)/train_fmnist --arch test --log demo-out/test.csv --out demo-out/test.kdm
+	./$(CLI) pipeline --workdir demo-out $(DEMO_FLAGS)
 
 # libFuzzer harnesses (Debian's clang): each runs FUZZ_SECONDS on a copy of its
 # seed corpus; crashes are written to build-fuzz/.
@@ -154,7 +154,7 @@ fuzz: fuzz-deps
 
 install: all
 	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \
-		$(DESTDIR)$(BINDIR)
+		$(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
 	install -m 644 include/kdens.h $(DESTDIR)$(INCLUDEDIR)/kdens.h
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/libkdens.a
 	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/libkdens.so.$(VERSION)
@@ -163,12 +163,13 @@ install: all
 	sed $(PC_SED) pkgconfig/kdens.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/kdens.pc
 	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/kdens.pc
 	install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/kdens
+	install -m 644 docs/kdens.1 $(DESTDIR)$(MANDIR)/man1/kdens.1
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/kdens.h $(DESTDIR)$(LIBDIR)/libkdens.a \
 		$(DESTDIR)$(LIBDIR)/libkdens.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
 		$(DESTDIR)$(LIBDIR)/libkdens.so $(DESTDIR)$(PKGCONFIGDIR)/kdens.pc \
-		$(DESTDIR)$(BINDIR)/kdens
+		$(DESTDIR)$(BINDIR)/kdens $(DESTDIR)$(MANDIR)/man1/kdens.1
 
 clean:
 	rm -rf build build-san build-fuzz

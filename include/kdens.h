@@ -304,6 +304,15 @@ typedef enum kdens_cifar_labels {
     KDENS_CIFAR100_COARSE = 2 /* the same records, coarse labels (20) */
 } kdens_cifar_labels;
 
+/* One PNG or JPEG file (recognised by its signature), decoded to grey or
+ * RGB and resized (nearest neighbour, PIL's mapping) to height x width,
+ * into pixels (height x width x channels bytes) -- what a model's
+ * kdens_model_predict_u8 takes.  Errors: KDENS_E_ARG, KDENS_E_IO,
+ * KDENS_E_FORMAT (a corrupt or unsupported image, path named),
+ * KDENS_E_NOMEM. */
+KDENS_API kdens_status kdens_image_load(const char *path, int height, int width,
+                                        kdens_color color, uint8_t *pixels);
+
 /* Flags of the image-folder and manifest loaders. */
 #define KDENS_LOAD_SKIP_BAD 1u /* skip unreadable images (counted, see
                                   kdens_dataset_skipped) instead of failing */
@@ -549,6 +558,7 @@ typedef struct kdens_trainer kdens_trainer;
 
 /* A trainer for `model` on `train`, validating on `val` (may be NULL: no
  * validation, no early stopping).  The model and datasets must outlive it.
+ * A model without class names takes the training set's.
  * Defaults: 10 epochs, batch 128, Adam at 1e-3, constant schedule, no early
  * stopping, seed 0, no augmentation, no log.  Errors: KDENS_E_ARG,
  * KDENS_E_SHAPE (datasets that do not fit the model), KDENS_E_NOMEM. */
@@ -643,6 +653,9 @@ KDENS_API kdens_status kdens_teachers_set_training(kdens_teachers *tc, int epoch
 /* The learning-rate schedule of subset teachers and the baseline (constant,
  * or cosine over the epochs; default: the architecture's). */
 KDENS_API kdens_status kdens_teachers_set_schedule(kdens_teachers *tc, kdens_schedule schedule);
+/* The augmentation of subset teachers and the baseline (borrowed; NULL:
+ * none).  Not called: the architecture's reference policy. */
+KDENS_API kdens_status kdens_teachers_set_augment(kdens_teachers *tc, const kdens_augment *aug);
 /* Train every subset of the fraction not yet trained.  Several processes may
  * work through one workspace at once: each subset is claimed by one process
  * (a claim file under an advisory lock, so the claim of a dead process is

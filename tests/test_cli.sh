@@ -39,7 +39,7 @@ sed -n '/^usage: kdens teachers/,/loss) of one run of --epochs N (default 10)$/p
 "$KDENS" teachers --help >"$tmp/teachers.out"
 check "kdens teachers --help matches docs/cli.md" cmp "$tmp/teachers.doc" "$tmp/teachers.out"
 
-for cmd in ensemble diversity vote distill; do
+for cmd in ensemble diversity vote distill pipeline; do
     sed -n "/^usage: kdens $cmd /,/^\`\`\`/p" docs/cli.md | sed '$d' >"$tmp/$cmd.doc"
     "$KDENS" $cmd --help >"$tmp/$cmd.out"
     check "kdens $cmd --help matches docs/cli.md" cmp "$tmp/$cmd.doc" "$tmp/$cmd.out"
@@ -161,6 +161,35 @@ check "kdens vote: Condorcet" sh -c \
     "test \"\$('$KDENS' vote --rule condorcet '$tmp/tn.csv' | tr '\n' ' ')\" = 'sample,winner s1,1 s2,1 '"
 grep -v '^s2,c' "$tmp/tn.csv" >"$tmp/missing.csv"
 
+# the whole pipeline on a slice of Fashion-MNIST
+pp="$tmp/pipe"
+check "kdens pipeline on 400 images, one epoch" "$KDENS" pipeline --workdir "$pp" --limit 400 \
+    --teachers 3 --epochs 1 --student-epochs 1 --repeats 2
+check "results.csv header" sh -c \
+    "head -n 1 '$pp/results.csv' | grep -qx 'kind,name,test_accuracy,test_loss,params,ms_per_image'"
+check "results.csv: a baseline, 3 teachers, every fusion rule, 3 students" sh -c \
+    "test \$(grep -c '^baseline,all_trainset,' '$pp/results.csv') -eq 1 &&
+     test \$(grep -c '^teacher,' '$pp/results.csv') -eq 3 &&
+     test \$(grep -c '^ensemble,' '$pp/results.csv') -eq \$('$KDENS' vote --list | wc -l) &&
+     grep -q '^student,output_avg,' '$pp/results.csv' &&
+     grep -q '^student,loss_avg,' '$pp/results.csv' &&
+     grep -q '^student,mimic_all,' '$pp/results.csv'"
+check "report.md has the headline and the plots" sh -c \
+    "grep -q '^## Headline' '$pp/report.md' && grep -q 'Best student' '$pp/report.md' &&
+     test \$(grep -c '^!\[' '$pp/report.md') -eq 3"
+check "report.html inlines 3 PNG plots" sh -c \
+    "test \$(grep -o 'data:image/png;base64,iVBORw0KGgo' '$pp/report.html' | wc -l) -eq 3"
+for png in accuracy_vs_size agreement learning_curves; do
+    check "$png.png is a PNG" sh -c "head -c 8 '$pp/$png.png' | od -An -tx1 | grep -q '89 50 4e 47 0d 0a 1a 0a'"
+done
+check "registries and logs in the workspace" sh -c \
+    "test -f '$pp/teachers.csv' -a -f '$pp/students.csv' -a -d '$pp/fmnist/logs'"
+check "run again: everything reused" sh -c \
+    "'$KDENS' pipeline --workdir '$pp' --limit 400 --teachers 3 --epochs 1 --student-epochs 1 \
+     --repeats 2 >'$tmp/again.log' 2>&1 && ! grep -q '^.*epoch 1/1:' '$tmp/again.log' &&
+     test \$(tail -n +2 '$pp/teachers.csv' | wc -l) -eq 4 &&
+     test \$(tail -n +2 '$pp/students.csv' | wc -l) -eq 3"
+
 expect_exit() { # name, code, command...
     name=$1 code=$2
     shift 2
@@ -198,5 +227,9 @@ expect_exit "distill with alpha 2 exits 1" 1 "$KDENS" distill --workdir "$tmp/wt
     --dataset "$tmp/imgs" --arch test --size 4x4 --alpha 2
 expect_exit "distill with more teachers than registered exits 1" 1 "$KDENS" distill \
     --workdir "$tmp/wt" --dataset "$tmp/imgs" --arch test --size 4x4 --teachers 50
+expect_exit "pipeline with an unknown mode exits 2" 2 "$KDENS" pipeline --workdir "$tmp/p2" \
+    --modes output_avg,nope
+expect_exit "pipeline with fraction 0 exits 1" 1 "$KDENS" pipeline --workdir "$tmp/p2" \
+    --limit 100 --fraction 0
 echo "cli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

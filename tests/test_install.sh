@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs libkdens into a temporary prefix, builds one C and one C++ program
-# against it through pkg-config (shared and static), runs them, then checks
-# that uninstall removes every installed file.
+# against it through pkg-config (shared and static) and the example programs,
+# runs them, then checks that uninstall removes every installed file.
 set -u
 BUILD=${BUILD:-build}
 CC=${CC:-cc}
@@ -30,6 +30,7 @@ check "make install" make -s -C "$root" install PREFIX="$prefix" BUILD="$BUILD" 
     SANITIZE="${SANITIZE:-}"
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 check "pkg-config finds kdens" pkg-config --exists kdens
+check "the man page is installed" test -f "$prefix/share/man/man1/kdens.1"
 check "installed kdens tool runs" "$prefix/bin/kdens" arch test --input 28x28x1 --classes 10
 cflags=$(pkg-config --cflags kdens)
 libs=$(pkg-config --libs kdens)
@@ -48,6 +49,26 @@ check "header compiles as C++ with -pedantic" $CXX -std=c++11 -pedantic -Werror 
     -x c++ "$prefix/include/kdens.h"
 check "header compiles as C11 with -pedantic" $CC -std=c11 -pedantic -Werror -fsyntax-only \
     -x c "$prefix/include/kdens.h"
+# the example programs, built from the installed copy as a user would
+for ex in classify fuse custom_driver; do
+    check "example $ex.c builds from the installed copy" $CC -std=c11 -Wall -Wextra -Werror \
+        $SANFLAGS $cflags -o "$tmp/$ex" "$root/examples/$ex.c" $libs
+done
+mkdir -p "$tmp/run"
+check "custom_driver: teachers, fusion, student on a slice of Fashion-MNIST" sh -c \
+    "cd '$tmp/run' && LD_LIBRARY_PATH='$prefix/lib' '$tmp/custom_driver' 2 1 300 >out.txt &&
+     grep -q '^student (mimic_all' out.txt && test -f student.kdm"
+echo iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg== |
+    base64 -d >"$tmp/run/one.png"
+check "classify prints the top 3 classes" sh -c \
+    "LD_LIBRARY_PATH='$prefix/lib' '$tmp/classify' '$tmp/run/student.kdm' '$tmp/run/one.png' |
+     grep -Eq '^$tmp/run/one.png: .+ [01][.][0-9]{3}, .+ [01][.][0-9]{3}, .+ [01][.][0-9]{3}\$'"
+check "classify reports an unreadable image" sh -c \
+    "! LD_LIBRARY_PATH='$prefix/lib' '$tmp/classify' '$tmp/run/student.kdm' /nonexistent.png"
+check "fuse votes on saved predictions" sh -c \
+    "cd '$tmp/run' && '$prefix/bin/kdens' ensemble --dataset fmnist --model teacher_0.kdm \
+     --model teacher_1.kdm --save pred.kdp --out ens.csv >/dev/null 2>&1 &&
+     LD_LIBRARY_PATH='$prefix/lib' '$tmp/fuse' pred.kdp borda | grep -q '^borda,  2 members'"
 check "make uninstall" make -s -C "$root" uninstall PREFIX="$prefix" BUILD="$BUILD"
 check "nothing left after uninstall" sh -c "test -z \"\$(find '$prefix' -type f -o -type l)\""
 echo "install: $passed passed, $failed failed"

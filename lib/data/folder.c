@@ -152,6 +152,22 @@ kdens_status kd_image_load_resized(const char *root, const char *file, kdens_col
     return KDENS_OK;
 }
 
+kdens_status kdens_image_load(const char *path, int height, int width, kdens_color color,
+                              uint8_t *pixels)
+{
+    if (!path || !pixels || height < 1 || width < 1 ||
+        (color != KDENS_COLOR_GRAY && color != KDENS_COLOR_RGB))
+        return kd_fail(KDENS_E_ARG, "NULL argument, or a bad size or colour");
+    uint8_t *px;
+    int ih, iw;
+    kdens_status st = kd_image_decode_file(path, color, &px, &ih, &iw);
+    if (st != KDENS_OK)
+        return st;
+    kd_image_resize_nearest(px, ih, iw, (int)color, pixels, height, width);
+    free(px);
+    return KDENS_OK;
+}
+
 /* A lazy dataset: the file list, labels and classes, no pixels. */
 static kdens_status lazy_files(const char *root, strlist *files, const int32_t *labels,
                                strlist *classes, int h, int w, kdens_color color,

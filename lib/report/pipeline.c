@@ -121,6 +121,8 @@ static kdens_status teachers(const kdens_pipeline_config *c, const kdens_dataset
                                      c->seed);
     if (st == KDENS_OK)
         st = kdens_teachers_set_schedule(tc, KDENS_SCHEDULE_COSINE);
+    if (st == KDENS_OK) /* the same data for teachers, baseline and students */
+        st = kdens_teachers_set_augment(tc, NULL);
     if (st == KDENS_OK)
         st = kdens_teachers_train(tc, c->fraction, &trained);
     /* the baseline trains as long as the longest of teachers and students */
@@ -286,8 +288,8 @@ static kdens_status fusion(kd_report *r, const kdens_dataset *test)
         st = kdens_agreement(probs, m, n, k, labels, r->agreement, &r->oracle);
     if (st == KDENS_OK)
         st = kdens_vote_analysis(probs, m, n, k, labels, &r->votes, NULL, NULL, NULL);
-    char path[4400];
-    snprintf(path, sizeof path, "%s/predictions_test.kdp", r->dir);
+    char path[8300];
+    snprintf(path, sizeof path, "%s/%s/predictions_test.kdp", r->dir, c->dataset);
     if (st == KDENS_OK)
         st = kdens_predictions_save(pr, path);
     kdens_predictions_free(pr);

@@ -122,13 +122,18 @@ static kdens_status plot_sizes(const kd_report *r, const summary *s)
 
 static kdens_status plot_agreement(const kd_report *r)
 {
-    double vmin = 1;
+    /* the scale spans the pairs (the diagonal's 1.0 would flatten it) */
+    double vmin = 1, vmax = 0;
     for (int i = 0; i < r->members; i++)
         for (int j = 0; j < r->members; j++)
-            if (i != j)
+            if (i != j) {
                 vmin = fmin(vmin, r->agreement[i * r->members + j]);
-    if (r->members < 2)
-        vmin = 0;
+                vmax = fmax(vmax, r->agreement[i * r->members + j]);
+            }
+    vmin = floor(vmin * 100) / 100;
+    vmax = ceil(vmax * 100) / 100;
+    if (r->members < 2 || vmax <= vmin)
+        vmin = 0, vmax = 1;
     const char **labels = malloc(sizeof(char *) * (size_t)r->members);
     if (!labels)
         return kd_fail(KDENS_E_NOMEM, "out of memory");
@@ -137,7 +142,7 @@ static kdens_status plot_agreement(const kd_report *r)
     char path[4200];
     snprintf(path, sizeof path, "%s/agreement.png", r->dir);
     kdens_status st = kd_plot_heatmap(path, "Teachers' agreement", r->agreement, r->members,
-                                      floor(vmin * 100) / 100, 1.0, labels);
+                                      vmin, vmax, labels);
     free(labels);
     return st;
 }

@@ -29,6 +29,8 @@ struct kdens_teachers {
     uint64_t seed;
     kdens_schedule schedule;
     bool set_schedule;
+    const kdens_augment *aug;
+    bool set_aug;
 };
 
 kdens_status kdens_teachers_create(const char *workdir, const char *name, const char *arch,
@@ -80,6 +82,15 @@ kdens_status kdens_teachers_set_schedule(kdens_teachers *tc, kdens_schedule sche
         return kd_fail(KDENS_E_ARG, "NULL argument or a schedule without parameters");
     tc->schedule = schedule;
     tc->set_schedule = true;
+    return KDENS_OK;
+}
+
+kdens_status kdens_teachers_set_augment(kdens_teachers *tc, const kdens_augment *aug)
+{
+    if (!tc)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    tc->aug = aug;
+    tc->set_aug = true;
     return KDENS_OK;
 }
 
@@ -135,6 +146,8 @@ static kdens_status configure(kdens_teachers *tc, kdens_model *m, const kdens_da
         st = kdens_trainer_set_early_stopping(t, tc->patience, 1);
     if (st == KDENS_OK && tc->set_schedule)
         st = kdens_trainer_set_schedule(t, tc->schedule, 0, 0.1);
+    if (st == KDENS_OK && tc->set_aug)
+        st = kdens_trainer_set_augment(t, tc->aug);
     if (st == KDENS_OK)
         st = kdens_trainer_set_seed(t, tc->seed);
     if (st != KDENS_OK) {
@@ -193,10 +206,17 @@ static kdens_status train_one(kdens_teachers *tc, const kdens_dataset *data, dou
     kdens_dataset_shape(data, &h, &w, &c);
     kdens_model *m = NULL;
     kdens_trainer *t = NULL;
+    /* each teacher its own initialisation and batch order (as independently
+     * initialised Keras models), reproducible from the seed and the subset */
+    uint64_t seed = tc->seed;
+    for (const char *p = uuid; *p; p++)
+        seed = (seed ^ (unsigned char)*p) * 1099511628211ull;
     kdens_status st =
-        kdens_model_create(tc->arch, h, w, c, kdens_dataset_num_classes(data), tc->seed, &m);
+        kdens_model_create(tc->arch, h, w, c, kdens_dataset_num_classes(data), seed, &m);
     if (st == KDENS_OK)
         st = configure(tc, m, data, &t);
+    if (st == KDENS_OK)
+        st = kdens_trainer_set_seed(t, seed);
     if (st == KDENS_OK)
         st = kdens_trainer_set_log(t, log);
     if (st == KDENS_OK)

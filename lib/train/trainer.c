@@ -67,6 +67,10 @@ kdens_status kdens_trainer_create(kdens_model *model, const kdens_dataset *train
         st = kd_fail(KDENS_E_ARG, "the training set is empty");
     if (st != KDENS_OK)
         return st;
+    if (!model->class_names && train->store->class_names && /* name the classes it learns */
+        kdens_model_set_class_names(model, (const char *const *)train->store->class_names,
+                                    model->classes) != KDENS_OK)
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
     kdens_trainer *t = calloc(1, sizeof *t);
     if (!t)
         return kd_fail(KDENS_E_NOMEM, "out of memory");

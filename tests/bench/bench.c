@@ -349,6 +349,91 @@ static void bench_fusion(void)
     free(d);
 }
 
+/* Seconds of each epoch of a trainer's log (column 7), median of 3 epochs. */
+static double epoch_seconds(const char *log)
+{
+    FILE *f = fopen(log, "r");
+    char line[512];
+    double v[3] = {0, 0, 0};
+    int n = 0;
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f) && n < 3) {
+        int e;
+        double a, b, c, d, lr, sec;
+        if (sscanf(line, "%d,%lf,%lf,%lf,%lf,%lf,%lf", &e, &a, &b, &c, &d, &lr, &sec) == 7)
+            v[n++] = sec;
+    }
+    fclose(f);
+    return n == 3 ? median3(v) : -1;
+}
+
+/* Distillation: a student epoch with 1, 5 and 10 teachers, their outputs
+ * cached or computed online, against a plain epoch of the student; 12,800
+ * Fashion-MNIST training images, test networks, batch 128. */
+static void bench_distill(void)
+{
+    char dir[] = "/tmp/kdens-bench-XXXXXX", log[64], path[64];
+    if (!mkdtemp(dir))
+        return;
+    snprintf(log, sizeof log, "%s/log.csv", dir);
+    kdens_dataset *all, *part;
+    check(kdens_dataset_preset("fmnist", NULL, &all, NULL), "fmnist");
+    check(kdens_dataset_subset(all, 0, 12800, 1, &part), "subset");
+    kdens_model *student;
+    check(kdens_model_create("test", 28, 28, 1, 10, 1, &student), "student");
+    kdens_trainer *t;
+    check(kdens_trainer_create(student, part, NULL, &t), "trainer");
+    check(kdens_trainer_set_epochs(t, 3), "epochs");
+    check(kdens_trainer_set_log(t, log), "log");
+    check(kdens_trainer_fit(t), "fit");
+    double plain = epoch_seconds(log);
+    printf("bench distill plain        epoch_seconds=%.3f (12800 images, test network)\n", plain);
+    kdens_trainer_free(t);
+    kdens_ensemble *ens;
+    check(kdens_ensemble_create(&ens), "ensemble");
+    for (int i = 0; i < 10; i++) {
+        kdens_model *m;
+        check(kdens_model_create("test", 28, 28, 1, 10, (uint64_t)i + 2, &m), "teacher");
+        snprintf(path, sizeof path, "%s/t%d.kdm", dir, i);
+        check(kdens_model_save(m, path), "save");
+        kdens_model_free(m);
+    }
+    static const int counts[3] = {1, 5, 10};
+    for (int c = 0; c < 3; c++) {
+        while (kdens_ensemble_size(ens) < counts[c]) {
+            snprintf(path, sizeof path, "%s/t%d.kdm", dir, kdens_ensemble_size(ens));
+            check(kdens_ensemble_add(ens, path), "add");
+        }
+        for (int cache = 1; cache >= 0; cache--) {
+            kdens_distiller *d;
+            check(kdens_distiller_create(ens, student, KDENS_DISTILL_OUTPUT_AVG, part, NULL, &d),
+                  "distiller");
+            check(kdens_distiller_set_cache(d, cache, NULL), "cache");
+            kdens_trainer *dt = kdens_distiller_trainer(d);
+            check(kdens_trainer_set_epochs(dt, 3), "epochs");
+            check(kdens_trainer_set_log(dt, log), "log");
+            double t0 = now();
+            check(kdens_distiller_fit(d), "distill");
+            double total = now() - t0, epoch = epoch_seconds(log);
+            printf("bench distill %2d teachers %-6s epoch_seconds=%.3f ratio=%.2f "
+                   "fill_seconds=%.3f\n", counts[c], cache ? "cached" : "online", epoch,
+                   epoch / plain, cache ? total - 3 * epoch : 0.0);
+            kdens_distiller_free(d);
+        }
+    }
+    kdens_ensemble_free(ens);
+    kdens_model_free(student);
+    kdens_dataset_free(part);
+    kdens_dataset_free(all);
+    for (int i = 0; i < 10; i++) {
+        snprintf(path, sizeof path, "%s/t%d.kdm", dir, i);
+        unlink(path);
+    }
+    unlink(log);
+    rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
     int threads = argc > 1 ? atoi(argv[1]) : 0;
@@ -370,6 +455,7 @@ int main(int argc, char **argv)
     bench_folders();
     bench_loader();
     bench_fusion();
+    bench_distill();
     free(x);
     free(y);
     return 0;
