@@ -13,7 +13,8 @@ const char *const usage_distill =
     "                     [--mode M] [--teachers N] [--fraction F] [--repetitions R]\n"
     "                     [--alpha A] [--temperature T] [--fusion RULE]\n"
     "                     [--epochs E] [--batch B] [--lr LR] [--patience P] [--seed S]\n"
-    "                     [--augment] [--no-cache] [--size HxW] [--color gray|rgb]\n"
+    "                     [--schedule constant|cosine] [--augment] [--no-cache]\n"
+    "                     [--size HxW] [--color gray|rgb]\n"
     "\n"
     "Distils teachers of W/teachers.csv into students of architecture A: for each\n"
     "of R repetitions, N teachers of architecture TA (default A; of fraction F when\n"
@@ -77,6 +78,13 @@ int cmd_distill(int argc, char **argv)
         else if (!strcmp(a, "--lr")) job.lr = atof(v);
         else if (!strcmp(a, "--patience")) job.patience = atoi(v);
         else if (!strcmp(a, "--seed")) job.seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--schedule")) {
+            if (strcmp(v, "constant") && strcmp(v, "cosine")) {
+                fprintf(stderr, "kdens: --schedule is constant or cosine, not '%s'\n", v);
+                return 2;
+            }
+            job.schedule = !strcmp(v, "cosine") ? KDENS_SCHEDULE_COSINE : KDENS_SCHEDULE_CONSTANT;
+        }
         else if (!strcmp(a, "--color")) color = !strcmp(v, "gray") ? KDENS_COLOR_GRAY : KDENS_COLOR_RGB;
         else if (!strcmp(a, "--size")) {
             if (sscanf(v, "%dx%d%c", &height, &width, &extra) != 2) {

@@ -75,6 +75,17 @@ static void fmt_num(char *buf, size_t size, double v, int decimals)
         buf[0] = '\0';
 }
 
+/* Write the text built in b to r->dir/name (atomically) and free b. */
+static kdens_status save_text(const kd_report *r, const char *name, kd_buf *b)
+{
+    char path[4300];
+    snprintf(path, sizeof path, "%s/%s", r->dir, name);
+    kdens_status st = b->failed ? kd_fail(KDENS_E_NOMEM, "out of memory")
+                                : kd_write_file_atomic(path, b->data, b->len);
+    kd_buf_free(b);
+    return st;
+}
+
 static kdens_status write_results(const kd_report *r)
 {
     kd_buf b = {0};
@@ -87,12 +98,7 @@ static kdens_status write_results(const kd_report *r)
         kd_buf_printf(&b, "%s,%s,%.6f,%s,%zu,%s\n", x->kind, x->name, x->accuracy, loss,
                       x->params, ms);
     }
-    char path[4200];
-    snprintf(path, sizeof path, "%s/results.csv", r->dir);
-    kdens_status st = b.failed ? kd_fail(KDENS_E_NOMEM, "out of memory")
-                               : kd_write_file_atomic(path, b.data, b.len);
-    kd_buf_free(&b);
-    return st;
+    return save_text(r, "results.csv", &b);
 }
 
 /* ---- plots --------------------------------------------------------------------------- */
@@ -359,12 +365,7 @@ static kdens_status write_markdown(const kd_report *r, const summary *s)
     kd_buf_printf(&b, "Files: results.csv, teachers.csv, students.csv, %s/logs/ (per-epoch "
                       "logs), %s/predictions_test.kdp (the teachers' test predictions).\n",
                   r->cfg->dataset, r->cfg->dataset);
-    char path[4200];
-    snprintf(path, sizeof path, "%s/report.md", r->dir);
-    kdens_status st = b.failed ? kd_fail(KDENS_E_NOMEM, "out of memory")
-                               : kd_write_file_atomic(path, b.data, b.len);
-    kd_buf_free(&b);
-    return st;
+    return save_text(r, "report.md", &b);
 }
 
 static void base64(kd_buf *b, const unsigned char *p, size_t n)
@@ -431,13 +432,11 @@ static kdens_status write_html(const kd_report *r, const summary *s)
         free(png);
     }
     kd_buf_printf(&b, "</body></html>\n");
-    char path[4200];
-    snprintf(path, sizeof path, "%s/report.html", r->dir);
-    if (st == KDENS_OK)
-        st = b.failed ? kd_fail(KDENS_E_NOMEM, "out of memory")
-                      : kd_write_file_atomic(path, b.data, b.len);
-    kd_buf_free(&b);
-    return st;
+    if (st != KDENS_OK) {
+        kd_buf_free(&b);
+        return st;
+    }
+    return save_text(r, "report.html", &b);
 }
 
 kdens_status kd_report_write(const kd_report *r)
