@@ -515,12 +515,77 @@ static void test_bad_input(void **state)
     kdens_ensemble_free(ens);
 }
 
+/* The targets of the single-target modes from a direct computation:
+ * supernet's softmax(aggregator(concatenated logits) / T), fusion's Borda
+ * scores as a distribution tempered by T. */
+static void test_targets_direct(void **state)
+{
+    (void)state;
+    kdens_ensemble *ens = teachers();
+    kdens_model *tmpl = student_template();
+    const size_t n = 6;
+    float *x = images(n), zt[T][6][K], soft[6][K], cat[6][T * K], za[6][K];
+    size_t idx[6] = {0, 1, 2, 3, 4, 5};
+    for (int j = 0; j < T; j++)
+        ASSERT_OK(kdens_model_predict_logits(kdens_ensemble_member(ens, j), x, n, &zt[j][0][0]));
+    const double t = 3;
+    /* supernet */
+    kdens_distiller *d;
+    ASSERT_OK(kdens_distiller_create(ens, tmpl, KDENS_DISTILL_SUPERNET, train_set, NULL, &d));
+    ASSERT_OK(kdens_distiller_set_loss(d, 0.5f, (float)t));
+    ASSERT_OK(kdens_distiller_set_cache(d, 0, NULL));
+    ASSERT_OK(kd_distill_prepare(d));
+    assert_non_null(d->aggregator);
+    ASSERT_OK(kd_distill_targets(d, x, idx, n, &soft[0][0]));
+    for (size_t r = 0; r < n; r++)
+        for (int j = 0; j < T; j++)
+            memcpy(cat[r] + j * K, zt[j][r], sizeof(float) * K);
+    ASSERT_OK(kdens_model_predict_logits(d->aggregator, &cat[0][0], n, &za[0][0]));
+    for (size_t r = 0; r < n; r++) {
+        double want[K];
+        softmax_d(za[r], t, want);
+        for (int c = 0; c < K; c++)
+            assert_true(fabs(soft[r][c] - want[c]) < 1e-6);
+    }
+    kdens_distiller_free(d);
+    /* fusion by Borda: each teacher gives K-1-rank points */
+    ASSERT_OK(kdens_distiller_create(ens, tmpl, KDENS_DISTILL_FUSION, train_set, NULL, &d));
+    ASSERT_OK(kdens_distiller_set_fusion(d, KDENS_FUSE_BORDA));
+    ASSERT_OK(kdens_distiller_set_loss(d, 0.5f, (float)t));
+    ASSERT_OK(kdens_distiller_set_cache(d, 0, NULL));
+    ASSERT_OK(kd_distill_prepare(d));
+    ASSERT_OK(kd_distill_targets(d, x, idx, n, &soft[0][0]));
+    for (size_t r = 0; r < n; r++) {
+        double points[K] = {0}, total = 0, tempered[K], tsum = 0;
+        for (int j = 0; j < T; j++)
+            for (int c = 0; c < K; c++) {
+                int above = 0; /* classes ranked above c by teacher j (ties: lower first) */
+                for (int o = 0; o < K; o++)
+                    above += zt[j][r][o] > zt[j][r][c] || (zt[j][r][o] == zt[j][r][c] && o < c);
+                points[c] += K - 1 - above;
+            }
+        for (int c = 0; c < K; c++)
+            total += points[c];
+        for (int c = 0; c < K; c++)
+            tsum += tempered[c] = points[c] > 0 ? pow(points[c] / total, 1 / t) : 0;
+        for (int c = 0; c < K; c++)
+            if (fabs(soft[r][c] - tempered[c] / tsum) > 1e-6)
+                fail_msg("sample %zu class %d: fusion target %g, direct %g", r, c,
+                         (double)soft[r][c], tempered[c] / tsum);
+    }
+    kdens_distiller_free(d);
+    free(x);
+    kdens_model_free(tmpl);
+    kdens_ensemble_free(ens);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loss_modes),     cmocka_unit_test(test_cache_equals_online),
         cmocka_unit_test(test_export),         cmocka_unit_test(test_fit_every_mode),
         cmocka_unit_test(test_driver),         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_targets_direct),
     };
     return cmocka_run_group_tests_name("distillation", tests, setup, teardown);
 }
