@@ -163,17 +163,16 @@ grep -v '^s2,c' "$tmp/tn.csv" >"$tmp/missing.csv"
 
 # the whole pipeline on a slice of Fashion-MNIST
 pp="$tmp/pipe"
-check "kdens pipeline on 400 images, one epoch" "$KDENS" pipeline --workdir "$pp" --limit 400 \
-    --teachers 3 --epochs 1 --student-epochs 1 --repeats 2
+check "kdens pipeline on 400 images, one epoch, every mode" "$KDENS" pipeline --workdir "$pp" \
+    --limit 400 --teachers 3 --epochs 1 --student-epochs 1 --repeats 2 --modes all
 check "results.csv header" sh -c \
     "head -n 1 '$pp/results.csv' | grep -qx 'kind,name,test_accuracy,test_loss,params,ms_per_image'"
-check "results.csv: a baseline, 3 teachers, every fusion rule, 3 students" sh -c \
+check "results.csv: a baseline, 3 teachers, every fusion rule, a student per mode" sh -c \
     "test \$(grep -c '^baseline,all_trainset,' '$pp/results.csv') -eq 1 &&
      test \$(grep -c '^teacher,' '$pp/results.csv') -eq 3 &&
      test \$(grep -c '^ensemble,' '$pp/results.csv') -eq \$('$KDENS' vote --list | wc -l) &&
-     grep -q '^student,output_avg,' '$pp/results.csv' &&
-     grep -q '^student,loss_avg,' '$pp/results.csv' &&
-     grep -q '^student,mimic_all,' '$pp/results.csv'"
+     for m in output_avg loss_avg mimic_all supernet supernet2 fusion; do
+         grep -q \"^student,\$m,\" '$pp/results.csv' || exit 1; done"
 check "report.md has the headline and the plots" sh -c \
     "grep -q '^## Headline' '$pp/report.md' && grep -q 'Best student' '$pp/report.md' &&
      test \$(grep -c '^!\[' '$pp/report.md') -eq 3"
@@ -186,9 +185,9 @@ check "registries and logs in the workspace" sh -c \
     "test -f '$pp/teachers.csv' -a -f '$pp/students.csv' -a -d '$pp/fmnist/logs'"
 check "run again: everything reused" sh -c \
     "'$KDENS' pipeline --workdir '$pp' --limit 400 --teachers 3 --epochs 1 --student-epochs 1 \
-     --repeats 2 >'$tmp/again.log' 2>&1 && ! grep -q '^.*epoch 1/1:' '$tmp/again.log' &&
+     --repeats 2 --modes all >'$tmp/again.log' 2>&1 && ! grep -q '^.*epoch 1/1:' '$tmp/again.log' &&
      test \$(tail -n +2 '$pp/teachers.csv' | wc -l) -eq 4 &&
-     test \$(tail -n +2 '$pp/students.csv' | wc -l) -eq 3"
+     test \$(tail -n +2 '$pp/students.csv' | wc -l) -eq 6"
 
 expect_exit() { # name, code, command...
     name=$1 code=$2

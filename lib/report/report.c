@@ -33,20 +33,21 @@ void kd_report_free(kd_report *r)
 
 typedef struct summary {
     const kd_result *baseline, *best_teacher, *mean_rule, *best_student;
-    double teacher_mean, teacher_sd;
+    double teacher_mean, teacher_sd, teacher_ms; /* accuracy mean and sd; mean ms/image */
     int n_teachers;
 } summary;
 
 static summary summarise(const kd_report *r)
 {
     summary s = {0};
-    double sum = 0, sq = 0;
+    double sum = 0, sq = 0, ms = 0;
     for (int i = 0; i < r->n_rows; i++) {
         const kd_result *x = &r->rows[i];
         if (!strcmp(x->kind, "baseline"))
             s.baseline = x;
         else if (!strcmp(x->kind, "teacher")) {
             s.n_teachers++, sum += x->accuracy, sq += x->accuracy * x->accuracy;
+            ms += x->ms_per_image;
             if (!s.best_teacher || x->accuracy > s.best_teacher->accuracy)
                 s.best_teacher = x;
         } else if (!strcmp(x->kind, "ensemble") && !strcmp(x->name, "mean"))
@@ -57,6 +58,7 @@ static summary summarise(const kd_report *r)
     }
     if (s.n_teachers) {
         s.teacher_mean = sum / s.n_teachers;
+        s.teacher_ms = ms / s.n_teachers;
         s.teacher_sd = s.n_teachers > 1 ? sqrt(fmax(0, (sq - sum * sum / s.n_teachers) /
                                                            (s.n_teachers - 1)))
                                         : 0;
@@ -296,7 +298,7 @@ static void results_table(const kd_report *r, const summary *s, kd_buf *b, bool 
             char sd[48];
             snprintf(sd, sizeof sd, " ± %.2f", 100 * s->teacher_sd);
             table_row(b, html, "teachers", "mean ± sd", s->teacher_mean, NAN,
-                      s->best_teacher->params, s->best_teacher->ms_per_image, sd);
+                      s->best_teacher->params, s->teacher_ms, sd);
         }
     }
     if (html)
