@@ -294,6 +294,7 @@ const char *const usage_teachers =
     "usage: kdens teachers --dataset D --arch A [--workdir W] [--fraction F] [--baseline]\n"
     "                      [--snapshots M --cycle-epochs E] [--checkpoints K] [--resume]\n"
     "                      [--epochs N] [--batch B] [--lr LR] [--patience P] [--seed S]\n"
+    "                      [--schedule constant|cosine] [--no-augment]\n"
     "                      [--size HxW] [--color gray|rgb]\n"
     "\n"
     "Trains a teacher of architecture A for every subset manifest in\n"
@@ -311,19 +312,23 @@ const char *const usage_teachers =
     "  --snapshots M --cycle-epochs E   also a snapshot ensemble: one run with a\n"
     "                  cyclic cosine rate, a teacher saved after each of M cycles\n"
     "  --checkpoints K also a checkpoint ensemble: the K best epochs (by validation\n"
-    "                  loss) of one run of --epochs N (default 10)\n";
+    "                  loss) of one run of --epochs N (default 10)\n"
+    "  --schedule S    the learning-rate schedule instead of the reference's\n"
+    "  --no-augment    no augmentation (the reference's RandAugment otherwise)\n";
 
 int cmd_teachers(int argc, char **argv)
 {
     train_opts o;
     double fraction = 0;
-    int baseline = 0, snapshots = 0, cycle_epochs = 0, checkpoints = 0;
+    int baseline = 0, snapshots = 0, cycle_epochs = 0, checkpoints = 0, no_augment = 0;
     /* --fraction and --baseline are this command's own: take them out first */
     char **rest = malloc(sizeof(char *) * (size_t)(argc + 1));
     int nrest = 0;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--baseline"))
             baseline = 1;
+        else if (!strcmp(argv[i], "--no-augment"))
+            no_augment = 1;
         else if (!strcmp(argv[i], "--snapshots") && i + 1 < argc)
             snapshots = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--cycle-epochs") && i + 1 < argc)
@@ -367,6 +372,11 @@ int cmd_teachers(int argc, char **argv)
     if (st == KDENS_OK)
         st = kdens_teachers_set_training(tc, o.epochs, o.batch > 0 ? (size_t)o.batch : 0, o.lr,
                                          o.patience, o.seed);
+    if (st == KDENS_OK && o.schedule)
+        st = kdens_teachers_set_schedule(tc, strcmp(o.schedule, "cosine") ? KDENS_SCHEDULE_CONSTANT
+                                                                         : KDENS_SCHEDULE_COSINE);
+    if (st == KDENS_OK && no_augment)
+        st = kdens_teachers_set_augment(tc, NULL);
     int trained = 0;
     int any_subsets = snapshots == 0 && checkpoints == 0 && !baseline;
     if (st == KDENS_OK) { /* with other work asked for, a workspace without subsets is fine */

@@ -34,7 +34,7 @@ sed -n '/^usage: kdens eval --model/,/fraction F when given), one line each\.$/p
 "$KDENS" eval --help >"$tmp/eval.out"
 check "kdens train --help matches docs/cli.md" cmp "$tmp/train.doc" "$tmp/train.out"
 check "kdens eval --help matches docs/cli.md" cmp "$tmp/eval.doc" "$tmp/eval.out"
-sed -n '/^usage: kdens teachers/,/loss) of one run of --epochs N (default 10)$/p' docs/cli.md \
+sed -n '/^usage: kdens teachers/,/--no-augment    no augmentation/p' docs/cli.md \
     >"$tmp/teachers.doc"
 "$KDENS" teachers --help >"$tmp/teachers.out"
 check "kdens teachers --help matches docs/cli.md" cmp "$tmp/teachers.doc" "$tmp/teachers.out"
