@@ -227,6 +227,37 @@ static kdens_status parse_rows(const char *path, const char *data, size_t size, 
     return KDENS_OK;
 }
 
+/* With fewer rows than samples x members, some sample has fewer rows than
+ * there are members: the first such sample and a member it lacks, as an
+ * error; O(rows + samples + members). */
+static kdens_status report_gap(const char *path, const csv_row *rows, size_t n_rows,
+                               const name_table *samples, const name_table *members)
+{
+    size_t *count = calloc(samples->n, sizeof *count);
+    unsigned char *has = calloc(members->n, 1);
+    if (!count || !has) {
+        free(count);
+        free(has);
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    }
+    for (size_t r = 0; r < n_rows; r++)
+        count[rows[r].sample]++;
+    size_t gap = 0;
+    while (gap + 1 < samples->n && count[gap] >= members->n)
+        gap++;
+    for (size_t r = 0; r < n_rows; r++)
+        if (rows[r].sample == gap)
+            has[rows[r].member] = 1;
+    size_t m = 0;
+    while (m + 1 < members->n && has[m])
+        m++;
+    kdens_status st = kd_fail(KDENS_E_FORMAT, "%s: sample '%s' has no row for member '%s'", path,
+                              samples->names[gap], members->names[m]);
+    free(count);
+    free(has);
+    return st;
+}
+
 /* Move the names into the predictions. */
 static void adopt_names(name_table *t, char ***dst)
 {
@@ -268,6 +299,10 @@ kdens_status kd_predictions_parse_csv(const char *path, const char *data, size_t
     kdens_predictions *pr = NULL;
     if (st == KDENS_OK && members.n > 100000)
         st = kd_fail(KDENS_E_FORMAT, "%s: %zu members", path, members.n);
+    /* fewer rows than samples x members: name a gap before allocating the grid,
+     * whose size would otherwise grow with the square of a malformed file */
+    if (st == KDENS_OK && n_rows / members.n < samples.n)
+        st = report_gap(path, rows, n_rows, &samples, &members);
     if (st == KDENS_OK)
         st = kd_predictions_new((int)members.n, samples.n, k, &pr);
     size_t *seen = NULL; /* line of each (member, sample) cell; 0 none */

@@ -355,8 +355,9 @@ static kdens_status write_markdown(const kd_report *r, const summary *s)
     kd_buf_printf(&b, "## Headline (test set)\n\n");
     headline(s, &b, false);
     kd_buf_printf(&b, "\n## Results\n\nTest accuracy and loss on the %zu-image test set; "
-                      "the ensemble's parameters and time are its members' sums; the loss of "
-                      "voting rules is undefined.\n\n",
+                      "the ensemble's parameters are its members' sum, its time per image that "
+                      "of all members plus the rule's fusion; the loss of voting rules is "
+                      "undefined.\n\n",
                   r->n_test);
     results_table(r, s, &b, false);
     kd_buf_printf(&b, "\n## Votes\n\n");
