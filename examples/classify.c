@@ -42,7 +42,7 @@ int main(int argc, char **argv)
             for (int j = 0; j < k; j++) {
                 int above = 0;
                 for (int q = 0; q < k; q++)
-                    above += probs[q] > probs[j] || (probs[q] == probs[j] && q < j);
+                    above += probs[q] > probs[j] || (q < j && probs[q] == probs[j]);
                 if (above == rank)
                     best = j;
             }

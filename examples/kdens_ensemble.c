@@ -387,7 +387,8 @@ int cmd_diversity(int argc, char **argv)
                     fprintf(f, ",%.6f", mat[q * cells + (size_t)i * m + j]);
                 fputc('\n', f);
             }
-        if ((f != stdout && fclose(f) != 0) || (f == stdout && fflush(f) != 0)) {
+        int failed = f == stdout ? fflush(f) != 0 : fclose(f) != 0;
+        if (failed) {
             fprintf(stderr, "kdens: %s: write failed\n", o.out ? o.out : "stdout");
             rc = 1;
         } else {

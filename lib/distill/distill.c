@@ -7,18 +7,11 @@
  * per sample (S = 1, or one per teacher for loss_avg and mimic_all), which
  * the student's loss (lib/train/loss.c) consumes.  Targets come from the
  * teachers run on every batch (online), or from a cache filled once. */
-#define _DEFAULT_SOURCE
 #include "distill.h"
 
-#include "../data/data.h"
-
-#include <fcntl.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 static const char *const mode_names[KDENS_DISTILL_MODE_COUNT] = {
     "output_avg", "loss_avg", "mimic_all", "supernet", "supernet2", "fusion"};
@@ -196,6 +189,7 @@ void kdens_distiller_free(kdens_distiller *d)
     free(d->cache_path);
     free(d->feature_node);
     free(d->scratch);
+    free(d->decisions);
     free(d);
 }
 

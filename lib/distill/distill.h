@@ -29,6 +29,7 @@ struct kdens_distiller {
     size_t map_len;
     /* scratch of the online path, for `scratch_rows` samples */
     float *scratch;
+    int32_t *decisions;       /* the fusion mode's, scratch_rows */
     size_t scratch_rows;
 };
 

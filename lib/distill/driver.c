@@ -2,8 +2,6 @@
  * distil, evaluate, save and register the student (students.csv). */
 #include "distill.h"
 
-#include "../data/data.h"
-
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>

@@ -49,7 +49,7 @@ static kdens_status feature_node_of(const kdens_model *t, const char *name, int 
 }
 
 /* Floats of scratch for `rows` samples: teacher input, one teacher's node
- * output, all outputs, member-major probabilities, scores and decisions. */
+ * output, all outputs, member-major probabilities and scores. */
 static size_t scratch_floats(const kdens_distiller *d, size_t rows, size_t *node_max)
 {
     const kdens_model *s = d->student;
@@ -59,7 +59,7 @@ static size_t scratch_floats(const kdens_distiller *d, size_t rows, size_t *node
                                 &kdens_ensemble_member(d->teachers, t)->nodes[d->feature_node[t]]));
     *node_max = node;
     size_t k = (size_t)d->classes, nt = (size_t)d->n_teachers;
-    return rows * (in + node + d->out_dim + nt * k + 2 * k + 1);
+    return rows * (in + node + d->out_dim + nt * k + k);
 }
 
 static kdens_status ensure_scratch(kdens_distiller *d, size_t rows)
@@ -68,10 +68,16 @@ static kdens_status ensure_scratch(kdens_distiller *d, size_t rows)
         return KDENS_OK;
     size_t node_max;
     float *s = malloc(sizeof(float) * scratch_floats(d, rows, &node_max));
-    if (!s)
+    int32_t *dec = malloc(sizeof(int32_t) * rows);
+    if (!s || !dec) {
+        free(s);
+        free(dec);
         return kd_fail(KDENS_E_NOMEM, "out of memory for the teachers' outputs");
+    }
     free(d->scratch);
+    free(d->decisions);
     d->scratch = s;
+    d->decisions = dec;
     d->scratch_rows = rows;
     return KDENS_OK;
 }
@@ -191,8 +197,7 @@ static kdens_status targets_from(kdens_distiller *d, const float *raw, size_t ro
             for (size_t r = 0; r < rows; r++)
                 softmax_t(raw + r * d->out_dim + (size_t)j * k, k, 1.0,
                           probs + ((size_t)j * rows + r) * k);
-        int32_t *dec = (int32_t *)(scores + d->scratch_rows * (size_t)k);
-        kdens_status st = kdens_fuse(d->rule, probs, nt, rows, k, dec, out);
+        kdens_status st = kdens_fuse(d->rule, probs, nt, rows, k, d->decisions, out);
         for (size_t r = 0; st == KDENS_OK && r < rows; r++) {
             scores_to_distribution(out + r * k, k);
             temper(out + r * k, k, t);
@@ -450,7 +455,9 @@ kdens_status kd_distill_prepare(kdens_distiller *d)
         }
     }
     free(d->scratch);
+    free(d->decisions);
     d->scratch = NULL;
+    d->decisions = NULL;
     d->scratch_rows = 0;
     if (st == KDENS_OK && (d->mode == KDENS_DISTILL_SUPERNET ||
                            d->mode == KDENS_DISTILL_SUPERNET2)) {
