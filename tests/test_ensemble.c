@@ -239,6 +239,11 @@ static void test_csv_import(void **state)
         if (!strstr(kdens_errmsg(), bad[i].message))
             fail_msg("case %zu: '%s' does not say '%s'", i, kdens_errmsg(), bad[i].message);
     }
+    FILE *f = fopen(p("nul.csv"), "wb");
+    fwrite("sample,member,p0\nx\0y,a,1\n", 1, 26, f);
+    fclose(f);
+    ASSERT_STATUS(kdens_predictions_load_csv(p("nul.csv"), &pr), KDENS_E_FORMAT);
+    assert_non_null(strstr(kdens_errmsg(), "NUL byte at offset 18"));
     ASSERT_STATUS(kdens_predictions_load_csv(p("none.csv"), &pr), KDENS_E_IO);
     ASSERT_STATUS(kdens_predictions_load_csv(NULL, &pr), KDENS_E_ARG);
 }

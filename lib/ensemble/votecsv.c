@@ -285,6 +285,10 @@ kdens_status kd_predictions_parse_csv(const char *path, const char *data, size_t
 {
     kdens_status st;
     int k = 0;
+    const char *nul = memchr(data, '\0', size);
+    if (nul) /* text only: a name with a NUL in it could never be matched again */
+        return kd_fail(KDENS_E_FORMAT, "%s: a NUL byte at offset %zu: not a CSV text", path,
+                       (size_t)(nul - data));
     const char *nl = memchr(data, '\n', size);
     const char *hend = nl ? nl : data + size;
     if (hend > data && hend[-1] == '\r')
