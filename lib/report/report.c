@@ -335,12 +335,15 @@ static void setup_text(const kd_report *r, kd_buf *b, bool html)
 {
     const kdens_pipeline_config *c = r->cfg;
     const char *p = html ? "<p>" : "", *end = html ? "</p>\n" : "\n\n";
-    kd_buf_printf(b, "%sDataset `%s`: %zu training, %zu validation, %zu test images. "
-                     "Architecture `%s` for teachers, baseline and students. %d teachers, "
+    const char *co = html ? "<code>" : "`", *cc = html ? "</code>" : "`";
+    kd_buf_printf(b, "%sDataset %s%s%s: %zu training, %zu validation, %zu test images. "
+                     "Architecture %s%s%s for teachers, baseline and students. %d teachers, "
                      "each on a random %g of the training part, %d epochs; students and "
                      "baseline %d epochs; Adam, lr %g with a cosine schedule, batch %zu; "
-                     "distillation alpha %g, temperature %g; seed %llu. Run time %.0f s.%s",
-                  p, c->dataset, r->n_train, r->n_val, r->n_test, c->arch, c->teachers,
+                     "distillation alpha %g, temperature %g; seed %llu. This run took %.0f s "
+                     "(models already in the workspace are reused, not retrained).%s",
+                  p, co, c->dataset, cc, r->n_train, r->n_val, r->n_test, co, c->arch, cc,
+                  c->teachers,
                   c->fraction, c->teacher_epochs,
                   c->student_epochs > c->teacher_epochs ? c->student_epochs : c->teacher_epochs,
                   c->lr, c->batch, (double)c->alpha, (double)c->temperature,
