@@ -374,7 +374,7 @@ kdens_status kd_plot_heatmap(const char *path, const char *title, const double *
             kd_fill_rect(&c, left + j * cell, top + i * cell, left + (j + 1) * cell - 1,
                          top + (i + 1) * cell - 1, ramp(t), 1.0);
             if (cell >= 40) {
-                snprintf(label, sizeof label, "%.2f", v);
+                snprintf(label, sizeof label, "%.3f", v);
                 kd_text(&c, left + j * cell + (cell - kd_text_width(label, 1)) / 2,
                         top + i * cell + cell / 2 - 3, label, t > 0.6 ? 0x000000 : 0xffffff, 1,
                         0);
