@@ -189,6 +189,17 @@ check "run again: everything reused" sh -c \
      test \$(tail -n +2 '$pp/teachers.csv' | wc -l) -eq 4 &&
      test \$(tail -n +2 '$pp/students.csv' | wc -l) -eq 6"
 
+for part in train test; do
+    for cls in cat dog; do
+        mkdir -p "$tmp/folder/$part/$cls"
+        for i in 0 1 2 3 4 5 6 7; do echo "$png1" | base64 -d >"$tmp/folder/$part/$cls/$i.png"; done
+    done
+done
+check "kdens pipeline on an image folder" sh -c \
+    "'$KDENS' pipeline --workdir '$tmp/pf' --dataset '$tmp/folder' --size 8x8 --color gray \
+     --teachers 2 --epochs 1 --student-epochs 1 --repeats 2 >/dev/null 2>&1 &&
+     test \$(grep -c '^teacher,' '$tmp/pf/results.csv') -eq 2 && test -d '$tmp/pf/folder/students'"
+
 expect_exit() { # name, code, command...
     name=$1 code=$2
     shift 2
