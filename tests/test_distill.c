@@ -15,14 +15,7 @@ enum { H = 6, K = 3, N = 40, T = 3 };
 static char *dir;
 static kdens_dataset *train_set;
 
-static char *p(const char *name)
-{
-    static char buf[4][4400];
-    static int next;
-    char *b = buf[next++ % 4];
-    snprintf(b, sizeof buf[0], "%s/%s", dir, name);
-    return b;
-}
+static char *p(const char *name) { return tu_join(dir, name); }
 
 static int setup(void **state)
 {

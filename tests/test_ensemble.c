@@ -51,14 +51,7 @@ static kdens_dataset *make_set(void)
     return ds;
 }
 
-static char *p(const char *name)
-{
-    static char buf[4][4400];
-    static int next;
-    char *b = buf[next++ % 4];
-    snprintf(b, sizeof buf[0], "%s/%s", dir, name);
-    return b;
-}
+static char *p(const char *name) { return tu_join(dir, name); }
 
 static void test_members_and_predictions(void **state)
 {

@@ -48,6 +48,16 @@ static inline const char *tu_build(void)
     return b && *b ? b : "build";
 }
 
+/* dir/name in one of four rotating buffers (so a call may take several). */
+static inline char *tu_join(const char *dir, const char *name)
+{
+    static char buf[4][4400];
+    static int next;
+    char *b = buf[next++ % 4];
+    snprintf(b, sizeof buf[0], "%s/%s", dir, name);
+    return b;
+}
+
 static inline char *tu_tmpdir(void)
 {
     const char *base = getenv("TMPDIR");

@@ -62,6 +62,9 @@ static inline void kd_split(size_t n, int part, int parts, size_t *begin, size_t
 
 /* Files. */
 uint32_t kd_crc32(uint32_t crc, const void *data, size_t len);
+/* FNV-1a over len bytes, continuing from h (KD_FNV_BASIS to start afresh). */
+#define KD_FNV_BASIS 1469598103934665603ull
+uint64_t kd_fnv1a(uint64_t h, const void *data, size_t len);
 /* Read a whole file (a NUL is appended, not counted in *len). */
 kdens_status kd_read_file(const char *path, char **data, size_t *len);
 /* Write data atomically: temp file in the same folder, fsync, rename, fsync

@@ -43,6 +43,14 @@ char *kd_strdup(const char *s)
     return d;
 }
 
+uint64_t kd_fnv1a(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
 uint32_t kd_crc32(uint32_t crc, const void *data, size_t len)
 {
     const unsigned char *p = data;

@@ -3,7 +3,7 @@
 #ifndef KD_DISTILL_H
 #define KD_DISTILL_H
 
-#include "../nn/nn.h"
+#include "../train/train.h"
 
 struct kdens_distiller {
     kdens_ensemble *teachers; /* borrowed */
@@ -27,9 +27,14 @@ struct kdens_distiller {
     float *cached;            /* NULL: online */
     void *map;
     size_t map_len;
-    /* scratch of the online path, for `scratch_rows` samples */
+    /* scratch for `scratch_rows` samples, one allocation cut into regions */
     float *scratch;
-    int32_t *decisions;       /* the fusion mode's, scratch_rows */
+    float *x_in;              /* a teacher's input when its scaling differs */
+    float *node_out;          /* one teacher's logits or feature node */
+    float *raw;               /* all teachers' outputs (out_dim each) */
+    float *probs;             /* member-major probabilities (fusion) */
+    float *scores;            /* per-sample scores or aggregator logits */
+    int32_t *decisions;       /* the fusion mode's */
     size_t scratch_rows;
 };
 

@@ -50,11 +50,9 @@ void kd_student_name(const kdens_distill_job *j, int rep, char *buf, size_t size
 /* A stable 128-bit name of the run, printed as a uuid (8-4-4-4-12). */
 static void run_uuid(const char *name, char *out, size_t size)
 {
-    uint64_t h[2] = {1469598103934665603ull, 0x9e3779b97f4a7c15ull};
-    for (const char *p = name; *p; p++) {
-        h[0] = (h[0] ^ (unsigned char)*p) * 1099511628211ull;
+    uint64_t h[2] = {kd_fnv1a(KD_FNV_BASIS, name, strlen(name)), 0x9e3779b97f4a7c15ull};
+    for (const char *p = name; *p; p++) /* a second, differently mixed half */
         h[1] = (h[1] ^ (unsigned char)*p) * 0x100000001b3ull + 0x7f4a7c15;
-    }
     snprintf(out, size, "%08x-%04x-%04x-%04x-%012llx", (unsigned)(h[0] >> 32),
              (unsigned)(h[0] >> 16) & 0xffff, (unsigned)h[0] & 0xffff,
              (unsigned)(h[1] >> 48), (unsigned long long)(h[1] & 0xffffffffffffull));
@@ -65,21 +63,9 @@ static void run_uuid(const char *name, char *out, size_t size)
 static kdens_status configure(const kdens_distill_job *j, kdens_trainer *t, const char *log,
                               const char *ckpt, uint64_t seed)
 {
-    if (kdens_trainer_use_reference_defaults(t, j->student_arch) != KDENS_OK)
-        kdens_trainer_set_early_stopping(t, 10, 1); /* not in the reference: plain */
-    kdens_status st = KDENS_OK;
-    if (j->epochs > 0)
-        st = kdens_trainer_set_epochs(t, j->epochs);
-    if (st == KDENS_OK && j->batch > 0)
-        st = kdens_trainer_set_batch(t, j->batch);
-    if (st == KDENS_OK && j->lr > 0)
-        st = kdens_trainer_set_optimizer(t, KDENS_OPT_ADAM, j->lr);
-    if (st == KDENS_OK && j->patience > 0)
-        st = kdens_trainer_set_early_stopping(t, j->patience, 1);
-    if (st == KDENS_OK && j->schedule != KDENS_SCHEDULE_CONSTANT)
-        st = kdens_trainer_set_schedule(t, j->schedule, 0, 0.1);
-    if (st == KDENS_OK)
-        st = kdens_trainer_set_seed(t, seed);
+    kd_train_overrides o = {j->epochs, j->batch, j->lr, j->patience,
+                            j->schedule != KDENS_SCHEDULE_CONSTANT ? (int)j->schedule : -1, seed};
+    kdens_status st = kd_trainer_configure(t, j->student_arch, &o);
     if (st == KDENS_OK)
         st = kdens_trainer_set_augment(t, j->augment);
     if (st == KDENS_OK)

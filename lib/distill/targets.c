@@ -4,7 +4,6 @@
 #include "distill.h"
 
 #include "../data/data.h"
-#include "../train/train.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -48,35 +47,31 @@ static kdens_status feature_node_of(const kdens_model *t, const char *name, int 
     return KDENS_OK;
 }
 
-/* Floats of scratch for `rows` samples: teacher input, one teacher's node
- * output, all outputs, member-major probabilities and scores. */
-static size_t scratch_floats(const kdens_distiller *d, size_t rows, size_t *node_max)
-{
-    const kdens_model *s = d->student;
-    size_t in = (size_t)s->in_h * s->in_w * s->in_c, node = (size_t)d->classes;
-    for (int t = 0; d->feature_node && t < d->n_teachers; t++)
-        node = KD_MAX(node, kd_node_size(
-                                &kdens_ensemble_member(d->teachers, t)->nodes[d->feature_node[t]]));
-    *node_max = node;
-    size_t k = (size_t)d->classes, nt = (size_t)d->n_teachers;
-    return rows * (in + node + d->out_dim + nt * k + k);
-}
-
+/* Scratch for `rows` samples, cut into the regions named in distill.h. */
 static kdens_status ensure_scratch(kdens_distiller *d, size_t rows)
 {
     if (rows <= d->scratch_rows)
         return KDENS_OK;
-    size_t node_max;
-    float *s = malloc(sizeof(float) * scratch_floats(d, rows, &node_max));
+    const kdens_model *s = d->student;
+    size_t in = (size_t)s->in_h * s->in_w * s->in_c, node = (size_t)d->classes;
+    size_t k = (size_t)d->classes, nt = (size_t)d->n_teachers;
+    for (int t = 0; d->feature_node && t < d->n_teachers; t++)
+        node = KD_MAX(node, kd_node_size(
+                                &kdens_ensemble_member(d->teachers, t)->nodes[d->feature_node[t]]));
+    float *sc = malloc(sizeof(float) * rows * (in + node + d->out_dim + nt * k + k));
     int32_t *dec = malloc(sizeof(int32_t) * rows);
-    if (!s || !dec) {
-        free(s);
+    if (!sc || !dec) {
+        free(sc);
         free(dec);
         return kd_fail(KDENS_E_NOMEM, "out of memory for the teachers' outputs");
     }
     free(d->scratch);
     free(d->decisions);
-    d->scratch = s;
+    d->scratch = d->x_in = sc;
+    d->node_out = d->x_in + rows * in;
+    d->raw = d->node_out + rows * node;
+    d->probs = d->raw + rows * d->out_dim;
+    d->scores = d->probs + rows * nt * k;
     d->decisions = dec;
     d->scratch_rows = rows;
     return KDENS_OK;
@@ -87,9 +82,8 @@ static kdens_status ensure_scratch(kdens_distiller *d, size_t rows)
 static kdens_status teacher_outputs(kdens_distiller *d, const float *x, size_t rows, float *raw)
 {
     const kdens_model *s = d->student;
-    size_t node_max, in = (size_t)s->in_h * s->in_w * s->in_c;
-    scratch_floats(d, d->scratch_rows, &node_max);
-    float *xin = d->scratch, *tmp = xin + d->scratch_rows * in;
+    size_t in = (size_t)s->in_h * s->in_w * s->in_c;
+    float *xin = d->x_in, *tmp = d->node_out;
     int c = s->in_c, k = d->classes;
     size_t off = 0;
     for (int t = 0; t < d->n_teachers; t++) {
@@ -162,19 +156,18 @@ static kdens_status targets_from(kdens_distiller *d, const float *raw, size_t ro
 {
     int k = d->classes, nt = d->n_teachers;
     double t = d->temperature;
-    size_t node_max, in = (size_t)d->student->in_h * d->student->in_w * d->student->in_c;
-    scratch_floats(d, d->scratch_rows, &node_max);
-    float *probs = d->scratch + d->scratch_rows * (in + node_max + d->out_dim);
-    float *scores = probs + d->scratch_rows * (size_t)nt * k;
+    float *probs = d->probs, *scores = d->scores;
     switch (d->mode) {
     case KDENS_DISTILL_OUTPUT_AVG:
-        for (size_t r = 0; r < rows; r++) {
-            float *o = out + r * k;
-            memset(o, 0, sizeof(float) * k);
-            for (int j = 0; j < nt; j++) {
-                softmax_t(raw + r * d->out_dim + (size_t)j * k, k, t, scores);
-                for (int i = 0; i < k; i++)
-                    o[i] += scores[i] / nt;
+        for (size_t r = 0; r < rows; r++) { /* the mean in double: at most 1 in float */
+            float *p = probs + r * (size_t)nt * k;
+            for (int j = 0; j < nt; j++)
+                softmax_t(raw + r * d->out_dim + (size_t)j * k, k, t, p + (size_t)j * k);
+            for (int i = 0; i < k; i++) {
+                double sum = 0;
+                for (int j = 0; j < nt; j++)
+                    sum += p[(size_t)j * k + i];
+                out[r * k + i] = (float)(sum / nt);
             }
         }
         return KDENS_OK;
@@ -209,13 +202,6 @@ static kdens_status targets_from(kdens_distiller *d, const float *raw, size_t ro
     }
 }
 
-/* Rounding can leave a sum of shares a hair above 1; the loss checks [0, 1]. */
-static void clamp_targets(float *t, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        t[i] = t[i] > 1.0f ? 1.0f : t[i];
-}
-
 kdens_status kd_distill_targets(void *user, const float *x, const size_t *indices, size_t n,
                                 float *targets)
 {
@@ -229,15 +215,9 @@ kdens_status kd_distill_targets(void *user, const float *x, const size_t *indice
     kdens_status st = ensure_scratch(d, n);
     if (st != KDENS_OK)
         return st;
-    size_t node_max, in = (size_t)d->student->in_h * d->student->in_w * d->student->in_c;
-    scratch_floats(d, d->scratch_rows, &node_max);
-    float *raw = d->scratch + d->scratch_rows * (in + node_max);
+    float *raw = d->raw;
     st = teacher_outputs(d, x, n, raw);
-    if (st == KDENS_OK)
-        st = targets_from(d, raw, n, targets);
-    if (st == KDENS_OK)
-        clamp_targets(targets, n * per);
-    return st;
+    return st == KDENS_OK ? targets_from(d, raw, n, targets) : st;
 }
 
 /* ---- whole datasets ------------------------------------------------------------------ */
@@ -251,13 +231,9 @@ static kdens_status over_dataset(kdens_distiller *d, const kdens_dataset *ds, fl
     size_t in = (size_t)s->in_h * s->in_w * s->in_c, per = (size_t)d->sets * d->classes;
     kdens_status st = ensure_scratch(d, CHUNK);
     uint8_t *img = malloc(in);
-    float *x = malloc(sizeof(float) * CHUNK * in), *raw = NULL;
+    float *x = malloc(sizeof(float) * CHUNK * in);
     if (st == KDENS_OK && (!img || !x))
         st = kd_fail(KDENS_E_NOMEM, "out of memory");
-    size_t node_max;
-    scratch_floats(d, d->scratch_rows, &node_max);
-    if (st == KDENS_OK)
-        raw = d->scratch + d->scratch_rows * (in + node_max);
     for (size_t first = 0; st == KDENS_OK && first < ds->n; first += CHUNK) {
         size_t rows = KD_MIN((size_t)CHUNK, ds->n - first);
         for (size_t i = 0; i < rows && st == KDENS_OK; i++) {
@@ -267,13 +243,11 @@ static kdens_status over_dataset(kdens_distiller *d, const kdens_dataset *ds, fl
                 x[i * in + p] = img[p] * s->in_scale[ch] + s->in_offset[ch];
             }
         }
-        float *dst_raw = raw_all ? raw_all + first * d->out_dim : raw;
+        float *dst_raw = raw_all ? raw_all + first * d->out_dim : d->raw;
         if (st == KDENS_OK)
             st = teacher_outputs(d, x, rows, dst_raw);
         if (st == KDENS_OK && targets_all)
             st = targets_from(d, dst_raw, rows, targets_all + first * per);
-        if (st == KDENS_OK && targets_all)
-            clamp_targets(targets_all + first * per, rows * per);
         char task[96];
         snprintf(task, sizeof task, "teacher outputs %zu/%zu", first + rows, ds->n);
         if (st == KDENS_OK)

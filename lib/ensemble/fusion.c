@@ -295,6 +295,18 @@ static int fuse_one(kdens_fusion rule, ctx *c)
     }
 }
 
+static kdens_status check_probs(const float *probs, int members, size_t samples, int classes)
+{
+    if (!probs || members < 1 || classes < 1)
+        return kd_fail(KDENS_E_ARG, "NULL probabilities, or no members or classes");
+    for (size_t i = 0; i < (size_t)members * samples * classes; i++)
+        if (!(probs[i] >= 0 && probs[i] <= 1))
+            return kd_fail(KDENS_E_ARG, "member %zu, sample %zu, class %zu: probability %g is "
+                           "not in [0, 1]", i / classes / samples, i / classes % samples,
+                           i % classes, (double)probs[i]);
+    return KDENS_OK;
+}
+
 kdens_status kdens_fuse(kdens_fusion rule, const float *probs, int members, size_t samples,
                         int classes, int32_t *decisions, float *scores)
 {
@@ -304,16 +316,9 @@ kdens_status kdens_fuse(kdens_fusion rule, const float *probs, int members, size
         return kd_fail(KDENS_E_ARG, "unknown fusion rule %d", (int)rule);
     if (members < 1 || classes < 1 || classes > 100000)
         return kd_fail(KDENS_E_ARG, "an ensemble of %d members over %d classes", members, classes);
-    for (int i = 0; i < members; i++)
-        for (size_t n = 0; n < samples; n++)
-            for (int a = 0; a < classes; a++) {
-                float v = probs[((size_t)i * samples + n) * classes + a];
-                if (!(v >= 0 && v <= 1))
-                    return kd_fail(KDENS_E_ARG,
-                                   "member %d, sample %zu, class %d: probability %g is not in "
-                                   "[0, 1]",
-                                   i, n, a, (double)v);
-            }
+    kdens_status check = check_probs(probs, members, samples, classes);
+    if (check != KDENS_OK)
+        return check;
     int m = members, k = classes;
     ctx c = {m, k, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     c.p = malloc(sizeof(float *) * m);
@@ -369,18 +374,6 @@ kdens_status kdens_fuse(kdens_fusion rule, const float *probs, int members, size
 }
 
 /* ---- weights and agreement ------------------------------------------------------------- */
-
-static kdens_status check_probs(const float *probs, int members, size_t samples, int classes)
-{
-    if (!probs || members < 1 || classes < 1)
-        return kd_fail(KDENS_E_ARG, "NULL probabilities, or no members or classes");
-    for (size_t i = 0; i < (size_t)members * samples * classes; i++)
-        if (!(probs[i] >= 0 && probs[i] <= 1))
-            return kd_fail(KDENS_E_ARG, "member %zu, sample %zu, class %zu: probability %g is "
-                           "not in [0, 1]", i / classes / samples, i / classes % samples,
-                           i % classes, (double)probs[i]);
-    return KDENS_OK;
-}
 
 /* The index of the largest of k values (lowest index on ties). */
 static int argmax(const float *v, int k)

@@ -17,14 +17,6 @@ typedef struct name_table {
     size_t n_slots;
 } name_table;
 
-static uint64_t hash_str(const char *s, size_t len)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h;
-}
-
 static int table_grow(name_table *t)
 {
     size_t n_slots = t->n_slots ? 2 * t->n_slots : 64;
@@ -32,7 +24,7 @@ static int table_grow(name_table *t)
     if (!slots)
         return -1;
     for (size_t i = 0; i < t->n; i++) {
-        size_t h = hash_str(t->names[i], strlen(t->names[i])) & (n_slots - 1);
+        size_t h = kd_fnv1a(KD_FNV_BASIS, t->names[i], strlen(t->names[i])) & (n_slots - 1);
         while (slots[h])
             h = (h + 1) & (n_slots - 1);
         slots[h] = i + 1;
@@ -48,7 +40,7 @@ static long table_index(name_table *t, const char *s, size_t len)
 {
     if (2 * (t->n + 1) > t->n_slots && table_grow(t) != 0)
         return -1;
-    size_t h = hash_str(s, len) & (t->n_slots - 1);
+    size_t h = kd_fnv1a(KD_FNV_BASIS, s, len) & (t->n_slots - 1);
     for (; t->slots[h]; h = (h + 1) & (t->n_slots - 1)) {
         const char *name = t->names[t->slots[h] - 1];
         if (strlen(name) == len && memcmp(name, s, len) == 0)

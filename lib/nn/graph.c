@@ -435,15 +435,15 @@ float *kd_grad_accumulate(kd_node *x, size_t n)
 void kd_model_backward_pass(kdens_model *m, size_t n)
 {
     memset(m->grads, 0, sizeof(float) * m->n_trainable);
-    for (int i = 1; i < m->n_nodes; i++)
+    for (int i = 1; i < m->n_nodes; i++) { /* an injected gradient is used once */
         m->nodes[i].grad_stale = i != m->logits_node && !m->nodes[i].grad_injected;
+        m->nodes[i].grad_injected = false;
+    }
     for (int i = m->n_nodes - 1; i >= 1; i--) {
         kd_node *node = &m->nodes[i];
         if (node->needs_grad && i <= m->logits_node)
             kd_layer_ops_of(node->type)->backward(m, node, n);
     }
-    for (int i = 1; i < m->n_nodes; i++)
-        m->nodes[i].grad_injected = false;
 }
 
 kdens_status kd_model_set_heads(kdens_model *m, int n)

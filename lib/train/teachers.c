@@ -134,22 +134,11 @@ static kdens_status configure(kdens_teachers *tc, kdens_model *m, const kdens_da
     kdens_status st = kdens_trainer_create(m, data, tc->val, &t);
     if (st != KDENS_OK)
         return st;
-    if (kdens_trainer_use_reference_defaults(t, tc->arch) != KDENS_OK)
-        kdens_trainer_set_early_stopping(t, 10, 1);
-    if (st == KDENS_OK && tc->epochs > 0)
-        st = kdens_trainer_set_epochs(t, tc->epochs);
-    if (st == KDENS_OK && tc->batch > 0)
-        st = kdens_trainer_set_batch(t, tc->batch);
-    if (st == KDENS_OK && tc->lr > 0)
-        st = kdens_trainer_set_optimizer(t, KDENS_OPT_ADAM, tc->lr);
-    if (st == KDENS_OK && tc->patience > 0)
-        st = kdens_trainer_set_early_stopping(t, tc->patience, 1);
-    if (st == KDENS_OK && tc->set_schedule)
-        st = kdens_trainer_set_schedule(t, tc->schedule, 0, 0.1);
+    kd_train_overrides o = {tc->epochs, tc->batch, tc->lr, tc->patience,
+                            tc->set_schedule ? (int)tc->schedule : -1, tc->seed};
+    st = kd_trainer_configure(t, tc->arch, &o);
     if (st == KDENS_OK && tc->set_aug)
         st = kdens_trainer_set_augment(t, tc->aug);
-    if (st == KDENS_OK)
-        st = kdens_trainer_set_seed(t, tc->seed);
     if (st != KDENS_OK) {
         kdens_trainer_free(t);
         return st;
@@ -208,9 +197,7 @@ static kdens_status train_one(kdens_teachers *tc, const kdens_dataset *data, dou
     kdens_trainer *t = NULL;
     /* each teacher its own initialisation and batch order (as independently
      * initialised Keras models), reproducible from the seed and the subset */
-    uint64_t seed = tc->seed;
-    for (const char *p = uuid; *p; p++)
-        seed = (seed ^ (unsigned char)*p) * 1099511628211ull;
+    uint64_t seed = kd_fnv1a(tc->seed, uuid, strlen(uuid));
     kdens_status st =
         kdens_model_create(tc->arch, h, w, c, kdens_dataset_num_classes(data), seed, &m);
     if (st == KDENS_OK)

@@ -37,6 +37,21 @@ kdens_status kd_optimizer_restore(kdens_optimizer *o, const kdens_model *m, cons
 /* KDENS_E_SHAPE unless the dataset's images and classes fit the model. */
 kdens_status kd_check_fit(const kdens_model *m, const kdens_dataset *ds, const char *what);
 
+/* Overrides of an architecture's reference training defaults, shared by the
+ * teacher workflow and the student driver: values <= 0 keep the default;
+ * lr > 0 selects Adam at lr; schedule < 0 keeps the default schedule. */
+typedef struct kd_train_overrides {
+    int epochs;
+    size_t batch;
+    double lr;
+    int patience;
+    int schedule;
+    uint64_t seed;
+} kd_train_overrides;
+/* The reference defaults of arch (not listed: early stopping with patience
+ * 10, restoring the best), then the overrides and the seed. */
+kdens_status kd_trainer_configure(kdens_trainer *t, const char *arch, const kd_train_overrides *o);
+
 /* The trainer's augmentation policy (NULL: none). */
 const kdens_augment *kd_trainer_augment(const kdens_trainer *t);
 

@@ -487,3 +487,23 @@ kdens_status kdens_trainer_fit(kdens_trainer *t)
 }
 
 const kdens_augment *kd_trainer_augment(const kdens_trainer *t) { return t->aug; }
+
+kdens_status kd_trainer_configure(kdens_trainer *t, const char *arch, const kd_train_overrides *o)
+{
+    if (kdens_trainer_use_reference_defaults(t, arch) != KDENS_OK)
+        kdens_trainer_set_early_stopping(t, 10, 1); /* not in the reference: plain */
+    kdens_status st = KDENS_OK;
+    if (o->epochs > 0)
+        st = kdens_trainer_set_epochs(t, o->epochs);
+    if (st == KDENS_OK && o->batch > 0)
+        st = kdens_trainer_set_batch(t, o->batch);
+    if (st == KDENS_OK && o->lr > 0)
+        st = kdens_trainer_set_optimizer(t, KDENS_OPT_ADAM, o->lr);
+    if (st == KDENS_OK && o->patience > 0)
+        st = kdens_trainer_set_early_stopping(t, o->patience, 1);
+    if (st == KDENS_OK && o->schedule >= 0)
+        st = kdens_trainer_set_schedule(t, (kdens_schedule)o->schedule, 0, 0.1);
+    if (st == KDENS_OK)
+        st = kdens_trainer_set_seed(t, o->seed);
+    return st;
+}
