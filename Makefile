@@ -5,9 +5,11 @@
 #   make install PREFIX=/usr/local DESTDIR=   make uninstall
 #   make deps       installs missing Debian packages (apt-get, as root or via sudo)
 
-VERSION_MAJOR := 0
-VERSION_MINOR := 1
-VERSION_PATCH := 0
+# The version is written once, in include/kdens.h.
+version_part = $(shell sed -n 's/^\#define KDENS_VERSION_$(1) \([0-9][0-9]*\)$$/\1/p' include/kdens.h)
+VERSION_MAJOR := $(call version_part,MAJOR)
+VERSION_MINOR := $(call version_part,MINOR)
+VERSION_PATCH := $(call version_part,PATCH)
 VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
 
 PREFIX ?= /usr/local
@@ -21,33 +23,54 @@ PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 CC ?= cc
 CXX ?= c++
 OPT ?= -O3
-# The machine's own vector units by default; set ARCHFLAGS= for a portable build.
-ARCHFLAGS ?= -march=native
+# Baseline x86-64 by default, so that one build runs on every machine: the hot
+# kernels (lib/tensor/isa/) are compiled once per instruction-set path and
+# chosen at run time.  `make ARCHFLAGS=-march=native` tunes the rest of the
+# library for the building machine only (and may not run elsewhere).
+ARCHFLAGS ?=
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wformat=2 \
 	-Wno-psabi
 ifeq ($(WERROR),1)
 WARN += -Werror
 endif
 
-BUILD := build
+BUILD ?= build
 ifeq ($(SANITIZE),1)
-BUILD := build-san
+BUILD := $(BUILD)-san
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 OPT := -O1 -g
 endif
 
+# The library's own dependencies.  OpenBLAS is not one of them (every kernel
+# is the library's, see docs/design.md): tests use it as an independent
+# oracle for GEMM and the benchmarks for the machine's sgemm ceiling.
+DEP_LIBS := -lpng -ljpeg -lz -lpthread -lm
 BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
 BLAS_LIBS := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
-DEP_LIBS := $(BLAS_LIBS) -lpng -ljpeg -lz -lpthread -lm
 
 CPPFLAGS_ALL := -Iinclude -D_POSIX_C_SOURCE=200809L -DKDENS_BUILDING
 CFLAGS_ALL := -std=c11 $(OPT) $(ARCHFLAGS) -g $(WARN) -fPIC -fvisibility=hidden $(SANFLAGS) \
-	$(BLAS_CFLAGS) $(CFLAGS)
+	$(CFLAGS)
 LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
 
 LIB_SRC := $(wildcard lib/core/*.c lib/tensor/*.c lib/nn/*.c lib/train/*.c lib/data/*.c lib/ensemble/*.c lib/distill/*.c lib/report/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
-LIB_HDR := include/kdens.h $(wildcard lib/*/*.h)
+LIB_HDR := include/kdens.h $(wildcard lib/*/*.h lib/tensor/isa/*.h)
+
+# The dispatched kernels: every file of lib/tensor/isa/ once per path.  FMA
+# contraction is on for them (-std=c11 turns it off elsewhere).
+ISA_SRC := $(wildcard lib/tensor/isa/*.c)
+ISA_FLAGS_generic := -ffp-contract=fast
+ISA_FLAGS_avx2 := -DKD_ISA_AVX2 -mavx2 -mfma -ffp-contract=fast
+ISA_FLAGS_avx512 := -DKD_ISA_AVX512 -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma \
+	-mprefer-vector-width=512 -ffp-contract=fast
+ifneq ($(filter x86_64%,$(shell $(CC) -dumpmachine)),)
+ISA_PATHS := generic avx2 avx512
+else
+ISA_PATHS := generic
+endif
+ISA_OBJ := $(foreach p,$(ISA_PATHS),$(ISA_SRC:%.c=$(BUILD)/%.$(p).o))
+LIB_OBJ += $(ISA_OBJ)
 
 STATIC := $(BUILD)/libkdens.a
 SONAME := libkdens.so.$(VERSION_MAJOR)
@@ -66,9 +89,18 @@ lib: $(STATIC) $(SHARED)
 deps:
 	@sh scripts/deps.sh
 
-$(BUILD)/%.o: %.c $(LIB_HDR)
+# Header dependencies are tracked per object (-MMD -MP).
+DEPFLAGS = -MMD -MP
+$(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) -c $< -o $@
+	$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) $(DEPFLAGS) -c $< -o $@
+
+define isa_rule
+$$(BUILD)/lib/tensor/isa/%.$(1).o: lib/tensor/isa/%.c
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CPPFLAGS_ALL) $$(CFLAGS_ALL) $$(ISA_FLAGS_$(1)) $$(DEPFLAGS) -c $$< -o $$@
+endef
+$(foreach p,$(ISA_PATHS),$(eval $(call isa_rule,$(p))))
 
 $(STATIC): $(LIB_OBJ)
 	@rm -f $@
@@ -96,10 +128,11 @@ $(BUILD)/%: examples/%.c $(STATIC) include/kdens.h
 examples: $(CLI) $(EXAMPLES)
 
 # Tests link the static library, so they can reach internal kernels too.
-$(BUILD)/tests/%: tests/%.c tests/testutil.h $(STATIC)
+# OpenBLAS is their independent oracle for GEMM.
+$(BUILD)/tests/%: tests/%.c $(STATIC)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS_ALL) -Ilib $(CFLAGS_ALL) -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(TEST_LDFLAGS) \
-		$(DEP_LIBS) -lcmocka
+	$(CC) $(CPPFLAGS_ALL) -Ilib $(CFLAGS_ALL) $(BLAS_CFLAGS) $(DEPFLAGS) -o $@ $< $(STATIC) \
+		$(LDFLAGS_ALL) $(TEST_LDFLAGS) $(DEP_LIBS) $(BLAS_LIBS) -lcmocka
 # Counts the library's own allocations.
 $(BUILD)/tests/test_alloc: TEST_LDFLAGS := \
 	-Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=posix_memalign
@@ -116,7 +149,8 @@ check: deps
 	exit $$failed
 
 $(BENCH_BIN): tests/bench/bench.c $(STATIC)
-	$(CC) $(CPPFLAGS_ALL) -Ilib $(CFLAGS_ALL) -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS)
+	$(CC) $(CPPFLAGS_ALL) -Ilib $(CFLAGS_ALL) $(BLAS_CFLAGS) $(DEPFLAGS) -o $@ $< $(STATIC) \
+		$(LDFLAGS_ALL) $(DEP_LIBS) $(BLAS_LIBS)
 
 bench: deps
 	@$(MAKE) --no-print-directory $(BENCH_BIN)
@@ -134,11 +168,13 @@ demo: deps
 FUZZ_SECONDS ?= 60
 FUZZERS := model spec idx cifar png jpeg csv votecsv
 FUZZ_CC ?= clang
+# The harnesses compile the library's sources straight in, with the generic
+# kernel path only (KD_GENERIC_ONLY).
 FUZZ_FLAGS := -std=c11 -g -O1 $(ARCHFLAGS) -Wno-psabi -fsanitize=fuzzer,address,undefined -Iinclude -Ilib \
-	-D_POSIX_C_SOURCE=200809L $(BLAS_CFLAGS)
-build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_image.inc $(LIB_SRC) $(LIB_HDR)
+	-D_POSIX_C_SOURCE=200809L -DKD_GENERIC_ONLY
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_image.inc $(LIB_SRC) $(ISA_SRC) $(LIB_HDR)
 	@mkdir -p build-fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRC) $(DEP_LIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRC) $(ISA_SRC) $(DEP_LIBS)
 
 fuzz-deps:
 	@sh scripts/deps.sh fuzz
@@ -172,4 +208,6 @@ uninstall:
 		$(DESTDIR)$(BINDIR)/kdens $(DESTDIR)$(MANDIR)/man1/kdens.1
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-* build-fuzz
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

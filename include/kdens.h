@@ -84,6 +84,23 @@ KDENS_API const char *kdens_status_str(kdens_status status);
 KDENS_API kdens_status kdens_set_num_threads(int n);
 KDENS_API int kdens_get_num_threads(void);
 
+/* The instruction-set path of the compute kernels: "generic" (any x86-64 or
+ * other processor), "avx2" (AVX2 + FMA) or "avx512" (AVX-512 F/BW/DQ/VL).
+ * One build holds all three and takes the best the processor supports; the
+ * environment variable KDENS_CPU (generic, avx2, avx512 or auto), read once
+ * at first use, or kdens_set_cpu_path() may choose a lower one.  Results of
+ * one path are bit-identical from run to run (same seed, thread count and
+ * build); different paths agree within rounding (docs/design.md states the
+ * tolerance), since only some paths fuse multiply-adds. */
+KDENS_API const char *kdens_cpu_path(void);
+/* The paths this processor supports, lowest first, space-separated
+ * (e.g. "generic avx2 avx512"). */
+KDENS_API const char *kdens_cpu_paths(void);
+/* Use the named path (NULL or "auto": the best supported).  KDENS_E_ARG for
+ * an unknown name or a path the processor lacks.  Process-wide; call it
+ * while no other thread is running the library's kernels. */
+KDENS_API kdens_status kdens_set_cpu_path(const char *name);
+
 typedef enum kdens_log_level {
     KDENS_LOG_ERROR = 0,
     KDENS_LOG_WARN = 1,

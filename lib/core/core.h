@@ -43,8 +43,7 @@ uint64_t kd_rng_below(kd_rng *rng, uint64_t n);
 float kd_rng_normal(kd_rng *rng);
 
 /* The library owns all parallelism: kd_threads() workers run the parts of
- * each kernel, and OpenBLAS is kept single-threaded inside them (its own
- * threads would spin between our calls and split sums differently). */
+ * each kernel. */
 int kd_threads(void);
 /* Run fn(part, parts, arg) for every part in [0, parts) on the pool. */
 typedef void (*kd_part_fn)(int part, int parts, void *arg);
@@ -59,6 +58,24 @@ static inline void kd_split(size_t n, int part, int parts, size_t *begin, size_t
     *begin = n * (size_t)part / (size_t)parts;
     *end = n * (size_t)(part + 1) / (size_t)parts;
 }
+
+/* Per-thread scratch memory for kernels that pack their operands: at least
+ * `floats` floats, 64-byte aligned, one buffer per slot and thread, kept and
+ * grown across calls, freed when the thread exits.  NULL when it cannot grow
+ * (the caller then falls back to small stack buffers).  The contents do not
+ * survive a call that grows the buffer. */
+enum { KD_SCRATCH_GEMM, KD_SCRATCH_SLOTS };
+float *kd_scratch(int slot, size_t floats);
+
+/* The instruction-set paths of the dispatched kernels (lib/core/cpu.c), in
+ * increasing order of what they need from the processor. */
+typedef enum kd_cpu_path { KD_CPU_GENERIC, KD_CPU_AVX2, KD_CPU_AVX512, KD_CPU_PATHS } kd_cpu_path;
+/* The best path this processor and operating system support. */
+kd_cpu_path kd_cpu_best(void);
+/* The path in use: the best one, or a lower one forced by KDENS_CPU or
+ * kdens_set_cpu_path(). */
+kd_cpu_path kd_cpu_active(void);
+const char *kd_cpu_path_name(kd_cpu_path path);
 
 /* Files. */
 uint32_t kd_crc32(uint32_t crc, const void *data, size_t len);

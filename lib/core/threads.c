@@ -1,13 +1,11 @@
-/* Thread count and a small persistent pool for the library's own parallel
- * loops (GEMM threads belong to OpenBLAS, which gets the same count). */
+/* Thread count and a small persistent pool for the library's parallel loops
+ * (every kernel, GEMM included, is the library's own). */
 #include "core.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
-
-void openblas_set_num_threads(int num_threads);
 
 #define KD_MAX_THREADS 64
 
@@ -35,7 +33,6 @@ static void init_threads(void)
             n = (int)v;
     }
     n_threads = n > 0 ? n : cores();
-    openblas_set_num_threads(1);
 }
 
 kdens_status kdens_set_num_threads(int n)

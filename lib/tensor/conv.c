@@ -303,6 +303,7 @@ struct conv_job {
     const float *x, *w, *bias, *dy;
     float *y, *dx, *dw, *db, *work;
     bool assign; /* backward: dx is written, not added to */
+    const kd_kernels *kern; /* fetched once per call: every part runs one path */
 };
 
 /* Zero the part's images of dx where its kernel can only accumulate. */
@@ -338,14 +339,14 @@ static void forward_part(int part, int parts, void *arg)
         for (int c0 = n0; c0 < n1; c0 += l.chunk) {
             int nc = KD_MIN(l.chunk, n1 - c0);
             kd_direct_pad(g, j->x + c0 * in_img, nc, work + l.xpad);
-            kd_direct_forward_padded(g, work + l.xpad, nc, j->w, j->bias,
+            j->kern->direct_forward(g, work + l.xpad, nc, j->w, j->bias,
                                      j->y + c0 * out_pix * g->oc, false);
         }
         return;
     }
     fill_bias(j->y + n0 * out_pix * g->oc, (n1 - n0) * out_pix, g->oc, j->bias);
     if (algo == KD_CONV_GEMM_1X1) {
-        kd_gemm(false, false, (int)((n1 - n0) * out_pix), g->oc, g->c, 1.0f,
+        j->kern->gemm(false, false, (int)((n1 - n0) * out_pix), g->oc, g->c, 1.0f,
                 j->x + n0 * out_pix * g->c, g->c, j->w, g->oc, 1.0f,
                 j->y + n0 * out_pix * g->oc, g->oc);
         return;
@@ -358,7 +359,7 @@ static void forward_part(int part, int parts, void *arg)
         for (int grp = 0; grp < g->groups; grp++) {
             struct col_job cj = {g, grp, j->x + c0 * in_img, col, NULL, NULL};
             im2col_rows(0, (size_t)rows, &cj);
-            kd_gemm(false, false, rows, ocg, klen, 1.0f, col, klen, j->w + (size_t)grp * ocg,
+            j->kern->gemm(false, false, rows, ocg, klen, 1.0f, col, klen, j->w + (size_t)grp * ocg,
                     g->oc, 1.0f, j->y + (size_t)c0 * out_pix * g->oc + (size_t)grp * ocg, g->oc);
         }
     }
@@ -370,7 +371,7 @@ static void data_grad_col2im(const struct conv_job *j, int grp, int c0, int nc, 
     const kd_conv_geom *g = j->g;
     size_t out_pix = (size_t)g->oh * g->ow;
     int ocg = g->oc / g->groups, klen = (int)col_row_len(g), rows = (int)(nc * out_pix);
-    kd_gemm(false, true, rows, klen, ocg, 1.0f, j->dy + (size_t)c0 * out_pix * g->oc + grp * ocg,
+    j->kern->gemm(false, true, rows, klen, ocg, 1.0f, j->dy + (size_t)c0 * out_pix * g->oc + grp * ocg,
             g->oc, j->w + (size_t)grp * ocg, g->oc, 0.0f, dcol, klen);
     struct col_job bj = {g, grp, NULL, NULL, j->dx + (size_t)c0 * g->h * g->w * g->c, dcol};
     col2im_images(0, (size_t)nc, &bj);
@@ -392,10 +393,10 @@ static void backward_direct(const struct conv_job *j, const part_layout *l, floa
         int nc = KD_MIN(l->chunk, n1 - c0);
         const float *dyc = j->dy + c0 * out_pix * g->oc;
         kd_direct_pad(g, j->x + c0 * in_img, nc, work + l->xpad);
-        kd_direct_backward_weights_padded(g, work + l->xpad, nc, dyc, dw);
+        j->kern->direct_backward_weights(g, work + l->xpad, nc, dyc, dw);
         if (direct_dx) {
             kd_direct_pad(&b, dyc, nc, work + l->dypad);
-            kd_direct_forward_padded(&b, work + l->dypad, nc, work + l->wflip, NULL,
+            j->kern->direct_forward(&b, work + l->dypad, nc, work + l->wflip, NULL,
                                      j->dx + c0 * in_img, !j->assign);
         } else if (j->dx) {
             data_grad_col2im(j, 0, c0, nc, work + l->dcol);
@@ -430,9 +431,9 @@ static void backward_part(int part, int parts, void *arg)
     if (algo == KD_CONV_GEMM_1X1) {
         int rows = (int)((n1 - n0) * out_pix);
         const float *x = j->x + n0 * out_pix * g->c;
-        kd_gemm(true, false, g->c, g->oc, rows, 1.0f, x, g->c, dy, g->oc, 1.0f, dw, g->oc);
+        j->kern->gemm(true, false, g->c, g->oc, rows, 1.0f, x, g->c, dy, g->oc, 1.0f, dw, g->oc);
         if (j->dx)
-            kd_gemm(false, true, rows, g->c, g->oc, 1.0f, dy, g->oc, j->w, g->oc,
+            j->kern->gemm(false, true, rows, g->c, g->oc, 1.0f, dy, g->oc, j->w, g->oc,
                     j->assign ? 0.0f : 1.0f, j->dx + n0 * out_pix * g->c, g->c);
         return;
     }
@@ -446,7 +447,7 @@ static void backward_part(int part, int parts, void *arg)
         for (int grp = 0; grp < g->groups; grp++) {
             struct col_job cj = {g, grp, j->x + (size_t)c0 * g->h * g->w * g->c, col, NULL, NULL};
             im2col_rows(0, (size_t)rows, &cj);
-            kd_gemm(true, false, klen, ocg, rows, 1.0f, col, klen, dyc + (size_t)grp * ocg,
+            j->kern->gemm(true, false, klen, ocg, rows, 1.0f, col, klen, dyc + (size_t)grp * ocg,
                     g->oc, 1.0f, dw + (size_t)grp * ocg, g->oc);
             if (j->dx)
                 data_grad_col2im(j, grp, c0, nc, work + l.dcol);
@@ -477,7 +478,7 @@ void kd_conv_forward(const kd_conv_geom *g, const float *x, const float *w, cons
         kd_parallel_for((size_t)g->n * g->oh, 4, depthwise_forward_rows, &dj);
         return;
     }
-    struct conv_job j = {g, x, w, bias, NULL, y, NULL, NULL, NULL, work, false};
+    struct conv_job j = {g, x, w, bias, NULL, y, NULL, NULL, NULL, work, false, kd_kernels_active()};
     kd_parallel_parts(conv_parts(g), forward_part, &j);
 }
 
@@ -509,7 +510,7 @@ static void depthwise_backward_part(int part, int parts, void *arg)
 void kd_conv_backward(const kd_conv_geom *g, const float *x, const float *w, const float *dy,
                       float *dx, bool assign, float *dw, float *db, float *work)
 {
-    struct conv_job j = {g, x, w, NULL, dy, NULL, dx, dw, db, work, assign};
+    struct conv_job j = {g, x, w, NULL, dy, NULL, dx, dw, db, work, assign, kd_kernels_active()};
     int parts = conv_parts(g);
     part_layout l = layout(g);
     kd_parallel_parts(parts, kd_conv_choose(g) == KD_CONV_DEPTHWISE ? depthwise_backward_part

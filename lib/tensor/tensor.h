@@ -9,7 +9,8 @@
 
 #include "../core/core.h"
 
-/* Row-major C = alpha * op(A) * op(B) + beta * C (cblas_sgemm). */
+/* Row-major C = alpha * op(A) * op(B) + beta * C on the library's threads
+ * (lib/tensor/gemm.c; the kernels.h table has the single-threaded kernel). */
 void kd_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
              int lda, const float *b, int ldb, float beta, float *c, int ldc);
 

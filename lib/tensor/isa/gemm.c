@@ -1,0 +1,184 @@
+/* Single-precision GEMM, C = alpha op(A) op(B) + beta C (row-major), blocked
+ * in the usual way (Goto): a KC x NC block of op(B) is packed into panels of
+ * NR columns, an MC x KC block of op(A) into strips of MR rows, and a
+ * register-tiled micro-kernel runs MR x NR tiles over KC.
+ *
+ * Summation order: every element of C is the sum over k in blocks of KC,
+ * each block summed in k order in one accumulator, then added to C.  That
+ * order depends on k alone — not on m or n, the tile an element falls in,
+ * or the packing block sizes — so a row's result does not change with the
+ * number of rows (the batch size) and a thread split of the rows or columns
+ * changes no bit.  Edge tiles run the full tile on zero-padded panels and
+ * store through a temporary, so they too perform the same operations. */
+#include "isa.h"
+
+#define NR (2 * KD_VL)
+#if KD_VL == 16
+#define MR 12 /* 24 of 32 zmm registers accumulate */
+#else
+#define MR 6 /* 12 of 16 ymm or xmm registers accumulate */
+#endif
+#define KC 256
+#define MC (MR * 12)
+#define NC (NR * 32)
+
+static inline float elem(bool trans, const float *x, int ld, int row, int col)
+{
+    return trans ? x[(size_t)col * ld + row] : x[(size_t)row * ld + col];
+}
+
+/* Rows [i0, i0+mc) x columns [p0, p0+kc) of op(A) into strips of MR rows:
+ * strip s holds, for each kk, its MR values (zero past the last row). */
+static void pack_a(bool trans, const float *a, int lda, int i0, int mc, int p0, int kc,
+                   float *ap)
+{
+    for (int s = 0; s < mc; s += MR) {
+        float *dst = ap + (size_t)s * kc;
+        int rows = KD_MIN(MR, mc - s);
+        if (!trans) {
+            for (int r = 0; r < rows; r++) {
+                const float *src = a + (size_t)(i0 + s + r) * lda + p0;
+                for (int kk = 0; kk < kc; kk++)
+                    dst[kk * MR + r] = src[kk];
+            }
+        } else {
+            for (int kk = 0; kk < kc; kk++) {
+                const float *src = a + (size_t)(p0 + kk) * lda + i0 + s;
+                for (int r = 0; r < rows; r++)
+                    dst[kk * MR + r] = src[r];
+            }
+        }
+        for (int r = rows; r < MR; r++)
+            for (int kk = 0; kk < kc; kk++)
+                dst[kk * MR + r] = 0.0f;
+    }
+}
+
+/* Rows [p0, p0+kc) x columns [j0, j0+nc) of op(B) into panels of NR columns
+ * (zero past the last column). */
+static void pack_b(bool trans, const float *b, int ldb, int p0, int kc, int j0, int nc,
+                   float *bp)
+{
+    for (int s = 0; s < nc; s += NR) {
+        float *dst = bp + (size_t)s * kc;
+        int cols = KD_MIN(NR, nc - s);
+        for (int kk = 0; kk < kc; kk++) {
+            float *d = dst + (size_t)kk * NR;
+            if (!trans && cols == NR) {
+                memcpy(d, b + (size_t)(p0 + kk) * ldb + j0 + s, sizeof(float) * NR);
+                continue;
+            }
+            for (int c = 0; c < cols; c++)
+                d[c] = elem(trans, b, ldb, p0 + kk, j0 + s + c);
+            for (int c = cols; c < NR; c++)
+                d[c] = 0.0f;
+        }
+    }
+}
+
+/* One MR x NR tile: acc = the strip times the panel over kc; then
+ * C = alpha acc + beta C on the first k block, C += alpha acc after it. */
+static void micro(int kc, const float *ap, const float *bp, float *c, int ldc, int rows,
+                  int cols, float alpha, float beta, bool first)
+{
+    kd_vf acc[MR][2];
+    for (int r = 0; r < MR; r++)
+        acc[r][0] = acc[r][1] = (kd_vf){0};
+    for (int kk = 0; kk < kc; kk++) {
+        kd_vf b0 = kd_vload(bp + (size_t)kk * NR), b1 = kd_vload(bp + (size_t)kk * NR + KD_VL);
+        const float *a = ap + (size_t)kk * MR;
+        for (int r = 0; r < MR; r++) {
+            acc[r][0] += a[r] * b0;
+            acc[r][1] += a[r] * b1;
+        }
+    }
+    float edge[MR * NR];
+    float *ct = c;
+    int ldt = ldc;
+    bool partial = rows < MR || cols < NR;
+    if (partial) {
+        memset(edge, 0, sizeof edge);
+        for (int r = 0; r < rows; r++)
+            memcpy(edge + r * NR, c + (size_t)r * ldc, sizeof(float) * cols);
+        ct = edge;
+        ldt = NR;
+    }
+    bool read_c = !first || beta != 0.0f;
+    for (int r = 0; r < MR; r++) {
+        float *cr = ct + (size_t)r * ldt;
+        for (int v = 0; v < 2; v++) {
+            kd_vf out = alpha * acc[r][v];
+            if (read_c) {
+                kd_vf old = kd_vload(cr + v * KD_VL);
+                out = first ? out + beta * old : old + out;
+            }
+            kd_vstore(cr + v * KD_VL, out);
+        }
+    }
+    if (partial)
+        for (int r = 0; r < rows; r++)
+            memcpy(c + (size_t)r * ldc, edge + r * NR, sizeof(float) * cols);
+}
+
+static void scale_c(int m, int n, float beta, float *c, int ldc)
+{
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++)
+            c[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[(size_t)i * ldc + j];
+}
+
+/* The blocked loops with packing buffers for mc_max x KC of A and KC x
+ * nc_max of B; the block sizes change where data is staged, never the
+ * arithmetic. */
+static void blocked(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
+                    const float *b, int ldb, float beta, float *c, int ldc, int mc_max,
+                    int nc_max, float *ap, float *bp)
+{
+    for (int j0 = 0; j0 < n; j0 += nc_max) {
+        int nc = KD_MIN(nc_max, n - j0);
+        for (int p0 = 0; p0 < k; p0 += KC) {
+            int kc = KD_MIN(KC, k - p0);
+            pack_b(tb, b, ldb, p0, kc, j0, nc, bp);
+            for (int i0 = 0; i0 < m; i0 += mc_max) {
+                int mc = KD_MIN(mc_max, m - i0);
+                pack_a(ta, a, lda, i0, mc, p0, kc, ap);
+                for (int s = 0; s < nc; s += NR)
+                    for (int r = 0; r < mc; r += MR)
+                        micro(kc, ap + (size_t)r * kc, bp + (size_t)s * kc,
+                              c + (size_t)(i0 + r) * ldc + j0 + s, ldc, KD_MIN(MR, mc - r),
+                              KD_MIN(NR, nc - s), alpha, beta, p0 == 0);
+            }
+        }
+    }
+}
+
+/* Without scratch memory: one strip and one panel on the stack. */
+static __attribute__((noinline)) void blocked_on_stack(bool ta, bool tb, int m, int n, int k,
+                                                       float alpha, const float *a, int lda,
+                                                       const float *b, int ldb, float beta,
+                                                       float *c, int ldc)
+{
+    float ap[MR * KC] __attribute__((aligned(64)));
+    float bp[KC * NR] __attribute__((aligned(64)));
+    blocked(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, MR, NR, ap, bp);
+}
+
+void KD_ISA(kd_gemm)(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+                     const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                     int ldc)
+{
+    if (m <= 0 || n <= 0)
+        return;
+    if (k <= 0) {
+        scale_c(m, n, beta, c, ldc);
+        return;
+    }
+    /* Always the full size, so that a thread allocates once. */
+    float *ap = kd_scratch(KD_SCRATCH_GEMM, (size_t)MC * KC + (size_t)KC * NC);
+    if (!ap) {
+        blocked_on_stack(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    blocked(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, MC, NC, ap,
+            ap + (size_t)MC * KC);
+}
