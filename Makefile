@@ -1,7 +1,8 @@
 # libkdens -- multi-teacher knowledge distillation in C11.
 #   make            library (static and shared) and the kdens tool
 #   make check      tests (make check SANITIZE=1: under ASan + UBSan; WERROR=1: -Werror)
-#   make bench      benchmarks;   make demo: the main job on Fashion-MNIST
+#   make bench      benchmarks (BENCH_ARGS="THREADS SECTION..." picks some);
+#   make demo       the main job on Fashion-MNIST
 #   make install PREFIX=/usr/local DESTDIR=   make uninstall
 #   make deps       installs missing Debian packages (apt-get, as root or via sudo)
 
@@ -137,10 +138,20 @@ $(BUILD)/tests/%: tests/%.c $(STATIC)
 $(BUILD)/tests/test_alloc: TEST_LDFLAGS := \
 	-Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=posix_memalign
 
+# The convolution, layer and model tests run once per kernel path this
+# processor supports (KDENS_CPU=generic, avx2, avx512); the others once, on
+# the path chosen by default.
+PATH_TESTS := test_reference test_layers test_model
 check: deps
 	@$(MAKE) --no-print-directory all $(TEST_BIN)
-	@failed=0; for t in $(TEST_BIN); do \
-		echo "== $$t"; KDENS_TEST_ROOT=$(CURDIR) KDENS_BUILD=$(BUILD) ./$$t || failed=1; \
+	@failed=0; paths=$$(./$(CLI) cpu --paths) || exit 1; \
+	echo "== kernel paths of this processor: $$paths"; \
+	for t in $(TEST_BIN); do \
+		case " $(PATH_TESTS) " in *" $$(basename $$t) "*) run_paths="$$paths";; *) run_paths=auto;; esac; \
+		for p in $$run_paths; do \
+			echo "== $$t (kernels: $$p)"; \
+			KDENS_CPU=$$p KDENS_TEST_ROOT=$(CURDIR) KDENS_BUILD=$(BUILD) ./$$t || failed=1; \
+		done; \
 	done; \
 	echo "== tests/test_cli.sh"; BUILD=$(BUILD) sh tests/test_cli.sh || failed=1; \
 	echo "== tests/test_install.sh"; \
@@ -154,7 +165,7 @@ $(BENCH_BIN): tests/bench/bench.c $(STATIC)
 
 bench: deps
 	@$(MAKE) --no-print-directory $(BENCH_BIN)
-	./$(BENCH_BIN)
+	./$(BENCH_BIN) $(BENCH_ARGS)
 
 # The main job: the whole multi-teacher experiment on the real Fashion-MNIST
 # with the pipeline's defaults, its report in demo-out/ (DEMO_FLAGS adds

@@ -25,7 +25,8 @@ static const char *usage_main =
     "  vote           apply a fusion rule to scores in a CSV file\n"
     "  distill        distil sampled teachers into students (students.csv)\n"
     "  pipeline       the whole experiment with a report (make demo)\n"
-    "  version        print the library version\n"
+    "  version        print the library version and the kernel path in use\n"
+    "  cpu            the kernel paths: in use, and supported by this processor\n"
     "  help           this text; 'kdens COMMAND --help' for one command\n";
 
 static const char *usage_arch =
@@ -144,7 +145,15 @@ int main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
-        printf("kdens %s\n", kdens_version());
+        printf("kdens %s (kernels: %s)\n", kdens_version(), kdens_cpu_path());
+        return 0;
+    }
+    if (strcmp(argv[1], "cpu") == 0) {
+        if (argc > 2 && strcmp(argv[2], "--paths") == 0) {
+            printf("%s\n", kdens_cpu_paths());
+            return 0;
+        }
+        printf("path: %s\nsupported: %s\n", kdens_cpu_path(), kdens_cpu_paths());
         return 0;
     }
     if (strcmp(argv[1], "arch") == 0)

@@ -53,7 +53,10 @@ for arch in $("$KDENS" arch --list); do
 done
 check "a spec file builds" "$KDENS" arch --spec docs/examples/residual.spec --input 28x28x1 \
     --classes 10
-check "version" sh -c "'$KDENS' version | grep -q '^kdens [0-9]*\.[0-9]*\.[0-9]*$'"
+check "version" sh -c "'$KDENS' version | grep -q '^kdens [0-9]*\.[0-9]*\.[0-9]* (kernels: [a-z0-9]*)$'"
+check "cpu: the path in use is the best supported" sh -c "[ \"\$(env -u KDENS_CPU '$KDENS' cpu | sed -n 's/^path: //p')\" = \"\$('$KDENS' cpu --paths | awk '{print \$NF}')\" ]"
+check "KDENS_CPU=generic forces the generic path" sh -c "KDENS_CPU=generic '$KDENS' version | grep -q '(kernels: generic)\$'"
+check "cpu --paths starts with generic" sh -c "'$KDENS' cpu --paths | grep -q '^generic'"
 
 # subsets and splits of an image folder (1x1 PNGs made from a fixed byte string)
 png1=iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg==

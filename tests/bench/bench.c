@@ -434,28 +434,49 @@ static void bench_distill(void)
     rmdir(dir);
 }
 
+/* Is section `name` asked for?  No names after the thread count: all. */
+static bool wanted(int argc, char **argv, const char *name)
+{
+    if (argc <= 2)
+        return true;
+    for (int i = 2; i < argc; i++)
+        if (strcmp(argv[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* bench [THREADS [SECTION...]]: sections models conv data fusion distill. */
 int main(int argc, char **argv)
 {
     int threads = argc > 1 ? atoi(argv[1]) : 0;
     check(kdens_set_num_threads(threads), "threads");
-    printf("bench libkdens %s threads=%d\n", kdens_version(), kdens_get_num_threads());
+    printf("bench libkdens %s threads=%d cpu_path=%s\n", kdens_version(),
+           kdens_get_num_threads(), kdens_cpu_path());
     int32_t *y;
     size_t n = 128 * 40;
     float *x = load_images(n, &y);
-    bench_model("test", x, y, n, 60);
-    bench_model("resnet20", x, y, n, 20);
-    bench_conv("28x28 16->16 3x3", 28, 16, 16, 3, 1, 1);
-    bench_conv("14x14 32->32 3x3", 14, 32, 32, 3, 1, 1);
-    bench_conv("7x7 64->64 3x3", 7, 64, 64, 3, 1, 1);
-    bench_conv("28x28 16->32 3x3 s2", 28, 16, 32, 3, 2, 1);
-    bench_conv("28x28 1->16 3x3", 28, 1, 16, 3, 1, 1);
-    bench_conv("14x14 64->64 dw3x3", 14, 64, 64, 3, 1, 64);
-    bench_conv("14x14 64->128 1x1", 14, 64, 128, 1, 1, 1);
-    bench_fmnist_load();
-    bench_folders();
-    bench_loader();
-    bench_fusion();
-    bench_distill();
+    if (wanted(argc, argv, "models")) {
+        bench_model("test", x, y, n, 60);
+        bench_model("resnet20", x, y, n, 20);
+    }
+    if (wanted(argc, argv, "conv")) {
+        bench_conv("28x28 16->16 3x3", 28, 16, 16, 3, 1, 1);
+        bench_conv("14x14 32->32 3x3", 14, 32, 32, 3, 1, 1);
+        bench_conv("7x7 64->64 3x3", 7, 64, 64, 3, 1, 1);
+        bench_conv("28x28 16->32 3x3 s2", 28, 16, 32, 3, 2, 1);
+        bench_conv("28x28 1->16 3x3", 28, 1, 16, 3, 1, 1);
+        bench_conv("14x14 64->64 dw3x3", 14, 64, 64, 3, 1, 64);
+        bench_conv("14x14 64->128 1x1", 14, 64, 128, 1, 1, 1);
+    }
+    if (wanted(argc, argv, "data")) {
+        bench_fmnist_load();
+        bench_folders();
+        bench_loader();
+    }
+    if (wanted(argc, argv, "fusion"))
+        bench_fusion();
+    if (wanted(argc, argv, "distill"))
+        bench_distill();
     free(x);
     free(y);
     return 0;

@@ -28,7 +28,8 @@ static inline float elem(bool trans, const float *x, int ld, int row, int col)
 }
 
 /* Rows [i0, i0+mc) x columns [p0, p0+kc) of op(A) into strips of MR rows:
- * strip s holds, for each kk, its MR values (zero past the last row). */
+ * strip s holds, for each kk, MR slots; a last strip of fewer rows leaves
+ * the rest unset (its micro-kernel reads only its rows). */
 static void pack_a(bool trans, const float *a, int lda, int i0, int mc, int p0, int kc,
                    float *ap)
 {
@@ -48,9 +49,6 @@ static void pack_a(bool trans, const float *a, int lda, int i0, int mc, int p0, 
                     dst[kk * MR + r] = src[r];
             }
         }
-        for (int r = rows; r < MR; r++)
-            for (int kk = 0; kk < kc; kk++)
-                dst[kk * MR + r] = 0.0f;
     }
 }
 
@@ -76,18 +74,21 @@ static void pack_b(bool trans, const float *b, int ldb, int p0, int kc, int j0, 
     }
 }
 
-/* One MR x NR tile: acc = the strip times the panel over kc; then
- * C = alpha acc + beta C on the first k block, C += alpha acc after it. */
-static void micro(int kc, const float *ap, const float *bp, float *c, int ldc, int rows,
-                  int cols, float alpha, float beta, bool first)
+/* One tile of `rows` (<= MR) x NR: acc = the strip times the panel over kc,
+ * the panel's rows ldp floats apart (NR when packed, ldb when B is read in
+ * place); then C = alpha acc + beta C on the first k block, C += alpha acc
+ * after it.  Every row count is compiled with constant sizes (micro_1 ..
+ * micro_MR) and performs, per element, the same operations. */
+static inline void micro(int rows, int kc, const float *ap, const float *bp, int ldp, float *c,
+                         int ldc, int cols, float alpha, float beta, bool first)
 {
     kd_vf acc[MR][2];
-    for (int r = 0; r < MR; r++)
+    for (int r = 0; r < rows; r++)
         acc[r][0] = acc[r][1] = (kd_vf){0};
     for (int kk = 0; kk < kc; kk++) {
-        kd_vf b0 = kd_vload(bp + (size_t)kk * NR), b1 = kd_vload(bp + (size_t)kk * NR + KD_VL);
+        kd_vf b0 = kd_vload(bp + (size_t)kk * ldp), b1 = kd_vload(bp + (size_t)kk * ldp + KD_VL);
         const float *a = ap + (size_t)kk * MR;
-        for (int r = 0; r < MR; r++) {
+        for (int r = 0; r < rows; r++) {
             acc[r][0] += a[r] * b0;
             acc[r][1] += a[r] * b1;
         }
@@ -95,8 +96,7 @@ static void micro(int kc, const float *ap, const float *bp, float *c, int ldc, i
     float edge[MR * NR];
     float *ct = c;
     int ldt = ldc;
-    bool partial = rows < MR || cols < NR;
-    if (partial) {
+    if (cols < NR) {
         memset(edge, 0, sizeof edge);
         for (int r = 0; r < rows; r++)
             memcpy(edge + r * NR, c + (size_t)r * ldc, sizeof(float) * cols);
@@ -104,7 +104,7 @@ static void micro(int kc, const float *ap, const float *bp, float *c, int ldc, i
         ldt = NR;
     }
     bool read_c = !first || beta != 0.0f;
-    for (int r = 0; r < MR; r++) {
+    for (int r = 0; r < rows; r++) {
         float *cr = ct + (size_t)r * ldt;
         for (int v = 0; v < 2; v++) {
             kd_vf out = alpha * acc[r][v];
@@ -115,9 +115,50 @@ static void micro(int kc, const float *ap, const float *bp, float *c, int ldc, i
             kd_vstore(cr + v * KD_VL, out);
         }
     }
-    if (partial)
+    if (cols < NR)
         for (int r = 0; r < rows; r++)
             memcpy(c + (size_t)r * ldc, edge + r * NR, sizeof(float) * cols);
+}
+
+typedef void (*micro_fn)(int kc, const float *ap, const float *bp, int ldp, float *c, int ldc,
+                         int cols, float alpha, float beta, bool first);
+#define MICRO(R)                                                                               \
+    static void micro_##R(int kc, const float *ap, const float *bp, int ldp, float *c, int ldc, \
+                          int cols, float alpha, float beta, bool first)                      \
+    {                                                                                          \
+        if (R <= MR)                                                                           \
+            micro(R, kc, ap, bp, ldp, c, ldc, cols, alpha, beta, first);                       \
+    }
+MICRO(1) MICRO(2) MICRO(3) MICRO(4) MICRO(5) MICRO(6)
+MICRO(7) MICRO(8) MICRO(9) MICRO(10) MICRO(11) MICRO(12)
+static const micro_fn micros[12] = {micro_1, micro_2, micro_3,  micro_4,  micro_5,  micro_6,
+                                    micro_7, micro_8, micro_9, micro_10, micro_11, micro_12};
+
+/* The columns [0, cols) (< NR) of a tile with B read in place, one element
+ * at a time: for few rows packing an edge panel would cost more than the
+ * product.  Per element the same operations as a vector lane of micro():
+ * the accumulator starts at zero and takes a (fused, on FMA paths)
+ * multiply-add per k in order. */
+static void micro_scalar(int rows, int kc, const float *ap, const float *b, int ldb, float *c,
+                         int ldc, int cols, float alpha, float beta, bool first)
+{
+    bool read_c = !first || beta != 0.0f;
+    for (int r = 0; r < rows; r++) {
+        float acc[NR] = {0}; /* the columns' chains interleave: no latency stall */
+        for (int kk = 0; kk < kc; kk++) {
+            float av = ap[(size_t)kk * MR + r];
+            const float *brow = b + (size_t)kk * ldb;
+            for (int j = 0; j < cols; j++)
+                acc[j] += av * brow[j];
+        }
+        float *cr = c + (size_t)r * ldc;
+        for (int j = 0; j < cols; j++) {
+            float out = alpha * acc[j];
+            if (read_c)
+                out = first ? out + beta * cr[j] : cr[j] + out;
+            cr[j] = out;
+        }
+    }
 }
 
 static void scale_c(int m, int n, float beta, float *c, int ldc)
@@ -129,7 +170,8 @@ static void scale_c(int m, int n, float beta, float *c, int ldc)
 
 /* The blocked loops with packing buffers for mc_max x KC of A and KC x
  * nc_max of B; the block sizes change where data is staged, never the
- * arithmetic. */
+ * arithmetic.  With few rows, packing B would cost as much as the product:
+ * B is then read in place. */
 static void blocked(bool ta, bool tb, int m, int n, int k, float alpha, const float *a, int lda,
                     const float *b, int ldb, float beta, float *c, int ldc, int mc_max,
                     int nc_max, float *ap, float *bp)
@@ -138,15 +180,29 @@ static void blocked(bool ta, bool tb, int m, int n, int k, float alpha, const fl
         int nc = KD_MIN(nc_max, n - j0);
         for (int p0 = 0; p0 < k; p0 += KC) {
             int kc = KD_MIN(KC, k - p0);
-            pack_b(tb, b, ldb, p0, kc, j0, nc, bp);
+            bool in_place = !tb && m <= MR;
+            if (!in_place)
+                pack_b(tb, b, ldb, p0, kc, j0, nc, bp);
             for (int i0 = 0; i0 < m; i0 += mc_max) {
                 int mc = KD_MIN(mc_max, m - i0);
                 pack_a(ta, a, lda, i0, mc, p0, kc, ap);
-                for (int s = 0; s < nc; s += NR)
-                    for (int r = 0; r < mc; r += MR)
-                        micro(kc, ap + (size_t)r * kc, bp + (size_t)s * kc,
-                              c + (size_t)(i0 + r) * ldc + j0 + s, ldc, KD_MIN(MR, mc - r),
-                              KD_MIN(NR, nc - s), alpha, beta, p0 == 0);
+                for (int s = 0; s < nc; s += NR) {
+                    int cols = KD_MIN(NR, nc - s);
+                    float *ct = c + (size_t)i0 * ldc + j0 + s;
+                    if (!in_place) {
+                        for (int r = 0; r < mc; r += MR)
+                            micros[KD_MIN(MR, mc - r) - 1](kc, ap + (size_t)r * kc,
+                                                           bp + (size_t)s * kc, NR,
+                                                           ct + (size_t)r * ldc, ldc, cols,
+                                                           alpha, beta, p0 == 0);
+                    } else if (cols == NR) {
+                        micros[mc - 1](kc, ap, b + (size_t)p0 * ldb + j0 + s, ldb, ct, ldc, NR,
+                                       alpha, beta, p0 == 0);
+                    } else {
+                        micro_scalar(mc, kc, ap, b + (size_t)p0 * ldb + j0 + s, ldb, ct, ldc,
+                                     cols, alpha, beta, p0 == 0);
+                    }
+                }
             }
         }
     }
