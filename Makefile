@@ -1,6 +1,7 @@
 # libkdens -- multi-teacher knowledge distillation in C11.
 #   make            library (static and shared) and the kdens tool
 #   make check      tests (make check SANITIZE=1: under ASan + UBSan; WERROR=1: -Werror)
+#   make check-portable  the default build on emulated CPUs without AVX-512 / AVX
 #   make bench      benchmarks (BENCH_ARGS="THREADS SECTION..." picks some);
 #   make demo       the main job on Fashion-MNIST
 #   make install PREFIX=/usr/local DESTDIR=   make uninstall
@@ -83,15 +84,24 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN := $(BUILD)/bench
 
-.PHONY: all lib examples check bench demo install uninstall deps clean fuzz fuzz-deps
+.PHONY: all lib examples check bench demo install uninstall deps clean fuzz fuzz-deps FORCE check-portable portable-deps
 all: lib $(CLI) $(EXAMPLES)
 lib: $(STATIC) $(SHARED)
 
 deps:
-	@sh scripts/deps.sh
+	@CC="$(CC)" sh scripts/deps.sh
 
-# Header dependencies are tracked per object (-MMD -MP).
+# Header dependencies are tracked per object (-MMD -MP), and the compiler and
+# flags in a stamp file: changing either (ARCHFLAGS, CC, OPT) rebuilds.
 DEPFLAGS = -MMD -MP
+FLAGS_STAMP := $(BUILD)/.flags
+FLAGS_NOW := $(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) $(LDFLAGS_ALL)
+$(FLAGS_STAMP): FORCE
+	@mkdir -p $(BUILD)
+	@if [ "$$(cat $@ 2>/dev/null)" != "$(FLAGS_NOW)" ]; then echo "$(FLAGS_NOW)" > $@; fi
+FORCE:
+$(LIB_OBJ): $(FLAGS_STAMP)
+
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) $(DEPFLAGS) -c $< -o $@
@@ -159,6 +169,36 @@ check: deps
 		|| failed=1; \
 	exit $$failed
 
+# The proof that one build runs everywhere: tests/portable/ on this machine
+# (the reference), under KDENS_CPU for each lower path, and under qemu as
+# processors without AVX-512 (Haswell: AVX2 + FMA) and without AVX (qemu64,
+# the baseline x86-64);
+# each checks the path chosen and agrees with the reference within the
+# promised tolerance, and loads the models the reference run saved.
+PORTABLE_BIN := $(BUILD)/tests/portable/test_portable
+QEMU_X86 := qemu-x86_64-static
+check-portable: portable-deps
+	@$(MAKE) --no-print-directory $(CLI) $(PORTABLE_BIN)
+	@dir=$(BUILD)/portable; rm -rf $$dir; mkdir -p $$dir; failed=0; \
+	native=$$(./$(CLI) cpu | sed -n 's/^path: //p'); \
+	export PORTABLE_DIR=$$dir PORTABLE_REF_PATH=$$native; \
+	echo "== $(PORTABLE_BIN) on this machine ($$native): the reference"; \
+	PORTABLE_WRITE=$$dir/ref.bin ./$(PORTABLE_BIN) || exit 1; \
+	for p in $$(./$(CLI) cpu --paths); do \
+		[ $$p = $$native ] && continue; \
+		echo "== $(PORTABLE_BIN) with KDENS_CPU=$$p"; \
+		KDENS_CPU=$$p PORTABLE_EXPECT=$$p PORTABLE_REF=$$dir/ref.bin ./$(PORTABLE_BIN) || failed=1; \
+	done; \
+	for cpu in Haswell:avx2 qemu64:generic; do \
+		echo "== $(PORTABLE_BIN) under $(QEMU_X86) -cpu $${cpu%%:*} (expects $${cpu#*:})"; \
+		PORTABLE_EXPECT=$${cpu#*:} PORTABLE_REF=$$dir/ref.bin \
+			$(QEMU_X86) -cpu $${cpu%%:*} ./$(PORTABLE_BIN) || failed=1; \
+	done; \
+	exit $$failed
+
+portable-deps:
+	@CC="$(CC)" sh scripts/deps.sh portable
+
 $(BENCH_BIN): tests/bench/bench.c $(STATIC)
 	$(CC) $(CPPFLAGS_ALL) -Ilib $(CFLAGS_ALL) $(BLAS_CFLAGS) $(DEPFLAGS) -o $@ $< $(STATIC) \
 		$(LDFLAGS_ALL) $(DEP_LIBS) $(BLAS_LIBS)
@@ -188,7 +228,7 @@ build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_image.inc $(LIB_SRC) $(IS
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRC) $(ISA_SRC) $(DEP_LIBS)
 
 fuzz-deps:
-	@sh scripts/deps.sh fuzz
+	@CC="$(CC)" sh scripts/deps.sh fuzz
 
 fuzz: fuzz-deps
 	@$(MAKE) --no-print-directory $(FUZZERS:%=build-fuzz/fuzz_%)

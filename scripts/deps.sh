@@ -5,8 +5,15 @@
 set -eu
 PACKAGES="gcc g++ make libopenblas-dev libpng-dev libjpeg62-turbo-dev zlib1g-dev libcmocka-dev \
 pkg-config dataset-fashion-mnist"
-# `deps.sh fuzz` adds what `make fuzz` needs (clang with libFuzzer).
-[ "${1:-}" = fuzz ] && PACKAGES="$PACKAGES clang libclang-rt-14-dev"
+# `deps.sh fuzz` adds what `make fuzz` needs (clang with libFuzzer),
+# `deps.sh portable` what `make check-portable` needs (qemu's user-mode
+# emulator, to run the build as processors this machine is not).
+# A clang build (CC=clang) needs clang.
+case "${CC:-}" in *clang*) PACKAGES="$PACKAGES clang" ;; esac
+case "${1:-}" in
+fuzz) PACKAGES="$PACKAGES clang libclang-rt-14-dev" ;;
+portable) PACKAGES="$PACKAGES qemu-user-static" ;;
+esac
 missing=""
 for p in $PACKAGES; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
