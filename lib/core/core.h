@@ -10,6 +10,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Element-wise and data-movement loops outside the dispatched kernels are
+ * compiled by the compiler for AVX-512, AVX2 and baseline x86-64 alike
+ * (function multi-versioning: the loader picks by cpuid).  Their results
+ * cannot depend on the version: FMA contraction is off outside
+ * lib/tensor/isa/ (-std=c11) and floating-point sums are never reordered,
+ * so each version performs the same operations on each element. */
+#if defined(__x86_64__) && !defined(KD_GENERIC_ONLY) && (defined(__GNUC__) || defined(__clang__))
+#define KD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define KD_CLONES
+#endif
+
 #define KD_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define KD_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define KD_MAX(a, b) ((a) > (b) ? (a) : (b))

@@ -34,7 +34,7 @@ struct act_job {
     bool assign; /* backward: write dx instead of adding to it */
 };
 
-static void forward_range(size_t begin, size_t end, void *arg)
+KD_CLONES static void forward_range(size_t begin, size_t end, void *arg)
 {
     const struct act_job *j = arg;
     const float *x = j->x;
@@ -77,7 +77,7 @@ static void forward_range(size_t begin, size_t end, void *arg)
  * frameworks use (relu'(0) = 0).  Loops are unswitched on `assign` by the
  * compiler. */
 #define STORE(i, v) (assign ? (dx[i] = (v)) : (dx[i] += (v)))
-static void backward_range(size_t begin, size_t end, void *arg)
+KD_CLONES static void backward_range(size_t begin, size_t end, void *arg)
 {
     const struct act_job *j = arg;
     const float *x = j->x, *y = j->y, *dy = j->dy;

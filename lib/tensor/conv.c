@@ -103,7 +103,7 @@ static void col2im_images(size_t begin, size_t end, void *arg);
 
 /* Rows of col are output pixels (image, oy, ox); a row holds the kh x kw
  * window of the group's channels, zero where the window leaves the image. */
-static void im2col_rows(size_t begin, size_t end, void *arg)
+KD_CLONES static void im2col_rows(size_t begin, size_t end, void *arg)
 {
     const struct col_job *j = arg;
     const kd_conv_geom *g = j->g;
@@ -134,7 +134,7 @@ static void im2col_rows(size_t begin, size_t end, void *arg)
 }
 
 /* The adjoint of im2col, one image per index so that writers never overlap. */
-static void col2im_images(size_t begin, size_t end, void *arg)
+KD_CLONES static void col2im_images(size_t begin, size_t end, void *arg)
 {
     const struct col_job *j = arg;
     const kd_conv_geom *g = j->g;
@@ -172,7 +172,7 @@ struct dw_job {
 };
 
 /* One output row (image, oy) per index; multiplier m = oc / c. */
-static void depthwise_forward_rows(size_t begin, size_t end, void *arg)
+KD_CLONES static void depthwise_forward_rows(size_t begin, size_t end, void *arg)
 {
     const struct dw_job *j = arg;
     const kd_conv_geom *g = j->g;
@@ -211,7 +211,7 @@ static void depthwise_forward_rows(size_t begin, size_t end, void *arg)
 }
 
 /* dx for whole images (their input windows overlap only within an image). */
-static void depthwise_backward_dx_images(size_t begin, size_t end, void *arg)
+KD_CLONES static void depthwise_backward_dx_images(size_t begin, size_t end, void *arg)
 {
     const struct dw_job *j = arg;
     const kd_conv_geom *g = j->g;
@@ -245,7 +245,7 @@ static void depthwise_backward_dx_images(size_t begin, size_t end, void *arg)
 
 /* dw and db in one serial sweep: a fixed summation order keeps results
  * independent of the thread count. */
-static void depthwise_backward_dw(const kd_conv_geom *g, const float *x, const float *dy,
+KD_CLONES static void depthwise_backward_dw(const kd_conv_geom *g, const float *x, const float *dy,
                                   float *dw, float *db)
 {
     int m = g->oc / g->c, oc = g->oc;
@@ -281,7 +281,7 @@ static void depthwise_backward_dw(const kd_conv_geom *g, const float *x, const f
 
 /* ---- the public kernels ------------------------------------------------------------ */
 
-static void fill_bias(float *y, size_t rows, int oc, const float *bias)
+KD_CLONES static void fill_bias(float *y, size_t rows, int oc, const float *bias)
 {
     for (size_t r = 0; r < rows; r++) {
         if (bias)
@@ -291,7 +291,7 @@ static void fill_bias(float *y, size_t rows, int oc, const float *bias)
     }
 }
 
-static void bias_grad(const float *dy, size_t rows, int oc, float *db)
+KD_CLONES static void bias_grad(const float *dy, size_t rows, int oc, float *db)
 {
     for (size_t r = 0; r < rows; r++)
         for (int o = 0; o < oc; o++)

@@ -23,7 +23,7 @@ struct bn_job {
 /* Sums of x and x^2 in one pass.  In double, E[x^2] - E[x]^2 keeps ~1e-9
  * relative precision, ample for activations whose mean is not 1e4 times
  * their spread. */
-static void sum_part(int part, int parts, void *arg)
+KD_CLONES static void sum_part(int part, int parts, void *arg)
 {
     const struct bn_job *j = arg;
     size_t b, e;
@@ -39,7 +39,7 @@ static void sum_part(int part, int parts, void *arg)
 }
 
 /* y = x * a + b per channel, with a and b precomputed in invstd and mean. */
-static void affine_part(int part, int parts, void *arg)
+KD_CLONES static void affine_part(int part, int parts, void *arg)
 {
     const struct bn_job *j = arg;
     size_t b, e;
@@ -96,7 +96,7 @@ void kd_bn_forward_eval(size_t rows, int c, const float *x, const float *gamma,
     kd_parallel_parts(bn_parts(rows), affine_part, &j);
 }
 
-static void grad_sums_part(int part, int parts, void *arg)
+KD_CLONES static void grad_sums_part(int part, int parts, void *arg)
 {
     const struct bn_job *j = arg;
     size_t b, e;
@@ -114,7 +114,7 @@ static void grad_sums_part(int part, int parts, void *arg)
 
 /* dx += gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)); the
  * per-channel means travel in y (as floats: mean dy, mean dy*xhat). */
-static void dx_part(int part, int parts, void *arg)
+KD_CLONES static void dx_part(int part, int parts, void *arg)
 {
     const struct bn_job *j = arg;
     size_t b, e;

@@ -13,7 +13,7 @@ struct pool_job {
 
 /* One output row (image, oy) per index.  A NaN in the window wins (and
  * stays), as in the common frameworks. */
-static void maxpool_rows(size_t begin, size_t end, void *arg)
+KD_CLONES static void maxpool_rows(size_t begin, size_t end, void *arg)
 {
     const struct pool_job *j = arg;
     const kd_pool_geom *g = j->g;
@@ -76,7 +76,7 @@ static int window_cells(const kd_pool_geom *g, int oy, int ox)
     return ky1 > ky0 && kx1 > kx0 ? (ky1 - ky0) * (kx1 - kx0) : 0;
 }
 
-static void avgpool_rows(size_t begin, size_t end, void *arg)
+KD_CLONES static void avgpool_rows(size_t begin, size_t end, void *arg)
 {
     const struct pool_job *j = arg;
     const kd_pool_geom *g = j->g;

@@ -254,7 +254,7 @@ static void sgd_update(kdens_optimizer *o, float *w, const float *g)
     }
 }
 
-static void adam_update(kdens_optimizer *o, float *w, const float *g)
+KD_CLONES static void adam_update(kdens_optimizer *o, float *w, const float *g)
 {
     double t = (double)o->steps;
     float c1 = (float)(1.0 / (1.0 - pow(o->beta1, t)));
