@@ -14,8 +14,9 @@
  *    is used by one thread at a time.
  *  - Images are stored row-major as N x H x W x C (channels last), the layout
  *    of image files; float tensors passed in and out use the same layout.
- *  - Every random choice takes an explicit seed.  The same seed and thread
- *    count give bit-identical results.
+ *  - Every random choice takes an explicit seed.  The same seed, thread count,
+ *    build and kernel path (kdens_cpu_path) give bit-identical results; other
+ *    kernel paths agree within rounding (docs/design.md states how closely).
  *
  * Copyright (c) 2026 the libkdens authors.  MIT licence, see LICENSE.
  */
@@ -202,8 +203,10 @@ KDENS_API const char *kdens_model_get_meta(const kdens_model *model, const char 
 
 /* Class probabilities for n images, as float tensors N x H x W x C
  * (already scaled).  probs receives n x classes floats.  Always runs in
- * inference mode (batch-norm moving statistics, no dropout), so the result
- * for an image does not depend on the other images of the batch.
+ * inference mode (batch-norm moving statistics, no dropout), and every
+ * kernel sums each output in a fixed order per image, so the result for an
+ * image is the same bits whatever the other images of the batch, the batch
+ * size or the thread count.
  * Errors: KDENS_E_ARG, KDENS_E_NOMEM. */
 KDENS_API kdens_status kdens_model_predict(kdens_model *model, const float *x, size_t n,
                                            float *probs);

@@ -112,6 +112,57 @@ static void bench_model(const char *arch, const float *x, const int32_t *y, size
     kdens_model_free(m);
 }
 
+/* The reference's large architectures: training at 32x32x3, batch 32, Adam
+ * (the median of three windows of `steps` steps after one warm-up step), and
+ * inference at 224x224x3, batch 1 and 32 — the figures beside
+ * tests/bench/peer_big_torch.py. */
+static void bench_big(const char *arch, int steps)
+{
+    enum { BATCH = 32, CLASSES = 10 };
+    kdens_model *m;
+    kdens_optimizer *o;
+    check(kdens_model_create(arch, 32, 32, 3, CLASSES, 1, &m), "create");
+    check(kdens_optimizer_create(KDENS_OPT_ADAM, 1e-3f, &o), "optimizer");
+    check(kdens_model_set_training(m, 1), "mode");
+    float *x = malloc(sizeof(float) * BATCH * 224 * 224 * 3);
+    int32_t y[BATCH];
+    uint64_t s = 1;
+    for (size_t i = 0; i < (size_t)BATCH * 224 * 224 * 3; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)(s >> 40) / (float)(1 << 24);
+    }
+    for (int i = 0; i < BATCH; i++)
+        y[i] = i % CLASSES;
+    check(kdens_model_train_step(m, o, x, BATCH, y, NULL, NULL, NULL), "train");
+    double rates[3];
+    for (int w = 0; w < 3; w++) {
+        double t = now();
+        for (int i = 0; i < steps; i++)
+            check(kdens_model_train_step(m, o, x, BATCH, y, NULL, NULL, NULL), "train");
+        rates[w] = steps * BATCH / (now() - t);
+    }
+    printf("bench big %s 32x32x3 batch 32 train_img_per_s=%.1f\n", arch, median3(rates));
+    fflush(stdout);
+    kdens_optimizer_free(o);
+    kdens_model_free(m);
+    check(kdens_model_create(arch, 224, 224, 3, CLASSES, 1, &m), "create");
+    float probs[BATCH * CLASSES];
+    int sizes[2] = {1, BATCH};
+    for (int b = 0; b < 2; b++) {
+        check(kdens_model_predict(m, x, (size_t)sizes[b], probs), "predict");
+        for (int w = 0; w < 3; w++) {
+            double t = now();
+            check(kdens_model_predict(m, x, (size_t)sizes[b], probs), "predict");
+            rates[w] = sizes[b] / (now() - t);
+        }
+        printf("bench big %s 224x224x3 batch %d infer_img_per_s=%.1f\n", arch, sizes[b],
+               median3(rates));
+        fflush(stdout);
+    }
+    kdens_model_free(m);
+    free(x);
+}
+
 /* Forward and backward GFLOP/s of one convolution shape at batch 128, with the
  * algorithm the library chooses and, for comparison, with im2col + GEMM. */
 static void bench_conv_algo(const char *name, int h, int c, int oc, int k, int stride,
@@ -438,14 +489,15 @@ static void bench_distill(void)
 static bool wanted(int argc, char **argv, const char *name)
 {
     if (argc <= 2)
-        return true;
+        return strcmp(name, "big") != 0;
     for (int i = 2; i < argc; i++)
         if (strcmp(argv[i], name) == 0)
             return true;
     return false;
 }
 
-/* bench [THREADS [SECTION...]]: sections models conv data fusion distill. */
+/* bench [THREADS [SECTION...]]: sections models conv data fusion distill
+ * big (the large architectures; not run unless named, ~5 minutes). */
 int main(int argc, char **argv)
 {
     int threads = argc > 1 ? atoi(argv[1]) : 0;
@@ -477,6 +529,11 @@ int main(int argc, char **argv)
         bench_fusion();
     if (wanted(argc, argv, "distill"))
         bench_distill();
+    if (wanted(argc, argv, "big")) {
+        const char *big[] = {"resnet50v2", "densenet121", "efficientnetb0", "mobilenetv3large"};
+        for (size_t i = 0; i < sizeof big / sizeof *big; i++)
+            bench_big(big[i], 3);
+    }
     free(x);
     free(y);
     return 0;
