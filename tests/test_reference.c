@@ -300,8 +300,14 @@ static void test_conv_vs_naive(void **state)
     /* the direct kernels: 16 and 32-wide channel tiles, ragged rows (every
      * width 1..9), strided layers (input gradient through col2im), input
      * channels that are not a multiple of 8 or 16, and asymmetric padding */
-    for (int width = 1; width <= 9; width++)
+    for (int width = 1; width <= 11; width++)
         check_shape(2, 5, width, 16, 16, 3, 1, 1, 1);
+    /* narrow outputs take GEMM by default; the direct kernels still hold */
+    kd_conv_forced_algo = KD_CONV_DIRECT;
+    for (int width = 1; width <= 3; width++)
+        check_shape(2, 5, width, 16, 32, 3, 1, 1, 1);
+    check_shape(3, 2, 2, 32, 48, 1, 1, 0, 1);
+    kd_conv_forced_algo = -1;
     check_shape(3, 9, 11, 32, 48, 3, 1, 1, 1);
     check_shape(2, 12, 12, 16, 32, 3, 2, 1, 1);
     check_shape(2, 10, 10, 5, 16, 5, 1, 2, 1);

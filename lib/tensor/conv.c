@@ -22,13 +22,21 @@
 
 int kd_conv_forced_algo = -1;
 
+/* The direct kernels need output rows of a few pixels to reuse each weight
+ * vector; below this width a GEMM over the whole batch (im2col rows, or the
+ * input itself for a plain 1x1) reads every weight once per block instead
+ * of once per image (benchmarks.md: ResNet50V2's 2x2 and 1x1 stages ran
+ * 15-50 GFLOP/s direct, 95-130 through GEMM). */
+#define KD_DIRECT_MIN_WIDTH 4
+
 kd_conv_algo kd_conv_choose(const kd_conv_geom *g)
 {
     if (g->groups > 1 && g->groups == g->c)
         return KD_CONV_DEPTHWISE;
     if (kd_conv_forced_algo == KD_CONV_IM2COL)
         return KD_CONV_IM2COL;
-    if (kd_direct_applies(g))
+    if (kd_direct_applies(g) &&
+        (g->ow >= KD_DIRECT_MIN_WIDTH || kd_conv_forced_algo == KD_CONV_DIRECT))
         return KD_CONV_DIRECT;
     if (g->groups == 1 && g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->pt == 0 &&
         g->pl == 0 && g->oh == g->h && g->ow == g->w)
@@ -52,7 +60,7 @@ static size_t weight_count(const kd_conv_geom *g)
  * private weight and bias gradients (part 0 accumulates into the caller's). */
 typedef struct part_layout {
     int chunk;                        /* images per chunk */
-    size_t col, dcol, xpad, dypad, wflip, dw, db, total; /* offsets and size */
+    size_t col, dcol, xpad, dypad, dw, db, total; /* offsets and size */
 } part_layout;
 
 static part_layout layout(const kd_conv_geom *g)
@@ -75,16 +83,24 @@ static part_layout layout(const kd_conv_geom *g)
     l.dcol = at, at += l.chunk * col_img;
     l.xpad = at, at += algo == KD_CONV_DIRECT ? l.chunk * kd_direct_padded_floats(g, 1) : 0;
     l.dypad = at, at += direct_dx ? l.chunk * kd_direct_padded_floats(&b, 1) : 0;
-    l.wflip = at, at += direct_dx ? weight_count(g) : 0;
     l.dw = at, at += weight_count(g);
     l.db = at, at += (size_t)g->oc;
     l.total = at;
     return l;
 }
 
+/* The flipped weights of the direct input gradient, shared by the parts,
+ * after their slices. */
+static size_t flip_floats(const kd_conv_geom *g)
+{
+    return kd_conv_choose(g) == KD_CONV_DIRECT && kd_direct_backward_data_applies(g)
+               ? weight_count(g)
+               : 0;
+}
+
 size_t kd_conv_workspace(const kd_conv_geom *g)
 {
-    return (size_t)conv_parts(g) * layout(g).total;
+    return (size_t)conv_parts(g) * layout(g).total + flip_floats(g);
 }
 
 /* ---- im2col / col2im -------------------------------------------------------- */
@@ -304,6 +320,7 @@ struct conv_job {
     float *y, *dx, *dw, *db, *work;
     bool assign; /* backward: dx is written, not added to */
     const kd_kernels *kern; /* fetched once per call: every part runs one path */
+    const float *wflip;     /* backward, direct input gradient: flipped weights */
 };
 
 /* Zero the part's images of dx where its kernel can only accumulate. */
@@ -385,9 +402,7 @@ static void backward_direct(const struct conv_job *j, const part_layout *l, floa
     kd_conv_geom b;
     kd_direct_data_geom(g, &b);
     bool direct_dx = j->dx && kd_direct_backward_data_applies(g);
-    if (direct_dx)
-        kd_direct_flip_weights(g, j->w, work + l->wflip);
-    else
+    if (!direct_dx)
         clear_dx(j, n0, n1);
     for (int c0 = n0; c0 < n1; c0 += l->chunk) {
         int nc = KD_MIN(l->chunk, n1 - c0);
@@ -396,7 +411,7 @@ static void backward_direct(const struct conv_job *j, const part_layout *l, floa
         j->kern->direct_backward_weights(g, work + l->xpad, nc, dyc, dw);
         if (direct_dx) {
             kd_direct_pad(&b, dyc, nc, work + l->dypad);
-            j->kern->direct_forward(&b, work + l->dypad, nc, work + l->wflip, NULL,
+            j->kern->direct_forward(&b, work + l->dypad, nc, j->wflip, NULL,
                                      j->dx + c0 * in_img, !j->assign);
         } else if (j->dx) {
             data_grad_col2im(j, 0, c0, nc, work + l->dcol);
@@ -478,7 +493,8 @@ void kd_conv_forward(const kd_conv_geom *g, const float *x, const float *w, cons
         kd_parallel_for((size_t)g->n * g->oh, 4, depthwise_forward_rows, &dj);
         return;
     }
-    struct conv_job j = {g, x, w, bias, NULL, y, NULL, NULL, NULL, work, false, kd_kernels_active()};
+    struct conv_job j = {g,    x,     w, bias, NULL, y, NULL, NULL, NULL, work, false,
+                         kd_kernels_active(), NULL};
     kd_parallel_parts(conv_parts(g), forward_part, &j);
 }
 
@@ -510,9 +526,15 @@ static void depthwise_backward_part(int part, int parts, void *arg)
 void kd_conv_backward(const kd_conv_geom *g, const float *x, const float *w, const float *dy,
                       float *dx, bool assign, float *dw, float *db, float *work)
 {
-    struct conv_job j = {g, x, w, NULL, dy, NULL, dx, dw, db, work, assign, kd_kernels_active()};
+    struct conv_job j = {g,  x,  w,    NULL, dy, NULL, dx, dw, db, work, assign,
+                         kd_kernels_active(), NULL};
     int parts = conv_parts(g);
     part_layout l = layout(g);
+    if (dx && flip_floats(g)) { /* once, on all threads, before the parts */
+        float *wflip = work + (size_t)parts * l.total;
+        kd_direct_flip_weights(g, w, wflip);
+        j.wflip = wflip;
+    }
     kd_parallel_parts(parts, kd_conv_choose(g) == KD_CONV_DEPTHWISE ? depthwise_backward_part
                                                                     : backward_part,
                       &j);

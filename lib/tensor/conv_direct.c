@@ -64,12 +64,35 @@ void kd_direct_data_geom(const kd_conv_geom *g, kd_conv_geom *b)
                         g->kh - 1 - g->pt, g->kw - 1 - g->pl, 1};
 }
 
+/* wt[kh-1-ky][kw-1-kx][o][ci] = w[ky][kx][ci][o]: per tap, a transpose of the
+ * c x oc matrix, done in 16 x 16 blocks so that reads and writes both stay
+ * within a few cache lines; taps are split over the library's threads. */
+struct flip_job {
+    const kd_conv_geom *g;
+    const float *w;
+    float *wt;
+};
+
+KD_CLONES static void flip_taps(size_t begin, size_t end, void *arg)
+{
+    const struct flip_job *j = arg;
+    const kd_conv_geom *g = j->g;
+    int c = g->c, oc = g->oc, taps = g->kh * g->kw;
+    for (size_t t = begin; t < end; t++) {
+        const float *src = j->w + t * (size_t)c * oc;
+        float *dst = j->wt + ((size_t)taps - 1 - t) * (size_t)oc * c;
+        for (int c0 = 0; c0 < c; c0 += 16)
+            for (int o0 = 0; o0 < oc; o0 += 16) {
+                int c1 = KD_MIN(c0 + 16, c), o1 = KD_MIN(o0 + 16, oc);
+                for (int o = o0; o < o1; o++)
+                    for (int ci = c0; ci < c1; ci++)
+                        dst[(size_t)o * c + ci] = src[(size_t)ci * oc + o];
+            }
+    }
+}
+
 void kd_direct_flip_weights(const kd_conv_geom *g, const float *w, float *wt)
 {
-    for (int ky = 0; ky < g->kh; ky++)
-        for (int kx = 0; kx < g->kw; kx++)
-            for (int ci = 0; ci < g->c; ci++)
-                for (int o = 0; o < g->oc; o++)
-                    wt[(((size_t)(g->kh - 1 - ky) * g->kw + (g->kw - 1 - kx)) * g->oc + o) * g->c +
-                       ci] = w[(((size_t)ky * g->kw + kx) * g->c + ci) * g->oc + o];
+    struct flip_job j = {g, w, wt};
+    kd_parallel_for((size_t)g->kh * g->kw, 1, flip_taps, &j);
 }

@@ -42,7 +42,8 @@ typedef struct kd_conv_geom {
 
 kd_conv_algo kd_conv_choose(const kd_conv_geom *g);
 /* For benchmarks: -1 (default) lets kd_conv_choose decide; KD_CONV_IM2COL
- * forces the general path for any non-depthwise shape. Not thread-safe. */
+ * forces the general path for any non-depthwise shape, KD_CONV_DIRECT the
+ * direct kernels wherever they apply. Not thread-safe. */
 extern int kd_conv_forced_algo;
 /* Floats of workspace the convolution needs (forward and backward). */
 size_t kd_conv_workspace(const kd_conv_geom *g);

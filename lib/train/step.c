@@ -243,32 +243,58 @@ static kdens_status bind(kdens_optimizer *o, const kdens_model *m)
     return KDENS_OK;
 }
 
-static void sgd_update(kdens_optimizer *o, float *w, const float *g)
+/* The updates are element-wise: split over the library's threads, each
+ * element computed the same way in whichever range it falls. */
+struct update_job {
+    kdens_optimizer *o;
+    float *w;
+    const float *g;
+    float c1, c2; /* Adam's bias corrections */
+};
+
+KD_CLONES static void sgd_range(size_t begin, size_t end, void *arg)
 {
+    const struct update_job *j = arg;
+    const kdens_optimizer *o = j->o;
     float lr = o->lr, mu = o->momentum, wd = o->decay;
-    float *v = o->m1;
-    for (size_t i = 0; i < o->n; i++) {
+    float *v = o->m1, *w = j->w;
+    const float *g = j->g;
+    for (size_t i = begin; i < end; i++) {
         float gi = g[i] + wd * w[i];
         v[i] = mu * v[i] + gi;
         w[i] -= lr * (o->nesterov ? gi + mu * v[i] : v[i]);
     }
 }
 
-KD_CLONES static void adam_update(kdens_optimizer *o, float *w, const float *g)
+KD_CLONES static void adam_range(size_t begin, size_t end, void *arg)
 {
-    double t = (double)o->steps;
-    float c1 = (float)(1.0 / (1.0 - pow(o->beta1, t)));
-    float c2 = (float)(1.0 / (1.0 - pow(o->beta2, t)));
-    float b1 = o->beta1, b2 = o->beta2, lr = o->lr, eps = o->eps;
+    const struct update_job *j = arg;
+    const kdens_optimizer *o = j->o;
+    float b1 = o->beta1, b2 = o->beta2, lr = o->lr, eps = o->eps, c1 = j->c1, c2 = j->c2;
     bool decoupled = o->type == KDENS_OPT_ADAMW;
     float l2 = decoupled ? 0.0f : o->decay, wd = decoupled ? lr * o->decay : 0.0f;
-    float *m1 = o->m1, *m2 = o->m2;
-    for (size_t i = 0; i < o->n; i++) {
+    float *m1 = o->m1, *m2 = o->m2, *w = j->w;
+    const float *g = j->g;
+    for (size_t i = begin; i < end; i++) {
         float gi = g[i] + l2 * w[i];
         m1[i] = b1 * m1[i] + (1 - b1) * gi;
         m2[i] = b2 * m2[i] + (1 - b2) * gi * gi;
         w[i] -= wd * w[i] + lr * (m1[i] * c1) / (sqrtf(m2[i] * c2) + eps);
     }
+}
+
+static void sgd_update(kdens_optimizer *o, float *w, const float *g)
+{
+    struct update_job j = {o, w, g, 0, 0};
+    kd_parallel_for(o->n, 1 << 16, sgd_range, &j);
+}
+
+static void adam_update(kdens_optimizer *o, float *w, const float *g)
+{
+    double t = (double)o->steps;
+    struct update_job j = {o, w, g, (float)(1.0 / (1.0 - pow(o->beta1, t))),
+                           (float)(1.0 / (1.0 - pow(o->beta2, t)))};
+    kd_parallel_for(o->n, 1 << 16, adam_range, &j);
 }
 
 kdens_status kdens_optimizer_step(kdens_optimizer *o, kdens_model *m)

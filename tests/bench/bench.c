@@ -167,11 +167,15 @@ static void bench_big(const char *arch, int steps)
  * algorithm the library chooses and, for comparison, with im2col + GEMM. */
 static void bench_conv_algo(const char *name, int h, int c, int oc, int k, int stride,
                             int groups, int forced);
+/* The chosen algorithm, then im2col + GEMM, then (for small outputs, where
+ * GEMM is chosen) the direct kernels. */
 static void bench_conv(const char *name, int h, int c, int oc, int k, int stride, int groups)
 {
     bench_conv_algo(name, h, c, oc, k, stride, groups, -1);
     if (groups == 1)
         bench_conv_algo(name, h, c, oc, k, stride, groups, KD_CONV_IM2COL);
+    if (groups == 1 && oc % 16 == 0 && (h + 2 * (k / 2) - k) / stride + 1 < 4)
+        bench_conv_algo(name, h, c, oc, k, stride, groups, KD_CONV_DIRECT);
 }
 
 static void bench_conv_algo(const char *name, int h, int c, int oc, int k, int stride,
@@ -519,6 +523,16 @@ int main(int argc, char **argv)
         bench_conv("28x28 1->16 3x3", 28, 1, 16, 3, 1, 1);
         bench_conv("14x14 64->64 dw3x3", 14, 64, 64, 3, 1, 64);
         bench_conv("14x14 64->128 1x1", 14, 64, 128, 1, 1, 1);
+        /* ResNet50V2's stages at a 32x32 input: small maps, many channels */
+        bench_conv("8x8 64->64 3x3", 8, 64, 64, 3, 1, 1);
+        bench_conv("4x4 128->128 3x3", 4, 128, 128, 3, 1, 1);
+        bench_conv("2x2 256->256 3x3", 2, 256, 256, 3, 1, 1);
+        bench_conv("1x1 512->512 3x3", 1, 512, 512, 3, 1, 1);
+        bench_conv("8x8 256->64 1x1", 8, 256, 64, 1, 1, 1);
+        bench_conv("4x4 512->128 1x1", 4, 512, 128, 1, 1, 1);
+        bench_conv("2x2 1024->256 1x1", 2, 1024, 256, 1, 1, 1);
+        bench_conv("1x1 2048->512 1x1", 1, 2048, 512, 1, 1, 1);
+        bench_conv("1x1 512->2048 1x1", 1, 512, 2048, 1, 1, 1);
     }
     if (wanted(argc, argv, "data")) {
         bench_fmnist_load();
