@@ -98,8 +98,36 @@ static size_t flip_floats(const kd_conv_geom *g)
                : 0;
 }
 
+/* ---- small outputs: one GEMM over the whole batch ------------------------- */
+/* Layers that take GEMM (narrow outputs, channel counts off the direct
+ * kernels' grid) run it once over the whole batch, on all threads, rather
+ * than per part: with a part's few rows, packing the weights would cost as
+ * much as the product.  Up to this much im2col; larger batches of large
+ * images take the chunked per-part path below (the same sums: GEMM results
+ * do not depend on how its rows are split). */
+#define KD_WHOLE_BATCH_FLOATS ((size_t)1 << 22)
+
+static bool whole_batch(const kd_conv_geom *g)
+{
+    kd_conv_algo algo = kd_conv_choose(g);
+    if (g->groups != 1 || (algo != KD_CONV_IM2COL && algo != KD_CONV_GEMM_1X1))
+        return false;
+    return algo == KD_CONV_GEMM_1X1 ||
+           (size_t)g->n * g->oh * g->ow * col_row_len(g) <= KD_WHOLE_BATCH_FLOATS;
+}
+
+/* im2col of the whole batch, then dcol of the same size for backward. */
+static size_t whole_batch_floats(const kd_conv_geom *g)
+{
+    if (kd_conv_choose(g) == KD_CONV_GEMM_1X1)
+        return 0;
+    return 2 * (size_t)g->n * g->oh * g->ow * col_row_len(g);
+}
+
 size_t kd_conv_workspace(const kd_conv_geom *g)
 {
+    if (whole_batch(g))
+        return whole_batch_floats(g);
     return (size_t)conv_parts(g) * layout(g).total + flip_floats(g);
 }
 
@@ -323,6 +351,12 @@ struct conv_job {
     const float *wflip;     /* backward, direct input gradient: flipped weights */
 };
 
+static void fill_bias_range(size_t begin, size_t end, void *arg)
+{
+    const struct conv_job *j = arg;
+    fill_bias(j->y + begin * j->g->oc, end - begin, j->g->oc, j->bias);
+}
+
 /* Zero the part's images of dx where its kernel can only accumulate. */
 static void clear_dx(const struct conv_job *j, int n0, int n1)
 {
@@ -485,9 +519,57 @@ static void reduce_parts(const struct conv_job *j, int parts, const part_layout 
     }
 }
 
+static void whole_forward(const kd_conv_geom *g, const float *x, const float *w,
+                          const float *bias, float *y, float *work)
+{
+    size_t rows = (size_t)g->n * g->oh * g->ow;
+    struct conv_job fj = {.g = g, .bias = bias, .y = y};
+    kd_parallel_for(rows, 256, fill_bias_range, &fj);
+    if (kd_conv_choose(g) == KD_CONV_GEMM_1X1) {
+        kd_gemm(false, false, (int)rows, g->oc, g->c, 1.0f, x, g->c, w, g->oc, 1.0f, y, g->oc);
+        return;
+    }
+    int klen = (int)col_row_len(g);
+    struct col_job cj = {g, 0, x, work, NULL, NULL};
+    kd_parallel_for(rows, 64, im2col_rows, &cj);
+    kd_gemm(false, false, (int)rows, g->oc, klen, 1.0f, work, klen, w, g->oc, 1.0f, y, g->oc);
+}
+
+static void whole_backward(const kd_conv_geom *g, const float *x, const float *w,
+                           const float *dy, float *dx, bool assign, float *dw, float *db,
+                           float *work)
+{
+    size_t rows = (size_t)g->n * g->oh * g->ow;
+    if (db)
+        bias_grad(dy, rows, g->oc, db);
+    if (kd_conv_choose(g) == KD_CONV_GEMM_1X1) {
+        kd_gemm(true, false, g->c, g->oc, (int)rows, 1.0f, x, g->c, dy, g->oc, 1.0f, dw, g->oc);
+        if (dx)
+            kd_gemm(false, true, (int)rows, g->c, g->oc, 1.0f, dy, g->oc, w, g->oc,
+                    assign ? 0.0f : 1.0f, dx, g->c);
+        return;
+    }
+    int klen = (int)col_row_len(g);
+    float *col = work, *dcol = work + rows * klen;
+    struct col_job cj = {g, 0, x, col, NULL, NULL};
+    kd_parallel_for(rows, 64, im2col_rows, &cj);
+    kd_gemm(true, false, klen, g->oc, (int)rows, 1.0f, col, klen, dy, g->oc, 1.0f, dw, g->oc);
+    if (!dx)
+        return;
+    kd_gemm(false, true, (int)rows, klen, g->oc, 1.0f, dy, g->oc, w, g->oc, 0.0f, dcol, klen);
+    if (assign)
+        memset(dx, 0, sizeof(float) * (size_t)g->n * g->h * g->w * g->c);
+    struct col_job bj = {g, 0, NULL, NULL, dx, dcol};
+    kd_parallel_for((size_t)g->n, 1, col2im_images, &bj);
+}
+
 void kd_conv_forward(const kd_conv_geom *g, const float *x, const float *w, const float *bias,
                      float *y, float *work)
 {
+    if (whole_batch(g)) {
+        whole_forward(g, x, w, bias, y, work);
+        return;
+    }
     if (kd_conv_choose(g) == KD_CONV_DEPTHWISE) {
         struct dw_job dj = {g, x, w, bias, NULL, y, NULL};
         kd_parallel_for((size_t)g->n * g->oh, 4, depthwise_forward_rows, &dj);
@@ -526,6 +608,10 @@ static void depthwise_backward_part(int part, int parts, void *arg)
 void kd_conv_backward(const kd_conv_geom *g, const float *x, const float *w, const float *dy,
                       float *dx, bool assign, float *dw, float *db, float *work)
 {
+    if (whole_batch(g)) {
+        whole_backward(g, x, w, dy, dx, assign, dw, db, work);
+        return;
+    }
     struct conv_job j = {g,  x,  w,    NULL, dy, NULL, dx, dw, db, work, assign,
                          kd_kernels_active(), NULL};
     int parts = conv_parts(g);

@@ -22,11 +22,6 @@
 #define MC (MR * 12)
 #define NC (NR * 32)
 
-static inline float elem(bool trans, const float *x, int ld, int row, int col)
-{
-    return trans ? x[(size_t)col * ld + row] : x[(size_t)row * ld + col];
-}
-
 /* Rows [i0, i0+mc) x columns [p0, p0+kc) of op(A) into strips of MR rows:
  * strip s holds, for each kk, MR slots; a last strip of fewer rows leaves
  * the rest unset (its micro-kernel reads only its rows). */
@@ -60,17 +55,21 @@ static void pack_b(bool trans, const float *b, int ldb, int p0, int kc, int j0, 
     for (int s = 0; s < nc; s += NR) {
         float *dst = bp + (size_t)s * kc;
         int cols = KD_MIN(NR, nc - s);
-        for (int kk = 0; kk < kc; kk++) {
-            float *d = dst + (size_t)kk * NR;
-            if (!trans && cols == NR) {
-                memcpy(d, b + (size_t)(p0 + kk) * ldb + j0 + s, sizeof(float) * NR);
-                continue;
+        if (trans) {
+            /* op(B)'s column j is row j of b: read it contiguously */
+            for (int c = 0; c < cols; c++) {
+                const float *src = b + (size_t)(j0 + s + c) * ldb + p0;
+                for (int kk = 0; kk < kc; kk++)
+                    dst[(size_t)kk * NR + c] = src[kk];
             }
-            for (int c = 0; c < cols; c++)
-                d[c] = elem(trans, b, ldb, p0 + kk, j0 + s + c);
-            for (int c = cols; c < NR; c++)
-                d[c] = 0.0f;
+        } else {
+            for (int kk = 0; kk < kc; kk++)
+                memcpy(dst + (size_t)kk * NR, b + (size_t)(p0 + kk) * ldb + j0 + s,
+                       sizeof(float) * cols);
         }
+        if (cols < NR)
+            for (int kk = 0; kk < kc; kk++)
+                memset(dst + (size_t)kk * NR + cols, 0, sizeof(float) * (NR - cols));
     }
 }
 
