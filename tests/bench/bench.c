@@ -15,6 +15,10 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <cblas.h>
+char *openblas_get_corename(void);
+void openblas_set_num_threads(int num_threads);
+
 #define FMNIST "/usr/share/datasets/fashion-mnist/"
 
 static double now(void)
@@ -110,6 +114,40 @@ static void bench_model(const char *arch, const float *x, const int32_t *y, size
     free(probs);
     kdens_optimizer_free(o);
     kdens_model_free(m);
+}
+
+/* The machine's sgemm ceiling beside the library's GEMM: square products
+ * on all threads, GFLOP/s.  OpenBLAS runs the kernel it picks for this
+ * processor (openblas_get_corename); to measure the best one it has, run
+ * this section with OPENBLAS_CORETYPE set for that command alone. */
+static void bench_gemm(void)
+{
+    printf("bench gemm openblas_core=%s\n", openblas_get_corename());
+    openblas_set_num_threads(kdens_get_num_threads());
+    for (int size = 256; size <= 2048; size *= 2) {
+        size_t len = (size_t)size * size;
+        float *a = malloc(4 * len), *b = malloc(4 * len), *c = calloc(len, 4);
+        for (size_t i = 0; i < len; i++)
+            a[i] = (float)(i % 13) * 0.1f, b[i] = (float)(i % 7) * 0.1f;
+        double flops = 2.0 * size * size * size, rates[2][3];
+        int reps = (int)(4e9 / flops) + 1;
+        for (int lib = 0; lib < 2; lib++)
+            for (int w = 0; w < 3; w++) {
+                double t = now();
+                for (int r = 0; r < reps; r++) {
+                    if (lib == 0)
+                        kd_gemm(false, false, size, size, size, 1.0f, a, size, b, size, 0.0f, c,
+                                size);
+                    else
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, size, size, size,
+                                    1.0f, a, size, b, size, 0.0f, c, size);
+                }
+                rates[lib][w] = flops * reps / (now() - t) / 1e9;
+            }
+        printf("bench gemm %dx%dx%d libkdens_gflops=%.1f openblas_gflops=%.1f\n", size, size,
+               size, median3(rates[0]), median3(rates[1]));
+        free(a), free(b), free(c);
+    }
 }
 
 /* The reference's large architectures: training at 32x32x3, batch 32, Adam
@@ -501,7 +539,7 @@ static bool wanted(int argc, char **argv, const char *name)
 }
 
 /* bench [THREADS [SECTION...]]: sections models conv data fusion distill
- * big (the large architectures; not run unless named, ~5 minutes). */
+ * gemm big (the large architectures; not run unless named, ~1 minute). */
 int main(int argc, char **argv)
 {
     int threads = argc > 1 ? atoi(argv[1]) : 0;
@@ -534,6 +572,8 @@ int main(int argc, char **argv)
         bench_conv("1x1 2048->512 1x1", 1, 2048, 512, 1, 1, 1);
         bench_conv("1x1 512->2048 1x1", 1, 512, 2048, 1, 1, 1);
     }
+    if (wanted(argc, argv, "gemm"))
+        bench_gemm();
     if (wanted(argc, argv, "data")) {
         bench_fmnist_load();
         bench_folders();

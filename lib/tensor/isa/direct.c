@@ -22,7 +22,7 @@ static int padded_h(const kd_conv_geom *g) { return (g->oh - 1) * g->sh + g->kh;
 static int padded_w(const kd_conv_geom *g) { return (g->ow - 1) * g->sw + g->kw; }
 
 /* One tile: px pixels of one output row, nv registers of channels from oc0. */
-static inline void tile(const kd_conv_geom *g, const float *xrow, int wp, const float *w,
+static inline __attribute__((always_inline)) void tile(const kd_conv_geom *g, const float *xrow, int wp, const float *w,
                         int oc0, int px, int nv, float *yo, const float *bias, bool accumulate)
 {
     kd_vf acc[8][NV]; /* px <= PX <= 8 */
@@ -96,7 +96,7 @@ void KD_ISA(kd_direct_forward)(const kd_conv_geom *g, const float *xp, int image
 }
 
 /* dw[t][ci0 .. ci0+cb)[oc0 .. oc0+VL nv) over every output pixel. */
-static inline void weight_tile(const kd_conv_geom *g, const float *xp, int images,
+static inline __attribute__((always_inline)) void weight_tile(const kd_conv_geom *g, const float *xp, int images,
                                const float *dy, int ky, int kx, int ci0, int cb, int oc0, int nv,
                                float *dw)
 {

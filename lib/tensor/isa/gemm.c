@@ -78,7 +78,7 @@ static void pack_b(bool trans, const float *b, int ldb, int p0, int kc, int j0, 
  * place); then C = alpha acc + beta C on the first k block, C += alpha acc
  * after it.  Every row count is compiled with constant sizes (micro_1 ..
  * micro_MR) and performs, per element, the same operations. */
-static inline void micro(int rows, int kc, const float *ap, const float *bp, int ldp, float *c,
+static inline __attribute__((always_inline)) void micro(int rows, int kc, const float *ap, const float *bp, int ldp, float *c,
                          int ldc, int cols, float alpha, float beta, bool first)
 {
     kd_vf acc[MR][2];
