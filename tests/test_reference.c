@@ -297,6 +297,9 @@ static void test_conv_vs_naive(void **state)
     check_shape(2, 4, 4, 7, 9, 1, 1, 0, 1);    /* 1x1 GEMM */
     check_shape(2, 7, 7, 6, 3, 1, 2, 0, 1);    /* 1x1 stride 2: im2col */
     check_shape(40, 28, 28, 16, 16, 3, 1, 1, 1); /* several chunks per thread */
+    /* im2col too large for one GEMM over the batch: chunks per thread */
+    check_shape(40, 28, 28, 24, 20, 3, 1, 1, 1);
+    check_shape(24, 30, 30, 16, 12, 3, 1, 1, 2);
     /* the direct kernels: 16 and 32-wide channel tiles, ragged rows (every
      * width 1..9), strided layers (input gradient through col2im), input
      * channels that are not a multiple of 8 or 16, and asymmetric padding */

@@ -395,13 +395,8 @@ static void forward_part(int part, int parts, void *arg)
         }
         return;
     }
+    /* im2col (a plain 1x1 always runs whole_forward) */
     fill_bias(j->y + n0 * out_pix * g->oc, (n1 - n0) * out_pix, g->oc, j->bias);
-    if (algo == KD_CONV_GEMM_1X1) {
-        j->kern->gemm(false, false, (int)((n1 - n0) * out_pix), g->oc, g->c, 1.0f,
-                j->x + n0 * out_pix * g->c, g->c, j->w, g->oc, 1.0f,
-                j->y + n0 * out_pix * g->oc, g->oc);
-        return;
-    }
     int ocg = g->oc / g->groups, klen = (int)col_row_len(g);
     float *col = work + l.col;
     for (int c0 = n0; c0 < n1; c0 += l.chunk) {
@@ -477,15 +472,7 @@ static void backward_part(int part, int parts, void *arg)
         backward_direct(j, &l, work, n0, n1, dw);
         return;
     }
-    if (algo == KD_CONV_GEMM_1X1) {
-        int rows = (int)((n1 - n0) * out_pix);
-        const float *x = j->x + n0 * out_pix * g->c;
-        j->kern->gemm(true, false, g->c, g->oc, rows, 1.0f, x, g->c, dy, g->oc, 1.0f, dw, g->oc);
-        if (j->dx)
-            j->kern->gemm(false, true, rows, g->c, g->oc, 1.0f, dy, g->oc, j->w, g->oc,
-                    j->assign ? 0.0f : 1.0f, j->dx + n0 * out_pix * g->c, g->c);
-        return;
-    }
+    /* im2col (a plain 1x1 always runs whole_backward) */
     clear_dx(j, n0, n1);
     int ocg = g->oc / g->groups, klen = (int)col_row_len(g);
     float *col = work + l.col;
