@@ -75,7 +75,7 @@ static kdens_status add_infer(kdens_model *m, kd_node *node)
     return KDENS_OK;
 }
 
-static void sum_range(size_t begin, size_t end, void *arg)
+KD_CLONES static void sum_range(size_t begin, size_t end, void *arg)
 {
     const struct grad_job *j = arg;
     for (size_t i = begin; i < end; i++)
@@ -175,18 +175,67 @@ static void multiply_roles(kdens_model *m, kd_node *node, kd_node **full, kd_nod
     *scale = a_small ? a : b;
 }
 
+/* Images are independent: split over the threads.  A broadcast scale is
+ * applied pixel by pixel over its channel vector (no per-element modulo),
+ * and its gradient summed over the pixels in order. */
+struct multiply_job {
+    const kd_node *node, *full, *scale;
+};
+
+static void multiply_shape(const struct multiply_job *j, size_t *per, size_t *pixels, int *c)
+{
+    *per = kd_node_size(j->node);
+    *c = j->node->c;
+    *pixels = kd_node_size(j->scale) == *per ? 1 : *per / (size_t)*c;
+}
+
+KD_CLONES static void multiply_forward_images(size_t begin, size_t end, void *arg)
+{
+    const struct multiply_job *j = arg;
+    size_t per, pixels;
+    int c;
+    multiply_shape(j, &per, &pixels, &c);
+    size_t sper = per / pixels, run = pixels == 1 ? per : (size_t)c;
+    for (size_t img = begin; img < end; img++) {
+        const float *f = j->full->out + img * per, *s = j->scale->out + img * sper;
+        float *y = j->node->out + img * per;
+        for (size_t p = 0; p < pixels; p++)
+            for (size_t i = 0; i < run; i++)
+                y[p * run + i] = f[p * run + i] * s[i];
+    }
+}
+
+KD_CLONES static void multiply_backward_images(size_t begin, size_t end, void *arg)
+{
+    const struct multiply_job *j = arg;
+    size_t per, pixels;
+    int c;
+    multiply_shape(j, &per, &pixels, &c);
+    size_t sper = per / pixels, run = pixels == 1 ? per : (size_t)c;
+    for (size_t img = begin; img < end; img++) {
+        const float *f = j->full->out + img * per, *s = j->scale->out + img * sper;
+        const float *dy = j->node->grad + img * per;
+        if (j->full->grad) {
+            float *df = j->full->grad + img * per;
+            for (size_t p = 0; p < pixels; p++)
+                for (size_t i = 0; i < run; i++)
+                    df[p * run + i] += dy[p * run + i] * s[i];
+        }
+        if (j->scale->grad) {
+            float *ds = j->scale->grad + img * sper;
+            for (size_t p = 0; p < pixels; p++)
+                for (size_t i = 0; i < run; i++)
+                    ds[i] += dy[p * run + i] * f[p * run + i];
+        }
+    }
+}
+
 static void multiply_forward(kdens_model *m, kd_node *node, size_t n)
 {
     kd_node *full, *scale;
     multiply_roles(m, node, &full, &scale);
-    size_t per = kd_node_size(node), sper = kd_node_size(scale);
-    int c = node->c;
-    for (size_t img = 0; img < n; img++) {
-        const float *f = full->out + img * per, *s = scale->out + img * sper;
-        float *y = node->out + img * per;
-        for (size_t i = 0; i < per; i++)
-            y[i] = f[i] * (sper == per ? s[i] : s[i % c]);
-    }
+    struct multiply_job j = {node, full, scale};
+    kd_parallel_for(n, 1, multiply_forward_images, &j);
 }
 
 static void multiply_backward(kdens_model *m, kd_node *node, size_t n)
@@ -195,22 +244,8 @@ static void multiply_backward(kdens_model *m, kd_node *node, size_t n)
     multiply_roles(m, node, &full, &scale);
     kd_grad_accumulate(full, n);
     kd_grad_accumulate(scale, n);
-    size_t per = kd_node_size(node), sper = kd_node_size(scale);
-    int c = node->c;
-    for (size_t img = 0; img < n; img++) {
-        const float *f = full->out + img * per, *s = scale->out + img * sper;
-        const float *dy = node->grad + img * per;
-        if (full->grad) {
-            float *df = full->grad + img * per;
-            for (size_t i = 0; i < per; i++)
-                df[i] += dy[i] * (sper == per ? s[i] : s[i % c]);
-        }
-        if (scale->grad) {
-            float *ds = scale->grad + img * sper;
-            for (size_t i = 0; i < per; i++)
-                ds[sper == per ? i : i % c] += dy[i] * f[i];
-        }
-    }
+    struct multiply_job j = {node, full, scale};
+    kd_parallel_for(n, 1, multiply_backward_images, &j);
 }
 
 const kd_layer_ops kd_ops_multiply = {"multiply",       2,    2, multiply_infer, NULL, NULL,

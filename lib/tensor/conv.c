@@ -550,9 +550,53 @@ static void whole_backward(const kd_conv_geom *g, const float *x, const float *w
     kd_parallel_for((size_t)g->n, 1, col2im_images, &bj);
 }
 
+/* Fewer images than threads (batch-1 inference): the direct kernels split
+ * output rows instead, over the batch padded once into part 0's buffer (a
+ * part's chunk holds at least one image, and here every part's images
+ * together are fewer than the threads).  Each output is computed exactly as
+ * in the image split. */
+struct rows_job {
+    const struct conv_job *j;
+    const float *xp;
+};
+
+static void direct_forward_rows(size_t begin, size_t end, void *arg)
+{
+    const struct rows_job *r = arg;
+    const kd_conv_geom *g = r->j->g;
+    size_t img_floats = kd_direct_padded_floats(g, 1);
+    int wp = (g->ow - 1) * g->sw + g->kw;
+    while (begin < end) {
+        int n = (int)(begin / g->oh), oy = (int)(begin % g->oh);
+        int rows = (int)KD_MIN(end - begin, (size_t)(g->oh - oy));
+        kd_conv_geom sub = *g;
+        sub.n = 1;
+        sub.oh = rows;
+        const float *xp = r->xp + n * img_floats + (size_t)oy * g->sh * wp * g->c;
+        float *y = r->j->y + ((size_t)n * g->oh + oy) * g->ow * g->oc;
+        r->j->kern->direct_forward(&sub, xp, 1, r->j->w, r->j->bias, y, false);
+        begin += rows;
+    }
+}
+
+static bool split_rows(const kd_conv_geom *g)
+{
+    return kd_conv_choose(g) == KD_CONV_DIRECT && g->n < kd_threads() &&
+           layout(g).chunk >= g->n;
+}
+
 void kd_conv_forward(const kd_conv_geom *g, const float *x, const float *w, const float *bias,
                      float *y, float *work)
 {
+    if (split_rows(g)) {
+        struct conv_job j = {g,    x,     w, bias, NULL, y, NULL, NULL, NULL, work, false,
+                             kd_kernels_active(), NULL};
+        float *xp = work + layout(g).xpad;
+        kd_direct_pad(g, x, g->n, xp);
+        struct rows_job r = {&j, xp};
+        kd_parallel_for((size_t)g->n * g->oh, 1, direct_forward_rows, &r);
+        return;
+    }
     if (whole_batch(g)) {
         whole_forward(g, x, w, bias, y, work);
         return;
