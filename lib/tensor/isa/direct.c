@@ -96,53 +96,86 @@ void KD_ISA(kd_direct_forward)(const kd_conv_geom *g, const float *xp, int image
 }
 
 /* dw[t][ci0 .. ci0+cb)[oc0 .. oc0+VL nv) over every output pixel. */
+/* One sum: acc[s] += x * d over one output pixel. */
+#define WT_STEP(S, XS, DR)                                                                     \
+    do {                                                                                       \
+        kd_vf d0_ = kd_vload(DR);                                                              \
+        if (nv == 2) {                                                                         \
+            kd_vf d1_ = kd_vload((DR) + KD_VL);                                                \
+            for (int b = 0; b < cb; b++) {                                                     \
+                acc[S][b][0] += (XS)[b] * d0_;                                                 \
+                acc[S][b][1] += (XS)[b] * d1_;                                                 \
+            }                                                                                  \
+        } else {                                                                               \
+            for (int b = 0; b < cb; b++)                                                       \
+                acc[S][b][0] += (XS)[b] * d0_;                                                 \
+        }                                                                                      \
+    } while (0)
+
+/* Fewer than 4 accumulator registers (a first layer's 1 or 3 input
+ * channels) would leave the multiply-adds waiting on each other: such tiles
+ * keep 4 partial sums over consecutive pixels and add them at the end.  The
+ * order of every sum is fixed by the layer's shape. */
 static inline __attribute__((always_inline)) void weight_tile(const kd_conv_geom *g, const float *xp, int images,
                                const float *dy, int ky, int kx, int ci0, int cb, int oc0, int nv,
                                float *dw)
 {
     int hp = padded_h(g), wp = padded_w(g), c = g->c, oc = g->oc;
-    kd_vf acc[2 * CB][NV];
-    for (int b = 0; b < cb; b++)
-        for (int v = 0; v < nv; v++)
-            acc[b][v] = (kd_vf){0};
+    const int split = cb * nv < 4 ? 4 : 1;
+    kd_vf acc[4][2 * CB][NV]; /* cb <= 2 CB (one register), CB (two) */
+    for (int s = 0; s < split; s++)
+        for (int b = 0; b < cb; b++)
+            for (int v = 0; v < nv; v++)
+                acc[s][b][v] = (kd_vf){0};
+    const size_t xstep = (size_t)g->sw * c;
     for (int n = 0; n < images; n++)
         for (int oy = 0; oy < g->oh; oy++) {
             const float *xr = xp + (((size_t)n * hp + (size_t)oy * g->sh + ky) * wp + kx) * c + ci0;
             const float *dr = dy + ((size_t)n * g->oh + oy) * g->ow * oc + oc0;
-            for (int ox = 0; ox < g->ow; ox++) {
-                const float *xs = xr + (size_t)ox * g->sw * c;
-                kd_vf d0 = kd_vload(dr + (size_t)ox * oc);
-                if (nv == 2) {
-                    kd_vf d1 = kd_vload(dr + (size_t)ox * oc + KD_VL);
-                    for (int b = 0; b < cb; b++) {
-                        acc[b][0] += xs[b] * d0;
-                        acc[b][1] += xs[b] * d1;
-                    }
-                } else {
-                    for (int b = 0; b < cb; b++)
-                        acc[b][0] += xs[b] * d0;
-                }
-            }
+            int ox = 0;
+            if (split == 4)
+                for (; ox + 4 <= g->ow; ox += 4)
+                    for (int s = 0; s < 4; s++)
+                        WT_STEP(s, xr + (ox + s) * xstep, dr + (size_t)(ox + s) * oc);
+            for (; ox < g->ow; ox++)
+                WT_STEP(0, xr + ox * xstep, dr + (size_t)ox * oc);
         }
     float *dt = dw + ((size_t)(ky * g->kw + kx) * c + ci0) * oc + oc0;
     for (int b = 0; b < cb; b++)
-        for (int v = 0; v < nv; v++)
+        for (int v = 0; v < nv; v++) {
+            kd_vf sum = acc[0][b][v];
+            if (split == 4)
+                sum = (sum + acc[1][b][v]) + (acc[2][b][v] + acc[3][b][v]);
             kd_vstore(dt + (size_t)b * oc + KD_VL * v,
-                      kd_vload(dt + (size_t)b * oc + KD_VL * v) + acc[b][v]);
+                      kd_vload(dt + (size_t)b * oc + KD_VL * v) + sum);
+        }
 }
 
-/* The two full shapes, each with the same number of accumulators. */
-static void weight_tile_wide(const kd_conv_geom *g, const float *xp, int images, const float *dy,
-                             int ky, int kx, int ci0, int oc0, float *dw)
-{
-    weight_tile(g, xp, images, dy, ky, kx, ci0, CB, oc0, 2, dw);
-}
-
-static void weight_tile_narrow(const kd_conv_geom *g, const float *xp, int images,
-                               const float *dy, int ky, int kx, int ci0, int oc0, float *dw)
-{
-    weight_tile(g, xp, images, dy, ky, kx, ci0, 2 * CB, oc0, 1, dw);
-}
+/* Every shape compiled with constant sizes: cb input channels (1 .. CB with
+ * two registers of output channels, 1 .. 2 CB with one), so that ragged
+ * channel counts (a first layer's 1 or 3) keep their accumulators in
+ * registers too. */
+typedef void (*weight_fn)(const kd_conv_geom *g, const float *xp, int images, const float *dy,
+                          int ky, int kx, int ci0, int oc0, float *dw);
+#define WTILE(B, V)                                                                            \
+    static void wtile_##B##_##V(const kd_conv_geom *g, const float *xp, int images,            \
+                                const float *dy, int ky, int kx, int ci0, int oc0, float *dw) \
+    {                                                                                          \
+        if (B <= (V == 1 ? 2 * CB : CB)) /* wider ones are compiled, never called */           \
+            weight_tile(g, xp, images, dy, ky, kx, ci0, B, oc0, V, dw);                        \
+    }
+#define WTILES(V) WTILE(1, V) WTILE(2, V) WTILE(3, V) WTILE(4, V) WTILE(5, V) WTILE(6, V) \
+    WTILE(7, V) WTILE(8, V)
+WTILES(1)
+WTILES(2)
+WTILE(9, 1) WTILE(10, 1) WTILE(11, 1) WTILE(12, 1) WTILE(13, 1) WTILE(14, 1) WTILE(15, 1)
+WTILE(16, 1)
+static const weight_fn weight_tiles[2][16] = {
+    {wtile_1_1, wtile_2_1, wtile_3_1, wtile_4_1, wtile_5_1, wtile_6_1, wtile_7_1, wtile_8_1,
+     wtile_9_1, wtile_10_1, wtile_11_1, wtile_12_1, wtile_13_1, wtile_14_1, wtile_15_1,
+     wtile_16_1},
+    {wtile_1_2, wtile_2_2, wtile_3_2, wtile_4_2, wtile_5_2, wtile_6_2, wtile_7_2, wtile_8_2},
+};
 
 void KD_ISA(kd_direct_backward_weights)(const kd_conv_geom *g, const float *xp, int images,
                                         const float *dy, float *dw)
@@ -151,15 +184,10 @@ void KD_ISA(kd_direct_backward_weights)(const kd_conv_geom *g, const float *xp, 
         for (int kx = 0; kx < g->kw; kx++)
             for (int oc0 = 0; oc0 < g->oc;) {
                 int nv = g->oc - oc0 >= NV * KD_VL ? NV : 1;
-                int ci0 = 0, cb = nv == 2 ? CB : 2 * CB;
-                for (; ci0 + cb <= g->c; ci0 += cb) {
-                    if (nv == 2)
-                        weight_tile_wide(g, xp, images, dy, ky, kx, ci0, oc0, dw);
-                    else
-                        weight_tile_narrow(g, xp, images, dy, ky, kx, ci0, oc0, dw);
-                }
-                if (ci0 < g->c)
-                    weight_tile(g, xp, images, dy, ky, kx, ci0, g->c - ci0, oc0, nv, dw);
+                int full = nv == 2 ? CB : 2 * CB;
+                for (int ci0 = 0; ci0 < g->c; ci0 += full)
+                    weight_tiles[nv - 1][KD_MIN(full, g->c - ci0) - 1](g, xp, images, dy, ky, kx,
+                                                                      ci0, oc0, dw);
                 oc0 += KD_VL * nv;
             }
 }

@@ -78,18 +78,24 @@ static void pack_b(bool trans, const float *b, int ldb, int p0, int kc, int j0, 
  * place); then C = alpha acc + beta C on the first k block, C += alpha acc
  * after it.  Every row count is compiled with constant sizes (micro_1 ..
  * micro_MR) and performs, per element, the same operations. */
-static inline __attribute__((always_inline)) void micro(int rows, int kc, const float *ap, const float *bp, int ldp, float *c,
+static inline __attribute__((always_inline)) void micro(int rows, int nv, int kc, const float *ap, const float *bp, int ldp, float *c,
                          int ldc, int cols, float alpha, float beta, bool first)
 {
     kd_vf acc[MR][2];
     for (int r = 0; r < rows; r++)
         acc[r][0] = acc[r][1] = (kd_vf){0};
     for (int kk = 0; kk < kc; kk++) {
-        kd_vf b0 = kd_vload(bp + (size_t)kk * ldp), b1 = kd_vload(bp + (size_t)kk * ldp + KD_VL);
+        kd_vf b0 = kd_vload(bp + (size_t)kk * ldp);
         const float *a = ap + (size_t)kk * MR;
-        for (int r = 0; r < rows; r++) {
-            acc[r][0] += a[r] * b0;
-            acc[r][1] += a[r] * b1;
+        if (nv == 2) {
+            kd_vf b1 = kd_vload(bp + (size_t)kk * ldp + KD_VL);
+            for (int r = 0; r < rows; r++) {
+                acc[r][0] += a[r] * b0;
+                acc[r][1] += a[r] * b1;
+            }
+        } else {
+            for (int r = 0; r < rows; r++)
+                acc[r][0] += a[r] * b0;
         }
     }
     float edge[MR * NR];
@@ -105,7 +111,7 @@ static inline __attribute__((always_inline)) void micro(int rows, int kc, const 
     bool read_c = !first || beta != 0.0f;
     for (int r = 0; r < rows; r++) {
         float *cr = ct + (size_t)r * ldt;
-        for (int v = 0; v < 2; v++) {
+        for (int v = 0; v < nv; v++) {
             kd_vf out = alpha * acc[r][v];
             if (read_c) {
                 kd_vf old = kd_vload(cr + v * KD_VL);
@@ -121,17 +127,26 @@ static inline __attribute__((always_inline)) void micro(int rows, int kc, const 
 
 typedef void (*micro_fn)(int kc, const float *ap, const float *bp, int ldp, float *c, int ldc,
                          int cols, float alpha, float beta, bool first);
-#define MICRO(R)                                                                               \
-    static void micro_##R(int kc, const float *ap, const float *bp, int ldp, float *c, int ldc, \
-                          int cols, float alpha, float beta, bool first)                      \
+#define MICRO(R, V)                                                                            \
+    static void micro_##R##_##V(int kc, const float *ap, const float *bp, int ldp, float *c,    \
+                                int ldc, int cols, float alpha, float beta, bool first)       \
     {                                                                                          \
-        if (R <= MR)                                                                           \
-            micro(R, kc, ap, bp, ldp, c, ldc, cols, alpha, beta, first);                       \
+        if (R <= MR) /* wider ones are compiled, never called */                               \
+            micro(R, V, kc, ap, bp, ldp, c, ldc, cols, alpha, beta, first);                    \
     }
-MICRO(1) MICRO(2) MICRO(3) MICRO(4) MICRO(5) MICRO(6)
-MICRO(7) MICRO(8) MICRO(9) MICRO(10) MICRO(11) MICRO(12)
-static const micro_fn micros[12] = {micro_1, micro_2, micro_3,  micro_4,  micro_5,  micro_6,
-                                    micro_7, micro_8, micro_9, micro_10, micro_11, micro_12};
+#define MICROS(V) MICRO(1, V) MICRO(2, V) MICRO(3, V) MICRO(4, V) MICRO(5, V) MICRO(6, V) \
+    MICRO(7, V) MICRO(8, V) MICRO(9, V) MICRO(10, V) MICRO(11, V) MICRO(12, V)
+MICROS(1)
+MICROS(2)
+/* [registers of columns - 1][rows - 1]: a panel of at most KD_VL columns
+ * (a dense layer's 10 classes) runs one register wide, the zero half of
+ * its packed panel untouched. */
+static const micro_fn micros[2][12] = {
+    {micro_1_1, micro_2_1, micro_3_1, micro_4_1, micro_5_1, micro_6_1, micro_7_1, micro_8_1,
+     micro_9_1, micro_10_1, micro_11_1, micro_12_1},
+    {micro_1_2, micro_2_2, micro_3_2, micro_4_2, micro_5_2, micro_6_2, micro_7_2, micro_8_2,
+     micro_9_2, micro_10_2, micro_11_2, micro_12_2},
+};
 
 /* The columns [0, cols) (< NR) of a tile with B read in place, one element
  * at a time: for few rows packing an edge panel would cost more than the
@@ -190,12 +205,12 @@ static void blocked(bool ta, bool tb, int m, int n, int k, float alpha, const fl
                     float *ct = c + (size_t)i0 * ldc + j0 + s;
                     if (!in_place) {
                         for (int r = 0; r < mc; r += MR)
-                            micros[KD_MIN(MR, mc - r) - 1](kc, ap + (size_t)r * kc,
+                            micros[cols > KD_VL][KD_MIN(MR, mc - r) - 1](kc, ap + (size_t)r * kc,
                                                            bp + (size_t)s * kc, NR,
                                                            ct + (size_t)r * ldc, ldc, cols,
                                                            alpha, beta, p0 == 0);
                     } else if (cols == NR) {
-                        micros[mc - 1](kc, ap, b + (size_t)p0 * ldb + j0 + s, ldb, ct, ldc, NR,
+                        micros[1][mc - 1](kc, ap, b + (size_t)p0 * ldb + j0 + s, ldb, ct, ldc, NR,
                                        alpha, beta, p0 == 0);
                     } else {
                         micro_scalar(mc, kc, ap, b + (size_t)p0 * ldb + j0 + s, ldb, ct, ldc,
