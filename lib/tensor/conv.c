@@ -22,12 +22,23 @@
 
 int kd_conv_forced_algo = -1;
 
+static size_t weight_count(const kd_conv_geom *g)
+{
+    return (size_t)g->kh * g->kw * (g->c / g->groups) * g->oc;
+}
+
 /* The direct kernels need output rows of a few pixels to reuse each weight
  * vector; below this width a GEMM over the whole batch (im2col rows, or the
  * input itself for a plain 1x1) reads every weight once per block instead
  * of once per image (benchmarks.md: ResNet50V2's 2x2 and 1x1 stages ran
  * 15-50 GFLOP/s direct, 95-130 through GEMM). */
 #define KD_DIRECT_MIN_WIDTH 4
+/* The direct kernels stream a layer's weights once per output row of every
+ * image; GEMM packs a block of them once per 144 rows.  Above this many
+ * weights (512 KiB, out of the L2 cache of a core) streaming costs more than
+ * im2col (benchmarks.md: ResNet50V2's 14x14 and 7x7 stages, 80-110 GFLOP/s
+ * direct, 110-215 through GEMM). */
+#define KD_DIRECT_MAX_WEIGHTS ((size_t)1 << 17)
 
 kd_conv_algo kd_conv_choose(const kd_conv_geom *g)
 {
@@ -36,7 +47,8 @@ kd_conv_algo kd_conv_choose(const kd_conv_geom *g)
     if (kd_conv_forced_algo == KD_CONV_IM2COL)
         return KD_CONV_IM2COL;
     if (kd_direct_applies(g) &&
-        (g->ow >= KD_DIRECT_MIN_WIDTH || kd_conv_forced_algo == KD_CONV_DIRECT))
+        ((g->ow >= KD_DIRECT_MIN_WIDTH && weight_count(g) <= KD_DIRECT_MAX_WEIGHTS) ||
+         kd_conv_forced_algo == KD_CONV_DIRECT))
         return KD_CONV_DIRECT;
     if (g->groups == 1 && g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->pt == 0 &&
         g->pl == 0 && g->oh == g->h && g->ow == g->w)
@@ -51,10 +63,6 @@ static size_t col_row_len(const kd_conv_geom *g)
 
 static int conv_parts(const kd_conv_geom *g) { return KD_MIN(kd_threads(), g->n); }
 
-static size_t weight_count(const kd_conv_geom *g)
-{
-    return (size_t)g->kh * g->kw * (g->c / g->groups) * g->oc;
-}
 
 /* One part's slice of the workspace: buffers for one chunk of images, then
  * private weight and bias gradients (part 0 accumulates into the caller's). */

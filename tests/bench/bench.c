@@ -212,7 +212,7 @@ static void bench_conv(const char *name, int h, int c, int oc, int k, int stride
     bench_conv_algo(name, h, c, oc, k, stride, groups, -1);
     if (groups == 1)
         bench_conv_algo(name, h, c, oc, k, stride, groups, KD_CONV_IM2COL);
-    if (groups == 1 && oc % 16 == 0 && (h + 2 * (k / 2) - k) / stride + 1 < 4)
+    if (groups == 1 && oc % 16 == 0)
         bench_conv_algo(name, h, c, oc, k, stride, groups, KD_CONV_DIRECT);
 }
 
@@ -221,7 +221,8 @@ static void bench_conv_algo(const char *name, int h, int c, int oc, int k, int s
 {
     kd_conv_forced_algo = forced;
     int pad = k / 2, oh = (h + 2 * pad - k) / stride + 1;
-    kd_conv_geom g = {128, h, h, c, oh, oh, oc, k, k, stride, stride, pad, pad, groups};
+    int n = (size_t)h * h * c * k * k * oc > ((size_t)1 << 27) ? 16 : 128; /* bound the time */
+    kd_conv_geom g = {n, h, h, c, oh, oh, oc, k, k, stride, stride, pad, pad, groups};
     size_t xs = (size_t)g.n * h * h * c, ws = (size_t)k * k * (c / groups) * oc,
            ys = (size_t)g.n * oh * oh * oc;
     float *x = calloc(xs, 4), *w = calloc(ws, 4), *y = calloc(ys, 4), *dx = calloc(xs, 4),
@@ -571,6 +572,11 @@ int main(int argc, char **argv)
         bench_conv("2x2 1024->256 1x1", 2, 1024, 256, 1, 1, 1);
         bench_conv("1x1 2048->512 1x1", 1, 2048, 512, 1, 1, 1);
         bench_conv("1x1 512->2048 1x1", 1, 512, 2048, 1, 1, 1);
+        /* ResNet50V2's later stages at 224x224: large weights */
+        bench_conv("14x14 256->256 3x3", 14, 256, 256, 3, 1, 1);
+        bench_conv("7x7 512->512 3x3", 7, 512, 512, 3, 1, 1);
+        bench_conv("14x14 1024->256 1x1", 14, 1024, 256, 1, 1, 1);
+        bench_conv("7x7 2048->512 1x1", 7, 2048, 512, 1, 1, 1);
     }
     if (wanted(argc, argv, "gemm"))
         bench_gemm();
