@@ -257,6 +257,68 @@ static void test_paths_agree(void **state)
     free_operands(&o);
 }
 
+/* exp, sigmoid, swish and swish's derivative against double precision on
+ * every path, over lengths with ragged tails, and at the edges. */
+static void exp_family(const kd_kernels *kern)
+{
+    enum { N = 1003 };
+    float x[N], y[N], dy[N], dx[N];
+    for (int i = 0; i < N; i++) {
+        x[i] = -90.0f + 179.0f * (float)i / (N - 1); /* across the whole range */
+        dy[i] = 0.5f + (float)(i % 7) * 0.25f;
+    }
+    for (size_t len = 1; len <= N; len += len < 40 ? 1 : 321) {
+        kern->exp(x, y, len);
+        for (size_t i = 0; i < len; i++) {
+            double want = exp((double)x[i]);
+            if (x[i] < -87.33654f) /* flushed rather than denormal */
+                want = 0;
+            else if (x[i] > 88.72283f)
+                want = INFINITY;
+            if (!(y[i] == (float)want || fabs(y[i] - want) <= 3e-7 * want))
+                fail_msg("%s exp(%.9g) = %.9g, want %.9g", kd_cpu_path_name(kern->path),
+                         (double)x[i], (double)y[i], want);
+        }
+    }
+    kern->sigmoid(x, y, N);
+    for (int i = 0; i < N; i++) {
+        double want = 1.0 / (1.0 + exp(-(double)x[i]));
+        if (!(fabs(y[i] - want) <= 1e-6 * want + 1e-37))
+            fail_msg("%s sigmoid(%.9g) = %.9g, want %.9g", kd_cpu_path_name(kern->path),
+                     (double)x[i], (double)y[i], want);
+    }
+    kern->swish(x, y, N);
+    memset(dx, 0, sizeof dx);
+    kern->swish_backward(x, dy, dx, N, true);
+    for (int i = 0; i < N; i++) {
+        double s = 1.0 / (1.0 + exp(-(double)x[i])), sw = x[i] * s;
+        double d = dy[i] * (s + x[i] * s * (1.0 - s));
+        if (!(fabs(y[i] - sw) <= 1e-6 * fabs(sw) + 1e-30) ||
+            !(fabs(dx[i] - d) <= 1e-5 * fabs(d) + 1e-6))
+            fail_msg("%s swish(%.9g) = %.9g (want %.9g), gradient %.9g (want %.9g)",
+                     kd_cpu_path_name(kern->path), (double)x[i], (double)y[i], sw,
+                     (double)dx[i], d);
+    }
+    /* accumulate: adds to what is there */
+    float before[N];
+    memcpy(before, dx, sizeof dx);
+    kern->swish_backward(x, dy, dx, N, false);
+    for (int i = 0; i < N; i++)
+        assert_true(fabsf(dx[i] - 2 * before[i]) <= 1e-6f * fabsf(before[i]) + 1e-30f);
+    float edge[4] = {NAN, INFINITY, -INFINITY, 0.0f}, out[4];
+    kern->exp(edge, out, 4);
+    assert_true(isnan(out[0]) && isinf(out[1]) && out[1] > 0 && out[2] == 0.0f &&
+                out[3] == 1.0f);
+    kern->sigmoid(edge, out, 4);
+    assert_true(isnan(out[0]) && out[1] == 1.0f && out[2] == 0.0f && out[3] == 0.5f);
+}
+
+static void test_exp_family_every_path(void **state)
+{
+    (void)state;
+    each_path(exp_family);
+}
+
 static void test_path_selection(void **state)
 {
     (void)state;
@@ -286,6 +348,7 @@ int main(void)
         cmocka_unit_test(test_gemm_rows_and_columns_independent),
         cmocka_unit_test(test_threaded_gemm_equals_kernel),
         cmocka_unit_test(test_paths_agree),
+        cmocka_unit_test(test_exp_family_every_path),
         cmocka_unit_test(test_path_selection),
     };
     return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);

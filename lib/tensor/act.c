@@ -1,11 +1,10 @@
 /* Element-wise activations and the channel softmax, forward and backward. */
-#include "tensor.h"
+#include "kernels.h"
 
 #include <math.h>
 
 /* NaN in, NaN out: a diverging network must not be hidden by its activations. */
 static inline float relu6f(float v) { return v < 0 ? 0 : (v > 6 ? 6 : v); }
-static inline float sigmoidf(float v) { return 1.0f / (1.0f + expf(-v)); }
 
 void kd_softmax_rows(size_t rows, int c, const float *z, float temperature, float *p)
 {
@@ -28,6 +27,7 @@ void kd_softmax_rows(size_t rows, int c, const float *z, float temperature, floa
 }
 
 struct act_job {
+    const kd_kernels *kern; /* sigmoid and swish: the vectorised exp */
     kd_act act;
     const float *x, *y, *dy;
     float *out;
@@ -49,16 +49,14 @@ KD_CLONES static void forward_range(size_t begin, size_t end, void *arg)
             y[i] = relu6f(x[i]);
         break;
     case KD_ACT_SIGMOID:
-        for (size_t i = begin; i < end; i++)
-            y[i] = sigmoidf(x[i]);
+        j->kern->sigmoid(x + begin, y + begin, end - begin);
         break;
     case KD_ACT_HARD_SIGMOID:
         for (size_t i = begin; i < end; i++)
             y[i] = relu6f(x[i] + 3.0f) * (1.0f / 6.0f);
         break;
     case KD_ACT_SWISH:
-        for (size_t i = begin; i < end; i++)
-            y[i] = x[i] * sigmoidf(x[i]);
+        j->kern->swish(x + begin, y + begin, end - begin);
         break;
     case KD_ACT_HARD_SWISH:
         for (size_t i = begin; i < end; i++)
@@ -101,10 +99,7 @@ KD_CLONES static void backward_range(size_t begin, size_t end, void *arg)
             STORE(i, (x[i] > -3.0f && x[i] < 3.0f) ? dy[i] * (1.0f / 6.0f) : 0.0f);
         break;
     case KD_ACT_SWISH:
-        for (size_t i = begin; i < end; i++) {
-            float s = sigmoidf(x[i]);
-            STORE(i, dy[i] * (s + x[i] * s * (1.0f - s)));
-        }
+        j->kern->swish_backward(x + begin, dy + begin, dx + begin, end - begin, assign);
         break;
     case KD_ACT_HARD_SWISH:
         for (size_t i = begin; i < end; i++) {
@@ -128,7 +123,7 @@ void kd_act_forward(kd_act act, size_t rows, int c, const float *x, float *y)
         kd_softmax_rows(rows, c, x, 1.0f, y);
         return;
     }
-    struct act_job j = {act, x, NULL, NULL, y, false};
+    struct act_job j = {kd_kernels_active(), act, x, NULL, NULL, y, false};
     kd_parallel_for(rows * (size_t)c, 1 << 15, forward_range, &j);
 }
 
@@ -146,6 +141,6 @@ void kd_act_backward(kd_act act, size_t rows, int c, const float *x, const float
         }
         return;
     }
-    struct act_job j = {act, x, y, dy, dx, assign};
+    struct act_job j = {kd_kernels_active(), act, x, y, dy, dx, assign};
     kd_parallel_for(rows * (size_t)c, 1 << 15, backward_range, &j);
 }

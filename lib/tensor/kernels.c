@@ -3,7 +3,8 @@
 
 #define KD_TABLE(sfx, p)                                                                     \
     {                                                                                        \
-        p, kd_gemm_##sfx, kd_direct_forward_##sfx, kd_direct_backward_weights_##sfx          \
+        p, kd_gemm_##sfx, kd_direct_forward_##sfx, kd_direct_backward_weights_##sfx,         \
+            kd_exp_##sfx, kd_sigmoid_##sfx, kd_swish_##sfx, kd_swish_backward_##sfx          \
     }
 
 static const kd_kernels tables[KD_CPU_PATHS] = {

@@ -17,6 +17,13 @@ typedef struct kd_kernels {
                            const float *bias, float *y, bool accumulate);
     void (*direct_backward_weights)(const kd_conv_geom *g, const float *xp, int images,
                                     const float *dy, float *dw);
+    /* y = exp(x), sigmoid(x), x sigmoid(x) over n floats (isa/act.c: within
+     * 2 ulp of exp; +inf above 88.72, 0 below -87.34, NaN stays NaN). */
+    void (*exp)(const float *x, float *y, size_t n);
+    void (*sigmoid)(const float *x, float *y, size_t n);
+    void (*swish)(const float *x, float *y, size_t n);
+    /* dx = (assign) or += dy * swish'(x). */
+    void (*swish_backward)(const float *x, const float *dy, float *dx, size_t n, bool assign);
 } kd_kernels;
 
 /* The table of the active path (kd_cpu_active()). */
@@ -33,7 +40,12 @@ const kd_kernels *kd_kernels_for(kd_cpu_path path);
                                  const float *w, const float *bias, float *y,                \
                                  bool accumulate);                                           \
     void kd_direct_backward_weights_##sfx(const kd_conv_geom *g, const float *xp, int images, \
-                                          const float *dy, float *dw);
+                                          const float *dy, float *dw);                       \
+    void kd_exp_##sfx(const float *x, float *y, size_t n);                                   \
+    void kd_sigmoid_##sfx(const float *x, float *y, size_t n);                               \
+    void kd_swish_##sfx(const float *x, float *y, size_t n);                                 \
+    void kd_swish_backward_##sfx(const float *x, const float *dy, float *dx, size_t n,       \
+                                 bool assign);
 /* KD_GENERIC_ONLY: a build that compiles lib/tensor/isa/ once, without
  * path flags (the fuzzing harnesses). */
 #if defined(__x86_64__) && !defined(KD_GENERIC_ONLY)
