@@ -41,7 +41,8 @@ static uint64_t kink_signature(const kdens_model *m, size_t n)
         case KD_ACT_HARD_SWISH: lo = -3.0f, hi = 3.0f; break;
         default: continue;
         }
-        const float *x = m->nodes[node->in[0]].out;
+        /* ReLU's input may be fused away: its output has the same sides */
+        const float *x = node->a.act == KD_ACT_RELU ? node->out : m->nodes[node->in[0]].out;
         size_t count = n * kd_node_size(node);
         for (size_t k = 0; k < count; k++) {
             uint8_t side = (uint8_t)((x[k] > lo) + (x[k] > hi));
@@ -207,6 +208,12 @@ static void test_batchnorm(void **state)
     gc_case eval = {PRE "conv filters=4 kernel=3\nbn momentum=0.9 eps=0.01" HEAD, NULL, 5, 5, 2,
                     3, 4, false, 0, 0, false};
     gradcheck(&eval);
+    /* batch norm and a ReLU that alone reads it run fused */
+    gc_case fused = {PRE "conv filters=4 kernel=3\nbatchnorm\nrelu" HEAD, NULL, 5, 5, 2, 3, 4,
+                     true, 0, 0, false};
+    gradcheck(&fused);
+    fused.training = false;
+    gradcheck(&fused);
 }
 
 static void test_activations(void **state)

@@ -48,6 +48,46 @@ static void test_predict_independent_of_batch(void **state)
     }
 }
 
+/* Batch norm with the ReLU that alone reads it runs as one pass: the same
+ * bits as the two layers run apart, in inference and in a training step. */
+static void test_fused_batchnorm_relu(void **state)
+{
+    (void)state;
+    kdens_model *m = make("resnet20", 12, 12, 1, 5);
+    int fused = 0;
+    for (int i = 1; i < m->n_nodes; i++)
+        fused += m->nodes[i].relu_into != 0;
+    assert_true(fused >= 10); /* every stem and block-internal pair of ResNet-20 */
+    enum { N = 9 };
+    float x[N * 144], a[N * 5], b[N * 5];
+    int32_t y[N];
+    for (int i = 0; i < N; i++)
+        y[i] = i % 5;
+    tu_fill(x, N * 144, 1, 77);
+    ASSERT_OK(kdens_model_predict(m, x, N, a));
+    m->unfused = true;
+    ASSERT_OK(kdens_model_predict(m, x, N, b));
+    assert_memory_equal(a, b, sizeof a);
+    /* one training step each way from the same weights */
+    kdens_model *m2 = make("resnet20", 12, 12, 1, 5);
+    m2->unfused = true;
+    m->unfused = false;
+    kdens_optimizer *o1, *o2;
+    ASSERT_OK(kdens_optimizer_create(KDENS_OPT_SGD, 0.1f, &o1));
+    ASSERT_OK(kdens_optimizer_create(KDENS_OPT_SGD, 0.1f, &o2));
+    ASSERT_OK(kdens_model_set_training(m, 1));
+    ASSERT_OK(kdens_model_set_training(m2, 1));
+    float l1, l2;
+    ASSERT_OK(kdens_model_train_step(m, o1, x, N, y, NULL, &l1, NULL));
+    ASSERT_OK(kdens_model_train_step(m2, o2, x, N, y, NULL, &l2, NULL));
+    assert_true(l1 == l2);
+    assert_memory_equal(m->weights, m2->weights, sizeof(float) * m->n_weights);
+    kdens_optimizer_free(o1);
+    kdens_optimizer_free(o2);
+    kdens_model_free(m2);
+    kdens_model_free(m);
+}
+
 static void test_predict_u8_uses_scaling(void **state)
 {
     (void)state;
@@ -451,6 +491,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_predict_independent_of_batch),
+        cmocka_unit_test(test_fused_batchnorm_relu),
         cmocka_unit_test(test_predict_u8_uses_scaling),
         cmocka_unit_test(test_save_load_bit_identical),
         cmocka_unit_test(test_spec_round_trip),

@@ -136,10 +136,11 @@ static void test_batchnorm_vs_torch(void **state)
     const float *mean = get("bn.mean", 5), *var = get("bn.var", 5);
     float y[4 * 3 * 3 * 5], mm[5] = {0}, mv[5] = {1, 1, 1, 1, 1}, bm[5], bi[5], ab[10];
     double *scratch = malloc(sizeof(double) * kd_bn_scratch_doubles(5));
-    kd_bn_forward_train(rows, 5, x, gamma, beta, 1e-3f, 0.99f, mm, mv, bm, bi, y, scratch, ab);
+    kd_bn_forward_train(rows, 5, x, gamma, beta, 1e-3f, 0.99f, mm, mv, bm, bi, y, scratch, ab,
+                        false);
     free(scratch);
     assert_close(y, get("bn_train.y", rows * 5), rows * 5, 1e-5f, "bn train");
-    kd_bn_forward_eval(rows, 5, x, gamma, beta, mean, var, 1e-3f, y, ab);
+    kd_bn_forward_eval(rows, 5, x, gamma, beta, mean, var, 1e-3f, y, ab, false);
     assert_close(y, get("bn_eval.y", rows * 5), rows * 5, 1e-5f, "bn eval");
 }
 

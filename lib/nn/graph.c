@@ -342,7 +342,29 @@ kdens_status kd_model_finalize(kdens_model *m, uint64_t seed)
     free(inits);
     m->seed = seed;
     kd_rng_seed(&m->rng, seed ^ 0x5eed0fd50u);
+    kd_model_fuse(m);
     return KDENS_OK;
+}
+
+void kd_model_fuse(kdens_model *m)
+{
+    for (int i = 1; i < m->n_nodes; i++) {
+        kd_node *act = &m->nodes[i];
+        if (act->type != KD_L_ACT || act->a.act != KD_ACT_RELU)
+            continue;
+        int b = act->in[0];
+        kd_node *bn = &m->nodes[b];
+        if (bn->type != KD_L_BATCHNORM || b == m->logits_node || bn->relu_into)
+            continue;
+        int readers = 0;
+        for (int k = b + 1; k < m->n_nodes; k++)
+            for (int r = 0; r < m->nodes[k].n_in; r++)
+                readers += m->nodes[k].in[r] == b;
+        if (readers != 1)
+            continue;
+        bn->relu_into = i;
+        act->fused = true;
+    }
 }
 
 /* ---- buffers ----------------------------------------------------------------------- */

@@ -5,6 +5,8 @@
 
 static void act_forward(kdens_model *m, kd_node *node, size_t n)
 {
+    if (node->fused && !m->unfused) /* the batch norm before wrote the output */
+        return;
     kd_act_forward(node->a.act, n * node->h * node->w, node->c, kd_input(m, node, 0)->out,
                    node->out);
 }

@@ -47,22 +47,28 @@ static float *bn_coeffs(kdens_model *m, const kd_node *node)
     return m->work + 2 * kd_bn_scratch_doubles(node->c);
 }
 
+/* Fused with the ReLU that alone reads it (kd_model_fuse), the output goes
+ * through max(., 0) straight into the ReLU's buffer: one pass instead of
+ * two.  The ReLU's backward reads only its own output, so nothing needs
+ * the batch norm's. */
 static void bn_forward(kdens_model *m, kd_node *node, size_t n)
 {
     const kd_node *x = kd_input(m, node, 0);
     size_t rows = n * node->h * node->w;
     float *stats = node->aux;
+    bool fused = node->relu_into && !m->unfused;
+    float *y = fused ? m->nodes[node->relu_into].out : node->out;
     if (m->training)
         kd_bn_forward_train(rows, node->c, x->out, kd_param_data(m, node, BN_GAMMA),
                             kd_param_data(m, node, BN_BETA), node->a.eps, node->a.momentum,
                             kd_param_data(m, node, BN_MEAN), kd_param_data(m, node, BN_VAR),
-                            stats, stats + node->c, node->out, bn_scratch(m),
-                            bn_coeffs(m, node));
+                            stats, stats + node->c, y, bn_scratch(m), bn_coeffs(m, node),
+                            fused);
     else
         kd_bn_forward_eval(rows, node->c, x->out, kd_param_data(m, node, BN_GAMMA),
                            kd_param_data(m, node, BN_BETA), kd_param_data(m, node, BN_MEAN),
-                           kd_param_data(m, node, BN_VAR), node->a.eps, node->out,
-                           bn_coeffs(m, node));
+                           kd_param_data(m, node, BN_VAR), node->a.eps, y, bn_coeffs(m, node),
+                           fused);
 }
 
 static void bn_backward(kdens_model *m, kd_node *node, size_t n)

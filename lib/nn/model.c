@@ -393,7 +393,10 @@ kdens_status kd_model_infer_node(kdens_model *m, const float *x, size_t n, int n
 {
     if (node < 1 || node >= m->n_nodes)
         return kd_fail(KDENS_E_ARG, "node %d is not a layer of the model", node);
-    return run_inference(m, x, n, out, false, NULL, node);
+    m->unfused = true; /* the node asked for may be a fused batch norm */
+    kdens_status st = run_inference(m, x, n, out, false, NULL, node);
+    m->unfused = false;
+    return st;
 }
 
 kdens_status kd_model_copy_params(kdens_model *dst, const kdens_model *src, int *copied)

@@ -82,9 +82,9 @@ KD_CLONES static void backward_range(size_t begin, size_t end, void *arg)
     float *dx = j->out;
     const bool assign = j->assign;
     switch (j->act) {
-    case KD_ACT_RELU:
+    case KD_ACT_RELU: /* y > 0 exactly where x > 0 (NaN: neither) */
         for (size_t i = begin; i < end; i++)
-            STORE(i, x[i] > 0 ? dy[i] : 0.0f);
+            STORE(i, y[i] > 0 ? dy[i] : 0.0f);
         break;
     case KD_ACT_RELU6:
         for (size_t i = begin; i < end; i++)

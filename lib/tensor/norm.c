@@ -18,6 +18,7 @@ struct bn_job {
     float *y, *dx;
     double *acc; /* parts x 2c */
     bool assign; /* dx is written, not added to */
+    bool relu;   /* forward: max(y, 0) in the same pass */
 };
 
 /* Sums of x and x^2 in one pass.  In double, E[x^2] - E[x]^2 keeps ~1e-9
@@ -45,6 +46,14 @@ KD_CLONES static void affine_part(int part, int parts, void *arg)
     size_t b, e;
     kd_split(j->rows, part, parts, &b, &e);
     const float *a = j->invstd, *off = j->mean;
+    if (j->relu) {
+        for (size_t r = b; r < e; r++)
+            for (int ch = 0; ch < j->c; ch++) {
+                float v = j->x[r * j->c + ch] * a[ch] + off[ch];
+                j->y[r * j->c + ch] = v < 0 ? 0 : v;
+            }
+        return;
+    }
     for (size_t r = b; r < e; r++)
         for (int ch = 0; ch < j->c; ch++)
             j->y[r * j->c + ch] = j->x[r * j->c + ch] * a[ch] + off[ch];
@@ -62,11 +71,11 @@ static double part_total(const struct bn_job *j, int parts, int which, int ch)
 void kd_bn_forward_train(size_t rows, int c, const float *x, const float *gamma,
                          const float *beta, float eps, float momentum, float *moving_mean,
                          float *moving_var, float *batch_mean, float *batch_invstd, float *y,
-                         double *scratch, float *ab)
+                         double *scratch, float *ab, bool relu)
 {
     int parts = bn_parts(rows);
     struct bn_job j = {rows,         c, x,    NULL,    gamma, beta, batch_mean,
-                       batch_invstd, y, NULL, scratch, false};
+                       batch_invstd, y, NULL, scratch, false, false};
     kd_parallel_parts(parts, sum_part, &j);
     for (int ch = 0; ch < c; ch++) {
         double mean = part_total(&j, parts, 0, ch) / (double)rows;
@@ -80,19 +89,19 @@ void kd_bn_forward_train(size_t rows, int c, const float *x, const float *gamma,
         ab[ch] = batch_invstd[ch] * gamma[ch];
         ab[c + ch] = beta[ch] - batch_mean[ch] * ab[ch];
     }
-    struct bn_job aj = {rows, c, x, NULL, NULL, NULL, ab + c, ab, y, NULL, NULL, false};
+    struct bn_job aj = {rows, c, x, NULL, NULL, NULL, ab + c, ab, y, NULL, NULL, false, relu};
     kd_parallel_parts(parts, affine_part, &aj);
 }
 
 void kd_bn_forward_eval(size_t rows, int c, const float *x, const float *gamma,
                         const float *beta, const float *mean, const float *var, float eps,
-                        float *y, float *ab)
+                        float *y, float *ab, bool relu)
 {
     for (int ch = 0; ch < c; ch++) {
         ab[ch] = gamma[ch] / sqrtf(var[ch] + eps);
         ab[c + ch] = beta[ch] - mean[ch] * ab[ch];
     }
-    struct bn_job j = {rows, c, x, NULL, NULL, NULL, ab + c, ab, y, NULL, NULL, false};
+    struct bn_job j = {rows, c, x, NULL, NULL, NULL, ab + c, ab, y, NULL, NULL, false, relu};
     kd_parallel_parts(bn_parts(rows), affine_part, &j);
 }
 
@@ -139,7 +148,7 @@ void kd_bn_backward_train(size_t rows, int c, const float *x, const float *gamma
 {
     int parts = bn_parts(rows);
     struct bn_job j = {rows,         c,  x,  dy,      gamma, NULL, batch_mean,
-                       batch_invstd, ab, dx, scratch, assign};
+                       batch_invstd, ab, dx, scratch, assign, false};
     kd_parallel_parts(parts, grad_sums_part, &j);
     for (int ch = 0; ch < c; ch++) {
         double sdy = part_total(&j, parts, 0, ch), sdyx = part_total(&j, parts, 1, ch);

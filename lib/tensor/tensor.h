@@ -80,10 +80,12 @@ size_t kd_bn_scratch_doubles(int c);
 void kd_bn_forward_train(size_t rows, int c, const float *x, const float *gamma,
                          const float *beta, float eps, float momentum, float *moving_mean,
                          float *moving_var, float *batch_mean, float *batch_invstd, float *y,
-                         double *scratch, float *ab);
+                         double *scratch, float *ab, bool relu);
 void kd_bn_forward_eval(size_t rows, int c, const float *x, const float *gamma,
                         const float *beta, const float *mean, const float *var, float eps,
-                        float *y, float *ab);
+                        float *y, float *ab, bool relu);
+/* (relu: y is written through max(., 0) in the same pass, the batch norm
+ * and a ReLU that alone reads it fused; a NaN stays NaN, as in kd_act.) */
 void kd_bn_backward_train(size_t rows, int c, const float *x, const float *gamma,
                           const float *batch_mean, const float *batch_invstd, const float *dy,
                           float *dx, bool assign, float *dgamma, float *dbeta, double *scratch,
@@ -106,7 +108,8 @@ typedef enum kd_act {
 } kd_act;
 
 void kd_act_forward(kd_act act, size_t rows, int c, const float *x, float *y);
-/* dx = (assign) or += dy * f'(x). */
+/* dx = (assign) or += dy * f'(x).  ReLU's mask is read from y (y > 0 exactly
+ * where x > 0), so its input need not be kept. */
 void kd_act_backward(kd_act act, size_t rows, int c, const float *x, const float *y,
                      const float *dy, float *dx, bool assign);
 

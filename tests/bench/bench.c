@@ -233,7 +233,9 @@ static void bench_conv_algo(const char *name, int h, int c, int oc, int k, int s
         w[i] = (float)(i % 5) * 0.1f;
     double flops = 2.0 * ys * k * k * (c / groups);
     int reps = (int)(2e9 / flops) + 1;
+    /* warm-up: first touch of the buffers, the pool's threads awake */
     kd_conv_forward(&g, x, w, NULL, y, work);
+    kd_conv_backward(&g, x, w, y, dx, true, dw, NULL, work);
     double t = now();
     for (int r = 0; r < reps; r++)
         kd_conv_forward(&g, x, w, NULL, y, work);
