@@ -255,6 +255,7 @@ static void test_merge_layers(void **state)
     (void)state;
     const char *specs[] = {
         PRE "conv filters=3 kernel=3 padding=same name=a\nadd in=a,pre" HEAD,
+        PRE "conv filters=3 kernel=3 padding=same name=a\nadd in=a,pre\nrelu" HEAD,
         PRE "conv filters=2 kernel=3 padding=same name=a\nconcat in=pre,a,pre" HEAD,
         PRE "conv filters=3 kernel=3 padding=same name=a\nmultiply in=a,pre" HEAD,
         PRE "gap name=s\nconv filters=3 kernel=1 name=e\nsigmoid name=g\nmultiply in=pre,g" HEAD,

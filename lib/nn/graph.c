@@ -354,7 +354,8 @@ void kd_model_fuse(kdens_model *m)
             continue;
         int b = act->in[0];
         kd_node *bn = &m->nodes[b];
-        if (bn->type != KD_L_BATCHNORM || b == m->logits_node || bn->relu_into)
+        bool can_fuse = bn->type == KD_L_BATCHNORM || (bn->type == KD_L_ADD && bn->n_in == 2);
+        if (!can_fuse || b == m->logits_node || bn->relu_into)
             continue;
         int readers = 0;
         for (int k = b + 1; k < m->n_nodes; k++)

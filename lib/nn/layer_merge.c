@@ -30,6 +30,7 @@ struct grad_job {
     float *dst;
     const float *a, *b;
     bool assign;
+    bool relu; /* add: max(a + b, 0), fused with the ReLU that alone reads it */
 };
 
 static void grad_range(size_t begin, size_t end, void *arg)
@@ -46,7 +47,7 @@ static void pass_gradient(kd_node *x, const float *dy, size_t count)
 {
     if (!x->grad)
         return;
-    struct grad_job j = {x->grad, dy, NULL, kd_grad_assign(x)};
+    struct grad_job j = {x->grad, dy, NULL, kd_grad_assign(x), false};
     kd_parallel_for(count, 1 << 15, grad_range, &j);
 }
 
@@ -78,14 +79,25 @@ static kdens_status add_infer(kdens_model *m, kd_node *node)
 KD_CLONES static void sum_range(size_t begin, size_t end, void *arg)
 {
     const struct grad_job *j = arg;
+    if (j->relu) {
+        for (size_t i = begin; i < end; i++) {
+            float v = j->a[i] + j->b[i];
+            j->dst[i] = v < 0 ? 0 : v;
+        }
+        return;
+    }
     for (size_t i = begin; i < end; i++)
         j->dst[i] = j->a[i] + j->b[i];
 }
 
+/* Two inputs fused with the ReLU that alone reads the sum (kd_model_fuse):
+ * max(a + b, 0) straight into the ReLU's buffer, as batch norm does. */
 static void add_forward(kdens_model *m, kd_node *node, size_t n)
 {
     size_t count = n * kd_node_size(node);
-    struct grad_job j = {node->out, kd_input(m, node, 0)->out, kd_input(m, node, 1)->out, true};
+    bool fused = node->relu_into && !m->unfused;
+    struct grad_job j = {fused ? m->nodes[node->relu_into].out : node->out,
+                         kd_input(m, node, 0)->out, kd_input(m, node, 1)->out, true, fused};
     kd_parallel_for(count, 1 << 15, sum_range, &j);
     for (int i = 2; i < node->n_in; i++)
         add_into(node->out, kd_input(m, node, i)->out, count);

@@ -75,10 +75,10 @@ typedef struct kd_node {
     int last_reader;      /* the highest node reading this one (its first in backward) */
     bool grad_stale;      /* grad holds garbage that stands for zero (see kd_grad_*) */
     bool grad_injected;   /* the loss wrote grad directly (a distillation head) */
-    /* Batch norm + ReLU in one pass (kd_model_fuse): on the batch norm, the
-     * ReLU node whose output it writes (0: none); on that ReLU, fused, so
-     * its own forward does nothing.  The batch norm's output is then never
-     * written: the ReLU is its only reader. */
+    /* Batch norm (or a two-input add) + ReLU in one pass (kd_model_fuse): on
+     * the batch norm, the ReLU node whose output it writes (0: none); on
+     * that ReLU, fused, so its own forward does nothing.  The batch norm's
+     * output is then never written: the ReLU is its only reader. */
     int relu_into;
     bool fused;
     /* buffers for the planned batch */
@@ -136,8 +136,8 @@ kdens_status kd_model_add(kdens_model *m, kd_layer_type type, const kd_attrs *a,
                           const char *name, int n_in, const int *in, int *id);
 /* Assign parameter storage, initialise weights from seed, pick the logits node. */
 kdens_status kd_model_finalize(kdens_model *m, uint64_t seed);
-/* Pair each batch norm whose only reader is a ReLU with it (relu_into,
- * fused); called by kd_model_finalize. */
+/* Pair each batch norm or two-input add whose only reader is a ReLU with it
+ * (relu_into, fused); called by kd_model_finalize. */
 void kd_model_fuse(kdens_model *m);
 int kd_model_find(const kdens_model *m, const char *name);
 size_t kd_node_size(const kd_node *n); /* floats per sample */
