@@ -194,22 +194,28 @@ struct multiply_job {
     const kd_node *node, *full, *scale;
 };
 
-static void multiply_shape(const struct multiply_job *j, size_t *per, size_t *pixels, int *c)
+/* Floats per image of the output, and of the scale (run): the whole image
+ * (equal shapes) or one pixel's channels (broadcast over `pixels`). */
+typedef struct multiply_shape {
+    size_t per, pixels, run;
+} multiply_shape;
+
+static multiply_shape shape_of(const struct multiply_job *j)
 {
-    *per = kd_node_size(j->node);
-    *c = j->node->c;
-    *pixels = kd_node_size(j->scale) == *per ? 1 : *per / (size_t)*c;
+    multiply_shape s;
+    s.per = kd_node_size(j->node);
+    s.pixels = kd_node_size(j->scale) == s.per ? 1 : s.per / (size_t)j->node->c;
+    s.run = s.per / s.pixels;
+    return s;
 }
 
 KD_CLONES static void multiply_forward_images(size_t begin, size_t end, void *arg)
 {
     const struct multiply_job *j = arg;
-    size_t per, pixels;
-    int c;
-    multiply_shape(j, &per, &pixels, &c);
-    size_t sper = per / pixels, run = pixels == 1 ? per : (size_t)c;
+    multiply_shape sh = shape_of(j);
+    size_t per = sh.per, pixels = sh.pixels, run = sh.run;
     for (size_t img = begin; img < end; img++) {
-        const float *f = j->full->out + img * per, *s = j->scale->out + img * sper;
+        const float *f = j->full->out + img * per, *s = j->scale->out + img * run;
         float *y = j->node->out + img * per;
         for (size_t p = 0; p < pixels; p++)
             for (size_t i = 0; i < run; i++)
@@ -220,12 +226,10 @@ KD_CLONES static void multiply_forward_images(size_t begin, size_t end, void *ar
 KD_CLONES static void multiply_backward_images(size_t begin, size_t end, void *arg)
 {
     const struct multiply_job *j = arg;
-    size_t per, pixels;
-    int c;
-    multiply_shape(j, &per, &pixels, &c);
-    size_t sper = per / pixels, run = pixels == 1 ? per : (size_t)c;
+    multiply_shape sh = shape_of(j);
+    size_t per = sh.per, pixels = sh.pixels, run = sh.run;
     for (size_t img = begin; img < end; img++) {
-        const float *f = j->full->out + img * per, *s = j->scale->out + img * sper;
+        const float *f = j->full->out + img * per, *s = j->scale->out + img * run;
         const float *dy = j->node->grad + img * per;
         if (j->full->grad) {
             float *df = j->full->grad + img * per;
@@ -234,7 +238,7 @@ KD_CLONES static void multiply_backward_images(size_t begin, size_t end, void *a
                     df[p * run + i] += dy[p * run + i] * s[i];
         }
         if (j->scale->grad) {
-            float *ds = j->scale->grad + img * sper;
+            float *ds = j->scale->grad + img * run;
             for (size_t p = 0; p < pixels; p++)
                 for (size_t i = 0; i < run; i++)
                     ds[i] += dy[p * run + i] * f[p * run + i];
