@@ -124,19 +124,19 @@ static bool whole_batch(const kd_conv_geom *g)
            (size_t)g->n * g->oh * g->ow * col_row_len(g) <= KD_WHOLE_BATCH_FLOATS;
 }
 
-/* im2col of the whole batch, then dcol of the same size for backward. */
-static size_t whole_batch_floats(const kd_conv_geom *g)
-{
-    if (kd_conv_choose(g) == KD_CONV_GEMM_1X1)
-        return 0;
-    return 2 * (size_t)g->n * g->oh * g->ow * col_row_len(g);
-}
-
+/* The workspace serves every batch of up to g->n images (a model plans it
+ * once for its largest batch): a smaller batch may take the whole-batch path
+ * where g->n does not, so both needs are covered.  The whole-batch need is
+ * im2col of the largest batch that takes that path, then dcol of the same
+ * size for backward; the per-part need grows with the batch. */
 size_t kd_conv_workspace(const kd_conv_geom *g)
 {
-    if (whole_batch(g))
-        return whole_batch_floats(g);
-    return (size_t)conv_parts(g) * layout(g).total + flip_floats(g);
+    size_t per_part = (size_t)conv_parts(g) * layout(g).total + flip_floats(g);
+    if (g->groups != 1 || kd_conv_choose(g) != KD_CONV_IM2COL)
+        return whole_batch(g) ? 0 : per_part; /* a plain 1x1 needs none */
+    size_t per_image = (size_t)g->oh * g->ow * col_row_len(g);
+    size_t images = KD_MIN((size_t)g->n, KD_WHOLE_BATCH_FLOATS / KD_MAX(per_image, (size_t)1));
+    return KD_MAX(per_part, 2 * images * per_image);
 }
 
 /* ---- im2col / col2im -------------------------------------------------------- */
