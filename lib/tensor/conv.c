@@ -1,19 +1,20 @@
-/* 2-D convolution on NHWC tensors.  The algorithm is chosen per layer shape
- * (measured in docs/benchmarks.md):
+/* 2-D convolution on NHWC tensors.  The algorithm is chosen per layer shape,
+ * never per batch size or processor (measured in docs/benchmarks.md):
  *  - depthwise (one input channel per group): direct loops vectorised over
  *    channels, since a GEMM with K = kh*kw would be mostly overhead;
- *  - one group and output channels in multiples of 16 (1x1 included):
- *    register-tiled direct loops (conv_direct.c), 1.5-3x faster than
- *    im2col + OpenBLAS on these shapes, and each output's sum runs in a fixed
- *    order, so results do not depend on the batch size;
- *  - 1x1, stride 1, no padding, other channel counts: the input already is
- *    the GEMM operand [N*H*W x C], so the convolution is a single GEMM;
- *  - everything else: im2col per group and GEMM over a chunk of the batch.
- * Threads split the batch: each part runs its own images with single-threaded
- * kernels, so the cores never wait on each other inside a layer.  Weight
+ *  - one group, output channels in multiples of 16, outputs at least 4
+ *    pixels wide and at most 128K weights (1x1 included): register-tiled
+ *    direct kernels (isa/direct.c), no im2col matrix to write and re-pack;
+ *  - 1x1, stride 1, no padding, otherwise: the input already is the GEMM
+ *    operand [N*H*W x C], so the convolution is a single GEMM;
+ *  - everything else: im2col + GEMM.
+ * One-group GEMM layers run one product over the whole batch on all threads
+ * (while its im2col stays small); other layers split the batch: each part
+ * runs its own images with single-threaded kernels, in chunks of whole
+ * images that bound the workspace and keep it warm in cache, and weight
  * gradients are summed per part and reduced in part order, so a given thread
- * count always gives the same bits.  Chunks of whole images bound the
- * workspace and keep it warm in cache. */
+ * count always gives the same bits.  Every output's sum runs in a fixed order
+ * per image, so no result depends on the batch size. */
 #include "conv_direct.h"
 
 #include <string.h>
