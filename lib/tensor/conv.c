@@ -574,7 +574,7 @@ static void direct_forward_rows(size_t begin, size_t end, void *arg)
     const struct rows_job *r = arg;
     const kd_conv_geom *g = r->j->g;
     size_t img_floats = kd_direct_padded_floats(g, 1);
-    int wp = (g->ow - 1) * g->sw + g->kw;
+    int wp = kd_direct_padded_w(g);
     while (begin < end) {
         int n = (int)(begin / g->oh), oy = (int)(begin % g->oh);
         int rows = (int)KD_MIN(end - begin, (size_t)(g->oh - oy));

@@ -25,19 +25,15 @@ bool kd_direct_backward_data_applies(const kd_conv_geom *g)
            g->pt < g->kh && g->pl < g->kw;
 }
 
-/* Padded extents: exactly the rows and columns the windows touch. */
-static int padded_h(const kd_conv_geom *g) { return (g->oh - 1) * g->sh + g->kh; }
-static int padded_w(const kd_conv_geom *g) { return (g->ow - 1) * g->sw + g->kw; }
-
 size_t kd_direct_padded_floats(const kd_conv_geom *g, int images)
 {
-    return (size_t)images * padded_h(g) * padded_w(g) * g->c;
+    return (size_t)images * kd_direct_padded_h(g) * kd_direct_padded_w(g) * g->c;
 }
 
 /* Copies the image rows and zeroes only what lies outside them. */
 void kd_direct_pad(const kd_conv_geom *g, const float *x, int images, float *xp)
 {
-    int hp = padded_h(g), wp = padded_w(g), c = g->c;
+    int hp = kd_direct_padded_h(g), wp = kd_direct_padded_w(g), c = g->c;
     int x0 = KD_MAX(0, -g->pl), x1 = KD_MIN(g->w, wp - g->pl); /* input columns kept */
     int left = x0 + g->pl, right = x1 + g->pl;                  /* where they land */
     if (x1 <= x0)

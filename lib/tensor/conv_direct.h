@@ -10,6 +10,9 @@
  * direct_backward_weights(g, xp, images, dy, dw) adds the weight gradient. */
 
 bool kd_direct_applies(const kd_conv_geom *g);
+/* The padded input's extents: exactly the rows and columns the windows touch. */
+static inline int kd_direct_padded_h(const kd_conv_geom *g) { return (g->oh - 1) * g->sh + g->kh; }
+static inline int kd_direct_padded_w(const kd_conv_geom *g) { return (g->ow - 1) * g->sw + g->kw; }
 bool kd_direct_backward_data_applies(const kd_conv_geom *g);
 size_t kd_direct_padded_floats(const kd_conv_geom *g, int images);
 /* Copy `images` images of x into the zero-padded layout the kernels read. */

@@ -18,9 +18,6 @@
 #endif
 #define NV 2
 
-static int padded_h(const kd_conv_geom *g) { return (g->oh - 1) * g->sh + g->kh; }
-static int padded_w(const kd_conv_geom *g) { return (g->ow - 1) * g->sw + g->kw; }
-
 /* One tile: px pixels of one output row, nv registers of channels from oc0. */
 static inline __attribute__((always_inline)) void tile(const kd_conv_geom *g, const float *xrow, int wp, const float *w,
                         int oc0, int px, int nv, float *yo, const float *bias, bool accumulate)
@@ -78,7 +75,7 @@ static const tile_fn tiles[2][8] = {
 void KD_ISA(kd_direct_forward)(const kd_conv_geom *g, const float *xp, int images,
                                const float *w, const float *bias, float *y, bool accumulate)
 {
-    int hp = padded_h(g), wp = padded_w(g);
+    int hp = kd_direct_padded_h(g), wp = kd_direct_padded_w(g);
     for (int n = 0; n < images; n++)
         for (int oy = 0; oy < g->oh; oy++) {
             const float *xr = xp + ((size_t)n * hp + (size_t)oy * g->sh) * wp * g->c;
@@ -120,7 +117,7 @@ static inline __attribute__((always_inline)) void weight_tile(const kd_conv_geom
                                const float *dy, int ky, int kx, int ci0, int cb, int oc0, int nv,
                                float *dw)
 {
-    int hp = padded_h(g), wp = padded_w(g), c = g->c, oc = g->oc;
+    int hp = kd_direct_padded_h(g), wp = kd_direct_padded_w(g), c = g->c, oc = g->oc;
     const int split = cb * nv < 4 ? 4 : 1;
     kd_vf acc[4][2 * CB][NV]; /* cb <= 2 CB (one register), CB (two) */
     for (int s = 0; s < split; s++)

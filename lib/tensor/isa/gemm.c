@@ -190,11 +190,11 @@ static void blocked(bool ta, bool tb, int m, int n, int k, float alpha, const fl
                     const float *b, int ldb, float beta, float *c, int ldc, int mc_max,
                     int nc_max, float *ap, float *bp)
 {
+    const bool in_place = !tb && m <= MR;
     for (int j0 = 0; j0 < n; j0 += nc_max) {
         int nc = KD_MIN(nc_max, n - j0);
         for (int p0 = 0; p0 < k; p0 += KC) {
             int kc = KD_MIN(KC, k - p0);
-            bool in_place = !tb && m <= MR;
             if (!in_place)
                 pack_b(tb, b, ldb, p0, kc, j0, nc, bp);
             for (int i0 = 0; i0 < m; i0 += mc_max) {
