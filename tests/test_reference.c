@@ -144,6 +144,45 @@ static void test_batchnorm_vs_torch(void **state)
     assert_close(y, get("bn_eval.y", rows * 5), rows * 5, 1e-5f, "bn eval");
 }
 
+/* Batch statistics against a two-pass double computation, on a shape that
+ * takes every branch of the kernel: several row blocks and thread parts,
+ * full 16-channel chunks and a ragged last one, and a mean 1000 times the
+ * spread (where E[x^2] - E[x]^2 in float would lose every digit). */
+static void test_batchnorm_statistics(void **state)
+{
+    (void)state;
+    const size_t rows = 1000;
+    const int c = 37;
+    float *x = malloc(sizeof(float) * rows * c), *y = malloc(sizeof(float) * rows * c);
+    float gamma[37], beta[37], mm[37] = {0}, mv[37], bm[37], bi[37], ab[74];
+    double *scratch = malloc(sizeof(double) * kd_bn_scratch_doubles(c));
+    uint64_t state_rng = 12345;
+    for (size_t i = 0; i < rows * c; i++) {
+        state_rng = state_rng * 6364136223846793005ull + 1442695040888963407ull;
+        float u = (float)(state_rng >> 40) / (float)(1 << 24) - 0.5f;
+        x[i] = 1000.0f * (float)(i % c) + u;
+    }
+    for (int ch = 0; ch < c; ch++)
+        gamma[ch] = 1, beta[ch] = 0, mv[ch] = 1;
+    kd_bn_forward_train(rows, c, x, gamma, beta, 1e-5f, 0.9f, mm, mv, bm, bi, y, scratch, ab,
+                        false);
+    for (int ch = 0; ch < c; ch++) {
+        double mean = 0, var = 0;
+        for (size_t r = 0; r < rows; r++)
+            mean += x[r * c + ch];
+        mean /= (double)rows;
+        for (size_t r = 0; r < rows; r++)
+            var += (x[r * c + ch] - mean) * (x[r * c + ch] - mean);
+        var /= (double)rows;
+        double invstd = 1 / sqrt(var + 1e-5);
+        if (fabs(bm[ch] - mean) > 1e-6 * fabs(mean) + 1e-6 ||
+            fabs(bi[ch] - invstd) > 1e-5 * invstd)
+            fail_msg("channel %d: mean %.9g invstd %.9g, want %.9g %.9g", ch, (double)bm[ch],
+                     (double)bi[ch], mean, invstd);
+    }
+    free(x), free(y), free(scratch);
+}
+
 static void test_dense_vs_torch(void **state)
 {
     (void)state;
@@ -348,7 +387,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_vs_torch),       cmocka_unit_test(test_pool_vs_torch),
-        cmocka_unit_test(test_batchnorm_vs_torch),  cmocka_unit_test(test_dense_vs_torch),
+        cmocka_unit_test(test_batchnorm_vs_torch), cmocka_unit_test(test_batchnorm_statistics),
+         cmocka_unit_test(test_dense_vs_torch),
         cmocka_unit_test(test_activations_vs_torch), cmocka_unit_test(test_conv_vs_naive),
         cmocka_unit_test(test_conv_vs_naive_one_thread),
     };

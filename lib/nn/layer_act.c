@@ -14,6 +14,8 @@ static void act_forward(kdens_model *m, kd_node *node, size_t n)
 static void act_backward(kdens_model *m, kd_node *node, size_t n)
 {
     kd_node *x = kd_input(m, node, 0);
+    if (node->fused) /* the batch norm or add before masks this gradient itself */
+        return;
     if (x->grad)
         kd_act_backward(node->a.act, n * node->h * node->w, node->c, x->out, node->out,
                         node->grad, x->grad, kd_grad_assign(x));

@@ -103,9 +103,49 @@ static void add_forward(kdens_model *m, kd_node *node, size_t n)
         add_into(node->out, kd_input(m, node, i)->out, count);
 }
 
+/* Fused with a ReLU (whose own backward then does nothing): the ReLU's
+ * gradient, masked by its output, goes to both inputs in one pass. */
+struct masked_job {
+    const float *dy, *relu_y;
+    float *dst[2];
+    bool assign[2];
+};
+
+KD_CLONES static void masked_range(size_t begin, size_t end, void *arg)
+{
+    const struct masked_job *j = arg;
+    const float *dy = j->dy, *relu_y = j->relu_y;
+    for (int k = 0; k < 2; k++) {
+        float *dst = j->dst[k];
+        if (!dst)
+            continue;
+        if (j->assign[k])
+            for (size_t i = begin; i < end; i++) {
+                float d = dy[i], y = relu_y[i];
+                dst[i] = y > 0 ? d : 0.0f;
+            }
+        else
+            for (size_t i = begin; i < end; i++) {
+                float d = dy[i], y = relu_y[i];
+                dst[i] += y > 0 ? d : 0.0f;
+            }
+    }
+}
+
 static void add_backward(kdens_model *m, kd_node *node, size_t n)
 {
     size_t count = n * kd_node_size(node);
+    if (node->relu_into) {
+        const kd_node *relu = &m->nodes[node->relu_into];
+        struct masked_job j = {relu->grad, relu->out, {NULL, NULL}, {false, false}};
+        for (int k = 0; k < 2; k++) {
+            kd_node *x = kd_input(m, node, k);
+            j.dst[k] = x->grad;
+            j.assign[k] = x->grad && kd_grad_assign(x);
+        }
+        kd_parallel_for(count, 1 << 14, masked_range, &j);
+        return;
+    }
     for (int i = 0; i < node->n_in; i++)
         pass_gradient(kd_input(m, node, i), node->grad, count);
 }

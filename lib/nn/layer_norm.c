@@ -71,20 +71,25 @@ static void bn_forward(kdens_model *m, kd_node *node, size_t n)
                            fused);
 }
 
+/* Fused with a ReLU, the ReLU's backward does nothing: the gradient comes
+ * from the ReLU's node, masked by its output, in the same passes. */
 static void bn_backward(kdens_model *m, kd_node *node, size_t n)
 {
     kd_node *x = kd_input(m, node, 0);
     size_t rows = n * node->h * node->w;
     float *stats = node->aux;
+    const kd_node *relu = node->relu_into ? &m->nodes[node->relu_into] : NULL;
+    const float *dy = relu ? relu->grad : node->grad, *relu_y = relu ? relu->out : NULL;
     if (m->training)
         kd_bn_backward_train(rows, node->c, x->out, kd_param_data(m, node, BN_GAMMA), stats,
-                             stats + node->c, node->grad, x->grad, x->grad && kd_grad_assign(x),
-                             kd_param_grad(m, node, BN_GAMMA), kd_param_grad(m, node, BN_BETA),
-                             bn_scratch(m), bn_coeffs(m, node));
+                             stats + node->c, dy, relu_y, x->grad,
+                             x->grad && kd_grad_assign(x), kd_param_grad(m, node, BN_GAMMA),
+                             kd_param_grad(m, node, BN_BETA), bn_scratch(m),
+                             bn_coeffs(m, node));
     else
         kd_bn_backward_eval(rows, node->c, x->out, kd_param_data(m, node, BN_GAMMA),
                             kd_param_data(m, node, BN_MEAN), kd_param_data(m, node, BN_VAR),
-                            node->a.eps, node->grad, kd_grad_accumulate(x, n),
+                            node->a.eps, dy, relu_y, kd_grad_accumulate(x, n),
                             kd_param_grad(m, node, BN_GAMMA),
                             kd_param_grad(m, node, BN_BETA));
 }

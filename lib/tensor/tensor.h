@@ -85,14 +85,16 @@ void kd_bn_forward_eval(size_t rows, int c, const float *x, const float *gamma,
                         const float *beta, const float *mean, const float *var, float eps,
                         float *y, float *ab, bool relu);
 /* (relu: y is written through max(., 0) in the same pass, the batch norm
- * and a ReLU that alone reads it fused; a NaN stays NaN, as in kd_act.) */
+ * and a ReLU that alone reads it fused; a NaN stays NaN, as in kd_act.
+ * Backward, relu_y is that ReLU's output or NULL: dy is then the ReLU's
+ * gradient, taken as zero where relu_y is not > 0, as kd_act_backward does.) */
 void kd_bn_backward_train(size_t rows, int c, const float *x, const float *gamma,
                           const float *batch_mean, const float *batch_invstd, const float *dy,
-                          float *dx, bool assign, float *dgamma, float *dbeta, double *scratch,
-                          float *ab);
+                          const float *relu_y, float *dx, bool assign, float *dgamma,
+                          float *dbeta, double *scratch, float *ab);
 void kd_bn_backward_eval(size_t rows, int c, const float *x, const float *gamma,
                          const float *mean, const float *var, float eps, const float *dy,
-                         float *dx, float *dgamma, float *dbeta);
+                         const float *relu_y, float *dx, float *dgamma, float *dbeta);
 
 /* ---- element-wise activations ---------------------------------------------- */
 
