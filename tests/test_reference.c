@@ -356,6 +356,10 @@ static void test_conv_vs_naive(void **state)
      * channels that are not a multiple of 8 or 16, and asymmetric padding */
     for (int width = 1; width <= 11; width++)
         check_shape(2, 5, width, 16, 16, 3, 1, 1, 1);
+    kd_conv_forced_algo = KD_CONV_DIRECT; /* shapes Winograd takes by default */
+    check_shape(2, 6, 9, 32, 32, 3, 1, 1, 1);
+    check_shape(2, 5, 7, 64, 32, 3, 1, 0, 1);
+    kd_conv_forced_algo = -1;
     /* narrow outputs take GEMM by default; the direct kernels still hold */
     kd_conv_forced_algo = KD_CONV_DIRECT;
     for (int width = 1; width <= 3; width++)
@@ -367,6 +371,21 @@ static void test_conv_vs_naive(void **state)
     check_shape(2, 10, 10, 5, 16, 5, 1, 2, 1);
     check_shape(2, 8, 7, 1, 32, 3, 1, 0, 1);
     check_shape(2, 8, 8, 24, 16, 3, 1, 1, 1);
+    /* Winograd F(2x2, 3x3): odd sizes (partial tiles), no padding, padding
+     * 2, a batch of many units over both threads, and asymmetric padding;
+     * forced, the 16-channel and narrow shapes it does not take by default */
+    check_shape(2, 9, 11, 32, 48, 3, 1, 1, 1);
+    check_shape(3, 7, 7, 64, 32, 3, 1, 0, 1);
+    check_shape(2, 6, 5, 32, 32, 3, 1, 2, 1);
+    check_shape(30, 14, 14, 32, 32, 3, 1, 1, 1);
+    kd_conv_geom wasym = {.n = 2, .h = 8, .w = 9, .c = 32, .oh = 7, .ow = 9, .oc = 32, .kh = 3,
+                          .kw = 3, .sh = 1, .sw = 1, .pt = 0, .pl = 1, .groups = 1};
+    check_geom(wasym);
+    kd_conv_forced_algo = KD_CONV_WINOGRAD;
+    check_shape(2, 5, 5, 16, 16, 3, 1, 1, 1);
+    check_shape(2, 3, 1, 16, 32, 3, 1, 1, 1);
+    check_shape(2, 1, 1, 32, 16, 3, 1, 1, 1);
+    kd_conv_forced_algo = -1;
     /* 3x2 kernel, stride 2x1, padding top 0 / bottom 1, left 1 / right 0 */
     kd_conv_geom asym = {.n = 2, .h = 7, .w = 6, .c = 16, .oh = 3, .ow = 6, .oc = 16, .kh = 3,
                          .kw = 2, .sh = 2, .sw = 1, .pt = 0, .pl = 1, .groups = 1};

@@ -16,6 +16,7 @@
  * count always gives the same bits.  Every output's sum runs in a fixed order
  * per image, so no result depends on the batch size. */
 #include "conv_direct.h"
+#include "winograd.h"
 
 #include <string.h>
 
@@ -41,12 +42,25 @@ static size_t weight_count(const kd_conv_geom *g)
  * direct, 110-215 through GEMM). */
 #define KD_DIRECT_MAX_WEIGHTS ((size_t)1 << 17)
 
+/* Winograd's transforms cost the same per channel whatever the channel
+ * count, its products 2.25x less than the direct kernels': with 16 channels
+ * the transforms eat the saving (benchmarks.md: ResNet-20's 28x28 16->16
+ * layer, 165 GFLOP/s-equivalent against 180 direct; 32 and 64 channels gain
+ * 10-30%). */
+#define KD_WINOGRAD_MIN_CHANNELS 32
+
 kd_conv_algo kd_conv_choose(const kd_conv_geom *g)
 {
     if (g->groups > 1 && g->groups == g->c)
         return KD_CONV_DEPTHWISE;
     if (kd_conv_forced_algo == KD_CONV_IM2COL)
         return KD_CONV_IM2COL;
+    if (kd_winograd_applies(g) && g->c >= KD_WINOGRAD_MIN_CHANNELS &&
+        g->oc >= KD_WINOGRAD_MIN_CHANNELS &&
+        ((g->ow >= KD_DIRECT_MIN_WIDTH && weight_count(g) <= KD_DIRECT_MAX_WEIGHTS &&
+          kd_conv_forced_algo != KD_CONV_DIRECT) ||
+         kd_conv_forced_algo == KD_CONV_WINOGRAD))
+        return KD_CONV_WINOGRAD;
     if (kd_direct_applies(g) &&
         ((g->ow >= KD_DIRECT_MIN_WIDTH && weight_count(g) <= KD_DIRECT_MAX_WEIGHTS) ||
          kd_conv_forced_algo == KD_CONV_DIRECT))
@@ -132,6 +146,8 @@ static bool whole_batch(const kd_conv_geom *g)
  * size for backward; the per-part need grows with the batch. */
 size_t kd_conv_workspace(const kd_conv_geom *g)
 {
+    if (kd_conv_choose(g) == KD_CONV_WINOGRAD)
+        return kd_winograd_workspace(g);
     size_t per_part = (size_t)conv_parts(g) * layout(g).total + flip_floats(g);
     if (g->groups != 1 || kd_conv_choose(g) != KD_CONV_IM2COL)
         return whole_batch(g) ? 0 : per_part; /* a plain 1x1 needs none */
@@ -610,6 +626,10 @@ void kd_conv_forward(const kd_conv_geom *g, const float *x, const float *w, cons
         whole_forward(g, x, w, bias, y, work);
         return;
     }
+    if (kd_conv_choose(g) == KD_CONV_WINOGRAD) {
+        kd_winograd_forward(g, x, w, bias, y, work);
+        return;
+    }
     if (kd_conv_choose(g) == KD_CONV_DEPTHWISE) {
         struct dw_job dj = {g, x, w, bias, NULL, y, NULL};
         kd_parallel_for((size_t)g->n * g->oh, 4, depthwise_forward_rows, &dj);
@@ -650,6 +670,12 @@ void kd_conv_backward(const kd_conv_geom *g, const float *x, const float *w, con
 {
     if (whole_batch(g)) {
         whole_backward(g, x, w, dy, dx, assign, dw, db, work);
+        return;
+    }
+    if (kd_conv_choose(g) == KD_CONV_WINOGRAD) {
+        if (db)
+            bias_grad(dy, (size_t)g->n * g->oh * g->ow, g->oc, db);
+        kd_winograd_backward(g, x, w, dy, dx, assign, dw, work);
         return;
     }
     struct conv_job j = {g,  x,  w,    NULL, dy, NULL, dx, dw, db, work, assign,

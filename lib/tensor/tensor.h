@@ -29,7 +29,8 @@ typedef enum kd_conv_algo {
     KD_CONV_GEMM_1X1,  /* 1x1, stride 1, no padding: the input is the GEMM operand */
     KD_CONV_IM2COL,    /* im2col (per group) + GEMM over the batch */
     KD_CONV_DEPTHWISE, /* one input channel per group: direct loops */
-    KD_CONV_DIRECT     /* output channels in multiples of 16: register-tiled direct loops */
+    KD_CONV_DIRECT,    /* output channels in multiples of 16: register-tiled direct loops */
+    KD_CONV_WINOGRAD   /* 3x3 stride 1, channels in multiples of 16: Winograd F(2x2, 3x3) */
 } kd_conv_algo;
 
 typedef struct kd_conv_geom {

@@ -244,7 +244,7 @@ static void bench_conv_algo(const char *name, int h, int c, int oc, int k, int s
     for (int r = 0; r < reps; r++)
         kd_conv_backward(&g, x, w, y, dx, true, dw, NULL, work);
     double bwd = 2 * flops * reps / (now() - t) / 1e9;
-    static const char *const algos[] = {"gemm1x1", "im2col", "depthwise", "direct"};
+    static const char *const algos[] = {"gemm1x1", "im2col", "depthwise", "direct", "winograd"};
     printf("bench conv %-24s forward_gflops=%.1f backward_gflops=%.1f algo=%s\n", name, fwd,
            bwd, algos[kd_conv_choose(&g)]);
     kd_conv_forced_algo = -1;
