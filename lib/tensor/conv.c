@@ -2,6 +2,9 @@
  * never per batch size or processor (measured in docs/benchmarks.md):
  *  - depthwise (one input channel per group): direct loops vectorised over
  *    channels, since a GEMM with K = kh*kw would be mostly overhead;
+ *  - 3x3 stride 1, one group, 32+ channels in and out (multiples of 16):
+ *    Winograd F(2x2, 3x3) (winograd.c), whose products run on the direct
+ *    kernels;
  *  - one group, output channels in multiples of 16, outputs at least 4
  *    pixels wide and at most 128K weights (1x1 included): register-tiled
  *    direct kernels (isa/direct.c), no im2col matrix to write and re-pack;
