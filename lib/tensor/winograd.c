@@ -294,9 +294,11 @@ static void unit_range(const kd_conv_geom *g, size_t unit, size_t *t0, size_t *t
     *t1 = KD_MIN(*t0 + WG_TILES, tiles_per_image(g) * (size_t)g->n);
 }
 
-static void forward_part(int part, int parts, void *arg)
+/* The units of one part, each with the part's buffers: v (transformed
+ * inputs, 16 x T x c) and the array after it (16 x T x oc). */
+typedef void (*unit_fn)(const struct wg_job *j, size_t t0, size_t t1, float *v, float *after);
+static void each_unit(const struct wg_job *j, int part, int parts, unit_fn fn)
 {
-    const struct wg_job *j = arg;
     const kd_conv_geom *g = j->g;
     float *v = j->work + (size_t)part * j->part_floats;
     size_t b, e;
@@ -304,15 +306,25 @@ static void forward_part(int part, int parts, void *arg)
     for (size_t unit = b; unit < e; unit++) {
         size_t t0, t1;
         unit_range(g, unit, &t0, &t1);
-        size_t T = t1 - t0;
-        float *m = v + (size_t)WG_POS * T * g->c;
-        input_tiles(g, j->x, t0, t1, v);
-        kd_conv_geom one = pointwise(g, T);
-        for (size_t pos = 0; pos < WG_POS; pos++)
-            j->kern->direct_forward(&one, v + pos * T * g->c, 1, j->u + pos * g->c * g->oc, NULL,
-                                    m + pos * T * g->oc, false);
-        output_tiles(g, m, t0, t1, j->bias, j->accumulate, j->y);
+        fn(j, t0, t1, v, v + (size_t)WG_POS * (t1 - t0) * g->c);
     }
+}
+
+static void forward_unit(const struct wg_job *j, size_t t0, size_t t1, float *v, float *m)
+{
+    const kd_conv_geom *g = j->g;
+    size_t T = t1 - t0;
+    input_tiles(g, j->x, t0, t1, v);
+    kd_conv_geom one = pointwise(g, T);
+    for (size_t pos = 0; pos < WG_POS; pos++)
+        j->kern->direct_forward(&one, v + pos * T * g->c, 1, j->u + pos * g->c * g->oc, NULL,
+                                m + pos * T * g->oc, false);
+    output_tiles(g, m, t0, t1, j->bias, j->accumulate, j->y);
+}
+
+static void forward_part(int part, int parts, void *arg)
+{
+    each_unit(arg, part, parts, forward_unit);
 }
 
 static int wg_parts(const kd_conv_geom *g) { return (int)KD_MIN((size_t)kd_threads(), units(g)); }
@@ -341,27 +353,32 @@ void kd_winograd_forward(const kd_conv_geom *g, const float *x, const float *w,
     forward_transformed(g, x, u, bias, y, false, work);
 }
 
+/* The part's private transformed weight gradient, after its unit buffers. */
+static float *part_du(const struct wg_job *j, int part)
+{
+    return j->work + (size_t)part * j->part_floats +
+           (size_t)WG_POS * WG_TILES * (size_t)(j->g->c + j->g->oc);
+}
+
+static void weight_grad_unit(const struct wg_job *j, size_t t0, size_t t1, float *v, float *dm)
+{
+    const kd_conv_geom *g = j->g;
+    size_t T = t1 - t0;
+    input_tiles(g, j->x, t0, t1, v);
+    grad_tiles(g, j->dy, t0, t1, dm);
+    kd_conv_geom one = pointwise(g, T);
+    float *du = j->du; /* the part's, set by weight_grad_part */
+    for (size_t pos = 0; pos < WG_POS; pos++)
+        j->kern->direct_backward_weights(&one, v + pos * T * g->c, 1, dm + pos * T * g->oc,
+                                         du + pos * g->c * g->oc);
+}
+
 static void weight_grad_part(int part, int parts, void *arg)
 {
-    const struct wg_job *j = arg;
-    const kd_conv_geom *g = j->g;
-    float *v = j->work + (size_t)part * j->part_floats;
-    float *du = v + (size_t)WG_POS * WG_TILES * (size_t)(g->c + g->oc);
-    memset(du, 0, sizeof(float) * weight_floats(g));
-    size_t b, e;
-    kd_split(units(g), part, parts, &b, &e);
-    for (size_t unit = b; unit < e; unit++) {
-        size_t t0, t1;
-        unit_range(g, unit, &t0, &t1);
-        size_t T = t1 - t0;
-        float *dm = v + (size_t)WG_POS * T * g->c;
-        input_tiles(g, j->x, t0, t1, v);
-        grad_tiles(g, j->dy, t0, t1, dm);
-        kd_conv_geom one = pointwise(g, T);
-        for (size_t pos = 0; pos < WG_POS; pos++)
-            j->kern->direct_backward_weights(&one, v + pos * T * g->c, 1, dm + pos * T * g->oc,
-                                             du + pos * g->c * g->oc);
-    }
+    struct wg_job j = *(const struct wg_job *)arg;
+    j.du = part_du(&j, part);
+    memset(j.du, 0, sizeof(float) * weight_floats(j.g));
+    each_unit(&j, part, parts, weight_grad_unit);
 }
 
 void kd_winograd_backward(const kd_conv_geom *g, const float *x, const float *w,
@@ -377,14 +394,13 @@ void kd_winograd_backward(const kd_conv_geom *g, const float *x, const float *w,
         forward_transformed(&b, dy, ub, NULL, dx, !assign, work);
     }
     int parts = wg_parts(g);
-    size_t pf = part_floats(g);
     struct wg_job j = {.g = g, .x = x, .dy = dy, .work = work, .kern = kd_kernels_active(),
-                       .part_floats = pf};
+                       .part_floats = part_floats(g)};
     kd_parallel_parts(parts, weight_grad_part, &j);
-    float *du0 = work + (size_t)WG_POS * WG_TILES * (size_t)(g->c + g->oc);
+    float *du0 = part_du(&j, 0);
     size_t count = weight_floats(g);
     for (int p = 1; p < parts; p++) {
-        const float *dup = du0 + (size_t)p * pf;
+        const float *dup = part_du(&j, p);
         for (size_t i = 0; i < count; i++)
             du0[i] += dup[i];
     }
