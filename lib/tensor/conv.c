@@ -2,9 +2,9 @@
  * never per batch size or processor (measured in docs/benchmarks.md):
  *  - depthwise (one input channel per group): direct loops vectorised over
  *    channels, since a GEMM with K = kh*kw would be mostly overhead;
- *  - 3x3 stride 1, one group, 32+ channels in and out (multiples of 16):
- *    Winograd F(2x2, 3x3) (winograd.c), whose products run on the direct
- *    kernels;
+ *  - 3x3 stride 1, one group, channels in and out multiples of 16, outputs
+ *    at least 4 wide, at most 1M weights: Winograd F(4x4, 3x3)
+ *    (winograd.c), whose products run on the direct kernels;
  *  - one group, output channels in multiples of 16, outputs at least 4
  *    pixels wide and at most 128K weights (1x1 included): register-tiled
  *    direct kernels (isa/direct.c), no im2col matrix to write and re-pack;
@@ -45,12 +45,12 @@ static size_t weight_count(const kd_conv_geom *g)
  * direct, 110-215 through GEMM). */
 #define KD_DIRECT_MAX_WEIGHTS ((size_t)1 << 17)
 
-/* Winograd's transforms cost the same per channel whatever the channel
- * count, its products 2.25x less than the direct kernels': with 16 channels
- * the transforms eat the saving (benchmarks.md: ResNet-20's 28x28 16->16
- * layer, 165 GFLOP/s-equivalent against 180 direct; 32 and 64 channels gain
- * 10-30%). */
-#define KD_WINOGRAD_MIN_CHANNELS 32
+/* Winograd F(4x4, 3x3) multiplies 4x less than the direct kernels; it
+ * needs tiles (outputs at least 4 wide) and, like them, loses to GEMM when
+ * its transformed weights (4x the weights) no longer stay near the core
+ * (benchmarks.md: 1.3-3x the direct kernels from 16 to 256 channels; level
+ * with im2col at 7x7 512->512, 2.4M weights, behind on its backward pass). */
+#define KD_WINOGRAD_MAX_WEIGHTS ((size_t)1 << 20)
 
 kd_conv_algo kd_conv_choose(const kd_conv_geom *g)
 {
@@ -58,11 +58,10 @@ kd_conv_algo kd_conv_choose(const kd_conv_geom *g)
         return KD_CONV_DEPTHWISE;
     if (kd_conv_forced_algo == KD_CONV_IM2COL)
         return KD_CONV_IM2COL;
-    if (kd_winograd_applies(g) && g->c >= KD_WINOGRAD_MIN_CHANNELS &&
-        g->oc >= KD_WINOGRAD_MIN_CHANNELS &&
-        ((g->ow >= KD_DIRECT_MIN_WIDTH && weight_count(g) <= KD_DIRECT_MAX_WEIGHTS &&
-          kd_conv_forced_algo != KD_CONV_DIRECT) ||
-         kd_conv_forced_algo == KD_CONV_WINOGRAD))
+    if (kd_winograd_applies(g) &&
+        (kd_conv_forced_algo == KD_CONV_WINOGRAD ||
+         (kd_conv_forced_algo != KD_CONV_DIRECT && g->ow >= KD_DIRECT_MIN_WIDTH &&
+          weight_count(g) <= KD_WINOGRAD_MAX_WEIGHTS)))
         return KD_CONV_WINOGRAD;
     if (kd_direct_applies(g) &&
         ((g->ow >= KD_DIRECT_MIN_WIDTH && weight_count(g) <= KD_DIRECT_MAX_WEIGHTS) ||

@@ -42,14 +42,12 @@ static inline __attribute__((always_inline)) float masked_dy(const struct bn_job
     return y > 0 ? d : 0.0f;
 }
 
-/* BN_LANES channels as one vector (split into registers by each path). */
+/* BN_LANES channels as one vector (split into registers by each path),
+ * loaded through an unaligned alias: a 64-byte vector must not cross a
+ * function call on paths without AVX-512 (an ABI change clang refuses). */
 typedef float bn_vec __attribute__((vector_size(4 * BN_LANES)));
-static inline bn_vec bn_load(const float *p)
-{
-    bn_vec v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
+typedef float bn_vec_u __attribute__((vector_size(4 * BN_LANES), aligned(4), may_alias));
+#define bn_load(p) (*(const bn_vec_u *)(p))
 
 /* Sums of x - shift and its square over rows [r0, r1), channels
  * [ch0, ch0 + BN_LANES) (or the `lanes` < BN_LANES of the last chunk),

@@ -30,7 +30,7 @@ typedef enum kd_conv_algo {
     KD_CONV_IM2COL,    /* im2col (per group) + GEMM over the batch */
     KD_CONV_DEPTHWISE, /* one input channel per group: direct loops */
     KD_CONV_DIRECT,    /* output channels in multiples of 16: register-tiled direct loops */
-    KD_CONV_WINOGRAD   /* 3x3 stride 1, channels in multiples of 16: Winograd F(2x2, 3x3) */
+    KD_CONV_WINOGRAD   /* 3x3 stride 1, channels in multiples of 16: Winograd F(4x4, 3x3) */
 } kd_conv_algo;
 
 typedef struct kd_conv_geom {

@@ -1,16 +1,19 @@
-/* Winograd F(2x2, 3x3) convolution (Lavin and Gray, 2016) for stride-1 3x3
- * layers with input and output channels in multiples of 16.  Each 2x2 block
- * of outputs (a tile) is computed from the 4x4 input patch around it:
+/* Winograd F(4x4, 3x3) convolution (Lavin and Gray, 2016) for stride-1 3x3
+ * layers with input and output channels in multiples of 16.  Each 4x4 block
+ * of outputs (a tile) is computed from the 6x6 input patch around it:
  *
  *     Y = A^T [ (G g G^T) (.) (B^T d B) ] A
  *
- * so that a tile costs 16 products per channel pair instead of 36 (2.25x
- * fewer multiply-adds).  The 16 element-wise products, summed over input
- * channels, are 16 independent 1x1 convolutions over the tiles; they run on
+ * so that a tile costs 36 products per channel pair instead of 144 (4x
+ * fewer multiply-adds).  The 36 element-wise products, summed over input
+ * channels, are 36 independent 1x1 convolutions over the tiles; they run on
  * the dispatched direct kernels (isa/direct.c), the transforms here are
- * additions vectorised over 16 channels.  The transforms' coefficients are
- * 0, +-1 and 1/2, so the rounding error stays within a few ulp of the
- * direct sums (tested against the naive convolution).
+ * written once, vectorised over 16 channels.  Their coefficients (up to 8,
+ * and 1/6, 1/12, 1/24 in G) cost precision: outputs are within about 3e-6
+ * of the sum of the products' magnitudes, against 3e-7 for the direct
+ * kernels (tested against the naive convolution).  F(2x2, 3x3) was
+ * measured first and lost to the direct kernels at 16 channels; F(4x4)
+ * halves the transformed data per output as well as the products.
  *
  * Tiles are numbered over the batch (image, tile row, tile column) and
  * processed in units of WG_TILES, whose transformed inputs and products stay
@@ -27,18 +30,20 @@
 
 #include <string.h>
 
-#define WG_TILES 96 /* tiles per unit */
-#define WG_POS 16   /* elements of a transformed 4x4 tile */
-#define WG_L 16     /* channels per vector */
+#define WG_M 4       /* outputs per tile side */
+#define WG_A 6       /* input patch side: WG_M + 3 - 1 */
+#define WG_POS 36    /* elements of a transformed tile */
+#define WG_TILES 32  /* tiles per unit */
+#define WG_L 16      /* channels per vector */
 
+/* WG_L channels as one vector, split into registers by each path.  Loads
+ * and stores go through an unaligned alias of the type, never through a
+ * function taking or returning it: a 64-byte vector crossing a call
+ * changes the ABI on paths without AVX-512 (clang refuses it). */
 typedef float wg_vec __attribute__((vector_size(4 * WG_L)));
-static inline wg_vec ld(const float *p)
-{
-    wg_vec v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-static inline void st(float *p, wg_vec v) { memcpy(p, &v, sizeof v); }
+typedef float wg_vec_u __attribute__((vector_size(4 * WG_L), aligned(4), may_alias));
+#define ld(p) ((wg_vec)(*(const wg_vec_u *)(p)))
+#define st(p, v) (*(wg_vec_u *)(p) = (v))
 
 bool kd_winograd_applies(const kd_conv_geom *g)
 {
@@ -46,9 +51,10 @@ bool kd_winograd_applies(const kd_conv_geom *g)
            g->c % WG_L == 0 && g->oc % WG_L == 0;
 }
 
+static int tiles_wide(const kd_conv_geom *g) { return (g->ow + WG_M - 1) / WG_M; }
 static size_t tiles_per_image(const kd_conv_geom *g)
 {
-    return (size_t)((g->oh + 1) / 2) * (size_t)((g->ow + 1) / 2);
+    return (size_t)((g->oh + WG_M - 1) / WG_M) * (size_t)tiles_wide(g);
 }
 
 static size_t weight_floats(const kd_conv_geom *g) { return (size_t)WG_POS * g->c * g->oc; }
@@ -76,75 +82,110 @@ typedef struct tile_pos {
 
 static tile_pos tile_at(const kd_conv_geom *g, size_t t)
 {
-    int tw = (g->ow + 1) / 2;
-    size_t per = tiles_per_image(g), r = t % per;
-    return (tile_pos){t / per, (int)(r / (size_t)tw), (int)(r % (size_t)tw)};
+    size_t per = tiles_per_image(g), r = t % per, tw = (size_t)tiles_wide(g);
+    return (tile_pos){t / per, (int)(r / tw), (int)(r % tw)};
 }
 
-/* B^T applied down one input column: the 4 rows of the tile's patch at
- * column ix (zero outside the image; rows[i] NULL above or below it). */
-static inline __attribute__((always_inline)) void column_transform(const float *const rows[4],
-                                                                   int ix, int w, size_t c,
-                                                                   wg_vec s[4])
+/* The one-dimensional transforms, each applied along both axes of a tile.
+ * Bt: r = B^T d (input), At: o = A^T m (output), G: u = G g (weights), and
+ * their adjoints A (output gradient) and Gt (weight gradient). */
+static inline __attribute__((always_inline)) void Bt(const wg_vec d[6], wg_vec r[6])
 {
-    wg_vec d[4] = {{0}, {0}, {0}, {0}};
-    if (ix >= 0 && ix < w)
-        for (int i = 0; i < 4; i++)
-            if (rows[i])
-                d[i] = ld(rows[i] + (size_t)ix * c);
-    s[0] = d[0] - d[2];
-    s[1] = d[1] + d[2];
-    s[2] = d[2] - d[1];
-    s[3] = d[1] - d[3];
+    const float two = 2, four = 4, five = 5;
+    wg_vec t1 = d[4] - four * d[2], t2 = d[3] - four * d[1];
+    wg_vec t3 = d[4] - d[2], t4 = two * (d[3] - d[1]);
+    r[0] = four * d[0] - five * d[2] + d[4];
+    r[1] = t1 + t2;
+    r[2] = t1 - t2;
+    r[3] = t3 + t4;
+    r[4] = t3 - t4;
+    r[5] = four * d[1] - five * d[3] + d[5];
 }
 
-/* v[pos][t - t0][c] = (B^T d B)[pos] for the tiles [t0, t1), d the 4x4
- * input patch (zero outside the image).  Along a row of tiles, neighbours
- * share two columns of their patches: each column's B^T is computed once. */
+static inline __attribute__((always_inline)) void At(const wg_vec m[6], wg_vec o[4])
+{
+    const float two = 2, four = 4, eight = 8;
+    wg_vec a = m[1] + m[2], b = m[1] - m[2], c = m[3] + m[4], d = m[3] - m[4];
+    o[0] = m[0] + a + c;
+    o[1] = b + two * d;
+    o[2] = a + four * c;
+    o[3] = b + eight * d + m[5];
+}
+
+static inline __attribute__((always_inline)) void A(const wg_vec y[4], wg_vec m[6])
+{
+    const float two = 2, four = 4, eight = 8;
+    wg_vec even = y[0] + four * y[2], odd2 = two * y[1] + eight * y[3];
+    m[0] = y[0];
+    m[1] = y[0] + y[1] + y[2] + y[3];
+    m[2] = y[0] - y[1] + y[2] - y[3];
+    m[3] = even + odd2;
+    m[4] = even - odd2;
+    m[5] = y[3];
+}
+
+static inline __attribute__((always_inline)) void G(const wg_vec g[3], wg_vec u[6])
+{
+    const float q = 1.0f / 4, s = 1.0f / 6, t = 1.0f / 12, f = 1.0f / 24;
+    wg_vec outer = g[0] + g[2];
+    u[0] = q * g[0];
+    u[1] = -s * (outer + g[1]);
+    u[2] = -s * (outer - g[1]);
+    u[3] = f * g[0] + t * g[1] + s * g[2];
+    u[4] = f * g[0] - t * g[1] + s * g[2];
+    u[5] = g[2];
+}
+
+static inline __attribute__((always_inline)) void Gt(const wg_vec u[6], wg_vec g[3])
+{
+    const float q = 1.0f / 4, s = 1.0f / 6, t = 1.0f / 12, f = 1.0f / 24;
+    wg_vec plus12 = u[1] + u[2], plus34 = u[3] + u[4];
+    g[0] = q * u[0] - s * plus12 + f * plus34;
+    g[1] = s * (u[2] - u[1]) + t * (u[3] - u[4]);
+    g[2] = s * (plus34 - plus12) + u[5];
+}
+
+/* v[pos][t - t0][c] = (B^T d B)[pos] for the tiles [t0, t1), d the 6x6
+ * input patch (zero outside the image). */
 KD_CLONES static void input_tiles(const kd_conv_geom *g, const float *x, size_t t0, size_t t1,
                                   float *v)
 {
-    const size_t T = t1 - t0, c = (size_t)g->c, tw = (size_t)((g->ow + 1) / 2);
-    for (size_t t = t0; t < t1;) {
+    const size_t T = t1 - t0, c = (size_t)g->c;
+    const wg_vec zero = {0};
+    for (size_t t = t0; t < t1; t++) {
         tile_pos p = tile_at(g, t);
-        size_t run = KD_MIN(t1 - t, tw - (size_t)p.tx); /* tiles left in this tile row */
-        const float *rows[4];
-        for (int i = 0; i < 4; i++) {
-            int iy = 2 * p.ty - g->pt + i;
-            rows[i] = iy >= 0 && iy < g->h
-                          ? x + (p.img * g->h + (size_t)iy) * g->w * c
-                          : NULL;
+        int y0 = WG_M * p.ty - g->pt, x0 = WG_M * p.tx - g->pl;
+        const float *rows[WG_A];
+        for (int i = 0; i < WG_A; i++) {
+            int iy = y0 + i;
+            rows[i] = iy >= 0 && iy < g->h ? x + (p.img * g->h + (size_t)iy) * g->w * c : NULL;
         }
+        bool inside[WG_A];
+        for (int j = 0; j < WG_A; j++)
+            inside[j] = x0 + j >= 0 && x0 + j < g->w;
         for (size_t c0 = 0; c0 < c; c0 += WG_L) {
-            const float *crow[4];
-            for (int i = 0; i < 4; i++)
-                crow[i] = rows[i] ? rows[i] + c0 : NULL;
-            int x0 = 2 * p.tx - g->pl;
-            wg_vec s[4][4]; /* s[column][row] */
-            column_transform(crow, x0, g->w, c, s[0]);
-            column_transform(crow, x0 + 1, g->w, c, s[1]);
-            for (size_t k = 0; k < run; k++, x0 += 2) {
-                column_transform(crow, x0 + 2, g->w, c, s[2]);
-                column_transform(crow, x0 + 3, g->w, c, s[3]);
-                float *out = v + (t + k - t0) * c + c0;
-                for (int i = 0; i < 4; i++) {
-                    st(out + (size_t)(4 * i + 0) * T * c, s[0][i] - s[2][i]);
-                    st(out + (size_t)(4 * i + 1) * T * c, s[1][i] + s[2][i]);
-                    st(out + (size_t)(4 * i + 2) * T * c, s[2][i] - s[1][i]);
-                    st(out + (size_t)(4 * i + 3) * T * c, s[1][i] - s[3][i]);
-                }
-                for (int i = 0; i < 4; i++) {
-                    s[0][i] = s[2][i];
-                    s[1][i] = s[3][i];
-                }
+            wg_vec cols[WG_A][WG_A]; /* cols[j] = B^T of input column j */
+            for (int j = 0; j < WG_A; j++) {
+                wg_vec d[WG_A];
+                for (int i = 0; i < WG_A; i++)
+                    d[i] = rows[i] && inside[j] ? ld(rows[i] + (size_t)(x0 + j) * c + c0) : zero;
+                Bt(d, cols[j]);
+            }
+            float *out = v + (t - t0) * c + c0;
+            for (int i = 0; i < WG_A; i++) {
+                wg_vec row[WG_A], r[WG_A];
+                for (int j = 0; j < WG_A; j++)
+                    row[j] = cols[j][i];
+                Bt(row, r);
+                for (int j = 0; j < WG_A; j++)
+                    st(out + (size_t)(WG_A * i + j) * T * c, r[j]);
             }
         }
-        t += run;
     }
 }
 
 /* y (+)= A^T m A for the tiles [t0, t1), m[pos][t - t0][oc]; outputs
- * outside the image (the last row or column of an odd size) are dropped. */
+ * outside the image (a ragged last tile row or column) are dropped. */
 KD_CLONES static void output_tiles(const kd_conv_geom *g, const float *m, size_t t0, size_t t1,
                                    const float *bias, bool accumulate, float *y)
 {
@@ -152,36 +193,36 @@ KD_CLONES static void output_tiles(const kd_conv_geom *g, const float *m, size_t
     for (size_t t = t0; t < t1; t++) {
         tile_pos p = tile_at(g, t);
         const float *in = m + (t - t0) * oc;
+        int rows = KD_MIN(WG_M, g->oh - WG_M * p.ty), cols = KD_MIN(WG_M, g->ow - WG_M * p.tx);
         for (size_t o0 = 0; o0 < oc; o0 += WG_L) {
-            wg_vec q[4][4], a[2][4], r[2][2];
-            for (int k = 0; k < WG_POS; k++)
-                q[k / 4][k % 4] = ld(in + (size_t)k * T * oc + o0);
-            for (int j = 0; j < 4; j++) {
-                a[0][j] = q[0][j] + q[1][j] + q[2][j];
-                a[1][j] = q[1][j] - q[2][j] - q[3][j];
+            wg_vec half[WG_M][WG_A]; /* A^T down each column of m */
+            for (int j = 0; j < WG_A; j++) {
+                wg_vec col[WG_A], o[WG_M];
+                for (int i = 0; i < WG_A; i++)
+                    col[i] = ld(in + (size_t)(WG_A * i + j) * T * oc + o0);
+                At(col, o);
+                for (int i = 0; i < WG_M; i++)
+                    half[i][j] = o[i];
             }
-            for (int i = 0; i < 2; i++) {
-                r[i][0] = a[i][0] + a[i][1] + a[i][2];
-                r[i][1] = a[i][1] - a[i][2] - a[i][3];
-            }
-            for (int i = 0; i < 2; i++)
-                for (int j = 0; j < 2; j++) {
-                    int oy = 2 * p.ty + i, ox = 2 * p.tx + j;
-                    if (oy >= g->oh || ox >= g->ow)
-                        continue;
-                    float *out = y + ((p.img * g->oh + oy) * g->ow + ox) * oc + o0;
-                    wg_vec val = r[i][j];
+            for (int i = 0; i < rows; i++) {
+                wg_vec r[WG_M];
+                At(half[i], r);
+                float *out = y + ((p.img * g->oh + (size_t)(WG_M * p.ty + i)) * g->ow +
+                                  (size_t)(WG_M * p.tx)) * oc + o0;
+                for (int j = 0; j < cols; j++) {
+                    wg_vec val = r[j];
                     if (accumulate)
-                        val = ld(out) + val;
+                        val = ld(out + j * oc) + val;
                     else if (bias)
                         val = ld(bias + o0) + val;
-                    st(out, val);
+                    st(out + j * oc, val);
                 }
+            }
         }
     }
 }
 
-/* dm[pos][t - t0][oc] = (A dY A^T)[pos], dY the tile's 2x2 output gradient
+/* dm[pos][t - t0][oc] = (A dY A^T)[pos], dY the tile's 4x4 output gradient
  * (zero outside the image): the adjoint of output_tiles. */
 KD_CLONES static void grad_tiles(const kd_conv_geom *g, const float *dy, size_t t0, size_t t1,
                                  float *dm)
@@ -191,26 +232,24 @@ KD_CLONES static void grad_tiles(const kd_conv_geom *g, const float *dy, size_t 
     for (size_t t = t0; t < t1; t++) {
         tile_pos p = tile_at(g, t);
         float *out = dm + (t - t0) * oc;
+        int rows = KD_MIN(WG_M, g->oh - WG_M * p.ty), cols = KD_MIN(WG_M, g->ow - WG_M * p.tx);
         for (size_t o0 = 0; o0 < oc; o0 += WG_L) {
-            wg_vec e[2][2], a[4][2];
-            for (int i = 0; i < 2; i++)
-                for (int j = 0; j < 2; j++) {
-                    int oy = 2 * p.ty + i, ox = 2 * p.tx + j;
-                    e[i][j] = oy < g->oh && ox < g->ow
-                                  ? ld(dy + ((p.img * g->oh + oy) * g->ow + ox) * oc + o0)
-                                  : zero;
-                }
-            for (int j = 0; j < 2; j++) {
-                a[0][j] = e[0][j];
-                a[1][j] = e[0][j] + e[1][j];
-                a[2][j] = e[0][j] - e[1][j];
-                a[3][j] = -e[1][j];
+            wg_vec half[WG_A][WG_M]; /* A along each row of dY */
+            for (int i = 0; i < WG_M; i++) {
+                wg_vec e[WG_M], r[WG_A];
+                const float *src = dy + ((p.img * g->oh + (size_t)(WG_M * p.ty + i)) * g->ow +
+                                         (size_t)(WG_M * p.tx)) * oc + o0;
+                for (int j = 0; j < WG_M; j++)
+                    e[j] = i < rows && j < cols ? ld(src + j * oc) : zero;
+                A(e, r);
+                for (int k = 0; k < WG_A; k++)
+                    half[k][i] = r[k];
             }
-            for (int i = 0; i < 4; i++) {
-                st(out + (size_t)(4 * i + 0) * T * oc + o0, a[i][0]);
-                st(out + (size_t)(4 * i + 1) * T * oc + o0, a[i][0] + a[i][1]);
-                st(out + (size_t)(4 * i + 2) * T * oc + o0, a[i][0] - a[i][1]);
-                st(out + (size_t)(4 * i + 3) * T * oc + o0, -a[i][1]);
+            for (int k = 0; k < WG_A; k++) {
+                wg_vec r[WG_A];
+                A(half[k], r);
+                for (int i = 0; i < WG_A; i++)
+                    st(out + (size_t)(WG_A * i + k) * T * oc + o0, r[i]);
             }
         }
     }
@@ -219,25 +258,20 @@ KD_CLONES static void grad_tiles(const kd_conv_geom *g, const float *dy, size_t 
 /* u[pos][c][oc] = (G g G^T)[pos] of w[3][3][c][oc]. */
 KD_CLONES static void weight_transform(int c, int oc, const float *w, float *u)
 {
-    const wg_vec half = {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f,
-                         0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f};
     for (size_t ci = 0; ci < (size_t)c; ci++)
         for (size_t o0 = 0; o0 < (size_t)oc; o0 += WG_L) {
-            wg_vec k[3][3], s[4][3];
-            for (int i = 0; i < 3; i++)
+            wg_vec half[3][WG_A]; /* G along each row of g */
+            for (int i = 0; i < 3; i++) {
+                wg_vec k[3];
                 for (int j = 0; j < 3; j++)
-                    k[i][j] = ld(w + ((size_t)(3 * i + j) * c + ci) * oc + o0);
-            for (int j = 0; j < 3; j++) {
-                s[0][j] = k[0][j];
-                s[1][j] = (k[0][j] + k[1][j] + k[2][j]) * half;
-                s[2][j] = (k[0][j] - k[1][j] + k[2][j]) * half;
-                s[3][j] = k[2][j];
+                    k[j] = ld(w + ((size_t)(3 * i + j) * c + ci) * oc + o0);
+                G(k, half[i]);
             }
-            for (int i = 0; i < 4; i++) {
-                wg_vec row[4] = {s[i][0], (s[i][0] + s[i][1] + s[i][2]) * half,
-                                 (s[i][0] - s[i][1] + s[i][2]) * half, s[i][2]};
-                for (int j = 0; j < 4; j++)
-                    st(u + ((size_t)(4 * i + j) * c + ci) * oc + o0, row[j]);
+            for (int j = 0; j < WG_A; j++) {
+                wg_vec col[3] = {half[0][j], half[1][j], half[2][j]}, r[WG_A];
+                G(col, r);
+                for (int i = 0; i < WG_A; i++)
+                    st(u + ((size_t)(WG_A * i + j) * c + ci) * oc + o0, r[i]);
             }
         }
 }
@@ -245,24 +279,25 @@ KD_CLONES static void weight_transform(int c, int oc, const float *w, float *u)
 /* dw[3][3][c][oc] += G^T du G: the adjoint of weight_transform. */
 KD_CLONES static void weight_grad_transform(int c, int oc, const float *du, float *dw)
 {
-    const wg_vec half = {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f,
-                         0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f};
     for (size_t ci = 0; ci < (size_t)c; ci++)
         for (size_t o0 = 0; o0 < (size_t)oc; o0 += WG_L) {
-            wg_vec q[4][4], s[3][4];
-            for (int k = 0; k < WG_POS; k++)
-                q[k / 4][k % 4] = ld(du + ((size_t)k * c + ci) * oc + o0);
-            for (int j = 0; j < 4; j++) {
-                s[0][j] = q[0][j] + (q[1][j] + q[2][j]) * half;
-                s[1][j] = (q[1][j] - q[2][j]) * half;
-                s[2][j] = (q[1][j] + q[2][j]) * half + q[3][j];
+            wg_vec half[WG_A][3]; /* G^T down each column of du */
+            for (int j = 0; j < WG_A; j++) {
+                wg_vec col[WG_A], r[3];
+                for (int i = 0; i < WG_A; i++)
+                    col[i] = ld(du + ((size_t)(WG_A * i + j) * c + ci) * oc + o0);
+                Gt(col, r);
+                for (int i = 0; i < 3; i++)
+                    half[j][i] = r[i];
             }
             for (int i = 0; i < 3; i++) {
-                wg_vec row[3] = {s[i][0] + (s[i][1] + s[i][2]) * half,
-                                 (s[i][1] - s[i][2]) * half, (s[i][1] + s[i][2]) * half + s[i][3]};
+                wg_vec row[WG_A], r[3];
+                for (int j = 0; j < WG_A; j++)
+                    row[j] = half[j][i];
+                Gt(row, r);
                 for (int j = 0; j < 3; j++) {
                     float *out = dw + ((size_t)(3 * i + j) * c + ci) * oc + o0;
-                    st(out, ld(out) + row[j]);
+                    st(out, ld(out) + r[j]);
                 }
             }
         }

@@ -1,4 +1,4 @@
-/* Winograd F(2x2, 3x3) convolution for stride-1 3x3 layers (winograd.c),
+/* Winograd F(4x4, 3x3) convolution for stride-1 3x3 layers (winograd.c),
  * used by conv.c. */
 #ifndef KD_WINOGRAD_H
 #define KD_WINOGRAD_H
