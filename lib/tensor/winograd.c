@@ -145,12 +145,12 @@ static inline __attribute__((always_inline)) void Gt(const wg_vec u[6], wg_vec g
     g[2] = s * (plus34 - plus12) + u[5];
 }
 
-/* v[pos][t - t0][c] = (B^T d B)[pos] for the tiles [t0, t1), d the 6x6
- * input patch (zero outside the image). */
-KD_CLONES static void input_tiles(const kd_conv_geom *g, const float *x, size_t t0, size_t t1,
-                                  float *v)
+/* v[pos][t - base][c] = (B^T d B)[pos] for the tiles [t0, t1) of the unit
+ * of T tiles from base, d the 6x6 input patch (zero outside the image). */
+KD_CLONES static void input_tiles_at(const kd_conv_geom *g, const float *x, size_t base,
+                                     size_t t0, size_t t1, size_t T, float *v)
 {
-    const size_t T = t1 - t0, c = (size_t)g->c;
+    const size_t c = (size_t)g->c;
     const wg_vec zero = {0};
     for (size_t t = t0; t < t1; t++) {
         tile_pos p = tile_at(g, t);
@@ -171,7 +171,7 @@ KD_CLONES static void input_tiles(const kd_conv_geom *g, const float *x, size_t 
                     d[i] = rows[i] && inside[j] ? ld(rows[i] + (size_t)(x0 + j) * c + c0) : zero;
                 Bt(d, cols[j]);
             }
-            float *out = v + (t - t0) * c + c0;
+            float *out = v + (t - base) * c + c0;
             for (int i = 0; i < WG_A; i++) {
                 wg_vec row[WG_A], r[WG_A];
                 for (int j = 0; j < WG_A; j++)
@@ -184,15 +184,17 @@ KD_CLONES static void input_tiles(const kd_conv_geom *g, const float *x, size_t 
     }
 }
 
-/* y (+)= A^T m A for the tiles [t0, t1), m[pos][t - t0][oc]; outputs
+/* y (+)= A^T m A for the tiles [t0, t1), m[pos][t - base][oc] (a unit of T
+ * tiles from base); outputs
  * outside the image (a ragged last tile row or column) are dropped. */
-KD_CLONES static void output_tiles(const kd_conv_geom *g, const float *m, size_t t0, size_t t1,
-                                   const float *bias, bool accumulate, float *y)
+KD_CLONES static void output_tiles_at(const kd_conv_geom *g, const float *m, size_t base,
+                                      size_t t0, size_t t1, size_t T, const float *bias,
+                                      bool accumulate, float *y)
 {
-    const size_t T = t1 - t0, oc = (size_t)g->oc;
+    const size_t oc = (size_t)g->oc;
     for (size_t t = t0; t < t1; t++) {
         tile_pos p = tile_at(g, t);
-        const float *in = m + (t - t0) * oc;
+        const float *in = m + (t - base) * oc;
         int rows = KD_MIN(WG_M, g->oh - WG_M * p.ty), cols = KD_MIN(WG_M, g->ow - WG_M * p.tx);
         for (size_t o0 = 0; o0 < oc; o0 += WG_L) {
             wg_vec half[WG_M][WG_A]; /* A^T down each column of m */
@@ -223,7 +225,7 @@ KD_CLONES static void output_tiles(const kd_conv_geom *g, const float *m, size_t
 }
 
 /* dm[pos][t - t0][oc] = (A dY A^T)[pos], dY the tile's 4x4 output gradient
- * (zero outside the image): the adjoint of output_tiles. */
+ * (zero outside the image): the adjoint of output_tiles_at. */
 KD_CLONES static void grad_tiles(const kd_conv_geom *g, const float *dy, size_t t0, size_t t1,
                                  float *dm)
 {
@@ -255,10 +257,22 @@ KD_CLONES static void grad_tiles(const kd_conv_geom *g, const float *dy, size_t 
     }
 }
 
-/* u[pos][c][oc] = (G g G^T)[pos] of w[3][3][c][oc]. */
-KD_CLONES static void weight_transform(int c, int oc, const float *w, float *u)
+/* u[pos][c][oc] = (G g G^T)[pos] of w[3][3][c][oc], input channels
+ * [begin, end) (split over the threads: it runs on every call, and a
+ * batch-1 inference has few tiles to amortise it over). */
+struct transform_job {
+    int c, oc;
+    const float *w;
+    float *u;
+};
+
+KD_CLONES static void weight_transform_range(size_t begin, size_t end, void *arg)
 {
-    for (size_t ci = 0; ci < (size_t)c; ci++)
+    const struct transform_job *job = arg;
+    const int c = job->c, oc = job->oc;
+    const float *w = job->w;
+    float *u = job->u;
+    for (size_t ci = begin; ci < end; ci++)
         for (size_t o0 = 0; o0 < (size_t)oc; o0 += WG_L) {
             wg_vec half[3][WG_A]; /* G along each row of g */
             for (int i = 0; i < 3; i++) {
@@ -274,6 +288,12 @@ KD_CLONES static void weight_transform(int c, int oc, const float *w, float *u)
                     st(u + ((size_t)(WG_A * i + j) * c + ci) * oc + o0, r[i]);
             }
         }
+}
+
+static void weight_transform(int c, int oc, const float *w, float *u)
+{
+    struct transform_job job = {c, oc, w, u};
+    kd_parallel_for((size_t)c, 8, weight_transform_range, &job);
 }
 
 /* dw[3][3][c][oc] += G^T du G: the adjoint of weight_transform. */
@@ -349,12 +369,12 @@ static void forward_unit(const struct wg_job *j, size_t t0, size_t t1, float *v,
 {
     const kd_conv_geom *g = j->g;
     size_t T = t1 - t0;
-    input_tiles(g, j->x, t0, t1, v);
+    input_tiles_at(g, j->x, t0, t0, t1, T, v);
     kd_conv_geom one = pointwise(g, T);
     for (size_t pos = 0; pos < WG_POS; pos++)
         j->kern->direct_forward(&one, v + pos * T * g->c, 1, j->u + pos * g->c * g->oc, NULL,
                                 m + pos * T * g->oc, false);
-    output_tiles(g, m, t0, t1, j->bias, j->accumulate, j->y);
+    output_tiles_at(g, m, t0, t0, t1, T, j->bias, j->accumulate, j->y);
 }
 
 static void forward_part(int part, int parts, void *arg)
@@ -364,6 +384,51 @@ static void forward_part(int part, int parts, void *arg)
 
 static int wg_parts(const kd_conv_geom *g) { return (int)KD_MIN((size_t)kd_threads(), units(g)); }
 
+/* A batch of one unit (batch-1 inference) would leave all but one thread
+ * idle, and the products then read the transformed weights (4x the
+ * weights) for a handful of tiles: there the phases of the unit run one
+ * after the other, each on all threads, the products split by position so
+ * that each thread reads only its share of the weights.  Every output is
+ * computed exactly as in forward_unit. */
+struct phase_job {
+    const struct wg_job *j;
+    float *v, *m;
+    size_t T;
+};
+
+static void input_phase(size_t begin, size_t end, void *arg)
+{
+    const struct phase_job *p = arg;
+    /* tiles [begin, end) of the unit write their own slots of v */
+    input_tiles_at(p->j->g, p->j->x, 0, begin, end, p->T, p->v);
+}
+
+static void product_phase(size_t begin, size_t end, void *arg)
+{
+    const struct phase_job *p = arg;
+    const kd_conv_geom *g = p->j->g;
+    kd_conv_geom one = pointwise(g, p->T);
+    for (size_t pos = begin; pos < end; pos++)
+        p->j->kern->direct_forward(&one, p->v + pos * p->T * g->c, 1,
+                                   p->j->u + pos * g->c * g->oc, NULL, p->m + pos * p->T * g->oc,
+                                   false);
+}
+
+static void output_phase(size_t begin, size_t end, void *arg)
+{
+    const struct phase_job *p = arg;
+    output_tiles_at(p->j->g, p->m, 0, begin, end, p->T, p->j->bias, p->j->accumulate, p->j->y);
+}
+
+static void forward_one_unit(const struct wg_job *j)
+{
+    size_t T = tiles_per_image(j->g) * (size_t)j->g->n;
+    struct phase_job p = {j, j->work, j->work + (size_t)WG_POS * T * j->g->c, T};
+    kd_parallel_for(T, 1, input_phase, &p);
+    kd_parallel_for(WG_POS, 1, product_phase, &p);
+    kd_parallel_for(T, 1, output_phase, &p);
+}
+
 /* y = bias + conv(x, w), or y += conv(x, w) when accumulate, with u the
  * transformed weights already in place. */
 static void forward_transformed(const kd_conv_geom *g, const float *x, const float *u,
@@ -372,7 +437,10 @@ static void forward_transformed(const kd_conv_geom *g, const float *x, const flo
     struct wg_job j = {.g = g, .x = x, .u = u, .bias = bias, .y = y, .work = work,
                        .accumulate = accumulate, .kern = kd_kernels_active(),
                        .part_floats = part_floats(g)};
-    kd_parallel_parts(wg_parts(g), forward_part, &j);
+    if (units(g) == 1 && kd_threads() > 1)
+        forward_one_unit(&j);
+    else
+        kd_parallel_parts(wg_parts(g), forward_part, &j);
 }
 
 static float *shared_area(const kd_conv_geom *g, float *work)
@@ -399,7 +467,7 @@ static void weight_grad_unit(const struct wg_job *j, size_t t0, size_t t1, float
 {
     const kd_conv_geom *g = j->g;
     size_t T = t1 - t0;
-    input_tiles(g, j->x, t0, t1, v);
+    input_tiles_at(g, j->x, t0, t0, t1, T, v);
     grad_tiles(g, j->dy, t0, t1, dm);
     kd_conv_geom one = pointwise(g, T);
     float *du = j->du; /* the part's, set by weight_grad_part */
