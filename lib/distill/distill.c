@@ -13,23 +13,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const mode_names[KDENS_DISTILL_MODE_COUNT] = {
-    "output_avg", "loss_avg", "mimic_all", "supernet", "supernet2", "fusion"};
-
 const char *kdens_distill_mode_name(kdens_distill_mode mode)
 {
-    return (unsigned)mode < KDENS_DISTILL_MODE_COUNT ? mode_names[mode] : NULL;
+    const kd_distill_mode_ops *ops = kd_distill_mode_ops_of(mode);
+    return ops ? ops->name : NULL;
 }
 
 kdens_status kdens_distill_mode_from_name(const char *name, kdens_distill_mode *mode)
 {
     if (!name || !mode)
         return kd_fail(KDENS_E_ARG, "NULL argument");
-    for (int i = 0; i < KDENS_DISTILL_MODE_COUNT; i++)
-        if (strcmp(name, mode_names[i]) == 0) {
-            *mode = (kdens_distill_mode)i;
-            return KDENS_OK;
-        }
+    if (kd_distill_mode_ops_named(name, mode))
+        return KDENS_OK;
     return kd_fail(KDENS_E_NOTFOUND, "unknown distillation mode '%s' (output_avg, loss_avg, "
                    "mimic_all, supernet, supernet2, fusion)", name);
 }
@@ -118,7 +113,8 @@ kdens_status kdens_distiller_create(kdens_ensemble *teachers, const kdens_model 
 {
     if (!teachers || !student || !train || !out)
         return kd_fail(KDENS_E_ARG, "NULL argument");
-    if ((unsigned)mode >= KDENS_DISTILL_MODE_COUNT)
+    const kd_distill_mode_ops *ops = kd_distill_mode_ops_of(mode);
+    if (!ops)
         return kd_fail(KDENS_E_ARG, "unknown distillation mode %d", (int)mode);
     int n = kdens_ensemble_size(teachers);
     if (n < 1)
@@ -145,12 +141,12 @@ kdens_status kdens_distiller_create(kdens_ensemble *teachers, const kdens_model 
     d->temperature = 1.0f;
     d->rule = KDENS_FUSE_BORDA;
     d->cache = 1;
-    d->sets = mode == KDENS_DISTILL_LOSS_AVG || mode == KDENS_DISTILL_MIMIC_ALL ? n : 1;
+    d->sets = ops->per_teacher ? n : 1;
     kdens_status st = KDENS_OK;
     d->template_spec = spec_of(student);
     if (!d->template_spec)
         st = kd_fail(KDENS_E_NOMEM, "out of memory");
-    if (st == KDENS_OK && mode == KDENS_DISTILL_MIMIC_ALL) {
+    if (st == KDENS_OK && ops->heads) {
         kd_buf spec = {0};
         st = mimic_spec(student, n, &spec);
         if (st == KDENS_OK)
@@ -247,7 +243,7 @@ kdens_status kdens_distiller_export(kdens_distiller *d, kdens_model **out)
         return kd_fail(KDENS_E_ARG, "NULL argument");
     kdens_model *m;
     kdens_status st = rebuild(d->template_spec, d->student, d->student->seed, &m);
-    if (st != KDENS_OK || d->mode != KDENS_DISTILL_MIMIC_ALL) {
+    if (st != KDENS_OK || !kd_distill_mode_ops_of(d->mode)->heads) {
         if (st == KDENS_OK)
             *out = m;
         return st;

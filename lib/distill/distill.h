@@ -38,6 +38,24 @@ struct kdens_distiller {
     size_t scratch_rows;
 };
 
+/* A distillation mode: its name, whether it gives one target distribution
+ * per teacher (loss_avg, mimic_all) and one student head per teacher
+ * (mimic_all), the aggregator trained before it (supernet: over the
+ * teachers' logits; supernet2: over their pooled features), and its
+ * targets (rows x sets x classes) from the teachers' outputs on a batch. */
+typedef enum kd_aggregator { KD_AGG_NONE, KD_AGG_LOGITS, KD_AGG_FEATURES } kd_aggregator;
+typedef struct kd_distill_mode_ops {
+    const char *name;
+    bool per_teacher;
+    bool heads;
+    kd_aggregator aggregator;
+    kdens_status (*targets)(kdens_distiller *d, const float *raw, size_t rows, float *out);
+} kd_distill_mode_ops;
+/* NULL for a value that is no mode. */
+const kd_distill_mode_ops *kd_distill_mode_ops_of(kdens_distill_mode mode);
+/* NULL for a name that is no mode's; else *mode is set. */
+const kd_distill_mode_ops *kd_distill_mode_ops_named(const char *name, kdens_distill_mode *mode);
+
 /* The trainer's soft-target hook. */
 kdens_status kd_distill_targets(void *user, const float *x, const size_t *indices, size_t n,
                                 float *targets);

@@ -151,55 +151,92 @@ static void temper(float *p, int k, double t)
         p[i] = (float)(p[i] > 0 ? pow(p[i], 1.0 / t) / sum : 0);
 }
 
-/* The mode's targets (rows x sets x classes) from the teachers' outputs. */
-static kdens_status targets_from(kdens_distiller *d, const float *raw, size_t rows, float *out)
+/* ---- the modes: each turns the teachers' outputs into its targets ------------------- */
+
+/* The mean of the teachers' tempered distributions (the mean in double: at
+ * most 1 in float). */
+static kdens_status targets_output_avg(kdens_distiller *d, const float *raw, size_t rows,
+                                       float *out)
 {
     int k = d->classes, nt = d->n_teachers;
-    double t = d->temperature;
-    float *probs = d->probs, *scores = d->scores;
-    switch (d->mode) {
-    case KDENS_DISTILL_OUTPUT_AVG:
-        for (size_t r = 0; r < rows; r++) { /* the mean in double: at most 1 in float */
-            float *p = probs + r * (size_t)nt * k;
+    for (size_t r = 0; r < rows; r++) {
+        float *p = d->probs + r * (size_t)nt * k;
+        for (int j = 0; j < nt; j++)
+            softmax_t(raw + r * d->out_dim + (size_t)j * k, k, d->temperature, p + (size_t)j * k);
+        for (int i = 0; i < k; i++) {
+            double sum = 0;
             for (int j = 0; j < nt; j++)
-                softmax_t(raw + r * d->out_dim + (size_t)j * k, k, t, p + (size_t)j * k);
-            for (int i = 0; i < k; i++) {
-                double sum = 0;
-                for (int j = 0; j < nt; j++)
-                    sum += p[(size_t)j * k + i];
-                out[r * k + i] = (float)(sum / nt);
-            }
+                sum += p[(size_t)j * k + i];
+            out[r * k + i] = (float)(sum / nt);
         }
-        return KDENS_OK;
-    case KDENS_DISTILL_LOSS_AVG:
-    case KDENS_DISTILL_MIMIC_ALL:
+    }
+    return KDENS_OK;
+}
+
+/* One tempered distribution per teacher (loss_avg, mimic_all). */
+static kdens_status targets_per_teacher(kdens_distiller *d, const float *raw, size_t rows,
+                                        float *out)
+{
+    int k = d->classes, nt = d->n_teachers;
+    for (size_t r = 0; r < rows; r++)
+        for (int j = 0; j < nt; j++)
+            softmax_t(raw + r * d->out_dim + (size_t)j * k, k, d->temperature,
+                      out + (r * nt + j) * (size_t)k);
+    return KDENS_OK;
+}
+
+/* The aggregator's tempered distribution (supernet, supernet2). */
+static kdens_status targets_aggregator(kdens_distiller *d, const float *raw, size_t rows,
+                                       float *out)
+{
+    int k = d->classes;
+    kdens_status st = kdens_model_predict_logits(d->aggregator, raw, rows, d->scores);
+    for (size_t r = 0; st == KDENS_OK && r < rows; r++)
+        softmax_t(d->scores + r * k, k, d->temperature, out + r * k);
+    return st;
+}
+
+/* The fusion rule's scores as a distribution, tempered. */
+static kdens_status targets_fusion(kdens_distiller *d, const float *raw, size_t rows, float *out)
+{
+    int k = d->classes, nt = d->n_teachers;
+    for (int j = 0; j < nt; j++) /* member-major probabilities at T = 1 */
         for (size_t r = 0; r < rows; r++)
-            for (int j = 0; j < nt; j++)
-                softmax_t(raw + r * d->out_dim + (size_t)j * k, k, t,
-                          out + (r * nt + j) * (size_t)k);
-        return KDENS_OK;
-    case KDENS_DISTILL_SUPERNET:
-    case KDENS_DISTILL_SUPERNET2: {
-        kdens_status st = kdens_model_predict_logits(d->aggregator, raw, rows, scores);
-        for (size_t r = 0; st == KDENS_OK && r < rows; r++)
-            softmax_t(scores + r * k, k, t, out + r * k);
-        return st;
+            softmax_t(raw + r * d->out_dim + (size_t)j * k, k, 1.0,
+                      d->probs + ((size_t)j * rows + r) * k);
+    kdens_status st = kdens_fuse(d->rule, d->probs, nt, rows, k, d->decisions, out);
+    for (size_t r = 0; st == KDENS_OK && r < rows; r++) {
+        scores_to_distribution(out + r * k, k);
+        temper(out + r * k, k, d->temperature);
     }
-    case KDENS_DISTILL_FUSION: {
-        for (int j = 0; j < nt; j++) /* member-major probabilities at T = 1 */
-            for (size_t r = 0; r < rows; r++)
-                softmax_t(raw + r * d->out_dim + (size_t)j * k, k, 1.0,
-                          probs + ((size_t)j * rows + r) * k);
-        kdens_status st = kdens_fuse(d->rule, probs, nt, rows, k, d->decisions, out);
-        for (size_t r = 0; st == KDENS_OK && r < rows; r++) {
-            scores_to_distribution(out + r * k, k);
-            temper(out + r * k, k, t);
+    return st;
+}
+
+static const kd_distill_mode_ops modes[] = {
+    [KDENS_DISTILL_OUTPUT_AVG] = {"output_avg", false, false, KD_AGG_NONE, targets_output_avg},
+    [KDENS_DISTILL_LOSS_AVG] = {"loss_avg", true, false, KD_AGG_NONE, targets_per_teacher},
+    [KDENS_DISTILL_MIMIC_ALL] = {"mimic_all", true, true, KD_AGG_NONE, targets_per_teacher},
+    [KDENS_DISTILL_SUPERNET] = {"supernet", false, false, KD_AGG_LOGITS, targets_aggregator},
+    [KDENS_DISTILL_SUPERNET2] = {"supernet2", false, false, KD_AGG_FEATURES,
+                                 targets_aggregator},
+    [KDENS_DISTILL_FUSION] = {"fusion", false, false, KD_AGG_NONE, targets_fusion},
+};
+_Static_assert(sizeof modes / sizeof modes[0] == KDENS_DISTILL_MODE_COUNT,
+               "every kdens_distill_mode has its operations");
+
+const kd_distill_mode_ops *kd_distill_mode_ops_of(kdens_distill_mode mode)
+{
+    return (unsigned)mode < sizeof modes / sizeof modes[0] ? &modes[mode] : NULL;
+}
+
+const kd_distill_mode_ops *kd_distill_mode_ops_named(const char *name, kdens_distill_mode *mode)
+{
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
+        if (strcmp(name, modes[i].name) == 0) {
+            *mode = (kdens_distill_mode)i;
+            return &modes[i];
         }
-        return st;
-    }
-    default:
-        return kd_fail(KDENS_E_ARG, "unknown distillation mode");
-    }
+    return NULL;
 }
 
 kdens_status kd_distill_targets(void *user, const float *x, const size_t *indices, size_t n,
@@ -217,7 +254,7 @@ kdens_status kd_distill_targets(void *user, const float *x, const size_t *indice
         return st;
     float *raw = d->raw;
     st = teacher_outputs(d, x, n, raw);
-    return st == KDENS_OK ? targets_from(d, raw, n, targets) : st;
+    return st == KDENS_OK ? kd_distill_mode_ops_of(d->mode)->targets(d, raw, n, targets) : st;
 }
 
 /* ---- whole datasets ------------------------------------------------------------------ */
@@ -247,7 +284,8 @@ static kdens_status over_dataset(kdens_distiller *d, const kdens_dataset *ds, fl
         if (st == KDENS_OK)
             st = teacher_outputs(d, x, rows, dst_raw);
         if (st == KDENS_OK && targets_all)
-            st = targets_from(d, dst_raw, rows, targets_all + first * per);
+            st = kd_distill_mode_ops_of(d->mode)->targets(d, dst_raw, rows,
+                                                          targets_all + first * per);
         char task[96];
         snprintf(task, sizeof task, "teacher outputs %zu/%zu", first + rows, ds->n);
         if (st == KDENS_OK)
@@ -416,7 +454,8 @@ kdens_status kd_distill_prepare(kdens_distiller *d)
     free(d->feature_node);
     d->feature_node = NULL;
     d->out_dim = (size_t)d->n_teachers * k;
-    if (d->mode == KDENS_DISTILL_SUPERNET2) {
+    const kd_distill_mode_ops *ops = kd_distill_mode_ops_of(d->mode);
+    if (ops->aggregator == KD_AGG_FEATURES) {
         if (!(d->feature_node = malloc(sizeof(int) * (size_t)d->n_teachers)))
             return kd_fail(KDENS_E_NOMEM, "out of memory");
         d->out_dim = 0;
@@ -433,8 +472,7 @@ kdens_status kd_distill_prepare(kdens_distiller *d)
     d->scratch = NULL;
     d->decisions = NULL;
     d->scratch_rows = 0;
-    if (st == KDENS_OK && (d->mode == KDENS_DISTILL_SUPERNET ||
-                           d->mode == KDENS_DISTILL_SUPERNET2)) {
+    if (st == KDENS_OK && ops->aggregator != KD_AGG_NONE) {
         kdens_model_free(d->aggregator);
         d->aggregator = NULL;
         st = train_aggregator(d);

@@ -7,29 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const names[KDENS_FUSE_COUNT] = {
-    "mean",    "sum",      "geometric", "max",    "median",    "plurality",
-    "borda",   "borda_symmetric", "dowdall", "copeland", "simpson", "schulze",
-    "baldwin", "nanson",   "bucklin",   "stv",    "condorcet", "kemeny",
-};
-
-const char *kdens_fusion_name(kdens_fusion rule)
-{
-    return (unsigned)rule < KDENS_FUSE_COUNT ? names[rule] : NULL;
-}
-
-kdens_status kdens_fusion_from_name(const char *name, kdens_fusion *rule)
-{
-    if (!name || !rule)
-        return kd_fail(KDENS_E_ARG, "NULL argument");
-    for (int i = 0; i < KDENS_FUSE_COUNT; i++)
-        if (strcmp(names[i], name) == 0) {
-            *rule = (kdens_fusion)i;
-            return KDENS_OK;
-        }
-    return kd_fail(KDENS_E_NOTFOUND, "unknown fusion rule '%s'", name);
-}
-
 /* Everything one sample's fusion needs, allocated once per call. */
 typedef struct ctx {
     int m, k;
@@ -104,11 +81,226 @@ static void borda_alive(ctx *c, double *score)
     }
 }
 
-static int kemeny(ctx *c)
+/* The class preferred to every other by more members than prefer the
+ * other (pair: members ranking a above b), or -1. */
+static int condorcet_winner(const int *pair, int k)
 {
-    /* exact: all permutations (k <= 8); the ranking with the largest sum
-     * of pairwise support wins; its top class is the decision */
+    for (int a = 0; a < k; a++) {
+        bool wins_all = true;
+        for (int b = 0; b < k && wins_all; b++)
+            wins_all = a == b || pair[a * k + b] > pair[b * k + a];
+        if (wins_all)
+            return a;
+    }
+    return -1;
+}
+
+/* ---- the rules: each fills c->score (all classes alive) and decides ---------- */
+
+static int rule_mean(ctx *c)
+{
+    for (int a = 0; a < c->k; a++)
+        c->score[a] = c->sum[a] / c->m;
+    return best_of(c, c->score);
+}
+
+static int rule_sum(ctx *c)
+{
+    for (int a = 0; a < c->k; a++)
+        c->score[a] = c->sum[a];
+    return best_of(c, c->score);
+}
+
+static int rule_geometric(ctx *c)
+{
+    for (int a = 0; a < c->k; a++) {
+        double lg = 0;
+        for (int i = 0; i < c->m; i++)
+            lg += log(c->p[i][a] > 1e-30f ? c->p[i][a] : 1e-30);
+        c->score[a] = exp(lg / c->m);
+    }
+    return best_of(c, c->score);
+}
+
+static int rule_max(ctx *c)
+{
+    for (int a = 0; a < c->k; a++)
+        for (int i = 0; i < c->m; i++)
+            c->score[a] = c->p[i][a] > c->score[a] ? c->p[i][a] : c->score[a];
+    return best_of(c, c->score);
+}
+
+static int rule_median(ctx *c)
+{
+    int m = c->m;
+    for (int a = 0; a < c->k; a++) {
+        double *v = c->tmp;
+        for (int i = 0; i < m; i++) { /* insertion sort: m is small */
+            double x = c->p[i][a];
+            int j = i;
+            while (j > 0 && v[j - 1] > x)
+                v[j] = v[j - 1], j--;
+            v[j] = x;
+        }
+        c->score[a] = m % 2 ? v[m / 2] : 0.5 * (v[m / 2 - 1] + v[m / 2]);
+    }
+    return best_of(c, c->score);
+}
+
+static int rule_plurality(ctx *c)
+{
+    for (int i = 0; i < c->m; i++)
+        c->score[c->rank[i * c->k]] += 1;
+    return best_of(c, c->score);
+}
+
+/* Positional rules: points(r, k) for the class at rank r of every ballot. */
+static int positional(ctx *c, double (*points)(int r, int k))
+{
+    for (int i = 0; i < c->m; i++)
+        for (int r = 0; r < c->k; r++)
+            c->score[c->rank[i * c->k + r]] += points(r, c->k);
+    return best_of(c, c->score);
+}
+static double borda_points(int r, int k) { return k - 1 - r; }
+static double symmetric_points(int r, int k) { return k - 1 - 2.0 * r; }
+static double dowdall_points(int r, int k)
+{
+    (void)k;
+    return 1.0 / (r + 1);
+}
+static int rule_borda(ctx *c) { return positional(c, borda_points); }
+static int rule_borda_symmetric(ctx *c) { return positional(c, symmetric_points); }
+static int rule_dowdall(ctx *c) { return positional(c, dowdall_points); }
+
+static int rule_copeland(ctx *c)
+{
+    int k = c->k;
+    for (int a = 0; a < k; a++)
+        for (int b = 0; b < k; b++)
+            if (a != b)
+                c->score[a] += (c->pair[a * k + b] > c->pair[b * k + a]) -
+                               (c->pair[a * k + b] < c->pair[b * k + a]);
+    return best_of(c, c->score);
+}
+
+static int rule_simpson(ctx *c)
+{
+    int k = c->k;
+    for (int a = 0; a < k; a++) {
+        int worst = 0;
+        for (int b = 0; b < k; b++)
+            if (b != a && c->pair[b * k + a] > worst)
+                worst = c->pair[b * k + a];
+        c->score[a] = -worst;
+    }
+    return best_of(c, c->score);
+}
+
+static int rule_schulze(ctx *c)
+{
+    int k = c->k;
+    double *d = c->tmp;
+    for (int a = 0; a < k; a++)
+        for (int b = 0; b < k; b++)
+            d[a * k + b] =
+                a != b && c->pair[a * k + b] > c->pair[b * k + a] ? c->pair[a * k + b] : 0;
+    for (int x = 0; x < k; x++)
+        for (int a = 0; a < k; a++)
+            for (int b = 0; b < k; b++)
+                if (a != b && a != x && b != x) {
+                    double via = fmin(d[a * k + x], d[x * k + b]);
+                    if (via > d[a * k + b])
+                        d[a * k + b] = via;
+                }
+    for (int a = 0; a < k; a++)
+        for (int b = 0; b < k; b++)
+            if (a != b && d[a * k + b] >= d[b * k + a])
+                c->score[a] += 1; /* beaten by no one wins: k - 1 */
+    return best_of(c, c->score);
+}
+
+static int rule_baldwin(ctx *c)
+{
+    while (alive_count(c) > 1) {
+        borda_alive(c, c->score);
+        c->alive[worst_of(c, c->score)] = false;
+    }
+    borda_alive(c, c->score);
+    return best_of(c, c->score);
+}
+
+static int rule_nanson(ctx *c)
+{
+    double *s = c->score;
+    while (alive_count(c) > 1) {
+        borda_alive(c, s);
+        double mean = 0;
+        int n = alive_count(c), dropped = 0;
+        for (int a = 0; a < c->k; a++)
+            mean += c->alive[a] ? s[a] : 0;
+        mean /= n;
+        for (int a = 0; a < c->k; a++)
+            if (c->alive[a] && s[a] < mean)
+                c->alive[a] = false, dropped++;
+        if (!dropped) /* all equal: the tie-break decides */
+            break;
+    }
+    borda_alive(c, s);
+    return best_of(c, s);
+}
+
+static int rule_bucklin(ctx *c)
+{
+    int m = c->m, k = c->k;
+    double *s = c->score;
+    for (int depth = 1; depth <= k; depth++) {
+        for (int a = 0; a < k; a++)
+            s[a] = 0;
+        for (int i = 0; i < m; i++)
+            for (int r = 0; r < depth; r++)
+                s[c->rank[i * k + r]] += 1;
+        int b = best_of(c, s);
+        if (s[b] * 2 > m)
+            return b;
+    }
+    return best_of(c, s);
+}
+
+static int rule_stv(ctx *c)
+{
+    double *s = c->score;
+    for (;;) {
+        for (int a = 0; a < c->k; a++)
+            s[a] = 0;
+        for (int i = 0; i < c->m; i++)
+            s[top_alive(c, i)] += 1;
+        int b = best_of(c, s);
+        if (s[b] * 2 > c->m || alive_count(c) == 1)
+            return b;
+        c->alive[worst_of(c, s)] = false;
+    }
+}
+
+static int rule_condorcet(ctx *c)
+{
+    int w = condorcet_winner(c->pair, c->k);
+    if (w >= 0) {
+        c->score[w] = 1;
+        return w;
+    }
+    return rule_sum(c); /* no Condorcet winner: the summed probabilities */
+}
+
+/* Exact up to 8 classes: of all rankings, the one with the largest sum of
+ * pairwise support; its top class is the decision.  Above 8 the k!
+ * rankings are out of reach: Copeland's order, which equals Kemeny's
+ * whenever a Condorcet ranking exists. */
+static int rule_kemeny(ctx *c)
+{
     int k = c->k, *p = c->perm, best_top = 0;
+    if (k > 8)
+        return rule_copeland(c);
     double best = -1;
     for (int i = 0; i < k; i++)
         p[i] = i;
@@ -135,164 +327,66 @@ static int kemeny(ctx *c)
     return best_top;
 }
 
-static int fuse_one(kdens_fusion rule, ctx *c)
+/* The rules by kdens_fusion value: name, whether the rule reads ballots
+ * (members' rankings and the pairwise matrix) and its decision. */
+typedef struct fusion_rule {
+    const char *name;
+    bool ballots;
+    int (*decide)(ctx *c);
+} fusion_rule;
+
+static const fusion_rule rules[] = {
+    [KDENS_FUSE_MEAN] = {"mean", false, rule_mean},
+    [KDENS_FUSE_SUM] = {"sum", false, rule_sum},
+    [KDENS_FUSE_GEOMETRIC] = {"geometric", false, rule_geometric},
+    [KDENS_FUSE_MAX] = {"max", false, rule_max},
+    [KDENS_FUSE_MEDIAN] = {"median", false, rule_median},
+    [KDENS_FUSE_PLURALITY] = {"plurality", true, rule_plurality},
+    [KDENS_FUSE_BORDA] = {"borda", true, rule_borda},
+    [KDENS_FUSE_BORDA_SYMMETRIC] = {"borda_symmetric", true, rule_borda_symmetric},
+    [KDENS_FUSE_DOWDALL] = {"dowdall", true, rule_dowdall},
+    [KDENS_FUSE_COPELAND] = {"copeland", true, rule_copeland},
+    [KDENS_FUSE_SIMPSON] = {"simpson", true, rule_simpson},
+    [KDENS_FUSE_SCHULZE] = {"schulze", true, rule_schulze},
+    [KDENS_FUSE_BALDWIN] = {"baldwin", true, rule_baldwin},
+    [KDENS_FUSE_NANSON] = {"nanson", true, rule_nanson},
+    [KDENS_FUSE_BUCKLIN] = {"bucklin", true, rule_bucklin},
+    [KDENS_FUSE_STV] = {"stv", true, rule_stv},
+    [KDENS_FUSE_CONDORCET] = {"condorcet", true, rule_condorcet},
+    [KDENS_FUSE_KEMENY] = {"kemeny", true, rule_kemeny},
+};
+_Static_assert(sizeof rules / sizeof rules[0] == KDENS_FUSE_COUNT,
+               "every kdens_fusion value has a rule");
+
+static const fusion_rule *rule_of(kdens_fusion r)
 {
-    int m = c->m, k = c->k;
-    double *s = c->score;
-    for (int a = 0; a < k; a++)
-        c->alive[a] = true, s[a] = 0;
-    switch (rule) {
-    case KDENS_FUSE_MEAN:
-    case KDENS_FUSE_SUM:
-        for (int a = 0; a < k; a++)
-            s[a] = rule == KDENS_FUSE_SUM ? c->sum[a] : c->sum[a] / m;
-        return best_of(c, s);
-    case KDENS_FUSE_GEOMETRIC:
-        for (int a = 0; a < k; a++) {
-            double lg = 0;
-            for (int i = 0; i < m; i++)
-                lg += log(c->p[i][a] > 1e-30f ? c->p[i][a] : 1e-30);
-            s[a] = exp(lg / m);
+    return (unsigned)r < sizeof rules / sizeof rules[0] ? &rules[r] : NULL;
+}
+
+const char *kdens_fusion_name(kdens_fusion rule)
+{
+    const fusion_rule *r = rule_of(rule);
+    return r ? r->name : NULL;
+}
+
+kdens_status kdens_fusion_from_name(const char *name, kdens_fusion *rule)
+{
+    if (!name || !rule)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
+        if (strcmp(rules[i].name, name) == 0) {
+            *rule = (kdens_fusion)i;
+            return KDENS_OK;
         }
-        return best_of(c, s);
-    case KDENS_FUSE_MAX:
-        for (int a = 0; a < k; a++)
-            for (int i = 0; i < m; i++)
-                s[a] = c->p[i][a] > s[a] ? c->p[i][a] : s[a];
-        return best_of(c, s);
-    case KDENS_FUSE_MEDIAN:
-        for (int a = 0; a < k; a++) {
-            double *v = c->tmp;
-            for (int i = 0; i < m; i++) { /* insertion sort: m is small */
-                double x = c->p[i][a];
-                int j = i;
-                while (j > 0 && v[j - 1] > x)
-                    v[j] = v[j - 1], j--;
-                v[j] = x;
-            }
-            s[a] = m % 2 ? v[m / 2] : 0.5 * (v[m / 2 - 1] + v[m / 2]);
-        }
-        return best_of(c, s);
-    case KDENS_FUSE_PLURALITY:
-        for (int i = 0; i < m; i++)
-            s[c->rank[i * k]] += 1;
-        return best_of(c, s);
-    case KDENS_FUSE_BORDA:
-    case KDENS_FUSE_BORDA_SYMMETRIC:
-    case KDENS_FUSE_DOWDALL:
-        for (int i = 0; i < m; i++)
-            for (int r = 0; r < k; r++) {
-                int a = c->rank[i * k + r];
-                s[a] += rule == KDENS_FUSE_BORDA ? k - 1 - r
-                        : rule == KDENS_FUSE_DOWDALL ? 1.0 / (r + 1)
-                                                     : k - 1 - 2.0 * r;
-            }
-        return best_of(c, s);
-    case KDENS_FUSE_COPELAND:
-        for (int a = 0; a < k; a++)
-            for (int b = 0; b < k; b++)
-                if (a != b)
-                    s[a] += (c->pair[a * k + b] > c->pair[b * k + a]) -
-                            (c->pair[a * k + b] < c->pair[b * k + a]);
-        return best_of(c, s);
-    case KDENS_FUSE_SIMPSON:
-        for (int a = 0; a < k; a++) {
-            int worst = 0;
-            for (int b = 0; b < k; b++)
-                if (b != a && c->pair[b * k + a] > worst)
-                    worst = c->pair[b * k + a];
-            s[a] = -worst;
-        }
-        return best_of(c, s);
-    case KDENS_FUSE_SCHULZE: {
-        double *d = c->tmp;
-        for (int a = 0; a < k; a++)
-            for (int b = 0; b < k; b++)
-                d[a * k + b] = a != b && c->pair[a * k + b] > c->pair[b * k + a]
-                                   ? c->pair[a * k + b]
-                                   : 0;
-        for (int x = 0; x < k; x++)
-            for (int a = 0; a < k; a++)
-                for (int b = 0; b < k; b++)
-                    if (a != b && a != x && b != x) {
-                        double via = fmin(d[a * k + x], d[x * k + b]);
-                        if (via > d[a * k + b])
-                            d[a * k + b] = via;
-                    }
-        for (int a = 0; a < k; a++)
-            for (int b = 0; b < k; b++)
-                if (a != b && d[a * k + b] >= d[b * k + a])
-                    s[a] += 1; /* beaten by no one wins: k - 1 */
-        return best_of(c, s);
-    }
-    case KDENS_FUSE_BALDWIN:
-    case KDENS_FUSE_NANSON:
-        while (alive_count(c) > 1) {
-            borda_alive(c, s);
-            if (rule == KDENS_FUSE_BALDWIN) {
-                c->alive[worst_of(c, s)] = false;
-                continue;
-            }
-            double mean = 0;
-            int n = alive_count(c);
-            for (int a = 0; a < k; a++)
-                mean += c->alive[a] ? s[a] : 0;
-            mean /= n;
-            int dropped = 0;
-            for (int a = 0; a < k; a++)
-                if (c->alive[a] && s[a] < mean)
-                    c->alive[a] = false, dropped++;
-            if (!dropped) /* all equal: the tie-break decides */
-                break;
-        }
-        borda_alive(c, s);
-        return best_of(c, s);
-    case KDENS_FUSE_BUCKLIN:
-        for (int depth = 1; depth <= k; depth++) {
-            for (int a = 0; a < k; a++)
-                s[a] = 0;
-            for (int i = 0; i < m; i++)
-                for (int r = 0; r < depth; r++)
-                    s[c->rank[i * k + r]] += 1;
-            int b = best_of(c, s);
-            if (s[b] * 2 > m)
-                return b;
-        }
-        return best_of(c, s);
-    case KDENS_FUSE_STV:
-        for (;;) {
-            for (int a = 0; a < k; a++)
-                s[a] = 0;
-            for (int i = 0; i < m; i++)
-                s[top_alive(c, i)] += 1;
-            int b = best_of(c, s);
-            if (s[b] * 2 > m || alive_count(c) == 1)
-                return b;
-            c->alive[worst_of(c, s)] = false;
-        }
-    case KDENS_FUSE_CONDORCET:
-        for (int a = 0; a < k; a++) {
-            bool wins_all = true;
-            for (int b = 0; b < k && wins_all; b++)
-                wins_all = a == b || c->pair[a * k + b] > c->pair[b * k + a];
-            if (wins_all) {
-                s[a] = 1;
-                return a;
-            }
-        }
-        for (int a = 0; a < k; a++) /* no Condorcet winner: the softmax sum */
-            s[a] = c->sum[a];
-        return best_of(c, s);
-    case KDENS_FUSE_KEMENY:
-        if (k <= 8)
-            return kemeny(c);
-        /* above 8 classes the exact search (k! rankings) is out of reach:
-         * Copeland's order, which equals Kemeny's whenever a Condorcet
-         * ranking exists */
-        return fuse_one(KDENS_FUSE_COPELAND, c);
-    default:
-        return 0;
-    }
+    return kd_fail(KDENS_E_NOTFOUND, "unknown fusion rule '%s'", name);
+}
+
+/* One sample: every class alive, scores from zero, then the rule. */
+static int fuse_one(const fusion_rule *r, ctx *c)
+{
+    for (int a = 0; a < c->k; a++)
+        c->alive[a] = true, c->score[a] = 0;
+    return r->decide(c);
 }
 
 static kdens_status check_probs(const float *probs, int members, size_t samples, int classes)
@@ -312,7 +406,8 @@ kdens_status kdens_fuse(kdens_fusion rule, const float *probs, int members, size
 {
     if (!probs || !decisions)
         return kd_fail(KDENS_E_ARG, "NULL argument");
-    if ((unsigned)rule >= KDENS_FUSE_COUNT)
+    const fusion_rule *r = rule_of(rule);
+    if (!r)
         return kd_fail(KDENS_E_ARG, "unknown fusion rule %d", (int)rule);
     if (members < 1 || classes < 1 || classes > 100000)
         return kd_fail(KDENS_E_ARG, "an ensemble of %d members over %d classes", members, classes);
@@ -332,7 +427,7 @@ kdens_status kdens_fuse(kdens_fusion rule, const float *probs, int members, size
     kdens_status st = KDENS_OK;
     if (!c.p || !c.sum || !c.rank || !c.pair || !c.alive || !c.score || !c.tmp || !c.perm)
         st = kd_fail(KDENS_E_NOMEM, "out of memory");
-    bool voting = rule >= KDENS_FUSE_PLURALITY;
+    bool voting = r->ballots;
     for (size_t n = 0; st == KDENS_OK && n < samples; n++) {
         for (int a = 0; a < k; a++)
             c.sum[a] = 0;
@@ -357,7 +452,7 @@ kdens_status kdens_fuse(kdens_fusion rule, const float *probs, int members, size
                     for (int y = x + 1; y < k; y++)
                         c.pair[c.rank[i * k + x] * k + c.rank[i * k + y]]++;
         }
-        decisions[n] = fuse_one(rule, &c);
+        decisions[n] = fuse_one(r, &c);
         if (scores)
             for (int a = 0; a < k; a++)
                 scores[n * k + a] = (float)c.score[a];
@@ -579,26 +674,17 @@ static double summed(const float *probs, int members, size_t samples, size_t n, 
     return s;
 }
 
-/* The Condorcet winner of one sample (a class preferred to every other by
- * more members than prefer the other), or -1. */
-static int condorcet_winner(const float *probs, int members, size_t samples, size_t n,
-                            int classes)
+/* pair[a][b]: the members preferring class a to class b on sample n. */
+static void pairwise(const float *probs, int members, size_t samples, size_t n, int classes,
+                     int *pair)
 {
-    /* each class against all others, stopping at its first non-win */
-    for (int a = 0; a < classes; a++) {
-        bool beats_all = true;
-        for (int b = 0; b < classes && beats_all; b++) {
-            if (a == b)
-                continue;
-            int for_a = 0;
-            for (int i = 0; i < members; i++)
-                for_a += prefers(probs + ((size_t)i * samples + n) * classes, a, b);
-            beats_all = 2 * for_a > members;
-        }
-        if (beats_all)
-            return a;
+    memset(pair, 0, sizeof(int) * (size_t)classes * classes);
+    for (int i = 0; i < members; i++) {
+        const float *p = probs + ((size_t)i * samples + n) * classes;
+        for (int a = 0; a < classes; a++)
+            for (int b = 0; b < classes; b++)
+                pair[a * classes + b] += a != b && prefers(p, a, b);
     }
-    return -1;
 }
 
 kdens_status kdens_vote_analysis(const float *probs, int members, size_t samples, int classes,
@@ -617,9 +703,11 @@ kdens_status kdens_vote_analysis(const float *probs, int members, size_t samples
                            (int)labels[n], classes);
     int *votes = calloc((size_t)classes, sizeof(int));
     int *top = malloc(sizeof(int) * (size_t)members);
-    if (!votes || !top) {
+    int *pair = malloc(sizeof(int) * (size_t)classes * classes);
+    if (!votes || !top || !pair) {
         free(votes);
         free(top);
+        free(pair);
         return kd_fail(KDENS_E_NOMEM, "out of memory");
     }
     memset(stats, 0, sizeof *stats);
@@ -658,7 +746,8 @@ kdens_status kdens_vote_analysis(const float *probs, int members, size_t samples
             label_votes[votes[labels[n]]]++;
         stats->majority += 2 * votes[plur] > members;
         stats->majority_correct += 2 * votes[plur] > members && plur_right;
-        int cw = condorcet_winner(probs, members, samples, n, classes);
+        pairwise(probs, members, samples, n, classes, pair);
+        int cw = condorcet_winner(pair, classes);
         if (cw >= 0) {
             stats->condorcet_exists++;
             stats->condorcet_correct += cw == labels[n];
@@ -671,5 +760,6 @@ kdens_status kdens_vote_analysis(const float *probs, int members, size_t samples
     stats->mean_distinct = samples ? distinct_sum / samples : 0;
     free(votes);
     free(top);
+    free(pair);
     return KDENS_OK;
 }
