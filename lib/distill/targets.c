@@ -16,18 +16,6 @@
 
 enum { CHUNK = 256 }; /* samples per teacher inference when filling the cache */
 
-/* softmax(z / t) of k values into p (double sums for stability). */
-static void softmax_t(const float *z, int k, double t, float *p)
-{
-    double mx = z[0], sum = 0;
-    for (int i = 1; i < k; i++)
-        mx = z[i] > mx ? z[i] : mx;
-    for (int i = 0; i < k; i++)
-        sum += exp((z[i] - mx) / t);
-    for (int i = 0; i < k; i++)
-        p[i] = (float)(exp((z[i] - mx) / t) / sum);
-}
-
 /* ---- teacher outputs ---------------------------------------------------------------- */
 
 /* The pooled feature node of a teacher: the input of its final dense layer,
@@ -162,7 +150,8 @@ static kdens_status targets_output_avg(kdens_distiller *d, const float *raw, siz
     for (size_t r = 0; r < rows; r++) {
         float *p = d->probs + r * (size_t)nt * k;
         for (int j = 0; j < nt; j++)
-            softmax_t(raw + r * d->out_dim + (size_t)j * k, k, d->temperature, p + (size_t)j * k);
+            kd_softmax_rows(1, k, raw + r * d->out_dim + (size_t)j * k, d->temperature,
+                            p + (size_t)j * k);
         for (int i = 0; i < k; i++) {
             double sum = 0;
             for (int j = 0; j < nt; j++)
@@ -180,7 +169,7 @@ static kdens_status targets_per_teacher(kdens_distiller *d, const float *raw, si
     int k = d->classes, nt = d->n_teachers;
     for (size_t r = 0; r < rows; r++)
         for (int j = 0; j < nt; j++)
-            softmax_t(raw + r * d->out_dim + (size_t)j * k, k, d->temperature,
+            kd_softmax_rows(1, k, raw + r * d->out_dim + (size_t)j * k, d->temperature,
                       out + (r * nt + j) * (size_t)k);
     return KDENS_OK;
 }
@@ -192,7 +181,7 @@ static kdens_status targets_aggregator(kdens_distiller *d, const float *raw, siz
     int k = d->classes;
     kdens_status st = kdens_model_predict_logits(d->aggregator, raw, rows, d->scores);
     for (size_t r = 0; st == KDENS_OK && r < rows; r++)
-        softmax_t(d->scores + r * k, k, d->temperature, out + r * k);
+        kd_softmax_rows(1, k, d->scores + r * k, d->temperature, out + r * k);
     return st;
 }
 
@@ -202,7 +191,7 @@ static kdens_status targets_fusion(kdens_distiller *d, const float *raw, size_t 
     int k = d->classes, nt = d->n_teachers;
     for (int j = 0; j < nt; j++) /* member-major probabilities at T = 1 */
         for (size_t r = 0; r < rows; r++)
-            softmax_t(raw + r * d->out_dim + (size_t)j * k, k, 1.0,
+            kd_softmax_rows(1, k, raw + r * d->out_dim + (size_t)j * k, 1.0,
                       d->probs + ((size_t)j * rows + r) * k);
     kdens_status st = kdens_fuse(d->rule, d->probs, nt, rows, k, d->decisions, out);
     for (size_t r = 0; st == KDENS_OK && r < rows; r++) {
@@ -312,14 +301,9 @@ static kdens_status agg_eval(kdens_model *agg, const float *x, const kdens_datas
     for (size_t i = 0; st == KDENS_OK && i < ds->n; i++) {
         const float *z = logits + i * k;
         int y = label_at(ds, i), best = 0;
-        double mx = z[0], s = 0;
-        for (int c = 1; c < k; c++) {
-            mx = z[c] > mx ? z[c] : mx;
+        for (int c = 1; c < k; c++)
             best = z[c] > z[best] ? c : best;
-        }
-        for (int c = 0; c < k; c++)
-            s += exp(z[c] - mx);
-        sum += log(s) - (z[y] - mx);
+        sum += kd_cross_entropy(z, k, y);
         right += best == y;
     }
     *loss = ds->n ? sum / ds->n : 0;

@@ -406,8 +406,8 @@ kdens_status kdens_fuse(kdens_fusion rule, const float *probs, int members, size
 {
     if (!probs || !decisions)
         return kd_fail(KDENS_E_ARG, "NULL argument");
-    const fusion_rule *r = rule_of(rule);
-    if (!r)
+    const fusion_rule *fr = rule_of(rule);
+    if (!fr)
         return kd_fail(KDENS_E_ARG, "unknown fusion rule %d", (int)rule);
     if (members < 1 || classes < 1 || classes > 100000)
         return kd_fail(KDENS_E_ARG, "an ensemble of %d members over %d classes", members, classes);
@@ -427,7 +427,7 @@ kdens_status kdens_fuse(kdens_fusion rule, const float *probs, int members, size
     kdens_status st = KDENS_OK;
     if (!c.p || !c.sum || !c.rank || !c.pair || !c.alive || !c.score || !c.tmp || !c.perm)
         st = kd_fail(KDENS_E_NOMEM, "out of memory");
-    bool voting = r->ballots;
+    bool voting = fr->ballots;
     for (size_t n = 0; st == KDENS_OK && n < samples; n++) {
         for (int a = 0; a < k; a++)
             c.sum[a] = 0;
@@ -452,7 +452,7 @@ kdens_status kdens_fuse(kdens_fusion rule, const float *probs, int members, size
                     for (int y = x + 1; y < k; y++)
                         c.pair[c.rank[i * k + x] * k + c.rank[i * k + y]]++;
         }
-        decisions[n] = fuse_one(r, &c);
+        decisions[n] = fuse_one(fr, &c);
         if (scores)
             for (int a = 0; a < k; a++)
                 scores[n * k + a] = (float)c.score[a];

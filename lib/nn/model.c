@@ -352,7 +352,7 @@ static kdens_status run_inference(kdens_model *m, const void *x, size_t n, float
         kd_model_forward(m, batch, nc);
         float *dst = out + first * per_out;
         if (probs)
-            kd_softmax_rows(nc, m->classes, logits->out, 1.0f, dst);
+            kd_softmax_rows(nc, m->classes, logits->out, 1.0, dst);
         else
             memcpy(dst, logits->out, sizeof(float) * nc * per_out);
     }

@@ -6,23 +6,37 @@
 /* NaN in, NaN out: a diverging network must not be hidden by its activations. */
 static inline float relu6f(float v) { return v < 0 ? 0 : (v > 6 ? 6 : v); }
 
-void kd_softmax_rows(size_t rows, int c, const float *z, float temperature, float *p)
+/* ---- the softmax family: the one softmax, log-sum-exp and cross-entropy ---- */
+
+double kd_log_sum_exp(const float *z, int k, double t, double *max_out)
 {
-    float inv_t = 1.0f / temperature;
+    double mx = z[0], sum = 0;
+    for (int i = 1; i < k; i++)
+        mx = z[i] > mx ? z[i] : mx;
+    for (int i = 0; i < k; i++)
+        sum += exp((z[i] - mx) / t);
+    *max_out = mx;
+    return log(sum);
+}
+
+double kd_cross_entropy(const float *z, int k, int y)
+{
+    double mx, lse = kd_log_sum_exp(z, k, 1.0, &mx);
+    return -((z[y] - mx) - lse);
+}
+
+void kd_softmax_rows(size_t rows, int c, const float *z, double t, float *p)
+{
     for (size_t r = 0; r < rows; r++) {
         const float *zr = z + r * c;
         float *pr = p + r * c;
-        float mx = zr[0];
+        double mx = zr[0], sum = 0;
         for (int i = 1; i < c; i++)
             mx = zr[i] > mx ? zr[i] : mx;
-        double sum = 0;
-        for (int i = 0; i < c; i++) {
-            pr[i] = expf((zr[i] - mx) * inv_t);
-            sum += pr[i];
-        }
-        float inv = (float)(1.0 / sum);
         for (int i = 0; i < c; i++)
-            pr[i] *= inv;
+            sum += exp((zr[i] - mx) / t);
+        for (int i = 0; i < c; i++)
+            pr[i] = (float)(exp((zr[i] - mx) / t) / sum);
     }
 }
 
@@ -120,7 +134,7 @@ KD_CLONES static void backward_range(size_t begin, size_t end, void *arg)
 void kd_act_forward(kd_act act, size_t rows, int c, const float *x, float *y)
 {
     if (act == KD_ACT_SOFTMAX) {
-        kd_softmax_rows(rows, c, x, 1.0f, y);
+        kd_softmax_rows(rows, c, x, 1.0, y);
         return;
     }
     struct act_job j = {kd_kernels_active(), act, x, NULL, NULL, y, false};

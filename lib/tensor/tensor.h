@@ -117,6 +117,11 @@ void kd_act_backward(kd_act act, size_t rows, int c, const float *x, const float
                      const float *dy, float *dx, bool assign);
 
 /* Softmax of each row of z / temperature (numerically stable). */
-void kd_softmax_rows(size_t rows, int c, const float *z, float temperature, float *p);
+/* The softmax family, each written once (lib/tensor/act.c), in double:
+ * p = softmax(z / t) per row of c; log sum exp(z / t) of k values (and
+ * their max, *max_out); the cross-entropy -log softmax(z)[y]. */
+void kd_softmax_rows(size_t rows, int c, const float *z, double t, float *p);
+double kd_log_sum_exp(const float *z, int k, double t, double *max_out);
+double kd_cross_entropy(const float *z, int k, int y);
 
 #endif

@@ -56,16 +56,11 @@ kdens_status kdens_model_evaluate(kdens_model *m, const kdens_dataset *ds, size_
             kdens_dataset_get(ds, first + i, NULL, labels, NULL);
             const float *zr = z + i * k;
             int y = labels[0], best = 0, above = 0;
-            double mx = zr[0], sum = 0;
-            for (int c = 1; c < k; c++) {
-                mx = zr[c] > mx ? zr[c] : mx;
+            for (int c = 1; c < k; c++)
                 best = zr[c] > zr[best] ? c : best;
-            }
-            for (int c = 0; c < k; c++) {
-                sum += exp(zr[c] - mx);
+            for (int c = 0; c < k; c++)
                 above += zr[c] > zr[y];
-            }
-            total += -(zr[y] - mx - log(sum));
+            total += kd_cross_entropy(zr, k, y);
             right1 += best == y;
             right5 += above < 5;
             conf[(size_t)y * k + best]++;

@@ -10,23 +10,10 @@
 #include <math.h>
 #include <string.h>
 
-/* log softmax(z / t)[i] = (z[i] - max) / t - lse; returns lse and the max. */
-static double log_sum_exp(const float *z, int k, double t, double *mx_out)
-{
-    double mx = z[0];
-    for (int i = 1; i < k; i++)
-        mx = z[i] > mx ? z[i] : mx;
-    double sum = 0;
-    for (int i = 0; i < k; i++)
-        sum += exp((z[i] - mx) / t);
-    *mx_out = mx;
-    return log(sum);
-}
-
 /* weight * CE(y, softmax(z)); adds weight * (softmax(z) - onehot(y)) * scale to d. */
 static double ce_row(const float *z, int k, int y, double weight, double scale, float *d)
 {
-    double mx, lse = log_sum_exp(z, k, 1.0, &mx);
+    double mx, lse = kd_log_sum_exp(z, k, 1.0, &mx);
     for (int i = 0; i < k; i++)
         d[i] += (float)(weight * (exp(z[i] - mx - lse) - (i == y)) * scale);
     return weight * -((z[y] - mx) - lse);
@@ -36,7 +23,7 @@ static double ce_row(const float *z, int k, int y, double weight, double scale, 
 static double kl_row(const float *z, int k, const float *q, double t, double weight, double scale,
                      float *d)
 {
-    double mx, lse = log_sum_exp(z, k, t, &mx), kl = 0;
+    double mx, lse = kd_log_sum_exp(z, k, t, &mx), kl = 0;
     for (int i = 0; i < k; i++) {
         double lpt = (z[i] - mx) / t - lse;
         if (q[i] > 0)
