@@ -760,6 +760,72 @@ static void test_fmnist_preset(void **state)
     kdens_dataset_free(te);
 }
 
+/* The one CSV reader and writer (lib/core/csv.c): quoting, line breaks
+ * inside quotes, CRLF, a byte-order mark, blank lines, line numbers, every
+ * malformed case, and the writer's output read back. */
+static void test_csv(void **state)
+{
+    (void)state;
+    const char text[] = "\xEF\xBB\xBF" "a,b,c\r\n"
+                        "\r\n"
+                        "\"x,1\",\"say \"\"hi\"\"\",\n"
+                        "\"two\nlines\",plain,\n"
+                        "last,row,end";
+    kd_csv c;
+    kd_csv_open(&c, text, sizeof text - 1);
+    assert_int_equal(kd_csv_next(&c), 1);
+    assert_int_equal(c.line, 1);
+    assert_int_equal(c.n_fields, 3);
+    assert_string_equal(c.fields[0], "a");
+    assert_string_equal(c.fields[2], "c");
+    assert_int_equal(kd_csv_next(&c), 1);
+    assert_int_equal(c.line, 3);
+    assert_int_equal(c.n_fields, 3);
+    assert_string_equal(c.fields[0], "x,1");
+    assert_string_equal(c.fields[1], "say \"hi\"");
+    assert_string_equal(c.fields[2], "");
+    assert_int_equal(kd_csv_next(&c), 1);
+    assert_int_equal(c.line, 4);
+    assert_string_equal(c.fields[0], "two\nlines");
+    assert_int_equal(kd_csv_next(&c), 1);
+    assert_int_equal(c.line, 6);
+    assert_string_equal(c.fields[2], "end");
+    assert_int_equal(kd_csv_next(&c), 0);
+    kd_csv_close(&c);
+
+    static const char *const bad[] = {"\"open,1\n", "a\"b,1\n", "\"x\"y,1\n", "a,b\rc\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        kd_csv_open(&c, bad[i], strlen(bad[i]));
+        assert_int_equal(kd_csv_next(&c), -1);
+        assert_non_null(c.error);
+        kd_csv_close(&c);
+    }
+    const char nul[] = "a,b\0c\n";
+    kd_csv_open(&c, nul, sizeof nul - 1);
+    assert_int_equal(kd_csv_next(&c), -1);
+    kd_csv_close(&c);
+
+    /* what the writer quotes, the reader gives back */
+    static const char *const fields[] = {"plain", "with,comma", "with \"quote\"", "two\nlines",
+                                         "cr\rhere", ""};
+    kd_buf b = {0};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        if (i)
+            kd_buf_put(&b, ",", 1);
+        kd_csv_put_field(&b, fields[i]);
+    }
+    kd_buf_put(&b, "\n", 1);
+    assert_false(b.failed);
+    kd_csv_open(&c, b.data, b.len);
+    assert_int_equal(kd_csv_next(&c), 1);
+    assert_int_equal(c.n_fields, sizeof fields / sizeof fields[0]);
+    for (size_t i = 0; i < c.n_fields; i++)
+        assert_string_equal(c.fields[i], fields[i]);
+    assert_int_equal(kd_csv_next(&c), 0);
+    kd_csv_close(&c);
+    kd_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -775,6 +841,7 @@ int main(void)
         cmocka_unit_test(test_folder_lazy_and_threads),
         cmocka_unit_test(test_folder_bad),
         cmocka_unit_test(test_manifest_bad),
+        cmocka_unit_test(test_csv),
         cmocka_unit_test(test_split_and_subset),
         cmocka_unit_test(test_presets),
         cmocka_unit_test(test_fmnist_preset),

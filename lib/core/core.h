@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Element-wise and data-movement loops outside the dispatched kernels are
  * compiled by the compiler for AVX-512, AVX2 and baseline x86-64 alike
@@ -139,6 +140,44 @@ void kd_buf_u64(kd_buf *b, uint64_t v);
 void kd_buf_free(kd_buf *b);
 /* Copy into a caller buffer with snprintf semantics; returns b->len. */
 size_t kd_buf_export(const kd_buf *b, char *out, size_t size);
+
+/* The index of the entry called `name` in a table of n entries of `stride`
+ * bytes whose first member is their `const char *` name, or -1: the one
+ * lookup of the name-keyed tables (fusion rules, distillation modes). */
+static inline int kd_table_find(const void *table, size_t n, size_t stride, const char *name)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *entry = *(const char *const *)(const void *)((const char *)table + i * stride);
+        if (strcmp(entry, name) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+/* The one CSV reader and writer (lib/core/csv.c, RFC 4180: quoted fields
+ * may hold commas, line breaks and "" for a quote; rows end at LF or CRLF;
+ * a UTF-8 byte-order mark is skipped).  The reader walks a text in memory:
+ *   kd_csv c; kd_csv_open(&c, text, len);
+ *   while ((r = kd_csv_next(&c)) > 0) use c.fields[0 .. c.n_fields), c.line
+ *   kd_csv_close(&c);
+ * kd_csv_next returns 1 for a row, 0 at the end, -1 for a malformed row
+ * (c.error says why: an unterminated quote, a quote inside a bare field, a
+ * NUL byte, out of memory); blank lines are skipped.  Fields stay valid
+ * until the next call. */
+typedef struct kd_csv {
+    const char *p, *end;
+    size_t line, next_line; /* 1-based: where the current row starts, the next */
+    char **fields;
+    size_t n_fields;
+    const char *error;
+    kd_buf text; /* the current row's fields, each NUL-terminated */
+    size_t *offsets, cap;
+} kd_csv;
+void kd_csv_open(kd_csv *c, const char *text, size_t len);
+int kd_csv_next(kd_csv *c);
+void kd_csv_close(kd_csv *c);
+/* s as one CSV field, quoted when it holds a comma, a quote or a line break. */
+void kd_csv_put_field(kd_buf *b, const char *s);
 
 /* The section container of binary files (lib/core/sections.c). */
 typedef struct kd_section {

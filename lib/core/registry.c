@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,22 @@ void kd_registry_free(kd_registry_row *rows, size_t n)
     free(rows);
 }
 
+/* One data row (the header is line 1): location, dataset, arch, fraction,
+ * uuid, then any number of metric columns. */
+static kdens_status parse_row(const char *csv, const kd_csv *c, kd_registry_row *r)
+{
+    char *end = NULL;
+    double frac = c->n_fields >= 5 ? strtod(c->fields[3], &end) : 0;
+    if (c->n_fields < 5 || !*c->fields[0] || end == c->fields[3] || *end || !isfinite(frac))
+        return kd_fail(KDENS_E_FORMAT, "%s: line %zu is not a registry row", csv, c->line);
+    r->location = kd_strdup(c->fields[0]), r->dataset = kd_strdup(c->fields[1]);
+    r->arch = kd_strdup(c->fields[2]), r->uuid = kd_strdup(c->fields[4]);
+    r->fraction = frac, r->line = c->line;
+    if (!r->location || !r->dataset || !r->arch || !r->uuid)
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    return KDENS_OK;
+}
+
 kdens_status kd_registry_read(const char *csv, kd_registry_row **rows, size_t *n_rows)
 {
     char *text;
@@ -31,18 +48,16 @@ kdens_status kd_registry_read(const char *csv, kd_registry_row **rows, size_t *n
     if (st != KDENS_OK)
         return st;
     kd_registry_row *out = NULL;
-    size_t n = 0, cap = 0, line_no = 0;
-    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line && st == KDENS_OK;
-         line = strtok_r(NULL, "\n", &save)) {
-        if (++line_no == 1)
-            continue; /* the header */
-        char loc[4096], ds[256], ar[128], uuid[256];
-        double frac;
-        if (sscanf(line, "%4095[^,],%255[^,],%127[^,],%lf,%255[^,]", loc, ds, ar, &frac, uuid) !=
-            5) {
-            st = kd_fail(KDENS_E_FORMAT, "%s: line %zu is not a registry row", csv, line_no);
+    size_t n = 0, cap = 0;
+    kd_csv c;
+    kd_csv_open(&c, text, len);
+    for (int r; st == KDENS_OK && (r = kd_csv_next(&c)) != 0;) {
+        if (r < 0) {
+            st = kd_fail(KDENS_E_FORMAT, "%s: line %zu: %s", csv, c.line, c.error);
             break;
         }
+        if (c.line == 1)
+            continue; /* the header */
         if (n == cap) {
             cap = cap ? 2 * cap : 16;
             kd_registry_row *v = realloc(out, sizeof *v * cap);
@@ -52,13 +67,11 @@ kdens_status kd_registry_read(const char *csv, kd_registry_row **rows, size_t *n
             }
             out = v;
         }
-        kd_registry_row *r = &out[n];
-        r->location = kd_strdup(loc), r->dataset = kd_strdup(ds), r->arch = kd_strdup(ar);
-        r->uuid = kd_strdup(uuid), r->fraction = frac, r->line = line_no;
+        memset(&out[n], 0, sizeof out[n]);
+        st = parse_row(csv, &c, &out[n]);
         n++;
-        if (!r->location || !r->dataset || !r->arch || !r->uuid)
-            st = kd_fail(KDENS_E_NOMEM, "out of memory");
     }
+    kd_csv_close(&c);
     free(text);
     if (st != KDENS_OK) {
         kd_registry_free(out, n);
@@ -75,13 +88,12 @@ bool kd_registry_has(const char *csv, const char *location)
     size_t len;
     if (kd_read_file(csv, &text, &len) != KDENS_OK) /* none yet */
         return false;
-    size_t l = strlen(location);
     bool found = false;
-    for (const char *p = text; p && !found && p < text + len;) {
-        found = (size_t)(text + len - p) > l && strncmp(p, location, l) == 0 && p[l] == ',';
-        p = memchr(p, '\n', (size_t)(text + len - p));
-        p = p ? p + 1 : NULL;
-    }
+    kd_csv c;
+    kd_csv_open(&c, text, len);
+    while (!found && kd_csv_next(&c) > 0)
+        found = c.line > 1 && c.n_fields > 0 && strcmp(c.fields[0], location) == 0;
+    kd_csv_close(&c);
     free(text);
     return found;
 }

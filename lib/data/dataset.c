@@ -319,21 +319,6 @@ kdens_status kdens_dataset_subset(const kdens_dataset *ds, double fraction, size
 
 /* ---- manifests out ---------------------------------------------------------------- */
 
-static void csv_field(kd_buf *b, const char *s)
-{
-    if (!strpbrk(s, ",\"\r\n")) {
-        kd_buf_put(b, s, strlen(s));
-        return;
-    }
-    kd_buf_put(b, "\"", 1);
-    for (; *s; s++) {
-        if (*s == '"')
-            kd_buf_put(b, "\"", 1);
-        kd_buf_put(b, s, 1);
-    }
-    kd_buf_put(b, "\"", 1);
-}
-
 kdens_status kdens_dataset_write_manifest(const kdens_dataset *ds, const char *path)
 {
     if (!ds || !path)
@@ -345,9 +330,9 @@ kdens_status kdens_dataset_write_manifest(const kdens_dataset *ds, const char *p
     kd_buf_printf(&b, "filename,class\n");
     for (size_t i = 0; i < ds->n; i++) {
         size_t k = kd_dataset_at(ds, i);
-        csv_field(&b, s->filenames[k]);
+        kd_csv_put_field(&b, s->filenames[k]);
         kd_buf_put(&b, ",", 1);
-        csv_field(&b, s->class_names[s->labels[k]]);
+        kd_csv_put_field(&b, s->class_names[s->labels[k]]);
         kd_buf_put(&b, "\n", 1);
     }
     kdens_status st = b.failed ? kd_fail(KDENS_E_NOMEM, "%s: out of memory", path)

@@ -398,102 +398,45 @@ void kd_manifest_free(kd_manifest_row *rows, size_t n_rows)
     free(rows);
 }
 
-/* One CSV field at *p (quoted with "" escapes, or bare up to , or newline). */
-static char *csv_field(const char **p, const char *end, bool *ok)
-{
-    kd_buf b = {0};
-    const char *s = *p;
-    *ok = true;
-    if (s < end && *s == '"') {
-        s++;
-        for (;;) {
-            if (s >= end) {
-                *ok = false; /* unterminated quote */
-                break;
-            }
-            if (*s == '"') {
-                if (s + 1 < end && s[1] == '"') {
-                    kd_buf_put(&b, "\"", 1);
-                    s += 2;
-                    continue;
-                }
-                s++;
-                break;
-            }
-            kd_buf_put(&b, s++, 1);
-        }
-    } else {
-        while (s < end && *s != ',' && *s != '\n' && *s != '\r') {
-            if (*s == '"')
-                *ok = false;
-            kd_buf_put(&b, s++, 1);
-        }
-    }
-    *p = s;
-    if (b.failed || (!b.data && !(b.data = calloc(1, 1)))) {
-        kd_buf_free(&b);
-        *ok = false;
-        return NULL;
-    }
-    if (strlen(b.data) != b.len)
-        *ok = false; /* a NUL byte inside */
-    return b.data;
-}
-
 kdens_status kd_manifest_parse(const char *name, const char *text, size_t len,
                                kd_manifest_row **rows, size_t *n_rows)
 {
-    const char *p = text, *end = text + len;
-    const char header[] = "filename,class";
-    if (len >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0) /* a UTF-8 byte-order mark */
-        p += 3;
-    if ((size_t)(end - p) < sizeof header - 1 || memcmp(p, header, sizeof header - 1) != 0)
+    kd_csv c;
+    kd_csv_open(&c, text, len);
+    int r = kd_csv_next(&c);
+    if (r <= 0 || c.line != 1 || c.n_fields != 2 || strcmp(c.fields[0], "filename") != 0 ||
+        strcmp(c.fields[1], "class") != 0) {
+        kd_csv_close(&c);
         return kd_fail(KDENS_E_FORMAT, "%s: line 1 is not the header 'filename,class'", name);
-    p += sizeof header - 1;
-    if (p < end && *p == '\r')
-        p++;
-    if (p < end && *p != '\n')
-        return kd_fail(KDENS_E_FORMAT, "%s: line 1 is not the header 'filename,class'", name);
+    }
     kd_manifest_row *out = NULL;
-    size_t n = 0, cap = 0, line = 1;
+    size_t n = 0, cap = 0;
     kdens_status st = KDENS_OK;
-    while (p < end && st == KDENS_OK) {
-        p++; /* the newline */
-        line++;
-        if (p >= end)
-            break;
-        if (*p == '\n' || *p == '\r') { /* blank line */
-            if (*p == '\r' && p + 1 < end && p[1] == '\n')
-                p++;
-            continue;
-        }
-        bool ok1, ok2 = false;
-        char *file = csv_field(&p, end, &ok1), *cls = NULL;
-        if (ok1 && p < end && *p == ',') {
-            p++;
-            cls = csv_field(&p, end, &ok2);
-        }
-        if (p < end && *p == '\r')
-            p++;
-        if (!ok1 || !ok2 || (p < end && *p != '\n') || !*file || !*cls) {
-            free(file);
-            free(cls);
-            st = kd_fail(KDENS_E_FORMAT, "%s: line %zu is not 'filename,class'", name, line);
+    while (st == KDENS_OK && (r = kd_csv_next(&c)) != 0) {
+        if (r < 0 || c.n_fields != 2 || !*c.fields[0] || !*c.fields[1]) {
+            st = kd_fail(KDENS_E_FORMAT, "%s: line %zu is not 'filename,class'%s%s", name, c.line,
+                         c.error ? ": " : "", c.error ? c.error : "");
             break;
         }
         if (n == cap) {
             cap = cap ? 2 * cap : 256;
-            kd_manifest_row *r = realloc(out, sizeof *r * cap);
-            if (!r) {
-                free(file);
-                free(cls);
+            kd_manifest_row *grown = realloc(out, sizeof *grown * cap);
+            if (!grown) {
                 st = kd_fail(KDENS_E_NOMEM, "out of memory");
                 break;
             }
-            out = r;
+            out = grown;
         }
-        out[n++] = (kd_manifest_row){file, cls, line};
+        char *file = kd_strdup(c.fields[0]), *cls = kd_strdup(c.fields[1]);
+        if (!file || !cls) {
+            free(file);
+            free(cls);
+            st = kd_fail(KDENS_E_NOMEM, "out of memory");
+            break;
+        }
+        out[n++] = (kd_manifest_row){file, cls, c.line};
     }
+    kd_csv_close(&c);
     if (st != KDENS_OK) {
         kd_manifest_free(out, n);
         return st;

@@ -148,12 +148,21 @@ static kdens_status one_run(const kdens_distill_job *j, int rep, const kdens_dat
         st = kdens_model_save(student, model_path);
     }
     if (st == KDENS_OK) {
-        kd_buf_printf(&row, "%s,%s,%s,%d,%g,%s,%g,%g,", model_path, j->dataset, j->student_arch,
-                      j->n_teachers, j->fraction, kdens_distill_mode_name(j->mode),
-                      (double)j->alpha, (double)j->temperature);
-        teacher_list(ens, &row);
-        kd_buf_printf(&row, ",%s,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f", uuid, l[0], a[0], l[1], a[1],
-                      l[2], a[2]);
+        kd_buf teachers = {0};
+        teacher_list(ens, &teachers);
+        const char *head[3] = {model_path, j->dataset, j->student_arch};
+        for (int i = 0; i < 3; i++) {
+            kd_csv_put_field(&row, head[i]);
+            kd_buf_put(&row, ",", 1);
+        }
+        kd_buf_printf(&row, "%d,%g,%s,%g,%g,", j->n_teachers, j->fraction,
+                      kdens_distill_mode_name(j->mode), (double)j->alpha, (double)j->temperature);
+        kd_csv_put_field(&row, teachers.failed || !teachers.data ? "" : teachers.data);
+        row.failed |= teachers.failed;
+        kd_buf_free(&teachers);
+        kd_buf_put(&row, ",", 1);
+        kd_csv_put_field(&row, uuid);
+        kd_buf_printf(&row, ",%.6f,%.6f,%.6f,%.6f,%.6f,%.6f", l[0], a[0], l[1], a[1], l[2], a[2]);
         st = row.failed ? kd_fail(KDENS_E_NOMEM, "out of memory")
                         : kd_registry_append(csv, KD_STUDENTS_HEADER, row.data);
     }

@@ -220,12 +220,11 @@ const kd_distill_mode_ops *kd_distill_mode_ops_of(kdens_distill_mode mode)
 
 const kd_distill_mode_ops *kd_distill_mode_ops_named(const char *name, kdens_distill_mode *mode)
 {
-    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
-        if (strcmp(name, modes[i].name) == 0) {
-            *mode = (kdens_distill_mode)i;
-            return &modes[i];
-        }
-    return NULL;
+    int i = kd_table_find(modes, sizeof modes / sizeof modes[0], sizeof modes[0], name);
+    if (i < 0)
+        return NULL;
+    *mode = (kdens_distill_mode)i;
+    return &modes[i];
 }
 
 kdens_status kd_distill_targets(void *user, const float *x, const size_t *indices, size_t n,

@@ -373,11 +373,11 @@ kdens_status kdens_fusion_from_name(const char *name, kdens_fusion *rule)
 {
     if (!name || !rule)
         return kd_fail(KDENS_E_ARG, "NULL argument");
-    for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
-        if (strcmp(rules[i].name, name) == 0) {
-            *rule = (kdens_fusion)i;
-            return KDENS_OK;
-        }
+    int i = kd_table_find(rules, sizeof rules / sizeof rules[0], sizeof rules[0], name);
+    if (i >= 0) {
+        *rule = (kdens_fusion)i;
+        return KDENS_OK;
+    }
     return kd_fail(KDENS_E_NOTFOUND, "unknown fusion rule '%s'", name);
 }
 

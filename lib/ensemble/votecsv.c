@@ -78,133 +78,93 @@ typedef struct csv_row {
     size_t first_score; /* into the scores array */
 } csv_row;
 
-/* Split the line [p, end) at commas into fields; returns the count (up to max). */
-static int split_fields(const char *p, const char *end, const char **f, size_t *len, int max)
-{
-    int n = 0;
-    while (n < max) {
-        const char *c = memchr(p, ',', (size_t)(end - p));
-        f[n] = p;
-        len[n] = (size_t)((c ? c : end) - p);
-        n++;
-        if (!c)
-            break;
-        p = c + 1;
-    }
-    return n;
-}
-
 /* The header: sample,member,p0..p{K-1}; *classes receives K. */
-static kdens_status parse_header(const char *path, const char *p, const char *end, int *classes)
+static kdens_status parse_header(const char *path, kd_csv *c, int *classes)
 {
-    const char *f[3];
-    size_t len[3];
-    int n = split_fields(p, end, f, len, 3);
-    if (n < 3 || len[0] != 6 || memcmp(f[0], "sample", 6) || len[1] != 6 ||
-        memcmp(f[1], "member", 6))
+    int r = kd_csv_next(c);
+    if (r <= 0 || c->line != 1 || c->n_fields < 3 || strcmp(c->fields[0], "sample") != 0 ||
+        strcmp(c->fields[1], "member") != 0)
         return kd_fail(KDENS_E_FORMAT, "%s: the header must begin 'sample,member,p0'", path);
-    int k = 0;
-    for (const char *q = f[2]; q <= end; k++) {
-        const char *c = memchr(q, ',', (size_t)(end - q));
-        const char *stop = c ? c : end;
+    if (c->n_fields - 2 > 100000)
+        return kd_fail(KDENS_E_FORMAT, "%s: too many classes", path);
+    for (size_t i = 2; i < c->n_fields; i++) {
         char want[24];
-        int wl = snprintf(want, sizeof want, "p%d", k);
-        if (stop - q != wl || memcmp(q, want, (size_t)wl) != 0)
-            return kd_fail(KDENS_E_FORMAT, "%s: header column %d is not 'p%d'", path, k + 3, k);
-        if (!c)
-            break;
-        q = c + 1;
-        if (k > 100000)
-            return kd_fail(KDENS_E_FORMAT, "%s: too many classes", path);
+        snprintf(want, sizeof want, "p%zu", i - 2);
+        if (strcmp(c->fields[i], want) != 0)
+            return kd_fail(KDENS_E_FORMAT, "%s: header column %zu is not '%s'", path, i + 1, want);
     }
-    *classes = k + 1;
+    *classes = (int)(c->n_fields - 2);
     return KDENS_OK;
 }
 
 /* A score: a finite number >= 0 filling the whole field. */
-static int parse_score(const char *s, size_t len, double *v)
+static int parse_score(const char *s, double *v)
 {
-    char buf[64];
-    if (len == 0 || len >= sizeof buf)
-        return -1;
-    memcpy(buf, s, len);
-    buf[len] = '\0';
     char *end;
-    *v = strtod(buf, &end);
-    return *end == '\0' && isfinite(*v) && *v >= 0 ? 0 : -1;
+    *v = strtod(s, &end);
+    return end != s && *end == '\0' && isfinite(*v) && *v >= 0 ? 0 : -1;
 }
 
-static kdens_status parse_rows(const char *path, const char *data, size_t size, int k,
-                               name_table *samples, name_table *members, csv_row **rows_out,
-                               size_t *n_rows_out, float **scores_out)
+/* One row's scores into sc[0 .. k), normalised to a distribution. */
+static kdens_status row_scores(const char *path, const kd_csv *c, int k, float *sc)
+{
+    double total = 0;
+    for (int a = 0; a < k; a++) {
+        double x;
+        if (parse_score(c->fields[2 + a], &x) != 0)
+            return kd_fail(KDENS_E_FORMAT, "%s:%zu: score of class %d is not a finite number "
+                           ">= 0", path, c->line, a);
+        sc[a] = (float)x, total += x;
+    }
+    if (!(total > 0 && isfinite(total)))
+        return kd_fail(KDENS_E_FORMAT, "%s:%zu: the scores sum to 0 or overflow", path, c->line);
+    for (int a = 0; a < k; a++) /* a distribution, as the rules want */
+        sc[a] = (float)(sc[a] / total);
+    return KDENS_OK;
+}
+
+static kdens_status parse_rows(const char *path, kd_csv *c, int k, name_table *samples,
+                               name_table *members, csv_row **rows_out, size_t *n_rows_out,
+                               float **scores_out)
 {
     csv_row *rows = NULL;
     float *scores = NULL;
-    size_t n_rows = 0, cap = 0, line = 2; /* the header is line 1 */
+    size_t n_rows = 0, cap = 0;
     kdens_status st = KDENS_OK;
-    const char *p = data, *end = data + size;
-    p = memchr(p, '\n', size); /* skip the header */
-    p = p ? p + 1 : end;
-    for (; p < end && st == KDENS_OK; line++) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        const char *stop = nl ? nl : end, *next = nl ? nl + 1 : end;
-        if (stop > p && stop[-1] == '\r')
-            stop--;
-        if (stop == p) { /* blank line */
-            p = next;
-            continue;
+    for (int r; st == KDENS_OK && (r = kd_csv_next(c)) != 0;) {
+        if (r < 0 || c->n_fields < 2 || !*c->fields[0]) {
+            st = kd_fail(KDENS_E_FORMAT, "%s:%zu: expected sample,member,scores%s%s", path,
+                         c->line, c->error ? ": " : "", c->error ? c->error : "");
+            break;
+        }
+        if (c->n_fields != (size_t)k + 2) {
+            st = kd_fail(KDENS_E_FORMAT, "%s:%zu: expected %d scores", path, c->line, k);
+            break;
         }
         if (n_rows == cap) {
             cap = cap ? 2 * cap : 1024;
-            csv_row *r = realloc(rows, sizeof *r * cap);
+            csv_row *rw = realloc(rows, sizeof *rw * cap);
             float *sc = realloc(scores, sizeof *sc * cap * (size_t)k);
-            if (r)
-                rows = r;
+            if (rw)
+                rows = rw;
             if (sc)
                 scores = sc;
-            if (!r || !sc) {
+            if (!rw || !sc) {
                 st = kd_fail(KDENS_E_NOMEM, "out of memory");
                 break;
             }
         }
-        const char *f[2];
-        size_t len[2];
-        int nf = split_fields(p, stop, f, len, 2);
-        const char *q = nf == 2 ? memchr(f[1], ',', (size_t)(stop - f[1])) : NULL;
-        if (!q || len[0] == 0) {
-            st = kd_fail(KDENS_E_FORMAT, "%s:%zu: expected sample,member,scores", path, line);
-            break;
-        }
-        len[1] = (size_t)(q - f[1]);
-        long si = table_index(samples, f[0], len[0]), mi = table_index(members, f[1], len[1]);
+        long si = table_index(samples, c->fields[0], strlen(c->fields[0]));
+        long mi = table_index(members, c->fields[1], strlen(c->fields[1]));
         if (si < 0 || mi < 0) {
             st = kd_fail(KDENS_E_NOMEM, "out of memory");
             break;
         }
-        csv_row *r = &rows[n_rows];
-        r->sample = (size_t)si, r->member = (size_t)mi, r->line = line;
-        r->first_score = n_rows * (size_t)k;
-        const char *v = q + 1;
-        double total = 0;
-        for (int a = 0; a < k && st == KDENS_OK; a++) {
-            const char *c = memchr(v, ',', (size_t)(stop - v));
-            const char *fs = c ? c : stop;
-            double x;
-            if ((a < k - 1) != (c != NULL) || v > stop)
-                st = kd_fail(KDENS_E_FORMAT, "%s:%zu: expected %d scores", path, line, k);
-            else if (parse_score(v, (size_t)(fs - v), &x) != 0)
-                st = kd_fail(KDENS_E_FORMAT, "%s:%zu: score of class %d is not a finite "
-                             "number >= 0", path, line, a);
-            else
-                scores[r->first_score + (size_t)a] = (float)x, total += x;
-            v = fs + 1;
-        }
-        if (st == KDENS_OK && !(total > 0 && isfinite(total)))
-            st = kd_fail(KDENS_E_FORMAT, "%s:%zu: the scores sum to 0 or overflow", path, line);
-        for (int a = 0; st == KDENS_OK && a < k; a++) /* a distribution, as the rules want */
-            scores[r->first_score + (size_t)a] = (float)(scores[r->first_score + (size_t)a] / total);
+        csv_row *row = &rows[n_rows];
+        row->sample = (size_t)si, row->member = (size_t)mi, row->line = c->line;
+        row->first_score = n_rows * (size_t)k;
+        st = row_scores(path, c, k, scores + row->first_score);
         n_rows++;
-        p = next;
     }
     if (st == KDENS_OK && n_rows == 0)
         st = kd_fail(KDENS_E_FORMAT, "%s: no rows after the header", path);
@@ -281,17 +241,16 @@ kdens_status kd_predictions_parse_csv(const char *path, const char *data, size_t
     if (nul) /* text only: a name with a NUL in it could never be matched again */
         return kd_fail(KDENS_E_FORMAT, "%s: a NUL byte at offset %zu: not a CSV text", path,
                        (size_t)(nul - data));
-    const char *nl = memchr(data, '\n', size);
-    const char *hend = nl ? nl : data + size;
-    if (hend > data && hend[-1] == '\r')
-        hend--;
-    st = parse_header(path, data, hend, &k);
+    kd_csv c;
+    kd_csv_open(&c, data, size);
+    st = parse_header(path, &c, &k);
     name_table samples = {0}, members = {0};
     csv_row *rows = NULL;
     float *scores = NULL;
     size_t n_rows = 0;
     if (st == KDENS_OK)
-        st = parse_rows(path, data, size, k, &samples, &members, &rows, &n_rows, &scores);
+        st = parse_rows(path, &c, k, &samples, &members, &rows, &n_rows, &scores);
+    kd_csv_close(&c);
     kdens_predictions *pr = NULL;
     if (st == KDENS_OK && members.n > 100000)
         st = kd_fail(KDENS_E_FORMAT, "%s: %zu members", path, members.n);

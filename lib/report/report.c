@@ -155,7 +155,8 @@ static kdens_status plot_agreement(const kd_report *r)
     return st;
 }
 
-/* Validation accuracy per epoch from a trainer log (CSV); *n epochs. */
+/* Validation accuracy per epoch from a trainer log (CSV: epoch, loss,
+ * accuracy, val_loss, val_accuracy, ...); returns the epochs read. */
 static int read_curve(const char *path, double *acc, int max)
 {
     char *text;
@@ -163,15 +164,15 @@ static int read_curve(const char *path, double *acc, int max)
     if (!path[0] || kd_read_file(path, &text, &len) != KDENS_OK)
         return 0;
     int n = 0;
-    char *save = NULL;
-    strtok_r(text, "\n", &save); /* header */
-    for (char *line = strtok_r(NULL, "\n", &save); line && n < max;
-         line = strtok_r(NULL, "\n", &save)) {
-        int epoch;
-        double loss, a, vl, va;
-        if (sscanf(line, "%d,%lf,%lf,%lf,%lf", &epoch, &loss, &a, &vl, &va) == 5)
+    kd_csv c;
+    kd_csv_open(&c, text, len);
+    while (n < max && kd_csv_next(&c) > 0) {
+        char *end;
+        double va = c.n_fields >= 5 ? strtod(c.fields[4], &end) : 0;
+        if (c.line > 1 && c.n_fields >= 5 && end != c.fields[4] && !*end)
             acc[n++] = va;
     }
+    kd_csv_close(&c);
     free(text);
     return n;
 }

@@ -152,7 +152,7 @@ static kdens_status register_teacher(kdens_teachers *tc, kdens_model *m,
                                      const kdens_dataset *data, double fraction,
                                      const char *uuid, bool save)
 {
-    char model[4400], csv[4200], row[6000];
+    char model[4400], csv[4200];
     snprintf(model, sizeof model, "%s/%s/teachers/%s_%g_%s.kdm", tc->workdir, tc->name,
              tc->arch, fraction, uuid);
     snprintf(csv, sizeof csv, "%s/teachers.csv", tc->workdir);
@@ -166,11 +166,20 @@ static kdens_status register_teacher(kdens_teachers *tc, kdens_model *m,
     const kdens_dataset *sets[3] = {data, tc->val, tc->test};
     for (int i = 0; i < 3 && st == KDENS_OK; i++)
         st = kdens_model_evaluate(m, sets[i], 256, &l[i], &a[i], NULL, NULL, NULL);
+    kd_buf row = {0};
     if (st == KDENS_OK) {
-        snprintf(row, sizeof row, "%s,%s,%s,%g,%s,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f", model, tc->name,
-                 tc->arch, fraction, uuid, l[0], a[0], l[1], a[1], l[2], a[2]);
-        st = kd_registry_append(csv, KD_TEACHERS_HEADER, row);
+        const char *text[3] = {model, tc->name, tc->arch};
+        for (int i = 0; i < 3; i++) {
+            kd_csv_put_field(&row, text[i]);
+            kd_buf_put(&row, ",", 1);
+        }
+        kd_buf_printf(&row, "%g,", fraction);
+        kd_csv_put_field(&row, uuid);
+        kd_buf_printf(&row, ",%.6f,%.6f,%.6f,%.6f,%.6f,%.6f", l[0], a[0], l[1], a[1], l[2], a[2]);
+        st = row.failed ? kd_fail(KDENS_E_NOMEM, "out of memory")
+                        : kd_registry_append(csv, KD_TEACHERS_HEADER, row.data);
     }
+    kd_buf_free(&row);
     return st;
 }
 
