@@ -926,11 +926,12 @@ KDENS_API kdens_status kdens_distiller_set_loss(kdens_distiller *d, float alpha,
  * rule without scores (kemeny). */
 KDENS_API kdens_status kdens_distiller_set_fusion(kdens_distiller *d, kdens_fusion rule);
 /* Teacher outputs: cache 1 (default) computes every training sample's
- * targets once when the trainer has no augmentation -- in memory, or in the
- * file `path` (mapped, not read into memory; reused when it matches the
- * run) -- so an epoch's cost does not grow with the number of teachers;
- * cache 0, or augmentation on, runs the teachers on every batch (inference
- * mode). */
+ * targets once when the trainer has no augmentation -- in memory, or in a
+ * scratch file at `path` (mapped, not read into memory; created by each fit,
+ * which fails with KDENS_E_IO if the file already exists, and deleted when
+ * the fit ends) -- so an epoch's cost does not grow with the number of
+ * teachers; cache 0, or augmentation on, runs the teachers on every batch
+ * (inference mode). */
 KDENS_API kdens_status kdens_distiller_set_cache(kdens_distiller *d, int cache,
                                                  const char *path);
 /* The trainer that trains the student (owned by the distiller): set epochs,

@@ -497,6 +497,19 @@ static void test_bad_input(void **state)
     /* a cache file that cannot be created */
     ASSERT_OK(kdens_distiller_set_cache(d, 1, "/nonexistent/dir/cache.bin"));
     ASSERT_STATUS(kdens_distiller_fit(d), KDENS_E_IO);
+    /* an existing file is refused, never truncated or deleted */
+    FILE *f = fopen(p("precious.bin"), "wb");
+    assert_non_null(f);
+    fputs("keep me", f);
+    fclose(f);
+    ASSERT_OK(kdens_distiller_set_cache(d, 1, p("precious.bin")));
+    ASSERT_STATUS(kdens_distiller_fit(d), KDENS_E_IO);
+    char kept[16] = {0};
+    f = fopen(p("precious.bin"), "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(kept, 1, sizeof kept - 1, f), 7);
+    fclose(f);
+    assert_string_equal(kept, "keep me");
     kdens_distiller_free(d);
     /* mimic_all needs a dense classifier: a spec ending in a 1x1 convolution */
     ASSERT_OK(kdens_model_from_spec("gap\nconv filters=classes\nflatten\nsoftmax\n", H, H, 1, K, 1,

@@ -410,7 +410,12 @@ static kdens_status cache_alloc(kdens_distiller *d, size_t floats)
         return d->cached ? KDENS_OK
                          : kd_fail(KDENS_E_NOMEM, "out of memory for %zu cached targets", floats);
     }
-    int fd = open(d->cache_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    /* a scratch file of this fit: created here (an existing file is never
+     * truncated), deleted by kd_distill_release_targets */
+    int fd = open(d->cache_path, O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd < 0 && errno == EEXIST)
+        return kd_fail(KDENS_E_IO, "%s: exists; the cache file is scratch, created and deleted "
+                       "by each fit: remove it or give another path", d->cache_path);
     if (fd < 0)
         return kd_fail(KDENS_E_IO, "%s: cannot create: %s", d->cache_path, strerror(errno));
     int err = posix_fallocate(fd, 0, (off_t)bytes); /* a full disk fails here, not later */
