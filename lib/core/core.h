@@ -141,6 +141,14 @@ void kd_buf_free(kd_buf *b);
 /* Copy into a caller buffer with snprintf semantics; returns b->len. */
 size_t kd_buf_export(const kd_buf *b, char *out, size_t size);
 
+/* Growable arrays, one way everywhere: when n == cap, take
+ * cap = kd_grown(cap, first) and kd_resize every array that shares the
+ * capacity.  kd_resize points *items_ptr (the address of a T * holding a
+ * malloc'd array or NULL) at room for count elements of size bytes; false
+ * when out of memory or the size overflows (the array is then unchanged). */
+static inline size_t kd_grown(size_t cap, size_t first) { return cap ? 2 * cap : first; }
+bool kd_resize(void *items_ptr, size_t count, size_t size);
+
 /* The index of the entry called `name` in a table of n entries of `stride`
  * bytes whose first member is their `const char *` name, or -1: the one
  * lookup of the name-keyed tables (fusion rules, distillation modes). */

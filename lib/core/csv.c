@@ -35,11 +35,9 @@ static int fail(kd_csv *c, const char *why)
 static bool new_field(kd_csv *c)
 {
     if (c->n_fields == c->cap) {
-        size_t cap = c->cap ? 2 * c->cap : 16;
-        size_t *o = realloc(c->offsets, sizeof *o * cap);
-        if (!o)
+        size_t cap = kd_grown(c->cap, 16);
+        if (!kd_resize(&c->offsets, cap, sizeof *c->offsets))
             return false;
-        c->offsets = o;
         c->cap = cap;
     }
     c->offsets[c->n_fields++] = c->text.len;

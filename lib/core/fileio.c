@@ -279,3 +279,17 @@ int kd_mkdirs(const char *path)
         }
     return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
 }
+
+bool kd_resize(void *items_ptr, size_t count, size_t size)
+{
+    if (size && count > SIZE_MAX / size)
+        return false;
+    void *items;
+    memcpy(&items, items_ptr, sizeof items); /* a T * read as the void * it converts to */
+    size_t bytes = count * size;
+    void *grown = realloc(items, bytes ? bytes : 1);
+    if (!grown)
+        return false;
+    memcpy(items_ptr, &grown, sizeof grown);
+    return true;
+}

@@ -59,13 +59,11 @@ kdens_status kd_registry_read(const char *csv, kd_registry_row **rows, size_t *n
         if (c.line == 1)
             continue; /* the header */
         if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            kd_registry_row *v = realloc(out, sizeof *v * cap);
-            if (!v) {
+            cap = kd_grown(cap, 16);
+            if (!kd_resize(&out, cap, sizeof *out)) {
                 st = kd_fail(KDENS_E_NOMEM, "out of memory");
                 break;
             }
-            out = v;
         }
         memset(&out[n], 0, sizeof out[n]);
         st = parse_row(csv, &c, &out[n]);

@@ -20,11 +20,9 @@ typedef struct strlist {
 static bool strlist_add(strlist *l, const char *s)
 {
     if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 64;
-        char **v = realloc(l->v, sizeof(char *) * cap);
-        if (!v)
+        size_t cap = kd_grown(l->cap, 64);
+        if (!kd_resize(&l->v, cap, sizeof *l->v))
             return false;
-        l->v = v;
         l->cap = cap;
     }
     return (l->v[l->n] = kd_strdup(s)) != NULL && ++l->n;
@@ -348,11 +346,8 @@ kdens_status kdens_dataset_load_folder(const char *root, int height, int width,
         for (size_t i = 0; st == KDENS_OK && i < names.n; i++) {
             char *rel = join(classes.v[k], names.v[i]);
             if (files.n == cap) {
-                cap = cap ? 2 * cap : 256;
-                int32_t *l = realloc(labels, sizeof(int32_t) * cap);
-                if (l)
-                    labels = l;
-                else
+                cap = kd_grown(cap, 256);
+                if (!kd_resize(&labels, cap, sizeof *labels))
                     st = kd_fail(KDENS_E_NOMEM, "out of memory");
             }
             if (st == KDENS_OK && (!rel || !strlist_add(&files, rel)))
@@ -419,13 +414,11 @@ kdens_status kd_manifest_parse(const char *name, const char *text, size_t len,
             break;
         }
         if (n == cap) {
-            cap = cap ? 2 * cap : 256;
-            kd_manifest_row *grown = realloc(out, sizeof *grown * cap);
-            if (!grown) {
+            cap = kd_grown(cap, 256);
+            if (!kd_resize(&out, cap, sizeof *out)) {
                 st = kd_fail(KDENS_E_NOMEM, "out of memory");
                 break;
             }
-            out = grown;
         }
         char *file = kd_strdup(c.fields[0]), *cls = kd_strdup(c.fields[1]);
         if (!file || !cls) {

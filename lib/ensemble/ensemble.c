@@ -4,6 +4,7 @@
 #include "../data/data.h"
 #include "../nn/nn.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,17 +73,13 @@ static kdens_status add_named(kdens_ensemble *ens, const char *path, const char 
         }
     }
     if (ens->n == ens->cap) {
-        int cap = ens->cap ? 2 * ens->cap : 8;
-        kdens_model **v = realloc(ens->members, sizeof *v * (size_t)cap);
-        if (v)
-            ens->members = v;
-        char **nv = v ? realloc(ens->names, sizeof *nv * (size_t)cap) : NULL;
-        if (nv)
-            ens->names = nv, ens->cap = cap;
-        if (!v || !nv) {
+        size_t cap = kd_grown((size_t)ens->cap, 8);
+        if (cap > INT_MAX || !kd_resize(&ens->members, cap, sizeof *ens->members) ||
+            !kd_resize(&ens->names, cap, sizeof *ens->names)) {
             kdens_model_free(m);
             return kd_fail(KDENS_E_NOMEM, "out of memory");
         }
+        ens->cap = (int)cap;
     }
     if (!(ens->names[ens->n] = kd_strdup(name))) {
         kdens_model_free(m);
@@ -118,14 +115,8 @@ kdens_status kdens_ensemble_from_registry(const char *csv, const char *dataset,
             (fraction > 0 && fabs(row->fraction - fraction) > 1e-9))
             continue;
         if (found == cap) {
-            cap = cap ? 2 * cap : 16;
-            char **v = realloc(paths, sizeof(char *) * (size_t)cap);
-            if (v)
-                paths = v;
-            char **u = v ? realloc(uuids, sizeof(char *) * (size_t)cap) : NULL;
-            if (u)
-                uuids = u;
-            if (!v || !u) {
+            cap = kd_grown(cap, 16);
+            if (!kd_resize(&paths, cap, sizeof *paths) || !kd_resize(&uuids, cap, sizeof *uuids)) {
                 st = kd_fail(KDENS_E_NOMEM, "out of memory");
                 break;
             }

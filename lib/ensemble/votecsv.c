@@ -47,11 +47,9 @@ static long table_index(name_table *t, const char *s, size_t len)
             return (long)t->slots[h] - 1;
     }
     if (t->n == t->cap) {
-        size_t cap = t->cap ? 2 * t->cap : 64;
-        char **v = realloc(t->names, sizeof *v * cap);
-        if (!v)
+        size_t cap = kd_grown(t->cap, 64);
+        if (!kd_resize(&t->names, cap, sizeof *t->names))
             return -1;
-        t->names = v;
         t->cap = cap;
     }
     char *copy = malloc(len + 1);
@@ -142,14 +140,9 @@ static kdens_status parse_rows(const char *path, kd_csv *c, int k, name_table *s
             break;
         }
         if (n_rows == cap) {
-            cap = cap ? 2 * cap : 1024;
-            csv_row *rw = realloc(rows, sizeof *rw * cap);
-            float *sc = realloc(scores, sizeof *sc * cap * (size_t)k);
-            if (rw)
-                rows = rw;
-            if (sc)
-                scores = sc;
-            if (!rw || !sc) {
+            cap = kd_grown(cap, 1024);
+            if (cap > SIZE_MAX / (size_t)k || !kd_resize(&rows, cap, sizeof *rows) ||
+                !kd_resize(&scores, cap * (size_t)k, sizeof *scores)) {
                 st = kd_fail(KDENS_E_NOMEM, "out of memory");
                 break;
             }

@@ -308,13 +308,11 @@ kdens_status kdens_teachers_train(kdens_teachers *tc, double fraction, int *trai
             (fraction > 0 && fabs(f - fraction) > 1e-9))
             continue;
         if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            char **v = realloc(names, sizeof(char *) * cap);
-            if (!v) {
+            cap = kd_grown(cap, 16);
+            if (!kd_resize(&names, cap, sizeof *names)) {
                 st = kd_fail(KDENS_E_NOMEM, "out of memory");
                 break;
             }
-            names = v;
         }
         if (!(names[n] = kd_strdup(e->d_name)))
             st = kd_fail(KDENS_E_NOMEM, "out of memory");
