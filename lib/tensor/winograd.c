@@ -239,10 +239,15 @@ KD_CLONES static void grad_tiles(const kd_conv_geom *g, const float *dy, size_t 
             wg_vec half[WG_A][WG_M]; /* A along each row of dY */
             for (int i = 0; i < WG_M; i++) {
                 wg_vec e[WG_M], r[WG_A];
-                const float *src = dy + ((p.img * g->oh + (size_t)(WG_M * p.ty + i)) * g->ow +
-                                         (size_t)(WG_M * p.tx)) * oc + o0;
                 for (int j = 0; j < WG_M; j++)
-                    e[j] = i < rows && j < cols ? ld(src + j * oc) : zero;
+                    e[j] = zero;
+                if (i < rows) { /* rows past the image stay zero, never addressed */
+                    const float *src =
+                        dy + ((p.img * g->oh + (size_t)(WG_M * p.ty + i)) * g->ow +
+                              (size_t)(WG_M * p.tx)) * oc + o0;
+                    for (int j = 0; j < cols; j++)
+                        e[j] = ld(src + j * oc);
+                }
                 A(e, r);
                 for (int k = 0; k < WG_A; k++)
                     half[k][i] = r[k];
