@@ -50,14 +50,26 @@ DEP_LIBS := -lpng -ljpeg -lz -lpthread -lm
 BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
 BLAS_LIBS := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
 
-CPPFLAGS_ALL := -Iinclude -D_POSIX_C_SOURCE=200809L -DKDENS_BUILDING
+# Where kdens_dataset_preset looks when given no folder (Debian's dataset
+# packages install there).
+DATASETS_DIR ?= /usr/share/datasets
+CPPFLAGS_ALL := -Iinclude -D_POSIX_C_SOURCE=200809L -DKDENS_BUILDING \
+	-DKDENS_DATASETS_DIR='"$(DATASETS_DIR)"'
 CFLAGS_ALL := -std=c11 $(OPT) $(ARCHFLAGS) -g $(WARN) -fPIC -fvisibility=hidden $(SANFLAGS) \
 	$(CFLAGS)
 LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
 
-LIB_SRC := $(wildcard lib/core/*.c lib/tensor/*.c lib/nn/*.c lib/train/*.c lib/data/*.c lib/ensemble/*.c lib/distill/*.c lib/report/*.c)
+# Two layers (docs/design.md): the engine (include/kdens.h) and, above it,
+# the experiment workflow (include/kdens_experiment.h, lib/experiment/).
+# One library holds both; make check-layers proves that the engine links
+# without the workflow.
+ENGINE_MODULES := core tensor nn data train ensemble distill
+ENGINE_SRC := $(foreach m,$(ENGINE_MODULES),$(wildcard lib/$(m)/*.c))
+EXPERIMENT_SRC := $(wildcard lib/experiment/*.c)
+LIB_SRC := $(ENGINE_SRC) $(EXPERIMENT_SRC)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
-LIB_HDR := include/kdens.h $(wildcard lib/*/*.h lib/tensor/isa/*.h)
+PUBLIC_HDR := include/kdens.h include/kdens_experiment.h
+LIB_HDR := $(PUBLIC_HDR) $(wildcard lib/*/*.h lib/tensor/isa/*.h)
 
 # The dispatched kernels: every file of lib/tensor/isa/ once per path.  FMA
 # contraction is on for them (-std=c11 turns it off elsewhere).
@@ -84,12 +96,40 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN := $(BUILD)/bench
 
-.PHONY: all lib examples check bench demo install uninstall deps clean fuzz fuzz-deps FORCE check-portable portable-deps
+.PHONY: all lib examples check bench demo install uninstall deps clean fuzz fuzz-deps FORCE \
+	check-portable portable-deps check-deps check-layers check-abi abi-update
 all: lib $(CLI) $(EXAMPLES)
 lib: $(STATIC) $(SHARED)
 
 deps:
 	@CC="$(CC)" sh scripts/deps.sh
+check-deps:
+	@CC="$(CC)" sh scripts/deps.sh check
+
+# The layering of lib/ (docs/design.md): every module includes only the
+# modules below it, the engine nothing of the experiment layer, and the
+# engine's objects link into a shared library of their own (-z defs: no
+# symbol left to the experiment layer) that defines every function of
+# kdens.h and none of kdens_experiment.h.
+ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o) $(ISA_OBJ)
+ENGINE_SO := $(BUILD)/layers/libkdens-engine.so
+$(ENGINE_SO): $(ENGINE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -Wl,-z,defs $(LDFLAGS_ALL) -o $@ $(ENGINE_OBJ) $(DEP_LIBS)
+check-layers: $(ENGINE_SO)
+	@sh scripts/check-layers.sh $(ENGINE_SO)
+
+# The ABI of libkdens.so against the baseline recorded in abi/ (abidw of
+# the public headers' types and functions).  An intended change is recorded
+# with `make abi-update` and committed with the change.
+ABI_BASELINE := abi/libkdens.abi
+ABIDW_FLAGS := --headers-dir include --drop-private-types --no-corpus-path --no-comp-dir-path \
+	--short-locs
+check-abi: $(SHARED)
+	@sh scripts/check-abi.sh $(SHARED) $(ABI_BASELINE)
+abi-update: $(SHARED)
+	@mkdir -p abi
+	abidw $(ABIDW_FLAGS) --out-file $(ABI_BASELINE) $(SHARED)
 
 # Header dependencies are tracked per object (-MMD -MP), and the compiler and
 # flags in a stamp file: changing either (ARCHFLAGS, CC, OPT) rebuilds.
@@ -130,10 +170,10 @@ PC_SED := -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 
 # The command-line tool links the static library: one self-contained binary.
 CLI_SRC := examples/kdens.c examples/kdens_data.c examples/kdens_train.c examples/kdens_ensemble.c examples/kdens_distill.c examples/kdens_pipeline.c
-$(CLI): $(CLI_SRC) examples/kdens_cli.h $(STATIC) include/kdens.h
+$(CLI): $(CLI_SRC) examples/kdens_cli.h $(STATIC) $(PUBLIC_HDR)
 	$(CC) -Iinclude $(CFLAGS_ALL) -o $@ $(CLI_SRC) $(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS)
 
-$(BUILD)/%: examples/%.c $(STATIC) include/kdens.h
+$(BUILD)/%: examples/%.c $(STATIC) $(PUBLIC_HDR)
 	$(CC) -Iinclude $(CFLAGS_ALL) -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS)
 
 examples: $(CLI) $(EXAMPLES)
@@ -152,9 +192,10 @@ $(BUILD)/tests/test_alloc: TEST_LDFLAGS := \
 # processor supports (KDENS_CPU=generic, avx2, avx512); the others once, on
 # the path chosen by default.
 PATH_TESTS := test_reference test_layers test_model
-check: deps
+check: check-deps
 	@$(MAKE) --no-print-directory all $(TEST_BIN)
-	@failed=0; paths=$$(./$(CLI) cpu --paths) || exit 1; \
+	@failed=0; $(MAKE) --no-print-directory check-layers check-abi || failed=1; \
+	paths=$$(./$(CLI) cpu --paths) || exit 1; \
 	echo "== kernel paths of this processor: $$paths"; \
 	for t in $(TEST_BIN); do \
 		case " $(PATH_TESTS) " in *" $$(basename $$t) "*) run_paths="$$paths";; *) run_paths=auto;; esac; \
@@ -242,7 +283,7 @@ fuzz: fuzz-deps
 install: all
 	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \
 		$(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
-	install -m 644 include/kdens.h $(DESTDIR)$(INCLUDEDIR)/kdens.h
+	install -m 644 $(PUBLIC_HDR) $(DESTDIR)$(INCLUDEDIR)/
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/libkdens.a
 	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/libkdens.so.$(VERSION)
 	ln -sf libkdens.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
@@ -253,7 +294,8 @@ install: all
 	install -m 644 docs/kdens.1 $(DESTDIR)$(MANDIR)/man1/kdens.1
 
 uninstall:
-	rm -f $(DESTDIR)$(INCLUDEDIR)/kdens.h $(DESTDIR)$(LIBDIR)/libkdens.a \
+	rm -f $(DESTDIR)$(INCLUDEDIR)/kdens.h $(DESTDIR)$(INCLUDEDIR)/kdens_experiment.h \
+		$(DESTDIR)$(LIBDIR)/libkdens.a \
 		$(DESTDIR)$(LIBDIR)/libkdens.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
 		$(DESTDIR)$(LIBDIR)/libkdens.so $(DESTDIR)$(PKGCONFIGDIR)/kdens.pc \
 		$(DESTDIR)$(BINDIR)/kdens $(DESTDIR)$(MANDIR)/man1/kdens.1

@@ -35,7 +35,7 @@ int main(int argc, char **argv)
         }
         printf("  %-16s %.4f\n", kdens_fusion_name((kdens_fusion)r), acc);
     }
-    kdens_vote_stats votes;
+    kdens_vote_stats votes = KDENS_VOTE_STATS_INIT;
     if (kdens_vote_analysis(kdens_predictions_probs(pr), members, kdens_predictions_samples(pr),
                             kdens_predictions_classes(pr), kdens_predictions_labels(pr), &votes,
                             NULL, NULL, NULL) == KDENS_OK && votes.samples)

@@ -3,7 +3,11 @@
  * multi-teacher knowledge distillation (ensembles of CNN teachers, decision
  * fusion, and distillation of the ensemble into one student network).
  *
- * Conventions (see docs/api.md for the full reference):
+ * This header is the API manual (docs/guide.md walks through it).  The
+ * experiment workflow of the dissertation -- workspaces, registries, teacher
+ * farms, the pipeline -- is in kdens_experiment.h, built on this engine.
+ *
+ * Conventions:
  *  - Every fallible call returns a kdens_status; KDENS_OK (0) is success.
  *    On failure kdens_errmsg() returns a thread-local message naming the
  *    file, field or value at fault.  Results are handed back through
@@ -239,8 +243,8 @@ KDENS_API kdens_status kdens_model_load(const char *path, kdens_model **out);
 KDENS_API kdens_status kdens_model_set_training(kdens_model *model, int training);
 /* Momentum and epsilon of every batch-normalisation layer (Keras defaults
  * 0.99 and 0.001 unless the architecture says otherwise). */
-KDENS_API kdens_status kdens_model_set_batchnorm(kdens_model *model, float momentum,
-                                                 float epsilon);
+KDENS_API kdens_status kdens_model_set_batchnorm(kdens_model *model, double momentum,
+                                                 double epsilon);
 /* Seed of the model's own random stream (dropout masks). */
 KDENS_API kdens_status kdens_model_set_seed(kdens_model *model, uint64_t seed);
 
@@ -249,7 +253,7 @@ KDENS_API kdens_status kdens_model_set_seed(kdens_model *model, uint64_t seed);
  * with q the soft targets (a distribution per sample, already softened at T).
  * Without soft targets the loss is CE alone.  Defaults alpha 1, T 1.
  * Errors: KDENS_E_ARG for alpha outside [0,1] or T <= 0. */
-KDENS_API kdens_status kdens_model_set_loss(kdens_model *model, float alpha, float temperature);
+KDENS_API kdens_status kdens_model_set_loss(kdens_model *model, double alpha, double temperature);
 
 /* Forward pass with loss on a batch of n float images (N x H x W x C):
  * labels are class indices (may be NULL when alpha is 0 and soft targets
@@ -277,16 +281,16 @@ typedef struct kdens_optimizer kdens_optimizer;
 
 /* Defaults: SGD momentum 0; Adam/AdamW beta1 0.9, beta2 0.999, eps 1e-7
  * (Keras); weight decay 0 (AdamW: 0.004, Keras). */
-KDENS_API kdens_status kdens_optimizer_create(kdens_optimizer_type type, float learning_rate,
+KDENS_API kdens_status kdens_optimizer_create(kdens_optimizer_type type, double learning_rate,
                                               kdens_optimizer **out);
 KDENS_API void kdens_optimizer_free(kdens_optimizer *opt);
-KDENS_API kdens_status kdens_optimizer_set_lr(kdens_optimizer *opt, float learning_rate);
-KDENS_API float kdens_optimizer_get_lr(const kdens_optimizer *opt);
-KDENS_API kdens_status kdens_optimizer_set_momentum(kdens_optimizer *opt, float momentum,
+KDENS_API kdens_status kdens_optimizer_set_lr(kdens_optimizer *opt, double learning_rate);
+KDENS_API double kdens_optimizer_get_lr(const kdens_optimizer *opt);
+KDENS_API kdens_status kdens_optimizer_set_momentum(kdens_optimizer *opt, double momentum,
                                                     int nesterov);
-KDENS_API kdens_status kdens_optimizer_set_betas(kdens_optimizer *opt, float beta1,
-                                                 float beta2, float epsilon);
-KDENS_API kdens_status kdens_optimizer_set_weight_decay(kdens_optimizer *opt, float decay);
+KDENS_API kdens_status kdens_optimizer_set_betas(kdens_optimizer *opt, double beta1,
+                                                 double beta2, double epsilon);
+KDENS_API kdens_status kdens_optimizer_set_weight_decay(kdens_optimizer *opt, double decay);
 /* The number of steps taken. */
 KDENS_API uint64_t kdens_optimizer_steps(const kdens_optimizer *opt);
 
@@ -355,7 +359,7 @@ KDENS_API kdens_status kdens_dataset_load_cifar(const char *const *paths, int n_
                                                 kdens_cifar_labels labels,
                                                 kdens_dataset **out);
 
-/* An image folder in the reference layout ROOT/<class>/<image>.png|.jpg|.jpeg:
+/* An image folder laid out as ROOT/<class>/<image>.png|.jpg|.jpeg:
  * the class index is the position of the class folder in sorted order (as
  * Keras' flow_from_directory).  Images become `color` and are resized to
  * height x width with nearest-neighbour sampling (Keras' default); height
@@ -369,7 +373,7 @@ KDENS_API kdens_status kdens_dataset_load_folder(const char *root, int height, i
                                                  kdens_color color, unsigned flags,
                                                  kdens_dataset **out);
 
-/* A CSV manifest with the header `filename,class` (the reference's subset
+/* A CSV manifest with the header `filename,class` (the format of subset
  * files): paths relative to data_root, classes by name.  The class list is
  * the sorted class folders of data_root when it has any, else the sorted
  * names the manifest uses.  Errors as kdens_dataset_load_folder, plus
@@ -379,10 +383,12 @@ KDENS_API kdens_status kdens_dataset_load_manifest(const char *csv_path, const c
                                                    int height, int width, kdens_color color,
                                                    unsigned flags, kdens_dataset **out);
 
-/* Named presets mirroring the reference's config/datasets.py: "mnist",
- * "fmnist", "emnist" (balanced, 47 classes), "cifar10", "cifar100".  path
- * names the folder holding the files (NULL: the default, which only fmnist
- * has: /usr/share/datasets/fashion-mnist).  Loads the training and test
+/* Named presets of the common benchmark data sets: "mnist", "fmnist",
+ * "emnist" (balanced, 47 classes), "cifar10", "cifar100".  path names the
+ * folder holding the official files; NULL: the system's data folder, chosen
+ * when the library is built (make DATASETS_DIR=, default /usr/share/datasets,
+ * where Debian's dataset packages install) followed by mnist, fashion-mnist,
+ * emnist, cifar-10 or cifar-100.  Loads the training and test
  * parts (either output may be NULL).  Files: MNIST-style names
  * train-images-idx3-ubyte[.gz] etc. (EMNIST: emnist-balanced-train-images-
  * idx3-ubyte[.gz] ...), CIFAR data_batch_1..5.bin + test_batch.bin, CIFAR-100
@@ -424,7 +430,7 @@ KDENS_API kdens_status kdens_dataset_split(const kdens_dataset *ds, double val_f
                                            uint64_t seed, kdens_dataset **train,
                                            kdens_dataset **val);
 /* A random subset: each sample kept with probability fraction (count 0), as
- * the reference's generate_subset.py does, or exactly `count` samples drawn
+ * the dissertation's subsets are drawn, or exactly `count` samples drawn
  * without replacement (fraction ignored).  Errors: KDENS_E_ARG (fraction
  * outside (0, 1], count above the dataset's size). */
 KDENS_API kdens_status kdens_dataset_subset(const kdens_dataset *ds, double fraction,
@@ -433,8 +439,8 @@ KDENS_API kdens_status kdens_dataset_subset(const kdens_dataset *ds, double frac
  * write).  Errors: KDENS_E_IO, KDENS_E_ARG. */
 KDENS_API kdens_status kdens_dataset_write_manifest(const kdens_dataset *ds, const char *path);
 /* A random subset (kdens_dataset_subset with fraction, count and seed)
- * written as the manifest dir/subset_<digits>_<uuid>.csv, the reference's
- * naming: digits are the fraction without its point (0.25 -> 025), or
+ * written as the manifest dir/subset_<digits>_<uuid>.csv, the naming of
+ * the dissertation's code: digits are the fraction without its point (0.25 -> 025), or
  * n<count>; the uuid is 32 hex digits derived from the seed, so the same
  * seed names the same file.  The path goes to path (path_size bytes) and
  * the subset's size to *n (may be NULL).  Errors: those of
@@ -477,9 +483,10 @@ KDENS_API void kdens_augment_free(kdens_augment *aug);
  * shear_range (degrees), zoom_range (zoom drawn from [1 - z, 1 + z]
  * independently per axis), horizontal_flip.  Errors: KDENS_E_ARG for
  * negative or non-finite values, zoom >= 1. */
-KDENS_API kdens_status kdens_augment_set_affine(kdens_augment *aug, float rotation,
-                                                float width_shift, float height_shift,
-                                                float shear, float zoom, int horizontal_flip);
+KDENS_API kdens_status kdens_augment_set_affine(kdens_augment *aug, double rotation,
+                                                double width_shift, double height_shift,
+                                                double shear, double zoom,
+                                                int horizontal_flip);
 /* How the warp fills pixels from outside the image (default nearest, value 0). */
 KDENS_API kdens_status kdens_augment_set_fill(kdens_augment *aug, kdens_fill mode,
                                               uint8_t value);
@@ -490,8 +497,7 @@ KDENS_API kdens_status kdens_augment_set_fill(kdens_augment *aug, kdens_fill mod
  * off.  Errors: KDENS_E_ARG for n outside [0, 14] or m outside [0, 30]. */
 KDENS_API kdens_status kdens_augment_set_randaugment(kdens_augment *aug, int n, int m);
 
-/* The augmentation of a dataset preset, as the reference's config/datasets.py
- * sets it: mnist, emnist -- rotation 5, shifts 0.02, shear 0.02, zoom 0.02,
+/* The augmentation the dissertation used for a dataset preset: mnist, emnist -- rotation 5, shifts 0.02, shear 0.02, zoom 0.02,
  * fill nearest; fmnist -- the same with horizontal flips; cifar10, cifar100
  * -- none.  Errors: KDENS_E_NOTFOUND for an unknown name. */
 KDENS_API kdens_status kdens_augment_preset(const char *dataset, kdens_augment **out);
@@ -585,10 +591,11 @@ typedef struct kdens_trainer kdens_trainer;
 KDENS_API kdens_status kdens_trainer_create(kdens_model *model, const kdens_dataset *train,
                                             const kdens_dataset *val, kdens_trainer **out);
 KDENS_API void kdens_trainer_free(kdens_trainer *t);
-/* The reference's per-architecture settings (config/models.py): epochs,
- * learning rate, batch size, patience and RandAugment n and m.
- * Errors: KDENS_E_NOTFOUND for an architecture it does not list. */
-KDENS_API kdens_status kdens_trainer_use_reference_defaults(kdens_trainer *t, const char *arch);
+/* The training settings the dissertation used for a built-in architecture:
+ * epochs, Adam's learning rate, batch size, early-stopping patience (best
+ * weights restored) and RandAugment n and m (docs/architectures.md lists
+ * them).  Errors: KDENS_E_NOTFOUND for an architecture without them. */
+KDENS_API kdens_status kdens_trainer_use_arch_defaults(kdens_trainer *t, const char *arch);
 KDENS_API kdens_status kdens_trainer_set_epochs(kdens_trainer *t, int epochs);
 KDENS_API kdens_status kdens_trainer_set_batch(kdens_trainer *t, size_t batch);
 KDENS_API kdens_status kdens_trainer_set_optimizer(kdens_trainer *t, kdens_optimizer_type type,
@@ -649,60 +656,6 @@ KDENS_API int kdens_trainer_best_epoch(const kdens_trainer *t);
 KDENS_API double kdens_trainer_best_val_loss(const kdens_trainer *t);
 
 /* ------------------------------------------------------------------------ */
-/* Teachers: the reference's workflow (teachers/train.py)                     */
-/* ------------------------------------------------------------------------ */
-
-/* Settings of a teachers run; defaults from the reference's config/models.py
- * for the architecture (kdens_trainer_use_reference_defaults), overridable. */
-typedef struct kdens_teachers kdens_teachers;
-
-/* Train teachers of `arch` for dataset `name` in the workspace
- * WORKDIR/<name>/{subsets,teachers,logs}/: one per subset manifest (those of
- * `fraction` only, when it is above 0), selected from `pool` (the training
- * data the manifests index), validated on `val`, tested on `test`.  The
- * datasets must outlive the handle.  Errors: KDENS_E_ARG, KDENS_E_NOMEM. */
-KDENS_API kdens_status kdens_teachers_create(const char *workdir, const char *name,
-                                             const char *arch, const kdens_dataset *pool,
-                                             const kdens_dataset *val,
-                                             const kdens_dataset *test,
-                                             kdens_teachers **out);
-KDENS_API void kdens_teachers_free(kdens_teachers *tc);
-/* Overrides (values <= 0 keep the default). */
-KDENS_API kdens_status kdens_teachers_set_training(kdens_teachers *tc, int epochs, size_t batch,
-                                                   double lr, int patience, uint64_t seed);
-/* The learning-rate schedule of subset teachers and the baseline (constant,
- * or cosine over the epochs; default: the architecture's). */
-KDENS_API kdens_status kdens_teachers_set_schedule(kdens_teachers *tc, kdens_schedule schedule);
-/* The augmentation of subset teachers and the baseline (borrowed; NULL:
- * none).  Not called: the architecture's reference policy. */
-KDENS_API kdens_status kdens_teachers_set_augment(kdens_teachers *tc, const kdens_augment *aug);
-/* Train every subset of the fraction not yet trained.  Several processes may
- * work through one workspace at once: each subset is claimed by one process
- * (a claim file under an advisory lock, so the claim of a dead process is
- * taken over), the teacher resumes from its checkpoint if one was left, and
- * rows are appended to WORKDIR/teachers.csv under a lock, whole:
- *   model_location,dataset,architecture,fraction,uuid,train_loss,
- *   train_accuracy,val_loss,val_accuracy,test_loss,test_accuracy
- * *trained receives the number of teachers this call trained.  Errors:
- * KDENS_E_NOTFOUND (no subsets), KDENS_E_IO, and those of training. */
-KDENS_API kdens_status kdens_teachers_train(kdens_teachers *tc, double fraction, int *trained);
-/* The baseline: the same architecture on the whole pool, uuid "all_trainset",
- * fraction 1, registered like a teacher.  Skipped when already trained. */
-KDENS_API kdens_status kdens_teachers_train_baseline(kdens_teachers *tc);
-/* Submodels from one training run on the whole pool (fraction 1), each saved
- * and registered like a teacher:
- *  - a snapshot ensemble (Huang et al. 2017): a cyclic cosine learning rate
- *    restarted every cycle_epochs, the model saved at the end of each of
- *    `cycles` cycles -- uuids snapshot_<seed>_<k>;
- *  - a checkpoint ensemble: the best_k epochs by validation loss of a run of
- *    `epochs` -- uuids checkpoint_<seed>_e<epoch>.
- * Errors: KDENS_E_ARG, and those of training and registering. */
-KDENS_API kdens_status kdens_teachers_train_snapshots(kdens_teachers *tc, int cycles,
-                                                      int cycle_epochs);
-KDENS_API kdens_status kdens_teachers_train_checkpoints(kdens_teachers *tc, int epochs,
-                                                        int best_k);
-
-/* ------------------------------------------------------------------------ */
 /* Decision fusion (docs/fusion.md defines every rule)                        */
 /* ------------------------------------------------------------------------ */
 
@@ -724,8 +677,7 @@ typedef enum kdens_fusion {
     KDENS_FUSE_BUCKLIN,       /* add lower preferences until a majority */
     KDENS_FUSE_STV,           /* instant run-off */
     KDENS_FUSE_CONDORCET,     /* the Condorcet winner, else the probability sum */
-    KDENS_FUSE_KEMENY,        /* Kemeny-Young: exact up to 8 classes */
-    KDENS_FUSE_COUNT
+    KDENS_FUSE_KEMENY         /* Kemeny-Young: exact up to 8 classes */
 } kdens_fusion;
 
 /* Weighted mean of probabilities: sum_i w_i p_i / sum_i w_i (weights >= 0,
@@ -733,15 +685,15 @@ typedef enum kdens_fusion {
 KDENS_API kdens_status kdens_fuse_weighted(const float *probs, int members, size_t samples,
                                            int classes, const double *weights,
                                            int32_t *decisions, float *scores);
-/* The reference's loss2weight (Voting/src/utils.py): w_i = l_i / min(l);
+/* Weights of members from a quality score per member: w_i = l_i / min(l);
  * "const" (relative 0): w_i *= factor / max(w); "relative" (relative 1):
  * w_i += factor (w_i - min w) / (max w - min w) w_i; then w_i /= mean(w).
- * As in the reference, larger values get larger weights: pass validation
+ * Larger values get larger weights: pass validation
  * accuracies, or inverse losses, to favour the better members.  Errors:
  * KDENS_E_ARG for n < 1 or values that are not finite and above 0. */
 KDENS_API kdens_status kdens_loss2weight(const double *losses, int n, int relative,
                                          double factor, double *weights);
-/* The members' pairwise agreement (the reference's similarity_matrix): the
+/* The members' pairwise agreement : the
  * fraction of samples on which members i and j predict the same class, into
  * agreement (members x members); and the oracle accuracy (a sample counts as
  * right when any member is).  Either output may be NULL. */
@@ -762,10 +714,13 @@ KDENS_API kdens_status kdens_diversity(const float *probs, int members, size_t s
                                        double *disagreement, double *kappa, double *yules_q,
                                        double *error_correlation, double *kendall);
 
-/* How the members' votes fall (the reference's VotingAnalyze).  Each member
- * votes for its top class; the plurality winner is the class with most
- * votes (ties as KDENS_FUSE_PLURALITY). */
+/* How the members' votes fall.  Each member votes for its top class; the
+ * plurality winner is the class with most votes (ties as
+ * KDENS_FUSE_PLURALITY).  The struct carries its own size so that it can
+ * grow: initialise it with KDENS_VOTE_STATS_INIT; later versions append
+ * fields and fill only those that fit the size the caller was built with. */
 typedef struct kdens_vote_stats {
+    size_t size;                 /* sizeof(kdens_vote_stats) of the caller */
     uint64_t samples;
     uint64_t unanimous;          /* every member voted for the same class */
     uint64_t majority;           /* the plurality winner has more than half the votes */
@@ -779,19 +734,25 @@ typedef struct kdens_vote_stats {
     uint64_t plurality_correct_without_condorcet; /* ... and where none exists */
     double mean_distinct;        /* mean number of distinct classes voted for */
 } kdens_vote_stats;
+#define KDENS_VOTE_STATS_INIT {sizeof(kdens_vote_stats), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0}
 /* Fill stats for labelled members x samples x classes probabilities, and
  * optionally three histograms of members + 1 counts (index v = v votes):
  * winner_votes, samples whose plurality winner got v votes;
  * winner_votes_correct, those of them where it is the label; label_votes,
- * samples whose true class got v votes.  Errors: KDENS_E_ARG (NULL, a
- * probability outside [0, 1], a label out of range). */
+ * samples whose true class got v votes.  Errors: KDENS_E_ARG (NULL, a size
+ * field below the first version's, a probability outside [0, 1], a label out
+ * of range). */
 KDENS_API kdens_status kdens_vote_analysis(const float *probs, int members, size_t samples,
                                            int classes, const int32_t *labels,
                                            kdens_vote_stats *stats, uint64_t *winner_votes,
                                            uint64_t *winner_votes_correct,
                                            uint64_t *label_votes);
 
-/* The rule's name ("mean", "borda", ...) and back (KDENS_E_NOTFOUND). */
+/* The number of fusion rules this library knows: the rules are 0 ..
+ * count-1 (later versions append rules, never renumber them). */
+KDENS_API int kdens_fusion_count(void);
+/* The rule's name ("mean", "borda", ...; NULL for an unknown rule) and back
+ * (KDENS_E_NOTFOUND). */
 KDENS_API const char *kdens_fusion_name(kdens_fusion rule);
 KDENS_API kdens_status kdens_fusion_from_name(const char *name, kdens_fusion *rule);
 
@@ -822,20 +783,15 @@ KDENS_API void kdens_ensemble_free(kdens_ensemble *ens);
  * KDENS_E_SHAPE for a member whose input shape or class count differs from
  * the first member's (both named). */
 KDENS_API kdens_status kdens_ensemble_add(kdens_ensemble *ens, const char *model_path);
-/* Members from a teachers.csv registry: the rows of `dataset` and `arch`
- * (fraction > 0: that fraction only), all of them (n 0) or a random sample
- * of n drawn from seed (the reference's teachers_df.sample).  Errors:
- * KDENS_E_IO, KDENS_E_FORMAT (a malformed row, line named), KDENS_E_NOTFOUND
- * (fewer matching rows than n, or none), and those of kdens_ensemble_add. */
-KDENS_API kdens_status kdens_ensemble_from_registry(const char *teachers_csv,
-                                                    const char *dataset, const char *arch,
-                                                    double fraction, int n, uint64_t seed,
-                                                    kdens_ensemble **out);
+/* The same, naming the member `name` (e.g. its uuid) instead of its file. */
+KDENS_API kdens_status kdens_ensemble_add_named(kdens_ensemble *ens, const char *model_path,
+                                                const char *name);
 KDENS_API int kdens_ensemble_size(const kdens_ensemble *ens);
-/* Member i (NULL out of range); owned by the ensemble. */
-KDENS_API kdens_model *kdens_ensemble_member(const kdens_ensemble *ens, int i);
-/* Member i's name: its uuid when it came from a registry, else its file
- * (NULL out of range); owned by the ensemble. */
+/* Member i (NULL out of range); owned by the ensemble.  Not const: running
+ * a model (kdens_model_predict) uses its buffers. */
+KDENS_API kdens_model *kdens_ensemble_member(kdens_ensemble *ens, int i);
+/* Member i's name: the name it was added under, else its file (NULL out of
+ * range); owned by the ensemble. */
 KDENS_API const char *kdens_ensemble_member_name(const kdens_ensemble *ens, int i);
 
 /* Run every member over the dataset once.  Errors: KDENS_E_ARG (an empty
@@ -890,12 +846,14 @@ typedef enum kdens_distill_mode {
     KDENS_DISTILL_MIMIC_ALL,      /* one head per teacher on a shared body */
     KDENS_DISTILL_SUPERNET,       /* a trained aggregator over the teachers' logits */
     KDENS_DISTILL_SUPERNET2,      /* the same over their penultimate features */
-    KDENS_DISTILL_FUSION,         /* scores of a fusion rule, as a distribution */
-    KDENS_DISTILL_MODE_COUNT
+    KDENS_DISTILL_FUSION          /* scores of a fusion rule, as a distribution */
 } kdens_distill_mode;
 
+/* The number of distillation modes this library knows: the modes are 0 ..
+ * count-1 (later versions append modes, never renumber them). */
+KDENS_API int kdens_distill_mode_count(void);
 /* "output_avg", "loss_avg", "mimic_all", "supernet", "supernet2", "fusion"
- * and back (KDENS_E_NOTFOUND). */
+ * (NULL for an unknown mode) and back (KDENS_E_NOTFOUND). */
 KDENS_API const char *kdens_distill_mode_name(kdens_distill_mode mode);
 KDENS_API kdens_status kdens_distill_mode_from_name(const char *name, kdens_distill_mode *mode);
 
@@ -918,10 +876,10 @@ KDENS_API kdens_status kdens_distiller_create(kdens_ensemble *teachers,
                                               kdens_distiller **out);
 KDENS_API void kdens_distiller_free(kdens_distiller *d);
 /* alpha * CE(labels) + (1 - alpha) * T^2 * KL(teacher_T || student_T)
- * (default alpha 0.5, T 1: the reference).  Errors: KDENS_E_ARG for alpha
+ * (default alpha 0.5, T 1).  Errors: KDENS_E_ARG for alpha
  * outside [0, 1] or T <= 0. */
-KDENS_API kdens_status kdens_distiller_set_loss(kdens_distiller *d, float alpha,
-                                                float temperature);
+KDENS_API kdens_status kdens_distiller_set_loss(kdens_distiller *d, double alpha,
+                                                double temperature);
 /* The rule of the fusion mode (default KDENS_FUSE_BORDA); KDENS_E_ARG for a
  * rule without scores (kemeny). */
 KDENS_API kdens_status kdens_distiller_set_fusion(kdens_distiller *d, kdens_fusion rule);
@@ -949,85 +907,6 @@ KDENS_API kdens_model *kdens_distiller_student(kdens_distiller *d);
  * predictions equal the multi-head student's within rounding); otherwise a
  * plain copy.  The caller frees it.  Errors: KDENS_E_NOMEM. */
 KDENS_API kdens_status kdens_distiller_export(kdens_distiller *d, kdens_model **out);
-
-/* The reference's experiment driver (distillation/train.py): for each of
- * `repetitions` runs, sample n_teachers teachers of teacher_arch (and
- * fraction, when > 0) from WORKDIR/teachers.csv (seed + run), distil them
- * into student_arch, evaluate on train, val and test, save the exported
- * student as WORKDIR/<dataset>/students/<name>.kdm and append a row to
- * WORKDIR/students.csv:
- *   model_location,dataset,architecture,n_teachers,teachers_fraction,mode,
- *   alpha,temperature,teachers_uuid,uuid,train_loss,train_accuracy,val_loss,
- *   val_accuracy,test_loss,test_accuracy
- * (teachers_uuid: the uuids joined by ';').  A run whose student is already
- * registered is skipped, so a driver run again continues where it stopped;
- * a run interrupted mid-training resumes from its checkpoint. */
-typedef struct kdens_distill_job {
-    const char *workdir, *dataset;   /* workspace and the dataset's name in it */
-    const char *teacher_arch, *student_arch;
-    double fraction;                 /* the teachers' fraction; 0: any */
-    int n_teachers, repetitions;
-    kdens_distill_mode mode;
-    kdens_fusion fusion;             /* for KDENS_DISTILL_FUSION */
-    float alpha, temperature;
-    int epochs, patience;            /* <= 0: the student architecture's defaults */
-    size_t batch;                    /* 0: default */
-    double lr;                       /* <= 0: default */
-    kdens_schedule schedule;         /* constant (default) or cosine */
-    uint64_t seed;
-    const kdens_augment *augment;    /* borrowed; NULL: none (teacher outputs cached) */
-    int cache;                       /* as kdens_distiller_set_cache */
-} kdens_distill_job;
-/* Defaults (docs/distillation.md): fraction 0, n_teachers 5,
- * repetitions 1, output_avg, borda, alpha 0.5, T 1, cache 1, the rest 0. */
-KDENS_API void kdens_distill_job_default(kdens_distill_job *job);
-/* *done receives the number of students trained by this call.  Errors:
- * KDENS_E_ARG (a bad job), KDENS_E_NOTFOUND (fewer registered teachers than
- * n_teachers), and those of distillation, evaluation and registering. */
-KDENS_API kdens_status kdens_distill_run(const kdens_distill_job *job, const kdens_dataset *train,
-                                         const kdens_dataset *val, const kdens_dataset *test,
-                                         int *done);
-
-/* ------------------------------------------------------------------------ */
-/* The whole experiment (kdens pipeline, make demo; docs/guide.md)             */
-/* ------------------------------------------------------------------------ */
-
-typedef struct kdens_pipeline_config {
-    const char *workdir;      /* workspace and report folder */
-    const char *dataset;      /* the dataset's name in the workspace */
-    const char *arch;         /* teachers, baseline and students */
-    int teachers;             /* N subset teachers */
-    double fraction;          /* each teacher's share of the training set */
-    double val_fraction;      /* held out (stratified) for validation */
-    int teacher_epochs;       /* subset teachers and the baseline */
-    int student_epochs;       /* students; the baseline gets as many when larger */
-    size_t batch;
-    double lr;                /* Adam, cosine schedule */
-    int patience;             /* early stopping; 0 none */
-    float alpha, temperature; /* the distillation loss */
-    kdens_distill_mode modes[KDENS_DISTILL_MODE_COUNT];
-    int n_modes;              /* students, one per mode */
-    int size_repeats;         /* sub-ensembles per size for the curve */
-    uint64_t seed;
-} kdens_pipeline_config;
-/* The defaults of make demo (docs/guide.md explains them). */
-KDENS_API void kdens_pipeline_default(kdens_pipeline_config *cfg);
-/* Run the multi-teacher experiment on pool (the training set) and test:
- *  1. split pool into train and validation (seeded; W/<dataset>/train.csv,
- *     val.csv -- reused when present);
- *  2. N subset manifests at the fraction (W/<dataset>/subsets/);
- *  3. N teachers and a baseline on the whole training part;
- *  4. the ensemble under every fusion rule, accuracy versus ensemble size,
- *     vote statistics and the teachers' agreement;
- *  5. one student per mode (kdens_distill_run);
- *  6. the report: W/results.csv (kind,name,test_accuracy,test_loss,params,
- *     ms_per_image), W/report.md, W/report.html and its PNG plots.
- * Everything already trained is reused, so a run again on the same
- * workspace continues where it stopped.  Progress goes to the progress
- * callback, steps to the log callback.  Errors: KDENS_E_ARG (a bad
- * configuration), and those of the steps. */
-KDENS_API kdens_status kdens_pipeline_run(const kdens_pipeline_config *cfg,
-                                          const kdens_dataset *pool, const kdens_dataset *test);
 
 #ifdef __cplusplus
 }

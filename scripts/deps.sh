@@ -8,11 +8,14 @@ pkg-config dataset-fashion-mnist"
 # `deps.sh fuzz` adds what `make fuzz` needs (clang with libFuzzer),
 # `deps.sh portable` what `make check-portable` needs (qemu's user-mode
 # emulator, to run the build as processors this machine is not).
+# `deps.sh check` adds what `make check` needs beyond the build: cmocka is
+# in the base list, abigail-tools (abidw, abidiff) compares the ABI.
 # A clang build (CC=clang) needs clang.
 case "${CC:-}" in *clang*) PACKAGES="$PACKAGES clang" ;; esac
 case "${1:-}" in
 fuzz) PACKAGES="$PACKAGES clang libclang-rt-14-dev" ;;
 portable) PACKAGES="$PACKAGES qemu-user-static" ;;
+check) PACKAGES="$PACKAGES abigail-tools" ;;
 esac
 missing=""
 for p in $PACKAGES; do

@@ -3,6 +3,8 @@
  * winner disagree), ties, two classes, a single member, a Condorcet cycle. */
 #include "testutil.h"
 
+#include <stddef.h>
+
 #include <math.h>
 
 enum { MEM = 0, NAS = 1, CHA = 2, KNO = 3 };
@@ -171,7 +173,7 @@ static void test_vote_analysis(void **state)
      * winner Nashville; label Nashville */
     float *p = tennessee();
     int32_t label = NAS;
-    kdens_vote_stats s;
+    kdens_vote_stats s = KDENS_VOTE_STATS_INIT;
     uint64_t wv[101], wvc[101], lv[101];
     ASSERT_OK(kdens_vote_analysis(p, 100, 1, 4, &label, &s, wv, wvc, lv));
     assert_int_equal(s.samples, 1);
@@ -227,6 +229,19 @@ static void test_vote_analysis(void **state)
                   KDENS_E_ARG);
     float nan_p[3] = {NAN, 0, 0};
     ASSERT_STATUS(kdens_vote_analysis(nan_p, 1, 1, 3, labels, &s, NULL, NULL, NULL), KDENS_E_ARG);
+    /* the size field: 0 (not initialised) or below the first version's
+     * fields is refused, and the caller's size is kept */
+    kdens_vote_stats sized;
+    memset(&sized, 0, sizeof sized);
+    ASSERT_STATUS(kdens_vote_analysis(&q[0][0][0], 3, 4, 3, labels, &sized, NULL, NULL, NULL),
+                  KDENS_E_ARG);
+    sized.size = offsetof(kdens_vote_stats, mean_distinct);
+    ASSERT_STATUS(kdens_vote_analysis(&q[0][0][0], 3, 4, 3, labels, &sized, NULL, NULL, NULL),
+                  KDENS_E_ARG);
+    sized.size = sizeof sized;
+    ASSERT_OK(kdens_vote_analysis(&q[0][0][0], 3, 4, 3, labels, &sized, NULL, NULL, NULL));
+    assert_int_equal(sized.size, sizeof sized);
+    assert_int_equal(sized.majority, 2);
 }
 
 int main(void)

@@ -199,13 +199,13 @@ static void test_nan_and_arguments(void **state)
     ASSERT_STATUS(kdens_trainer_set_optimizer(t, KDENS_OPT_ADAM, -1), KDENS_E_ARG);
     ASSERT_STATUS(kdens_trainer_set_schedule(t, KDENS_SCHEDULE_STEP, 0, 0.5), KDENS_E_ARG);
     ASSERT_STATUS(kdens_trainer_set_early_stopping(t, -1, 1), KDENS_E_ARG);
-    ASSERT_STATUS(kdens_trainer_use_reference_defaults(t, "vgg16"), KDENS_E_NOTFOUND);
+    ASSERT_STATUS(kdens_trainer_use_arch_defaults(t, "vgg16"), KDENS_E_NOTFOUND);
     kdens_trainer_free(t);
     /* the diverged weights are useless: a fresh model for the reference defaults */
     kdens_model *fresh;
     ASSERT_OK(kdens_model_create("test", S, S, 1, K, 3, &fresh));
     ASSERT_OK(kdens_trainer_create(fresh, tr, NULL, &t));
-    ASSERT_OK(kdens_trainer_use_reference_defaults(t, "test")); /* 1 epoch, lr 0.005 */
+    ASSERT_OK(kdens_trainer_use_arch_defaults(t, "test")); /* 1 epoch, lr 0.005 */
     ASSERT_OK(kdens_trainer_fit(t));
     assert_int_equal(kdens_trainer_epochs_run(t), 1);
     kdens_trainer_free(t);

@@ -101,27 +101,6 @@ kdens_status kd_read_file(const char *path, char **data, size_t *len);
  * of the folder.  The previous file at path survives any failure. */
 kdens_status kd_write_file_atomic(const char *path, const void *data, size_t len);
 
-/* Rows of a teachers.csv registry (lib/core/registry.c). */
-typedef struct kd_registry_row {
-    char *location, *dataset, *arch, *uuid;
-    double fraction;
-    size_t line;
-} kd_registry_row;
-kdens_status kd_registry_read(const char *csv, kd_registry_row **rows, size_t *n_rows);
-void kd_registry_free(kd_registry_row *rows, size_t n);
-/* Does a registry CSV (teachers.csv, students.csv) have a row whose first
- * field is location?  False when the file does not exist. */
-bool kd_registry_has(const char *csv, const char *location);
-/* Append one whole row under an exclusive lock, the header first when the
- * file is new. */
-kdens_status kd_registry_append(const char *csv, const char *header, const char *row);
-#define KD_TEACHERS_HEADER                                                                   \
-    "model_location,dataset,architecture,fraction,uuid,train_loss,train_accuracy,val_loss,"  \
-    "val_accuracy,test_loss,test_accuracy"
-#define KD_STUDENTS_HEADER                                                                   \
-    "model_location,dataset,architecture,n_teachers,teachers_fraction,mode,alpha,"           \
-    "temperature,teachers_uuid,uuid,train_loss,train_accuracy,val_loss,val_accuracy,"        \
-    "test_loss,test_accuracy"
 
 
 /* mkdir -p; 0 or -1 with errno. */

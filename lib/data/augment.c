@@ -33,10 +33,12 @@ void kdens_augment_free(kdens_augment *aug) { free(aug); }
 
 static bool finite_nonneg(float v) { return v >= 0 && isfinite(v); }
 
-kdens_status kdens_augment_set_affine(kdens_augment *a, float rotation, float width_shift,
-                                      float height_shift, float shear, float zoom,
-                                      int horizontal_flip)
+kdens_status kdens_augment_set_affine(kdens_augment *a, double rotation_in,
+                                      double width_shift_in, double height_shift_in,
+                                      double shear_in, double zoom_in, int horizontal_flip)
 {
+    float rotation = (float)rotation_in, width_shift = (float)width_shift_in,
+          height_shift = (float)height_shift_in, shear = (float)shear_in, zoom = (float)zoom_in;
     if (!a)
         return kd_fail(KDENS_E_ARG, "NULL augmentation");
     if (!finite_nonneg(rotation) || !finite_nonneg(width_shift) || !finite_nonneg(height_shift) ||

@@ -1,4 +1,6 @@
-/* Named dataset presets, after the reference's config/datasets.py. */
+/* Named dataset presets: the official files of MNIST, Fashion-MNIST, EMNIST
+ * (balanced) and CIFAR-10/100, from a folder the caller names or from the
+ * system's data folder. */
 #include "data.h"
 
 #include <stdio.h>
@@ -6,7 +8,19 @@
 #include <string.h>
 #include <unistd.h>
 
-#define FMNIST_DEFAULT "/usr/share/datasets/fashion-mnist"
+/* Set by the build (make DATASETS_DIR=...): where the system's data set
+ * packages install (Debian's dataset-fashion-mnist: fashion-mnist/). */
+#ifndef KDENS_DATASETS_DIR
+#define KDENS_DATASETS_DIR "/usr/share/datasets"
+#endif
+
+/* Each preset's folder under KDENS_DATASETS_DIR. */
+static const struct {
+    const char *name, *folder;
+} preset_folders[] = {
+    {"mnist", "mnist"},     {"fmnist", "fashion-mnist"}, {"emnist", "emnist"},
+    {"cifar10", "cifar-10"}, {"cifar100", "cifar-100"},
+};
 
 static const char *const fmnist_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress",
                                              "Coat",        "Sandal",  "Shirt",    "Sneaker",
@@ -152,9 +166,17 @@ kdens_status kdens_dataset_preset(const char *name, const char *path, kdens_data
         return kd_fail(KDENS_E_NOTFOUND,
                        "unknown dataset preset '%s' (mnist, fmnist, emnist, cifar10, cifar100)",
                        name);
-    if (!path && !fmnist)
-        return kd_fail(KDENS_E_NOTFOUND, "preset '%s' needs the folder of its files", name);
-    const char *dir = path ? path : FMNIST_DEFAULT;
+    char *system_dir = NULL;
+    if (!path) {
+        int i = kd_table_find(preset_folders, KD_ARRAY_LEN(preset_folders),
+                              sizeof preset_folders[0], name);
+        const char *folder = preset_folders[i].folder;
+        size_t len = sizeof KDENS_DATASETS_DIR + strlen(folder) + 1;
+        if (!(system_dir = malloc(len)))
+            return kd_fail(KDENS_E_NOMEM, "out of memory");
+        snprintf(system_dir, len, "%s/%s", KDENS_DATASETS_DIR, folder);
+    }
+    const char *dir = path ? path : system_dir;
     kdens_dataset *parts[2] = {NULL, NULL};
     kdens_status st = KDENS_OK;
     for (int t = 0; t < 2 && st == KDENS_OK; t++) {
@@ -165,6 +187,7 @@ kdens_status kdens_dataset_preset(const char *name, const char *path, kdens_data
         else
             st = load_mnist_like(name, dir, emnist ? "emnist-balanced-" : "", t == 1, &parts[t]);
     }
+    free(system_dir);
     if (st != KDENS_OK) {
         kdens_dataset_free(parts[0]);
         kdens_dataset_free(parts[1]);

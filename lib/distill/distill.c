@@ -13,6 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+int kdens_distill_mode_count(void)
+{
+    return KD_DISTILL_MODE_COUNT;
+}
+
 const char *kdens_distill_mode_name(kdens_distill_mode mode)
 {
     const kd_distill_mode_ops *ops = kd_distill_mode_ops_of(mode);
@@ -153,14 +158,14 @@ kdens_status kdens_distiller_create(kdens_ensemble *teachers, const kdens_model 
             st = rebuild(spec.data, student, student->seed, &d->student);
         kd_buf_free(&spec);
         if (st == KDENS_OK)
-            st = kd_model_set_heads(d->student, n);
+            st = kd_loss_set_heads(d->student, n);
     } else if (st == KDENS_OK) {
         st = rebuild(d->template_spec, student, student->seed, &d->student);
     }
-    if (st == KDENS_OK) {
-        d->student->soft_sets = d->sets;
+    if (st == KDENS_OK)
+        st = kd_loss_set_soft_sets(d->student, d->sets);
+    if (st == KDENS_OK)
         st = kdens_model_set_loss(d->student, d->alpha, d->temperature);
-    }
     if (st == KDENS_OK)
         st = kdens_trainer_create(d->student, train, val, &d->trainer);
     if (st == KDENS_OK)
@@ -189,13 +194,13 @@ void kdens_distiller_free(kdens_distiller *d)
     free(d);
 }
 
-kdens_status kdens_distiller_set_loss(kdens_distiller *d, float alpha, float temperature)
+kdens_status kdens_distiller_set_loss(kdens_distiller *d, double alpha, double temperature)
 {
     if (!d)
         return kd_fail(KDENS_E_ARG, "NULL distiller");
     kdens_status st = kdens_model_set_loss(d->student, alpha, temperature);
     if (st == KDENS_OK)
-        d->alpha = alpha, d->temperature = temperature;
+        d->alpha = (float)alpha, d->temperature = (float)temperature;
     return st;
 }
 
@@ -203,9 +208,9 @@ kdens_status kdens_distiller_set_fusion(kdens_distiller *d, kdens_fusion rule)
 {
     if (!d)
         return kd_fail(KDENS_E_ARG, "NULL distiller");
-    if ((unsigned)rule >= KDENS_FUSE_COUNT || rule == KDENS_FUSE_KEMENY)
+    if ((unsigned)rule >= KD_FUSE_COUNT || rule == KDENS_FUSE_KEMENY)
         return kd_fail(KDENS_E_ARG, "fusion rule %s has no scores to distil from",
-                       (unsigned)rule < KDENS_FUSE_COUNT ? kdens_fusion_name(rule) : "?");
+                       (unsigned)rule < KD_FUSE_COUNT ? kdens_fusion_name(rule) : "?");
     d->rule = rule;
     return KDENS_OK;
 }

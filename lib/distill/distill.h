@@ -1,8 +1,9 @@
-/* distill: the distiller and the experiment driver.  Internal; uses every
- * module below it. */
+/* distill: the distiller (modes as a table), soft targets and their cache.
+ * Internal; uses every engine module below it. */
 #ifndef KD_DISTILL_H
 #define KD_DISTILL_H
 
+#include "../ensemble/ensemble.h"
 #include "../train/train.h"
 
 struct kdens_distiller {
@@ -43,6 +44,8 @@ struct kdens_distiller {
  * (mimic_all), the aggregator trained before it (supernet: over the
  * teachers' logits; supernet2: over their pooled features), and its
  * targets (rows x sets x classes) from the teachers' outputs on a batch. */
+/* The modes kdens.h names: 0 .. KD_DISTILL_MODE_COUNT-1. */
+#define KD_DISTILL_MODE_COUNT ((int)KDENS_DISTILL_FUSION + 1)
 typedef enum kd_aggregator { KD_AGG_NONE, KD_AGG_LOGITS, KD_AGG_FEATURES } kd_aggregator;
 typedef struct kd_distill_mode_ops {
     const char *name;
@@ -62,8 +65,5 @@ kdens_status kd_distill_targets(void *user, const float *x, const size_t *indice
 /* Before training: the aggregator (supernet modes) and the cache. */
 kdens_status kd_distill_prepare(kdens_distiller *d);
 void kd_distill_release_targets(kdens_distiller *d);
-/* The driver's name of repetition rep's student: the file stem under
- * WORKDIR/<dataset>/students/ and of its log under logs/. */
-void kd_student_name(const kdens_distill_job *j, int rep, char *buf, size_t size);
 
 #endif

@@ -210,7 +210,7 @@ static const kd_distill_mode_ops modes[] = {
                                  targets_aggregator},
     [KDENS_DISTILL_FUSION] = {"fusion", false, false, KD_AGG_NONE, targets_fusion},
 };
-_Static_assert(sizeof modes / sizeof modes[0] == KDENS_DISTILL_MODE_COUNT,
+_Static_assert(sizeof modes / sizeof modes[0] == KD_DISTILL_MODE_COUNT,
                "every kdens_distill_mode has its operations");
 
 const kd_distill_mode_ops *kd_distill_mode_ops_of(kdens_distill_mode mode)

@@ -16,8 +16,6 @@ struct kdens_ensemble {
     int n, cap;
 };
 
-
-
 kdens_status kdens_ensemble_create(kdens_ensemble **out)
 {
     if (!out)
@@ -42,7 +40,7 @@ void kdens_ensemble_free(kdens_ensemble *ens)
 
 int kdens_ensemble_size(const kdens_ensemble *ens) { return ens ? ens->n : 0; }
 
-kdens_model *kdens_ensemble_member(const kdens_ensemble *ens, int i)
+kdens_model *kdens_ensemble_member(kdens_ensemble *ens, int i)
 {
     return ens && i >= 0 && i < ens->n ? ens->members[i] : NULL;
 }
@@ -52,9 +50,10 @@ const char *kdens_ensemble_member_name(const kdens_ensemble *ens, int i)
     return ens && i >= 0 && i < ens->n ? ens->names[i] : NULL;
 }
 
-/* Add the model at path under the given name. */
-static kdens_status add_named(kdens_ensemble *ens, const char *path, const char *name)
+kdens_status kdens_ensemble_add_named(kdens_ensemble *ens, const char *path, const char *name)
 {
+    if (!ens || !path || !name)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
     kdens_model *m;
     kdens_status st = kdens_model_load(path, &m);
     if (st != KDENS_OK)
@@ -91,75 +90,7 @@ static kdens_status add_named(kdens_ensemble *ens, const char *path, const char 
 
 kdens_status kdens_ensemble_add(kdens_ensemble *ens, const char *path)
 {
-    if (!ens || !path)
-        return kd_fail(KDENS_E_ARG, "NULL argument");
-    return add_named(ens, path, path);
-}
-
-kdens_status kdens_ensemble_from_registry(const char *csv, const char *dataset,
-                                          const char *arch, double fraction, int n,
-                                          uint64_t seed, kdens_ensemble **out)
-{
-    if (!csv || !dataset || !arch || !out || n < 0)
-        return kd_fail(KDENS_E_ARG, "NULL argument or negative count");
-    kd_registry_row *rows = NULL;
-    size_t n_rows = 0;
-    kdens_status st = kd_registry_read(csv, &rows, &n_rows);
-    if (st != KDENS_OK)
-        return st;
-    char **paths = NULL, **uuids = NULL;
-    int found = 0, cap = 0;
-    for (size_t r = 0; r < n_rows && st == KDENS_OK; r++) {
-        const kd_registry_row *row = &rows[r];
-        if (strcmp(row->dataset, dataset) || strcmp(row->arch, arch) ||
-            (fraction > 0 && fabs(row->fraction - fraction) > 1e-9))
-            continue;
-        if (found == cap) {
-            cap = kd_grown(cap, 16);
-            if (!kd_resize(&paths, cap, sizeof *paths) || !kd_resize(&uuids, cap, sizeof *uuids)) {
-                st = kd_fail(KDENS_E_NOMEM, "out of memory");
-                break;
-            }
-        }
-        paths[found] = kd_strdup(row->location);
-        uuids[found] = kd_strdup(row->uuid);
-        found++;
-        if (!paths[found - 1] || !uuids[found - 1])
-            st = kd_fail(KDENS_E_NOMEM, "out of memory");
-    }
-    kd_registry_free(rows, n_rows);
-    if (st == KDENS_OK && (found == 0 || found < n))
-        st = kd_fail(KDENS_E_NOTFOUND, "%s lists %d teachers of %s/%s%s, %d asked", csv, found,
-                     dataset, arch, fraction > 0 ? " at that fraction" : "", n);
-    kdens_ensemble *ens = NULL;
-    if (st == KDENS_OK)
-        st = kdens_ensemble_create(&ens);
-    if (st == KDENS_OK && n > 0 && n < found) { /* a sample of n, order of the registry kept */
-        kd_rng rng;
-        kd_rng_seed(&rng, seed);
-        for (int i = found - 1; i > 0; i--) {
-            int j = (int)kd_rng_below(&rng, (uint64_t)i + 1);
-            char *t = paths[i];
-            paths[i] = paths[j], paths[j] = t;
-            t = uuids[i];
-            uuids[i] = uuids[j], uuids[j] = t;
-        }
-    }
-    int take = n > 0 ? n : found;
-    for (int i = 0; st == KDENS_OK && i < take; i++)
-        st = add_named(ens, paths[i], uuids[i]);
-    for (int i = 0; i < found; i++) {
-        free(paths[i]);
-        free(uuids[i]);
-    }
-    free(paths);
-    free(uuids);
-    if (st != KDENS_OK) {
-        kdens_ensemble_free(ens);
-        return st;
-    }
-    *out = ens;
-    return KDENS_OK;
+    return kdens_ensemble_add_named(ens, path, path);
 }
 
 /* ---- predictions ------------------------------------------------------------------ */

@@ -4,6 +4,9 @@
 
 #include "../core/core.h"
 
+/* The rules kdens.h names: 0 .. KD_FUSE_COUNT-1. */
+#define KD_FUSE_COUNT ((int)KDENS_FUSE_KEMENY + 1)
+
 struct kdens_predictions {
     int members, classes;
     size_t samples;

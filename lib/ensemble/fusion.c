@@ -1,9 +1,10 @@
 /* Decision fusion: averaging rules on the members' probabilities, and
  * voting rules on the members' rankings of the classes (docs/fusion.md).
  * Ties are broken by the summed probability, then the lowest class index. */
-#include "../core/core.h"
+#include "ensemble.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -355,12 +356,17 @@ static const fusion_rule rules[] = {
     [KDENS_FUSE_CONDORCET] = {"condorcet", true, rule_condorcet},
     [KDENS_FUSE_KEMENY] = {"kemeny", true, rule_kemeny},
 };
-_Static_assert(sizeof rules / sizeof rules[0] == KDENS_FUSE_COUNT,
+_Static_assert(sizeof rules / sizeof rules[0] == KD_FUSE_COUNT,
                "every kdens_fusion value has a rule");
 
 static const fusion_rule *rule_of(kdens_fusion r)
 {
     return (unsigned)r < sizeof rules / sizeof rules[0] ? &rules[r] : NULL;
+}
+
+int kdens_fusion_count(void)
+{
+    return KD_FUSE_COUNT;
 }
 
 const char *kdens_fusion_name(kdens_fusion rule)
@@ -687,13 +693,13 @@ static void pairwise(const float *probs, int members, size_t samples, size_t n, 
     }
 }
 
-kdens_status kdens_vote_analysis(const float *probs, int members, size_t samples, int classes,
-                                 const int32_t *labels, kdens_vote_stats *stats,
-                                 uint64_t *winner_votes, uint64_t *winner_votes_correct,
-                                 uint64_t *label_votes)
+/* The statistics as this version knows them; copied out as far as the
+ * caller's struct reaches (its size field). */
+static kdens_status vote_analysis(const float *probs, int members, size_t samples, int classes,
+                                  const int32_t *labels, kdens_vote_stats *stats,
+                                  uint64_t *winner_votes, uint64_t *winner_votes_correct,
+                                  uint64_t *label_votes)
 {
-    if (!stats || !labels)
-        return kd_fail(KDENS_E_ARG, "NULL statistics or labels");
     kdens_status st = check_probs(probs, members, samples, classes);
     if (st != KDENS_OK)
         return st;
@@ -711,6 +717,7 @@ kdens_status kdens_vote_analysis(const float *probs, int members, size_t samples
         return kd_fail(KDENS_E_NOMEM, "out of memory");
     }
     memset(stats, 0, sizeof *stats);
+    stats->size = sizeof *stats;
     stats->samples = samples;
     for (int v = 0; v <= members; v++) {
         if (winner_votes)
@@ -762,4 +769,26 @@ kdens_status kdens_vote_analysis(const float *probs, int members, size_t samples
     free(top);
     free(pair);
     return KDENS_OK;
+}
+
+kdens_status kdens_vote_analysis(const float *probs, int members, size_t samples, int classes,
+                                 const int32_t *labels, kdens_vote_stats *stats,
+                                 uint64_t *winner_votes, uint64_t *winner_votes_correct,
+                                 uint64_t *label_votes)
+{
+    if (!stats || !labels)
+        return kd_fail(KDENS_E_ARG, "NULL statistics or labels");
+    const size_t first_version = offsetof(kdens_vote_stats, mean_distinct) + sizeof(double);
+    if (stats->size < first_version)
+        return kd_fail(KDENS_E_ARG, "the statistics' size field is %zu, not "
+                       "sizeof(kdens_vote_stats) (KDENS_VOTE_STATS_INIT)", stats->size);
+    kdens_vote_stats all;
+    kdens_status st = vote_analysis(probs, members, samples, classes, labels, &all,
+                                    winner_votes, winner_votes_correct, label_votes);
+    if (st == KDENS_OK) {
+        size_t caller = stats->size;
+        memcpy(stats, &all, KD_MIN(caller, sizeof all));
+        stats->size = caller;
+    }
+    return st;
 }

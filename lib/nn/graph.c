@@ -106,9 +106,6 @@ kdens_status kd_model_new(int h, int w, int c, int classes, kdens_model **out)
     m->in_w = w;
     m->in_c = c;
     m->classes = classes;
-    m->soft_sets = 1;
-    m->alpha = 1.0f;
-    m->temperature = 1.0f;
     m->in_scale = malloc(sizeof(float) * (size_t)c);
     m->in_offset = malloc(sizeof(float) * (size_t)c);
     if (!m->in_scale || !m->in_offset) {
@@ -384,8 +381,6 @@ void kd_model_release_buffers(kdens_model *m)
     kd_free_aligned(m->work);
     m->work = NULL;
     m->work_floats = 0;
-    kd_free_aligned(m->loss_buf);
-    m->loss_buf = NULL;
     kd_free_aligned(m->staging);
     m->staging = NULL;
     m->staging_floats = 0;
@@ -418,11 +413,6 @@ kdens_status kd_model_plan(kdens_model *m, size_t n, bool with_grads)
         }
         if (ops->work_floats)
             work = KD_MAX(work, ops->work_floats(m, node, cap));
-    }
-    if (grads && m->soft_sets > 1 &&
-        !(m->loss_buf = kd_alloc_aligned(sizeof(float) * cap * (size_t)m->classes))) {
-        kd_model_release_buffers(m);
-        return kd_fail(KDENS_E_NOMEM, "out of memory for the loss");
     }
     if (work) {
         m->work = kd_alloc_aligned(sizeof(float) * work);
@@ -467,33 +457,4 @@ void kd_model_backward_pass(kdens_model *m, size_t n)
         if (node->needs_grad && i <= m->logits_node)
             kd_layer_ops_of(node->type)->backward(m, node, n);
     }
-}
-
-kdens_status kd_model_set_heads(kdens_model *m, int n)
-{
-    int *nodes = NULL;
-    float **ptrs = NULL;
-    if (n > 0 && (!(nodes = malloc(sizeof(int) * (size_t)n)) ||
-                  !(ptrs = malloc(sizeof(float *) * 2 * (size_t)n)))) {
-        free(nodes);
-        return kd_fail(KDENS_E_NOMEM, "out of memory");
-    }
-    for (int h = 0; h < n; h++) {
-        char name[32];
-        snprintf(name, sizeof name, "head_%d", h);
-        int id = kd_model_find(m, name);
-        if (id < 0 || m->nodes[id].type != KD_L_DENSE || m->nodes[id].c != m->classes) {
-            free(nodes);
-            free(ptrs);
-            return kd_fail(KDENS_E_ARG, "the model has no dense head '%s' of %d units", name,
-                           m->classes);
-        }
-        nodes[h] = id;
-    }
-    free(m->head_nodes);
-    free(m->head_ptrs);
-    m->head_nodes = nodes;
-    m->head_ptrs = ptrs;
-    m->n_heads = n;
-    return KDENS_OK;
 }

@@ -32,8 +32,8 @@ void kdens_model_free(kdens_model *m)
     free(m->meta_values);
     free(m->in_scale);
     free(m->in_offset);
-    free(m->head_nodes);
-    free(m->head_ptrs);
+    if (m->loss_free)
+        m->loss_free(m->loss);
     free(m);
 }
 

@@ -100,14 +100,11 @@ struct kdens_model {
     uint64_t seed;
     bool training;
     bool unfused;         /* run every node on its own (kd_model_infer_node) */
-    float alpha, temperature;
-    /* distillation (lib/distill): soft_sets target distributions per sample
-     * (1, or one per teacher); n_heads > 0 for a mimic_all student, whose
-     * head nodes head_0.. each mimic one teacher (docs/distillation.md) */
-    int soft_sets, n_heads;
-    int *head_nodes;
-    float **head_ptrs;    /* 2 x n_heads: the heads' outputs, then their gradients */
-    float *loss_buf;      /* planned batch x classes: the mean of soft_sets targets */
+    /* the loss kdens_model_forward_loss computes: the train module's
+     * settings and buffers (lib/train/train.h), opaque to this module; NULL
+     * until set, freed with the model through loss_free */
+    struct kd_loss *loss;
+    void (*loss_free)(struct kd_loss *loss);
     /* planned batch */
     size_t cap_n;         /* rows the node buffers hold */
     bool cap_grads;       /* node gradient buffers allocated */
@@ -199,9 +196,6 @@ int kd_resolve_padding(kd_pad_mode mode, const int *explicit_pad, int in, int k,
 
 /* Make the node buffers hold n samples (and gradients when with_grads). */
 kdens_status kd_model_plan(kdens_model *m, size_t n, bool with_grads);
-/* Mark the nodes head_0 .. head_{n-1} (dense layers of `classes` units) as
- * the heads of a mimic_all student; n 0 clears.  KDENS_E_ARG when missing. */
-kdens_status kd_model_set_heads(kdens_model *m, int n);
 /* Copy every parameter of src into the parameter of dst with the same name
  * and size; *copied (may be NULL) receives how many. */
 kdens_status kd_model_copy_params(kdens_model *dst, const kdens_model *src, int *copied);

@@ -8,6 +8,8 @@
 #include "train.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* weight * CE(y, softmax(z)); adds weight * (softmax(z) - onehot(y)) * scale to d. */
@@ -124,4 +126,81 @@ double kd_loss_heads(size_t rows, int classes, const float *z, const int32_t *la
     if (correct)
         *correct = right;
     return total * inv_rows;
+}
+
+/* ---- the loss attached to a model ------------------------------------------------- */
+
+static const kd_loss default_loss = {1.0f, 1.0f, 1, 0, NULL, NULL, NULL, 0};
+
+const kd_loss *kd_loss_of(const kdens_model *m)
+{
+    return m->loss ? m->loss : &default_loss;
+}
+
+static void loss_free(kd_loss *loss)
+{
+    if (!loss)
+        return;
+    free(loss->head_nodes);
+    free(loss->head_ptrs);
+    kd_free_aligned(loss->sets_mean);
+    free(loss);
+}
+
+kd_loss *kd_loss_edit(kdens_model *m)
+{
+    if (!m->loss) {
+        kd_loss *loss = malloc(sizeof *loss);
+        if (!loss) {
+            kd_fail(KDENS_E_NOMEM, "out of memory for the loss");
+            return NULL;
+        }
+        *loss = default_loss;
+        m->loss = loss;
+        m->loss_free = loss_free;
+    }
+    return m->loss;
+}
+
+kdens_status kd_loss_set_soft_sets(kdens_model *m, int sets)
+{
+    if (sets < 1)
+        return kd_fail(KDENS_E_ARG, "%d target sets per sample", sets);
+    kd_loss *loss = kd_loss_edit(m);
+    if (!loss)
+        return KDENS_E_NOMEM;
+    loss->soft_sets = sets;
+    return KDENS_OK;
+}
+
+kdens_status kd_loss_set_heads(kdens_model *m, int n)
+{
+    kd_loss *loss = kd_loss_edit(m);
+    if (!loss)
+        return KDENS_E_NOMEM;
+    int *nodes = NULL;
+    float **ptrs = NULL;
+    if (n > 0 && (!(nodes = malloc(sizeof(int) * (size_t)n)) ||
+                  !(ptrs = malloc(sizeof(float *) * 2 * (size_t)n)))) {
+        free(nodes);
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    }
+    for (int h = 0; h < n; h++) {
+        char name[32];
+        snprintf(name, sizeof name, "head_%d", h);
+        int id = kd_model_find(m, name);
+        if (id < 0 || m->nodes[id].type != KD_L_DENSE || m->nodes[id].c != m->classes) {
+            free(nodes);
+            free(ptrs);
+            return kd_fail(KDENS_E_ARG, "the model has no dense head '%s' of %d units", name,
+                           m->classes);
+        }
+        nodes[h] = id;
+    }
+    free(loss->head_nodes);
+    free(loss->head_ptrs);
+    loss->head_nodes = nodes;
+    loss->head_ptrs = ptrs;
+    loss->n_heads = n;
+    return KDENS_OK;
 }

@@ -14,8 +14,9 @@ kdens_status kdens_model_set_training(kdens_model *m, int training)
     return KDENS_OK;
 }
 
-kdens_status kdens_model_set_batchnorm(kdens_model *m, float momentum, float epsilon)
+kdens_status kdens_model_set_batchnorm(kdens_model *m, double momentum_in, double epsilon_in)
 {
+    float momentum = (float)momentum_in, epsilon = (float)epsilon_in;
     if (!m)
         return kd_fail(KDENS_E_ARG, "NULL model");
     if (!(momentum >= 0 && momentum <= 1) || !(epsilon > 0))
@@ -37,18 +38,27 @@ kdens_status kdens_model_set_seed(kdens_model *m, uint64_t seed)
     return KDENS_OK;
 }
 
-kdens_status kdens_model_set_loss(kdens_model *m, float alpha, float temperature)
+kdens_status kd_check_loss(double alpha, double temperature)
+{
+    if (!(alpha >= 0 && alpha <= 1))
+        return kd_fail(KDENS_E_ARG, "alpha %g is outside [0, 1]", alpha);
+    float t = (float)temperature; /* as the loss will hold it */
+    if (!(t > 0) || isinf(t))
+        return kd_fail(KDENS_E_ARG, "temperature %g must be a positive number", temperature);
+    return KDENS_OK;
+}
+
+kdens_status kdens_model_set_loss(kdens_model *m, double alpha, double temperature)
 {
     if (!m)
         return kd_fail(KDENS_E_ARG, "NULL model");
-    if (!(alpha >= 0 && alpha <= 1))
-        return kd_fail(KDENS_E_ARG, "alpha %g is outside [0, 1]", (double)alpha);
-    if (!(temperature > 0) || isinf(temperature))
-        return kd_fail(KDENS_E_ARG, "temperature %g must be a positive number",
-                       (double)temperature);
-    m->alpha = alpha;
-    m->temperature = temperature;
-    return KDENS_OK;
+    kd_loss *loss = NULL;
+    kdens_status st = kd_check_loss(alpha, temperature);
+    if (st == KDENS_OK)
+        st = (loss = kd_loss_edit(m)) ? KDENS_OK : KDENS_E_NOMEM;
+    if (st == KDENS_OK)
+        loss->alpha = (float)alpha, loss->temperature = (float)temperature;
+    return st;
 }
 
 static kdens_status check_targets(const kdens_model *m, size_t n, const int32_t *labels,
@@ -59,15 +69,16 @@ static kdens_status check_targets(const kdens_model *m, size_t n, const int32_t 
             if (labels[i] < 0 || labels[i] >= m->classes)
                 return kd_fail(KDENS_E_ARG, "label %d of sample %zu is outside [0, %d)",
                                labels[i], i, m->classes);
-    size_t per = (size_t)m->soft_sets * m->classes;
+    const kd_loss *loss = kd_loss_of(m);
+    size_t per = (size_t)loss->soft_sets * m->classes;
     if (soft)
         for (size_t i = 0; i < n * per; i++)
             if (!(soft[i] >= 0 && soft[i] <= 1))
                 return kd_fail(KDENS_E_ARG, "soft target %zu of sample %zu is %g, not in [0, 1]",
                                i % per, i / per, (double)soft[i]);
-    if (!labels && (!soft || m->alpha > 0))
+    if (!labels && (!soft || loss->alpha > 0))
         return kd_fail(KDENS_E_ARG, "labels are NULL but the loss needs them (alpha %g)",
-                       (double)m->alpha);
+                       (double)loss->alpha);
     return KDENS_OK;
 }
 
@@ -88,23 +99,32 @@ kdens_status kdens_model_forward_loss(kdens_model *m, const float *x, size_t n,
     kd_node *logits = &m->nodes[m->logits_node];
     if (!logits->grad)
         return kd_fail(KDENS_E_STATE, "the model has no trainable parameters");
+    kd_loss *ls = m->loss; /* NULL: the defaults, one target set, no heads */
+    if (soft && ls && ls->soft_sets > 1 && !ls->n_heads && ls->sets_rows < n) {
+        kd_free_aligned(ls->sets_mean);
+        ls->sets_rows = 0;
+        if (!(ls->sets_mean = kd_alloc_aligned(sizeof(float) * n * (size_t)m->classes)))
+            return kd_fail(KDENS_E_NOMEM, "out of memory for the loss");
+        ls->sets_rows = n;
+    }
     kd_model_forward(m, x, n); /* node gradients are zeroed during backward */
+    const kd_loss *lc = kd_loss_of(m);
     double l;
-    if (soft && m->n_heads > 0) { /* mimic_all: one target per head */
-        for (int h = 0; h < m->n_heads; h++) {
-            kd_node *head = &m->nodes[m->head_nodes[h]];
-            m->head_ptrs[h] = head->out;
-            m->head_ptrs[m->n_heads + h] = head->grad;
+    if (soft && lc->n_heads > 0) { /* mimic_all: one target per head */
+        for (int h = 0; h < ls->n_heads; h++) {
+            kd_node *head = &m->nodes[ls->head_nodes[h]];
+            ls->head_ptrs[h] = head->out;
+            ls->head_ptrs[ls->n_heads + h] = head->grad;
             head->grad_injected = true;
         }
-        l = kd_loss_heads(n, m->classes, logits->out, labels, soft, m->n_heads,
-                          (const float *const *)m->head_ptrs, m->head_ptrs + m->n_heads,
-                          m->alpha, m->temperature, logits->grad, correct);
-    } else if (soft && m->soft_sets > 1) { /* loss_avg: the mean divergence */
-        l = kd_loss_sets(n, m->classes, logits->out, labels, soft, m->soft_sets, m->alpha,
-                         m->temperature, m->loss_buf, logits->grad, correct);
+        l = kd_loss_heads(n, m->classes, logits->out, labels, soft, ls->n_heads,
+                          (const float *const *)ls->head_ptrs, ls->head_ptrs + ls->n_heads,
+                          ls->alpha, ls->temperature, logits->grad, correct);
+    } else if (soft && lc->soft_sets > 1) { /* loss_avg: the mean divergence */
+        l = kd_loss_sets(n, m->classes, logits->out, labels, soft, ls->soft_sets, ls->alpha,
+                         ls->temperature, ls->sets_mean, logits->grad, correct);
     } else {
-        l = kd_loss_logits(n, m->classes, logits->out, labels, soft, m->alpha, m->temperature,
+        l = kd_loss_logits(n, m->classes, logits->out, labels, soft, lc->alpha, lc->temperature,
                            logits->grad, correct);
     }
     if (!isfinite(l))
@@ -144,8 +164,10 @@ struct kdens_optimizer {
     float *m1, *m2;
 };
 
-kdens_status kdens_optimizer_create(kdens_optimizer_type type, float lr, kdens_optimizer **out)
+kdens_status kdens_optimizer_create(kdens_optimizer_type type, double lr_in,
+                                    kdens_optimizer **out)
 {
+    float lr = (float)lr_in;
     if (!out)
         return kd_fail(KDENS_E_ARG, "NULL argument");
     if (type != KDENS_OPT_SGD && type != KDENS_OPT_ADAM && type != KDENS_OPT_ADAMW)
@@ -174,8 +196,9 @@ void kdens_optimizer_free(kdens_optimizer *o)
     free(o);
 }
 
-kdens_status kdens_optimizer_set_lr(kdens_optimizer *o, float lr)
+kdens_status kdens_optimizer_set_lr(kdens_optimizer *o, double lr_in)
 {
+    float lr = (float)lr_in;
     if (!o)
         return kd_fail(KDENS_E_ARG, "NULL optimizer");
     if (!(lr >= 0) || isinf(lr))
@@ -184,11 +207,12 @@ kdens_status kdens_optimizer_set_lr(kdens_optimizer *o, float lr)
     return KDENS_OK;
 }
 
-float kdens_optimizer_get_lr(const kdens_optimizer *o) { return o ? o->lr : 0.0f; }
+double kdens_optimizer_get_lr(const kdens_optimizer *o) { return o ? o->lr : 0.0; }
 uint64_t kdens_optimizer_steps(const kdens_optimizer *o) { return o ? o->steps : 0; }
 
-kdens_status kdens_optimizer_set_momentum(kdens_optimizer *o, float momentum, int nesterov)
+kdens_status kdens_optimizer_set_momentum(kdens_optimizer *o, double momentum_in, int nesterov)
 {
+    float momentum = (float)momentum_in;
     if (!o)
         return kd_fail(KDENS_E_ARG, "NULL optimizer");
     if (!(momentum >= 0 && momentum < 1))
@@ -198,9 +222,10 @@ kdens_status kdens_optimizer_set_momentum(kdens_optimizer *o, float momentum, in
     return KDENS_OK;
 }
 
-kdens_status kdens_optimizer_set_betas(kdens_optimizer *o, float beta1, float beta2,
-                                       float epsilon)
+kdens_status kdens_optimizer_set_betas(kdens_optimizer *o, double beta1_in, double beta2_in,
+                                       double epsilon_in)
 {
+    float beta1 = (float)beta1_in, beta2 = (float)beta2_in, epsilon = (float)epsilon_in;
     if (!o)
         return kd_fail(KDENS_E_ARG, "NULL optimizer");
     if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1) || !(epsilon > 0))
@@ -211,8 +236,9 @@ kdens_status kdens_optimizer_set_betas(kdens_optimizer *o, float beta1, float be
     return KDENS_OK;
 }
 
-kdens_status kdens_optimizer_set_weight_decay(kdens_optimizer *o, float decay)
+kdens_status kdens_optimizer_set_weight_decay(kdens_optimizer *o, double decay_in)
 {
+    float decay = (float)decay_in;
     if (!o)
         return kd_fail(KDENS_E_ARG, "NULL optimizer");
     if (!(decay >= 0) || isinf(decay))

@@ -5,6 +5,29 @@
 
 #include "../nn/nn.h"
 
+/* The loss a model trains with, attached to the model (kdens_model's loss
+ * field, opaque to lib/nn): alpha and T (kdens_model_set_loss), the target
+ * distributions per sample (soft_sets: 1, or one per teacher for loss_avg
+ * and mimic_all) and, for a mimic_all student, its heads -- the dense nodes
+ * head_0 .. that each mimic one teacher (docs/distillation.md). */
+typedef struct kd_loss {
+    float alpha, temperature;
+    int soft_sets, n_heads;
+    int *head_nodes;
+    float **head_ptrs;    /* 2 x n_heads: the heads' outputs, then their gradients */
+    float *sets_mean;     /* sets_rows x classes: the mean of soft_sets targets */
+    size_t sets_rows;
+} kd_loss;
+/* The model's loss: alpha 1, T 1, one target set and no heads until set. */
+const kd_loss *kd_loss_of(const kdens_model *m);
+/* The same for changing, attached on first use; NULL (KDENS_E_NOMEM). */
+kd_loss *kd_loss_edit(kdens_model *m);
+/* Target distributions per sample (>= 1). */
+kdens_status kd_loss_set_soft_sets(kdens_model *m, int sets);
+/* Make the nodes head_0 .. head_{n-1} (dense layers of `classes` units) the
+ * heads of a mimic_all student; n 0 clears.  KDENS_E_ARG when missing. */
+kdens_status kd_loss_set_heads(kdens_model *m, int n);
+
 /* The distillation-aware loss on logits z (rows x classes): fills dz with the
  * gradient of the mean loss and returns the mean loss.  labels may be NULL
  * when alpha is 0; soft may be NULL (then the loss is cross-entropy). */
@@ -34,12 +57,17 @@ void kd_optimizer_save(const kdens_optimizer *o, kd_buf *b);
 kdens_status kd_optimizer_restore(kdens_optimizer *o, const kdens_model *m, const uint8_t *data,
                                   size_t len, const char *path);
 
+/* KDENS_E_ARG unless alpha lies in [0, 1] and the temperature (as a
+ * float) is positive and finite: the distillation loss's settings. */
+kdens_status kd_check_loss(double alpha, double temperature);
+
 /* KDENS_E_SHAPE unless the dataset's images and classes fit the model. */
 kdens_status kd_check_fit(const kdens_model *m, const kdens_dataset *ds, const char *what);
 
-/* Overrides of an architecture's reference training defaults, shared by the
- * teacher workflow and the student driver: values <= 0 keep the default;
- * lr > 0 selects Adam at lr; schedule < 0 keeps the default schedule. */
+/* Overrides of an architecture's training defaults, for the experiment
+ * layer's teacher farm and student driver: values <= 0 (patience < 0) keep
+ * the default; lr > 0 selects Adam at lr; schedule < 0 keeps the default
+ * schedule. */
 typedef struct kd_train_overrides {
     int epochs;
     size_t batch;
@@ -48,7 +76,7 @@ typedef struct kd_train_overrides {
     int schedule;
     uint64_t seed;
 } kd_train_overrides;
-/* The reference defaults of arch (not listed: early stopping with patience
+/* The defaults of arch (not listed: early stopping with patience
  * 10, restoring the best), then the overrides and the seed. */
 kdens_status kd_trainer_configure(kdens_trainer *t, const char *arch, const kd_train_overrides *o);
 

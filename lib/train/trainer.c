@@ -240,34 +240,34 @@ static const struct {
     int epochs;
     double lr;
     int batch, patience, ra_n, ra_m;
-} reference_defaults[] = {
+} arch_defaults[] = {
     {"test", 1, 0.005, 128, 20, 3, 7},           {"resnet50v2", 300, 0.001, 128, 30, 3, 7},
     {"efficientnetb0", 300, 0.001, 64, 30, 3, 7}, {"efficientnetb3", 300, 0.001, 64, 30, 3, 7},
     {"densenet121", 300, 0.005, 128, 30, 3, 7},   {"mobilenetv3large", 200, 0.005, 32, 20, 3, 7},
 };
 
-kdens_status kdens_trainer_use_reference_defaults(kdens_trainer *t, const char *arch)
+kdens_status kdens_trainer_use_arch_defaults(kdens_trainer *t, const char *arch)
 {
     if (!t || !arch)
         return kd_fail(KDENS_E_ARG, "NULL argument");
-    for (size_t i = 0; i < KD_ARRAY_LEN(reference_defaults); i++)
-        if (strcmp(reference_defaults[i].arch, arch) == 0) {
+    for (size_t i = 0; i < KD_ARRAY_LEN(arch_defaults); i++)
+        if (strcmp(arch_defaults[i].arch, arch) == 0) {
             kdens_augment *a;
             kdens_status st = kdens_augment_create(&a);
             if (st != KDENS_OK)
                 return st;
-            kdens_augment_set_randaugment(a, reference_defaults[i].ra_n, reference_defaults[i].ra_m);
+            kdens_augment_set_randaugment(a, arch_defaults[i].ra_n, arch_defaults[i].ra_m);
             kdens_augment_free(t->own_aug);
             t->own_aug = a;
             t->aug = a;
-            t->epochs = reference_defaults[i].epochs;
-            t->lr = reference_defaults[i].lr;
-            t->batch = (size_t)reference_defaults[i].batch;
-            t->patience = reference_defaults[i].patience;
+            t->epochs = arch_defaults[i].epochs;
+            t->lr = arch_defaults[i].lr;
+            t->batch = (size_t)arch_defaults[i].batch;
+            t->patience = arch_defaults[i].patience;
             t->opt_type = KDENS_OPT_ADAM;
             return KDENS_OK;
         }
-    return kd_fail(KDENS_E_NOTFOUND, "the reference lists no defaults for '%s'", arch);
+    return kd_fail(KDENS_E_NOTFOUND, "no training defaults are known for '%s'", arch);
 }
 
 kdens_status kdens_trainer_set_epochs(kdens_trainer *t, int epochs)
@@ -416,7 +416,7 @@ kdens_status kdens_trainer_fit(kdens_trainer *t)
         st = kdens_loader_set_scaling(ld, m->in_scale, m->in_offset);
     float *soft = NULL;
     if (st == KDENS_OK && t->soft_fn &&
-        !(soft = malloc(sizeof(float) * t->batch * (size_t)m->soft_sets * m->classes)))
+        !(soft = malloc(sizeof(float) * t->batch * (size_t)kd_loss_of(m)->soft_sets * m->classes)))
         st = kd_fail(KDENS_E_NOMEM, "out of memory for soft targets");
     if (st == KDENS_OK && t->val && t->patience > 0 && t->restore_best &&
         !(best = malloc(sizeof(float) * (m->n_weights ? m->n_weights : 1))))
@@ -490,8 +490,8 @@ const kdens_augment *kd_trainer_augment(const kdens_trainer *t) { return t->aug;
 
 kdens_status kd_trainer_configure(kdens_trainer *t, const char *arch, const kd_train_overrides *o)
 {
-    if (kdens_trainer_use_reference_defaults(t, arch) != KDENS_OK)
-        kdens_trainer_set_early_stopping(t, 10, 1); /* not in the reference: plain */
+    if (kdens_trainer_use_arch_defaults(t, arch) != KDENS_OK)
+        kdens_trainer_set_early_stopping(t, 10, 1); /* not in the table: plain */
     kdens_status st = KDENS_OK;
     if (o->epochs > 0)
         st = kdens_trainer_set_epochs(t, o->epochs);
@@ -499,7 +499,7 @@ kdens_status kd_trainer_configure(kdens_trainer *t, const char *arch, const kd_t
         st = kdens_trainer_set_batch(t, o->batch);
     if (st == KDENS_OK && o->lr > 0)
         st = kdens_trainer_set_optimizer(t, KDENS_OPT_ADAM, o->lr);
-    if (st == KDENS_OK && o->patience > 0)
+    if (st == KDENS_OK && o->patience >= 0)
         st = kdens_trainer_set_early_stopping(t, o->patience, 1);
     if (st == KDENS_OK && o->schedule >= 0)
         st = kdens_trainer_set_schedule(t, (kdens_schedule)o->schedule, 0, 0.1);

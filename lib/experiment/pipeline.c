@@ -5,7 +5,6 @@
 #include "report.h"
 
 #include "../data/data.h"
-#include "../distill/distill.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -14,54 +13,100 @@
 #include <time.h>
 #include <unistd.h>
 
-void kdens_pipeline_default(kdens_pipeline_config *c)
+kdens_status kdens_pipeline_create(const char *workdir, const char *dataset, const char *arch,
+                                   kdens_pipeline **out)
 {
-    if (!c)
-        return;
-    memset(c, 0, sizeof *c);
-    c->workdir = "demo-out";
-    c->dataset = "fmnist";
-    c->arch = "test";
-    c->teachers = 8;
-    c->fraction = 0.8;
-    c->val_fraction = 0.1;
-    c->teacher_epochs = 15;
-    c->student_epochs = 20;
-    c->batch = 128;
-    c->lr = 0.005;
-    c->patience = 0;
-    c->alpha = 0.5f;
-    c->temperature = 2.0f;
-    c->modes[0] = KDENS_DISTILL_OUTPUT_AVG;
-    c->modes[1] = KDENS_DISTILL_LOSS_AVG;
-    c->modes[2] = KDENS_DISTILL_MIMIC_ALL;
-    c->n_modes = 3;
-    c->size_repeats = 10;
-    c->seed = 1;
-}
-
-static kdens_status check_config(const kdens_pipeline_config *c)
-{
-    if (!c->workdir || !c->dataset || !c->arch)
-        return kd_fail(KDENS_E_ARG, "the pipeline needs a workdir, a dataset name and an "
-                       "architecture");
-    if (c->teachers < 1 || c->teachers > 64)
-        return kd_fail(KDENS_E_ARG, "%d teachers: 1 to 64 are supported", c->teachers);
-    if (!(c->fraction > 0 && c->fraction <= 1) || !(c->val_fraction > 0 && c->val_fraction < 1))
-        return kd_fail(KDENS_E_ARG, "fraction %g and validation fraction %g must lie in (0, 1]",
-                       c->fraction, c->val_fraction);
-    if (c->teacher_epochs < 1 || c->student_epochs < 1 || c->batch < 1 || !(c->lr > 0))
-        return kd_fail(KDENS_E_ARG, "epochs, batch and learning rate must be positive");
-    if (c->n_modes < 0 || c->n_modes > KDENS_DISTILL_MODE_COUNT || c->size_repeats < 1)
-        return kd_fail(KDENS_E_ARG, "%d modes, %d repeats", c->n_modes, c->size_repeats);
-    for (int i = 0; i < c->n_modes; i++)
-        if ((unsigned)c->modes[i] >= KDENS_DISTILL_MODE_COUNT)
-            return kd_fail(KDENS_E_ARG, "unknown distillation mode %d", (int)c->modes[i]);
-    if (!(c->alpha >= 0 && c->alpha <= 1) || !(c->temperature > 0))
-        return kd_fail(KDENS_E_ARG, "alpha %g must lie in [0, 1] and the temperature %g above 0",
-                       (double)c->alpha, (double)c->temperature);
+    if (!out)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    kdens_pipeline c = {
+        .teachers = 8,
+        .fraction = 0.8,
+        .val_fraction = 0.1,
+        .teacher_epochs = 15,
+        .student_epochs = 20,
+        .batch = 128,
+        .lr = 0.005,
+        .patience = -1,
+        .alpha = 0.5f,
+        .temperature = 2.0f,
+        .modes = {KDENS_DISTILL_OUTPUT_AVG, KDENS_DISTILL_LOSS_AVG, KDENS_DISTILL_MIMIC_ALL},
+        .n_modes = 3,
+        .size_repeats = 10,
+        .seed = 1,
+    };
+    const char *in[3] = {workdir, dataset, arch};
+    const char **names[3] = {&c.workdir, &c.dataset, &c.arch};
+    void *p;
+    kdens_status st = kd_handle_with_names(sizeof c, 3, in, names, &p);
+    if (st != KDENS_OK)
+        return st;
+    *(kdens_pipeline *)p = c;
+    *out = p;
     return KDENS_OK;
 }
+
+void kdens_pipeline_free(kdens_pipeline *p)
+{
+    free(p);
+}
+
+kdens_status kdens_pipeline_set_teachers(kdens_pipeline *p, int n, double fraction)
+{
+    if (!p || n < 1 || n > 64 || !(fraction > 0 && fraction <= 1))
+        return kd_fail(KDENS_E_ARG, "%d teachers of fraction %g: 1 to 64, fraction in (0, 1]",
+                       n, fraction);
+    p->teachers = n;
+    p->fraction = fraction;
+    return KDENS_OK;
+}
+
+kdens_status kdens_pipeline_set_epochs(kdens_pipeline *p, int teacher_epochs, int student_epochs)
+{
+    if (!p || teacher_epochs < 1 || student_epochs < 1)
+        return kd_fail(KDENS_E_ARG, "epochs %d and %d must be >= 1", teacher_epochs,
+                       student_epochs);
+    p->teacher_epochs = teacher_epochs;
+    p->student_epochs = student_epochs;
+    return KDENS_OK;
+}
+
+kdens_status kdens_pipeline_set_loss(kdens_pipeline *p, double alpha, double temperature)
+{
+    if (!p)
+        return kd_fail(KDENS_E_ARG, "NULL handle");
+    kdens_status st = kd_check_loss(alpha, temperature);
+    if (st == KDENS_OK)
+        p->alpha = (float)alpha, p->temperature = (float)temperature;
+    return st;
+}
+
+kdens_status kdens_pipeline_set_modes(kdens_pipeline *p, const kdens_distill_mode *modes, int n)
+{
+    if (!p || n < 0 || n > KD_DISTILL_MODE_COUNT || (n > 0 && !modes))
+        return kd_fail(KDENS_E_ARG, "NULL handle or %d modes", n);
+    for (int i = 0; i < n; i++) {
+        if (!kd_distill_mode_ops_of(modes[i]))
+            return kd_fail(KDENS_E_ARG, "unknown distillation mode %d", (int)modes[i]);
+        for (int k = 0; k < i; k++)
+            if (modes[k] == modes[i])
+                return kd_fail(KDENS_E_ARG, "mode %s listed twice",
+                               kdens_distill_mode_name(modes[i]));
+    }
+    for (int i = 0; i < n; i++)
+        p->modes[i] = modes[i];
+    p->n_modes = n;
+    return KDENS_OK;
+}
+
+KD_SETTER(kdens_pipeline, kdens_pipeline_set_val_fraction, double, val_fraction,
+          v > 0 && v < 1, "validation fraction")
+KD_SETTER(kdens_pipeline, kdens_pipeline_set_batch, size_t, batch, v >= 1, "batch")
+KD_SETTER(kdens_pipeline, kdens_pipeline_set_lr, double, lr, v > 0 && isfinite(v),
+          "learning rate")
+KD_SETTER(kdens_pipeline, kdens_pipeline_set_patience, int, patience, v >= 0, "patience")
+KD_SETTER(kdens_pipeline, kdens_pipeline_set_size_repeats, int, size_repeats, v >= 1,
+          "sub-ensembles per size")
+KD_SETTER(kdens_pipeline, kdens_pipeline_set_seed, uint64_t, seed, true, "seed")
 
 static double now(void)
 {
@@ -71,7 +116,7 @@ static double now(void)
 }
 
 /* Step 1: the split, from the workspace's manifests when they exist. */
-static kdens_status split(const char *dir, const kdens_pipeline_config *c,
+static kdens_status split(const char *dir, const kdens_pipeline *c,
                           const kdens_dataset *pool, kdens_dataset **train, kdens_dataset **val)
 {
     char tr[4600], va[4600];
@@ -92,7 +137,7 @@ static kdens_status split(const char *dir, const kdens_pipeline_config *c,
 }
 
 /* Step 2: N subsets (deterministic names: rewriting one is harmless). */
-static kdens_status subsets(const char *dir, const kdens_pipeline_config *c,
+static kdens_status subsets(const char *dir, const kdens_pipeline *c,
                             const kdens_dataset *train)
 {
     char sub[4600], path[4800];
@@ -107,8 +152,23 @@ static kdens_status subsets(const char *dir, const kdens_pipeline_config *c,
     return st;
 }
 
+/* The teachers' epochs, batch, learning rate, patience and seed. */
+static kdens_status training_settings(kdens_teachers *tc, const kdens_pipeline *c, int epochs)
+{
+    kdens_status st = kdens_teachers_set_epochs(tc, epochs);
+    if (st == KDENS_OK)
+        st = kdens_teachers_set_batch(tc, c->batch);
+    if (st == KDENS_OK)
+        st = kdens_teachers_set_lr(tc, c->lr);
+    if (st == KDENS_OK && c->patience >= 0)
+        st = kdens_teachers_set_patience(tc, c->patience);
+    if (st == KDENS_OK)
+        st = kdens_teachers_set_seed(tc, c->seed);
+    return st;
+}
+
 /* Step 3: teachers of the fraction and the baseline. */
-static kdens_status teachers(const kdens_pipeline_config *c, const kdens_dataset *train,
+static kdens_status teachers(const kdens_pipeline *c, const kdens_dataset *train,
                              const kdens_dataset *val, const kdens_dataset *test)
 {
     kdens_teachers *tc;
@@ -117,8 +177,7 @@ static kdens_status teachers(const kdens_pipeline_config *c, const kdens_dataset
     if (st != KDENS_OK)
         return st;
     int trained = 0;
-    st = kdens_teachers_set_training(tc, c->teacher_epochs, c->batch, c->lr, c->patience,
-                                     c->seed);
+    st = training_settings(tc, c, c->teacher_epochs);
     if (st == KDENS_OK)
         st = kdens_teachers_set_schedule(tc, KDENS_SCHEDULE_COSINE);
     if (st == KDENS_OK) /* the same data for teachers, baseline and students */
@@ -128,7 +187,7 @@ static kdens_status teachers(const kdens_pipeline_config *c, const kdens_dataset
     /* the baseline trains as long as the longest of teachers and students */
     int epochs = c->teacher_epochs > c->student_epochs ? c->teacher_epochs : c->student_epochs;
     if (st == KDENS_OK)
-        st = kdens_teachers_set_training(tc, epochs, c->batch, c->lr, c->patience, c->seed);
+        st = training_settings(tc, c, epochs);
     if (st == KDENS_OK)
         st = kdens_teachers_train_baseline(tc);
     kdens_teachers_free(tc);
@@ -175,7 +234,7 @@ static kdens_status measure_file(const char *path, const kdens_dataset *test,
 /* Rows for the baseline and the teachers of the fraction, from teachers.csv. */
 static kdens_status teacher_rows(kd_report *r, const kdens_dataset *test, const test_images *ti)
 {
-    const kdens_pipeline_config *c = r->cfg;
+    const kdens_pipeline *c = r->cfg;
     char csv[4400];
     snprintf(csv, sizeof csv, "%s/teachers.csv", c->workdir);
     kd_registry_row *rows;
@@ -221,7 +280,7 @@ static double mean_rule_loss(const kdens_predictions *pr)
 /* Step 4: every fusion rule, accuracy versus size, agreement, votes. */
 static kdens_status fusion(kd_report *r, const kdens_dataset *test)
 {
-    const kdens_pipeline_config *c = r->cfg;
+    const kdens_pipeline *c = r->cfg;
     char csv[4400];
     snprintf(csv, sizeof csv, "%s/teachers.csv", c->workdir);
     kdens_ensemble *ens;
@@ -240,7 +299,7 @@ static kdens_status fusion(kd_report *r, const kdens_dataset *test)
     size_t params = 0;
     for (int i = 0; i < m && st == KDENS_OK; i++)
         params += kdens_model_param_count(kdens_ensemble_member(ens, i));
-    for (int rule = 0; rule < KDENS_FUSE_COUNT && st == KDENS_OK; rule++) {
+    for (int rule = 0; rule < kdens_fusion_count() && st == KDENS_OK; rule++) {
         kd_result res;
         memset(&res, 0, sizeof res);
         snprintf(res.kind, sizeof res.kind, "ensemble");
@@ -279,6 +338,7 @@ static kdens_status fusion(kd_report *r, const kdens_dataset *test)
     int k = kdens_predictions_classes(pr);
     if (st == KDENS_OK)
         st = kdens_agreement(probs, m, n, k, labels, r->agreement, &r->oracle);
+    r->votes.size = sizeof r->votes;
     if (st == KDENS_OK)
         st = kdens_vote_analysis(probs, m, n, k, labels, &r->votes, NULL, NULL, NULL);
     char path[8300];
@@ -294,11 +354,11 @@ static kdens_status fusion(kd_report *r, const kdens_dataset *test)
 static kdens_status students(kd_report *r, const kdens_dataset *train, const kdens_dataset *val,
                              const kdens_dataset *test, const test_images *ti)
 {
-    const kdens_pipeline_config *c = r->cfg;
+    const kdens_pipeline *c = r->cfg;
     kdens_status st = KDENS_OK;
     for (int i = 0; i < c->n_modes && st == KDENS_OK; i++) {
         kdens_distill_job job;
-        kdens_distill_job_default(&job);
+        kd_distill_job_init(&job);
         job.workdir = c->workdir;
         job.dataset = c->dataset;
         job.teacher_arch = job.student_arch = c->arch;
@@ -316,7 +376,7 @@ static kdens_status students(kd_report *r, const kdens_dataset *train, const kde
         job.seed = c->seed;
         kd_log(KDENS_LOG_INFO, "student %d/%d: %s", i + 1, c->n_modes,
                kdens_distill_mode_name(job.mode));
-        st = kdens_distill_run(&job, train, val, test, NULL);
+        st = kdens_distill_job_run(&job, train, val, test, NULL);
         char name[512], path[5000];
         kd_student_name(&job, 0, name, sizeof name);
         snprintf(path, sizeof path, "%s/%s/students/%s.kdm", c->workdir, c->dataset, name);
@@ -348,14 +408,12 @@ static kdens_status load_test_images(const kdens_dataset *test, test_images *ti)
     return st;
 }
 
-kdens_status kdens_pipeline_run(const kdens_pipeline_config *cfg, const kdens_dataset *pool,
+kdens_status kdens_pipeline_run(const kdens_pipeline *cfg, const kdens_dataset *pool,
                                 const kdens_dataset *test)
 {
     if (!cfg || !pool || !test)
         return kd_fail(KDENS_E_ARG, "NULL argument");
-    kdens_status st = check_config(cfg);
-    if (st != KDENS_OK)
-        return st;
+    kdens_status st;
     double t0 = now();
     kd_report r;
     memset(&r, 0, sizeof r);

@@ -4,6 +4,8 @@
 
 #include "plot.h"
 
+#include "experiment.h"
+
 /* One row of results.csv. */
 typedef struct kd_result {
     char kind[16];   /* baseline, teacher, ensemble, student */
@@ -15,7 +17,7 @@ typedef struct kd_result {
 } kd_result;
 
 typedef struct kd_report {
-    const kdens_pipeline_config *cfg;
+    const kdens_pipeline *cfg;
     char dir[4096];           /* the workspace: the report goes here */
     size_t n_train, n_val, n_test;
     kd_result *rows;

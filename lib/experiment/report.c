@@ -334,7 +334,7 @@ static void votes_text(const kd_report *r, kd_buf *b, bool html)
 
 static void setup_text(const kd_report *r, kd_buf *b, bool html)
 {
-    const kdens_pipeline_config *c = r->cfg;
+    const kdens_pipeline *c = r->cfg;
     const char *p = html ? "<p>" : "", *end = html ? "</p>\n" : "\n\n";
     const char *co = html ? "<code>" : "`", *cc = html ? "</code>" : "`";
     kd_buf_printf(b, "%sDataset %s%s%s: %zu training, %zu validation, %zu test images. "

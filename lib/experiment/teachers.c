@@ -1,11 +1,11 @@
-/* The reference's teacher workflow over a shared workspace:
+/* The teacher farm over a shared workspace:
  *   WORKDIR/<dataset>/subsets/subset_<digits>_<uuid>.csv   (kdens subset)
  *   WORKDIR/<dataset>/teachers/<arch>_<fraction>_<uuid>.kdm (+ .ckpt, .claim)
  *   WORKDIR/<dataset>/logs/<uuid>.csv
  *   WORKDIR/teachers.csv
  * Claims are files held under flock(): a process that dies drops its lock,
  * so another takes the subset over (and resumes from the checkpoint). */
-#include "train.h"
+#include "experiment.h"
 
 #include "../data/data.h"
 
@@ -52,6 +52,7 @@ kdens_status kdens_teachers_create(const char *workdir, const char *name, const 
         return kd_fail(KDENS_E_NOMEM, "out of memory");
     }
     tc->pool = pool, tc->val = val, tc->test = test;
+    tc->patience = -1; /* the architecture's */
     *out = tc;
     return KDENS_OK;
 }
@@ -66,15 +67,12 @@ void kdens_teachers_free(kdens_teachers *tc)
     free(tc);
 }
 
-kdens_status kdens_teachers_set_training(kdens_teachers *tc, int epochs, size_t batch, double lr,
-                                         int patience, uint64_t seed)
-{
-    if (!tc)
-        return kd_fail(KDENS_E_ARG, "NULL argument");
-    tc->epochs = epochs, tc->batch = batch, tc->lr = lr, tc->patience = patience;
-    tc->seed = seed;
-    return KDENS_OK;
-}
+KD_SETTER(kdens_teachers, kdens_teachers_set_epochs, int, epochs, v >= 1, "epochs")
+KD_SETTER(kdens_teachers, kdens_teachers_set_batch, size_t, batch, v >= 1, "batch")
+KD_SETTER(kdens_teachers, kdens_teachers_set_lr, double, lr, v > 0 && isfinite(v),
+          "learning rate")
+KD_SETTER(kdens_teachers, kdens_teachers_set_patience, int, patience, v >= 0, "patience")
+KD_SETTER(kdens_teachers, kdens_teachers_set_seed, uint64_t, seed, true, "seed")
 
 kdens_status kdens_teachers_set_schedule(kdens_teachers *tc, kdens_schedule schedule)
 {

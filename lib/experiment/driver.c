@@ -1,6 +1,6 @@
-/* The reference's experiment driver: sample teachers from the registry,
+/* The student driver: sample teachers from the registry,
  * distil, evaluate, save and register the student (students.csv). */
-#include "distill.h"
+#include "experiment.h"
 
 #include <errno.h>
 #include <math.h>
@@ -9,10 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-void kdens_distill_job_default(kdens_distill_job *job)
+void kd_distill_job_init(kdens_distill_job *job)
 {
-    if (!job)
-        return;
     memset(job, 0, sizeof *job);
     job->n_teachers = 5;
     job->repetitions = 1;
@@ -20,7 +18,78 @@ void kdens_distill_job_default(kdens_distill_job *job)
     job->fusion = KDENS_FUSE_BORDA;
     job->alpha = 0.5f;
     job->temperature = 1.0f;
+    job->patience = -1;
     job->cache = 1;
+}
+
+kdens_status kdens_distill_job_create(const char *workdir, const char *dataset,
+                                      const char *teacher_arch, const char *student_arch,
+                                      kdens_distill_job **out)
+{
+    if (!out)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    kdens_distill_job proto;
+    kd_distill_job_init(&proto);
+    const char *in[4] = {workdir, dataset, teacher_arch, student_arch};
+    const char **names[4] = {&proto.workdir, &proto.dataset, &proto.teacher_arch,
+                             &proto.student_arch};
+    void *job;
+    kdens_status st = kd_handle_with_names(sizeof proto, 4, in, names, &job);
+    if (st != KDENS_OK)
+        return st;
+    *(kdens_distill_job *)job = proto;
+    *out = job;
+    return KDENS_OK;
+}
+
+void kdens_distill_job_free(kdens_distill_job *job)
+{
+    free(job);
+}
+
+kdens_status kdens_distill_job_set_teachers(kdens_distill_job *job, int n, double fraction)
+{
+    if (!job || n < 1 || !(fraction >= 0 && fraction <= 1))
+        return kd_fail(KDENS_E_ARG, "%d teachers of fraction %g: at least one, fraction in "
+                       "[0, 1] (0: any)", n, fraction);
+    job->n_teachers = n;
+    job->fraction = fraction;
+    return KDENS_OK;
+}
+
+KD_SETTER(kdens_distill_job, kdens_distill_job_set_repetitions, int, repetitions, v >= 1,
+          "repetitions")
+KD_SETTER(kdens_distill_job, kdens_distill_job_set_mode, kdens_distill_mode, mode,
+          kd_distill_mode_ops_of(v) != NULL, "distillation mode")
+KD_SETTER(kdens_distill_job, kdens_distill_job_set_fusion, kdens_fusion, fusion,
+          (unsigned)v < KD_FUSE_COUNT && v != KDENS_FUSE_KEMENY, "fusion rule with scores")
+KD_SETTER(kdens_distill_job, kdens_distill_job_set_epochs, int, epochs, v >= 1, "epochs")
+KD_SETTER(kdens_distill_job, kdens_distill_job_set_batch, size_t, batch, v >= 1, "batch")
+KD_SETTER(kdens_distill_job, kdens_distill_job_set_lr, double, lr, v > 0 && isfinite(v),
+          "learning rate")
+KD_SETTER(kdens_distill_job, kdens_distill_job_set_patience, int, patience, v >= 0, "patience")
+KD_SETTER(kdens_distill_job, kdens_distill_job_set_schedule, kdens_schedule, schedule,
+          v == KDENS_SCHEDULE_CONSTANT || v == KDENS_SCHEDULE_COSINE,
+          "schedule (constant or cosine)")
+KD_SETTER(kdens_distill_job, kdens_distill_job_set_seed, uint64_t, seed, true, "seed")
+KD_SETTER(kdens_distill_job, kdens_distill_job_set_cache, int, cache, v == 0 || v == 1, "cache")
+
+kdens_status kdens_distill_job_set_loss(kdens_distill_job *job, double alpha, double temperature)
+{
+    if (!job)
+        return kd_fail(KDENS_E_ARG, "NULL handle");
+    kdens_status st = kd_check_loss(alpha, temperature);
+    if (st == KDENS_OK)
+        job->alpha = (float)alpha, job->temperature = (float)temperature;
+    return st;
+}
+
+kdens_status kdens_distill_job_set_augment(kdens_distill_job *job, const kdens_augment *aug)
+{
+    if (!job)
+        return kd_fail(KDENS_E_ARG, "NULL handle");
+    job->augment = aug;
+    return KDENS_OK;
 }
 
 static kdens_status check_job(const kdens_distill_job *j)
@@ -30,14 +99,9 @@ static kdens_status check_job(const kdens_distill_job *j)
     if (j->n_teachers < 1 || j->repetitions < 1)
         return kd_fail(KDENS_E_ARG, "%d teachers and %d repetitions asked", j->n_teachers,
                        j->repetitions);
-    if ((unsigned)j->mode >= KDENS_DISTILL_MODE_COUNT)
+    if (!kd_distill_mode_ops_of(j->mode))
         return kd_fail(KDENS_E_ARG, "unknown distillation mode %d", (int)j->mode);
-    if (!(j->alpha >= 0 && j->alpha <= 1))
-        return kd_fail(KDENS_E_ARG, "alpha %g is outside [0, 1]", (double)j->alpha);
-    if (!(j->temperature > 0) || isinf(j->temperature))
-        return kd_fail(KDENS_E_ARG, "temperature %g must be a positive number",
-                       (double)j->temperature);
-    return KDENS_OK;
+    return kd_check_loss(j->alpha, j->temperature);
 }
 
 void kd_student_name(const kdens_distill_job *j, int rep, char *buf, size_t size)
@@ -178,8 +242,9 @@ static kdens_status one_run(const kdens_distill_job *j, int rep, const kdens_dat
     return st;
 }
 
-kdens_status kdens_distill_run(const kdens_distill_job *job, const kdens_dataset *train,
-                               const kdens_dataset *val, const kdens_dataset *test, int *done)
+kdens_status kdens_distill_job_run(const kdens_distill_job *job, const kdens_dataset *train,
+                                   const kdens_dataset *val, const kdens_dataset *test,
+                                   int *done)
 {
     if (!job || !train)
         return kd_fail(KDENS_E_ARG, "NULL argument");

@@ -1,7 +1,7 @@
-/* The teachers.csv registry (the reference's columns): one reader for the
- * teacher workflow, which skips registered models, and for ensembles, which
- * are drawn from it. */
-#include "core.h"
+/* The teachers.csv and students.csv registries (the columns of the
+ * dissertation's code): one reader for the teacher workflow, which skips
+ * registered models, and for ensembles, which are drawn from it. */
+#include "experiment.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -116,4 +116,70 @@ kdens_status kd_registry_append(const char *csv, const char *header, const char 
     kd_buf_free(&b);
     close(fd); /* releases the lock */
     return st;
+}
+
+kdens_status kdens_ensemble_from_registry(const char *csv, const char *dataset,
+                                          const char *arch, double fraction, int n,
+                                          uint64_t seed, kdens_ensemble **out)
+{
+    if (!csv || !dataset || !arch || !out || n < 0)
+        return kd_fail(KDENS_E_ARG, "NULL argument or negative count");
+    kd_registry_row *rows = NULL;
+    size_t n_rows = 0;
+    kdens_status st = kd_registry_read(csv, &rows, &n_rows);
+    if (st != KDENS_OK)
+        return st;
+    char **paths = NULL, **uuids = NULL;
+    int found = 0, cap = 0;
+    for (size_t r = 0; r < n_rows && st == KDENS_OK; r++) {
+        const kd_registry_row *row = &rows[r];
+        if (strcmp(row->dataset, dataset) || strcmp(row->arch, arch) ||
+            (fraction > 0 && fabs(row->fraction - fraction) > 1e-9))
+            continue;
+        if (found == cap) {
+            cap = kd_grown(cap, 16);
+            if (!kd_resize(&paths, cap, sizeof *paths) || !kd_resize(&uuids, cap, sizeof *uuids)) {
+                st = kd_fail(KDENS_E_NOMEM, "out of memory");
+                break;
+            }
+        }
+        paths[found] = kd_strdup(row->location);
+        uuids[found] = kd_strdup(row->uuid);
+        found++;
+        if (!paths[found - 1] || !uuids[found - 1])
+            st = kd_fail(KDENS_E_NOMEM, "out of memory");
+    }
+    kd_registry_free(rows, n_rows);
+    if (st == KDENS_OK && (found == 0 || found < n))
+        st = kd_fail(KDENS_E_NOTFOUND, "%s lists %d teachers of %s/%s%s, %d asked", csv, found,
+                     dataset, arch, fraction > 0 ? " at that fraction" : "", n);
+    kdens_ensemble *ens = NULL;
+    if (st == KDENS_OK)
+        st = kdens_ensemble_create(&ens);
+    if (st == KDENS_OK && n > 0 && n < found) { /* a sample of n, order of the registry kept */
+        kd_rng rng;
+        kd_rng_seed(&rng, seed);
+        for (int i = found - 1; i > 0; i--) {
+            int j = (int)kd_rng_below(&rng, (uint64_t)i + 1);
+            char *t = paths[i];
+            paths[i] = paths[j], paths[j] = t;
+            t = uuids[i];
+            uuids[i] = uuids[j], uuids[j] = t;
+        }
+    }
+    int take = n > 0 ? n : found;
+    for (int i = 0; st == KDENS_OK && i < take; i++)
+        st = kdens_ensemble_add_named(ens, paths[i], uuids[i]);
+    for (int i = 0; i < found; i++) {
+        free(paths[i]);
+        free(uuids[i]);
+    }
+    free(paths);
+    free(uuids);
+    if (st != KDENS_OK) {
+        kdens_ensemble_free(ens);
+        return st;
+    }
+    *out = ens;
+    return KDENS_OK;
 }

@@ -1,0 +1,224 @@
+/*
+ * kdens_experiment.h -- the experiment workflow of libkdens, built on the
+ * engine of kdens.h: the dissertation's way of running multi-teacher
+ * distillation as experiments over a workspace folder.
+ *
+ *   WORKDIR/teachers.csv                  registry of trained teachers
+ *   WORKDIR/students.csv                  registry of distilled students
+ *   WORKDIR/<dataset>/subsets/            subset manifests (one per teacher)
+ *   WORKDIR/<dataset>/teachers/           teacher models (+ checkpoints, claims)
+ *   WORKDIR/<dataset>/students/           student models
+ *   WORKDIR/<dataset>/logs/               training logs
+ *   WORKDIR/results.csv, report.md, ...   the pipeline's report
+ *
+ * docs/formats.md gives every file's columns.  An application that only
+ * classifies, trains, fuses or distils needs kdens.h alone; nothing in the
+ * engine depends on this layer.
+ *
+ * Conventions are those of kdens.h.  Every workflow object is an opaque
+ * handle configured by setters (one value each; a setter's errors are
+ * KDENS_E_ARG for a NULL handle or a value out of range), and run by one
+ * call.  Every step reuses what an earlier run left in the workspace, so a
+ * command run again continues where it stopped.
+ *
+ * Copyright (c) 2026 the libkdens authors.  MIT licence, see LICENSE.
+ */
+#ifndef KDENS_EXPERIMENT_H
+#define KDENS_EXPERIMENT_H
+
+#include "kdens.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Teacher farms                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Teachers of one architecture for one dataset of a workspace: subset
+ * teachers, the baseline, snapshot and checkpoint ensembles.  Training
+ * settings default to the architecture's (kdens_trainer_use_arch_defaults). */
+typedef struct kdens_teachers kdens_teachers;
+
+/* Train teachers of `arch` for dataset `name` in the workspace
+ * WORKDIR/<name>/{subsets,teachers,logs}/: one per subset manifest (those of
+ * `fraction` only, when it is above 0), selected from `pool` (the training
+ * data the manifests index), validated on `val`, tested on `test`.  The
+ * datasets must outlive the handle.  Errors: KDENS_E_ARG, KDENS_E_NOMEM. */
+KDENS_API kdens_status kdens_teachers_create(const char *workdir, const char *name,
+                                             const char *arch, const kdens_dataset *pool,
+                                             const kdens_dataset *val,
+                                             const kdens_dataset *test,
+                                             kdens_teachers **out);
+KDENS_API void kdens_teachers_free(kdens_teachers *tc);
+/* Training settings of every teacher and the baseline: epochs (>= 1),
+ * batch (>= 1), Adam's learning rate (> 0), early-stopping patience (0: off)
+ * and the seed.  Not called: the architecture's defaults and seed 0. */
+KDENS_API kdens_status kdens_teachers_set_epochs(kdens_teachers *tc, int epochs);
+KDENS_API kdens_status kdens_teachers_set_batch(kdens_teachers *tc, size_t batch);
+KDENS_API kdens_status kdens_teachers_set_lr(kdens_teachers *tc, double lr);
+KDENS_API kdens_status kdens_teachers_set_patience(kdens_teachers *tc, int patience);
+KDENS_API kdens_status kdens_teachers_set_seed(kdens_teachers *tc, uint64_t seed);
+/* The learning-rate schedule of subset teachers and the baseline (constant,
+ * or cosine over the epochs; default: the architecture's). */
+KDENS_API kdens_status kdens_teachers_set_schedule(kdens_teachers *tc, kdens_schedule schedule);
+/* The augmentation of subset teachers and the baseline (borrowed; NULL:
+ * none).  Not called: the dataset's policy (kdens_augment_preset). */
+KDENS_API kdens_status kdens_teachers_set_augment(kdens_teachers *tc, const kdens_augment *aug);
+/* Train every subset of the fraction not yet trained.  Several processes may
+ * work through one workspace at once: each subset is claimed by one process
+ * (a claim file under an advisory lock, so the claim of a dead process is
+ * taken over), the teacher resumes from its checkpoint if one was left, and
+ * rows are appended to WORKDIR/teachers.csv under a lock, whole:
+ *   model_location,dataset,architecture,fraction,uuid,train_loss,
+ *   train_accuracy,val_loss,val_accuracy,test_loss,test_accuracy
+ * *trained receives the number of teachers this call trained.  Errors:
+ * KDENS_E_NOTFOUND (no subsets), KDENS_E_IO, and those of training. */
+KDENS_API kdens_status kdens_teachers_train(kdens_teachers *tc, double fraction, int *trained);
+/* The baseline: the same architecture on the whole pool, uuid "all_trainset",
+ * fraction 1, registered like a teacher.  Skipped when already trained. */
+KDENS_API kdens_status kdens_teachers_train_baseline(kdens_teachers *tc);
+/* Submodels from one training run on the whole pool (fraction 1), each saved
+ * and registered like a teacher:
+ *  - a snapshot ensemble (Huang et al. 2017): a cyclic cosine learning rate
+ *    restarted every cycle_epochs, the model saved at the end of each of
+ *    `cycles` cycles -- uuids snapshot_<seed>_<k>;
+ *  - a checkpoint ensemble: the best_k epochs by validation loss of a run of
+ *    `epochs` -- uuids checkpoint_<seed>_e<epoch>.
+ * Errors: KDENS_E_ARG, and those of training and registering. */
+KDENS_API kdens_status kdens_teachers_train_snapshots(kdens_teachers *tc, int cycles,
+                                                      int cycle_epochs);
+KDENS_API kdens_status kdens_teachers_train_checkpoints(kdens_teachers *tc, int epochs,
+                                                        int best_k);
+
+/* An ensemble of the teachers a teachers.csv registry lists: the rows of
+ * `dataset` and `arch` (fraction > 0: that fraction only), all of them (n 0)
+ * or a random sample of n drawn from seed.  Members are named by their
+ * uuids.  Errors: KDENS_E_IO, KDENS_E_FORMAT (a malformed row, line named),
+ * KDENS_E_NOTFOUND (fewer matching rows than n, or none), and those of
+ * kdens_ensemble_add. */
+KDENS_API kdens_status kdens_ensemble_from_registry(const char *teachers_csv,
+                                                    const char *dataset, const char *arch,
+                                                    double fraction, int n, uint64_t seed,
+                                                    kdens_ensemble **out);
+
+/* ------------------------------------------------------------------------ */
+/* The student driver: repeated distillation runs over a workspace            */
+/* ------------------------------------------------------------------------ */
+
+/* A distillation experiment: for each of `repetitions` runs, sample
+ * n_teachers teachers of teacher_arch (and the fraction, when > 0) from
+ * WORKDIR/teachers.csv (seed + run), distil them into student_arch, evaluate
+ * on train, val and test, save the exported student as
+ * WORKDIR/<dataset>/students/<name>.kdm and append a row to
+ * WORKDIR/students.csv:
+ *   model_location,dataset,architecture,n_teachers,teachers_fraction,mode,
+ *   alpha,temperature,teachers_uuid,uuid,train_loss,train_accuracy,val_loss,
+ *   val_accuracy,test_loss,test_accuracy
+ * (teachers_uuid: the uuids joined by ';').  A run whose student is already
+ * registered is skipped; a run interrupted mid-training resumes from its
+ * checkpoint. */
+typedef struct kdens_distill_job kdens_distill_job;
+
+/* Defaults (docs/distillation.md): any fraction, 5 teachers, 1 repetition,
+ * output_avg, fusion rule borda, alpha 0.5, T 1, teacher outputs cached, the
+ * student architecture's training settings, seed 0, no augmentation.
+ * Errors: KDENS_E_ARG (NULL, a name holding '/' or ','), KDENS_E_NOMEM. */
+KDENS_API kdens_status kdens_distill_job_create(const char *workdir, const char *dataset,
+                                                const char *teacher_arch,
+                                                const char *student_arch,
+                                                kdens_distill_job **out);
+KDENS_API void kdens_distill_job_free(kdens_distill_job *job);
+/* The teachers: how many (>= 1) and of which fraction (0: any, else (0, 1]). */
+KDENS_API kdens_status kdens_distill_job_set_teachers(kdens_distill_job *job, int n,
+                                                      double fraction);
+KDENS_API kdens_status kdens_distill_job_set_repetitions(kdens_distill_job *job, int repetitions);
+KDENS_API kdens_status kdens_distill_job_set_mode(kdens_distill_job *job, kdens_distill_mode mode);
+/* The rule of the fusion mode (a rule with scores, as
+ * kdens_distiller_set_fusion). */
+KDENS_API kdens_status kdens_distill_job_set_fusion(kdens_distill_job *job, kdens_fusion rule);
+/* As kdens_distiller_set_loss. */
+KDENS_API kdens_status kdens_distill_job_set_loss(kdens_distill_job *job, double alpha,
+                                                  double temperature);
+/* The student's training: epochs (>= 1), batch (>= 1), Adam's learning rate
+ * (> 0), early-stopping patience (0: off), schedule (constant or cosine),
+ * seed.  Not called: the student architecture's defaults. */
+KDENS_API kdens_status kdens_distill_job_set_epochs(kdens_distill_job *job, int epochs);
+KDENS_API kdens_status kdens_distill_job_set_batch(kdens_distill_job *job, size_t batch);
+KDENS_API kdens_status kdens_distill_job_set_lr(kdens_distill_job *job, double lr);
+KDENS_API kdens_status kdens_distill_job_set_patience(kdens_distill_job *job, int patience);
+KDENS_API kdens_status kdens_distill_job_set_schedule(kdens_distill_job *job,
+                                                      kdens_schedule schedule);
+KDENS_API kdens_status kdens_distill_job_set_seed(kdens_distill_job *job, uint64_t seed);
+/* Borrowed (it must outlive the job); NULL: none, teacher outputs cached. */
+KDENS_API kdens_status kdens_distill_job_set_augment(kdens_distill_job *job,
+                                                     const kdens_augment *aug);
+/* As kdens_distiller_set_cache, without a file: 1 in memory, 0 none. */
+KDENS_API kdens_status kdens_distill_job_set_cache(kdens_distill_job *job, int cache);
+/* Run.  *done receives the number of students trained by this call.  The
+ * datasets must fit the teachers.  Errors: KDENS_E_ARG, KDENS_E_NOTFOUND
+ * (fewer registered teachers than asked), and those of distillation,
+ * evaluation and registering. */
+KDENS_API kdens_status kdens_distill_job_run(const kdens_distill_job *job,
+                                             const kdens_dataset *train,
+                                             const kdens_dataset *val,
+                                             const kdens_dataset *test, int *done);
+
+/* ------------------------------------------------------------------------ */
+/* The whole experiment (kdens pipeline, make demo; docs/guide.md)             */
+/* ------------------------------------------------------------------------ */
+
+/* The multi-teacher experiment of one architecture on one dataset. */
+typedef struct kdens_pipeline kdens_pipeline;
+
+/* Defaults, those of make demo (docs/guide.md explains them): 5 teachers on
+ * fraction 0.7, validation fraction 0.1, 8 teacher epochs and 12 student
+ * epochs, batch 128, learning rate 0.002, no early stopping, alpha 0.5,
+ * T 4, students output_avg, loss_avg and mimic_all, 20 sub-ensembles per
+ * size, seed 1.  Errors: KDENS_E_ARG (NULL, a name holding '/' or ','),
+ * KDENS_E_NOMEM. */
+KDENS_API kdens_status kdens_pipeline_create(const char *workdir, const char *dataset,
+                                             const char *arch, kdens_pipeline **out);
+KDENS_API void kdens_pipeline_free(kdens_pipeline *p);
+/* N subset teachers (>= 1), each on a share in (0, 1] of the training part. */
+KDENS_API kdens_status kdens_pipeline_set_teachers(kdens_pipeline *p, int n, double fraction);
+/* The share in (0, 1) of the pool held out (stratified) for validation. */
+KDENS_API kdens_status kdens_pipeline_set_val_fraction(kdens_pipeline *p, double fraction);
+/* Epochs (>= 1) of the teachers and baseline, and of the students (the
+ * baseline gets as many when that is larger). */
+KDENS_API kdens_status kdens_pipeline_set_epochs(kdens_pipeline *p, int teacher_epochs,
+                                                 int student_epochs);
+KDENS_API kdens_status kdens_pipeline_set_batch(kdens_pipeline *p, size_t batch);
+/* Adam's learning rate (> 0) under a cosine schedule. */
+KDENS_API kdens_status kdens_pipeline_set_lr(kdens_pipeline *p, double lr);
+KDENS_API kdens_status kdens_pipeline_set_patience(kdens_pipeline *p, int patience);
+/* As kdens_distiller_set_loss. */
+KDENS_API kdens_status kdens_pipeline_set_loss(kdens_pipeline *p, double alpha,
+                                               double temperature);
+/* The students, one per mode (copied; n 0: none; a mode at most once). */
+KDENS_API kdens_status kdens_pipeline_set_modes(kdens_pipeline *p,
+                                                const kdens_distill_mode *modes, int n);
+/* Random sub-ensembles per size (>= 1) for the accuracy-versus-size curve. */
+KDENS_API kdens_status kdens_pipeline_set_size_repeats(kdens_pipeline *p, int repeats);
+KDENS_API kdens_status kdens_pipeline_set_seed(kdens_pipeline *p, uint64_t seed);
+/* Run the experiment on pool (the training set) and test:
+ *  1. split pool into train and validation (seeded; W/<dataset>/train.csv,
+ *     val.csv -- reused when present);
+ *  2. N subset manifests at the fraction (W/<dataset>/subsets/);
+ *  3. N teachers and a baseline on the whole training part;
+ *  4. the ensemble under every fusion rule, accuracy versus ensemble size,
+ *     vote statistics and the teachers' agreement;
+ *  5. one student per mode (a kdens_distill_job);
+ *  6. the report: W/results.csv (kind,name,test_accuracy,test_loss,params,
+ *     ms_per_image), W/report.md, W/report.html and its PNG plots.
+ * Progress goes to the progress callback, steps to the log callback.
+ * Errors: KDENS_E_ARG, and those of the steps. */
+KDENS_API kdens_status kdens_pipeline_run(const kdens_pipeline *p, const kdens_dataset *pool,
+                                          const kdens_dataset *test);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KDENS_EXPERIMENT_H */

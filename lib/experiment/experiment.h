@@ -1,0 +1,96 @@
+/* experiment: the dissertation's experiment workflow on top of the engine --
+ * the teachers.csv / students.csv registries, the teacher farm, the student
+ * driver, the pipeline.  Internal to lib/experiment; the engine
+ * (lib/core .. lib/distill) never includes it (make check-layers proves it). */
+#ifndef KD_EXPERIMENT_H
+#define KD_EXPERIMENT_H
+
+#include "kdens_experiment.h"
+
+#include "../core/core.h"
+#include "../distill/distill.h"
+
+/* Rows of a teachers.csv registry (registry.c). */
+typedef struct kd_registry_row {
+    char *location, *dataset, *arch, *uuid;
+    double fraction;
+    size_t line;
+} kd_registry_row;
+kdens_status kd_registry_read(const char *csv, kd_registry_row **rows, size_t *n_rows);
+void kd_registry_free(kd_registry_row *rows, size_t n);
+/* Does a registry CSV (teachers.csv, students.csv) have a row whose first
+ * field is location?  False when the file does not exist. */
+bool kd_registry_has(const char *csv, const char *location);
+/* Append one whole row under an exclusive lock, the header first when the
+ * file is new. */
+kdens_status kd_registry_append(const char *csv, const char *header, const char *row);
+#define KD_TEACHERS_HEADER                                                                   \
+    "model_location,dataset,architecture,fraction,uuid,train_loss,train_accuracy,val_loss,"  \
+    "val_accuracy,test_loss,test_accuracy"
+#define KD_STUDENTS_HEADER                                                                   \
+    "model_location,dataset,architecture,n_teachers,teachers_fraction,mode,alpha,"           \
+    "temperature,teachers_uuid,uuid,train_loss,train_accuracy,val_loss,val_accuracy,"        \
+    "test_loss,test_accuracy"
+
+/* A distillation job (kdens_distill_job_*): fields <= 0 (patience < 0)
+ * keep the student architecture's training defaults. */
+struct kdens_distill_job {
+    const char *workdir, *dataset, *teacher_arch, *student_arch;
+    double fraction;                 /* the teachers' fraction; 0: any */
+    int n_teachers, repetitions;
+    kdens_distill_mode mode;
+    kdens_fusion fusion;             /* for KDENS_DISTILL_FUSION */
+    float alpha, temperature;
+    int epochs, patience;
+    size_t batch;
+    double lr;
+    kdens_schedule schedule;         /* constant (the default) or cosine */
+    uint64_t seed;
+    const kdens_augment *augment;    /* borrowed */
+    int cache;
+};
+/* The defaults of kdens_distill_job_create, names left NULL. */
+void kd_distill_job_init(kdens_distill_job *job);
+
+/* The pipeline (kdens_pipeline_*). */
+struct kdens_pipeline {
+    const char *workdir, *dataset, *arch;
+    int teachers;             /* N subset teachers */
+    double fraction;          /* each teacher's share of the training set */
+    double val_fraction;      /* held out (stratified) for validation */
+    int teacher_epochs;       /* subset teachers and the baseline */
+    int student_epochs;       /* students; the baseline gets as many when larger */
+    size_t batch;
+    double lr;                /* Adam, cosine schedule */
+    int patience;             /* early stopping; < 0 the architecture's default */
+    float alpha, temperature; /* the distillation loss */
+    kdens_distill_mode modes[KD_DISTILL_MODE_COUNT];
+    int n_modes;              /* students, one per mode */
+    int size_repeats;         /* sub-ensembles per size for the curve */
+    uint64_t seed;
+};
+
+/* A handle that owns copies of its names: one zeroed allocation of `size`
+ * bytes followed by the n strings in[], which *names[i] point to afterwards;
+ * one free() releases it.  in[0] is the workspace; the other names may not
+ * hold '/' or ',', which would break paths and registry rows (KDENS_E_ARG). */
+kdens_status kd_handle_with_names(size_t size, int n, const char *const *in,
+                                  const char **names[], void **out);
+
+/* A public setter of one field, with its range check. */
+#define KD_SETTER(handle, fn, arg_type, field, valid, what)                                 \
+    kdens_status fn(handle *h, arg_type v)                                                  \
+    {                                                                                       \
+        if (!h)                                                                             \
+            return kd_fail(KDENS_E_ARG, "NULL handle");                                     \
+        if (!(valid))                                                                       \
+            return kd_fail(KDENS_E_ARG, "%s %g is out of range", what, (double)v);          \
+        h->field = v;                                                                       \
+        return KDENS_OK;                                                                    \
+    }
+
+/* The name of run `rep`'s student: the file stem under
+ * WORKDIR/<dataset>/students/ and of its log under logs/. */
+void kd_student_name(const kdens_distill_job *j, int rep, char *buf, size_t size);
+
+#endif
