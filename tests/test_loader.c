@@ -1,6 +1,7 @@
 /* The batch loader: every sample once per epoch with the last partial batch
- * kept, a fresh shuffle per epoch from the seed, scaling, augmentation, and
- * the same batches whatever the number of threads. */
+ * kept, a fresh shuffle per epoch from the seed, scaling, augmentation, the
+ * same batches whatever the number of threads, and feature rows in the
+ * order of a dataset. */
 #include "testutil.h"
 
 #include "data/data.h"
@@ -167,6 +168,68 @@ static void test_loader_errors(void **state)
     kdens_dataset_free(ds);
 }
 
+/* Feature rows come in the order a dataset's samples would (same seed,
+ * batch and epoch), copied as they are, with their labels; no augmentation
+ * or scaling. */
+static void test_features(void **state)
+{
+    (void)state;
+    enum { D = 3 };
+    kdens_dataset *ds = make_dataset();
+    float rows[N * D];
+    int32_t labels[N];
+    for (int i = 0; i < N; i++) {
+        rows[i * D] = (float)i, rows[i * D + 1] = i + 0.5f, rows[i * D + 2] = -(float)i;
+        labels[i] = (int32_t)(i % 5);
+    }
+    kd_features f = {rows, labels, N, D};
+    kdens_loader *images, *features;
+    ASSERT_OK(kdens_loader_create(ds, 16, 7, &images));
+    ASSERT_OK(kd_loader_create_features(&f, 16, 7, &features));
+    ASSERT_OK(kdens_loader_set_threads(features, 3));
+    assert_int_equal(kdens_loader_batches(features), kdens_loader_batches(images));
+    for (uint64_t epoch = 0; epoch < 2; epoch++) {
+        int ids[N];
+        assert_int_equal(epoch_ids(images, epoch, ids, 1.0f / 255), N);
+        ASSERT_OK(kdens_loader_start_epoch(features, epoch));
+        size_t at = 0, n;
+        const float *x;
+        const int32_t *y;
+        for (;;) {
+            ASSERT_OK(kdens_loader_next(features, &x, &y, &n));
+            if (n == 0)
+                break;
+            const size_t *idx = kdens_loader_batch_indices(features);
+            for (size_t i = 0; i < n; i++, at++) {
+                assert_int_equal(idx[i], ids[at]);
+                assert_memory_equal(x + i * D, rows + ids[at] * D, sizeof(float) * D);
+                assert_int_equal(y[i], labels[ids[at]]);
+            }
+        }
+        assert_int_equal(at, N);
+    }
+    kdens_augment *aug;
+    ASSERT_OK(kdens_augment_create(&aug));
+    ASSERT_STATUS(kdens_loader_set_augment(features, aug), KDENS_E_ARG);
+    ASSERT_OK(kdens_loader_set_augment(features, NULL));
+    float scale = 0.5f, offset = 0.0f;
+    ASSERT_STATUS(kdens_loader_set_scaling(features, &scale, &offset), KDENS_E_ARG);
+    kdens_augment_free(aug);
+    kdens_loader_free(features);
+    kdens_loader_free(images);
+    kdens_dataset_free(ds);
+    /* bad arguments */
+    kdens_loader *ld = NULL;
+    kd_features none = {rows, labels, 0, D}, flat = {rows, labels, N, 0},
+                unlabelled = {rows, NULL, N, D};
+    ASSERT_STATUS(kd_loader_create_features(NULL, 16, 7, &ld), KDENS_E_ARG);
+    ASSERT_STATUS(kd_loader_create_features(&f, 0, 7, &ld), KDENS_E_ARG);
+    ASSERT_STATUS(kd_loader_create_features(&none, 16, 7, &ld), KDENS_E_ARG);
+    ASSERT_STATUS(kd_loader_create_features(&flat, 16, 7, &ld), KDENS_E_ARG);
+    ASSERT_STATUS(kd_loader_create_features(&unlabelled, 16, 7, &ld), KDENS_E_ARG);
+    assert_null(ld);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -174,6 +237,7 @@ int main(void)
         cmocka_unit_test(test_shuffles),
         cmocka_unit_test(test_threads_do_not_change_batches),
         cmocka_unit_test(test_loader_errors),
+        cmocka_unit_test(test_features),
     };
     return cmocka_run_group_tests_name("loader", tests, NULL, NULL);
 }

@@ -1,10 +1,12 @@
 /* The trainer and evaluation: schedules, Keras' early-stopping semantics
  * (patience, restore best), the CSV log, NaN handling, reference defaults,
- * determinism, and evaluation metrics against a direct computation. */
+ * determinism, evaluation metrics against a direct computation, and
+ * training on float feature rows. */
 #include "testutil.h"
 
 #include "data/data.h"
 #include "nn/nn.h"
+#include "train/train.h"
 
 #include <math.h>
 #include <signal.h>
@@ -88,6 +90,18 @@ static void test_evaluate(void **state)
     for (int c = 0; c < K; c++)
         diag += conf[c * K + c];
     assert_int_equal(diag, right);
+    /* the same samples as feature rows (scaled as the model does): the same
+     * metrics */
+    int32_t labels[37];
+    static float scaled[37 * S * S];
+    for (int i = 0; i < 37; i++)
+        labels[i] = ds->store->labels[i];
+    for (size_t i = 0; i < 37 * S * S; i++)
+        scaled[i] = ds->store->pixels[i] * m->in_scale[0] + m->in_offset[0];
+    kd_features rows = {scaled, labels, 37, S * S};
+    double row_loss, row_top1;
+    ASSERT_OK(kd_evaluate_features(m, &rows, 10, &row_loss, &row_top1));
+    assert_true(row_loss == loss && row_top1 == top1);
     /* a dataset that does not fit */
     kdens_model *other;
     ASSERT_OK(kdens_model_create("test", S + 2, S, 1, K, 3, &other));
@@ -363,6 +377,153 @@ static void test_soft_targets(void **state)
     kdens_dataset_free(flipped);
 }
 
+enum { D = 6 };
+
+/* n rows of D floats: the class c = i % K of row i has feature c raised by
+ * 1.5 over uniform noise in [-0.5, 0.5) (linearly separable). */
+static void make_rows(size_t n, uint64_t seed, float *x, int32_t *y)
+{
+    uint64_t r = seed;
+    for (size_t i = 0; i < n; i++) {
+        y[i] = (int32_t)(i % K);
+        for (int j = 0; j < D; j++) {
+            r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+            x[i * D + j] = (j == y[i] ? 1.5f : 0.0f) + (float)(r >> 40) / (1 << 24) - 0.5f;
+        }
+    }
+}
+
+static kdens_model *row_model(void)
+{
+    kdens_model *m;
+    ASSERT_OK(kdens_model_from_spec("dense units=classes\nsoftmax\n", 1, 1, D, K, 5, &m));
+    return m;
+}
+
+struct row_ctx {
+    const float *x;
+    int calls;
+    bool indices_ok;
+};
+
+/* Soft targets for rows: the one-hot labels' class, checking that the batch
+ * holds the rows its indices name. */
+static kdens_status row_targets(void *user, const float *x, const size_t *indices, size_t n,
+                                float *targets)
+{
+    struct row_ctx *c = user;
+    c->calls++;
+    for (size_t i = 0; i < n; i++) {
+        if (memcmp(x + i * D, c->x + indices[i] * D, sizeof(float) * D) != 0)
+            c->indices_ok = false;
+        for (int k = 0; k < K; k++)
+            targets[i * K + k] = k == (int)(indices[i] % K) ? 1.0f : 0.0f;
+    }
+    return KDENS_OK;
+}
+
+/* Train a fresh row model for at most 40 epochs (batch 32, Adam 0.01,
+ * patience 5 with restore); its weights into w (n_weights floats). */
+static int fit_rows(const float *x, const int32_t *y, const float *xv, const int32_t *yv,
+                    uint64_t seed, const char *log, float *w, double *test_acc)
+{
+    kdens_model *m = row_model();
+    kdens_trainer *t;
+    ASSERT_OK(kd_trainer_create_features(m, x, y, 400, xv, yv, 100, &t));
+    ASSERT_OK(kdens_trainer_set_epochs(t, 40));
+    ASSERT_OK(kdens_trainer_set_batch(t, 32));
+    ASSERT_OK(kdens_trainer_set_optimizer(t, KDENS_OPT_ADAM, 0.01));
+    ASSERT_OK(kdens_trainer_set_early_stopping(t, 5, 1));
+    ASSERT_OK(kdens_trainer_set_seed(t, seed));
+    ASSERT_OK(kdens_trainer_set_log(t, log));
+    ASSERT_OK(kdens_trainer_fit(t));
+    int run = kdens_trainer_epochs_run(t);
+    assert_true(kdens_trainer_best_epoch(t) >= 1);
+    assert_true(isfinite(kdens_trainer_best_val_loss(t)));
+    memcpy(w, m->weights, sizeof(float) * m->n_weights);
+    float xt[200 * D];
+    int32_t yt[200];
+    make_rows(200, 3, xt, yt);
+    kd_features held_out = {xt, yt, 200, D};
+    ASSERT_OK(kd_evaluate_features(m, &held_out, 64, NULL, test_acc));
+    kdens_trainer_free(t);
+    kdens_model_free(m);
+    return run;
+}
+
+/* A dense layer learns a linearly separable float problem through the
+ * trainer, deterministically for a seed; bad arguments are refused. */
+static void test_fit_features(void **state)
+{
+    (void)state;
+    char *dir = tu_tmpdir();
+    char log[4200];
+    snprintf(log, sizeof log, "%s/log.csv", dir);
+    static float x[400 * D], xv[100 * D];
+    int32_t y[400], yv[100];
+    make_rows(400, 1, x, y);
+    make_rows(100, 2, xv, yv);
+    kdens_model *m = row_model();
+    size_t nw = m->n_weights;
+    float *a = malloc(sizeof(float) * nw), *b = malloc(sizeof(float) * nw),
+          *c = malloc(sizeof(float) * nw);
+    double before, acc_a, acc_b, acc_c;
+    kd_features rows = {x, y, 400, D};
+    ASSERT_OK(kd_evaluate_features(m, &rows, 64, NULL, &before));
+    int run_a = fit_rows(x, y, xv, yv, 9, log, a, &acc_a);
+    assert_int_equal(log_rows(log), run_a);
+    int run_b = fit_rows(x, y, xv, yv, 9, log, b, &acc_b);
+    fit_rows(x, y, xv, yv, 10, log, c, &acc_c);
+    if (!(acc_a >= 0.98 && before < 0.9))
+        fail_msg("held-out accuracy %.3f after training (%.3f before)", acc_a, before);
+    assert_int_equal(run_a, run_b); /* the same seed, the same run */
+    assert_memory_equal(a, b, sizeof(float) * nw);
+    assert_true(acc_a == acc_b);
+    assert_memory_not_equal(a, c, sizeof(float) * nw); /* another seed, another order */
+    /* without validation, with soft targets: row numbers for indices */
+    kdens_trainer *t = NULL;
+    ASSERT_OK(kdens_model_set_loss(m, 0.0f, 1.0f));
+    ASSERT_OK(kd_trainer_create_features(m, x, y, 400, NULL, NULL, 0, &t));
+    struct row_ctx ctx = {x, 0, true};
+    ASSERT_OK(kdens_trainer_set_soft_targets(t, row_targets, &ctx));
+    ASSERT_OK(kdens_trainer_set_epochs(t, 2));
+    ASSERT_OK(kdens_trainer_set_early_stopping(t, 1, 1));
+    ASSERT_OK(kdens_trainer_fit(t));
+    assert_int_equal(kdens_trainer_epochs_run(t), 2);
+    assert_int_equal(kdens_trainer_best_epoch(t), 0);
+    assert_int_equal(ctx.calls, 2 * 4); /* 400 rows in batches of 128 */
+    assert_true(ctx.indices_ok);
+    /* no augmentation for rows: neither set nor from the reference defaults */
+    kdens_augment *aug;
+    ASSERT_OK(kdens_augment_create(&aug));
+    ASSERT_STATUS(kdens_trainer_set_augment(t, aug), KDENS_E_ARG);
+    ASSERT_OK(kdens_trainer_set_augment(t, NULL));
+    ASSERT_OK(kdens_trainer_use_reference_defaults(t, "test"));
+    ASSERT_STATUS(kdens_trainer_fit(t), KDENS_E_ARG);
+    kdens_augment_free(aug);
+    kdens_trainer_free(t);
+    /* bad arguments */
+    t = NULL;
+    ASSERT_STATUS(kd_trainer_create_features(NULL, x, y, 400, xv, yv, 100, &t), KDENS_E_ARG);
+    ASSERT_STATUS(kd_trainer_create_features(m, NULL, y, 400, xv, yv, 100, &t), KDENS_E_ARG);
+    ASSERT_STATUS(kd_trainer_create_features(m, x, NULL, 400, xv, yv, 100, &t), KDENS_E_ARG);
+    ASSERT_STATUS(kd_trainer_create_features(m, x, y, 400, xv, yv, 100, NULL), KDENS_E_ARG);
+    ASSERT_STATUS(kd_trainer_create_features(m, x, y, 0, xv, yv, 100, &t), KDENS_E_ARG);
+    ASSERT_STATUS(kd_trainer_create_features(m, x, y, 400, NULL, yv, 100, &t), KDENS_E_ARG);
+    y[17] = K;
+    ASSERT_STATUS(kd_trainer_create_features(m, x, y, 400, xv, yv, 100, &t), KDENS_E_ARG);
+    assert_non_null(strstr(kdens_errmsg(), "row 17"));
+    y[17] = 1;
+    yv[3] = -1;
+    ASSERT_STATUS(kd_trainer_create_features(m, x, y, 400, xv, yv, 100, &t), KDENS_E_ARG);
+    assert_null(t);
+    free(a);
+    free(b);
+    free(c);
+    kdens_model_free(m);
+    tu_rm_rf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -371,6 +532,7 @@ int main(void)
         cmocka_unit_test(test_nan_and_arguments),
         cmocka_unit_test(test_sigkill_and_resume),
         cmocka_unit_test(test_soft_targets),
+        cmocka_unit_test(test_fit_features),
     };
     return cmocka_run_group_tests_name("trainer", tests, NULL, NULL);
 }

@@ -74,6 +74,23 @@ void kd_manifest_free(kd_manifest_row *rows, size_t n_rows);
 /* Read and parse a manifest file. */
 kdens_status kd_manifest_read(const char *path, kd_manifest_row **rows, size_t *n_rows);
 
+/* Rows of float features in memory with their labels (borrowed): what the
+ * loader, evaluation and the trainer take in place of a dataset for a model
+ * over features (the supernet aggregators).  Row i is x[i * dim ..], as the
+ * model takes it. */
+typedef struct kd_features {
+    const float *x;
+    const int32_t *labels;
+    size_t n, dim;
+} kd_features;
+/* A loader of feature rows: batches and shuffles as for a dataset (the same
+ * order from the seed and the epoch), rows copied as they are;
+ * kdens_loader_set_augment with a policy and kdens_loader_set_scaling fail
+ * with KDENS_E_ARG.  The rows must outlive the loader.  Errors: KDENS_E_ARG
+ * (NULL, no rows, dim or batch 0), KDENS_E_NOMEM. */
+kdens_status kd_loader_create_features(const kd_features *f, size_t batch, uint64_t seed,
+                                       kdens_loader **out);
+
 /* Augmentation internals: the whole policy with caller scratch (two buffers
  * of h*w*c bytes), Keras' affine warp for given parameters, and one
  * RandAugment operation (index in the order of kdens_augment_set_randaugment's

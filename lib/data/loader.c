@@ -1,7 +1,9 @@
 /* The batch loader: K producer threads fill a ring of K + 1 batch slots
  * ahead of the consumer.  Batch b is made by thread b % K into slot
  * b % (K + 1); its samples and their augmentation seeds follow from (seed,
- * epoch, position) alone, so the thread count changes only the speed. */
+ * epoch, position) alone, so the thread count changes only the speed.  The
+ * samples come from a dataset's images (scaled, optionally augmented) or
+ * from rows of float features (copied as they are). */
 #include "data.h"
 
 #include <pthread.h>
@@ -21,12 +23,13 @@ typedef struct slot {
 } slot;
 
 struct kdens_loader {
-    const kdens_dataset *ds;
-    size_t batch, per_image;
+    const kdens_dataset *ds; /* the source: a dataset, or (NULL) the features */
+    kd_features features;
+    size_t n, batch, per_image; /* samples; floats per sample */
     uint64_t seed, epoch;
     bool shuffle;
     const kdens_augment *aug;
-    float *scale, *offset;
+    float *scale, *offset; /* per channel (datasets) */
     int threads;          /* setting */
     /* the running epoch */
     int running;          /* threads started */
@@ -51,20 +54,17 @@ static uint64_t mix(uint64_t z)
     return z ^ (z >> 31);
 }
 
-kdens_status kdens_loader_create(const kdens_dataset *ds, size_t batch, uint64_t seed,
-                                 kdens_loader **out)
+/* A loader of n samples of `per` floats, with scaling for c channels (1/255
+ * and 0; none for c 0); the caller sets its source. */
+static kdens_status loader_new(size_t n, size_t per, int c, size_t batch, uint64_t seed,
+                               kdens_loader **out)
 {
-    if (!ds || !out || batch == 0)
-        return kd_fail(KDENS_E_ARG, "a loader needs a dataset and a batch size above 0");
-    if (ds->n == 0)
-        return kd_fail(KDENS_E_ARG, "the dataset is empty");
     kdens_loader *ld = calloc(1, sizeof *ld);
-    int c = ds->store->c;
-    if (ld) {
+    if (ld && c > 0) {
         ld->scale = malloc(sizeof(float) * c);
         ld->offset = malloc(sizeof(float) * c);
     }
-    if (!ld || !ld->scale || !ld->offset) {
+    if (!ld || (c > 0 && (!ld->scale || !ld->offset))) {
         if (ld)
             free(ld->scale), free(ld->offset);
         free(ld);
@@ -72,9 +72,9 @@ kdens_status kdens_loader_create(const kdens_dataset *ds, size_t batch, uint64_t
     }
     for (int i = 0; i < c; i++)
         ld->scale[i] = 1.0f / 255.0f, ld->offset[i] = 0.0f;
-    ld->ds = ds;
+    ld->n = n;
     ld->batch = batch;
-    ld->per_image = (size_t)ds->store->h * ds->store->w * c;
+    ld->per_image = per;
     ld->seed = seed;
     ld->shuffle = true;
     ld->threads = 1;
@@ -82,6 +82,35 @@ kdens_status kdens_loader_create(const kdens_dataset *ds, size_t batch, uint64_t
     pthread_cond_init(&ld->changed, NULL);
     *out = ld;
     return KDENS_OK;
+}
+
+kdens_status kdens_loader_create(const kdens_dataset *ds, size_t batch, uint64_t seed,
+                                 kdens_loader **out)
+{
+    if (!ds || !out || batch == 0)
+        return kd_fail(KDENS_E_ARG, "a loader needs a dataset and a batch size above 0");
+    if (ds->n == 0)
+        return kd_fail(KDENS_E_ARG, "the dataset is empty");
+    const kd_store *st = ds->store;
+    kdens_status status =
+        loader_new(ds->n, (size_t)st->h * st->w * st->c, st->c, batch, seed, out);
+    if (status == KDENS_OK)
+        (*out)->ds = ds;
+    return status;
+}
+
+kdens_status kd_loader_create_features(const kd_features *f, size_t batch, uint64_t seed,
+                                       kdens_loader **out)
+{
+    if (!f || !f->x || !f->labels || !out || batch == 0 || f->dim == 0)
+        return kd_fail(KDENS_E_ARG, "a feature loader needs rows, labels, a dimension and a "
+                       "batch size above 0");
+    if (f->n == 0)
+        return kd_fail(KDENS_E_ARG, "there are no feature rows");
+    kdens_status status = loader_new(f->n, f->dim, 0, batch, seed, out);
+    if (status == KDENS_OK)
+        (*out)->features = *f;
+    return status;
 }
 
 kdens_status kdens_loader_set_shuffle(kdens_loader *ld, int shuffle)
@@ -96,6 +125,8 @@ kdens_status kdens_loader_set_augment(kdens_loader *ld, const kdens_augment *aug
 {
     if (!ld)
         return kd_fail(KDENS_E_ARG, "NULL loader");
+    if (aug && !ld->ds)
+        return kd_fail(KDENS_E_ARG, "feature rows take no augmentation");
     if (aug && ld->ds->store->c != 1 && ld->ds->store->c != 3)
         return kd_fail(KDENS_E_ARG, "augmentation needs grey or RGB images");
     ld->aug = aug;
@@ -106,6 +137,8 @@ kdens_status kdens_loader_set_scaling(kdens_loader *ld, const float *scale, cons
 {
     if (!ld || !scale || !offset)
         return kd_fail(KDENS_E_ARG, "NULL argument");
+    if (!ld->ds)
+        return kd_fail(KDENS_E_ARG, "feature rows are taken as they are, without scaling");
     for (int i = 0; i < ld->ds->store->c; i++)
         ld->scale[i] = scale[i], ld->offset[i] = offset[i];
     return KDENS_OK;
@@ -129,7 +162,7 @@ const size_t *kdens_loader_batch_indices(const kdens_loader *ld)
 
 size_t kdens_loader_batches(const kdens_loader *ld)
 {
-    return ld ? (ld->ds->n + ld->batch - 1) / ld->batch : 0;
+    return ld ? (ld->n + ld->batch - 1) / ld->batch : 0;
 }
 
 /* ---- producing --------------------------------------------------------------- */
@@ -139,30 +172,48 @@ struct producer {
     int id;
 };
 
-static kdens_status make_batch(kdens_loader *ld, uint64_t b, slot *s, uint8_t *img,
-                               uint8_t *work, uint8_t *tmp, uint8_t *decoded)
+/* Dataset sample `pos`, the epoch's sample number `at`, into x (scaled,
+ * augmented if set) and *label; scratch: four buffers of per_image bytes. */
+static kdens_status image_sample(kdens_loader *ld, size_t pos, size_t at, float *x,
+                                 int32_t *label, uint8_t *scratch)
 {
     const kd_store *st = ld->ds->store;
-    size_t first = b * ld->batch, n = KD_MIN(ld->batch, ld->ds->n - first);
+    uint8_t *img = scratch, *work = img + ld->per_image, *tmp = work + ld->per_image;
+    uint8_t *decoded = tmp + ld->per_image;
+    size_t k = kd_dataset_at(ld->ds, pos);
+    const uint8_t *px = st->pixels ? st->pixels + k * ld->per_image : decoded;
     int c = st->c;
+    if (!st->pixels) { /* lazy: decode here, on the loader's thread */
+        kdens_status status = kd_dataset_read(ld->ds, pos, decoded);
+        if (status != KDENS_OK)
+            return status;
+    }
+    if (ld->aug) {
+        uint64_t seed = mix(ld->seed ^ mix(ld->epoch * 0x9e3779b97f4a7c15ULL + at));
+        kd_augment_apply(ld->aug, px, st->h, st->w, c, seed, img, work, tmp);
+        px = img;
+    }
+    for (size_t p = 0; p < ld->per_image; p += (size_t)c)
+        for (int ch = 0; ch < c; ch++)
+            x[p + ch] = px[p + ch] * ld->scale[ch] + ld->offset[ch];
+    *label = st->labels[k];
+    return KDENS_OK;
+}
+
+static kdens_status make_batch(kdens_loader *ld, uint64_t b, slot *s, uint8_t *scratch)
+{
+    size_t first = b * ld->batch, n = KD_MIN(ld->batch, ld->n - first);
     for (size_t i = 0; i < n; i++) {
-        size_t k = kd_dataset_at(ld->ds, ld->order[first + i]);
-        const uint8_t *px = st->pixels ? st->pixels + k * ld->per_image : decoded;
-        if (!st->pixels) { /* lazy: decode here, on the loader's thread */
-            kdens_status status = kd_dataset_read(ld->ds, ld->order[first + i], decoded);
-            if (status != KDENS_OK)
-                return status;
-        }
-        if (ld->aug) {
-            uint64_t seed = mix(ld->seed ^ mix(ld->epoch * 0x9e3779b97f4a7c15ULL + first + i));
-            kd_augment_apply(ld->aug, px, st->h, st->w, c, seed, img, work, tmp);
-            px = img;
-        }
+        size_t pos = ld->order[first + i];
         float *x = s->x + i * ld->per_image;
-        for (size_t p = 0; p < ld->per_image; p += (size_t)c)
-            for (int ch = 0; ch < c; ch++)
-                x[p + ch] = px[p + ch] * ld->scale[ch] + ld->offset[ch];
-        s->labels[i] = st->labels[k];
+        if (!ld->ds) { /* a feature row, as it is */
+            memcpy(x, ld->features.x + pos * ld->per_image, sizeof(float) * ld->per_image);
+            s->labels[i] = ld->features.labels[pos];
+            continue;
+        }
+        kdens_status status = image_sample(ld, pos, first + i, x, &s->labels[i], scratch);
+        if (status != KDENS_OK)
+            return status;
     }
     s->n = n;
     s->batch = b;
@@ -174,7 +225,7 @@ static void *produce(void *arg)
 {
     struct producer *p = arg;
     kdens_loader *ld = p->ld;
-    uint8_t *scratch = malloc(4 * ld->per_image + 1);
+    uint8_t *scratch = malloc(ld->ds ? 4 * ld->per_image + 1 : 1);
     pthread_mutex_lock(&ld->mu);
     if (!scratch) {
         ld->failure = KDENS_E_NOMEM;
@@ -189,8 +240,7 @@ static void *produce(void *arg)
         if (ld->stop)
             break;
         pthread_mutex_unlock(&ld->mu);
-        kdens_status status = make_batch(ld, b, s, scratch, scratch + ld->per_image,
-                                         scratch + 2 * ld->per_image, scratch + 3 * ld->per_image);
+        kdens_status status = make_batch(ld, b, s, scratch);
         pthread_mutex_lock(&ld->mu);
         if (status != KDENS_OK) { /* keep the first failure and its message */
             if (ld->failure == KDENS_OK) {
@@ -248,7 +298,7 @@ kdens_status kdens_loader_start_epoch(kdens_loader *ld, uint64_t epoch)
     if (!ld)
         return kd_fail(KDENS_E_ARG, "NULL loader");
     stop_epoch(ld);
-    size_t n = ld->ds->n;
+    size_t n = ld->n;
     ld->epoch = epoch;
     ld->n_batches = kdens_loader_batches(ld);
     ld->next_batch = ld->released = 0;

@@ -289,30 +289,35 @@ static int32_t label_at(const kdens_dataset *ds, size_t i)
     return ds->store->labels[kd_dataset_at(ds, i)];
 }
 
-/* Mean cross-entropy and accuracy of the aggregator on inputs x (n x dim). */
-static kdens_status agg_eval(kdens_model *agg, const float *x, const kdens_dataset *ds,
-                             float *logits, double *loss, double *acc)
+/* The teachers' outputs on every sample of ds into x (ds->n x out_dim), its
+ * labels into y. */
+static kdens_status outputs_and_labels(kdens_distiller *d, const kdens_dataset *ds, float *x,
+                                       int32_t *y)
 {
-    kdens_status st = kdens_model_predict_logits(agg, x, ds->n, logits);
-    double sum = 0;
-    size_t right = 0;
-    int k = agg->classes;
-    for (size_t i = 0; st == KDENS_OK && i < ds->n; i++) {
-        const float *z = logits + i * k;
-        int y = label_at(ds, i), best = 0;
-        for (int c = 1; c < k; c++)
-            best = z[c] > z[best] ? c : best;
-        sum += kd_cross_entropy(z, k, y);
-        right += best == y;
-    }
-    *loss = ds->n ? sum / ds->n : 0;
-    *acc = ds->n ? (double)right / ds->n : 0;
+    for (size_t i = 0; i < ds->n; i++)
+        y[i] = label_at(ds, i);
+    return over_dataset(d, ds, x, NULL);
+}
+
+/* The trainer of the aggregator: Adam (lr 0.001, batch 128) until the
+ * validation loss has not improved for 5 epochs (at most 100), best weights
+ * restored; without a validation set it watches the training loss. */
+static kdens_status configure_aggregator(kdens_trainer *t, uint64_t seed)
+{
+    kdens_status st = kdens_trainer_set_epochs(t, 100);
+    if (st == KDENS_OK)
+        st = kdens_trainer_set_batch(t, 128);
+    if (st == KDENS_OK)
+        st = kdens_trainer_set_optimizer(t, KDENS_OPT_ADAM, 1e-3);
+    if (st == KDENS_OK)
+        st = kdens_trainer_set_early_stopping(t, 5, 1);
+    if (st == KDENS_OK)
+        st = kdens_trainer_set_seed(t, seed);
     return st;
 }
 
 /* The supernet aggregator: a dense softmax layer over the teachers' outputs,
- * trained with Adam (lr 0.001, batch 128) until the validation loss has not
- * improved for 5 epochs (at most 100), best weights restored. */
+ * trained by the trainer on those outputs (configure_aggregator). */
 static kdens_status train_aggregator(kdens_distiller *d)
 {
     size_t dim = d->out_dim, n = d->train->n, nv = d->val ? d->val->n : 0;
@@ -320,69 +325,39 @@ static kdens_status train_aggregator(kdens_distiller *d)
     if (bytes > 4.0 * (1u << 30))
         return kd_fail(KDENS_E_NOMEM, "the supernet needs %.1f GiB of teacher outputs",
                        bytes / (1u << 30));
+    const char *name = kdens_distill_mode_name(d->mode);
     char spec[] = "dense units=classes\nsoftmax\n";
     kdens_status st = kdens_model_from_spec(spec, 1, 1, (int)dim, d->classes,
                                             d->student->seed ^ 0x5e9e, &d->aggregator);
     if (st != KDENS_OK)
         return st;
-    const kdens_dataset *val = nv ? d->val : d->train;
-    float *xtr = malloc(sizeof(float) * dim * (n ? n : 1));
-    float *xva = nv ? malloc(sizeof(float) * dim * nv) : xtr;
-    float *best = malloc(sizeof(float) * d->aggregator->n_weights);
-    float *logits = malloc(sizeof(float) * (size_t)d->classes * KD_MAX(n, nv));
-    float *xb = malloc(sizeof(float) * dim * 128);
-    int32_t yb[128];
-    size_t *order = malloc(sizeof(size_t) * (n ? n : 1));
-    kdens_optimizer *opt = NULL;
-    if (!xtr || !xva || !best || !logits || !xb || !order)
+    float *x = malloc(sizeof(float) * dim * (n + nv));
+    int32_t *y = malloc(sizeof(int32_t) * (n + nv));
+    kdens_trainer *t = NULL;
+    if (!x || !y)
         st = kd_fail(KDENS_E_NOMEM, "out of memory for the supernet");
     if (st == KDENS_OK)
-        st = over_dataset(d, d->train, xtr, NULL);
+        st = outputs_and_labels(d, d->train, x, y);
     if (st == KDENS_OK && nv)
-        st = over_dataset(d, d->val, xva, NULL);
+        st = outputs_and_labels(d, d->val, x + n * dim, y + n);
+    const float *xv = nv ? x + n * dim : x; /* no validation set: the training set */
     if (st == KDENS_OK)
-        st = kdens_optimizer_create(KDENS_OPT_ADAM, 1e-3f, &opt);
-    kd_rng rng;
-    kd_rng_seed(&rng, d->student->seed ^ 0xa66);
-    double best_loss = INFINITY;
-    int wait = 0;
-    for (size_t i = 0; i < n; i++)
-        order[i] = i;
-    for (int e = 0; st == KDENS_OK && e < 100 && wait < 5; e++) {
-        for (size_t i = n; i > 1; i--) {
-            size_t j = (size_t)kd_rng_below(&rng, i), tmp = order[i - 1];
-            order[i - 1] = order[j], order[j] = tmp;
-        }
-        for (size_t first = 0; st == KDENS_OK && first < n; first += 128) {
-            size_t nb = KD_MIN((size_t)128, n - first);
-            for (size_t i = 0; i < nb; i++) {
-                memcpy(xb + i * dim, xtr + order[first + i] * dim, sizeof(float) * dim);
-                yb[i] = label_at(d->train, order[first + i]);
-            }
-            st = kdens_model_train_step(d->aggregator, opt, xb, nb, yb, NULL, NULL, NULL);
-        }
-        double loss = 0, acc = 0;
-        if (st == KDENS_OK)
-            st = agg_eval(d->aggregator, xva, val, logits, &loss, &acc);
-        if (st == KDENS_OK && loss < best_loss) {
-            best_loss = loss, wait = 0;
-            memcpy(best, d->aggregator->weights, sizeof(float) * d->aggregator->n_weights);
-        } else {
-            wait++;
-        }
-        kd_log(KDENS_LOG_INFO, "%s aggregator epoch %d: val_loss %.4f val_acc %.4f",
-               kdens_distill_mode_name(d->mode), e + 1, loss, acc);
+        st = kd_trainer_create_features(d->aggregator, x, y, n, xv, nv ? y + n : y,
+                                        nv ? nv : n, &t);
+    if (st == KDENS_OK)
+        st = configure_aggregator(t, d->student->seed ^ 0xa66);
+    if (st == KDENS_OK) {
+        kd_log(KDENS_LOG_INFO, "%s aggregator: training a dense layer over %zu teacher "
+               "outputs on %zu samples", name, dim, n);
+        st = kdens_trainer_fit(t);
     }
     if (st == KDENS_OK)
-        memcpy(d->aggregator->weights, best, sizeof(float) * d->aggregator->n_weights);
-    kdens_optimizer_free(opt);
-    if (xva != xtr)
-        free(xva);
-    free(xtr);
-    free(best);
-    free(logits);
-    free(xb);
-    free(order);
+        kd_log(KDENS_LOG_INFO, "%s aggregator: %d epochs, best %d with val_loss %.4f", name,
+               kdens_trainer_epochs_run(t), kdens_trainer_best_epoch(t),
+               kdens_trainer_best_val_loss(t));
+    kdens_trainer_free(t);
+    free(x);
+    free(y);
     return st;
 }
 

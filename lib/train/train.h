@@ -1,8 +1,9 @@
-/* train: losses, optimisers and the training step.  Internal; uses core,
- * tensor and nn. */
+/* train: losses, optimisers, the training step, evaluation and the
+ * trainer.  Internal; uses core, tensor, nn and data. */
 #ifndef KD_TRAIN_H
 #define KD_TRAIN_H
 
+#include "../data/data.h"
 #include "../nn/nn.h"
 
 /* The loss a model trains with, attached to the model (kdens_model's loss
@@ -63,6 +64,27 @@ kdens_status kd_check_loss(double alpha, double temperature);
 
 /* KDENS_E_SHAPE unless the dataset's images and classes fit the model. */
 kdens_status kd_check_fit(const kdens_model *m, const kdens_dataset *ds, const char *what);
+/* KDENS_E_SHAPE unless the rows are as wide as the model's input (H x W x C
+ * floats); KDENS_E_ARG for a label outside [0, classes). */
+kdens_status kd_check_features(const kdens_model *m, const kd_features *f, const char *what);
+/* kdens_model_evaluate on feature rows: mean cross-entropy and top-1
+ * accuracy (either may be NULL). */
+kdens_status kd_evaluate_features(kdens_model *m, const kd_features *f, size_t batch,
+                                  double *loss, double *top1);
+
+/* A trainer for a model over float features: n rows x with labels,
+ * validating on n_val rows x_val (n_val 0: no validation, no early
+ * stopping).  A row is the model's input, H x W x C floats, as the model
+ * takes it (no scaling).  The same loop as over datasets -- shuffle, batches,
+ * schedules, early stopping, log, checkpoints, soft targets (the indices are
+ * row numbers) -- without augmentation: kdens_trainer_set_augment with a
+ * policy fails, and so does fit after kdens_trainer_use_reference_defaults
+ * (which sets one).  The arrays must outlive the trainer.  Errors:
+ * KDENS_E_ARG (NULL, n 0, a label outside [0, classes)), KDENS_E_NOMEM. */
+kdens_status kd_trainer_create_features(kdens_model *model, const float *x,
+                                        const int32_t *labels, size_t n, const float *x_val,
+                                        const int32_t *labels_val, size_t n_val,
+                                        kdens_trainer **out);
 
 /* Overrides of an architecture's training defaults, for the experiment
  * layer's teacher farm and student driver: values <= 0 (patience < 0) keep

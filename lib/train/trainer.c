@@ -1,6 +1,7 @@
-/* The trainer: the one training loop (epochs of loader batches through
- * kdens_model_train_step), learning-rate schedules, Keras' early stopping,
- * the per-epoch CSV log and progress reports. */
+/* The trainer: the one training loop (epochs of loader batches, from a
+ * dataset or from float feature rows, through kdens_model_train_step),
+ * learning-rate schedules, Keras' early stopping, the per-epoch CSV log and
+ * progress reports. */
 #include "train.h"
 
 #include "../data/data.h"
@@ -14,7 +15,10 @@
 
 struct kdens_trainer {
     kdens_model *model;
+    /* the samples: datasets (val NULL: none), or with train NULL feature rows
+     * (fval.n 0: no validation) */
     const kdens_dataset *train, *val;
+    kd_features ftrain, fval;
     int epochs;
     size_t batch;
     kdens_optimizer_type opt_type;
@@ -55,6 +59,23 @@ double kdens_schedule_lr(kdens_schedule schedule, double lr, int epoch, int epoc
     }
 }
 
+/* A trainer for model with the defaults; the caller sets its samples. */
+static kdens_status trainer_new(kdens_model *model, kdens_trainer **out)
+{
+    kdens_trainer *t = calloc(1, sizeof *t);
+    if (!t)
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    t->model = model;
+    t->epochs = 10;
+    t->batch = 128;
+    t->opt_type = KDENS_OPT_ADAM;
+    t->lr = 1e-3;
+    t->factor = 0.1;
+    t->restore_best = true;
+    *out = t;
+    return KDENS_OK;
+}
+
 kdens_status kdens_trainer_create(kdens_model *model, const kdens_dataset *train,
                                   const kdens_dataset *val, kdens_trainer **out)
 {
@@ -71,20 +92,35 @@ kdens_status kdens_trainer_create(kdens_model *model, const kdens_dataset *train
         kdens_model_set_class_names(model, (const char *const *)train->store->class_names,
                                     model->classes) != KDENS_OK)
         return kd_fail(KDENS_E_NOMEM, "out of memory");
-    kdens_trainer *t = calloc(1, sizeof *t);
-    if (!t)
-        return kd_fail(KDENS_E_NOMEM, "out of memory");
-    t->model = model;
-    t->train = train;
-    t->val = val && val->n ? val : NULL;
-    t->epochs = 10;
-    t->batch = 128;
-    t->opt_type = KDENS_OPT_ADAM;
-    t->lr = 1e-3;
-    t->factor = 0.1;
-    t->restore_best = true;
-    *out = t;
-    return KDENS_OK;
+    st = trainer_new(model, out);
+    if (st == KDENS_OK) {
+        (*out)->train = train;
+        (*out)->val = val && val->n ? val : NULL;
+    }
+    return st;
+}
+
+kdens_status kd_trainer_create_features(kdens_model *model, const float *x,
+                                        const int32_t *labels, size_t n, const float *x_val,
+                                        const int32_t *labels_val, size_t n_val,
+                                        kdens_trainer **out)
+{
+    if (!model || !x || !labels || !out || (n_val && (!x_val || !labels_val)))
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    if (n == 0)
+        return kd_fail(KDENS_E_ARG, "the training set is empty");
+    size_t dim = (size_t)model->in_h * model->in_w * model->in_c;
+    kd_features tr = {x, labels, n, dim}, va = {x_val, labels_val, n_val, dim};
+    kdens_status st = kd_check_features(model, &tr, "training");
+    if (st == KDENS_OK)
+        st = kd_check_features(model, &va, "validation");
+    if (st == KDENS_OK)
+        st = trainer_new(model, out);
+    if (st == KDENS_OK) {
+        (*out)->ftrain = tr;
+        (*out)->fval = va;
+    }
+    return st;
 }
 
 void kdens_trainer_free(kdens_trainer *t)
@@ -332,6 +368,8 @@ kdens_status kdens_trainer_set_augment(kdens_trainer *t, const kdens_augment *au
 {
     if (!t)
         return kd_fail(KDENS_E_ARG, "NULL trainer");
+    if (aug && !t->train)
+        return kd_fail(KDENS_E_ARG, "a trainer over feature rows takes no augmentation");
     t->aug = aug;
     return KDENS_OK;
 }
@@ -359,13 +397,36 @@ static double now(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+static bool validates(const kdens_trainer *t) { return t->val || t->fval.n; }
+
+/* The loader of the training samples, set up for this run. */
+static kdens_status make_loader(const kdens_trainer *t, kdens_loader **ld)
+{
+    kdens_status st = t->train ? kdens_loader_create(t->train, t->batch, t->seed, ld)
+                               : kd_loader_create_features(&t->ftrain, t->batch, t->seed, ld);
+    if (st == KDENS_OK)
+        st = kdens_loader_set_augment(*ld, t->aug);
+    if (st == KDENS_OK && t->train)
+        st = kdens_loader_set_scaling(*ld, t->model->in_scale, t->model->in_offset);
+    return st;
+}
+
+/* The validation loss and accuracy. */
+static kdens_status validate(kdens_trainer *t, double *loss, double *acc)
+{
+    if (t->val)
+        return kdens_model_evaluate(t->model, t->val, t->batch, loss, acc, NULL, NULL, NULL);
+    return kd_evaluate_features(t->model, &t->fval, t->batch, loss, acc);
+}
+
 /* One epoch over the loader; mean loss and accuracy. */
 static kdens_status run_epoch(kdens_trainer *t, kdens_loader *ld, kdens_optimizer *opt, int e,
                               float *soft, double *loss, double *acc)
 {
     kdens_status st = kdens_loader_start_epoch(ld, (uint64_t)e);
     double sum = 0, t0 = now();
-    size_t right = 0, seen = 0, total = t->train->n, b = 0;
+    size_t right = 0, seen = 0, total = t->train ? t->train->n : t->ftrain.n;
+    size_t b = 0;
     while (st == KDENS_OK) {
         const float *x;
         const int32_t *y;
@@ -409,16 +470,12 @@ kdens_status kdens_trainer_fit(kdens_trainer *t)
     kd_buf log = {0};
     kdens_status st = kdens_optimizer_create(t->opt_type, (float)t->lr, &opt);
     if (st == KDENS_OK)
-        st = kdens_loader_create(t->train, t->batch, t->seed, &ld);
-    if (st == KDENS_OK)
-        st = kdens_loader_set_augment(ld, t->aug);
-    if (st == KDENS_OK)
-        st = kdens_loader_set_scaling(ld, m->in_scale, m->in_offset);
+        st = make_loader(t, &ld);
     float *soft = NULL;
     if (st == KDENS_OK && t->soft_fn &&
         !(soft = malloc(sizeof(float) * t->batch * (size_t)kd_loss_of(m)->soft_sets * m->classes)))
         st = kd_fail(KDENS_E_NOMEM, "out of memory for soft targets");
-    if (st == KDENS_OK && t->val && t->patience > 0 && t->restore_best &&
+    if (st == KDENS_OK && validates(t) && t->patience > 0 && t->restore_best &&
         !(best = malloc(sizeof(float) * (m->n_weights ? m->n_weights : 1))))
         st = kd_fail(KDENS_E_NOMEM, "out of memory for the best weights");
     kdens_model_set_seed(m, t->seed ^ 0xd1ce);
@@ -431,7 +488,7 @@ kdens_status kdens_trainer_fit(kdens_trainer *t)
     t->best_epoch = (int)rs.best_epoch;
     t->best_val_loss = rs.best_val_loss;
     int wait = (int)rs.wait;
-    bool stopped = resumed && t->val && t->patience > 0 && wait >= t->patience;
+    bool stopped = resumed && validates(t) && t->patience > 0 && wait >= t->patience;
     if (stopped && best) /* killed between the last checkpoint and the restore */
         memcpy(m->weights, best, sizeof(float) * m->n_weights);
     for (int e = (int)rs.epochs_done; st == KDENS_OK && !stopped && e < t->epochs; e++) {
@@ -441,8 +498,8 @@ kdens_status kdens_trainer_fit(kdens_trainer *t)
         double t0 = now(), loss = NAN, acc = NAN, val_loss = NAN, val_acc = NAN;
         st = run_epoch(t, ld, opt, e, soft, &loss, &acc);
         kdens_model_set_training(m, 0);
-        if (st == KDENS_OK && t->val)
-            st = kdens_model_evaluate(m, t->val, t->batch, &val_loss, &val_acc, NULL, NULL, NULL);
+        if (st == KDENS_OK && validates(t))
+            st = validate(t, &val_loss, &val_acc);
         if (st != KDENS_OK)
             break;
         t->epochs_run = e + 1;
@@ -453,7 +510,7 @@ kdens_status kdens_trainer_fit(kdens_trainer *t)
                             : kd_write_file_atomic(t->log_path, log.data, log.len);
         kd_log(KDENS_LOG_INFO, "epoch %d/%d: loss %.4f acc %.4f val_loss %.4f val_acc %.4f",
                e + 1, t->epochs, loss, acc, val_loss, val_acc);
-        if (t->val) {
+        if (validates(t)) {
             if (val_loss < t->best_val_loss) { /* Keras: strictly better than the best */
                 t->best_val_loss = val_loss;
                 t->best_epoch = e + 1;
