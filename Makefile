@@ -195,6 +195,7 @@ PATH_TESTS := test_reference test_layers test_model
 check: check-deps
 	@$(MAKE) --no-print-directory all $(TEST_BIN)
 	@failed=0; $(MAKE) --no-print-directory check-layers check-abi || failed=1; \
+	sh scripts/api-index.sh --check || failed=1; \
 	paths=$$(./$(CLI) cpu --paths) || exit 1; \
 	echo "== kernel paths of this processor: $$paths"; \
 	for t in $(TEST_BIN); do \

@@ -26,7 +26,7 @@ int main(int argc, char **argv)
     int members = kdens_predictions_members(pr);
     printf("%d members, %zu samples, %d classes\n", members, kdens_predictions_samples(pr),
            kdens_predictions_classes(pr));
-    for (int r = 0; r < KDENS_FUSE_COUNT; r++) {
+    for (int r = 0; r < kdens_fusion_count(); r++) {
         double acc;
         if (kdens_predictions_accuracy(pr, (kdens_fusion)r, NULL, 0, &acc) != KDENS_OK) {
             fprintf(stderr, "%s\n", kdens_errmsg());

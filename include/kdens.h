@@ -13,6 +13,11 @@
  *    file, field or value at fault.  Results are handed back through
  *    pointers, which are left untouched on failure.
  *  - Every *_create / *_load has a *_free; passing NULL to *_free is a no-op.
+ *  - Handles are opaque and configured by setters, each checking its value
+ *    at once; real-valued settings are double, tensors float.  Enumerations
+ *    are never renumbered (new values are appended; *_count() says how many
+ *    this library knows), and structs returned to the caller carry their
+ *    own size, so that the ABI can grow (docs/api.md).
  *  - The library never prints, never exits and never aborts on bad input.
  *  - Distinct handles may be used from different threads at once; one handle
  *    is used by one thread at a time.

@@ -6,6 +6,8 @@
  * registry, and bad input. */
 #include "testutil.h"
 
+#include "kdens_experiment.h"
+
 #include "data/data.h"
 #include "distill/distill.h"
 
@@ -120,7 +122,7 @@ static double direct_loss(kdens_distill_mode mode, kdens_distiller *d, const flo
     ASSERT_OK(kdens_model_predict_logits(d->student, x, n, zs));
     if (mode == KDENS_DISTILL_MIMIC_ALL)
         for (int j = 0; j < T; j++)
-            ASSERT_OK(kd_model_infer_node(d->student, x, n, d->student->head_nodes[j],
+            ASSERT_OK(kd_model_infer_node(d->student, x, n, kd_loss_of(d->student)->head_nodes[j],
                                           zh + j * n * K));
     double total = 0;
     for (size_t r = 0; r < n; r++) {
@@ -254,7 +256,7 @@ static void test_cache_equals_online(void **state)
     size_t idx[N];
     for (size_t i = 0; i < N; i++)
         idx[i] = i;
-    for (int mode = 0; mode < KDENS_DISTILL_MODE_COUNT; mode++) {
+    for (int mode = 0; mode < kdens_distill_mode_count(); mode++) {
         kdens_distiller *d;
         ASSERT_OK(kdens_distiller_create(ens, tmpl, (kdens_distill_mode)mode, train_set, NULL,
                                          &d));
@@ -303,13 +305,13 @@ static void test_export(void **state)
     kdens_distiller *d;
     ASSERT_OK(kdens_distiller_create(ens, tmpl, KDENS_DISTILL_MIMIC_ALL, train_set, NULL, &d));
     kdens_model *s = kdens_distiller_student(d);
-    assert_int_equal(s->n_heads, T);
+    assert_int_equal(kd_loss_of(s)->n_heads, T);
     uint64_t seed = 5;
     for (size_t i = 0; i < s->n_trainable; i++) /* heads unlike one another */
         s->weights[i] += 0.3f * tu_randn(&seed);
     kdens_model *flat;
     ASSERT_OK(kdens_distiller_export(d, &flat));
-    assert_int_equal(flat->n_heads, 0);
+    assert_int_equal(kd_loss_of(flat)->n_heads, 0);
     assert_int_equal(kdens_model_param_count(flat), kdens_model_param_count(tmpl));
     float *x = images(N), *a = malloc(sizeof(float) * N * K), *b = malloc(sizeof(float) * N * K);
     ASSERT_OK(kdens_model_predict(s, x, N, a));
@@ -353,7 +355,7 @@ static void test_fit_every_mode(void **state)
     size_t idx[N];
     for (size_t i = 0; i < N; i++)
         idx[i] = i;
-    for (int mode = 0; mode < KDENS_DISTILL_MODE_COUNT; mode++) {
+    for (int mode = 0; mode < kdens_distill_mode_count(); mode++) {
         for (int cache = 0; cache < 2; cache++) {
             kdens_distiller *d;
             /* no validation set: early stopping on the labels' loss would
@@ -405,20 +407,17 @@ static void test_fit_every_mode(void **state)
 static void test_driver(void **state)
 {
     (void)state;
-    kdens_distill_job job;
-    kdens_distill_job_default(&job);
-    job.workdir = dir;
-    job.dataset = "toy";
-    job.teacher_arch = "test";
-    job.student_arch = "test";
-    job.fraction = 0.5;
-    job.n_teachers = 2;
-    job.repetitions = 2;
-    job.mode = KDENS_DISTILL_MIMIC_ALL;
-    job.epochs = 2;
-    job.batch = 16;
+    kdens_distill_job *job;
+    ASSERT_STATUS(kdens_distill_job_create(dir, "toy/x", "test", "test", &job), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_distill_job_create(dir, "toy", NULL, "test", &job), KDENS_E_ARG);
+    ASSERT_OK(kdens_distill_job_create(dir, "toy", "test", "test", &job));
+    ASSERT_OK(kdens_distill_job_set_teachers(job, 2, 0.5));
+    ASSERT_OK(kdens_distill_job_set_repetitions(job, 2));
+    ASSERT_OK(kdens_distill_job_set_mode(job, KDENS_DISTILL_MIMIC_ALL));
+    ASSERT_OK(kdens_distill_job_set_epochs(job, 2));
+    ASSERT_OK(kdens_distill_job_set_batch(job, 16));
     int done = -1;
-    ASSERT_OK(kdens_distill_run(&job, train_set, train_set, train_set, &done));
+    ASSERT_OK(kdens_distill_job_run(job, train_set, train_set, train_set, &done));
     assert_int_equal(done, 2);
     FILE *f = fopen(p("students.csv"), "r");
     assert_non_null(f);
@@ -446,17 +445,27 @@ static void test_driver(void **state)
     fclose(f);
     assert_int_equal(rows, 2);
     /* run again: both students are registered, nothing is trained */
-    ASSERT_OK(kdens_distill_run(&job, train_set, train_set, train_set, &done));
+    ASSERT_OK(kdens_distill_job_run(job, train_set, train_set, train_set, &done));
     assert_int_equal(done, 0);
     /* fewer registered teachers than asked */
-    job.n_teachers = 4;
-    ASSERT_STATUS(kdens_distill_run(&job, train_set, NULL, NULL, &done), KDENS_E_NOTFOUND);
-    job.n_teachers = 2;
-    job.alpha = 1.5f;
-    ASSERT_STATUS(kdens_distill_run(&job, train_set, NULL, NULL, &done), KDENS_E_ARG);
-    job.alpha = 0.5f;
-    job.temperature = 0;
-    ASSERT_STATUS(kdens_distill_run(&job, train_set, NULL, NULL, &done), KDENS_E_ARG);
+    ASSERT_OK(kdens_distill_job_set_teachers(job, 4, 0.5));
+    ASSERT_STATUS(kdens_distill_job_run(job, train_set, NULL, NULL, &done), KDENS_E_NOTFOUND);
+    /* settings out of range are refused by the setters, the job unchanged */
+    ASSERT_STATUS(kdens_distill_job_set_loss(job, 1.5, 1), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_distill_job_set_loss(job, 0.5, 0), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_distill_job_set_loss(job, 0.5, 1e300), KDENS_E_ARG); /* inf as a float */
+    ASSERT_STATUS(kdens_distill_job_set_teachers(job, 0, 0.5), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_distill_job_set_teachers(job, 2, 1.5), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_distill_job_set_mode(job, (kdens_distill_mode)kdens_distill_mode_count()),
+                  KDENS_E_ARG);
+    ASSERT_STATUS(kdens_distill_job_set_fusion(job, KDENS_FUSE_KEMENY), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_distill_job_set_schedule(job, KDENS_SCHEDULE_CYCLIC), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_distill_job_set_epochs(job, 0), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_distill_job_set_lr(job, NAN), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_distill_job_set_repetitions(NULL, 1), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_distill_job_run(NULL, train_set, NULL, NULL, &done), KDENS_E_ARG);
+    kdens_distill_job_free(job);
+    kdens_distill_job_free(NULL);
 }
 
 static void test_bad_input(void **state)

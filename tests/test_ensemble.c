@@ -3,6 +3,8 @@
  * CRC, and fused accuracies against a direct computation. */
 #include "testutil.h"
 
+#include "kdens_experiment.h"
+
 #include "data/data.h"
 
 #include <math.h>

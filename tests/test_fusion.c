@@ -68,12 +68,12 @@ static void test_ties_and_small_cases(void **state)
     assert_int_equal(decide(KDENS_FUSE_BORDA, split, 2, 2), 1);
     /* a perfect tie: the lowest class index */
     float even[4] = {0.6f, 0.4f, 0.4f, 0.6f};
-    for (int r = 0; r < KDENS_FUSE_COUNT; r++)
+    for (int r = 0; r < kdens_fusion_count(); r++)
         if (decide((kdens_fusion)r, even, 2, 2) != 0)
             fail_msg("%s breaks a perfect tie wrongly", kdens_fusion_name((kdens_fusion)r));
     /* a single member: every rule follows it */
     float one[5] = {0.1f, 0.2f, 0.5f, 0.15f, 0.05f};
-    for (int r = 0; r < KDENS_FUSE_COUNT; r++)
+    for (int r = 0; r < kdens_fusion_count(); r++)
         if (decide((kdens_fusion)r, one, 1, 5) != 2)
             fail_msg("%s overrules a single member", kdens_fusion_name((kdens_fusion)r));
     /* a Condorcet cycle A>B>C, B>C>A, C>A>B: no winner, so the sum decides */
@@ -89,14 +89,14 @@ static void test_ties_and_small_cases(void **state)
 static void test_names_and_errors(void **state)
 {
     (void)state;
-    for (int r = 0; r < KDENS_FUSE_COUNT; r++) {
+    for (int r = 0; r < kdens_fusion_count(); r++) {
         kdens_fusion back;
         ASSERT_OK(kdens_fusion_from_name(kdens_fusion_name((kdens_fusion)r), &back));
         assert_int_equal(back, r);
     }
     kdens_fusion x;
     ASSERT_STATUS(kdens_fusion_from_name("approval", &x), KDENS_E_NOTFOUND);
-    assert_null(kdens_fusion_name(KDENS_FUSE_COUNT));
+    assert_null(kdens_fusion_name(kdens_fusion_count()));
     float bad[4] = {0.5f, NAN, 0.5f, 0.5f};
     int32_t d[2];
     ASSERT_STATUS(kdens_fuse(KDENS_FUSE_MEAN, bad, 2, 1, 2, d, NULL), KDENS_E_ARG);
@@ -104,7 +104,7 @@ static void test_names_and_errors(void **state)
     bad[1] = -0.1f;
     ASSERT_STATUS(kdens_fuse(KDENS_FUSE_BORDA, bad, 2, 1, 2, d, NULL), KDENS_E_ARG);
     ASSERT_STATUS(kdens_fuse(KDENS_FUSE_BORDA, bad, 0, 1, 2, d, NULL), KDENS_E_ARG);
-    ASSERT_STATUS(kdens_fuse(KDENS_FUSE_COUNT, bad, 2, 1, 2, d, NULL), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_fuse(kdens_fusion_count(), bad, 2, 1, 2, d, NULL), KDENS_E_ARG);
     ASSERT_STATUS(kdens_fuse(KDENS_FUSE_MEAN, NULL, 2, 1, 2, d, NULL), KDENS_E_ARG);
 }
 

@@ -3,8 +3,11 @@
  * processes taken over, and two processes sharing one workspace. */
 #include "testutil.h"
 
+#include "kdens_experiment.h"
+
 #include "data/data.h"
 
+#include <math.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -84,7 +87,18 @@ static kdens_teachers *make_teachers(const char *work, kdens_dataset *pool, kden
 {
     kdens_teachers *tc;
     ASSERT_OK(kdens_teachers_create(work, "toy", "test", pool, val, test, &tc));
-    ASSERT_OK(kdens_teachers_set_training(tc, 2, 16, 0.01, 0, 5));
+    ASSERT_OK(kdens_teachers_set_epochs(tc, 2));
+    ASSERT_OK(kdens_teachers_set_batch(tc, 16));
+    ASSERT_OK(kdens_teachers_set_lr(tc, 0.01));
+    ASSERT_OK(kdens_teachers_set_seed(tc, 5));
+    /* out of range: refused, the setting kept */
+    ASSERT_STATUS(kdens_teachers_set_epochs(tc, 0), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_teachers_set_batch(tc, 0), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_teachers_set_lr(tc, -1), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_teachers_set_lr(tc, INFINITY), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_teachers_set_patience(tc, -1), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_teachers_set_schedule(tc, KDENS_SCHEDULE_CYCLIC), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_teachers_set_seed(NULL, 1), KDENS_E_ARG);
     return tc;
 }
 

@@ -498,7 +498,7 @@ static void test_fit_features(void **state)
     ASSERT_OK(kdens_augment_create(&aug));
     ASSERT_STATUS(kdens_trainer_set_augment(t, aug), KDENS_E_ARG);
     ASSERT_OK(kdens_trainer_set_augment(t, NULL));
-    ASSERT_OK(kdens_trainer_use_reference_defaults(t, "test"));
+    ASSERT_OK(kdens_trainer_use_arch_defaults(t, "test"));
     ASSERT_STATUS(kdens_trainer_fit(t), KDENS_E_ARG);
     kdens_augment_free(aug);
     kdens_trainer_free(t);

@@ -78,7 +78,7 @@ kdens_status kd_evaluate_features(kdens_model *m, const kd_features *f, size_t b
  * takes it (no scaling).  The same loop as over datasets -- shuffle, batches,
  * schedules, early stopping, log, checkpoints, soft targets (the indices are
  * row numbers) -- without augmentation: kdens_trainer_set_augment with a
- * policy fails, and so does fit after kdens_trainer_use_reference_defaults
+ * policy fails, and so does fit after kdens_trainer_use_arch_defaults
  * (which sets one).  The arrays must outlive the trainer.  Errors:
  * KDENS_E_ARG (NULL, n 0, a label outside [0, classes)), KDENS_E_NOMEM. */
 kdens_status kd_trainer_create_features(kdens_model *model, const float *x,

@@ -30,7 +30,7 @@ struct kdens_trainer {
     bool restore_best;
     uint64_t seed;
     const kdens_augment *aug;
-    kdens_augment *own_aug; /* from the reference defaults */
+    kdens_augment *own_aug; /* from the architecture's defaults */
     char *log_path;
     char *checkpoint;
     bool resume;
@@ -270,7 +270,8 @@ static kdens_status load_checkpoint(kdens_trainer *t, kdens_optimizer *opt, run_
     return st;
 }
 
-/* config/models.py of the reference implementation. */
+/* The training settings of the dissertation's code (config/models.py) for the built-in
+ * architectures it trained. */
 static const struct {
     const char *arch;
     int epochs;

@@ -435,7 +435,7 @@ static void bench_fusion(void)
         for (int k = 0; k < classes; k++)
             row[k] /= sum;
     }
-    for (int rule = 0; rule < KDENS_FUSE_COUNT; rule++) {
+    for (int rule = 0; rule < kdens_fusion_count(); rule++) {
         double t = now();
         check(kdens_fuse((kdens_fusion)rule, p, members, samples, classes, d, NULL), "fuse");
         printf("bench fusion %-16s seconds=%.3f (100 members x 10000 samples x 10 classes)\n",
