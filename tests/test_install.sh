@@ -49,6 +49,10 @@ check "header compiles as C++ with -pedantic" $CXX -std=c++11 -pedantic -Werror 
     -x c++ "$prefix/include/kdens.h"
 check "header compiles as C11 with -pedantic" $CC -std=c11 -pedantic -Werror -fsyntax-only \
     -x c "$prefix/include/kdens.h"
+check "the experiment header compiles as C++ with -pedantic" $CXX -std=c++11 -pedantic -Werror \
+    -fsyntax-only -x c++ "$prefix/include/kdens_experiment.h"
+check "the experiment header compiles as C11 with -pedantic" $CC -std=c11 -pedantic -Werror \
+    -fsyntax-only -x c "$prefix/include/kdens_experiment.h"
 # the example programs, built from the installed copy as a user would
 for ex in classify fuse custom_driver; do
     check "example $ex.c builds from the installed copy" $CC -std=c11 -Wall -Wextra -Werror \
