@@ -1,7 +1,7 @@
 /* kdens distill: the reference's distillation experiment driver
  * (kdens_distill_run) from the command line. */
 #define _POSIX_C_SOURCE 200809L
-#include "kdens_cli.h"
+#include "cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* kdens -- the libkdens command-line tool.  Each subcommand is a thin layer
  * over the public API (include/kdens.h); see docs/cli.md. */
 #define _POSIX_C_SOURCE 200809L
-#include "kdens_cli.h"
+#include "cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* kdens ensemble, kdens diversity and kdens vote: decision fusion from the
  * command line (docs/cli.md, docs/fusion.md). */
 #define _POSIX_C_SOURCE 200809L
-#include "kdens_cli.h"
+#include "cli.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* kdens train and kdens eval: one model trained through the library's
  * trainer, and a model evaluated on a dataset's test part. */
 #define _POSIX_C_SOURCE 200809L
-#include "kdens_cli.h"
+#include "cli.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* kdens pipeline: the whole multi-teacher experiment (kdens_pipeline_run),
  * which make demo runs with its defaults. */
 #define _POSIX_C_SOURCE 200809L
-#include "kdens_cli.h"
+#include "cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* kdens subset and kdens split: the reference's generate_subset.py and
  * train_val_test_split.py over the public dataset API. */
 #define _POSIX_C_SOURCE 200809L
-#include "kdens_cli.h"
+#include "cli.h"
 
 #include <errno.h>
 #include <stdint.h>
