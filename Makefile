@@ -169,8 +169,9 @@ PC_SED := -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	-e 's|@PRIVATE_LIBS@|$(DEP_LIBS)|'
 
 # The command-line tool links the static library: one self-contained binary.
-CLI_SRC := examples/kdens.c examples/kdens_data.c examples/kdens_train.c examples/kdens_ensemble.c examples/kdens_distill.c examples/kdens_pipeline.c
-$(CLI): $(CLI_SRC) examples/kdens_cli.h $(STATIC) $(PUBLIC_HDR)
+# Its sources: tools/kdens/ (main.c the command table, one file per command family).
+CLI_SRC := $(wildcard tools/kdens/*.c)
+$(CLI): $(CLI_SRC) $(wildcard tools/kdens/*.h) $(STATIC) $(PUBLIC_HDR)
 	$(CC) -Iinclude $(CFLAGS_ALL) -o $@ $(CLI_SRC) $(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS)
 
 $(BUILD)/%: examples/%.c $(STATIC) $(PUBLIC_HDR)

@@ -119,6 +119,11 @@ check "saved predictions give the same accuracies" sh -c \
 check "named rules only" sh -c \
     "'$KDENS' ensemble --predictions '$tmp/pred.kdp' --rules borda,stv --out '$tmp/two.csv' &&
      test \"\$(cut -d, -f1 '$tmp/two.csv' | tr '\n' ' ')\" = 'rule borda stv '"
+check "--model is repeatable: two members" sh -c \
+    "set -- \$(ls '$tmp'/wt/imgs/teachers/*.kdm | head -n 2) &&
+     '$KDENS' ensemble --dataset '$tmp/imgs' --model \"\$1\" --model=\"\$2\" --rules borda \
+     --out '$tmp/m2.csv' 2>/dev/null | grep -q '(2 members, 4 samples)' &&
+     test \"\$(tail -n 1 '$tmp/m2.csv' | cut -d, -f5)\" = 2"
 check "kdens diversity: a row per pair of the 7 members" sh -c \
     "test \$('$KDENS' diversity --predictions '$tmp/pred.kdp' 2>/dev/null | tail -n +2 | wc -l) -eq 21"
 check "diversity names members by uuid" sh -c \
@@ -244,5 +249,63 @@ expect_exit "pipeline with an unknown mode exits 2" 2 "$KDENS" pipeline --workdi
     --modes output_avg,nope
 expect_exit "pipeline with fraction 0 exits 1" 1 "$KDENS" pipeline --workdir "$tmp/p2" \
     --limit 100 --fraction 0
+
+# the option parser: --name=value, and each kind of rejection is a usage error (2) whose
+# message names the option and the value, found before any work is done
+check "--name=value form" sh -c \
+    "'$KDENS' arch test --input=28x28x1 --classes=10 --seed=3 | tail -n 1 | grep -qx 'params: 31530'"
+check "kdens help train is kdens train --help" sh -c \
+    "'$KDENS' help train | cmp - '$tmp/train.out'"
+rejects() { # name, text the message must hold, command...
+    name=$1 text=$2
+    shift 2
+    expect_exit "$name exits 2" 2 "$@"
+    if grep -qF -- "$text" "$tmp/out"; then ok "and says: $text"; else
+        bad "and says: $text"; sed 's/^/    /' "$tmp/out"; fi
+}
+rejects "a bad whole number" "--epochs wants a whole number, got '3x'" \
+    "$KDENS" train --dataset "$tmp/imgs" --arch test --epochs 3x
+rejects "trailing junk after a number" "--lr wants a number, got '0.1x'" \
+    "$KDENS" train --dataset "$tmp/imgs" --arch test --lr 0.1x
+rejects "an empty number" "--batch wants a whole number, got ''" \
+    "$KDENS" train --dataset "$tmp/imgs" --arch test --batch=
+rejects "NaN" "--alpha wants a finite number, got 'nan'" \
+    "$KDENS" distill --workdir "$tmp/wt" --dataset "$tmp/imgs" --arch test --alpha nan
+rejects "infinity" "--lr wants a finite number, got 'inf'" \
+    "$KDENS" train --dataset "$tmp/imgs" --arch test --lr inf
+rejects "below the range" "--epochs must be at least 1, got '0'" \
+    "$KDENS" train --dataset "$tmp/imgs" --arch test --epochs 0
+rejects "above the range" "--fraction must be at most 1, got '1.5'" \
+    "$KDENS" subset --dataset "$tmp/imgs" --workdir "$tmp/w3" --fraction 1.5
+rejects "an excluded bound" "--fraction must be less than 1, got '1'" \
+    "$KDENS" split --dataset "$tmp/imgs" --workdir "$tmp/w3" --fraction 1
+rejects "an int overflow, --name=value" "--epochs must be at most 2147483647, got '99999999999'" \
+    "$KDENS" train --dataset "$tmp/imgs" --arch test --epochs=99999999999
+rejects "a 64-bit overflow" "--seed must be at most 18446744073709551615, got '18446744073709551616'" \
+    "$KDENS" arch test --input 8x8x1 --classes 2 --seed 18446744073709551616
+rejects "a negative seed" "--seed must be at least 0, got '-1'" \
+    "$KDENS" subset --dataset "$tmp/imgs" --workdir "$tmp/w3" --count 2 --seed -1
+rejects "a float overflow" "--temperature is out of range (of a float), got '1e39'" \
+    "$KDENS" distill --workdir "$tmp/wt" --dataset "$tmp/imgs" --arch test --temperature 1e39
+rejects "an unknown choice" "--color wants gray or rgb, got 'blue'" \
+    "$KDENS" train --dataset "$tmp/imgs" --arch test --color blue
+rejects "a bad --size" "--size wants HxW, got '4x'" \
+    "$KDENS" train --dataset "$tmp/imgs" --arch test --size 4x
+rejects "an unknown option" "kdens train: unknown option '--epoch'" \
+    "$KDENS" train --dataset "$tmp/imgs" --arch test --epoch 3
+grep -q "^  --epochs N " "$tmp/out" && ok "and lists the options" || bad "and lists the options"
+rejects "an unknown option, --name=value" "kdens eval: unknown option '--epochs'" \
+    "$KDENS" eval --dataset "$tmp/imgs" --epochs=3
+rejects "a missing value" "kdens train: --epochs needs a value" \
+    "$KDENS" train --dataset "$tmp/imgs" --arch test --epochs
+rejects "a value given to a flag" "--augment takes no value, got '--augment=1'" \
+    "$KDENS" train --dataset "$tmp/imgs" --arch test --augment=1
+rejects "a stray word" "kdens subset: unexpected argument 'extra'" \
+    "$KDENS" subset --dataset "$tmp/imgs" --workdir "$tmp/w3" --count 2 extra
+rejects "a bad --sizes list" "--sizes wants at most 256 positive sizes like 1,2,5, got '1,,3'" \
+    "$KDENS" ensemble --predictions "$tmp/pred.kdp" --sizes 1,,3
+check "nothing was written by the rejected commands" test ! -e "$tmp/w3"
+expect_exit "version takes no arguments" 2 "$KDENS" version extra
+
 echo "cli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

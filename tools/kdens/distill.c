@@ -1,14 +1,14 @@
 /* kdens distill: the reference's distillation experiment driver
  * (kdens_distill_run) from the command line. */
 #define _POSIX_C_SOURCE 200809L
-#include "kdens_cli.h"
+#include "cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-const char *const usage_distill =
+const char usage_distill[] =
     "usage: kdens distill --workdir W --dataset D --arch A [--teacher-arch TA]\n"
     "                     [--mode M] [--teachers N] [--fraction F] [--repetitions R]\n"
     "                     [--alpha A] [--temperature T] [--fusion RULE]\n"
@@ -36,70 +36,57 @@ const char *const usage_distill =
     "  --fusion RULE   the fusion mode's rule (default borda; kdens vote --list)\n"
     "  --epochs E ...  training settings (default: the student architecture's)\n";
 
-int cmd_distill(int argc, char **argv)
+int cmd_distill(const cli_command *cmd, int argc, char **argv)
 {
     kdens_distill_job job;
     kdens_distill_job_default(&job);
-    const char *dataset = NULL, *workdir = NULL;
-    int augment = 0, height = 0, width = 0;
-    kdens_color color = KDENS_COLOR_RGB;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        char extra;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(usage_distill, stdout);
-            return 0;
-        } else if (!strcmp(a, "--augment")) {
-            augment = 1;
-            continue;
-        } else if (!strcmp(a, "--no-cache")) {
-            job.cache = 0;
-            continue;
-        } else if (!v || a[0] != '-') {
-            fprintf(stderr, "kdens: unexpected or incomplete argument '%s'\n%s", a,
-                    usage_distill);
-            return 2;
-        }
-        i++;
-        kdens_status st = KDENS_OK;
-        if (!strcmp(a, "--workdir")) workdir = v;
-        else if (!strcmp(a, "--dataset")) dataset = v;
-        else if (!strcmp(a, "--arch")) job.student_arch = v;
-        else if (!strcmp(a, "--teacher-arch")) job.teacher_arch = v;
-        else if (!strcmp(a, "--mode")) st = kdens_distill_mode_from_name(v, &job.mode);
-        else if (!strcmp(a, "--fusion")) st = kdens_fusion_from_name(v, &job.fusion);
-        else if (!strcmp(a, "--teachers")) job.n_teachers = atoi(v);
-        else if (!strcmp(a, "--fraction")) job.fraction = atof(v);
-        else if (!strcmp(a, "--repetitions")) job.repetitions = atoi(v);
-        else if (!strcmp(a, "--alpha")) job.alpha = (float)atof(v);
-        else if (!strcmp(a, "--temperature")) job.temperature = (float)atof(v);
-        else if (!strcmp(a, "--epochs")) job.epochs = atoi(v);
-        else if (!strcmp(a, "--batch")) job.batch = (size_t)atol(v);
-        else if (!strcmp(a, "--lr")) job.lr = atof(v);
-        else if (!strcmp(a, "--patience")) job.patience = atoi(v);
-        else if (!strcmp(a, "--seed")) job.seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--schedule")) {
-            if (strcmp(v, "constant") && strcmp(v, "cosine")) {
-                fprintf(stderr, "kdens: --schedule is constant or cosine, not '%s'\n", v);
-                return 2;
-            }
-            job.schedule = !strcmp(v, "cosine") ? KDENS_SCHEDULE_COSINE : KDENS_SCHEDULE_CONSTANT;
-        }
-        else if (!strcmp(a, "--color")) color = !strcmp(v, "gray") ? KDENS_COLOR_GRAY : KDENS_COLOR_RGB;
-        else if (!strcmp(a, "--size")) {
-            if (sscanf(v, "%dx%d%c", &height, &width, &extra) != 2) {
-                fprintf(stderr, "kdens: --size wants HxW, got '%s'\n", v);
-                return 2;
-            }
-        } else {
-            fprintf(stderr, "kdens: unexpected argument '%s'\n%s", a, usage_distill);
-            return 2;
-        }
-        if (st != KDENS_OK)
-            return cli_fail(v, st);
-    }
+    const char *dataset = NULL, *workdir = NULL, *mode = NULL, *fusion = NULL;
+    int augment = 0, no_cache = 0, size[2] = {0, 0}, color = KDENS_COLOR_RGB,
+        schedule = (int)job.schedule;
+    /* The job's numbers go to kdens_distill_run as they are: it checks them. */
+    const double any = CLI_NOLIMIT;
+    const cli_option opts[] = {
+        OPT_STRING("workdir", &workdir, "W", "the workspace of W/teachers.csv"),
+        OPT_STRING("dataset", &dataset, "D", "the dataset (a preset or an image folder)"),
+        OPT_STRING("arch", &job.student_arch, "A", "the students' architecture"),
+        OPT_STRING("teacher-arch", &job.teacher_arch, "TA", "the teachers' (default A)"),
+        OPT_STRING("mode", &mode, "M", "the distillation mode (default output_avg)"),
+        OPT_INT("teachers", &job.n_teachers, "N", -any, any, "teachers per student (default 5)"),
+        OPT_DOUBLE("fraction", &job.fraction, "F", -any, any, 0, "the teachers' fraction"),
+        OPT_INT("repetitions", &job.repetitions, "R", -any, any, "students (default 1)"),
+        OPT_FLOAT("alpha", &job.alpha, "A", -any, any, 0,
+                  "weight of the hard-label loss (default 0.5)"),
+        OPT_FLOAT("temperature", &job.temperature, "T", -any, any, 0,
+                  "softening temperature (default 1)"),
+        OPT_STRING("fusion", &fusion, "RULE", "the fusion mode's rule (default borda)"),
+        OPT_INT("epochs", &job.epochs, "E", -any, any, "epochs (default: the architecture's)"),
+        OPT_SIZE("batch", &job.batch, "B", 0, any, "batch size (default: the architecture's)"),
+        OPT_DOUBLE("lr", &job.lr, "LR", -any, any, 0,
+                   "learning rate (default: the architecture's)"),
+        OPT_INT("patience", &job.patience, "P", -any, any, "early-stopping patience"),
+        OPT_U64("seed", &job.seed, "S", "seed; repetition r samples with S + r"),
+        OPT_CHOICE("schedule", &schedule, NULL, cli_schedules,
+                   "the learning-rate schedule (default constant)"),
+        OPT_FLAG("augment", &augment, "the dataset preset's augmentation (no cache)"),
+        OPT_FLAG("no-cache", &no_cache, "compute the teachers' outputs every epoch"),
+        OPT_HW("size", &size, "resize folder images (default: keep their size)"),
+        OPT_CHOICE("color", &color, NULL, cli_colors,
+                   "gray or rgb for folder images (default rgb)"),
+        OPT_END,
+    };
+    int rc = cli_parse(cmd, opts, argc, argv, NULL, 0, NULL);
+    if (rc >= 0)
+        return rc;
+    kdens_status st = KDENS_OK;
+    if (mode && (st = kdens_distill_mode_from_name(mode, &job.mode)) != KDENS_OK)
+        return cli_fail(mode, st);
+    if (fusion && (st = kdens_fusion_from_name(fusion, &job.fusion)) != KDENS_OK)
+        return cli_fail(fusion, st);
+    job.schedule = (kdens_schedule)schedule;
+    if (no_cache)
+        job.cache = 0;
     if (!dataset || !workdir || !job.student_arch) {
-        fputs(usage_distill, stderr);
+        fputs(cmd->usage, stderr);
         return 2;
     }
     if (!job.teacher_arch)
@@ -107,7 +94,7 @@ int cmd_distill(int argc, char **argv)
     char name[256];
     kdens_dataset *pool = NULL, *train = NULL, *val = NULL, *test = NULL;
     kdens_augment *aug = NULL;
-    kdens_status st = cli_open_dataset(dataset, height, width, color, &pool, name, sizeof name);
+    st = cli_open_dataset(dataset, size[0], size[1], (kdens_color)color, &pool, name, sizeof name);
     if (st == KDENS_OK)
         st = cli_open_parts(workdir, name, pool, job.seed, &train, &val);
     int h, w, c;

@@ -1,9 +1,11 @@
 /* kdens ensemble, kdens diversity and kdens vote: decision fusion from the
  * command line (docs/cli.md, docs/fusion.md). */
 #define _POSIX_C_SOURCE 200809L
-#include "kdens_cli.h"
+#include "cli.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +24,7 @@
     "  --predictions FILE         saved predictions (kdens_predictions_save)\n"            \
     "  --save FILE                save the members' predictions\n"
 
-const char *const usage_ensemble =
+const char usage_ensemble[] =
     "usage: kdens ensemble (--workdir W --dataset D --arch A | --dataset D --model FILE...\n"
     "                       | --predictions FILE) [--rules all|R1,R2,...] [--out FILE.csv]\n"
     "                      [--sizes N1,N2,... [--repeats R] [--sizes-out FILE.csv]]\n"
@@ -37,7 +39,7 @@ const char *const usage_ensemble =
     "<out>.sizes.csv).\n"
     "\n" MEMBER_OPTIONS;
 
-const char *const usage_diversity =
+const char usage_diversity[] =
     "usage: kdens diversity (--workdir W --dataset D --arch A | --dataset D --model FILE...\n"
     "                        | --predictions FILE) [--out FILE.csv]\n"
     "\n"
@@ -46,7 +48,7 @@ const char *const usage_diversity =
     "(docs/fusion.md defines each), then the oracle accuracy on stderr.\n"
     "\n" MEMBER_OPTIONS;
 
-const char *const usage_vote =
+const char usage_vote[] =
     "usage: kdens vote --rule R FILE.csv\n"
     "       kdens vote --list\n"
     "\n"
@@ -57,61 +59,48 @@ const char *const usage_vote =
     "winning class index.  --list prints the rules.\n";
 
 typedef struct ens_opts {
-    const char *workdir, *dataset, *arch, *split, *predictions, *save, *rules, *out, *sizes,
-        *sizes_out;
-    const char **models;
-    int n_models, teachers, repeats;
+    const char *workdir, *dataset, *arch, *predictions, *save, *rules, *out, *sizes, *sizes_out;
+    cli_strings models;
+    int split, teachers, repeats;
     double fraction;
-    unsigned long long seed;
+    uint64_t seed;
 } ens_opts;
 
-static int parse_ens(int argc, char **argv, const char *usage, ens_opts *o)
+enum { SPLIT_TEST, SPLIT_VAL };
+static const cli_choice splits[] = {{"test", SPLIT_TEST}, {"val", SPLIT_VAL}, {NULL, 0}};
+
+/* The members' options, common to ensemble and diversity.  --fraction,
+ * --teachers and --repeats go to the library as they are: it checks them. */
+#define MEMBER_OPTION_TABLE(o)                                                                  \
+    OPT_STRING("workdir", &(o).workdir, "W", "the workspace of W/teachers.csv"),                \
+        OPT_STRING("dataset", &(o).dataset, "D", "the dataset (a preset or an image folder)"),  \
+        OPT_STRING("arch", &(o).arch, "A", "the teachers' architecture"),                       \
+        OPT_DOUBLE("fraction", &(o).fraction, "F", -CLI_NOLIMIT, CLI_NOLIMIT, 0,                \
+                   "only the teachers of fraction F"),                                          \
+        OPT_INT("teachers", &(o).teachers, "N", -CLI_NOLIMIT, CLI_NOLIMIT,                      \
+                "a seeded random sample of N teachers"),                                        \
+        OPT_U64("seed", &(o).seed, "S", "the sample's seed (default 0)"),                       \
+        OPT_STRINGS("model", &(o).models, "FILE.kdm", "a member given as a file (repeatable)"), \
+        OPT_CHOICE("split", &(o).split, NULL, splits,                                           \
+                   "which labelled part to evaluate on (default test)"),                        \
+        OPT_STRING("predictions", &(o).predictions, "FILE", "saved predictions instead"),       \
+        OPT_STRING("save", &(o).save, "FILE", "save the members' predictions")
+
+static void ens_defaults(ens_opts *o)
 {
     memset(o, 0, sizeof *o);
-    o->split = "test";
+    o->split = SPLIT_TEST;
     o->repeats = 10;
-    if (!(o->models = malloc(sizeof(char *) * (size_t)(argc + 1))))
-        return 1;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(usage, stdout);
-            return 0;
-        }
-        if (!v || a[0] != '-') {
-            fprintf(stderr, "kdens: unexpected or incomplete argument '%s'\n%s", a, usage);
-            return 2;
-        }
-        i++;
-        if (!strcmp(a, "--workdir")) o->workdir = v;
-        else if (!strcmp(a, "--dataset")) o->dataset = v;
-        else if (!strcmp(a, "--arch")) o->arch = v;
-        else if (!strcmp(a, "--fraction")) o->fraction = atof(v);
-        else if (!strcmp(a, "--teachers")) o->teachers = atoi(v);
-        else if (!strcmp(a, "--seed")) o->seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--model")) o->models[o->n_models++] = v;
-        else if (!strcmp(a, "--split")) o->split = v;
-        else if (!strcmp(a, "--predictions")) o->predictions = v;
-        else if (!strcmp(a, "--save")) o->save = v;
-        else if (!strcmp(a, "--rules")) o->rules = v;
-        else if (!strcmp(a, "--out")) o->out = v;
-        else if (!strcmp(a, "--sizes")) o->sizes = v;
-        else if (!strcmp(a, "--repeats")) o->repeats = atoi(v);
-        else if (!strcmp(a, "--sizes-out")) o->sizes_out = v;
-        else {
-            fprintf(stderr, "kdens: unexpected argument '%s'\n%s", a, usage);
-            return 2;
-        }
-    }
-    int registry = o->workdir && o->arch, files = o->n_models > 0;
+}
+
+/* After parsing: one source of members.  -1 when they are well chosen. */
+static int check_members(const cli_command *cmd, const ens_opts *o)
+{
+    int registry = o->workdir && o->arch, files = o->models.n > 0;
     if (o->predictions ? registry || files
                        : !o->dataset || registry == files || (o->workdir && !o->arch)) {
         fprintf(stderr, "kdens: give --predictions, or --dataset with either --workdir and "
-                        "--arch or --model\n%s", usage);
-        return 2;
-    }
-    if (strcmp(o->split, "test") && strcmp(o->split, "val")) {
-        fprintf(stderr, "kdens: --split is test or val, not '%s'\n", o->split);
+                        "--arch or --model\n%s", cmd->usage);
         return 2;
     }
     return -1;
@@ -127,7 +116,7 @@ static const char *base_name(const char *spec)
 /* The labelled part to evaluate on, shaped for the members. */
 static kdens_status open_split(const ens_opts *o, const kdens_model *m, kdens_dataset **out)
 {
-    if (!strcmp(o->split, "test"))
+    if (o->split == SPLIT_TEST)
         return cli_open_test_for(o->dataset, m, out);
     int h, w, c;
     kdens_model_input_shape(m, &h, &w, &c);
@@ -153,12 +142,12 @@ static int load_predictions(const ens_opts *o, kdens_predictions **pr)
         return st == KDENS_OK ? 0 : cli_fail(o->predictions, st);
     }
     kdens_ensemble *ens = NULL;
-    if (o->n_models > 0) {
+    if (o->models.n > 0) {
         st = kdens_ensemble_create(&ens);
-        for (int i = 0; st == KDENS_OK && i < o->n_models; i++)
-            if ((st = kdens_ensemble_add(ens, o->models[i])) != KDENS_OK) {
+        for (int i = 0; st == KDENS_OK && i < o->models.n; i++)
+            if ((st = kdens_ensemble_add(ens, o->models.items[i])) != KDENS_OK) {
                 kdens_ensemble_free(ens);
-                return cli_fail(o->models[i], st);
+                return cli_fail(o->models.items[i], st);
             }
     } else {
         char csv[4200];
@@ -212,19 +201,26 @@ static int parse_rules(const char *list, kdens_fusion *rules, int *n)
     return *n ? 0 : 2;
 }
 
-/* Parse "1,2,5" into at most max positive sizes. */
+/* Parse "1,2,5" into at most max positive sizes: each a whole number that
+ * fits an int, no empty items.  0, or 2 with a message. */
 static int parse_sizes(const char *list, int *sizes, int max, int *n)
 {
     *n = 0;
-    for (const char *p = list; *p && *n < max;) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || v < 1 || (*end && *end != ','))
+    for (const char *p = list;;) {
+        char *end = NULL;
+        errno = 0;
+        long v = isdigit((unsigned char)*p) ? strtol(p, &end, 10) : 0;
+        if (!end || errno == ERANGE || v < 1 || v > INT_MAX || (*end && *end != ',') ||
+            *n == max) {
+            fprintf(stderr, "kdens ensemble: --sizes wants at most %d positive sizes like 1,2,5, "
+                            "got '%s'\n", max, list);
             return 2;
+        }
         sizes[(*n)++] = (int)v;
-        p = *end ? end + 1 : end;
+        if (!*end)
+            return 0;
+        p = end + 1;
     }
-    return *n ? 0 : 2;
 }
 
 static void print_vote_stats(const kdens_predictions *pr)
@@ -247,21 +243,18 @@ static void print_vote_stats(const kdens_predictions *pr)
            s.condorcet_exists ? 100.0 * s.condorcet_is_plurality / s.condorcet_exists : 0.0);
 }
 
+#define MAX_SIZES 256
+
 static int write_sizes(const ens_opts *o, const kdens_predictions *pr, const kdens_fusion *rules,
-                       int n_rules, const char *path)
+                       int n_rules, const int *sizes, int n_sizes, const char *path)
 {
-    int sizes[256], n_sizes;
-    if (parse_sizes(o->sizes, sizes, 256, &n_sizes) != 0) {
-        fprintf(stderr, "kdens: --sizes wants positive sizes like 1,2,5, got '%s'\n", o->sizes);
-        return 2;
-    }
     FILE *f = fopen(path, "w");
     if (!f) {
         fprintf(stderr, "kdens: %s: %s\n", path, strerror(errno));
         return 1;
     }
     fprintf(f, "rule,size,mean,ci95\n");
-    double mean[256], ci[256];
+    double mean[MAX_SIZES], ci[MAX_SIZES];
     for (int r = 0; r < n_rules; r++) {
         kdens_status st = kdens_accuracy_vs_size(pr, rules[r], sizes, n_sizes, o->repeats,
                                                  o->seed, mean, ci);
@@ -280,16 +273,30 @@ static int write_sizes(const ens_opts *o, const kdens_predictions *pr, const kde
     return 0;
 }
 
-int cmd_ensemble(int argc, char **argv)
+int cmd_ensemble(const cli_command *cmd, int argc, char **argv)
 {
     ens_opts o;
-    int rc = parse_ens(argc, argv, usage_ensemble, &o);
+    ens_defaults(&o);
+    const cli_option opts[] = {
+        MEMBER_OPTION_TABLE(o),
+        OPT_STRING("rules", &o.rules, "all|R1,R2,...", "the fusion rules (default all)"),
+        OPT_STRING("out", &o.out, "FILE.csv", "the accuracies (default W/<dataset>/ensemble.csv)"),
+        OPT_STRING("sizes", &o.sizes, "N1,N2,...", "also accuracy versus ensemble size"),
+        OPT_INT("repeats", &o.repeats, "R", -CLI_NOLIMIT, CLI_NOLIMIT,
+                "random sub-ensembles per size (default 10)"),
+        OPT_STRING("sizes-out", &o.sizes_out, "FILE.csv", "where --sizes writes"),
+        OPT_END,
+    };
+    int rc = cli_parse(cmd, opts, argc, argv, NULL, 0, NULL);
+    if (rc < 0)
+        rc = check_members(cmd, &o);
     kdens_fusion rules[KDENS_FUSE_COUNT];
-    int n_rules = 0;
+    int n_rules = 0, sizes[MAX_SIZES], n_sizes = 0;
     kdens_predictions *pr = NULL;
-    if (rc < 0 && (rc = parse_rules(o.rules, rules, &n_rules)) == 0)
+    if (rc < 0 && (rc = parse_rules(o.rules, rules, &n_rules)) == 0 &&
+        (!o.sizes || (rc = parse_sizes(o.sizes, sizes, MAX_SIZES, &n_sizes)) == 0))
         rc = load_predictions(&o, &pr);
-    free(o.models);
+    free(o.models.items);
     if (!pr)
         return rc;
     char out[4400];
@@ -337,20 +344,28 @@ int cmd_ensemble(int argc, char **argv)
             snprintf(dot && !strchr(dot, '/') ? dot : sizes_out + strlen(sizes_out), 16,
                      ".sizes.csv");
         }
-        rc = write_sizes(&o, pr, rules, n_rules, sizes_out);
+        rc = write_sizes(&o, pr, rules, n_rules, sizes, n_sizes, sizes_out);
     }
     kdens_predictions_free(pr);
     return rc;
 }
 
-int cmd_diversity(int argc, char **argv)
+int cmd_diversity(const cli_command *cmd, int argc, char **argv)
 {
     ens_opts o;
-    int rc = parse_ens(argc, argv, usage_diversity, &o);
+    ens_defaults(&o);
+    const cli_option opts[] = {
+        MEMBER_OPTION_TABLE(o),
+        OPT_STRING("out", &o.out, "FILE.csv", "the CSV (default: stdout)"),
+        OPT_END,
+    };
+    int rc = cli_parse(cmd, opts, argc, argv, NULL, 0, NULL);
+    if (rc < 0)
+        rc = check_members(cmd, &o);
     kdens_predictions *pr = NULL;
     if (rc < 0)
         rc = load_predictions(&o, &pr);
-    free(o.models);
+    free(o.models.items);
     if (!pr)
         return rc;
     int m = kdens_predictions_members(pr);
@@ -401,28 +416,25 @@ int cmd_diversity(int argc, char **argv)
     return rc;
 }
 
-int cmd_vote(int argc, char **argv)
+int cmd_vote(const cli_command *cmd, int argc, char **argv)
 {
     const char *rule_name = NULL, *path = NULL;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(usage_vote, stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "--list")) {
-            for (int r = 0; r < KDENS_FUSE_COUNT; r++)
-                printf("%s\n", kdens_fusion_name((kdens_fusion)r));
-            return 0;
-        } else if (!strcmp(argv[i], "--rule") && i + 1 < argc) {
-            rule_name = argv[++i];
-        } else if (argv[i][0] != '-' && !path) {
-            path = argv[i];
-        } else {
-            fprintf(stderr, "kdens vote: unexpected argument '%s'\n%s", argv[i], usage_vote);
-            return 2;
-        }
+    int list = 0, n_paths;
+    const cli_option opts[] = {
+        OPT_STRING("rule", &rule_name, "R", "the fusion rule (kdens vote --list)"),
+        OPT_FLAG("list", &list, "list the rules"),
+        OPT_END,
+    };
+    int rc = cli_parse(cmd, opts, argc, argv, &path, 1, &n_paths);
+    if (rc >= 0)
+        return rc;
+    if (list) {
+        for (int r = 0; r < KDENS_FUSE_COUNT; r++)
+            printf("%s\n", kdens_fusion_name((kdens_fusion)r));
+        return 0;
     }
     if (!rule_name || !path) {
-        fputs(usage_vote, stderr);
+        fputs(cmd->usage, stderr);
         return 2;
     }
     kdens_fusion rule;
@@ -437,7 +449,7 @@ int cmd_vote(int argc, char **argv)
     st = winner ? kdens_fuse(rule, kdens_predictions_probs(pr), kdens_predictions_members(pr), n,
                              kdens_predictions_classes(pr), winner, NULL)
                 : KDENS_E_NOMEM;
-    int rc = 0;
+    rc = 0;
     if (st != KDENS_OK) {
         rc = cli_fail(rule_name, st);
     } else {

@@ -1,14 +1,14 @@
 /* kdens pipeline: the whole multi-teacher experiment (kdens_pipeline_run),
  * which make demo runs with its defaults. */
 #define _POSIX_C_SOURCE 200809L
-#include "kdens_cli.h"
+#include "cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-const char *const usage_pipeline =
+const char usage_pipeline[] =
     "usage: kdens pipeline [--workdir W] [--dataset D] [--arch A] [--teachers N]\n"
     "                      [--fraction F] [--epochs E] [--student-epochs E]\n"
     "                      [--modes M1,M2,...|all] [--alpha A] [--temperature T]\n"
@@ -64,12 +64,12 @@ static void pipeline_log(kdens_log_level level, const char *message, void *user)
 }
 
 /* At most n random samples of ds (all when n is 0 or larger). */
-static kdens_status limit(kdens_dataset **ds, long n, uint64_t seed)
+static kdens_status limit(kdens_dataset **ds, size_t n, uint64_t seed)
 {
-    if (n <= 0 || (size_t)n >= kdens_dataset_count(*ds))
+    if (n == 0 || n >= kdens_dataset_count(*ds))
         return KDENS_OK;
     kdens_dataset *sub;
-    kdens_status st = kdens_dataset_subset(*ds, 0, (size_t)n, seed, &sub);
+    kdens_status st = kdens_dataset_subset(*ds, 0, n, seed, &sub);
     if (st == KDENS_OK) {
         kdens_dataset_free(*ds);
         *ds = sub;
@@ -77,56 +77,44 @@ static kdens_status limit(kdens_dataset **ds, long n, uint64_t seed)
     return st;
 }
 
-int cmd_pipeline(int argc, char **argv)
+int cmd_pipeline(const cli_command *cmd, int argc, char **argv)
 {
     kdens_pipeline_config c;
     kdens_pipeline_default(&c);
-    const char *dataset = "fmnist";
-    long lim = 0;
-    int height = 0, width = 0, threads = 0;
-    kdens_color color = KDENS_COLOR_RGB;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        char extra;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(usage_pipeline, stdout);
-            return 0;
-        }
-        if (!v || a[0] != '-') {
-            fprintf(stderr, "kdens: unexpected or incomplete argument '%s'\n%s", a,
-                    usage_pipeline);
-            return 2;
-        }
-        i++;
-        if (!strcmp(a, "--workdir")) c.workdir = v;
-        else if (!strcmp(a, "--dataset")) dataset = v;
-        else if (!strcmp(a, "--arch")) c.arch = v;
-        else if (!strcmp(a, "--teachers")) c.teachers = atoi(v);
-        else if (!strcmp(a, "--fraction")) c.fraction = atof(v);
-        else if (!strcmp(a, "--epochs")) c.teacher_epochs = atoi(v);
-        else if (!strcmp(a, "--student-epochs")) c.student_epochs = atoi(v);
-        else if (!strcmp(a, "--alpha")) c.alpha = (float)atof(v);
-        else if (!strcmp(a, "--temperature")) c.temperature = (float)atof(v);
-        else if (!strcmp(a, "--batch")) c.batch = (size_t)atol(v);
-        else if (!strcmp(a, "--lr")) c.lr = atof(v);
-        else if (!strcmp(a, "--repeats")) c.size_repeats = atoi(v);
-        else if (!strcmp(a, "--threads")) threads = atoi(v);
-        else if (!strcmp(a, "--seed")) c.seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--limit")) lim = atol(v);
-        else if (!strcmp(a, "--color")) color = !strcmp(v, "gray") ? KDENS_COLOR_GRAY : KDENS_COLOR_RGB;
-        else if (!strcmp(a, "--modes")) {
-            if (parse_modes(v, &c) != 0)
-                return 2;
-        } else if (!strcmp(a, "--size")) {
-            if (sscanf(v, "%dx%d%c", &height, &width, &extra) != 2) {
-                fprintf(stderr, "kdens: --size wants HxW, got '%s'\n", v);
-                return 2;
-            }
-        } else {
-            fprintf(stderr, "kdens: unexpected argument '%s'\n%s", a, usage_pipeline);
-            return 2;
-        }
-    }
+    const char *dataset = "fmnist", *modes = NULL;
+    size_t lim = 0;
+    int size[2] = {0, 0}, threads = 0, color = KDENS_COLOR_RGB;
+    /* The configuration's numbers go to kdens_pipeline_run as they are: it
+     * checks them.  --threads and --limit are the tool's own. */
+    const double any = CLI_NOLIMIT;
+    const cli_option opts[] = {
+        OPT_STRING("workdir", &c.workdir, "W", "the workspace and report (default demo-out)"),
+        OPT_STRING("dataset", &dataset, "D", "a preset or an image folder (default fmnist)"),
+        OPT_STRING("arch", &c.arch, "A", "teachers, baseline and students (default test)"),
+        OPT_INT("teachers", &c.teachers, "N", -any, any, "subset teachers (default 8)"),
+        OPT_DOUBLE("fraction", &c.fraction, "F", -any, any, 0,
+                   "each teacher's share (default 0.8)"),
+        OPT_INT("epochs", &c.teacher_epochs, "E", -any, any, "teacher epochs (default 15)"),
+        OPT_INT("student-epochs", &c.student_epochs, "E", -any, any, "student epochs (default 20)"),
+        OPT_STRING("modes", &modes, "M1,M2,...|all", "distillation modes"),
+        OPT_FLOAT("alpha", &c.alpha, "A", -any, any, 0, "weight of the hard-label loss"),
+        OPT_FLOAT("temperature", &c.temperature, "T", -any, any, 0, "softening temperature"),
+        OPT_SIZE("batch", &c.batch, "B", 0, any, "batch size (default 128)"),
+        OPT_DOUBLE("lr", &c.lr, "LR", -any, any, 0, "learning rate (default 0.005)"),
+        OPT_INT("repeats", &c.size_repeats, "R", -any, any, "sub-ensembles per size (default 10)"),
+        OPT_INT("threads", &threads, "T", 1, any, "compute threads"),
+        OPT_U64("seed", &c.seed, "S", "random seed (default 1)"),
+        OPT_SIZE("limit", &lim, "N", 0, any, "N random training and test images (0: all)"),
+        OPT_HW("size", &size, "resize folder images (default: keep their size)"),
+        OPT_CHOICE("color", &color, NULL, cli_colors,
+                   "gray or rgb for folder images (default rgb)"),
+        OPT_END,
+    };
+    int rc = cli_parse(cmd, opts, argc, argv, NULL, 0, NULL);
+    if (rc >= 0)
+        return rc;
+    if (modes && parse_modes(modes, &c) != 0)
+        return 2;
     if (threads > 0 && kdens_set_num_threads(threads) != KDENS_OK)
         return cli_fail("--threads", KDENS_E_ARG);
     struct timespec t0;
@@ -134,7 +122,8 @@ int cmd_pipeline(int argc, char **argv)
     kdens_set_log_callback(pipeline_log, &t0);
     char name[256];
     kdens_dataset *pool = NULL, *test = NULL;
-    kdens_status st = cli_open_dataset(dataset, height, width, color, &pool, name, sizeof name);
+    kdens_status st =
+        cli_open_dataset(dataset, size[0], size[1], (kdens_color)color, &pool, name, sizeof name);
     int h, w, ch;
     if (st == KDENS_OK) {
         kdens_dataset_shape(pool, &h, &w, &ch);

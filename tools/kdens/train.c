@@ -1,7 +1,7 @@
 /* kdens train and kdens eval: one model trained through the library's
  * trainer, and a model evaluated on a dataset's test part. */
 #define _POSIX_C_SOURCE 200809L
-#include "kdens_cli.h"
+#include "cli.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-const char *const usage_train =
+const char usage_train[] =
     "usage: kdens train --dataset D --arch A [--workdir W] [--subset FILE.csv | --fraction F]\n"
     "                   [--epochs N] [--batch B] [--lr LR] [--seed S] [--patience P]\n"
     "                   [--schedule constant|cosine] [--augment] [--resume]\n"
@@ -29,7 +29,7 @@ const char *const usage_train =
     "  --resume        continue from the checkpoint if there is one\n"
     "  --out FILE      where to save the model instead\n";
 
-const char *const usage_eval =
+const char usage_eval[] =
     "usage: kdens eval --model FILE.kdm --dataset D [--size HxW] [--color gray|rgb]\n"
     "       kdens eval --workdir W --dataset D [--arch A] [--fraction F]\n"
     "\n"
@@ -39,80 +39,75 @@ const char *const usage_eval =
     "evaluates every teacher of W/teachers.csv for D (of architecture A and\n"
     "fraction F when given), one line each.\n";
 
+/* Options of train, eval and teachers (each takes those its --help lists). */
 typedef struct train_opts {
-    const char *dataset, *arch, *workdir, *subset, *out, *model, *schedule;
-    int epochs, patience, height, width, augment, resume;
-    long batch;
+    const char *dataset, *arch, *workdir, *subset, *out, *model;
+    int epochs, patience, augment, resume, schedule, size[2], color;
+    size_t batch;
     double lr, fraction;
-    unsigned long long seed;
-    kdens_color color;
+    uint64_t seed;
+    /* teachers only */
+    int baseline, no_augment, snapshots, cycle_epochs, checkpoints;
 } train_opts;
 
-static int parse(int argc, char **argv, const char *usage, train_opts *o)
+/* Unset: -1 (epochs, patience, lr, schedule) or 0; the working folder '.'. */
+static void train_defaults(train_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->workdir = ".";
     o->color = KDENS_COLOR_RGB;
-    o->epochs = o->patience = -1;
-    o->batch = -1;
+    o->epochs = o->patience = o->schedule = -1;
     o->lr = -1;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        char extra;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(usage, stdout);
-            return 0;
-        } else if (!strcmp(a, "--augment")) {
-            o->augment = 1;
-        } else if (!strcmp(a, "--resume")) {
-            o->resume = 1;
-        } else if (!v) {
-            fprintf(stderr, "kdens: unexpected or incomplete argument '%s'\n%s", a, usage);
-            return 2;
-        } else {
-            i++;
-            if (!strcmp(a, "--dataset")) o->dataset = v;
-            else if (!strcmp(a, "--arch")) o->arch = v;
-            else if (!strcmp(a, "--workdir")) o->workdir = v;
-            else if (!strcmp(a, "--subset")) o->subset = v;
-            else if (!strcmp(a, "--out")) o->out = v;
-            else if (!strcmp(a, "--model")) o->model = v;
-            else if (!strcmp(a, "--schedule")) o->schedule = v;
-            else if (!strcmp(a, "--epochs")) o->epochs = atoi(v);
-            else if (!strcmp(a, "--patience")) o->patience = atoi(v);
-            else if (!strcmp(a, "--batch")) o->batch = atol(v);
-            else if (!strcmp(a, "--lr")) o->lr = atof(v);
-            else if (!strcmp(a, "--fraction")) o->fraction = atof(v);
-            else if (!strcmp(a, "--seed")) o->seed = strtoull(v, NULL, 10);
-            else if (!strcmp(a, "--color")) o->color = !strcmp(v, "gray") ? KDENS_COLOR_GRAY : KDENS_COLOR_RGB;
-            else if (!strcmp(a, "--size")) {
-                if (sscanf(v, "%dx%d%c", &o->height, &o->width, &extra) != 2) {
-                    fprintf(stderr, "kdens: --size wants HxW, got '%s'\n", v);
-                    return 2;
-                }
-            } else {
-                fprintf(stderr, "kdens: unexpected argument '%s'\n%s", a, usage);
-                return 2;
-            }
-        }
-    }
-    return -1;
 }
 
-int cmd_train(int argc, char **argv)
+#define OPT_DATASET(o) \
+    OPT_STRING("dataset", &(o).dataset, "D", "a preset (mnist, fmnist, ...) or an image folder")
+#define OPT_ARCH(o) OPT_STRING("arch", &(o).arch, "A", "the architecture")
+#define OPT_WORKDIR(o) OPT_STRING("workdir", &(o).workdir, "W", "the workspace (default '.')")
+#define OPT_FRACTION(o, help) \
+    OPT_DOUBLE("fraction", &(o).fraction, "F", 0, 1, CLI_OPEN_MIN, help)
+#define IMAGE_OPTIONS(o)                                                                      \
+    OPT_HW("size", &(o).size, "resize folder images (default: keep their size)"),             \
+        OPT_CHOICE("color", &(o).color, NULL, cli_colors,                                     \
+                   "gray or rgb for folder images (default rgb)")
+#define TRAINING_OPTIONS(o)                                                                   \
+    OPT_INT("epochs", &(o).epochs, "N", 1, CLI_NOLIMIT, "epochs (default: the reference's)"), \
+        OPT_SIZE("batch", &(o).batch, "B", 1, CLI_NOLIMIT, "batch size"),                     \
+        OPT_DOUBLE("lr", &(o).lr, "LR", 0, CLI_NOLIMIT, CLI_OPEN_MIN, "Adam's learning rate"), \
+        OPT_INT("patience", &(o).patience, "P", 0, CLI_NOLIMIT,                               \
+                "early-stopping patience in epochs"),                                         \
+        OPT_U64("seed", &(o).seed, "S", "random seed (default 0)"),                           \
+        OPT_CHOICE("schedule", &(o).schedule, NULL, cli_schedules,                            \
+                   "the learning-rate schedule")
+
+int cmd_train(const cli_command *cmd, int argc, char **argv)
 {
     train_opts o;
-    int rc = parse(argc, argv, usage_train, &o);
+    train_defaults(&o);
+    const cli_option opts[] = {
+        OPT_DATASET(o),
+        OPT_ARCH(o),
+        OPT_WORKDIR(o),
+        OPT_STRING("subset", &o.subset, "FILE.csv", "train on the samples a subset manifest lists"),
+        OPT_FRACTION(o, "train on a random subset (each sample kept with probability F)"),
+        TRAINING_OPTIONS(o),
+        OPT_FLAG("augment", &o.augment, "add the dataset preset's ImageDataGenerator policy"),
+        OPT_FLAG("resume", &o.resume, "continue from the checkpoint if there is one"),
+        IMAGE_OPTIONS(o),
+        OPT_STRING("out", &o.out, "FILE.kdm", "where to save the model instead"),
+        OPT_END,
+    };
+    int rc = cli_parse(cmd, opts, argc, argv, NULL, 0, NULL);
     if (rc >= 0)
         return rc;
     if (!o.dataset || !o.arch) {
-        fputs(usage_train, stderr);
+        fputs(cmd->usage, stderr);
         return 2;
     }
     char name[256], dir[4400], model_path[5200], log_path[5200], ckpt[5300];
     kdens_dataset *all = NULL, *src, *sub = NULL, *train = NULL, *val = NULL;
-    kdens_status st = cli_open_dataset(o.dataset, o.height, o.width, o.color, &all, name,
-                                       sizeof name);
+    kdens_status st = cli_open_dataset(o.dataset, o.size[0], o.size[1], (kdens_color)o.color,
+                                       &all, name, sizeof name);
     if (st != KDENS_OK)
         return cli_fail(o.dataset, st);
     src = all;
@@ -121,7 +116,7 @@ int cmd_train(int argc, char **argv)
         if (st != KDENS_OK)
             return cli_fail(o.subset, st);
         src = sub;
-    } else if (o.fraction > 0 && o.fraction < 1) {
+    } else if (o.fraction > 0 && o.fraction < 1) { /* 1: the whole set */
         st = kdens_dataset_subset(all, o.fraction, 0, o.seed, &sub);
         if (st != KDENS_OK)
             return cli_fail("subset", st);
@@ -146,12 +141,12 @@ int cmd_train(int argc, char **argv)
     if (st == KDENS_OK && o.epochs > 0)
         st = kdens_trainer_set_epochs(t, o.epochs);
     if (st == KDENS_OK && o.batch > 0)
-        st = kdens_trainer_set_batch(t, (size_t)o.batch);
+        st = kdens_trainer_set_batch(t, o.batch);
     if (st == KDENS_OK && o.lr > 0)
         st = kdens_trainer_set_optimizer(t, KDENS_OPT_ADAM, o.lr);
     if (st == KDENS_OK && o.patience >= 0)
         st = kdens_trainer_set_early_stopping(t, o.patience, 1);
-    if (st == KDENS_OK && o.schedule && !strcmp(o.schedule, "cosine"))
+    if (st == KDENS_OK && o.schedule == KDENS_SCHEDULE_COSINE)
         st = kdens_trainer_set_schedule(t, KDENS_SCHEDULE_COSINE, 0, 0);
     if (st == KDENS_OK)
         st = kdens_trainer_set_seed(t, o.seed);
@@ -160,7 +155,7 @@ int cmd_train(int argc, char **argv)
     if (st != KDENS_OK)
         return cli_fail("trainer", st);
     char stem[512];
-    snprintf(stem, sizeof stem, "%s_%llu", o.arch, o.seed);
+    snprintf(stem, sizeof stem, "%s_%llu", o.arch, (unsigned long long)o.seed);
     snprintf(dir, sizeof dir, "%s/%s/models", o.workdir, name);
     if (o.out)
         snprintf(model_path, sizeof model_path, "%s", o.out);
@@ -248,14 +243,24 @@ static int eval_registry(const train_opts *o)
     return rc;
 }
 
-int cmd_eval(int argc, char **argv)
+int cmd_eval(const cli_command *cmd, int argc, char **argv)
 {
     train_opts o;
-    int rc = parse(argc, argv, usage_eval, &o);
+    train_defaults(&o);
+    const cli_option opts[] = {
+        OPT_STRING("model", &o.model, "FILE.kdm", "the model to evaluate"),
+        OPT_DATASET(o),
+        IMAGE_OPTIONS(o),
+        OPT_WORKDIR(o),
+        OPT_ARCH(o),
+        OPT_FRACTION(o, "only the registered teachers of fraction F"),
+        OPT_END,
+    };
+    int rc = cli_parse(cmd, opts, argc, argv, NULL, 0, NULL);
     if (rc >= 0)
         return rc;
     if (!o.dataset || (!o.model && !strcmp(o.workdir, "."))) {
-        fputs(usage_eval, stderr);
+        fputs(cmd->usage, stderr);
         return 2;
     }
     if (!o.model)
@@ -290,7 +295,7 @@ int cmd_eval(int argc, char **argv)
     return 0;
 }
 
-const char *const usage_teachers =
+const char usage_teachers[] =
     "usage: kdens teachers --dataset D --arch A [--workdir W] [--fraction F] [--baseline]\n"
     "                      [--snapshots M --cycle-epochs E] [--checkpoints K] [--resume]\n"
     "                      [--epochs N] [--batch B] [--lr LR] [--patience P] [--seed S]\n"
@@ -316,41 +321,40 @@ const char *const usage_teachers =
     "  --schedule S    the learning-rate schedule instead of the reference's\n"
     "  --no-augment    no augmentation (the reference's RandAugment otherwise)\n";
 
-int cmd_teachers(int argc, char **argv)
+int cmd_teachers(const cli_command *cmd, int argc, char **argv)
 {
     train_opts o;
-    double fraction = 0;
-    int baseline = 0, snapshots = 0, cycle_epochs = 0, checkpoints = 0, no_augment = 0;
-    /* --fraction and --baseline are this command's own: take them out first */
-    char **rest = malloc(sizeof(char *) * (size_t)(argc + 1));
-    int nrest = 0;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--baseline"))
-            baseline = 1;
-        else if (!strcmp(argv[i], "--no-augment"))
-            no_augment = 1;
-        else if (!strcmp(argv[i], "--snapshots") && i + 1 < argc)
-            snapshots = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--cycle-epochs") && i + 1 < argc)
-            cycle_epochs = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--checkpoints") && i + 1 < argc)
-            checkpoints = atoi(argv[++i]);
-        else
-            rest[nrest++] = argv[i];
-    }
-    int rc = parse(nrest, rest, usage_teachers, &o);
-    free(rest);
+    train_defaults(&o);
+    const cli_option opts[] = {
+        OPT_DATASET(o),
+        OPT_ARCH(o),
+        OPT_WORKDIR(o),
+        OPT_FRACTION(o, "only the subsets of fraction F"),
+        OPT_FLAG("baseline", &o.baseline, "also train A on the whole training set"),
+        OPT_INT("snapshots", &o.snapshots, "M", 1, CLI_NOLIMIT,
+                "also a snapshot ensemble of M cycles"),
+        OPT_INT("cycle-epochs", &o.cycle_epochs, "E", 1, CLI_NOLIMIT,
+                "epochs per snapshot cycle (default 2)"),
+        OPT_INT("checkpoints", &o.checkpoints, "K", 1, CLI_NOLIMIT,
+                "also a checkpoint ensemble of the K best epochs"),
+        OPT_FLAG("resume", &o.resume, "resume from checkpoints (implied)"),
+        TRAINING_OPTIONS(o),
+        OPT_FLAG("no-augment", &o.no_augment,
+                 "no augmentation (the reference's RandAugment otherwise)"),
+        IMAGE_OPTIONS(o),
+        OPT_END,
+    };
+    int rc = cli_parse(cmd, opts, argc, argv, NULL, 0, NULL);
     if (rc >= 0)
         return rc;
-    fraction = o.fraction;
     if (!o.dataset || !o.arch) {
-        fputs(usage_teachers, stderr);
+        fputs(cmd->usage, stderr);
         return 2;
     }
     char name[256], valcsv[4600];
     kdens_dataset *pool, *val = NULL, *rest_train = NULL, *test = NULL;
-    kdens_status st = cli_open_dataset(o.dataset, o.height, o.width, o.color, &pool, name,
-                                       sizeof name);
+    kdens_status st = cli_open_dataset(o.dataset, o.size[0], o.size[1], (kdens_color)o.color,
+                                       &pool, name, sizeof name);
     if (st != KDENS_OK)
         return cli_fail(o.dataset, st);
     snprintf(valcsv, sizeof valcsv, "%s/%s/val.csv", o.workdir, name);
@@ -370,31 +374,30 @@ int cmd_teachers(int argc, char **argv)
     kdens_teachers *tc;
     st = kdens_teachers_create(o.workdir, name, o.arch, pool, val, test, &tc);
     if (st == KDENS_OK)
-        st = kdens_teachers_set_training(tc, o.epochs, o.batch > 0 ? (size_t)o.batch : 0, o.lr,
-                                         o.patience, o.seed);
-    if (st == KDENS_OK && o.schedule)
-        st = kdens_teachers_set_schedule(tc, strcmp(o.schedule, "cosine") ? KDENS_SCHEDULE_CONSTANT
-                                                                         : KDENS_SCHEDULE_COSINE);
-    if (st == KDENS_OK && no_augment)
+        st = kdens_teachers_set_training(tc, o.epochs, o.batch, o.lr, o.patience, o.seed);
+    if (st == KDENS_OK && o.schedule >= 0)
+        st = kdens_teachers_set_schedule(tc, (kdens_schedule)o.schedule);
+    if (st == KDENS_OK && o.no_augment)
         st = kdens_teachers_set_augment(tc, NULL);
     int trained = 0;
-    int any_subsets = snapshots == 0 && checkpoints == 0 && !baseline;
+    int any_subsets = o.snapshots == 0 && o.checkpoints == 0 && !o.baseline;
     if (st == KDENS_OK) { /* with other work asked for, a workspace without subsets is fine */
-        st = kdens_teachers_train(tc, fraction, &trained);
+        st = kdens_teachers_train(tc, o.fraction, &trained);
         if (st == KDENS_E_NOTFOUND && !any_subsets)
             st = KDENS_OK;
     }
-    if (st == KDENS_OK && baseline)
+    if (st == KDENS_OK && o.baseline)
         st = kdens_teachers_train_baseline(tc);
-    if (st == KDENS_OK && snapshots > 0)
-        st = kdens_teachers_train_snapshots(tc, snapshots, cycle_epochs > 0 ? cycle_epochs : 2);
-    if (st == KDENS_OK && checkpoints > 0)
-        st = kdens_teachers_train_checkpoints(tc, o.epochs > 0 ? o.epochs : 10, checkpoints);
+    if (st == KDENS_OK && o.snapshots > 0)
+        st = kdens_teachers_train_snapshots(tc, o.snapshots,
+                                            o.cycle_epochs > 0 ? o.cycle_epochs : 2);
+    if (st == KDENS_OK && o.checkpoints > 0)
+        st = kdens_teachers_train_checkpoints(tc, o.epochs > 0 ? o.epochs : 10, o.checkpoints);
     if (st != KDENS_OK)
         return cli_fail("teachers", st);
     printf("trained %d subset teachers%s%s%s; registry %s/teachers.csv\n", trained,
-           baseline ? ", the baseline" : "", snapshots ? ", a snapshot ensemble" : "",
-           checkpoints ? ", a checkpoint ensemble" : "", o.workdir);
+           o.baseline ? ", the baseline" : "", o.snapshots ? ", a snapshot ensemble" : "",
+           o.checkpoints ? ", a checkpoint ensemble" : "", o.workdir);
     kdens_teachers_free(tc);
     kdens_dataset_free(test);
     kdens_dataset_free(val);

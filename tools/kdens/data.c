@@ -1,7 +1,7 @@
 /* kdens subset and kdens split: the reference's generate_subset.py and
  * train_val_test_split.py over the public dataset API. */
 #define _POSIX_C_SOURCE 200809L
-#include "kdens_cli.h"
+#include "cli.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -11,7 +11,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
-const char *const usage_subset =
+const char usage_subset[] =
     "usage: kdens subset --dataset D --workdir W (--fraction F | --count N)\n"
     "                    [--seed S] [--number K] [--size HxW] [--color gray|rgb]\n"
     "\n"
@@ -28,7 +28,7 @@ const char *const usage_subset =
     "  --size HxW      resize folder images (default: keep their size)\n"
     "  --color MODE    gray or rgb for folder images (default rgb)\n";
 
-const char *const usage_split =
+const char usage_split[] =
     "usage: kdens split --dataset D --workdir W --fraction F [--seed S]\n"
     "                   [--size HxW] [--color gray|rgb]\n"
     "       kdens split --move ROOT --fraction F [--seed S]\n"
@@ -40,22 +40,6 @@ const char *const usage_split =
     "\n"
     "  --fraction F    the validation fraction, in (0, 1)\n"
     "  --seed S        random seed (default 0)\n";
-
-int cli_mkdirs(const char *path)
-{
-    char buf[4096];
-    if (strlen(path) >= sizeof buf)
-        return -1;
-    strcpy(buf, path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
-}
 
 static int is_dir(const char *p)
 {
@@ -128,91 +112,55 @@ kdens_status cli_open_parts(const char *workdir, const char *name, const kdens_d
     return kdens_dataset_split(pool, 0.1, seed, train, val);
 }
 
-static int parse_size(const char *s, int *h, int *w)
-{
-    char extra;
-    return sscanf(s, "%dx%d%c", h, w, &extra) == 2 && *h > 0 && *w > 0;
-}
-
-/* Options shared by both commands. */
+/* Options of both commands. */
 typedef struct data_opts {
     const char *dataset, *workdir, *move;
     double fraction;
-    long long count, number;
-    unsigned long long seed;
-    int height, width;
-    kdens_color color;
+    size_t count;
+    int number, size[2], color;
+    uint64_t seed;
 } data_opts;
 
-static int parse_opts(int argc, char **argv, const char *usage, data_opts *o)
+static void data_defaults(data_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->number = 1;
     o->color = KDENS_COLOR_RGB;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        char *end = NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(usage, stdout);
-            return 0;
-        }
-        if (!v) {
-            fprintf(stderr, "kdens: %s needs a value\n%s", a, usage);
-            return 2;
-        }
-        i++;
-        if (!strcmp(a, "--dataset"))
-            o->dataset = v;
-        else if (!strcmp(a, "--workdir"))
-            o->workdir = v;
-        else if (!strcmp(a, "--move"))
-            o->move = v;
-        else if (!strcmp(a, "--fraction"))
-            o->fraction = strtod(v, &end);
-        else if (!strcmp(a, "--count"))
-            o->count = strtoll(v, &end, 10);
-        else if (!strcmp(a, "--number"))
-            o->number = strtoll(v, &end, 10);
-        else if (!strcmp(a, "--seed"))
-            o->seed = strtoull(v, &end, 10);
-        else if (!strcmp(a, "--size")) {
-            if (!parse_size(v, &o->height, &o->width)) {
-                fprintf(stderr, "kdens: --size wants HxW, got '%s'\n", v);
-                return 2;
-            }
-        } else if (!strcmp(a, "--color")) {
-            if (strcmp(v, "gray") && strcmp(v, "rgb")) {
-                fprintf(stderr, "kdens: --color is gray or rgb, not '%s'\n", v);
-                return 2;
-            }
-            o->color = !strcmp(v, "gray") ? KDENS_COLOR_GRAY : KDENS_COLOR_RGB;
-        } else {
-            fprintf(stderr, "kdens: unexpected argument '%s'\n%s", a, usage);
-            return 2;
-        }
-        if (end && *end) {
-            fprintf(stderr, "kdens: %s wants a number, got '%s'\n", a, v);
-            return 2;
-        }
-    }
-    return -1; /* parsed, go on */
 }
 
-int cmd_subset(int argc, char **argv)
+#define DATA_SOURCE_OPTIONS(o)                                                               \
+    OPT_STRING("dataset", &(o).dataset, "D", "a preset (mnist, fmnist, ...) or an image folder"), \
+        OPT_STRING("workdir", &(o).workdir, "W", "the workspace")
+#define DATA_IMAGE_OPTIONS(o)                                                           \
+    OPT_HW("size", &(o).size, "resize folder images (default: keep their size)"),       \
+        OPT_CHOICE("color", &(o).color, NULL, cli_colors,                               \
+                   "gray or rgb for folder images (default rgb)")
+
+int cmd_subset(const cli_command *cmd, int argc, char **argv)
 {
     data_opts o;
-    int rc = parse_opts(argc, argv, usage_subset, &o);
+    data_defaults(&o);
+    const cli_option opts[] = {
+        DATA_SOURCE_OPTIONS(o),
+        OPT_DOUBLE("fraction", &o.fraction, "F", 0, 1, CLI_OPEN_MIN,
+                   "keep each sample with probability F, in (0, 1]"),
+        OPT_SIZE("count", &o.count, "N", 1, CLI_NOLIMIT, "keep exactly N samples instead"),
+        OPT_U64("seed", &o.seed, "S", "random seed (default 0); subset k uses seed S + k"),
+        OPT_INT("number", &o.number, "K", 1, CLI_NOLIMIT, "how many subsets (default 1)"),
+        DATA_IMAGE_OPTIONS(o),
+        OPT_END,
+    };
+    int rc = cli_parse(cmd, opts, argc, argv, NULL, 0, NULL);
     if (rc >= 0)
         return rc;
-    if (!o.dataset || !o.workdir || (o.count <= 0 && !(o.fraction > 0 && o.fraction <= 1)) ||
-        o.number < 1) {
-        fputs(usage_subset, stderr);
+    if (!o.dataset || !o.workdir || (o.count == 0 && o.fraction == 0)) {
+        fputs(cmd->usage, stderr);
         return 2;
     }
     char name[256], dir[4400];
     kdens_dataset *ds;
-    kdens_status st = cli_open_dataset(o.dataset, o.height, o.width, o.color, &ds, name,
-                                       sizeof name);
+    kdens_status st = cli_open_dataset(o.dataset, o.size[0], o.size[1], (kdens_color)o.color, &ds,
+                                       name, sizeof name);
     if (st == KDENS_OK)
         st = cli_training_pool(o.workdir, name, &ds);
     if (st != KDENS_OK)
@@ -223,11 +171,11 @@ int cmd_subset(int argc, char **argv)
         kdens_dataset_free(ds);
         return 1;
     }
-    for (long long k = 0; k < o.number; k++) {
+    for (int k = 0; k < o.number; k++) {
         char path[4800];
         size_t n = 0;
-        st = kdens_dataset_write_subset(ds, dir, o.fraction, (size_t)(o.count > 0 ? o.count : 0),
-                                        o.seed + (uint64_t)k, path, sizeof path, &n);
+        st = kdens_dataset_write_subset(ds, dir, o.fraction, o.count, o.seed + (uint64_t)k, path,
+                                        sizeof path, &n);
         if (st != KDENS_OK) {
             kdens_dataset_free(ds);
             return cli_fail("subset", st);
@@ -276,22 +224,32 @@ static int move_split(const data_opts *o)
     return rc;
 }
 
-int cmd_split(int argc, char **argv)
+int cmd_split(const cli_command *cmd, int argc, char **argv)
 {
     data_opts o;
-    int rc = parse_opts(argc, argv, usage_split, &o);
+    data_defaults(&o);
+    const cli_option opts[] = {
+        DATA_SOURCE_OPTIONS(o),
+        OPT_STRING("move", &o.move, "ROOT", "move validation files of ROOT/train to ROOT/val"),
+        OPT_DOUBLE("fraction", &o.fraction, "F", 0, 1, CLI_OPEN_MIN | CLI_OPEN_MAX,
+                   "the validation fraction, in (0, 1)"),
+        OPT_U64("seed", &o.seed, "S", "random seed (default 0)"),
+        DATA_IMAGE_OPTIONS(o),
+        OPT_END,
+    };
+    int rc = cli_parse(cmd, opts, argc, argv, NULL, 0, NULL);
     if (rc >= 0)
         return rc;
-    if (!(o.fraction > 0 && o.fraction < 1) || (!o.move && (!o.dataset || !o.workdir))) {
-        fputs(usage_split, stderr);
+    if (o.fraction == 0 || (!o.move && (!o.dataset || !o.workdir))) {
+        fputs(cmd->usage, stderr);
         return 2;
     }
     if (o.move)
         return move_split(&o);
     char name[256], dir[4400], path[4600];
     kdens_dataset *ds, *tr, *va;
-    kdens_status st = cli_open_dataset(o.dataset, o.height, o.width, o.color, &ds, name,
-                                       sizeof name);
+    kdens_status st = cli_open_dataset(o.dataset, o.size[0], o.size[1], (kdens_color)o.color, &ds,
+                                       name, sizeof name);
     if (st != KDENS_OK)
         return cli_fail(o.dataset, st);
     st = kdens_dataset_split(ds, o.fraction, o.seed, &tr, &va);
