@@ -130,17 +130,20 @@ KDENS_API kdens_status kdens_distill_job_create(const char *workdir, const char 
                                                 const char *student_arch,
                                                 kdens_distill_job **out);
 KDENS_API void kdens_distill_job_free(kdens_distill_job *job);
-/* The teachers: how many (>= 1) and of which fraction (0: any, else (0, 1]). */
-KDENS_API kdens_status kdens_distill_job_set_teachers(kdens_distill_job *job, int n,
-                                                      double fraction);
+/* The teachers: how many (>= 1), and of which fraction (0: any, else in
+ * (0, 1]). */
+KDENS_API kdens_status kdens_distill_job_set_teachers(kdens_distill_job *job, int n);
+KDENS_API kdens_status kdens_distill_job_set_fraction(kdens_distill_job *job, double fraction);
 KDENS_API kdens_status kdens_distill_job_set_repetitions(kdens_distill_job *job, int repetitions);
 KDENS_API kdens_status kdens_distill_job_set_mode(kdens_distill_job *job, kdens_distill_mode mode);
 /* The rule of the fusion mode (a rule with scores, as
  * kdens_distiller_set_fusion). */
 KDENS_API kdens_status kdens_distill_job_set_fusion(kdens_distill_job *job, kdens_fusion rule);
-/* As kdens_distiller_set_loss. */
-KDENS_API kdens_status kdens_distill_job_set_loss(kdens_distill_job *job, double alpha,
-                                                  double temperature);
+/* The loss alpha * CE + (1 - alpha) * T^2 * KL, as kdens_distiller_set_loss:
+ * alpha in [0, 1], T > 0. */
+KDENS_API kdens_status kdens_distill_job_set_alpha(kdens_distill_job *job, double alpha);
+KDENS_API kdens_status kdens_distill_job_set_temperature(kdens_distill_job *job,
+                                                         double temperature);
 /* The student's training: epochs (>= 1), batch (>= 1), Adam's learning rate
  * (> 0), early-stopping patience (0: off), schedule (constant or cosine),
  * seed.  Not called: the student architecture's defaults. */
@@ -181,21 +184,23 @@ typedef struct kdens_pipeline kdens_pipeline;
 KDENS_API kdens_status kdens_pipeline_create(const char *workdir, const char *dataset,
                                              const char *arch, kdens_pipeline **out);
 KDENS_API void kdens_pipeline_free(kdens_pipeline *p);
-/* N subset teachers (>= 1), each on a share in (0, 1] of the training part. */
-KDENS_API kdens_status kdens_pipeline_set_teachers(kdens_pipeline *p, int n, double fraction);
+/* N subset teachers (1 to 64), each on a share in (0, 1] of the training
+ * part. */
+KDENS_API kdens_status kdens_pipeline_set_teachers(kdens_pipeline *p, int n);
+KDENS_API kdens_status kdens_pipeline_set_fraction(kdens_pipeline *p, double fraction);
 /* The share in (0, 1) of the pool held out (stratified) for validation. */
 KDENS_API kdens_status kdens_pipeline_set_val_fraction(kdens_pipeline *p, double fraction);
 /* Epochs (>= 1) of the teachers and baseline, and of the students (the
  * baseline gets as many when that is larger). */
-KDENS_API kdens_status kdens_pipeline_set_epochs(kdens_pipeline *p, int teacher_epochs,
-                                                 int student_epochs);
+KDENS_API kdens_status kdens_pipeline_set_teacher_epochs(kdens_pipeline *p, int epochs);
+KDENS_API kdens_status kdens_pipeline_set_student_epochs(kdens_pipeline *p, int epochs);
 KDENS_API kdens_status kdens_pipeline_set_batch(kdens_pipeline *p, size_t batch);
 /* Adam's learning rate (> 0) under a cosine schedule. */
 KDENS_API kdens_status kdens_pipeline_set_lr(kdens_pipeline *p, double lr);
 KDENS_API kdens_status kdens_pipeline_set_patience(kdens_pipeline *p, int patience);
-/* As kdens_distiller_set_loss. */
-KDENS_API kdens_status kdens_pipeline_set_loss(kdens_pipeline *p, double alpha,
-                                               double temperature);
+/* The students' loss, as kdens_distill_job_set_alpha and _temperature. */
+KDENS_API kdens_status kdens_pipeline_set_alpha(kdens_pipeline *p, double alpha);
+KDENS_API kdens_status kdens_pipeline_set_temperature(kdens_pipeline *p, double temperature);
 /* The students, one per mode (copied; n 0: none; a mode at most once). */
 KDENS_API kdens_status kdens_pipeline_set_modes(kdens_pipeline *p,
                                                 const kdens_distill_mode *modes, int n);

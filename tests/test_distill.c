@@ -411,7 +411,8 @@ static void test_driver(void **state)
     ASSERT_STATUS(kdens_distill_job_create(dir, "toy/x", "test", "test", &job), KDENS_E_ARG);
     ASSERT_STATUS(kdens_distill_job_create(dir, "toy", NULL, "test", &job), KDENS_E_ARG);
     ASSERT_OK(kdens_distill_job_create(dir, "toy", "test", "test", &job));
-    ASSERT_OK(kdens_distill_job_set_teachers(job, 2, 0.5));
+    ASSERT_OK(kdens_distill_job_set_teachers(job, 2));
+    ASSERT_OK(kdens_distill_job_set_fraction(job, 0.5));
     ASSERT_OK(kdens_distill_job_set_repetitions(job, 2));
     ASSERT_OK(kdens_distill_job_set_mode(job, KDENS_DISTILL_MIMIC_ALL));
     ASSERT_OK(kdens_distill_job_set_epochs(job, 2));
@@ -448,14 +449,16 @@ static void test_driver(void **state)
     ASSERT_OK(kdens_distill_job_run(job, train_set, train_set, train_set, &done));
     assert_int_equal(done, 0);
     /* fewer registered teachers than asked */
-    ASSERT_OK(kdens_distill_job_set_teachers(job, 4, 0.5));
+    ASSERT_OK(kdens_distill_job_set_teachers(job, 4));
     ASSERT_STATUS(kdens_distill_job_run(job, train_set, NULL, NULL, &done), KDENS_E_NOTFOUND);
     /* settings out of range are refused by the setters, the job unchanged */
-    ASSERT_STATUS(kdens_distill_job_set_loss(job, 1.5, 1), KDENS_E_ARG);
-    ASSERT_STATUS(kdens_distill_job_set_loss(job, 0.5, 0), KDENS_E_ARG);
-    ASSERT_STATUS(kdens_distill_job_set_loss(job, 0.5, 1e300), KDENS_E_ARG); /* inf as a float */
-    ASSERT_STATUS(kdens_distill_job_set_teachers(job, 0, 0.5), KDENS_E_ARG);
-    ASSERT_STATUS(kdens_distill_job_set_teachers(job, 2, 1.5), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_distill_job_set_alpha(job, 1.5), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_distill_job_set_alpha(job, NAN), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_distill_job_set_temperature(job, 0), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_distill_job_set_temperature(job, 1e300), KDENS_E_ARG); /* inf as float */
+    ASSERT_STATUS(kdens_distill_job_set_teachers(job, 0), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_distill_job_set_fraction(job, 1.5), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_distill_job_set_fraction(job, -0.1), KDENS_E_ARG);
     ASSERT_STATUS(kdens_distill_job_set_mode(job, (kdens_distill_mode)kdens_distill_mode_count()),
                   KDENS_E_ARG);
     ASSERT_STATUS(kdens_distill_job_set_fusion(job, KDENS_FUSE_KEMENY), KDENS_E_ARG);

@@ -47,16 +47,13 @@ void kdens_distill_job_free(kdens_distill_job *job)
     free(job);
 }
 
-kdens_status kdens_distill_job_set_teachers(kdens_distill_job *job, int n, double fraction)
-{
-    if (!job || n < 1 || !(fraction >= 0 && fraction <= 1))
-        return kd_fail(KDENS_E_ARG, "%d teachers of fraction %g: at least one, fraction in "
-                       "[0, 1] (0: any)", n, fraction);
-    job->n_teachers = n;
-    job->fraction = fraction;
-    return KDENS_OK;
-}
-
+KD_SETTER(kdens_distill_job, kdens_distill_job_set_teachers, int, n_teachers, v >= 1, "teachers")
+KD_SETTER(kdens_distill_job, kdens_distill_job_set_fraction, double, fraction, v >= 0 && v <= 1,
+          "teachers' fraction (0: any)")
+KD_SETTER(kdens_distill_job, kdens_distill_job_set_alpha, double, alpha,
+          kd_check_loss(v, 1) == KDENS_OK, "alpha")
+KD_SETTER(kdens_distill_job, kdens_distill_job_set_temperature, double, temperature,
+          kd_check_loss(0, v) == KDENS_OK, "temperature")
 KD_SETTER(kdens_distill_job, kdens_distill_job_set_repetitions, int, repetitions, v >= 1,
           "repetitions")
 KD_SETTER(kdens_distill_job, kdens_distill_job_set_mode, kdens_distill_mode, mode,
@@ -73,16 +70,6 @@ KD_SETTER(kdens_distill_job, kdens_distill_job_set_schedule, kdens_schedule, sch
           "schedule (constant or cosine)")
 KD_SETTER(kdens_distill_job, kdens_distill_job_set_seed, uint64_t, seed, true, "seed")
 KD_SETTER(kdens_distill_job, kdens_distill_job_set_cache, int, cache, v == 0 || v == 1, "cache")
-
-kdens_status kdens_distill_job_set_loss(kdens_distill_job *job, double alpha, double temperature)
-{
-    if (!job)
-        return kd_fail(KDENS_E_ARG, "NULL handle");
-    kdens_status st = kd_check_loss(alpha, temperature);
-    if (st == KDENS_OK)
-        job->alpha = (float)alpha, job->temperature = (float)temperature;
-    return st;
-}
 
 kdens_status kdens_distill_job_set_augment(kdens_distill_job *job, const kdens_augment *aug)
 {

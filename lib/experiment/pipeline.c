@@ -50,36 +50,6 @@ void kdens_pipeline_free(kdens_pipeline *p)
     free(p);
 }
 
-kdens_status kdens_pipeline_set_teachers(kdens_pipeline *p, int n, double fraction)
-{
-    if (!p || n < 1 || n > 64 || !(fraction > 0 && fraction <= 1))
-        return kd_fail(KDENS_E_ARG, "%d teachers of fraction %g: 1 to 64, fraction in (0, 1]",
-                       n, fraction);
-    p->teachers = n;
-    p->fraction = fraction;
-    return KDENS_OK;
-}
-
-kdens_status kdens_pipeline_set_epochs(kdens_pipeline *p, int teacher_epochs, int student_epochs)
-{
-    if (!p || teacher_epochs < 1 || student_epochs < 1)
-        return kd_fail(KDENS_E_ARG, "epochs %d and %d must be >= 1", teacher_epochs,
-                       student_epochs);
-    p->teacher_epochs = teacher_epochs;
-    p->student_epochs = student_epochs;
-    return KDENS_OK;
-}
-
-kdens_status kdens_pipeline_set_loss(kdens_pipeline *p, double alpha, double temperature)
-{
-    if (!p)
-        return kd_fail(KDENS_E_ARG, "NULL handle");
-    kdens_status st = kd_check_loss(alpha, temperature);
-    if (st == KDENS_OK)
-        p->alpha = (float)alpha, p->temperature = (float)temperature;
-    return st;
-}
-
 kdens_status kdens_pipeline_set_modes(kdens_pipeline *p, const kdens_distill_mode *modes, int n)
 {
     if (!p || n < 0 || n > KD_DISTILL_MODE_COUNT || (n > 0 && !modes))
@@ -98,6 +68,18 @@ kdens_status kdens_pipeline_set_modes(kdens_pipeline *p, const kdens_distill_mod
     return KDENS_OK;
 }
 
+KD_SETTER(kdens_pipeline, kdens_pipeline_set_teachers, int, teachers, v >= 1 && v <= 64,
+          "teachers (1 to 64)")
+KD_SETTER(kdens_pipeline, kdens_pipeline_set_fraction, double, fraction, v > 0 && v <= 1,
+          "teachers' fraction")
+KD_SETTER(kdens_pipeline, kdens_pipeline_set_teacher_epochs, int, teacher_epochs, v >= 1,
+          "teacher epochs")
+KD_SETTER(kdens_pipeline, kdens_pipeline_set_student_epochs, int, student_epochs, v >= 1,
+          "student epochs")
+KD_SETTER(kdens_pipeline, kdens_pipeline_set_alpha, double, alpha,
+          kd_check_loss(v, 1) == KDENS_OK, "alpha")
+KD_SETTER(kdens_pipeline, kdens_pipeline_set_temperature, double, temperature,
+          kd_check_loss(0, v) == KDENS_OK, "temperature")
 KD_SETTER(kdens_pipeline, kdens_pipeline_set_val_fraction, double, val_fraction,
           v > 0 && v < 1, "validation fraction")
 KD_SETTER(kdens_pipeline, kdens_pipeline_set_batch, size_t, batch, v >= 1, "batch")

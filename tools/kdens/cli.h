@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include <kdens.h>
+#include <kdens_experiment.h>
 
 /* ---- commands ------------------------------------------------------------ */
 

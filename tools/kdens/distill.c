@@ -1,5 +1,5 @@
-/* kdens distill: the reference's distillation experiment driver
- * (kdens_distill_run) from the command line. */
+/* kdens distill: the student driver of the experiment layer
+ * (kdens_distill_job) from the command line. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 
@@ -36,36 +36,88 @@ const char usage_distill[] =
     "  --fusion RULE   the fusion mode's rule (default borda; kdens vote --list)\n"
     "  --epochs E ...  training settings (default: the student architecture's)\n";
 
+/* The job's settings from the command line: numbers the parser has not
+ * seen keep their "not given" values (0, -1, NaN), so that the job keeps its
+ * defaults; the others go to the job's setters, which check them. */
+typedef struct distill_args {
+    const char *student_arch, *teacher_arch;
+    int n_teachers, repetitions, epochs, patience;
+    double fraction, lr;
+    float alpha, temperature;
+    size_t batch;
+    uint64_t seed;
+    kdens_distill_mode mode;
+    kdens_fusion fusion;
+    int schedule, cache;
+    const kdens_augment *augment;
+} distill_args;
+
+static kdens_status configure(kdens_distill_job *job, const distill_args *a)
+{
+    kdens_status st = kdens_distill_job_set_teachers(job, a->n_teachers);
+    if (st == KDENS_OK)
+        st = kdens_distill_job_set_fraction(job, a->fraction);
+    if (st == KDENS_OK)
+        st = kdens_distill_job_set_repetitions(job, a->repetitions);
+    if (st == KDENS_OK)
+        st = kdens_distill_job_set_mode(job, a->mode);
+    if (st == KDENS_OK)
+        st = kdens_distill_job_set_fusion(job, a->fusion);
+    if (st == KDENS_OK)
+        st = kdens_distill_job_set_alpha(job, a->alpha);
+    if (st == KDENS_OK)
+        st = kdens_distill_job_set_temperature(job, a->temperature);
+    if (st == KDENS_OK && a->epochs > 0)
+        st = kdens_distill_job_set_epochs(job, a->epochs);
+    if (st == KDENS_OK && a->batch > 0)
+        st = kdens_distill_job_set_batch(job, a->batch);
+    if (st == KDENS_OK && a->lr > 0)
+        st = kdens_distill_job_set_lr(job, a->lr);
+    if (st == KDENS_OK && a->patience >= 0)
+        st = kdens_distill_job_set_patience(job, a->patience);
+    if (st == KDENS_OK)
+        st = kdens_distill_job_set_schedule(job, (kdens_schedule)a->schedule);
+    if (st == KDENS_OK)
+        st = kdens_distill_job_set_seed(job, a->seed);
+    if (st == KDENS_OK)
+        st = kdens_distill_job_set_cache(job, a->cache);
+    if (st == KDENS_OK)
+        st = kdens_distill_job_set_augment(job, a->augment);
+    return st;
+}
+
 int cmd_distill(const cli_command *cmd, int argc, char **argv)
 {
-    kdens_distill_job job;
-    kdens_distill_job_default(&job);
+    distill_args a = {.n_teachers = 5, .repetitions = 1, .patience = -1, .alpha = 0.5f,
+                      .temperature = 1.0f, .mode = KDENS_DISTILL_OUTPUT_AVG,
+                      .fusion = KDENS_FUSE_BORDA, .schedule = KDENS_SCHEDULE_CONSTANT,
+                      .cache = 1};
     const char *dataset = NULL, *workdir = NULL, *mode = NULL, *fusion = NULL;
-    int augment = 0, no_cache = 0, size[2] = {0, 0}, color = KDENS_COLOR_RGB,
-        schedule = (int)job.schedule;
-    /* The job's numbers go to kdens_distill_run as they are: it checks them. */
+    int augment = 0, no_cache = 0, size[2] = {0, 0}, color = KDENS_COLOR_RGB;
+    /* The job's values go to its setters as they are: they check them. */
     const double any = CLI_NOLIMIT;
     const cli_option opts[] = {
         OPT_STRING("workdir", &workdir, "W", "the workspace of W/teachers.csv"),
         OPT_STRING("dataset", &dataset, "D", "the dataset (a preset or an image folder)"),
-        OPT_STRING("arch", &job.student_arch, "A", "the students' architecture"),
-        OPT_STRING("teacher-arch", &job.teacher_arch, "TA", "the teachers' (default A)"),
+        OPT_STRING("arch", &a.student_arch, "A", "the students' architecture"),
+        OPT_STRING("teacher-arch", &a.teacher_arch, "TA", "the teachers' (default A)"),
         OPT_STRING("mode", &mode, "M", "the distillation mode (default output_avg)"),
-        OPT_INT("teachers", &job.n_teachers, "N", -any, any, "teachers per student (default 5)"),
-        OPT_DOUBLE("fraction", &job.fraction, "F", -any, any, 0, "the teachers' fraction"),
-        OPT_INT("repetitions", &job.repetitions, "R", -any, any, "students (default 1)"),
-        OPT_FLOAT("alpha", &job.alpha, "A", -any, any, 0,
+        OPT_INT("teachers", &a.n_teachers, "N", -any, any, "teachers per student (default 5)"),
+        OPT_DOUBLE("fraction", &a.fraction, "F", -any, any, 0, "the teachers' fraction"),
+        OPT_INT("repetitions", &a.repetitions, "R", -any, any, "students (default 1)"),
+        OPT_FLOAT("alpha", &a.alpha, "A", -any, any, 0,
                   "weight of the hard-label loss (default 0.5)"),
-        OPT_FLOAT("temperature", &job.temperature, "T", -any, any, 0,
+        OPT_FLOAT("temperature", &a.temperature, "T", -any, any, 0,
                   "softening temperature (default 1)"),
         OPT_STRING("fusion", &fusion, "RULE", "the fusion mode's rule (default borda)"),
-        OPT_INT("epochs", &job.epochs, "E", -any, any, "epochs (default: the architecture's)"),
-        OPT_SIZE("batch", &job.batch, "B", 0, any, "batch size (default: the architecture's)"),
-        OPT_DOUBLE("lr", &job.lr, "LR", -any, any, 0,
+        OPT_INT("epochs", &a.epochs, "E", 1, any, "epochs (default: the architecture's)"),
+        OPT_SIZE("batch", &a.batch, "B", 1, any, "batch size (default: the architecture's)"),
+        OPT_DOUBLE("lr", &a.lr, "LR", 0, any, CLI_OPEN_MIN,
                    "learning rate (default: the architecture's)"),
-        OPT_INT("patience", &job.patience, "P", -any, any, "early-stopping patience"),
-        OPT_U64("seed", &job.seed, "S", "seed; repetition r samples with S + r"),
-        OPT_CHOICE("schedule", &schedule, NULL, cli_schedules,
+        OPT_INT("patience", &a.patience, "P", 0, any,
+                "early-stopping patience, 0 none (default: the architecture's)"),
+        OPT_U64("seed", &a.seed, "S", "seed; repetition r samples with S + r"),
+        OPT_CHOICE("schedule", &a.schedule, NULL, cli_schedules,
                    "the learning-rate schedule (default constant)"),
         OPT_FLAG("augment", &augment, "the dataset preset's augmentation (no cache)"),
         OPT_FLAG("no-cache", &no_cache, "compute the teachers' outputs every epoch"),
@@ -78,25 +130,24 @@ int cmd_distill(const cli_command *cmd, int argc, char **argv)
     if (rc >= 0)
         return rc;
     kdens_status st = KDENS_OK;
-    if (mode && (st = kdens_distill_mode_from_name(mode, &job.mode)) != KDENS_OK)
+    if (mode && (st = kdens_distill_mode_from_name(mode, &a.mode)) != KDENS_OK)
         return cli_fail(mode, st);
-    if (fusion && (st = kdens_fusion_from_name(fusion, &job.fusion)) != KDENS_OK)
+    if (fusion && (st = kdens_fusion_from_name(fusion, &a.fusion)) != KDENS_OK)
         return cli_fail(fusion, st);
-    job.schedule = (kdens_schedule)schedule;
-    if (no_cache)
-        job.cache = 0;
-    if (!dataset || !workdir || !job.student_arch) {
+    a.cache = !no_cache;
+    if (!dataset || !workdir || !a.student_arch) {
         fputs(cmd->usage, stderr);
         return 2;
     }
-    if (!job.teacher_arch)
-        job.teacher_arch = job.student_arch;
+    if (!a.teacher_arch)
+        a.teacher_arch = a.student_arch;
     char name[256];
     kdens_dataset *pool = NULL, *train = NULL, *val = NULL, *test = NULL;
     kdens_augment *aug = NULL;
+    kdens_distill_job *job = NULL;
     st = cli_open_dataset(dataset, size[0], size[1], (kdens_color)color, &pool, name, sizeof name);
     if (st == KDENS_OK)
-        st = cli_open_parts(workdir, name, pool, job.seed, &train, &val);
+        st = cli_open_parts(workdir, name, pool, a.seed, &train, &val);
     int h, w, c;
     if (st == KDENS_OK) {
         kdens_dataset_shape(pool, &h, &w, &c);
@@ -106,11 +157,14 @@ int cmd_distill(const cli_command *cmd, int argc, char **argv)
         fprintf(stderr, "kdens: no augmentation policy for '%s'; training without\n", name);
     if (st != KDENS_OK)
         return cli_fail(dataset, st);
-    job.workdir = workdir;
-    job.dataset = name;
-    job.augment = aug;
+    a.augment = aug;
     int done = 0;
-    st = kdens_distill_run(&job, train, val, test, &done);
+    st = kdens_distill_job_create(workdir, name, a.teacher_arch, a.student_arch, &job);
+    if (st == KDENS_OK)
+        st = configure(job, &a);
+    if (st == KDENS_OK)
+        st = kdens_distill_job_run(job, train, val, test, &done);
+    kdens_distill_job_free(job);
     kdens_augment_free(aug);
     kdens_dataset_free(test);
     kdens_dataset_free(val);
@@ -119,6 +173,6 @@ int cmd_distill(const cli_command *cmd, int argc, char **argv)
     if (st != KDENS_OK)
         return cli_fail("distill", st);
     printf("trained %d students (%s, %d teachers each); registry %s/students.csv\n", done,
-           kdens_distill_mode_name(job.mode), job.n_teachers, workdir);
+           kdens_distill_mode_name(a.mode), a.n_teachers, workdir);
     return 0;
 }

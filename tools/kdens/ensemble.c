@@ -178,12 +178,15 @@ static int load_predictions(const ens_opts *o, kdens_predictions **pr)
     return 0;
 }
 
+/* Rules one command may list (kdens_fusion_count() is below it). */
+#define MAX_RULES 64
+
 /* Parse "all" or a comma-separated list of rule names into rules[]. */
 static int parse_rules(const char *list, kdens_fusion *rules, int *n)
 {
     *n = 0;
     if (!list || !strcmp(list, "all")) {
-        for (int r = 0; r < KDENS_FUSE_COUNT; r++)
+        for (int r = 0; r < kdens_fusion_count() && r < MAX_RULES; r++)
             rules[(*n)++] = (kdens_fusion)r;
         return 0;
     }
@@ -191,7 +194,7 @@ static int parse_rules(const char *list, kdens_fusion *rules, int *n)
     snprintf(buf, sizeof buf, "%s", list);
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
          tok = strtok_r(NULL, ",", &save)) {
-        if (*n == KDENS_FUSE_COUNT || kdens_fusion_from_name(tok, &rules[*n]) != KDENS_OK) {
+        if (*n == MAX_RULES || kdens_fusion_from_name(tok, &rules[*n]) != KDENS_OK) {
             fprintf(stderr, "kdens: unknown or repeated fusion rule '%s' (kdens vote --list)\n",
                     tok);
             return 2;
@@ -290,7 +293,7 @@ int cmd_ensemble(const cli_command *cmd, int argc, char **argv)
     int rc = cli_parse(cmd, opts, argc, argv, NULL, 0, NULL);
     if (rc < 0)
         rc = check_members(cmd, &o);
-    kdens_fusion rules[KDENS_FUSE_COUNT];
+    kdens_fusion rules[MAX_RULES];
     int n_rules = 0, sizes[MAX_SIZES], n_sizes = 0;
     kdens_predictions *pr = NULL;
     if (rc < 0 && (rc = parse_rules(o.rules, rules, &n_rules)) == 0 &&
@@ -429,7 +432,7 @@ int cmd_vote(const cli_command *cmd, int argc, char **argv)
     if (rc >= 0)
         return rc;
     if (list) {
-        for (int r = 0; r < KDENS_FUSE_COUNT; r++)
+        for (int r = 0; r < kdens_fusion_count(); r++)
             printf("%s\n", kdens_fusion_name((kdens_fusion)r));
         return 0;
     }

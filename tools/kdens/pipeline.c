@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,24 +31,34 @@ const char usage_pipeline[] =
     "  --threads T     compute threads (default: KDENS_NUM_THREADS or all cores)\n"
     "  --limit N       use N random training and N random test images (for tests)\n";
 
-static int parse_modes(const char *list, kdens_pipeline_config *c)
+/* --modes: names separated by commas, or all. */
+static int parse_modes(const char *list, kdens_distill_mode *modes, int max, int *n)
 {
-    c->n_modes = 0;
+    *n = 0;
     if (!strcmp(list, "all")) {
-        for (int m = 0; m < KDENS_DISTILL_MODE_COUNT; m++)
-            c->modes[c->n_modes++] = (kdens_distill_mode)m;
+        for (int m = 0; m < kdens_distill_mode_count() && m < max; m++)
+            modes[(*n)++] = (kdens_distill_mode)m;
         return 0;
     }
     char buf[512];
-    snprintf(buf, sizeof buf, "%s", list);
+    if ((size_t)snprintf(buf, sizeof buf, "%s", list) >= sizeof buf) {
+        fprintf(stderr, "kdens: --modes: the list is too long\n");
+        return 2;
+    }
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
          tok = strtok_r(NULL, ",", &save)) {
-        if (c->n_modes == KDENS_DISTILL_MODE_COUNT ||
-            kdens_distill_mode_from_name(tok, &c->modes[c->n_modes]) != KDENS_OK) {
+        bool repeated = false;
+        kdens_distill_mode mode;
+        if (*n < max && kdens_distill_mode_from_name(tok, &mode) == KDENS_OK)
+            for (int k = 0; k < *n; k++)
+                repeated |= modes[k] == mode;
+        else
+            repeated = true;
+        if (repeated) {
             fprintf(stderr, "kdens: unknown or repeated distillation mode '%s'\n", tok);
             return 2;
         }
-        c->n_modes++;
+        modes[(*n)++] = mode;
     }
     return 0;
 }
@@ -77,33 +88,70 @@ static kdens_status limit(kdens_dataset **ds, size_t n, uint64_t seed)
     return st;
 }
 
+/* The experiment's settings from the command line; those not given keep
+ * their "not given" values (0, NaN) and the pipeline its defaults. */
+typedef struct pipeline_args {
+    int teachers, teacher_epochs, student_epochs, repeats, n_modes;
+    double fraction, lr;
+    float alpha, temperature;
+    size_t batch;
+    uint64_t seed;
+    kdens_distill_mode modes[32];
+} pipeline_args;
+
+static kdens_status configure(kdens_pipeline *p, const pipeline_args *a)
+{
+    kdens_status st = kdens_pipeline_set_seed(p, a->seed);
+    if (st == KDENS_OK && a->teachers)
+        st = kdens_pipeline_set_teachers(p, a->teachers);
+    if (st == KDENS_OK && !isnan(a->fraction))
+        st = kdens_pipeline_set_fraction(p, a->fraction);
+    if (st == KDENS_OK && a->teacher_epochs)
+        st = kdens_pipeline_set_teacher_epochs(p, a->teacher_epochs);
+    if (st == KDENS_OK && a->student_epochs)
+        st = kdens_pipeline_set_student_epochs(p, a->student_epochs);
+    if (st == KDENS_OK && a->n_modes >= 0)
+        st = kdens_pipeline_set_modes(p, a->modes, a->n_modes);
+    if (st == KDENS_OK && !isnan(a->alpha))
+        st = kdens_pipeline_set_alpha(p, a->alpha);
+    if (st == KDENS_OK && !isnan(a->temperature))
+        st = kdens_pipeline_set_temperature(p, a->temperature);
+    if (st == KDENS_OK && a->batch)
+        st = kdens_pipeline_set_batch(p, a->batch);
+    if (st == KDENS_OK && !isnan(a->lr))
+        st = kdens_pipeline_set_lr(p, a->lr);
+    if (st == KDENS_OK && a->repeats)
+        st = kdens_pipeline_set_size_repeats(p, a->repeats);
+    return st;
+}
+
 int cmd_pipeline(const cli_command *cmd, int argc, char **argv)
 {
-    kdens_pipeline_config c;
-    kdens_pipeline_default(&c);
-    const char *dataset = "fmnist", *modes = NULL;
+    pipeline_args a = {.fraction = NAN, .lr = NAN, .alpha = NAN, .temperature = NAN,
+                       .seed = 1, .n_modes = -1};
+    const char *dataset = "fmnist", *workdir = "demo-out", *arch = "test", *modes = NULL;
     size_t lim = 0;
     int size[2] = {0, 0}, threads = 0, color = KDENS_COLOR_RGB;
-    /* The configuration's numbers go to kdens_pipeline_run as they are: it
-     * checks them.  --threads and --limit are the tool's own. */
+    /* The experiment's numbers go to its setters as they are: they check
+     * them.  --threads and --limit are the tool's own. */
     const double any = CLI_NOLIMIT;
     const cli_option opts[] = {
-        OPT_STRING("workdir", &c.workdir, "W", "the workspace and report (default demo-out)"),
+        OPT_STRING("workdir", &workdir, "W", "the workspace and report (default demo-out)"),
         OPT_STRING("dataset", &dataset, "D", "a preset or an image folder (default fmnist)"),
-        OPT_STRING("arch", &c.arch, "A", "teachers, baseline and students (default test)"),
-        OPT_INT("teachers", &c.teachers, "N", -any, any, "subset teachers (default 8)"),
-        OPT_DOUBLE("fraction", &c.fraction, "F", -any, any, 0,
+        OPT_STRING("arch", &arch, "A", "teachers, baseline and students (default test)"),
+        OPT_INT("teachers", &a.teachers, "N", 1, any, "subset teachers (default 8)"),
+        OPT_DOUBLE("fraction", &a.fraction, "F", -any, any, 0,
                    "each teacher's share (default 0.8)"),
-        OPT_INT("epochs", &c.teacher_epochs, "E", -any, any, "teacher epochs (default 15)"),
-        OPT_INT("student-epochs", &c.student_epochs, "E", -any, any, "student epochs (default 20)"),
+        OPT_INT("epochs", &a.teacher_epochs, "E", 1, any, "teacher epochs (default 15)"),
+        OPT_INT("student-epochs", &a.student_epochs, "E", 1, any, "student epochs (default 20)"),
         OPT_STRING("modes", &modes, "M1,M2,...|all", "distillation modes"),
-        OPT_FLOAT("alpha", &c.alpha, "A", -any, any, 0, "weight of the hard-label loss"),
-        OPT_FLOAT("temperature", &c.temperature, "T", -any, any, 0, "softening temperature"),
-        OPT_SIZE("batch", &c.batch, "B", 0, any, "batch size (default 128)"),
-        OPT_DOUBLE("lr", &c.lr, "LR", -any, any, 0, "learning rate (default 0.005)"),
-        OPT_INT("repeats", &c.size_repeats, "R", -any, any, "sub-ensembles per size (default 10)"),
+        OPT_FLOAT("alpha", &a.alpha, "A", -any, any, 0, "weight of the hard-label loss"),
+        OPT_FLOAT("temperature", &a.temperature, "T", -any, any, 0, "softening temperature"),
+        OPT_SIZE("batch", &a.batch, "B", 1, any, "batch size (default 128)"),
+        OPT_DOUBLE("lr", &a.lr, "LR", -any, any, 0, "learning rate (default 0.005)"),
+        OPT_INT("repeats", &a.repeats, "R", 1, any, "sub-ensembles per size (default 10)"),
         OPT_INT("threads", &threads, "T", 1, any, "compute threads"),
-        OPT_U64("seed", &c.seed, "S", "random seed (default 1)"),
+        OPT_U64("seed", &a.seed, "S", "random seed (default 1)"),
         OPT_SIZE("limit", &lim, "N", 0, any, "N random training and test images (0: all)"),
         OPT_HW("size", &size, "resize folder images (default: keep their size)"),
         OPT_CHOICE("color", &color, NULL, cli_colors,
@@ -113,7 +161,7 @@ int cmd_pipeline(const cli_command *cmd, int argc, char **argv)
     int rc = cli_parse(cmd, opts, argc, argv, NULL, 0, NULL);
     if (rc >= 0)
         return rc;
-    if (modes && parse_modes(modes, &c) != 0)
+    if (modes && parse_modes(modes, a.modes, 32, &a.n_modes) != 0)
         return 2;
     if (threads > 0 && kdens_set_num_threads(threads) != KDENS_OK)
         return cli_fail("--threads", KDENS_E_ARG);
@@ -130,17 +178,22 @@ int cmd_pipeline(const cli_command *cmd, int argc, char **argv)
         st = cli_open_test(dataset, h, w, ch, &test);
     }
     if (st == KDENS_OK)
-        st = limit(&pool, lim, c.seed);
+        st = limit(&pool, lim, a.seed);
     if (st == KDENS_OK)
-        st = limit(&test, lim, c.seed + 1);
+        st = limit(&test, lim, a.seed + 1);
     if (st != KDENS_OK)
         return cli_fail(dataset, st);
-    c.dataset = name;
-    st = kdens_pipeline_run(&c, pool, test);
+    kdens_pipeline *p = NULL;
+    st = kdens_pipeline_create(workdir, name, arch, &p);
+    if (st == KDENS_OK)
+        st = configure(p, &a);
+    if (st == KDENS_OK)
+        st = kdens_pipeline_run(p, pool, test);
+    kdens_pipeline_free(p);
     kdens_dataset_free(test);
     kdens_dataset_free(pool);
     if (st != KDENS_OK)
         return cli_fail("pipeline", st);
-    printf("report: %s/report.html (and report.md, results.csv)\n", c.workdir);
+    printf("report: %s/report.html (and report.md, results.csv)\n", workdir);
     return 0;
 }

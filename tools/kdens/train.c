@@ -71,7 +71,7 @@ static void train_defaults(train_opts *o)
         OPT_CHOICE("color", &(o).color, NULL, cli_colors,                                     \
                    "gray or rgb for folder images (default rgb)")
 #define TRAINING_OPTIONS(o)                                                                   \
-    OPT_INT("epochs", &(o).epochs, "N", 1, CLI_NOLIMIT, "epochs (default: the reference's)"), \
+    OPT_INT("epochs", &(o).epochs, "N", 1, CLI_NOLIMIT, "epochs (default: the architecture's)"), \
         OPT_SIZE("batch", &(o).batch, "B", 1, CLI_NOLIMIT, "batch size"),                     \
         OPT_DOUBLE("lr", &(o).lr, "LR", 0, CLI_NOLIMIT, CLI_OPEN_MIN, "Adam's learning rate"), \
         OPT_INT("patience", &(o).patience, "P", 0, CLI_NOLIMIT,                               \
@@ -134,7 +134,7 @@ int cmd_train(const cli_command *cmd, int argc, char **argv)
     kdens_trainer *t;
     kdens_augment *aug = NULL;
     st = kdens_trainer_create(m, train, val, &t);
-    if (st == KDENS_OK && kdens_trainer_use_reference_defaults(t, o.arch) != KDENS_OK) {
+    if (st == KDENS_OK && kdens_trainer_use_arch_defaults(t, o.arch) != KDENS_OK) {
         kdens_trainer_set_epochs(t, 10); /* not in the reference: plain defaults */
         kdens_trainer_set_early_stopping(t, 10, 1);
     }
@@ -373,8 +373,16 @@ int cmd_teachers(const cli_command *cmd, int argc, char **argv)
         return cli_fail("test set", st);
     kdens_teachers *tc;
     st = kdens_teachers_create(o.workdir, name, o.arch, pool, val, test, &tc);
+    if (st == KDENS_OK && o.epochs > 0)
+        st = kdens_teachers_set_epochs(tc, o.epochs);
+    if (st == KDENS_OK && o.batch > 0)
+        st = kdens_teachers_set_batch(tc, o.batch);
+    if (st == KDENS_OK && o.lr > 0)
+        st = kdens_teachers_set_lr(tc, o.lr);
+    if (st == KDENS_OK && o.patience >= 0)
+        st = kdens_teachers_set_patience(tc, o.patience);
     if (st == KDENS_OK)
-        st = kdens_teachers_set_training(tc, o.epochs, o.batch, o.lr, o.patience, o.seed);
+        st = kdens_teachers_set_seed(tc, o.seed);
     if (st == KDENS_OK && o.schedule >= 0)
         st = kdens_teachers_set_schedule(tc, (kdens_schedule)o.schedule);
     if (st == KDENS_OK && o.no_augment)
