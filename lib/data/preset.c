@@ -20,18 +20,15 @@ static const char emnist_balanced[48] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabd
 /* dir/name, or dir/name.gz when only that exists. */
 static char *find_file(const char *dir, const char *name)
 {
-    size_t len = strlen(dir) + strlen(name) + 8;
-    char *p = malloc(len);
-    if (!p)
-        return NULL;
-    snprintf(p, len, "%s/%s", dir, name);
-    if (access(p, R_OK) == 0)
-        return p;
-    snprintf(p, len, "%s/%s.gz", dir, name);
-    if (access(p, R_OK) == 0)
-        return p;
-    free(p);
-    return NULL;
+    char *p = kd_path_join(dir, name, NULL);
+    if (p && access(p, R_OK) != 0) {
+        free(p);
+        if ((p = kd_path_fmt(dir, "%s.gz", name)) && access(p, R_OK) != 0) {
+            free(p);
+            p = NULL;
+        }
+    }
+    return p;
 }
 
 static kdens_status load_idx_pair(const char *dir, const char *images, const char *labels,

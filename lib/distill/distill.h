@@ -63,7 +63,8 @@ kdens_status kd_distill_targets(void *user, const float *x, const size_t *indice
 kdens_status kd_distill_prepare(kdens_distiller *d);
 void kd_distill_release_targets(kdens_distiller *d);
 /* The driver's name of repetition rep's student: the file stem under
- * WORKDIR/<dataset>/students/ and of its log under logs/. */
-void kd_student_name(const kdens_distill_job *j, int rep, char *buf, size_t size);
+ * WORKDIR/<dataset>/students/ and of its log under logs/.  Allocated (free
+ * it); NULL, with the message set, when out of memory. */
+char *kd_student_name(const kdens_distill_job *j, int rep);
 
 #endif
