@@ -450,7 +450,8 @@ KDENS_API kdens_status kdens_dataset_write_manifest(const kdens_dataset *ds, con
  * seed names the same file.  The path goes to path (path_size bytes) and
  * the subset's size to *n (may be NULL).  Errors: those of
  * kdens_dataset_subset and kdens_dataset_write_manifest, KDENS_E_ARG for a
- * path that does not fit. */
+ * path that does not fit (path is then "", never a shortened path, and no
+ * file is written). */
 KDENS_API kdens_status kdens_dataset_write_subset(const kdens_dataset *ds, const char *dir,
                                                   double fraction, size_t count, uint64_t seed,
                                                   char *path, size_t path_size, size_t *n);

@@ -1,10 +1,21 @@
 /* Memory is planned once per batch shape: in steady state a training step
  * and an inference call allocate nothing.  The library's allocation calls
- * are counted by linking this test with -Wl,--wrap for each allocator. */
+ * are counted by linking this test with -Wl,--wrap for each allocator,
+ * which also makes a chosen one fail (fail_in), to test what the library
+ * does when out of memory. */
 #include "testutil.h"
+
+#include "core/core.h"
+
+#include <errno.h>
+#include <fcntl.h>
 
 static long allocations;
 static bool counting;
+/* > 0: the fail_in-th allocation from now returns NULL (0 once it has) */
+static long fail_in;
+
+static bool fail_now(void) { return fail_in > 0 && --fail_in == 0; }
 
 void *__real_malloc(size_t size);
 void *__real_calloc(size_t n, size_t size);
@@ -18,25 +29,25 @@ int __wrap_posix_memalign(void **p, size_t align, size_t size);
 void *__wrap_malloc(size_t size)
 {
     allocations += counting;
-    return __real_malloc(size);
+    return fail_now() ? NULL : __real_malloc(size);
 }
 
 void *__wrap_calloc(size_t n, size_t size)
 {
     allocations += counting;
-    return __real_calloc(n, size);
+    return fail_now() ? NULL : __real_calloc(n, size);
 }
 
 void *__wrap_realloc(void *p, size_t size)
 {
     allocations += counting;
-    return __real_realloc(p, size);
+    return fail_now() ? NULL : __real_realloc(p, size);
 }
 
 int __wrap_posix_memalign(void **p, size_t align, size_t size)
 {
     allocations += counting;
-    return __real_posix_memalign(p, align, size);
+    return fail_now() ? ENOMEM : __real_posix_memalign(p, align, size);
 }
 
 static void steady_state(const char *arch, int size, int channels)
@@ -76,10 +87,64 @@ static void test_no_allocation_per_step(void **state)
     steady_state("mobilenet_small", 16, 3);
 }
 
+/* The path joiner and the file helpers built on it, with each of their
+ * allocations failing in turn: NULL or KDENS_E_NOMEM with the message, no
+ * leak (under SANITIZE=1), and the file intact when the write went ahead. */
+static void test_paths_out_of_memory(void **state)
+{
+    (void)state;
+    char *dir = tu_tmpdir();
+    int failures = 0;
+    for (long k = 1;; k++) {
+        fail_in = k;
+        char *p = kd_path_join(dir, "a/", "/b", NULL);
+        char *q = kd_path_fmt(dir, "%s_%d.kdm", "m", k == 1);
+        bool failed = fail_in == 0;
+        fail_in = 0;
+        if (!failed) {
+            assert_non_null(p);
+            assert_non_null(q);
+            free(p);
+            free(q);
+            break;
+        }
+        assert_true(!p || !q);
+        assert_non_null(strstr(kdens_errmsg(), "out of memory"));
+        free(p);
+        free(q);
+        failures++;
+    }
+    assert_true(failures >= 2);
+    char *file = tu_join(dir, "x.bin"), *deep = tu_join(dir, "d/e/f");
+    for (long k = 1;; k++) {
+        fail_in = k;
+        kdens_status st = kd_write_file_atomic(file, "abc", 3);
+        int rc = kd_mkdirs(deep);
+        int err = errno;
+        bool failed = fail_in == 0;
+        fail_in = 0;
+        if (!failed) {
+            ASSERT_OK(st);
+            assert_int_equal(rc, 0);
+            break;
+        }
+        /* the folder's fsync is best effort: a write may succeed regardless */
+        assert_true(st == KDENS_OK || st == KDENS_E_NOMEM);
+        assert_true(rc == 0 || err == ENOMEM);
+    }
+    char *text;
+    size_t len;
+    ASSERT_OK(kd_read_file(file, &text, &len));
+    assert_string_equal(text, "abc");
+    free(text);
+    tu_rm_rf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_allocation_per_step),
+        cmocka_unit_test(test_paths_out_of_memory),
     };
     return cmocka_run_group_tests_name("allocation", tests, NULL, NULL);
 }

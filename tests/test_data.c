@@ -689,6 +689,57 @@ static void test_split_and_subset(void **state)
     kdens_dataset_free(sub2);
 }
 
+/* Subset manifests under a folder of 200-character names, 4000 characters
+ * long, near the system's limit (PATH_MAX, 4096 on Linux), given with a trailing slash:
+ * the manifest lands where its path says, one slash after the folder, and
+ * loads again; a caller buffer one byte short is refused, never filled with
+ * a shorter path. */
+static void test_long_paths(void **state)
+{
+    (void)state;
+    char part[201];
+    memset(part, 'd', 200);
+    part[200] = '\0';
+    char *deep = kd_path_join(dir, NULL);
+    for (size_t len; (len = strlen(deep)) + 2 <= 4000;) { /* a shorter last part fills up */
+        size_t room = 4000 - len - 1;
+        char *longer = kd_path_join(deep, part + (room < 200 ? 200 - room : 0), NULL);
+        free(deep);
+        deep = longer;
+    }
+    assert_true(strlen(deep) >= 3999);
+    assert_int_equal(kd_mkdirs(deep), 0);
+    char *slashed = kd_path_fmt(NULL, "%s/", deep);
+    write_idx(path_of("li.idx"), path_of("ll.idx"), 60, 2, 2, false);
+    kdens_dataset *ds, *back;
+    ASSERT_OK(kdens_dataset_load_idx(path_of("li.idx"), path_of("ll.idx"), &ds));
+    size_t len = strlen(deep), size = len + 100, n = 0;
+    char *path = malloc(size);
+    ASSERT_OK(kdens_dataset_write_subset(ds, slashed, 0.5, 0, 4, path, size, &n));
+    /* deep/subset_05_<32 hex digits>.csv */
+    assert_memory_equal(path, deep, len);
+    assert_int_equal(strlen(path), len + strlen("/subset_05_") + 32 + strlen(".csv"));
+    assert_memory_equal(path + len, "/subset_05_", strlen("/subset_05_"));
+    assert_string_equal(path + strlen(path) - 4, ".csv");
+    assert_true(strlen(path) > 4040);
+    ASSERT_OK(kdens_dataset_select(ds, path, &back));
+    assert_int_equal(kdens_dataset_count(back), n);
+    kdens_dataset_free(back);
+    /* the same subset into a buffer of exactly its size, then one byte short */
+    size_t need = strlen(path) + 1;
+    char *exact = malloc(need);
+    ASSERT_OK(kdens_dataset_write_subset(ds, deep, 0.5, 0, 4, exact, need, NULL));
+    assert_string_equal(exact, path);
+    ASSERT_STATUS(kdens_dataset_write_subset(ds, deep, 0.5, 0, 5, exact, need - 1, NULL),
+                  KDENS_E_ARG);
+    assert_string_equal(exact, ""); /* not a shorter path */
+    free(exact);
+    free(path);
+    free(slashed);
+    free(deep);
+    kdens_dataset_free(ds);
+}
+
 static void test_presets(void **state)
 {
     (void)state;
@@ -826,6 +877,62 @@ static void test_csv(void **state)
     kd_buf_free(&b);
 }
 
+/* The one path joiner (lib/core/path.c): one slash where parts meet,
+ * whatever slashes they bring; empty parts; the root; formatted rests; a
+ * path far longer than any buffer the library used to build paths in. */
+static void expect_path(char *got, const char *want)
+{
+    assert_non_null(got);
+    assert_string_equal(got, want);
+    free(got);
+}
+
+static void test_path(void **state)
+{
+    (void)state;
+    expect_path(kd_path_join("ws", "toy", "teachers.csv", NULL), "ws/toy/teachers.csv");
+    expect_path(kd_path_join("ws/", "toy", NULL), "ws/toy");
+    expect_path(kd_path_join("ws///", "/toy//", "/x", NULL), "ws/toy/x");
+    expect_path(kd_path_join("/", "toy", NULL), "/toy");
+    expect_path(kd_path_join("//", "/toy", NULL), "/toy");
+    expect_path(kd_path_join("", "toy", NULL), "toy");
+    expect_path(kd_path_join("ws", "", "toy", "/", NULL), "ws/toy");
+    expect_path(kd_path_join("ws/", NULL), "ws/"); /* one part: as given */
+    expect_path(kd_path_join("ws", "logs/", NULL), "ws/logs/");
+    expect_path(kd_path_join("a//b", "c", NULL), "a//b/c"); /* slashes inside a part stay */
+    expect_path(kd_path_join("", NULL), "");
+    expect_path(kd_path_fmt("ws/", "%s/logs/%s.csv", "toy", "a1"), "ws/toy/logs/a1.csv");
+    expect_path(kd_path_fmt("ws", "/%s_%g.kdm", "test", 0.5), "ws/test_0.5.kdm");
+    expect_path(kd_path_fmt(NULL, "%s.ckpt", "ws/m.kdm"), "ws/m.kdm.ckpt");
+    expect_path(kd_path_fmt("/", "%d", 7), "/7");
+
+    /* 10,000 characters: 50 parts of 199, and a formatted rest as long again */
+    char part[200];
+    memset(part, 'p', 199);
+    part[199] = '\0';
+    char *p = kd_path_join(part, part, part, part, part, part, part, part, part, part, NULL);
+    for (int round = 0; round < 4; round++) {
+        char *longer = kd_path_join(p, part, part, part, part, part, part, part, part, part, part,
+                                    NULL);
+        free(p);
+        p = longer;
+    }
+    assert_non_null(p);
+    assert_int_equal(strlen(p), 50 * 199 + 49);
+    for (size_t i = 0; i < 50; i++) {
+        assert_memory_equal(p + i * 200, part, 199);
+        if (i < 49)
+            assert_int_equal(p[i * 200 + 199], '/');
+    }
+    char *q = kd_path_fmt(p, "%s/%s_%d.kdm", p, part, 3);
+    assert_non_null(q);
+    assert_int_equal(strlen(q), 2 * (50 * 199 + 49) + 2 + 199 + 6);
+    assert_memory_equal(q, p, strlen(p));
+    assert_string_equal(q + strlen(q) - 6, "_3.kdm");
+    free(q);
+    free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -842,7 +949,9 @@ int main(void)
         cmocka_unit_test(test_folder_bad),
         cmocka_unit_test(test_manifest_bad),
         cmocka_unit_test(test_csv),
+        cmocka_unit_test(test_path),
         cmocka_unit_test(test_split_and_subset),
+        cmocka_unit_test(test_long_paths),
         cmocka_unit_test(test_presets),
         cmocka_unit_test(test_fmnist_preset),
     };

@@ -7,6 +7,7 @@
 
 #include "data/data.h"
 
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -35,9 +36,7 @@ static void write_subsets(const char *work, kdens_dataset *pool)
 {
     char dir[4400], path[4600];
     snprintf(dir, sizeof dir, "%s/toy/subsets", work);
-    char cmd[4500];
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(kd_mkdirs(dir), 0);
     const char *names[5] = {"subset_05_a1.csv", "subset_05_a2.csv", "subset_05_a3.csv",
                             "subset_05_a4.csv", "subset_03_b1.csv"};
     for (int i = 0; i < 5; i++) {
@@ -207,12 +206,99 @@ static void test_snapshots_and_checkpoints(void **state)
     tu_rm_rf(work);
 }
 
+/* The one row of teachers.csv under work: its model's location. */
+static char *only_location(const char *work)
+{
+    char *csv = kd_path_join(work, "teachers.csv", NULL);
+    kd_registry_row *rows;
+    size_t n;
+    ASSERT_OK(kd_registry_read(csv, &rows, &n));
+    assert_int_equal(n, 1);
+    char *location = kd_strdup(rows[0].location);
+    kd_registry_free(rows, n);
+    free(csv);
+    return location;
+}
+
+/* A workspace under folders of 200-character names (issue #13).  Given with
+ * a trailing slash and about 4000 characters long, near the system's limit
+ * (PATH_MAX, 4096 on Linux), its files and registry rows have one slash
+ * after it; reached by a relative path from inside a folder whose own path
+ * is past PATH_MAX, it works as well: nothing needs the absolute path. */
+static void test_long_workspace(void **state)
+{
+    (void)state;
+    char *base = tu_tmpdir(), part[201];
+    memset(part, 'w', 200);
+    part[200] = '\0';
+    char *work = kd_path_join(base, NULL);
+    while (strlen(work) + 201 <= 4000) {
+        char *longer = kd_path_join(work, part, NULL);
+        free(work);
+        work = longer;
+    }
+    assert_true(strlen(work) > 3790);
+    kdens_dataset *pool = make_set(120, 1), *val = make_set(30, 2), *test = make_set(30, 3);
+    write_subsets(work, pool);
+    char *slashed = kd_path_fmt(NULL, "%s/", work);
+    kdens_teachers *tc = make_teachers(slashed, pool, val, test);
+    int trained = -1;
+    ASSERT_OK(kdens_teachers_train(tc, 0.3, &trained)); /* b1 only */
+    assert_int_equal(trained, 1);
+    kdens_teachers_free(tc);
+    char *model = kd_path_join(work, "toy/teachers/test_0.3_b1.kdm", NULL);
+    char *log = kd_path_join(work, "toy/logs/b1.csv", NULL);
+    char *location = only_location(work);
+    assert_string_equal(location, model);
+    assert_int_equal(access(log, F_OK), 0);
+    kdens_model *m;
+    ASSERT_OK(kdens_model_load(location, &m));
+    kdens_model_free(m);
+    free(location);
+    free(model);
+    free(log);
+
+    /* past PATH_MAX: two more folders, entered one at a time */
+    int home = open(".", O_RDONLY | O_DIRECTORY);
+    assert_true(home >= 0);
+    assert_int_equal(chdir(work), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(mkdir(part, 0755), 0);
+        assert_int_equal(chdir(part), 0);
+    }
+    assert_true(strlen(work) + 2 * 201 > 4096);
+    write_subsets("ws", pool);
+    tc = make_teachers("ws", pool, val, test);
+    ASSERT_OK(kdens_teachers_train(tc, 0.3, &trained));
+    assert_int_equal(trained, 1);
+    kdens_teachers_free(tc);
+    location = only_location("ws");
+    assert_string_equal(location, "ws/toy/teachers/test_0.3_b1.kdm");
+    ASSERT_OK(kdens_model_load(location, &m));
+    kdens_model_free(m);
+    free(location);
+    tu_rm_rf(kd_strdup("ws"));
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(chdir(".."), 0);
+        assert_int_equal(rmdir(part), 0);
+    }
+    assert_int_equal(fchdir(home), 0);
+    close(home);
+    kdens_dataset_free(pool);
+    kdens_dataset_free(val);
+    kdens_dataset_free(test);
+    free(slashed);
+    free(work);
+    tu_rm_rf(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_workflow),
         cmocka_unit_test(test_two_processes),
         cmocka_unit_test(test_snapshots_and_checkpoints),
+        cmocka_unit_test(test_long_workspace),
     };
     return cmocka_run_group_tests_name("teachers", tests, NULL, NULL);
 }

@@ -106,6 +106,20 @@ kdens_status kd_write_file_atomic(const char *path, const void *data, size_t len
 /* mkdir -p; 0 or -1 with errno. */
 int kd_mkdirs(const char *path);
 
+/* Paths (lib/core/path.c), the one way the library builds them: allocated
+ * to their length (free() them), never cut short; NULL, with the message
+ * set (kd_fail, KDENS_E_NOMEM), when out of memory, so that a caller
+ * returns KDENS_E_NOMEM.  Where two parts meet, their slashes become
+ * exactly one ("ws/" + "/logs" is "ws/logs"; the root "/" stays); empty
+ * parts add nothing; slashes elsewhere are kept.
+ * kd_path_join: the parts, up to a NULL: kd_path_join(ws, "teachers.csv", NULL).
+ * kd_path_fmt: dir joined so with a printf-formatted rest, or the formatted
+ * text alone when dir is NULL:
+ *   kd_path_fmt(ws, "%s/logs/%s.csv", dataset, uuid)
+ *   kd_path_fmt(NULL, "%s.ckpt", model) */
+char *kd_path_join(const char *first, ...) __attribute__((sentinel));
+char *kd_path_fmt(const char *dir, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* A growable byte buffer used to build file contents and texts. */
 typedef struct kd_buf {
     char *data;

@@ -207,36 +207,29 @@ static kdens_status write_all(int fd, const char *path, const void *data, size_t
     return KDENS_OK;
 }
 
+/* Make a rename durable: fsync the folder that holds path (".", or "/" for a
+ * file at the root).  Best effort, as the rename has happened: the new file
+ * is in place whatever this step meets. */
 static void fsync_parent(const char *path)
 {
-    char dir[4096];
     const char *slash = strrchr(path, '/');
-    if (!slash) {
-        strcpy(dir, ".");
-    } else {
-        size_t n = (size_t)(slash - path);
-        if (n == 0)
-            n = 1;
-        if (n >= sizeof dir)
-            return;
-        memcpy(dir, path, n);
-        dir[n] = '\0';
-    }
+    char *dir = !slash ? kd_strdup(".")
+                       : strndup(path, slash == path ? 1 : (size_t)(slash - path));
+    if (!dir)
+        return;
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
     if (fd >= 0) {
         fsync(fd);
         close(fd);
     }
+    free(dir);
 }
 
 kdens_status kd_write_file_atomic(const char *path, const void *data, size_t len)
 {
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
+    char *tmp = kd_path_fmt(NULL, "%s.tmp.XXXXXX", path);
     if (!tmp)
-        return kd_fail(KDENS_E_NOMEM, "%s: out of memory", path);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp.XXXXXX", 12);
+        return KDENS_E_NOMEM;
     int fd = mkstemp(tmp);
     if (fd < 0) {
         kdens_status st = kd_fail(KDENS_E_IO, "%s: cannot create a temporary file: %s", path,
@@ -264,20 +257,25 @@ kdens_status kd_write_file_atomic(const char *path, const void *data, size_t len
 
 int kd_mkdirs(const char *path)
 {
-    char buf[4096];
-    if (strlen(path) >= sizeof buf) {
-        errno = ENAMETOOLONG;
+    char *buf = kd_strdup(path); /* cut at each slash in turn */
+    if (!buf) {
+        errno = ENOMEM;
         return -1;
     }
-    strcpy(buf, path);
-    for (char *p = buf + 1; *p; p++)
+    int rc = 0;
+    for (char *p = buf + (*buf != '\0'); *p && rc == 0; p++) /* past a leading '/' */
         if (*p == '/') {
             *p = '\0';
             if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-                return -1;
+                rc = -1;
             *p = '/';
         }
-    return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
+    if (rc == 0 && mkdir(buf, 0755) != 0 && errno != EEXIST)
+        rc = -1;
+    int err = errno;
+    free(buf); /* may set errno before POSIX 2024: keep mkdir's */
+    errno = err;
+    return rc;
 }
 
 bool kd_resize(void *items_ptr, size_t count, size_t size)

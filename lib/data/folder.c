@@ -41,16 +41,11 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static char *join(const char *a, const char *b)
+/* A manifest's file: as given when absolute, else under root; NULL when out
+ * of memory (the message set). */
+static char *resolve(const char *root, const char *file)
 {
-    size_t la = strlen(a), lb = strlen(b);
-    char *s = malloc(la + lb + 2);
-    if (s) {
-        memcpy(s, a, la);
-        s[la] = '/';
-        memcpy(s + la + 1, b, lb + 1);
-    }
-    return s;
+    return file[0] == '/' ? kd_path_join(file, NULL) : kd_path_join(root, file, NULL);
 }
 
 static bool is_dir(const char *path)
@@ -77,7 +72,7 @@ static kdens_status list_dir(const char *dir, bool want_dirs, strlist *out)
     while (st == KDENS_OK && (e = readdir(d))) {
         if (e->d_name[0] == '.')
             continue;
-        char *full = join(dir, e->d_name);
+        char *full = kd_path_join(dir, e->d_name, NULL);
         if (!full) {
             st = kd_fail(KDENS_E_NOMEM, "out of memory");
             break;
@@ -114,7 +109,7 @@ static void decode_range(size_t begin, size_t end, void *arg)
     int c = (int)j->color;
     size_t per = (size_t)j->h * j->w * c;
     for (size_t i = begin; i < end; i++) {
-        char *path = j->files[i][0] == '/' ? kd_strdup(j->files[i]) : join(j->root, j->files[i]);
+        char *path = resolve(j->root, j->files[i]);
         uint8_t *px = NULL;
         int h = 0, w = 0;
         j->status[i] = path ? kd_image_decode_file(path, j->color, &px, &h, &w) : KDENS_E_NOMEM;
@@ -136,7 +131,7 @@ static void decode_range(size_t begin, size_t end, void *arg)
 kdens_status kd_image_load_resized(const char *root, const char *file, kdens_color color, int h,
                                    int w, uint8_t *dst)
 {
-    char *path = file[0] == '/' ? kd_strdup(file) : join(root, file);
+    char *path = resolve(root, file);
     if (!path)
         return kd_fail(KDENS_E_NOMEM, "out of memory");
     uint8_t *px;
@@ -203,7 +198,7 @@ static kdens_status first_size(const char *root, strlist *files, kdens_color col
                                int *w)
 {
     for (size_t i = 0; i < files->n; i++) {
-        char *path = files->v[i][0] == '/' ? kd_strdup(files->v[i]) : join(root, files->v[i]);
+        char *path = resolve(root, files->v[i]);
         uint8_t *px = NULL;
         kdens_status st = path ? kd_image_decode_file(path, color, &px, h, w) : KDENS_E_NOMEM;
         free(path);
@@ -262,7 +257,7 @@ static kdens_status load_files(const char *root, strlist *files, const int32_t *
             break;
         }
         if (!(flags & KDENS_LOAD_SKIP_BAD) || j.status[i] == KDENS_E_NOMEM) {
-            char *path = files->v[i][0] == '/' ? kd_strdup(files->v[i]) : join(root, files->v[i]);
+            char *path = resolve(root, files->v[i]);
             uint8_t *px = NULL;
             int ih, iw;
             st = path ? kd_image_decode_file(path, color, &px, &ih, &iw)
@@ -338,13 +333,13 @@ kdens_status kdens_dataset_load_folder(const char *root, int height, int width,
     if (st == KDENS_OK && classes.n == 0)
         st = kd_fail(KDENS_E_NOTFOUND, "%s: no class folders", root);
     for (size_t k = 0; st == KDENS_OK && k < classes.n; k++) {
-        char *dir = join(root, classes.v[k]);
+        char *dir = kd_path_join(root, classes.v[k], NULL);
         strlist names = {0};
         st = dir ? list_dir(dir, false, &names) : kd_fail(KDENS_E_NOMEM, "out of memory");
         if (st == KDENS_OK && names.n == 0)
             st = kd_fail(KDENS_E_NOTFOUND, "%s: class folder holds no PNG or JPEG images", dir);
         for (size_t i = 0; st == KDENS_OK && i < names.n; i++) {
-            char *rel = join(classes.v[k], names.v[i]);
+            char *rel = kd_path_join(classes.v[k], names.v[i], NULL);
             if (files.n == cap) {
                 cap = kd_grown(cap, 256);
                 if (!kd_resize(&labels, cap, sizeof *labels))

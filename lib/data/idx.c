@@ -2,6 +2,7 @@
 #include "data.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -179,12 +180,11 @@ static void cifar_names(kdens_dataset *ds, const char *first, kdens_cifar_labels
                        : labels == KDENS_CIFAR100_FINE ? "fine_label_names.txt"
                                                         : "coarse_label_names.txt";
     const char *slash = strrchr(first, '/');
+    /* the folder of the first batch, slash included ("" for none) */
     size_t dir = slash ? (size_t)(slash - first + 1) : 0;
-    char *path = malloc(dir + strlen(file) + 1);
+    char *path = dir <= INT_MAX ? kd_path_fmt(NULL, "%.*s%s", (int)dir, first, file) : NULL;
     if (!path)
-        return;
-    memcpy(path, first, dir);
-    strcpy(path + dir, file);
+        return; /* the names are optional: the dataset loads without them */
     char *text;
     size_t len;
     if (kd_read_file(path, &text, &len) == KDENS_OK) {

@@ -34,18 +34,15 @@ static const char emnist_balanced[48] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabd
 /* dir/name, or dir/name.gz when only that exists. */
 static char *find_file(const char *dir, const char *name)
 {
-    size_t len = strlen(dir) + strlen(name) + 8;
-    char *p = malloc(len);
-    if (!p)
-        return NULL;
-    snprintf(p, len, "%s/%s", dir, name);
-    if (access(p, R_OK) == 0)
-        return p;
-    snprintf(p, len, "%s/%s.gz", dir, name);
-    if (access(p, R_OK) == 0)
-        return p;
-    free(p);
-    return NULL;
+    char *p = kd_path_join(dir, name, NULL);
+    if (p && access(p, R_OK) != 0) {
+        free(p);
+        if ((p = kd_path_fmt(dir, "%s.gz", name)) && access(p, R_OK) != 0) {
+            free(p);
+            p = NULL;
+        }
+    }
+    return p;
 }
 
 static kdens_status load_idx_pair(const char *dir, const char *images, const char *labels,
@@ -170,11 +167,8 @@ kdens_status kdens_dataset_preset(const char *name, const char *path, kdens_data
     if (!path) {
         int i = kd_table_find(preset_folders, KD_ARRAY_LEN(preset_folders),
                               sizeof preset_folders[0], name);
-        const char *folder = preset_folders[i].folder;
-        size_t len = sizeof KDENS_DATASETS_DIR + strlen(folder) + 1;
-        if (!(system_dir = malloc(len)))
-            return kd_fail(KDENS_E_NOMEM, "out of memory");
-        snprintf(system_dir, len, "%s/%s", KDENS_DATASETS_DIR, folder);
+        if (!(system_dir = kd_path_join(KDENS_DATASETS_DIR, preset_folders[i].folder, NULL)))
+            return KDENS_E_NOMEM;
     }
     const char *dir = path ? path : system_dir;
     kdens_dataset *parts[2] = {NULL, NULL};

@@ -2,6 +2,7 @@
 #include "data.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* 32 hex digits from a splitmix64 stream: a uuid4-like name, reproducible
@@ -35,8 +36,20 @@ kdens_status kdens_dataset_write_subset(const kdens_dataset *ds, const char *dir
         *d = '\0';
     }
     uuid_hex(seed ^ 0x5ab5e7ULL, uuid);
-    if ((size_t)snprintf(path, path_size, "%s/subset_%s_%s.csv", dir, digits, uuid) >= path_size)
-        return kd_fail(KDENS_E_ARG, "the subset's path does not fit in %zu bytes", path_size);
+    char *full = kd_path_fmt(dir, "subset_%s_%s.csv", digits, uuid);
+    if (!full)
+        return KDENS_E_NOMEM;
+    size_t len = strlen(full);
+    if (len >= path_size) { /* refused, never cut short: that would name another file */
+        if (path_size > 0)
+            path[0] = '\0';
+        kdens_status st = kd_fail(KDENS_E_ARG, "%s: the subset's path needs %zu bytes, the "
+                                  "buffer has %zu", full, len + 1, path_size);
+        free(full);
+        return st;
+    }
+    memcpy(path, full, len + 1);
+    free(full);
     kdens_dataset *sub;
     kdens_status st = kdens_dataset_subset(ds, fraction, count, seed, &sub);
     if (st == KDENS_OK)

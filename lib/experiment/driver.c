@@ -91,11 +91,12 @@ static kdens_status check_job(const kdens_distill_job *j)
     return kd_check_loss(j->alpha, j->temperature);
 }
 
-void kd_student_name(const kdens_distill_job *j, int rep, char *buf, size_t size)
+char *kd_student_name(const kdens_distill_job *j, int rep)
 {
-    snprintf(buf, size, "%s_%s_n%d_f%g_a%g_T%g_s%llu", j->student_arch,
-             kdens_distill_mode_name(j->mode), j->n_teachers, j->fraction, (double)j->alpha,
-             (double)j->temperature, (unsigned long long)(j->seed + (uint64_t)rep));
+    return kd_path_fmt(NULL, "%s_%s_n%d_f%g_a%g_T%g_s%llu", j->student_arch,
+                       kdens_distill_mode_name(j->mode), j->n_teachers, j->fraction,
+                       (double)j->alpha, (double)j->temperature,
+                       (unsigned long long)(j->seed + (uint64_t)rep));
 }
 
 /* A stable 128-bit name of the run, printed as a uuid (8-4-4-4-12). */
@@ -133,35 +134,64 @@ static void teacher_list(const kdens_ensemble *ens, kd_buf *b)
         kd_buf_printf(b, "%s%s", i ? ";" : "", kdens_ensemble_member_name(ens, i));
 }
 
-/* One repetition: distil, evaluate, save, register. */
-static kdens_status one_run(const kdens_distill_job *j, int rep, const kdens_dataset *train,
-                            const kdens_dataset *val, const kdens_dataset *test, bool *trained)
+/* WORKDIR/<dataset>/<part>, made when missing. */
+static kdens_status make_dir(const kdens_distill_job *j, const char *part)
+{
+    char *dir = kd_path_join(j->workdir, j->dataset, part, NULL);
+    kdens_status st = !dir                  ? KDENS_E_NOMEM
+                      : kd_mkdirs(dir) != 0 ? kd_fail(KDENS_E_IO, "%s: cannot create: %s", dir,
+                                                      strerror(errno))
+                                            : KDENS_OK;
+    free(dir);
+    return st;
+}
+
+/* The files of one repetition's student, allocated (run_files_free). */
+typedef struct run_files {
+    char *name, *model, *ckpt, *log, *csv, *teachers_csv;
+} run_files;
+
+static void run_files_free(run_files *f)
+{
+    char *all[] = {f->name, f->model, f->ckpt, f->log, f->csv, f->teachers_csv};
+    for (size_t i = 0; i < KD_ARRAY_LEN(all); i++)
+        free(all[i]);
+    memset(f, 0, sizeof *f);
+}
+
+static kdens_status run_files_make(const kdens_distill_job *j, int rep, run_files *f)
+{
+    memset(f, 0, sizeof *f);
+    if ((f->name = kd_student_name(j, rep))) {
+        f->model = kd_path_fmt(j->workdir, "%s/students/%s.kdm", j->dataset, f->name);
+        f->ckpt = kd_path_fmt(j->workdir, "%s/students/%s.kdm.ckpt", j->dataset, f->name);
+        f->log = kd_path_fmt(j->workdir, "%s/logs/%s.csv", j->dataset, f->name);
+        f->csv = kd_path_join(j->workdir, "students.csv", NULL);
+        f->teachers_csv = kd_path_join(j->workdir, "teachers.csv", NULL);
+    }
+    if (f->name && f->model && f->ckpt && f->log && f->csv && f->teachers_csv)
+        return KDENS_OK;
+    run_files_free(f);
+    return KDENS_E_NOMEM;
+}
+
+/* Distil, evaluate, save and register one repetition's student. */
+static kdens_status distil(const kdens_distill_job *j, int rep, const run_files *f,
+                           const kdens_dataset *train, const kdens_dataset *val,
+                           const kdens_dataset *test)
 {
     uint64_t seed = j->seed + (uint64_t)rep;
-    char name[512], uuid[64], dir[4400], model_path[5000], ckpt[5100], log[5000], csv[4400];
-    kd_student_name(j, rep, name, sizeof name);
-    run_uuid(name, uuid, sizeof uuid);
-    snprintf(dir, sizeof dir, "%s/%s/students", j->workdir, j->dataset);
-    snprintf(model_path, sizeof model_path, "%s/%s.kdm", dir, name);
-    snprintf(ckpt, sizeof ckpt, "%s.ckpt", model_path);
-    snprintf(log, sizeof log, "%s/%s/logs/%s.csv", j->workdir, j->dataset, name);
-    snprintf(csv, sizeof csv, "%s/students.csv", j->workdir);
-    *trained = false;
-    if (kd_registry_has(csv, model_path))
-        return KDENS_OK;
-    snprintf(dir, sizeof dir, "%s/%s/students", j->workdir, j->dataset);
-    if (kd_mkdirs(dir) != 0)
-        return kd_fail(KDENS_E_IO, "%s: cannot create: %s", dir, strerror(errno));
-    snprintf(dir, sizeof dir, "%s/%s/logs", j->workdir, j->dataset);
-    if (kd_mkdirs(dir) != 0)
-        return kd_fail(KDENS_E_IO, "%s: cannot create: %s", dir, strerror(errno));
-    char teachers_csv[4400];
-    snprintf(teachers_csv, sizeof teachers_csv, "%s/teachers.csv", j->workdir);
+    char uuid[64];
+    run_uuid(f->name, uuid, sizeof uuid);
+    kdens_status st = make_dir(j, "students");
+    if (st == KDENS_OK)
+        st = make_dir(j, "logs");
     kdens_ensemble *ens = NULL;
     kdens_model *tmpl = NULL, *student = NULL;
     kdens_distiller *d = NULL;
-    kdens_status st = kdens_ensemble_from_registry(teachers_csv, j->dataset, j->teacher_arch,
-                                                   j->fraction, j->n_teachers, seed, &ens);
+    if (st == KDENS_OK)
+        st = kdens_ensemble_from_registry(f->teachers_csv, j->dataset, j->teacher_arch,
+                                          j->fraction, j->n_teachers, seed, &ens);
     if (st == KDENS_OK) {
         const kdens_model *t0 = kdens_ensemble_member(ens, 0);
         st = kdens_model_create(j->student_arch, t0->in_h, t0->in_w, t0->in_c, t0->classes,
@@ -178,9 +208,9 @@ static kdens_status one_run(const kdens_distill_job *j, int rep, const kdens_dat
     if (st == KDENS_OK)
         st = kdens_distiller_set_cache(d, j->cache, NULL);
     if (st == KDENS_OK)
-        st = configure(j, kdens_distiller_trainer(d), log, ckpt, seed);
+        st = configure(j, kdens_distiller_trainer(d), f->log, f->ckpt, seed);
     if (st == KDENS_OK) {
-        kd_log(KDENS_LOG_INFO, "distilling %d teachers into %s (%s)", j->n_teachers, name,
+        kd_log(KDENS_LOG_INFO, "distilling %d teachers into %s (%s)", j->n_teachers, f->name,
                kdens_distill_mode_name(j->mode));
         st = kdens_distiller_fit(d);
     }
@@ -196,12 +226,12 @@ static kdens_status one_run(const kdens_distill_job *j, int rep, const kdens_dat
         kdens_model_set_meta(student, "dataset", j->dataset);
         kdens_model_set_meta(student, "uuid", uuid);
         kdens_model_set_meta(student, "distill_mode", kdens_distill_mode_name(j->mode));
-        st = kdens_model_save(student, model_path);
+        st = kdens_model_save(student, f->model);
     }
     if (st == KDENS_OK) {
         kd_buf teachers = {0};
         teacher_list(ens, &teachers);
-        const char *head[3] = {model_path, j->dataset, j->student_arch};
+        const char *head[3] = {f->model, j->dataset, j->student_arch};
         for (int i = 0; i < 3; i++) {
             kd_csv_put_field(&row, head[i]);
             kd_buf_put(&row, ",", 1);
@@ -215,17 +245,35 @@ static kdens_status one_run(const kdens_distill_job *j, int rep, const kdens_dat
         kd_csv_put_field(&row, uuid);
         kd_buf_printf(&row, ",%.6f,%.6f,%.6f,%.6f,%.6f,%.6f", l[0], a[0], l[1], a[1], l[2], a[2]);
         st = row.failed ? kd_fail(KDENS_E_NOMEM, "out of memory")
-                        : kd_registry_append(csv, KD_STUDENTS_HEADER, row.data);
-    }
-    if (st == KDENS_OK) {
-        unlink(ckpt); /* finished: the checkpoint has served */
-        *trained = true;
+                        : kd_registry_append(f->csv, KD_STUDENTS_HEADER, row.data);
     }
     kd_buf_free(&row);
     kdens_model_free(student);
     kdens_distiller_free(d);
     kdens_model_free(tmpl);
     kdens_ensemble_free(ens);
+    return st;
+}
+
+/* One repetition, unless its student is registered. */
+static kdens_status one_run(const kdens_distill_job *j, int rep, const kdens_dataset *train,
+                            const kdens_dataset *val, const kdens_dataset *test, bool *trained)
+{
+    *trained = false;
+    run_files f;
+    kdens_status st = run_files_make(j, rep, &f);
+    if (st != KDENS_OK)
+        return st;
+    if (kd_registry_has(f.csv, f.model)) {
+        run_files_free(&f);
+        return KDENS_OK;
+    }
+    st = distil(j, rep, &f, train, val, test);
+    if (st == KDENS_OK) {
+        unlink(f.ckpt); /* finished: the checkpoint has served */
+        *trained = true;
+    }
+    run_files_free(&f);
     return st;
 }
 

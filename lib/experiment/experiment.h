@@ -90,7 +90,8 @@ kdens_status kd_handle_with_names(size_t size, int n, const char *const *in,
     }
 
 /* The name of run `rep`'s student: the file stem under
- * WORKDIR/<dataset>/students/ and of its log under logs/. */
-void kd_student_name(const kdens_distill_job *j, int rep, char *buf, size_t size);
+ * WORKDIR/<dataset>/students/ and of its log under logs/.  Allocated (free
+ * it); NULL, with the message set, when out of memory. */
+char *kd_student_name(const kdens_distill_job *j, int rep);
 
 #endif

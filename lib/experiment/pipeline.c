@@ -6,6 +6,7 @@
 
 #include "../data/data.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,20 +102,23 @@ static double now(void)
 static kdens_status split(const char *dir, const kdens_pipeline *c,
                           const kdens_dataset *pool, kdens_dataset **train, kdens_dataset **val)
 {
-    char tr[4600], va[4600];
-    snprintf(tr, sizeof tr, "%s/train.csv", dir);
-    snprintf(va, sizeof va, "%s/val.csv", dir);
-    if (access(tr, F_OK) == 0 && access(va, F_OK) == 0) {
-        kdens_status st = kdens_dataset_select(pool, tr, train);
+    char *tr = kd_path_join(dir, "train.csv", NULL), *va = kd_path_join(dir, "val.csv", NULL);
+    kdens_status st;
+    if (!tr || !va) {
+        st = KDENS_E_NOMEM;
+    } else if (access(tr, F_OK) == 0 && access(va, F_OK) == 0) {
+        st = kdens_dataset_select(pool, tr, train);
         if (st == KDENS_OK && (st = kdens_dataset_select(pool, va, val)) != KDENS_OK)
             kdens_dataset_free(*train);
-        return st;
+    } else {
+        st = kdens_dataset_split(pool, c->val_fraction, c->seed, train, val);
+        if (st == KDENS_OK)
+            st = kdens_dataset_write_manifest(*train, tr);
+        if (st == KDENS_OK)
+            st = kdens_dataset_write_manifest(*val, va);
     }
-    kdens_status st = kdens_dataset_split(pool, c->val_fraction, c->seed, train, val);
-    if (st == KDENS_OK)
-        st = kdens_dataset_write_manifest(*train, tr);
-    if (st == KDENS_OK)
-        st = kdens_dataset_write_manifest(*val, va);
+    free(tr);
+    free(va);
     return st;
 }
 
@@ -122,15 +126,22 @@ static kdens_status split(const char *dir, const kdens_pipeline *c,
 static kdens_status subsets(const char *dir, const kdens_pipeline *c,
                             const kdens_dataset *train)
 {
-    char sub[4600], path[4800];
-    snprintf(sub, sizeof sub, "%s/subsets", dir);
-    if (kd_mkdirs(sub) != 0)
-        return kd_fail(KDENS_E_IO, "%s: cannot create", sub);
-    kdens_status st = KDENS_OK;
-    for (int k = 0; k < c->teachers && st == KDENS_OK; k++) {
+    char *sub = kd_path_join(dir, "subsets", NULL);
+    if (!sub)
+        return KDENS_E_NOMEM;
+    /* room for the manifest's name after sub (kdens_dataset_write_subset
+     * says KDENS_E_ARG, never truncates, should it not fit) */
+    size_t size = strlen(sub) + 256;
+    char *path = malloc(size);
+    kdens_status st = !path                  ? kd_fail(KDENS_E_NOMEM, "out of memory")
+                      : kd_mkdirs(sub) != 0 ? kd_fail(KDENS_E_IO, "%s: cannot create: %s", sub,
+                                                      strerror(errno))
+                                            : KDENS_OK;
+    for (int k = 0; k < c->teachers && st == KDENS_OK; k++)
         st = kdens_dataset_write_subset(train, sub, c->fraction, 0, c->seed * 1000 + (uint64_t)k,
-                                        path, sizeof path, NULL);
-    }
+                                        path, size, NULL);
+    free(path);
+    free(sub);
     return st;
 }
 
@@ -217,11 +228,11 @@ static kdens_status measure_file(const char *path, const kdens_dataset *test,
 static kdens_status teacher_rows(kd_report *r, const kdens_dataset *test, const test_images *ti)
 {
     const kdens_pipeline *c = r->cfg;
-    char csv[4400];
-    snprintf(csv, sizeof csv, "%s/teachers.csv", c->workdir);
-    kd_registry_row *rows;
-    size_t n;
-    kdens_status st = kd_registry_read(csv, &rows, &n);
+    char *csv = kd_path_join(c->workdir, "teachers.csv", NULL);
+    kd_registry_row *rows = NULL;
+    size_t n = 0;
+    kdens_status st = csv ? kd_registry_read(csv, &rows, &n) : KDENS_E_NOMEM;
+    free(csv);
     for (size_t i = 0; i < n && st == KDENS_OK; i++) {
         const kd_registry_row *row = &rows[i];
         bool baseline = strcmp(row->uuid, "all_trainset") == 0;
@@ -232,11 +243,17 @@ static kdens_status teacher_rows(kd_report *r, const kdens_dataset *test, const 
         memset(&res, 0, sizeof res);
         snprintf(res.kind, sizeof res.kind, baseline ? "baseline" : "teacher");
         snprintf(res.name, sizeof res.name, "%s", row->uuid);
-        snprintf(res.log, sizeof res.log, "%s/%s/logs/%s.csv", c->workdir, c->dataset, row->uuid);
-        kd_log(KDENS_LOG_INFO, "evaluating %s %s", res.kind, row->uuid);
-        st = measure_file(row->location, test, ti, &res);
+        res.log = kd_path_fmt(c->workdir, "%s/logs/%s.csv", c->dataset, row->uuid);
+        if (!res.log)
+            st = KDENS_E_NOMEM;
+        if (st == KDENS_OK) {
+            kd_log(KDENS_LOG_INFO, "evaluating %s %s", res.kind, row->uuid);
+            st = measure_file(row->location, test, ti, &res);
+        }
         if (st == KDENS_OK)
-            st = kd_report_add(r, &res);
+            st = kd_report_add(r, &res); /* takes res.log */
+        else
+            free(res.log);
     }
     kd_registry_free(rows, n);
     return st;
@@ -263,11 +280,12 @@ static double mean_rule_loss(const kdens_predictions *pr)
 static kdens_status fusion(kd_report *r, const kdens_dataset *test)
 {
     const kdens_pipeline *c = r->cfg;
-    char csv[4400];
-    snprintf(csv, sizeof csv, "%s/teachers.csv", c->workdir);
+    char *csv = kd_path_join(c->workdir, "teachers.csv", NULL);
     kdens_ensemble *ens;
-    kdens_status st = kdens_ensemble_from_registry(csv, c->dataset, c->arch, c->fraction,
-                                                   c->teachers, c->seed, &ens);
+    kdens_status st = csv ? kdens_ensemble_from_registry(csv, c->dataset, c->arch, c->fraction,
+                                                         c->teachers, c->seed, &ens)
+                          : KDENS_E_NOMEM;
+    free(csv);
     if (st != KDENS_OK)
         return st;
     kdens_predictions *pr = NULL;
@@ -323,10 +341,11 @@ static kdens_status fusion(kd_report *r, const kdens_dataset *test)
     r->votes.size = sizeof r->votes;
     if (st == KDENS_OK)
         st = kdens_vote_analysis(probs, m, n, k, labels, &r->votes, NULL, NULL, NULL);
-    char path[8300];
-    snprintf(path, sizeof path, "%s/%s/predictions_test.kdp", r->dir, c->dataset);
+    char *path = st == KDENS_OK ? kd_path_join(r->dir, c->dataset, "predictions_test.kdp", NULL)
+                                : NULL;
     if (st == KDENS_OK)
-        st = kdens_predictions_save(pr, path);
+        st = path ? kdens_predictions_save(pr, path) : KDENS_E_NOMEM;
+    free(path);
     kdens_predictions_free(pr);
     kdens_ensemble_free(ens);
     return st;
@@ -359,18 +378,25 @@ static kdens_status students(kd_report *r, const kdens_dataset *train, const kde
         kd_log(KDENS_LOG_INFO, "student %d/%d: %s", i + 1, c->n_modes,
                kdens_distill_mode_name(job.mode));
         st = kdens_distill_job_run(&job, train, val, test, NULL);
-        char name[512], path[5000];
-        kd_student_name(&job, 0, name, sizeof name);
-        snprintf(path, sizeof path, "%s/%s/students/%s.kdm", c->workdir, c->dataset, name);
         kd_result res;
         memset(&res, 0, sizeof res);
         snprintf(res.kind, sizeof res.kind, "student");
         snprintf(res.name, sizeof res.name, "%s", kdens_distill_mode_name(job.mode));
-        snprintf(res.log, sizeof res.log, "%s/%s/logs/%s.csv", c->workdir, c->dataset, name);
+        char *name = st == KDENS_OK ? kd_student_name(&job, 0) : NULL, *path = NULL;
+        if (name) {
+            path = kd_path_fmt(c->workdir, "%s/students/%s.kdm", c->dataset, name);
+            res.log = kd_path_fmt(c->workdir, "%s/logs/%s.csv", c->dataset, name);
+        }
+        if (st == KDENS_OK && (!path || !res.log))
+            st = KDENS_E_NOMEM;
         if (st == KDENS_OK)
             st = measure_file(path, test, ti, &res);
         if (st == KDENS_OK)
-            st = kd_report_add(r, &res);
+            st = kd_report_add(r, &res); /* takes res.log */
+        else
+            free(res.log);
+        free(name);
+        free(path);
     }
     return st;
 }
@@ -400,11 +426,15 @@ kdens_status kdens_pipeline_run(const kdens_pipeline *cfg, const kdens_dataset *
     kd_report r;
     memset(&r, 0, sizeof r);
     r.cfg = cfg;
-    snprintf(r.dir, sizeof r.dir, "%s", cfg->workdir);
-    char dir[4400];
-    snprintf(dir, sizeof dir, "%s/%s", cfg->workdir, cfg->dataset);
-    if (kd_mkdirs(dir) != 0)
-        return kd_fail(KDENS_E_IO, "%s: cannot create", dir);
+    r.dir = cfg->workdir;
+    char *dir = kd_path_join(cfg->workdir, cfg->dataset, NULL);
+    if (!dir)
+        return KDENS_E_NOMEM;
+    if (kd_mkdirs(dir) != 0) {
+        st = kd_fail(KDENS_E_IO, "%s: cannot create: %s", dir, strerror(errno));
+        free(dir);
+        return st;
+    }
     kdens_dataset *train = NULL, *val = NULL;
     test_images ti = {NULL, 0};
     kd_log(KDENS_LOG_INFO, "1/6 split");
@@ -437,6 +467,7 @@ kdens_status kdens_pipeline_run(const kdens_pipeline *cfg, const kdens_dataset *
         r.seconds = now() - t0;
         st = kd_report_write(&r);
     }
+    free(dir);
     free(ti.pixels);
     kd_report_free(&r);
     kdens_dataset_free(train);

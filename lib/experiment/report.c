@@ -12,8 +12,10 @@ kdens_status kd_report_add(kd_report *r, const kd_result *row)
     if (r->n_rows == r->cap_rows) {
         int cap = r->cap_rows ? 2 * r->cap_rows : 32;
         kd_result *v = realloc(r->rows, sizeof *v * (size_t)cap);
-        if (!v)
+        if (!v) {
+            free(row->log);
             return kd_fail(KDENS_E_NOMEM, "out of memory");
+        }
         r->rows = v;
         r->cap_rows = cap;
     }
@@ -23,6 +25,8 @@ kdens_status kd_report_add(kd_report *r, const kd_result *row)
 
 void kd_report_free(kd_report *r)
 {
+    for (int i = 0; r->rows && i < r->n_rows; i++)
+        free(r->rows[i].log);
     free(r->rows);
     free(r->agreement);
     free(r->member_names);
@@ -80,10 +84,11 @@ static void fmt_num(char *buf, size_t size, double v, int decimals)
 /* Write the text built in b to r->dir/name (atomically) and free b. */
 static kdens_status save_text(const kd_report *r, const char *name, kd_buf *b)
 {
-    char path[4300];
-    snprintf(path, sizeof path, "%s/%s", r->dir, name);
-    kdens_status st = b->failed ? kd_fail(KDENS_E_NOMEM, "out of memory")
-                                : kd_write_file_atomic(path, b->data, b->len);
+    char *path = kd_path_join(r->dir, name, NULL);
+    kdens_status st = !path        ? KDENS_E_NOMEM
+                      : b->failed ? kd_fail(KDENS_E_NOMEM, "out of memory")
+                                  : kd_write_file_atomic(path, b->data, b->len);
+    free(path);
     kd_buf_free(b);
     return st;
 }
@@ -122,10 +127,14 @@ static kdens_status plot_sizes(const kd_report *r, const summary *s)
     }
     if (s->baseline)
         series[n++] = (kd_series){"baseline", r->n_sizes, x, base, NULL, NULL};
-    char path[4200];
-    snprintf(path, sizeof path, "%s/accuracy_vs_size.png", r->dir);
-    return kd_plot_lines(path, "Accuracy versus ensemble size", "teachers in the ensemble",
-                         "test accuracy (mean, 95% CI)", series, n);
+    char *path = kd_path_join(r->dir, "accuracy_vs_size.png", NULL);
+    if (!path)
+        return KDENS_E_NOMEM;
+    kdens_status st = kd_plot_lines(path, "Accuracy versus ensemble size",
+                                    "teachers in the ensemble", "test accuracy (mean, 95% CI)",
+                                    series, n);
+    free(path);
+    return st;
 }
 
 static kdens_status plot_agreement(const kd_report *r)
@@ -143,14 +152,18 @@ static kdens_status plot_agreement(const kd_report *r)
     if (r->members < 2 || vmax <= vmin)
         vmin = 0, vmax = 1;
     const char **labels = malloc(sizeof(char *) * (size_t)r->members);
-    if (!labels)
-        return kd_fail(KDENS_E_NOMEM, "out of memory");
-    for (int i = 0; i < r->members; i++)
+    char *path = kd_path_join(r->dir, "agreement.png", NULL);
+    kdens_status st = KDENS_OK;
+    if (!path)
+        st = KDENS_E_NOMEM; /* the message is set */
+    else if (!labels)
+        st = kd_fail(KDENS_E_NOMEM, "out of memory");
+    for (int i = 0; st == KDENS_OK && i < r->members; i++)
         labels[i] = r->member_names[i];
-    char path[4200];
-    snprintf(path, sizeof path, "%s/agreement.png", r->dir);
-    kdens_status st = kd_plot_heatmap(path, "Teachers' agreement", r->agreement, r->members,
-                                      vmin, vmax, labels);
+    if (st == KDENS_OK)
+        st = kd_plot_heatmap(path, "Teachers' agreement", r->agreement, r->members, vmin, vmax,
+                             labels);
+    free(path);
     free(labels);
     return st;
 }
@@ -161,7 +174,7 @@ static int read_curve(const char *path, double *acc, int max)
 {
     char *text;
     size_t len;
-    if (!path[0] || kd_read_file(path, &text, &len) != KDENS_OK)
+    if (!path || kd_read_file(path, &text, &len) != KDENS_OK)
         return 0;
     int n = 0;
     kd_csv c;
@@ -222,10 +235,11 @@ static kdens_status plot_curves(const kd_report *r)
             longest = n > longest ? n : longest;
         }
     }
-    char path[4200];
-    snprintf(path, sizeof path, "%s/learning_curves.png", r->dir);
-    kdens_status st = kd_plot_lines(path, "Learning curves", "epoch", "validation accuracy",
-                                    series, n_series);
+    char *path = kd_path_join(r->dir, "learning_curves.png", NULL);
+    kdens_status st = path ? kd_plot_lines(path, "Learning curves", "epoch",
+                                           "validation accuracy", series, n_series)
+                           : KDENS_E_NOMEM;
+    free(path);
     free(curves);
     free(series);
     return st;
@@ -426,10 +440,10 @@ static kdens_status write_html(const kd_report *r, const summary *s)
     kd_buf_printf(&b, "<h2>Plots</h2>\n");
     kdens_status st = KDENS_OK;
     for (int i = 0; i < 3 && st == KDENS_OK; i++) {
-        char path[4300], *png;
+        char *path = kd_path_join(r->dir, plots[i][0], NULL), *png;
         size_t len;
-        snprintf(path, sizeof path, "%s/%s", r->dir, plots[i][0]);
-        st = kd_read_file(path, &png, &len);
+        st = path ? kd_read_file(path, &png, &len) : KDENS_E_NOMEM;
+        free(path);
         if (st != KDENS_OK)
             break;
         kd_buf_printf(&b, "<p>%s</p>\n<img alt=\"%s\" src=\"data:image/png;base64,", plots[i][1],

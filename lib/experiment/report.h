@@ -13,12 +13,12 @@ typedef struct kd_result {
     double accuracy, loss; /* test set; loss NaN where the rule has none */
     size_t params;
     double ms_per_image;
-    char log[4400];  /* the training log (CSV), "" for none */
+    char *log;       /* the training log (CSV), NULL for none: the report's once added */
 } kd_result;
 
 typedef struct kd_report {
     const kdens_pipeline *cfg;
-    char dir[4096];           /* the workspace: the report goes here */
+    const char *dir;          /* the workspace (cfg->workdir): the report goes here */
     size_t n_train, n_val, n_test;
     kd_result *rows;
     int n_rows, cap_rows;
@@ -36,6 +36,7 @@ typedef struct kd_report {
     double seconds;           /* the whole run */
 } kd_report;
 
+/* Add a row; the report takes row->log (and frees it, even on failure). */
 kdens_status kd_report_add(kd_report *r, const kd_result *row);
 /* results.csv, the plots, report.md and report.html into r->dir. */
 kdens_status kd_report_write(const kd_report *r);

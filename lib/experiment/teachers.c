@@ -123,7 +123,16 @@ static bool parse_subset_name(const char *file, double *fraction, char *uuid, si
     return true;
 }
 
-/* Does teachers.csv hold a row for this model file? */
+/* A file of the teacher of (fraction, uuid):
+ * WORKDIR/<dataset>/teachers/<arch>_<fraction>_<uuid><ext>, ext ".kdm" for
+ * the model (or ".kdm.ckpt", ".kdm.claim"); NULL when out of memory. */
+static char *teacher_file(const kdens_teachers *tc, double fraction, const char *uuid,
+                          const char *ext)
+{
+    return kd_path_fmt(tc->workdir, "%s/teachers/%s_%g_%s%s", tc->name, tc->arch, fraction, uuid,
+                       ext);
+}
+
 /* A trainer for `m` on `data` with the run's settings. */
 static kdens_status configure(kdens_teachers *tc, kdens_model *m, const kdens_dataset *data,
                               kdens_trainer **out)
@@ -150,12 +159,10 @@ static kdens_status register_teacher(kdens_teachers *tc, kdens_model *m,
                                      const kdens_dataset *data, double fraction,
                                      const char *uuid, bool save)
 {
-    char model[4400], csv[4200];
-    snprintf(model, sizeof model, "%s/%s/teachers/%s_%g_%s.kdm", tc->workdir, tc->name,
-             tc->arch, fraction, uuid);
-    snprintf(csv, sizeof csv, "%s/teachers.csv", tc->workdir);
-    kdens_status st = KDENS_OK;
-    if (save) {
+    char *model = teacher_file(tc, fraction, uuid, ".kdm");
+    char *csv = kd_path_join(tc->workdir, "teachers.csv", NULL);
+    kdens_status st = model && csv ? KDENS_OK : KDENS_E_NOMEM;
+    if (st == KDENS_OK && save) {
         kdens_model_set_meta(m, "dataset", tc->name);
         kdens_model_set_meta(m, "uuid", uuid);
         st = kdens_model_save(m, model);
@@ -178,6 +185,8 @@ static kdens_status register_teacher(kdens_teachers *tc, kdens_model *m,
                         : kd_registry_append(csv, KD_TEACHERS_HEADER, row.data);
     }
     kd_buf_free(&row);
+    free(model);
+    free(csv);
     return st;
 }
 
@@ -185,18 +194,25 @@ static kdens_status register_teacher(kdens_teachers *tc, kdens_model *m,
 static kdens_status train_one(kdens_teachers *tc, const kdens_dataset *data, double fraction,
                               const char *uuid)
 {
-    char model[4400], ckpt[4500], log[4400];
-    snprintf(model, sizeof model, "%s/%s/teachers/%s_%g_%s.kdm", tc->workdir, tc->name,
-             tc->arch, fraction, uuid);
-    snprintf(ckpt, sizeof ckpt, "%s.ckpt", model);
-    snprintf(log, sizeof log, "%s/%s/logs/%s.csv", tc->workdir, tc->name, uuid);
+    char *model = teacher_file(tc, fraction, uuid, ".kdm");
+    if (!model)
+        return KDENS_E_NOMEM;
     if (access(model, F_OK) == 0) { /* trained before a crash kept it from the registry */
-        kdens_model *m;
+        kdens_model *m = NULL;
         kdens_status st = kdens_model_load(model, &m);
         if (st == KDENS_OK)
             st = register_teacher(tc, m, data, fraction, uuid, false);
         kdens_model_free(m);
+        free(model);
         return st;
+    }
+    free(model);
+    char *ckpt = teacher_file(tc, fraction, uuid, ".kdm.ckpt");
+    char *log = kd_path_fmt(tc->workdir, "%s/logs/%s.csv", tc->name, uuid);
+    if (!ckpt || !log) {
+        free(ckpt);
+        free(log);
+        return KDENS_E_NOMEM;
     }
     int h, w, c;
     kdens_dataset_shape(data, &h, &w, &c);
@@ -223,6 +239,8 @@ static kdens_status train_one(kdens_teachers *tc, const kdens_dataset *data, dou
         unlink(ckpt);
     kdens_trainer_free(t);
     kdens_model_free(m);
+    free(ckpt);
+    free(log);
     return st;
 }
 
@@ -249,37 +267,40 @@ static int cmp_str(const void *a, const void *b)
 static kdens_status make_dirs(const kdens_teachers *tc)
 {
     static const char *const parts[3] = {"teachers", "logs", "students"};
-    for (int i = 0; i < 3; i++) {
-        char dir[4300];
-        snprintf(dir, sizeof dir, "%s/%s/%s", tc->workdir, tc->name, parts[i]);
-        if (kd_mkdirs(dir) != 0)
-            return kd_fail(KDENS_E_IO, "%s: cannot create: %s", dir, strerror(errno));
+    kdens_status st = KDENS_OK;
+    for (int i = 0; i < 3 && st == KDENS_OK; i++) {
+        char *dir = kd_path_join(tc->workdir, tc->name, parts[i], NULL);
+        if (!dir)
+            st = KDENS_E_NOMEM;
+        else if (kd_mkdirs(dir) != 0)
+            st = kd_fail(KDENS_E_IO, "%s: cannot create: %s", dir, strerror(errno));
+        free(dir);
     }
-    return KDENS_OK;
+    return st;
 }
 
 /* One subset (or the baseline): skip if registered, else claim and train. */
 static kdens_status run_subset(kdens_teachers *tc, const kdens_dataset *data, double fraction,
                                const char *uuid, bool *trained)
 {
-    char model[4400], claim_path[4500], csv[4200];
-    snprintf(model, sizeof model, "%s/%s/teachers/%s_%g_%s.kdm", tc->workdir, tc->name,
-             tc->arch, fraction, uuid);
-    snprintf(claim_path, sizeof claim_path, "%s.claim", model);
-    snprintf(csv, sizeof csv, "%s/teachers.csv", tc->workdir);
     *trained = false;
-    if (kd_registry_has(csv, model))
-        return KDENS_OK;
-    int fd = claim(claim_path);
-    if (fd < 0)
-        return KDENS_OK; /* another process is on it */
-    kdens_status st = KDENS_OK;
-    if (!kd_registry_has(csv, model)) { /* it may have finished while we waited */
-        st = train_one(tc, data, fraction, uuid);
-        *trained = st == KDENS_OK;
+    char *model = teacher_file(tc, fraction, uuid, ".kdm");
+    char *claim_path = teacher_file(tc, fraction, uuid, ".kdm.claim");
+    char *csv = kd_path_join(tc->workdir, "teachers.csv", NULL);
+    kdens_status st = model && claim_path && csv ? KDENS_OK : KDENS_E_NOMEM;
+    /* skip a registered teacher; claim another (fd < 0: another process is on it) */
+    int fd = st == KDENS_OK && !kd_registry_has(csv, model) ? claim(claim_path) : -1;
+    if (fd >= 0) {
+        if (!kd_registry_has(csv, model)) { /* it may have finished while we waited */
+            st = train_one(tc, data, fraction, uuid);
+            *trained = st == KDENS_OK;
+        }
+        unlink(claim_path);
+        close(fd);
     }
-    unlink(claim_path);
-    close(fd);
+    free(model);
+    free(claim_path);
+    free(csv);
     return st;
 }
 
@@ -287,14 +308,18 @@ kdens_status kdens_teachers_train(kdens_teachers *tc, double fraction, int *trai
 {
     if (!tc)
         return kd_fail(KDENS_E_ARG, "NULL argument");
-    char subsets[4200];
-    snprintf(subsets, sizeof subsets, "%s/%s/subsets", tc->workdir, tc->name);
     kdens_status dst = make_dirs(tc);
     if (dst != KDENS_OK)
         return dst;
+    char *subsets = kd_path_join(tc->workdir, tc->name, "subsets", NULL);
+    if (!subsets)
+        return KDENS_E_NOMEM;
     DIR *d = opendir(subsets);
-    if (!d)
-        return kd_fail(KDENS_E_NOTFOUND, "%s: no subsets folder (kdens subset makes it)", subsets);
+    if (!d) {
+        dst = kd_fail(KDENS_E_NOTFOUND, "%s: no subsets folder (kdens subset makes it)", subsets);
+        free(subsets);
+        return dst;
+    }
     char **names = NULL;
     size_t n = 0, cap = 0;
     struct dirent *e;
@@ -326,11 +351,12 @@ kdens_status kdens_teachers_train(kdens_teachers *tc, double fraction, int *trai
     int count = 0;
     for (size_t i = 0; st == KDENS_OK && i < n; i++) {
         double f;
-        char uuid[256], path[4500];
+        char uuid[256];
         parse_subset_name(names[i], &f, uuid, sizeof uuid);
-        snprintf(path, sizeof path, "%s/%s", subsets, names[i]);
-        kdens_dataset *sub;
-        st = kdens_dataset_select(tc->pool, path, &sub);
+        char *path = kd_path_join(subsets, names[i], NULL);
+        kdens_dataset *sub = NULL;
+        st = path ? kdens_dataset_select(tc->pool, path, &sub) : KDENS_E_NOMEM;
+        free(path);
         bool did = false;
         if (st == KDENS_OK)
             st = run_subset(tc, sub, f, uuid, &did);
@@ -340,6 +366,7 @@ kdens_status kdens_teachers_train(kdens_teachers *tc, double fraction, int *trai
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
+    free(subsets);
     if (trained)
         *trained = count;
     return st;
