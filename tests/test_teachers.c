@@ -6,6 +6,7 @@
 #include "kdens_experiment.h"
 
 #include "data/data.h"
+#include "experiment/experiment.h"
 
 #include <fcntl.h>
 #include <math.h>
