@@ -92,6 +92,22 @@ KDENS_API kdens_status kdens_teachers_train_snapshots(kdens_teachers *tc, int cy
 KDENS_API kdens_status kdens_teachers_train_checkpoints(kdens_teachers *tc, int epochs,
                                                         int best_k);
 
+/* A teachers.csv registry as read: its rows in file order. */
+typedef struct kdens_registry kdens_registry;
+/* Read a registry (docs/formats.md; CSV with quoted fields).  Errors:
+ * KDENS_E_IO, KDENS_E_FORMAT (a row without location, dataset,
+ * architecture, a numeric fraction and uuid: line named), KDENS_E_NOMEM. */
+KDENS_API kdens_status kdens_registry_load(const char *teachers_csv, kdens_registry **out);
+KDENS_API void kdens_registry_free(kdens_registry *reg);
+KDENS_API size_t kdens_registry_count(const kdens_registry *reg);
+/* Row i's model file, dataset name, architecture, fraction and uuid (any
+ * output may be NULL; the strings live as long as the registry).
+ * KDENS_E_ARG for NULL or i out of range. */
+KDENS_API kdens_status kdens_registry_row(const kdens_registry *reg, size_t i,
+                                          const char **location, const char **dataset,
+                                          const char **arch, double *fraction,
+                                          const char **uuid);
+
 /* An ensemble of the teachers a teachers.csv registry lists: the rows of
  * `dataset` and `arch` (fraction > 0: that fraction only), all of them (n 0)
  * or a random sample of n drawn from seed.  Members are named by their

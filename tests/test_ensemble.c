@@ -161,13 +161,42 @@ static void test_registry(void **state)
     ASSERT_STATUS(kdens_ensemble_from_registry(p("teachers.csv"), "toy", "resnet20", 0, 0, 1,
                                                &ens),
                   KDENS_E_NOTFOUND);
+    /* the public reader: rows in file order, a quoted location with a comma */
+    f = fopen(p("teachers.csv"), "a");
+    fprintf(f, "\"dir,with \"\"comma\"\"/m.kdm\",toy,resnet20,1,e,0,0,0,0,0,0\n");
+    fclose(f);
+    kdens_registry *reg;
+    ASSERT_OK(kdens_registry_load(p("teachers.csv"), &reg));
+    assert_int_equal(kdens_registry_count(reg), 5);
+    const char *loc, *ds, *arch, *uuid;
+    double frac;
+    ASSERT_OK(kdens_registry_row(reg, 2, &loc, &ds, &arch, &frac, &uuid));
+    assert_string_equal(loc, p("m2.kdm"));
+    assert_string_equal(ds, "toy");
+    assert_string_equal(arch, "test");
+    assert_true(frac == 0.3);
+    assert_string_equal(uuid, "c");
+    ASSERT_OK(kdens_registry_row(reg, 4, &loc, NULL, &arch, NULL, NULL));
+    assert_string_equal(loc, "dir,with \"comma\"/m.kdm");
+    assert_string_equal(arch, "resnet20");
+    ASSERT_STATUS(kdens_registry_row(reg, 5, &loc, NULL, NULL, NULL, NULL), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_registry_row(NULL, 0, &loc, NULL, NULL, NULL, NULL), KDENS_E_ARG);
+    assert_int_equal(kdens_registry_count(NULL), 0);
+    kdens_registry_free(reg);
+    kdens_registry_free(NULL);
+    reg = NULL;
+    ASSERT_STATUS(kdens_registry_load(p("missing.csv"), &reg), KDENS_E_IO);
+    assert_null(reg);
+
     f = fopen(p("teachers.csv"), "a");
     fprintf(f, "garbage\n");
     fclose(f);
     ASSERT_STATUS(kdens_ensemble_from_registry(p("teachers.csv"), "toy", "test", 0, 0, 1, &ens),
                   KDENS_E_FORMAT);
-    assert_non_null(strstr(kdens_errmsg(), "line 6"));
+    assert_non_null(strstr(kdens_errmsg(), "line 7"));
     assert_null(ens);
+    ASSERT_STATUS(kdens_registry_load(p("teachers.csv"), &reg), KDENS_E_FORMAT);
+    assert_null(reg);
 }
 
 

@@ -183,3 +183,59 @@ kdens_status kdens_ensemble_from_registry(const char *csv, const char *dataset,
     *out = ens;
     return KDENS_OK;
 }
+
+/* ---- the public reader -------------------------------------------------------- */
+
+struct kdens_registry {
+    kd_registry_row *rows;
+    size_t n;
+};
+
+kdens_status kdens_registry_load(const char *teachers_csv, kdens_registry **out)
+{
+    if (!teachers_csv || !out)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    kdens_registry *reg = calloc(1, sizeof *reg);
+    if (!reg)
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    kdens_status st = kd_registry_read(teachers_csv, &reg->rows, &reg->n);
+    if (st != KDENS_OK) {
+        free(reg);
+        return st;
+    }
+    *out = reg;
+    return KDENS_OK;
+}
+
+void kdens_registry_free(kdens_registry *reg)
+{
+    if (!reg)
+        return;
+    kd_registry_free(reg->rows, reg->n);
+    free(reg);
+}
+
+size_t kdens_registry_count(const kdens_registry *reg)
+{
+    return reg ? reg->n : 0;
+}
+
+kdens_status kdens_registry_row(const kdens_registry *reg, size_t i, const char **location,
+                                const char **dataset, const char **arch, double *fraction,
+                                const char **uuid)
+{
+    if (!reg || i >= reg->n)
+        return kd_fail(KDENS_E_ARG, "NULL registry or row %zu out of range", i);
+    const kd_registry_row *r = &reg->rows[i];
+    if (location)
+        *location = r->location;
+    if (dataset)
+        *dataset = r->dataset;
+    if (arch)
+        *arch = r->arch;
+    if (fraction)
+        *fraction = r->fraction;
+    if (uuid)
+        *uuid = r->uuid;
+    return KDENS_OK;
+}

@@ -338,3 +338,12 @@ int cli_parse(const cli_command *cmd, const cli_option *opts, int argc, char **a
     }
     return -1;
 }
+
+char *cli_path(const char *dir, const char *name)
+{
+    size_t len = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(len);
+    if (p)
+        snprintf(p, len, "%s/%s", dir, name);
+    return p;
+}

@@ -134,6 +134,8 @@ int cli_parse(const cli_command *cmd, const cli_option *opts, int argc, char **a
 
 /* Print "kdens: what: status: message" and return 1. */
 int cli_fail(const char *what, kdens_status st);
+/* dir/name, allocated to its length (free it); NULL when out of memory. */
+char *cli_path(const char *dir, const char *name);
 /* mkdir -p: path and every missing parent.  0, or -1 with errno set. */
 int cli_mkdirs(const char *path);
 /* Open the training part of a dataset given as a preset name or a folder

@@ -201,26 +201,27 @@ int cmd_train(const cli_command *cmd, int argc, char **argv)
 /* Every registered teacher of the dataset (and arch, fraction) on the test set. */
 static int eval_registry(const train_opts *o)
 {
-    char csv[4200], line[8192], name[256];
-    snprintf(csv, sizeof csv, "%s/teachers.csv", o->workdir);
+    char *csv = cli_path(o->workdir, "teachers.csv");
     const char *base = strrchr(o->dataset, '/');
-    snprintf(name, sizeof name, "%s", base && base[1] ? base + 1 : o->dataset);
-    FILE *f = fopen(csv, "r");
-    if (!f) {
-        fprintf(stderr, "kdens: %s: cannot open: %s\n", csv, strerror(errno));
-        return 1;
+    const char *name = base && base[1] ? base + 1 : o->dataset;
+    kdens_registry *reg = NULL;
+    kdens_status st = csv ? kdens_registry_load(csv, &reg) : KDENS_E_NOMEM;
+    if (st != KDENS_OK) {
+        int rc = cli_fail(csv ? csv : "teachers.csv", st);
+        free(csv);
+        return rc;
     }
     kdens_dataset *test = NULL;
     int rc = 0, seen = 0;
-    while (rc == 0 && fgets(line, sizeof line, f)) {
-        char loc[4096], ds[256], arch[128], uuid[256];
+    for (size_t i = 0; rc == 0 && i < kdens_registry_count(reg); i++) {
+        const char *loc, *ds, *arch, *uuid;
         double frac;
-        if (sscanf(line, "%4095[^,],%255[^,],%127[^,],%lf,%255[^,],", loc, ds, arch, &frac,
-                   uuid) != 5 || strcmp(ds, name) != 0 || (o->arch && strcmp(arch, o->arch)) ||
+        kdens_registry_row(reg, i, &loc, &ds, &arch, &frac, &uuid);
+        if (strcmp(ds, name) != 0 || (o->arch && strcmp(arch, o->arch)) ||
             (o->fraction > 0 && frac != o->fraction))
             continue;
-        kdens_model *m;
-        kdens_status st = kdens_model_load(loc, &m);
+        kdens_model *m = NULL;
+        st = kdens_model_load(loc, &m);
         if (st == KDENS_OK && !test)
             st = cli_open_test_for(o->dataset, m, &test);
         double loss, top1, top5;
@@ -234,12 +235,13 @@ static int eval_registry(const train_opts *o)
         seen++;
         kdens_model_free(m);
     }
-    fclose(f);
     kdens_dataset_free(test);
     if (rc == 0 && seen == 0) {
         fprintf(stderr, "kdens: %s lists no teachers of %s\n", csv, name);
         rc = 1;
     }
+    kdens_registry_free(reg);
+    free(csv);
     return rc;
 }
 
