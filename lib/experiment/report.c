@@ -2,6 +2,7 @@
  * self-contained report.html (plots inlined as data URIs). */
 #include "report.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,14 +11,12 @@
 kdens_status kd_report_add(kd_report *r, const kd_result *row)
 {
     if (r->n_rows == r->cap_rows) {
-        int cap = r->cap_rows ? 2 * r->cap_rows : 32;
-        kd_result *v = realloc(r->rows, sizeof *v * (size_t)cap);
-        if (!v) {
+        size_t cap = kd_grown((size_t)r->cap_rows, 32);
+        if (cap > INT_MAX || !kd_resize(&r->rows, cap, sizeof *r->rows)) {
             free(row->log);
             return kd_fail(KDENS_E_NOMEM, "out of memory");
         }
-        r->rows = v;
-        r->cap_rows = cap;
+        r->cap_rows = (int)cap;
     }
     r->rows[r->n_rows++] = *row;
     return KDENS_OK;

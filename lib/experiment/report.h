@@ -9,7 +9,7 @@
 /* One row of results.csv. */
 typedef struct kd_result {
     char kind[16];   /* baseline, teacher, ensemble, student */
-    char name[160];  /* teacher uuid, fusion rule or distillation mode */
+    char name[256];  /* teacher uuid (at most 255 bytes), fusion rule or mode */
     double accuracy, loss; /* test set; loss NaN where the rule has none */
     size_t params;
     double ms_per_image;
