@@ -683,7 +683,7 @@ typedef enum kdens_fusion {
     KDENS_FUSE_BUCKLIN,       /* add lower preferences until a majority */
     KDENS_FUSE_STV,           /* instant run-off */
     KDENS_FUSE_CONDORCET,     /* the Condorcet winner, else the probability sum */
-    KDENS_FUSE_KEMENY         /* Kemeny-Young: exact up to 8 classes */
+    KDENS_FUSE_KEMENY         /* Kemeny-Young (exact; docs/fusion.md) */
 } kdens_fusion;
 
 /* Weighted mean of probabilities: sum_i w_i p_i / sum_i w_i (weights >= 0,

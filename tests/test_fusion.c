@@ -244,6 +244,87 @@ static void test_vote_analysis(void **state)
     assert_int_equal(sized.majority, 2);
 }
 
+/* Kemeny-Young by brute force: every ranking of k classes, scored by the
+ * members' pairwise support (ballots by probability, ties to the lower
+ * index as the library's stable sort); the best ranking's top, ties by the
+ * summed probability, then the lower index.  Independent of the library's
+ * dynamic program. */
+static int kemeny_brute(const float *probs, int m, size_t samples, size_t n, int k)
+{
+    int pair[9][9] = {{0}};
+    double sum[9] = {0};
+    for (int i = 0; i < m; i++) {
+        const float *p = probs + ((size_t)i * samples + n) * k;
+        for (int a = 0; a < k; a++) {
+            sum[a] += p[a];
+            for (int b = 0; b < k; b++) /* a ranked above b */
+                pair[a][b] += a != b && (p[a] > p[b] || (p[a] == p[b] && a < b));
+        }
+    }
+    int perm[9], best_top = 0;
+    for (int a = 0; a < k; a++)
+        perm[a] = a;
+    long best = -1;
+    for (;;) {
+        long score = 0;
+        for (int x = 0; x < k; x++)
+            for (int y = x + 1; y < k; y++)
+                score += pair[perm[x]][perm[y]];
+        if (score > best || (score == best && sum[perm[0]] > sum[best_top]))
+            best = score, best_top = perm[0];
+        int x = k - 2;
+        while (x >= 0 && perm[x] > perm[x + 1])
+            x--;
+        if (x < 0)
+            break;
+        int y = k - 1;
+        while (perm[y] < perm[x])
+            y--;
+        int t = perm[x];
+        perm[x] = perm[y], perm[y] = t;
+        for (int u = x + 1, v = k - 1; u < v; u++, v--)
+            t = perm[u], perm[u] = perm[v], perm[v] = t;
+    }
+    return best_top;
+}
+
+static void test_kemeny_exact(void **state)
+{
+    (void)state;
+    /* random profiles, many without a Condorcet winner (few members, near
+     * uniform probabilities), up to 9 classes: above the 8 where the rule
+     * used to fall back to Copeland */
+    enum { SAMPLES = 60 };
+    uint64_t seed = 11;
+    int without_winner = 0;
+    for (int k = 3; k <= 9; k++)
+        for (int m = 2; m <= 7; m += k > 7 ? 5 : 1) {
+            float *probs = malloc(sizeof(float) * (size_t)m * SAMPLES * k);
+            for (size_t i = 0; i < (size_t)m * SAMPLES; i++) {
+                float total = 0, *p = probs + i * k;
+                for (int a = 0; a < k; a++)
+                    total += p[a] = 1.0f + 0.3f * tu_randn(&seed) * tu_randn(&seed) + 1.0f;
+                for (int a = 0; a < k; a++)
+                    p[a] = p[a] > 0 ? p[a] / total : 0;
+            }
+            int32_t kem[SAMPLES], cond[SAMPLES];
+            ASSERT_OK(kdens_fuse(KDENS_FUSE_KEMENY, probs, m, SAMPLES, k, kem, NULL));
+            ASSERT_OK(kdens_fuse(KDENS_FUSE_CONDORCET, probs, m, SAMPLES, k, cond, NULL));
+            kdens_vote_stats vs = KDENS_VOTE_STATS_INIT;
+            int32_t labels[SAMPLES] = {0};
+            ASSERT_OK(kdens_vote_analysis(probs, m, SAMPLES, k, labels, &vs, NULL, NULL, NULL));
+            without_winner += (int)(vs.samples - vs.condorcet_exists);
+            for (size_t n = 0; n < SAMPLES; n++) {
+                int want = kemeny_brute(probs, m, SAMPLES, n, k);
+                if (kem[n] != want)
+                    fail_msg("k %d, m %d, sample %zu: kemeny %d, brute force %d", k, m, n,
+                             (int)kem[n], want);
+            }
+            free(probs);
+        }
+    assert_true(without_winner > 100); /* the dynamic program was exercised */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -253,6 +334,7 @@ int main(void)
         cmocka_unit_test(test_weights_and_agreement),
         cmocka_unit_test(test_diversity),
         cmocka_unit_test(test_vote_analysis),
+        cmocka_unit_test(test_kemeny_exact),
     };
     return cmocka_run_group_tests_name("fusion", tests, NULL, NULL);
 }

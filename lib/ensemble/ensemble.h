@@ -4,6 +4,10 @@
 
 #include "../core/core.h"
 
+/* Kemeny-Young is exact for Smith sets of up to this many classes (every
+ * sample of up to this many classes); its work array is 2^this doubles. */
+#define KD_KEMENY_EXACT 20
+
 /* The rules kdens.h names: 0 .. KD_FUSE_COUNT-1. */
 #define KD_FUSE_COUNT ((int)KDENS_FUSE_KEMENY + 1)
 

@@ -19,6 +19,8 @@ typedef struct ctx {
     double *score;    /* k */
     double *tmp;      /* k x k work */
     int *perm;        /* k work */
+    unsigned char *reach; /* k x k work (Kemeny) */
+    double *dp;       /* 2^min(k, KD_KEMENY_EXACT) work (Kemeny) */
 } ctx;
 
 /* The best class by score among the alive, ties by sum then lowest index. */
@@ -293,39 +295,82 @@ static int rule_condorcet(ctx *c)
     return rule_sum(c); /* no Condorcet winner: the summed probabilities */
 }
 
-/* Exact up to 8 classes: of all rankings, the one with the largest sum of
- * pairwise support; its top class is the decision.  Above 8 the k!
- * rankings are out of reach: Copeland's order, which equals Kemeny's
- * whenever a Condorcet ranking exists. */
+/* Kemeny-Young: of all rankings, one with the largest sum of pairwise
+ * support; its top class is the decision (ties: the larger probability sum,
+ * then the lower index).  Exact by a dynamic program instead of the k!
+ * rankings.  Every optimal ranking puts the Smith set on top -- the classes
+ * that reach every class through pairwise wins or ties: each of them beats
+ * each class outside strictly, so an outsider ranked above one of them
+ * could swap down and raise the sum -- and the ranking below it does not
+ * change which class is first.  So only the Smith set's s classes are
+ * ranked: best(R) = max over c in R of support(c over R \ {c}) + best(R \ {c}),
+ * O(2^s s^2).  A Condorcet winner is a Smith set of one.  Above
+ * KD_KEMENY_EXACT classes in the Smith set (rare: it needs that many classes
+ * in one cycle), Copeland's winner. */
+static int smith_set(ctx *c, int *set)
+{
+    int k = c->k;
+    unsigned char *r = c->reach;
+    for (int a = 0; a < k; a++)
+        for (int b = 0; b < k; b++)
+            r[a * k + b] = a == b || c->pair[a * k + b] >= c->pair[b * k + a];
+    for (int m = 0; m < k; m++) /* Warshall's transitive closure */
+        for (int a = 0; a < k; a++)
+            if (r[a * k + m])
+                for (int b = 0; b < k; b++)
+                    r[a * k + b] |= r[m * k + b];
+    int s = 0;
+    for (int a = 0; a < k; a++) {
+        bool all = true;
+        for (int b = 0; b < k && all; b++)
+            all = r[a * k + b];
+        if (all)
+            set[s++] = a;
+    }
+    return s;
+}
+
+/* The pairwise support of class set[i] over the members of R (a subset of
+ * set, as bits). */
+static double support(const ctx *c, const int *set, int i, uint32_t r)
+{
+    double v = 0;
+    for (int j = 0; r; j++, r >>= 1)
+        if (r & 1)
+            v += c->pair[set[i] * c->k + set[j]];
+    return v;
+}
+
 static int rule_kemeny(ctx *c)
 {
-    int k = c->k, *p = c->perm, best_top = 0;
-    if (k > 8)
+    int w = condorcet_winner(c->pair, c->k);
+    if (w >= 0)
+        return w;
+    int *set = c->perm, s = smith_set(c, set);
+    if (s > KD_KEMENY_EXACT)
         return rule_copeland(c);
-    double best = -1;
-    for (int i = 0; i < k; i++)
-        p[i] = i;
-    for (;;) {
-        double s = 0;
-        for (int i = 0; i < k; i++)
-            for (int j = i + 1; j < k; j++)
-                s += c->pair[p[i] * k + p[j]];
-        if (s > best || (s == best && c->sum[p[0]] > c->sum[best_top]))
-            best = s, best_top = p[0];
-        int i = k - 2; /* next permutation in lexicographic order */
-        while (i >= 0 && p[i] > p[i + 1])
-            i--;
-        if (i < 0)
-            break;
-        int j = k - 1;
-        while (p[j] < p[i])
-            j--;
-        int t = p[i];
-        p[i] = p[j], p[j] = t;
-        for (int a = i + 1, b = k - 1; a < b; a++, b--)
-            t = p[a], p[a] = p[b], p[b] = t;
+    double *best = c->dp;
+    best[0] = 0;
+    for (uint32_t r = 1; r < (1u << s); r++) {
+        double b = -1;
+        for (int i = 0; i < s; i++)
+            if (r >> i & 1) {
+                uint32_t rest = r & ~(1u << i);
+                double v = support(c, set, i, rest) + best[rest];
+                b = v > b ? v : b;
+            }
+        best[r] = b;
     }
-    return best_top;
+    uint32_t all = (1u << s) - 1;
+    int top = set[0];
+    double top_score = -1;
+    for (int i = 0; i < s; i++) {
+        uint32_t rest = all & ~(1u << i);
+        double v = support(c, set, i, rest) + best[rest];
+        if (v > top_score || (v == top_score && c->sum[set[i]] > c->sum[top]))
+            top_score = v, top = set[i];
+    }
+    return top;
 }
 
 /* The rules by kdens_fusion value: name, whether the rule reads ballots
@@ -421,7 +466,7 @@ kdens_status kdens_fuse(kdens_fusion rule, const float *probs, int members, size
     if (check != KDENS_OK)
         return check;
     int m = members, k = classes;
-    ctx c = {m, k, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    ctx c = {m, k, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     c.p = malloc(sizeof(float *) * m);
     c.sum = malloc(sizeof(double) * k);
     c.rank = malloc(sizeof(int) * (size_t)m * k);
@@ -430,8 +475,14 @@ kdens_status kdens_fuse(kdens_fusion rule, const float *probs, int members, size
     c.score = malloc(sizeof(double) * k);
     c.tmp = malloc(sizeof(double) * (size_t)KD_MAX(k, m) * KD_MAX(k, 1) + sizeof(double) * m);
     c.perm = malloc(sizeof(int) * k);
+    bool kemeny = rule == KDENS_FUSE_KEMENY;
+    if (kemeny) {
+        c.reach = malloc((size_t)k * k);
+        c.dp = malloc(sizeof(double) << KD_MIN(k, KD_KEMENY_EXACT));
+    }
     kdens_status st = KDENS_OK;
-    if (!c.p || !c.sum || !c.rank || !c.pair || !c.alive || !c.score || !c.tmp || !c.perm)
+    if (!c.p || !c.sum || !c.rank || !c.pair || !c.alive || !c.score || !c.tmp || !c.perm ||
+        (kemeny && (!c.reach || !c.dp)))
         st = kd_fail(KDENS_E_NOMEM, "out of memory");
     bool voting = fr->ballots;
     for (size_t n = 0; st == KDENS_OK && n < samples; n++) {
@@ -471,6 +522,8 @@ kdens_status kdens_fuse(kdens_fusion rule, const float *probs, int members, size
     free(c.score);
     free(c.tmp);
     free(c.perm);
+    free(c.reach);
+    free(c.dp);
     return st;
 }
 
