@@ -832,6 +832,20 @@ KDENS_API kdens_status kdens_predictions_load_csv(const char *path, kdens_predic
 KDENS_API kdens_status kdens_accuracy_vs_size(const kdens_predictions *pr, kdens_fusion rule,
                                               const int *sizes, int n_sizes, int repeats,
                                               uint64_t seed, double *mean, double *ci_half);
+/* McNemar's exact test of two classifiers' decisions on the same labelled
+ * samples: *only_a receives the samples A classifies right and B wrong,
+ * *only_b the reverse, *p_value the two-sided exact p-value
+ * min(1, 2 P(X <= min(only_a, only_b))) for X ~ Binomial(only_a + only_b, 1/2)
+ * (1 when the two are never right apart).  Any output may be NULL.  Errors:
+ * KDENS_E_ARG for NULL inputs. */
+KDENS_API kdens_status kdens_mcnemar(const int32_t *decisions_a, const int32_t *decisions_b,
+                                     const int32_t *labels, size_t n, uint64_t *only_a,
+                                     uint64_t *only_b, double *p_value);
+/* The mean of n >= 1 finite values, its standard error (0 for one value)
+ * and the half-width of its 95% t-interval (0 for one value); any output may
+ * be NULL.  Errors: KDENS_E_ARG (NULL, n < 1, a value not finite). */
+KDENS_API kdens_status kdens_mean_ci(const double *values, int n, double *mean, double *sem,
+                                     double *ci95_half);
 /* A file with a CRC per section (docs/formats.md), written atomically. */
 KDENS_API kdens_status kdens_predictions_save(const kdens_predictions *pr, const char *path);
 KDENS_API kdens_status kdens_predictions_load(const char *path, kdens_predictions **out);

@@ -308,17 +308,6 @@ kdens_status kdens_predictions_accuracy(const kdens_predictions *pr, kdens_fusio
     return st;
 }
 
-/* The 97.5% quantile of Student's t with df degrees of freedom: a table up to
- * 30, then 1.96 + 2.5 / df (within 0.002 of the exact value). */
-static double t975(int df)
-{
-    static const double table[30] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306,
-                                     2.262,  2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120,
-                                     2.110,  2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-                                     2.060,  2.056, 2.052, 2.048, 2.045, 2.042};
-    return df <= 30 ? table[df - 1] : 1.96 + 2.5 / df;
-}
-
 kdens_status kdens_accuracy_vs_size(const kdens_predictions *pr, kdens_fusion rule,
                                     const int *sizes, int n_sizes, int repeats, uint64_t seed,
                                     double *mean, double *ci_half)
@@ -360,7 +349,7 @@ kdens_status kdens_accuracy_vs_size(const kdens_predictions *pr, kdens_fusion ru
             double var = 0;
             for (int r = 0; r < repeats; r++)
                 var += (acc[r] - mean[s]) * (acc[r] - mean[s]);
-            ci_half[s] = repeats > 1 ? t975(repeats - 1) * sqrt(var / (repeats - 1) / repeats)
+            ci_half[s] = repeats > 1 ? kd_t975(repeats - 1) * sqrt(var / (repeats - 1) / repeats)
                                      : 0.0;
         }
     }

@@ -19,6 +19,10 @@ struct kdens_predictions {
     char **sample_names, **member_names; /* NULL unless imported from CSV */
 };
 
+/* The 97.5% quantile of Student's t with df >= 1 degrees of freedom (within
+ * 0.002). */
+double kd_t975(int df);
+
 /* Zeroed names, uninitialised probabilities and labels. */
 kdens_status kd_predictions_new(int members, size_t samples, int classes,
                                 kdens_predictions **out);
