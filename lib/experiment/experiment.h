@@ -64,6 +64,8 @@ struct kdens_pipeline {
     double lr;                /* Adam, cosine schedule */
     int patience;             /* early stopping; < 0 the architecture's default */
     float alpha, temperature; /* the distillation loss */
+    double temperatures[8];   /* candidates for T, chosen on validation; */
+    int n_temperatures;       /* 0: temperature as given */
     kdens_distill_mode modes[KD_DISTILL_MODE_COUNT];
     int n_modes;              /* students, one per mode */
     int size_repeats;         /* sub-ensembles per size for the curve */

@@ -30,6 +30,8 @@ kdens_status kdens_pipeline_create(const char *workdir, const char *dataset, con
         .patience = -1,
         .alpha = 0.5f,
         .temperature = 2.0f,
+        .temperatures = {1, 2, 4},
+        .n_temperatures = 3,
         .modes = {KDENS_DISTILL_OUTPUT_AVG, KDENS_DISTILL_LOSS_AVG, KDENS_DISTILL_MIMIC_ALL},
         .n_modes = 3,
         .size_repeats = 10,
@@ -79,8 +81,31 @@ KD_SETTER(kdens_pipeline, kdens_pipeline_set_student_epochs, int, student_epochs
           "student epochs")
 KD_SETTER(kdens_pipeline, kdens_pipeline_set_alpha, double, alpha,
           kd_check_loss(v, 1) == KDENS_OK, "alpha")
-KD_SETTER(kdens_pipeline, kdens_pipeline_set_temperature, double, temperature,
-          kd_check_loss(0, v) == KDENS_OK, "temperature")
+kdens_status kdens_pipeline_set_temperature(kdens_pipeline *p, double temperature)
+{
+    if (!p)
+        return kd_fail(KDENS_E_ARG, "NULL handle");
+    kdens_status st = kd_check_loss(0, temperature);
+    if (st == KDENS_OK)
+        p->temperature = (float)temperature, p->n_temperatures = 0;
+    return st;
+}
+
+kdens_status kdens_pipeline_set_temperature_candidates(kdens_pipeline *p, const double *t, int n)
+{
+    if (!p || !t || n < 2 || n > (int)KD_ARRAY_LEN(p->temperatures))
+        return kd_fail(KDENS_E_ARG, "NULL or %d candidate temperatures (2 to %d)", n,
+                       (int)KD_ARRAY_LEN(p->temperatures));
+    for (int i = 0; i < n; i++) {
+        kdens_status st = kd_check_loss(0, t[i]);
+        if (st != KDENS_OK)
+            return st;
+    }
+    for (int i = 0; i < n; i++)
+        p->temperatures[i] = t[i];
+    p->n_temperatures = n;
+    return KDENS_OK;
+}
 KD_SETTER(kdens_pipeline, kdens_pipeline_set_val_fraction, double, val_fraction,
           v > 0 && v < 1, "validation fraction")
 KD_SETTER(kdens_pipeline, kdens_pipeline_set_batch, size_t, batch, v >= 1, "batch")
@@ -193,12 +218,51 @@ typedef struct test_images {
     size_t n;
 } test_images;
 
-/* Test loss and accuracy, parameters and milliseconds per image of a model. */
+/* The class the model decides for every image of ds (n entries, allocated). */
+static kdens_status decide_all(kdens_model *m, const kdens_dataset *ds, int32_t **out)
+{
+    enum { BATCH = 256 };
+    size_t n = kdens_dataset_count(ds);
+    int h, w, ch, k = kdens_model_num_classes(m);
+    kdens_dataset_shape(ds, &h, &w, &ch);
+    size_t per = (size_t)h * w * ch;
+    int32_t *d = malloc(sizeof *d * (n ? n : 1));
+    uint8_t *px = malloc(per * BATCH);
+    float *probs = malloc(sizeof(float) * BATCH * (size_t)k);
+    kdens_status st = d && px && probs ? KDENS_OK : kd_fail(KDENS_E_NOMEM, "out of memory");
+    for (size_t first = 0; first < n && st == KDENS_OK; first += BATCH) {
+        size_t nb = n - first < BATCH ? n - first : BATCH;
+        for (size_t i = 0; i < nb && st == KDENS_OK; i++)
+            st = kdens_dataset_read(ds, first + i, px + i * per);
+        if (st == KDENS_OK)
+            st = kdens_model_predict_u8(m, px, nb, probs);
+        for (size_t i = 0; i < nb && st == KDENS_OK; i++) {
+            const float *p = probs + i * k;
+            int best = 0;
+            for (int c = 1; c < k; c++)
+                best = p[c] > p[best] ? c : best;
+            d[first + i] = best;
+        }
+    }
+    free(px);
+    free(probs);
+    if (st != KDENS_OK) {
+        free(d);
+        return st;
+    }
+    *out = d;
+    return KDENS_OK;
+}
+
+/* Test loss, accuracy and decisions, parameters and milliseconds per image
+ * of a model. */
 static kdens_status measure(kdens_model *m, const kdens_dataset *test, const test_images *ti,
                             kd_result *row)
 {
     kdens_status st = kdens_model_evaluate(m, test, 256, &row->loss, &row->accuracy, NULL, NULL,
                                            NULL);
+    if (st == KDENS_OK)
+        st = decide_all(m, test, &row->decisions);
     row->params = kdens_model_param_count(m);
     float *probs = malloc(sizeof(float) * ti->n * (size_t)kdens_model_num_classes(m) + 1);
     if (st == KDENS_OK && !probs)
@@ -251,9 +315,9 @@ static kdens_status teacher_rows(kd_report *r, const kdens_dataset *test, const 
             st = measure_file(row->location, test, ti, &res);
         }
         if (st == KDENS_OK)
-            st = kd_report_add(r, &res); /* takes res.log */
+            st = kd_report_add(r, &res); /* takes res.log and res.decisions */
         else
-            free(res.log);
+            free(res.log), free(res.decisions);
     }
     kd_registry_free(rows, n);
     return st;
@@ -305,12 +369,23 @@ static kdens_status fusion(kd_report *r, const kdens_dataset *test)
         snprintf(res.kind, sizeof res.kind, "ensemble");
         snprintf(res.name, sizeof res.name, "%s", kdens_fusion_name((kdens_fusion)rule));
         double t1 = now();
-        st = kdens_predictions_accuracy(pr, (kdens_fusion)rule, NULL, 0, &res.accuracy);
+        size_t n = kdens_predictions_samples(pr);
+        if (!(res.decisions = malloc(sizeof(int32_t) * (n ? n : 1))))
+            st = kd_fail(KDENS_E_NOMEM, "out of memory");
+        if (st == KDENS_OK)
+            st = kdens_fuse((kdens_fusion)rule, kdens_predictions_probs(pr), m, n,
+                            kdens_predictions_classes(pr), res.decisions, NULL);
         res.ms_per_image = members_ms + (now() - t1) * 1000.0 / (double)(r->n_test ? r->n_test : 1);
+        size_t right = 0;
+        for (size_t i = 0; st == KDENS_OK && i < n; i++)
+            right += res.decisions[i] == r->labels[i];
+        res.accuracy = n ? (double)right / (double)n : 0;
         res.loss = rule == KDENS_FUSE_MEAN ? mean_rule_loss(pr) : NAN;
         res.params = params;
         if (st == KDENS_OK)
             st = kd_report_add(r, &res);
+        else
+            free(res.decisions);
     }
     static const kdens_fusion curve[] = {KDENS_FUSE_MEAN, KDENS_FUSE_GEOMETRIC,
                                          KDENS_FUSE_PLURALITY, KDENS_FUSE_BORDA,
@@ -352,52 +427,118 @@ static kdens_status fusion(kd_report *r, const kdens_dataset *test)
 }
 
 /* Step 5: a student per mode, then its row. */
+/* The distillation job of one student of the pipeline. */
+static void student_job(const kdens_pipeline *c, kdens_distill_mode mode, double temperature,
+                        kdens_distill_job *job)
+{
+    kd_distill_job_init(job);
+    job->workdir = c->workdir;
+    job->dataset = c->dataset;
+    job->teacher_arch = job->student_arch = c->arch;
+    job->fraction = c->fraction;
+    job->n_teachers = c->teachers;
+    job->repetitions = 1;
+    job->mode = mode;
+    job->alpha = c->alpha;
+    job->temperature = (float)temperature;
+    job->epochs = c->student_epochs;
+    job->patience = c->patience;
+    job->batch = c->batch;
+    job->lr = c->lr;
+    job->schedule = KDENS_SCHEDULE_COSINE;
+    job->seed = c->seed;
+}
+
+/* Train (or find) a job's student; *path receives its model file. */
+static kdens_status run_student(const kdens_distill_job *job, const kdens_dataset *train,
+                                const kdens_dataset *val, const kdens_dataset *test,
+                                char **path, char **log)
+{
+    kdens_status st = kdens_distill_job_run(job, train, val, test, NULL);
+    char *name = st == KDENS_OK ? kd_student_name(job, 0) : NULL;
+    *path = name ? kd_path_fmt(job->workdir, "%s/students/%s.kdm", job->dataset, name) : NULL;
+    *log = name ? kd_path_fmt(job->workdir, "%s/logs/%s.csv", job->dataset, name) : NULL;
+    free(name);
+    if (st == KDENS_OK && (!*path || !*log))
+        st = KDENS_E_NOMEM;
+    if (st != KDENS_OK) {
+        free(*path), free(*log);
+        *path = *log = NULL;
+    }
+    return st;
+}
+
+/* The temperature: the candidate whose output_avg student is the most
+ * accurate on the validation part (the first on ties), never chosen on the
+ * test set.  Those students stay registered, so the chosen one is reused. */
+static kdens_status choose_temperature(kd_report *r, const kdens_dataset *train,
+                                       const kdens_dataset *val, const kdens_dataset *test)
+{
+    const kdens_pipeline *c = r->cfg;
+    r->alpha = c->alpha;
+    r->temperature = c->temperature;
+    r->n_temperatures = c->n_temperatures;
+    if (c->n_temperatures <= 1)
+        return KDENS_OK;
+    kdens_status st = KDENS_OK;
+    double best = -1;
+    for (int i = 0; i < c->n_temperatures && st == KDENS_OK; i++) {
+        kdens_distill_job job;
+        student_job(c, KDENS_DISTILL_OUTPUT_AVG, c->temperatures[i], &job);
+        kd_log(KDENS_LOG_INFO, "temperature %g on the validation part", c->temperatures[i]);
+        char *path = NULL, *log = NULL;
+        kdens_model *m = NULL;
+        double acc = 0;
+        st = run_student(&job, train, val, test, &path, &log);
+        if (st == KDENS_OK)
+            st = kdens_model_load(path, &m);
+        if (st == KDENS_OK)
+            st = kdens_model_evaluate(m, val, 256, NULL, &acc, NULL, NULL, NULL);
+        kdens_model_free(m);
+        free(path), free(log);
+        r->temperatures[i] = c->temperatures[i];
+        r->temperature_val_acc[i] = acc;
+        if (st == KDENS_OK && acc > best)
+            best = acc, r->temperature = c->temperatures[i];
+    }
+    return st;
+}
+
 static kdens_status students(kd_report *r, const kdens_dataset *train, const kdens_dataset *val,
                              const kdens_dataset *test, const test_images *ti)
 {
     const kdens_pipeline *c = r->cfg;
-    kdens_status st = KDENS_OK;
+    kdens_status st = choose_temperature(r, train, val, test);
     for (int i = 0; i < c->n_modes && st == KDENS_OK; i++) {
         kdens_distill_job job;
-        kd_distill_job_init(&job);
-        job.workdir = c->workdir;
-        job.dataset = c->dataset;
-        job.teacher_arch = job.student_arch = c->arch;
-        job.fraction = c->fraction;
-        job.n_teachers = c->teachers;
-        job.repetitions = 1;
-        job.mode = c->modes[i];
-        job.alpha = c->alpha;
-        job.temperature = c->temperature;
-        job.epochs = c->student_epochs;
-        job.patience = c->patience;
-        job.batch = c->batch;
-        job.lr = c->lr;
-        job.schedule = KDENS_SCHEDULE_COSINE;
-        job.seed = c->seed;
+        student_job(c, c->modes[i], r->temperature, &job);
         kd_log(KDENS_LOG_INFO, "student %d/%d: %s", i + 1, c->n_modes,
                kdens_distill_mode_name(job.mode));
-        st = kdens_distill_job_run(&job, train, val, test, NULL);
         kd_result res;
         memset(&res, 0, sizeof res);
         snprintf(res.kind, sizeof res.kind, "student");
         snprintf(res.name, sizeof res.name, "%s", kdens_distill_mode_name(job.mode));
-        char *name = st == KDENS_OK ? kd_student_name(&job, 0) : NULL, *path = NULL;
-        if (name) {
-            path = kd_path_fmt(c->workdir, "%s/students/%s.kdm", c->dataset, name);
-            res.log = kd_path_fmt(c->workdir, "%s/logs/%s.csv", c->dataset, name);
-        }
-        if (st == KDENS_OK && (!path || !res.log))
-            st = KDENS_E_NOMEM;
+        char *path = NULL;
+        st = run_student(&job, train, val, test, &path, &res.log);
         if (st == KDENS_OK)
             st = measure_file(path, test, ti, &res);
         if (st == KDENS_OK)
-            st = kd_report_add(r, &res); /* takes res.log */
+            st = kd_report_add(r, &res); /* takes res.log and res.decisions */
         else
-            free(res.log);
-        free(name);
+            free(res.log), free(res.decisions);
         free(path);
     }
+    return st;
+}
+
+/* The test images' classes. */
+static kdens_status test_labels(kd_report *r, const kdens_dataset *test)
+{
+    if (!(r->labels = malloc(sizeof(int32_t) * (r->n_test ? r->n_test : 1))))
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    kdens_status st = KDENS_OK;
+    for (size_t i = 0; i < r->n_test && st == KDENS_OK; i++)
+        st = kdens_dataset_get(test, i, NULL, &r->labels[i], NULL);
     return st;
 }
 
@@ -453,6 +594,8 @@ kdens_status kdens_pipeline_run(const kdens_pipeline *cfg, const kdens_dataset *
     if (st == KDENS_OK)
         st = load_test_images(test, &ti);
     if (st == KDENS_OK)
+        st = test_labels(&r, test);
+    if (st == KDENS_OK)
         st = teacher_rows(&r, test, &ti);
     if (st == KDENS_OK) {
         kd_log(KDENS_LOG_INFO, "4/6 fusion");
@@ -465,6 +608,9 @@ kdens_status kdens_pipeline_run(const kdens_pipeline *cfg, const kdens_dataset *
     if (st == KDENS_OK) {
         kd_log(KDENS_LOG_INFO, "6/6 report");
         r.seconds = now() - t0;
+        st = kd_report_compare(&r);
+    }
+    if (st == KDENS_OK) {
         st = kd_report_write(&r);
     }
     free(dir);

@@ -14,6 +14,7 @@ kdens_status kd_report_add(kd_report *r, const kd_result *row)
         size_t cap = kd_grown((size_t)r->cap_rows, 32);
         if (cap > INT_MAX || !kd_resize(&r->rows, cap, sizeof *r->rows)) {
             free(row->log);
+            free(row->decisions);
             return kd_fail(KDENS_E_NOMEM, "out of memory");
         }
         r->cap_rows = (int)cap;
@@ -22,10 +23,32 @@ kdens_status kd_report_add(kd_report *r, const kd_result *row)
     return KDENS_OK;
 }
 
+kdens_status kd_report_compare(kd_report *r)
+{
+    const kd_result *base = NULL;
+    for (int i = 0; i < r->n_rows; i++)
+        if (!strcmp(r->rows[i].kind, "baseline"))
+            base = &r->rows[i];
+    for (int i = 0; i < r->n_rows; i++) {
+        kd_result *x = &r->rows[i];
+        x->p_value = NAN;
+        if (!base || x == base || !x->decisions || !base->decisions || !r->labels)
+            continue;
+        kdens_status st = kdens_mcnemar(x->decisions, base->decisions, r->labels, r->n_test,
+                                        &x->wins, &x->losses, &x->p_value);
+        if (st != KDENS_OK)
+            return st;
+    }
+    return KDENS_OK;
+}
+
 void kd_report_free(kd_report *r)
 {
-    for (int i = 0; r->rows && i < r->n_rows; i++)
+    for (int i = 0; r->rows && i < r->n_rows; i++) {
         free(r->rows[i].log);
+        free(r->rows[i].decisions);
+    }
+    free(r->labels);
     free(r->rows);
     free(r->agreement);
     free(r->member_names);
@@ -95,14 +118,21 @@ static kdens_status save_text(const kd_report *r, const char *name, kd_buf *b)
 static kdens_status write_results(const kd_report *r)
 {
     kd_buf b = {0};
-    kd_buf_printf(&b, "kind,name,test_accuracy,test_loss,params,ms_per_image\n");
+    kd_buf_printf(&b, "kind,name,test_accuracy,test_loss,params,ms_per_image,"
+                      "only_right_vs_baseline,only_baseline_right,p_vs_baseline\n");
     for (int i = 0; i < r->n_rows; i++) {
         const kd_result *x = &r->rows[i];
-        char loss[32], ms[32];
+        char loss[32], ms[32], p[32];
         fmt_num(loss, sizeof loss, x->loss, 6);
         fmt_num(ms, sizeof ms, x->ms_per_image, 5);
-        kd_buf_printf(&b, "%s,%s,%.6f,%s,%zu,%s\n", x->kind, x->name, x->accuracy, loss,
+        fmt_num(p, sizeof p, x->p_value, 6);
+        kd_buf_printf(&b, "%s,%s,%.6f,%s,%zu,%s,", x->kind, x->name, x->accuracy, loss,
                       x->params, ms);
+        if (isfinite(x->p_value))
+            kd_buf_printf(&b, "%llu,%llu,%s\n", (unsigned long long)x->wins,
+                          (unsigned long long)x->losses, p);
+        else
+            kd_buf_printf(&b, ",,\n");
     }
     return save_text(r, "results.csv", &b);
 }
@@ -252,26 +282,55 @@ static const char *const plots[3][2] = {
     {"agreement.png", "The teachers' pairwise agreement on the test set"},
     {"learning_curves.png", "Validation accuracy per epoch: teachers, baseline, students"}};
 
-static void headline(const summary *s, kd_buf *b, bool html)
+/* The verdict on "a beats b" from McNemar's test on the same images: a real
+ * gain, a real loss, or a difference the test cannot tell from noise. */
+static const char *verdict(double diff, double p)
+{
+    if (!isfinite(p))
+        return "untested";
+    if (p >= 0.05)
+        return "not significant";
+    return diff > 0 ? "holds" : "fails";
+}
+
+static void claim(kd_buf *b, bool html, const char *what, const kd_result *x,
+                  const char *against, const kd_result *y, uint64_t wins, uint64_t losses,
+                  double p)
 {
     const char *li = html ? "<li>" : "- ", *end = html ? "</li>\n" : "\n";
-    if (s->best_student && s->baseline)
-        kd_buf_printf(b, "%sBest student (%s): **%.2f%%** against the baseline's %.2f%% "
-                         "(%+.2f points): the claim %s.%s",
-                      li, s->best_student->name, 100 * s->best_student->accuracy,
-                      100 * s->baseline->accuracy,
-                      100 * (s->best_student->accuracy - s->baseline->accuracy),
-                      s->best_student->accuracy > s->baseline->accuracy ? "holds"
-                                                                        : "does NOT hold",
-                      end);
-    if (s->mean_rule && s->best_teacher)
-        kd_buf_printf(b, "%sSoftmax-averaged ensemble: **%.2f%%** against the best teacher's "
-                         "%.2f%% (%+.2f points): the claim %s.%s",
-                      li, 100 * s->mean_rule->accuracy, 100 * s->best_teacher->accuracy,
-                      100 * (s->mean_rule->accuracy - s->best_teacher->accuracy),
-                      s->mean_rule->accuracy >= s->best_teacher->accuracy ? "holds"
-                                                                          : "does NOT hold",
-                      end);
+    double diff = x->accuracy - y->accuracy;
+    kd_buf_printf(b, "%s%s: **%.2f%%** against %s %.2f%% (%+.2f points; %llu test images "
+                     "only it gets right, %llu only the other; McNemar's exact p = %.3g): "
+                     "the claim **%s**.%s",
+                  li, what, 100 * x->accuracy, against, 100 * y->accuracy, 100 * diff,
+                  (unsigned long long)wins, (unsigned long long)losses, p, verdict(diff, p),
+                  end);
+}
+
+static void headline(const kd_report *r, const summary *s, kd_buf *b, bool html)
+{
+    if (s->best_student && s->baseline) {
+        char what[300];
+        snprintf(what, sizeof what, "Best student (%s)", s->best_student->name);
+        claim(b, html, what, s->best_student, "the baseline's", s->baseline,
+              s->best_student->wins, s->best_student->losses, s->best_student->p_value);
+    }
+    if (s->mean_rule && s->best_teacher) {
+        uint64_t wins = 0, losses = 0;
+        double p = NAN;
+        if (s->mean_rule->decisions && s->best_teacher->decisions && r->labels)
+            kdens_mcnemar(s->mean_rule->decisions, s->best_teacher->decisions, r->labels,
+                          r->n_test, &wins, &losses, &p);
+        claim(b, html, "Softmax-averaged ensemble", s->mean_rule, "the best teacher's",
+              s->best_teacher, wins, losses, p);
+    }
+    const char *p = html ? "<p>" : "", *end = html ? "</p>\n" : "\n";
+    kd_buf_printf(b, "%s%sA claim holds when the difference is positive and McNemar's test on "
+                     "the %zu test images gives p < 0.05, fails when it is negative with p < "
+                     "0.05, and is not significant otherwise. The best student is picked by "
+                     "test accuracy among %s, which favours it a little.%s",
+                  html ? "" : "\n", p, r->n_test,
+                  "the students of this run", end);
 }
 
 static void table_row(kd_buf *b, bool html, const char *kind, const char *name, double acc,
@@ -360,8 +419,19 @@ static void setup_text(const kd_report *r, kd_buf *b, bool html)
                   c->teachers,
                   c->fraction, c->teacher_epochs,
                   c->student_epochs > c->teacher_epochs ? c->student_epochs : c->teacher_epochs,
-                  c->lr, c->batch, (double)c->alpha, (double)c->temperature,
-                  (unsigned long long)c->seed, r->seconds, end);
+                  c->lr, c->batch, r->alpha, r->temperature, (unsigned long long)c->seed,
+                  r->seconds, end);
+    if (r->n_temperatures > 1) {
+        kd_buf_printf(b, "%sThe temperature was chosen on the validation part, never on the "
+                         "test set: an output_avg student per candidate, validation accuracy ",
+                      p);
+        for (int i = 0; i < r->n_temperatures; i++)
+            kd_buf_printf(b, "%sT %g: %.2f%%", i ? ", " : "", r->temperatures[i],
+                          100 * r->temperature_val_acc[i]);
+        kd_buf_printf(b, "; every student uses T %g.%s", r->temperature, end);
+    } else {
+        kd_buf_printf(b, "%sAlpha and T were given, not tuned by this run.%s", p, end);
+    }
 }
 
 static kdens_status write_markdown(const kd_report *r, const summary *s)
@@ -370,7 +440,7 @@ static kdens_status write_markdown(const kd_report *r, const summary *s)
     kd_buf_printf(&b, "# libkdens: multi-teacher distillation report\n\n");
     setup_text(r, &b, false);
     kd_buf_printf(&b, "## Headline (test set)\n\n");
-    headline(s, &b, false);
+    headline(r, s, &b, false);
     kd_buf_printf(&b, "\n## Results\n\nTest accuracy and loss on the %zu-image test set; "
                       "the ensemble's parameters are its members' sum, its time per image that "
                       "of all members plus the rule's fusion; the loss of voting rules is "
@@ -430,7 +500,7 @@ static kdens_status write_html(const kd_report *r, const summary *s)
     setup_text(r, &b, true);
     kd_buf_printf(&b, "<h2>Headline (test set)</h2>\n<ul>\n");
     size_t from = b.len;
-    headline(s, &b, true);
+    headline(r, s, &b, true);
     bold_to_html(&b, from);
     kd_buf_printf(&b, "</ul>\n<h2>Results</h2>\n");
     results_table(r, s, &b, true);
@@ -475,7 +545,7 @@ kdens_status kd_report_write(const kd_report *r)
         st = write_html(r, &s);
     if (st == KDENS_OK) {
         kd_buf h = {0};
-        headline(&s, &h, false);
+        headline(r, &s, &h, false);
         if (!h.failed && h.len)
             kd_log(KDENS_LOG_INFO, "%.*s", (int)h.len - 1, h.data);
         kd_buf_free(&h);

@@ -14,12 +14,24 @@ typedef struct kd_result {
     size_t params;
     double ms_per_image;
     char *log;       /* the training log (CSV), NULL for none: the report's once added */
+    int32_t *decisions; /* the class decided for every test image (n_test), NULL for
+                           none: the report's once added */
+    /* McNemar's exact test against the baseline on the same test images:
+     * images only this row gets right, only the baseline, the two-sided p
+     * (NaN before kd_report_compare, and for the baseline itself) */
+    uint64_t wins, losses;
+    double p_value;
 } kd_result;
 
 typedef struct kd_report {
     const kdens_pipeline *cfg;
     const char *dir;          /* the workspace (cfg->workdir): the report goes here */
     size_t n_train, n_val, n_test;
+    int32_t *labels;          /* the test images' classes (n_test) */
+    /* the student's loss: alpha, and T as chosen on the validation part */
+    double alpha, temperature;
+    int n_temperatures;       /* candidates tried (1: T was given) */
+    double temperatures[8], temperature_val_acc[8];
     kd_result *rows;
     int n_rows, cap_rows;
     /* accuracy versus size, for each plotted rule */
@@ -38,6 +50,8 @@ typedef struct kd_report {
 
 /* Add a row; the report takes row->log (and frees it, even on failure). */
 kdens_status kd_report_add(kd_report *r, const kd_result *row);
+/* Every row with decisions against the baseline's (McNemar). */
+kdens_status kd_report_compare(kd_report *r);
 /* results.csv, the plots, report.md and report.html into r->dir. */
 kdens_status kd_report_write(const kd_report *r);
 void kd_report_free(kd_report *r);

@@ -12,7 +12,8 @@
 const char usage_pipeline[] =
     "usage: kdens pipeline [--workdir W] [--dataset D] [--arch A] [--teachers N]\n"
     "                      [--fraction F] [--epochs E] [--student-epochs E]\n"
-    "                      [--modes M1,M2,...|all] [--alpha A] [--temperature T]\n"
+    "                      [--modes M1,M2,...|all] [--alpha A]\n"
+    "                      [--temperature T | --temperatures T1,T2,...]\n"
     "                      [--batch B] [--lr LR] [--repeats R] [--threads T] [--seed S]\n"
     "                      [--limit N] [--size HxW] [--color gray|rgb]\n"
     "\n"
@@ -24,10 +25,13 @@ const char usage_pipeline[] =
     "W/report.md and W/report.html with its plots.  Run again on the same W, it\n"
     "reuses what is trained.  Defaults (make demo): W demo-out, D fmnist, A test,\n"
     "N 8, F 0.8, 15 teacher epochs, 20 student (and baseline) epochs, modes\n"
-    "output_avg,loss_avg,mimic_all, alpha 0.5, T 2, batch 128, lr 0.005 (Adam,\n"
-    "cosine), 10 repeats, seed 1.\n"
+    "output_avg,loss_avg,mimic_all, alpha 0.5, T chosen among 1,2,4, batch 128,\n"
+    "lr 0.005 (Adam, cosine), 10 repeats, seed 1.  Each student is compared with\n"
+    "the baseline on the same test images (McNemar's exact test).\n"
     "\n"
     "  --modes LIST    distillation modes (all: the six of kdens distill)\n"
+    "  --temperatures LIST  candidates for T, chosen on the validation part by\n"
+    "                  an output_avg student each (--temperature: T as given)\n"
     "  --threads T     compute threads (default: KDENS_NUM_THREADS or all cores)\n"
     "  --limit N       use N random training and N random test images (for tests)\n";
 
@@ -61,6 +65,25 @@ static int parse_modes(const char *list, kdens_distill_mode *modes, int max, int
         modes[(*n)++] = mode;
     }
     return 0;
+}
+
+/* --temperatures: numbers separated by commas, each whole and finite. */
+static int parse_numbers(const char *list, double *v, int max, int *n)
+{
+    *n = 0;
+    for (const char *p = list;;) {
+        char *end;
+        double x = strtod(p, &end);
+        if (end == p || !isfinite(x) || (*end && *end != ',') || *n == max) {
+            fprintf(stderr, "kdens: --temperatures: '%s' is not a list of at most %d numbers\n",
+                    list, max);
+            return 2;
+        }
+        v[(*n)++] = x;
+        if (!*end)
+            return 0;
+        p = end + 1;
+    }
 }
 
 /* Steps and epochs as they happen, with the time since the start. */
@@ -97,6 +120,8 @@ typedef struct pipeline_args {
     size_t batch;
     uint64_t seed;
     kdens_distill_mode modes[32];
+    double temperatures[8];
+    int n_temperatures;
 } pipeline_args;
 
 static kdens_status configure(kdens_pipeline *p, const pipeline_args *a)
@@ -122,6 +147,8 @@ static kdens_status configure(kdens_pipeline *p, const pipeline_args *a)
         st = kdens_pipeline_set_lr(p, a->lr);
     if (st == KDENS_OK && a->repeats)
         st = kdens_pipeline_set_size_repeats(p, a->repeats);
+    if (st == KDENS_OK && a->n_temperatures)
+        st = kdens_pipeline_set_temperature_candidates(p, a->temperatures, a->n_temperatures);
     return st;
 }
 
@@ -129,7 +156,8 @@ int cmd_pipeline(const cli_command *cmd, int argc, char **argv)
 {
     pipeline_args a = {.fraction = NAN, .lr = NAN, .alpha = NAN, .temperature = NAN,
                        .seed = 1, .n_modes = -1};
-    const char *dataset = "fmnist", *workdir = "demo-out", *arch = "test", *modes = NULL;
+    const char *dataset = "fmnist", *workdir = "demo-out", *arch = "test", *modes = NULL,
+               *temperatures = NULL;
     size_t lim = 0;
     int size[2] = {0, 0}, threads = 0, color = KDENS_COLOR_RGB;
     /* The experiment's numbers go to its setters as they are: they check
@@ -147,6 +175,8 @@ int cmd_pipeline(const cli_command *cmd, int argc, char **argv)
         OPT_STRING("modes", &modes, "M1,M2,...|all", "distillation modes"),
         OPT_FLOAT("alpha", &a.alpha, "A", -any, any, 0, "weight of the hard-label loss"),
         OPT_FLOAT("temperature", &a.temperature, "T", -any, any, 0, "softening temperature"),
+        OPT_STRING("temperatures", &temperatures, "T1,T2,...",
+                   "candidate temperatures, chosen on the validation part"),
         OPT_SIZE("batch", &a.batch, "B", 1, any, "batch size (default 128)"),
         OPT_DOUBLE("lr", &a.lr, "LR", -any, any, 0, "learning rate (default 0.005)"),
         OPT_INT("repeats", &a.repeats, "R", 1, any, "sub-ensembles per size (default 10)"),
@@ -162,6 +192,12 @@ int cmd_pipeline(const cli_command *cmd, int argc, char **argv)
     if (rc >= 0)
         return rc;
     if (modes && parse_modes(modes, a.modes, 32, &a.n_modes) != 0)
+        return 2;
+    if (temperatures && !isnan(a.temperature)) {
+        fprintf(stderr, "kdens: --temperature and --temperatures exclude each other\n");
+        return 2;
+    }
+    if (temperatures && parse_numbers(temperatures, a.temperatures, 8, &a.n_temperatures) != 0)
         return 2;
     if (threads > 0 && kdens_set_num_threads(threads) != KDENS_OK)
         return cli_fail("--threads", KDENS_E_ARG);
