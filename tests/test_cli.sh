@@ -169,12 +169,20 @@ check "kdens vote: Condorcet" sh -c \
     "test \"\$('$KDENS' vote --rule condorcet '$tmp/tn.csv' | tr '\n' ' ')\" = 'sample,winner s1,1 s2,1 '"
 grep -v '^s2,c' "$tmp/tn.csv" >"$tmp/missing.csv"
 
-# the whole pipeline on a slice of Fashion-MNIST
+# the whole pipeline on a slice of Fashion-MNIST (six students at the chosen T, and
+# output_avg students at the two other candidate temperatures)
 pp="$tmp/pipe"
 check "kdens pipeline on 400 images, one epoch, every mode" "$KDENS" pipeline --workdir "$pp" \
     --limit 400 --teachers 3 --epochs 1 --student-epochs 1 --repeats 2 --modes all
 check "results.csv header" sh -c \
-    "head -n 1 '$pp/results.csv' | grep -qx 'kind,name,test_accuracy,test_loss,params,ms_per_image'"
+    "head -n 1 '$pp/results.csv' | grep -qx 'kind,name,test_accuracy,test_loss,params,ms_per_image,only_right_vs_baseline,only_baseline_right,p_vs_baseline'"
+check "results.csv: every student paired with the baseline (counts and a p-value)" sh -c \
+    "grep '^student,' '$pp/results.csv' | awk -F, 'NF != 9 || \$7 == \"\" || \$9 < 0 || \$9 > 1 { exit 1 }' &&
+     grep -q '^baseline,all_trainset,.*,,,\$' '$pp/results.csv'"
+check "the headline states McNemar's p and a verdict; T chosen on validation" sh -c \
+    "grep -q \"McNemar's exact p = \" '$pp/report.md' &&
+     grep -Eq 'the claim \\*\\*(holds|not significant|fails)\\*\\*' '$pp/report.md' &&
+     grep -q 'chosen on the validation part' '$pp/report.md'"
 check "results.csv: a baseline, 3 teachers, every fusion rule, a student per mode" sh -c \
     "test \$(grep -c '^baseline,all_trainset,' '$pp/results.csv') -eq 1 &&
      test \$(grep -c '^teacher,' '$pp/results.csv') -eq 3 &&
@@ -195,7 +203,7 @@ check "run again: everything reused" sh -c \
     "'$KDENS' pipeline --workdir '$pp' --limit 400 --teachers 3 --epochs 1 --student-epochs 1 \
      --repeats 2 --modes all >'$tmp/again.log' 2>&1 && ! grep -q '^.*epoch 1/1:' '$tmp/again.log' &&
      test \$(tail -n +2 '$pp/teachers.csv' | wc -l) -eq 4 &&
-     test \$(tail -n +2 '$pp/students.csv' | wc -l) -eq 6"
+     test \$(tail -n +2 '$pp/students.csv' | wc -l) -eq 8"
 
 for part in train test; do
     for cls in cat dog; do
@@ -249,6 +257,12 @@ expect_exit "pipeline with an unknown mode exits 2" 2 "$KDENS" pipeline --workdi
     --modes output_avg,nope
 expect_exit "pipeline with fraction 0 exits 1" 1 "$KDENS" pipeline --workdir "$tmp/p2" \
     --limit 100 --fraction 0
+expect_exit "pipeline with a bad temperature list exits 2" 2 "$KDENS" pipeline \
+    --workdir "$tmp/p2" --temperatures 1,x
+expect_exit "pipeline with --temperature and --temperatures exits 2" 2 "$KDENS" pipeline \
+    --workdir "$tmp/p2" --temperature 2 --temperatures 1,2
+expect_exit "pipeline with one candidate temperature exits 1" 1 "$KDENS" pipeline \
+    --workdir "$tmp/p2" --limit 100 --temperatures 2
 
 # the option parser: --name=value, and each kind of rejection is a usage error (2) whose
 # message names the option and the value, found before any work is done
