@@ -89,6 +89,28 @@ check "the model and log are written" test -f "$tmp/wd/imgs/models/test_0.kdm" -
 check "kdens eval on the folder's test part" sh -c \
     "'$KDENS' eval --model '$tmp/wd/imgs/models/test_0.kdm' --dataset '$tmp/imgs' | grep -q '^images 4 '"
 
+# a preset from a folder of its official files (NAME=DIR): a tiny MNIST in the IDX format,
+# 30 training and 10 test images of 28x28 (big-endian header, then the bytes)
+be32() { printf "\\$(printf %03o $(($1 >> 24 & 255)))\\$(printf %03o $(($1 >> 16 & 255)))\\$(printf %03o $(($1 >> 8 & 255)))\\$(printf %03o $(($1 & 255)))"; }
+idx_pair() { # prefix, count
+    { be32 2051; be32 "$2"; be32 28; be32 28; head -c $(($2 * 784)) /dev/urandom; } >"$1-images-idx3-ubyte"
+    { be32 2049; be32 "$2"; i=0; while [ $i -lt "$2" ]; do printf "\\$(printf %03o $((i % 10)))"; i=$((i + 1)); done; } \
+        >"$1-labels-idx1-ubyte"
+}
+mkdir -p "$tmp/mnist"
+idx_pair "$tmp/mnist/train" 30
+idx_pair "$tmp/mnist/t10k" 10
+check "kdens train --dataset mnist=DIR reads the official files from DIR" "$KDENS" train \
+    --dataset "mnist=$tmp/mnist" --arch test --epochs 1 --batch 8 --workdir "$tmp/wm"
+check "the workspace names the preset" test -f "$tmp/wm/mnist/models/test_0.kdm"
+check "kdens eval on mnist=DIR's test part" sh -c \
+    "'$KDENS' eval --model '$tmp/wm/mnist/models/test_0.kdm' --dataset 'mnist=$tmp/mnist' |
+     grep -q '^images 10 '"
+rm "$tmp/mnist/t10k-labels-idx1-ubyte"
+check "a missing file is named, with the folder" sh -c \
+    "! '$KDENS' eval --model '$tmp/wm/mnist/models/test_0.kdm' --dataset 'mnist=$tmp/mnist' \
+       >'$tmp/miss.out' 2>&1 && grep -q '$tmp/mnist: t10k-images-idx3-ubyte\\[.gz\\] or t10k-labels-idx1-ubyte\\[.gz\\] is missing' '$tmp/miss.out'"
+
 # a fresh workspace for the folder as it is after the move
 check "subsets for teachers" "$KDENS" subset --dataset "$tmp/imgs" --workdir "$tmp/wt" \
     --fraction 0.5 --number 2 --size 4x4

@@ -139,8 +139,12 @@ static kdens_status load_cifar_part(const char *dir, bool hundred, bool test, kd
     }
     for (int i = 0; i < n; i++)
         if (!paths[i])
-            st = kd_fail(KDENS_E_NOTFOUND, "%s: CIFAR-%s %s files are missing", dir,
-                         hundred ? "100" : "10", test ? "test" : "training");
+            st = kd_fail(KDENS_E_NOTFOUND, "%s: the CIFAR-%s %s file%s %s[.gz] %s missing", dir,
+                         hundred ? "100" : "10", test ? "test" : "training",
+                         hundred || test ? "" : "s",
+                         hundred ? (test ? "test.bin" : "train.bin")
+                                 : (test ? "test_batch.bin" : "data_batch_1.bin .. _5.bin"),
+                         hundred || test ? "is" : "are");
     if (st == KDENS_OK)
         st = kdens_dataset_load_cifar((const char *const *)paths, n,
                                       hundred ? KDENS_CIFAR100_FINE : KDENS_CIFAR10, out);

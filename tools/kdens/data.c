@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,15 +48,28 @@ static int is_dir(const char *p)
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/* A preset given as NAME or NAME=DIR (the folder of its official files; NAME
+ * alone: the system's data folder): true, with *dir NULL or the folder. */
+static bool preset_spec(const char *spec, char *name, size_t name_size, const char **dir)
+{
+    static const char *const presets[] = {"mnist", "fmnist", "emnist", "cifar10", "cifar100"};
+    const char *eq = strchr(spec, '=');
+    size_t len = eq ? (size_t)(eq - spec) : strlen(spec);
+    for (size_t i = 0; i < sizeof presets / sizeof *presets; i++)
+        if (strlen(presets[i]) == len && strncmp(spec, presets[i], len) == 0) {
+            snprintf(name, name_size, "%s", presets[i]);
+            *dir = eq ? eq + 1 : NULL;
+            return true;
+        }
+    return false;
+}
+
 kdens_status cli_open_dataset(const char *spec, int height, int width, kdens_color color,
                               kdens_dataset **out, char *name, size_t name_size)
 {
-    static const char *const presets[] = {"mnist", "fmnist", "emnist", "cifar10", "cifar100"};
-    for (size_t i = 0; i < sizeof presets / sizeof *presets; i++)
-        if (strcmp(spec, presets[i]) == 0) {
-            snprintf(name, name_size, "%s", spec);
-            return kdens_dataset_preset(spec, NULL, out, NULL);
-        }
+    const char *dir;
+    if (preset_spec(spec, name, name_size, &dir))
+        return kdens_dataset_preset(name, dir, out, NULL);
     char train[4200];
     snprintf(train, sizeof train, "%s/train", spec);
     const char *base = strrchr(spec, '/');
@@ -66,6 +80,10 @@ kdens_status cli_open_dataset(const char *spec, int height, int width, kdens_col
 kdens_status cli_open_test(const char *spec, int height, int width, int channels,
                            kdens_dataset **test)
 {
+    char name[64];
+    const char *dir;
+    if (preset_spec(spec, name, sizeof name, &dir))
+        return kdens_dataset_preset(name, dir, NULL, test);
     char root[4200];
     snprintf(root, sizeof root, "%s/test", spec);
     if (is_dir(root))
