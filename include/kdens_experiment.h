@@ -33,6 +33,21 @@ extern "C" {
 #endif
 
 /* ------------------------------------------------------------------------ */
+/* Workspaces                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Make a network described by a text spec (docs/spec.md) an architecture of
+ * the workspace's dataset under `name`: the spec is stored as
+ * WORKDIR/<dataset>/archs/<name>.spec, and teacher farms, distillation jobs
+ * and pipelines of that dataset then accept `name` wherever they take an
+ * architecture, as a built-in one, and registries name it so.  Adding the
+ * same spec again does nothing.  Errors: KDENS_E_ARG (NULL, a name holding
+ * '/' or ',' or a built-in's), KDENS_E_STATE (another spec is stored under
+ * the name), KDENS_E_IO. */
+KDENS_API kdens_status kdens_workspace_add_arch(const char *workdir, const char *dataset,
+                                                const char *name, const char *spec);
+
+/* ------------------------------------------------------------------------ */
 /* Teacher farms                                                              */
 /* ------------------------------------------------------------------------ */
 

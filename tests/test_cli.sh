@@ -11,6 +11,13 @@ failed=0
 ok() { passed=$((passed + 1)); echo "ok - $1"; }
 bad() { failed=$((failed + 1)); echo "not ok - $1"; }
 check() { name=$1; shift; if "$@" >"$tmp/out" 2>&1; then ok "$name"; else bad "$name"; sed 's/^/    /' "$tmp/out"; fi; }
+expect_exit() { # name, code, command...
+    name=$1 code=$2
+    shift 2
+    "$@" >"$tmp/out" 2>&1
+    rc=$?
+    if [ "$rc" -eq "$code" ]; then ok "$name"; else bad "$name (exit $rc, wanted $code)"; fi
+}
 
 # --help texts, compared with the blocks of docs/cli.md
 sed -n '/^usage: kdens <command>/,/^  help/p' docs/cli.md >"$tmp/main.doc"
@@ -165,6 +172,39 @@ check "run again: nothing to train" sh -c \
 check "a student classifies the test part" sh -c \
     "'$KDENS' eval --model \$(tail -n 1 '$tmp/wt/students.csv' | cut -d, -f1) --dataset '$tmp/imgs' \
      | grep -q '^images 4 '"
+# an architecture from a spec file: trained as teachers (the spec stored in the workspace and
+# named in teachers.csv), then taken by name as a student's architecture
+cat >"$tmp/mlp.spec" <<'SPEC'
+# a small MLP, as the dissertation's voting members
+dense units=12
+relu
+dense units=classes
+softmax
+SPEC
+check "kdens train --arch FILE.spec" sh -c \
+    "'$KDENS' train --dataset '$tmp/imgs' --arch '$tmp/mlp.spec' --size 4x4 --epochs 1 --batch 4 \
+     --workdir '$tmp/wspec' && test -f '$tmp/wspec/imgs/models/mlp_0.kdm'"
+check "kdens teachers --arch FILE.spec: the spec stored in the workspace, named in teachers.csv" \
+    sh -c "'$KDENS' teachers --dataset '$tmp/imgs' --arch '$tmp/mlp.spec' --size 4x4 --epochs 1 \
+     --batch 4 --workdir '$tmp/wt' --baseline &&
+     cmp '$tmp/mlp.spec' '$tmp/wt/imgs/archs/mlp.spec' &&
+     test \$(grep -c ',imgs,mlp,' '$tmp/wt/teachers.csv') -eq 3"
+check "kdens distill --arch NAME of a workspace spec" sh -c \
+    "'$KDENS' distill --workdir '$tmp/wt' --dataset '$tmp/imgs' --arch mlp --size 4x4 \
+     --teachers 2 --epochs 1 --batch 4 && grep -q ',imgs,mlp,2,' '$tmp/wt/students.csv'"
+check "kdens eval --registry by the spec file's name" sh -c \
+    "test \$('$KDENS' eval --workdir '$tmp/wt' --dataset '$tmp/imgs' --arch '$tmp/mlp.spec' |
+     wc -l) -eq 3"
+mkdir -p "$tmp/other"
+sed 's/units=12/units=13/' "$tmp/mlp.spec" >"$tmp/other/mlp.spec"
+expect_exit "another spec under a workspace's name exits 1" 1 "$KDENS" teachers \
+    --dataset "$tmp/imgs" --arch "$tmp/other/mlp.spec" --size 4x4 --epochs 1 --workdir "$tmp/wt"
+grep -q "holds a different spec for 'mlp'" "$tmp/out" && ok "and says so" || bad "and says so"
+expect_exit "an unknown architecture name exits 1, naming the spec file looked for" 1 \
+    "$KDENS" distill --workdir "$tmp/wt" --dataset "$tmp/imgs" --arch nosuch --teacher-arch test \
+    --size 4x4 --teachers 2 --epochs 1
+grep -q "archs/nosuch.spec" "$tmp/out" && ok "and names it" || bad "and names it"
+
 cat >"$tmp/tn.csv" <<'CSV'
 sample,member,p0,p1,p2
 s1,a,0.6,0.3,0.1
@@ -238,13 +278,6 @@ check "kdens pipeline on an image folder" sh -c \
      --teachers 2 --epochs 1 --student-epochs 1 --repeats 2 >/dev/null 2>&1 &&
      test \$(grep -c '^teacher,' '$tmp/pf/results.csv') -eq 2 && test -d '$tmp/pf/folder/students'"
 
-expect_exit() { # name, code, command...
-    name=$1 code=$2
-    shift 2
-    "$@" >"$tmp/out" 2>&1
-    rc=$?
-    if [ "$rc" -eq "$code" ]; then ok "$name"; else bad "$name (exit $rc, wanted $code)"; fi
-}
 expect_exit "unknown architecture exits 1" 1 "$KDENS" arch nope --input 8x8x1 --classes 2
 grep -q "unknown architecture 'nope'" "$tmp/out" && ok "and names it" || bad "and names it"
 expect_exit "input too small exits 1" 1 "$KDENS" arch densenet121 --input 16x16x3 --classes 2

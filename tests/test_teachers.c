@@ -293,6 +293,52 @@ static void test_long_workspace(void **state)
     tu_rm_rf(base);
 }
 
+/* A spec made an architecture of the workspace: teachers of it train and
+ * register under its name; the same spec again is fine, another is not. */
+static void test_workspace_arch(void **state)
+{
+    (void)state;
+    char *work = tu_tmpdir();
+    kdens_dataset *pool = make_set(120, 1), *val = make_set(30, 2), *test = make_set(30, 3);
+    write_subsets(work, pool);
+    const char *spec = "dense units=10\nrelu\ndense units=classes\nsoftmax\n";
+    ASSERT_OK(kdens_workspace_add_arch(work, "toy", "mlp", spec));
+    ASSERT_OK(kdens_workspace_add_arch(work, "toy", "mlp", spec)); /* again: nothing */
+    ASSERT_STATUS(kdens_workspace_add_arch(work, "toy", "mlp", "dense units=classes\n"),
+                  KDENS_E_STATE);
+    ASSERT_STATUS(kdens_workspace_add_arch(work, "toy", "resnet20", spec), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_workspace_add_arch(work, "toy", "a,b", spec), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_workspace_add_arch(work, "toy", NULL, spec), KDENS_E_ARG);
+    kdens_teachers *tc;
+    ASSERT_OK(kdens_teachers_create(work, "toy", "mlp", pool, val, test, &tc));
+    ASSERT_OK(kdens_teachers_set_epochs(tc, 1));
+    int trained = 0;
+    ASSERT_OK(kdens_teachers_train(tc, 0.3, &trained));
+    assert_int_equal(trained, 1);
+    kdens_teachers_free(tc);
+    char *csv = kd_path_join(work, "teachers.csv", NULL);
+    kdens_registry *reg;
+    ASSERT_OK(kdens_registry_load(csv, &reg));
+    const char *loc, *arch;
+    ASSERT_OK(kdens_registry_row(reg, 0, &loc, NULL, &arch, NULL, NULL));
+    assert_string_equal(arch, "mlp");
+    kdens_model *m;
+    ASSERT_OK(kdens_model_load(loc, &m));
+    assert_int_equal(kdens_model_param_count(m), S * S * 10 + 10 + 10 * K + K);
+    kdens_model_free(m);
+    kdens_registry_free(reg);
+    free(csv);
+    /* an architecture neither built in nor stored: the file looked for is named */
+    ASSERT_OK(kdens_teachers_create(work, "toy", "nosuch", pool, val, test, &tc));
+    ASSERT_STATUS(kdens_teachers_train(tc, 0.3, &trained), KDENS_E_NOTFOUND);
+    assert_non_null(strstr(kdens_errmsg(), "archs/nosuch.spec"));
+    kdens_teachers_free(tc);
+    kdens_dataset_free(pool);
+    kdens_dataset_free(val);
+    kdens_dataset_free(test);
+    tu_rm_rf(work);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -300,6 +346,7 @@ int main(void)
         cmocka_unit_test(test_two_processes),
         cmocka_unit_test(test_snapshots_and_checkpoints),
         cmocka_unit_test(test_long_workspace),
+        cmocka_unit_test(test_workspace_arch),
     };
     return cmocka_run_group_tests_name("teachers", tests, NULL, NULL);
 }

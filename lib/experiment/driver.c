@@ -194,8 +194,8 @@ static kdens_status distil(const kdens_distill_job *j, int rep, const run_files 
                                           j->fraction, j->n_teachers, seed, &ens);
     if (st == KDENS_OK) {
         const kdens_model *t0 = kdens_ensemble_member(ens, 0);
-        st = kdens_model_create(j->student_arch, t0->in_h, t0->in_w, t0->in_c, t0->classes,
-                                seed, &tmpl);
+        st = kd_workspace_model(j->workdir, j->dataset, j->student_arch, t0->in_h, t0->in_w,
+                                t0->in_c, t0->classes, seed, &tmpl);
         if (st == KDENS_OK)
             st = kd_model_copy_meta(tmpl, t0); /* input scaling and class names */
     }

@@ -72,6 +72,12 @@ struct kdens_pipeline {
     uint64_t seed;
 };
 
+/* A model of architecture `arch` for a workspace's dataset: a built-in
+ * architecture, or the spec stored by kdens_workspace_add_arch
+ * (KDENS_E_NOTFOUND naming the file looked for). */
+kdens_status kd_workspace_model(const char *workdir, const char *dataset, const char *arch, int h,
+                                int w, int c, int classes, uint64_t seed, kdens_model **out);
+
 /* A handle that owns copies of its names: one zeroed allocation of `size`
  * bytes followed by the n strings in[], which *names[i] point to afterwards;
  * one free() releases it.  in[0] is the workspace; the other names may not

@@ -222,7 +222,8 @@ static kdens_status train_one(kdens_teachers *tc, const kdens_dataset *data, dou
      * initialised Keras models), reproducible from the seed and the subset */
     uint64_t seed = kd_fnv1a(tc->seed, uuid, strlen(uuid));
     kdens_status st =
-        kdens_model_create(tc->arch, h, w, c, kdens_dataset_num_classes(data), seed, &m);
+        kd_workspace_model(tc->workdir, tc->name, tc->arch, h, w, c,
+                           kdens_dataset_num_classes(data), seed, &m);
     if (st == KDENS_OK)
         st = configure(tc, m, data, &t);
     if (st == KDENS_OK)
@@ -434,7 +435,8 @@ static kdens_status one_run(kdens_teachers *tc, int epochs, kdens_schedule sched
     kdens_model *m = NULL;
     kdens_trainer *t = NULL;
     kdens_status st =
-        kdens_model_create(tc->arch, h, w, c, kdens_dataset_num_classes(tc->pool), tc->seed, &m);
+        kd_workspace_model(tc->workdir, tc->name, tc->arch, h, w, c,
+                           kdens_dataset_num_classes(tc->pool), tc->seed, &m);
     if (st == KDENS_OK)
         st = configure(tc, m, tc->pool, &t);
     if (st == KDENS_OK)
@@ -489,7 +491,8 @@ kdens_status kdens_teachers_train_checkpoints(kdens_teachers *tc, int epochs, in
     kdens_dataset_shape(tc->pool, &h, &w, &c);
     kdens_model *probe = NULL;
     if (st == KDENS_OK)
-        st = kdens_model_create(tc->arch, h, w, c, kdens_dataset_num_classes(tc->pool), 0, &probe);
+        st = kd_workspace_model(tc->workdir, tc->name, tc->arch, h, w, c,
+                                kdens_dataset_num_classes(tc->pool), 0, &probe);
     for (int i = 0; st == KDENS_OK && i < best_k; i++)
         if (!(ctx.best[i] = malloc(sizeof(float) * probe->n_weights)))
             st = kd_fail(KDENS_E_NOMEM, "out of memory");

@@ -347,3 +347,46 @@ char *cli_path(const char *dir, const char *name)
         snprintf(p, len, "%s/%s", dir, name);
     return p;
 }
+
+kdens_status cli_arch(const char *arg, char *name, size_t name_size, char **spec)
+{
+    struct stat sb;
+    *spec = NULL;
+    if (stat(arg, &sb) != 0 || !S_ISREG(sb.st_mode)) { /* not a file: a built-in's name */
+        if (strchr(arg, '/')) {
+            fprintf(stderr, "kdens: %s: no such spec file\n", arg);
+            return KDENS_E_IO;
+        }
+        snprintf(name, name_size, "%s", arg);
+        return KDENS_OK;
+    }
+    FILE *f = fopen(arg, "rb");
+    char *text = f && sb.st_size < (1 << 24) ? malloc((size_t)sb.st_size + 1) : NULL;
+    size_t got = text ? fread(text, 1, (size_t)sb.st_size, f) : 0;
+    if (f)
+        fclose(f);
+    if (!text || got != (size_t)sb.st_size) {
+        free(text);
+        fprintf(stderr, "kdens: %s: cannot read the spec\n", arg);
+        return KDENS_E_IO;
+    }
+    text[got] = '\0';
+    const char *base = strrchr(arg, '/');
+    base = base ? base + 1 : arg;
+    const char *dot = strrchr(base, '.');
+    size_t len = dot && dot != base ? (size_t)(dot - base) : strlen(base);
+    snprintf(name, name_size, "%.*s", (int)len, base);
+    *spec = text;
+    return KDENS_OK;
+}
+
+kdens_status cli_workspace_arch(const char *arg, const char *workdir, const char *dataset,
+                                char *name, size_t name_size)
+{
+    char *spec;
+    kdens_status st = cli_arch(arg, name, name_size, &spec);
+    if (st == KDENS_OK && spec)
+        st = kdens_workspace_add_arch(workdir, dataset, name, spec);
+    free(spec);
+    return st;
+}

@@ -134,6 +134,15 @@ int cli_parse(const cli_command *cmd, const cli_option *opts, int argc, char **a
 
 /* Print "kdens: what: status: message" and return 1. */
 int cli_fail(const char *what, kdens_status st);
+/* An architecture argument: a built-in name as it is, or a spec file
+ * (docs/spec.md; a path that names a file) -- then *name receives its base
+ * name without the extension, and *spec the file's text (free it; NULL for
+ * a built-in).  KDENS_E_IO for a spec file that cannot be read. */
+kdens_status cli_arch(const char *arg, char *name, size_t name_size, char **spec);
+/* cli_arch, and a spec made an architecture of the workspace's dataset
+ * (kdens_workspace_add_arch) so that registries and later runs know it. */
+kdens_status cli_workspace_arch(const char *arg, const char *workdir, const char *dataset,
+                                char *name, size_t name_size);
 /* dir/name, allocated to its length (free it); NULL when out of memory. */
 char *cli_path(const char *dir, const char *name);
 /* mkdir -p: path and every missing parent.  0, or -1 with errno set. */
@@ -144,6 +153,9 @@ int cli_mkdirs(const char *path);
  * base name). */
 kdens_status cli_open_dataset(const char *spec, int height, int width, kdens_color color,
                               kdens_dataset **out, char *name, size_t name_size);
+/* The name a workspace gives a dataset spec: the preset (of NAME or
+ * NAME=DIR), or the folder's base name. */
+void cli_dataset_name(const char *spec, char *name, size_t name_size);
 /* The test part of a dataset spec: a preset's test set, or SPEC/test of an
  * image folder, decoded to height x width x channels (a model's input). */
 kdens_status cli_open_test(const char *spec, int height, int width, int channels,

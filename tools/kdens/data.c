@@ -64,6 +64,15 @@ static bool preset_spec(const char *spec, char *name, size_t name_size, const ch
     return false;
 }
 
+void cli_dataset_name(const char *spec, char *name, size_t name_size)
+{
+    const char *dir;
+    if (!preset_spec(spec, name, name_size, &dir)) {
+        const char *base = strrchr(spec, '/');
+        snprintf(name, name_size, "%s", base && base[1] ? base + 1 : spec);
+    }
+}
+
 kdens_status cli_open_dataset(const char *spec, int height, int width, kdens_color color,
                               kdens_dataset **out, char *name, size_t name_size)
 {
@@ -72,8 +81,7 @@ kdens_status cli_open_dataset(const char *spec, int height, int width, kdens_col
         return kdens_dataset_preset(name, dir, out, NULL);
     char train[4200];
     snprintf(train, sizeof train, "%s/train", spec);
-    const char *base = strrchr(spec, '/');
-    snprintf(name, name_size, "%s", base && base[1] ? base + 1 : spec);
+    cli_dataset_name(spec, name, name_size);
     return kdens_dataset_load_folder(is_dir(train) ? train : spec, height, width, color, 0, out);
 }
 

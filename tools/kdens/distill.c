@@ -159,7 +159,13 @@ int cmd_distill(const cli_command *cmd, int argc, char **argv)
         return cli_fail(dataset, st);
     a.augment = aug;
     int done = 0;
-    st = kdens_distill_job_create(workdir, name, a.teacher_arch, a.student_arch, &job);
+    char student_arch[256], teacher_arch[256];
+    st = cli_workspace_arch(a.student_arch, workdir, name, student_arch, sizeof student_arch);
+    if (st == KDENS_OK)
+        st = cli_workspace_arch(a.teacher_arch, workdir, name, teacher_arch,
+                                sizeof teacher_arch);
+    if (st == KDENS_OK)
+        st = kdens_distill_job_create(workdir, name, teacher_arch, student_arch, &job);
     if (st == KDENS_OK)
         st = configure(job, &a);
     if (st == KDENS_OK)

@@ -107,12 +107,6 @@ static int check_members(const cli_command *cmd, const ens_opts *o)
 }
 
 /* The dataset's name in a workspace: the preset, or the folder's base name. */
-static const char *base_name(const char *spec)
-{
-    const char *s = strrchr(spec, '/');
-    return s && s[1] ? s + 1 : spec;
-}
-
 /* The labelled part to evaluate on, shaped for the members. */
 static kdens_status open_split(const ens_opts *o, const kdens_model *m, kdens_dataset **out)
 {
@@ -150,10 +144,14 @@ static int load_predictions(const ens_opts *o, kdens_predictions **pr)
                 return cli_fail(o->models.items[i], st);
             }
     } else {
-        char csv[4200];
+        char csv[4200], name[256], arch[256], *spec = NULL;
         snprintf(csv, sizeof csv, "%s/teachers.csv", o->workdir);
-        st = kdens_ensemble_from_registry(csv, base_name(o->dataset), o->arch, o->fraction,
-                                          o->teachers, o->seed, &ens);
+        cli_dataset_name(o->dataset, name, sizeof name);
+        st = cli_arch(o->arch, arch, sizeof arch, &spec);
+        free(spec); /* only its name is looked up */
+        if (st == KDENS_OK)
+            st = kdens_ensemble_from_registry(csv, name, arch, o->fraction, o->teachers, o->seed,
+                                              &ens);
         if (st != KDENS_OK)
             return cli_fail(csv, st);
     }
@@ -302,11 +300,13 @@ int cmd_ensemble(const cli_command *cmd, int argc, char **argv)
     free(o.models.items);
     if (!pr)
         return rc;
-    char out[4400];
+    char out[4400], name[256] = "predictions";
+    if (o.dataset)
+        cli_dataset_name(o.dataset, name, sizeof name);
     if (o.out)
         snprintf(out, sizeof out, "%s", o.out);
     else if (o.workdir)
-        snprintf(out, sizeof out, "%s/%s/ensemble.csv", o.workdir, base_name(o.dataset));
+        snprintf(out, sizeof out, "%s/%s/ensemble.csv", o.workdir, name);
     else
         snprintf(out, sizeof out, "ensemble.csv");
     FILE *f = fopen(out, "w");

@@ -220,7 +220,10 @@ int cmd_pipeline(const cli_command *cmd, int argc, char **argv)
     if (st != KDENS_OK)
         return cli_fail(dataset, st);
     kdens_pipeline *p = NULL;
-    st = kdens_pipeline_create(workdir, name, arch, &p);
+    char arch_name[256];
+    st = cli_workspace_arch(arch, workdir, name, arch_name, sizeof arch_name);
+    if (st == KDENS_OK)
+        st = kdens_pipeline_create(workdir, name, arch_name, &p);
     if (st == KDENS_OK)
         st = configure(p, &a);
     if (st == KDENS_OK)

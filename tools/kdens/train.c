@@ -127,14 +127,21 @@ int cmd_train(const cli_command *cmd, int argc, char **argv)
         return cli_fail("split", st);
     int h, w, c;
     kdens_dataset_shape(train, &h, &w, &c);
-    kdens_model *m;
-    st = kdens_model_create(o.arch, h, w, c, kdens_dataset_num_classes(train), o.seed, &m);
+    kdens_model *m = NULL;
+    char arch[256], *spec = NULL;
+    st = cli_arch(o.arch, arch, sizeof arch, &spec);
+    if (st == KDENS_OK)
+        st = spec ? kdens_model_from_spec(spec, h, w, c, kdens_dataset_num_classes(train), o.seed,
+                                          &m)
+                  : kdens_model_create(arch, h, w, c, kdens_dataset_num_classes(train), o.seed,
+                                       &m);
+    free(spec);
     if (st != KDENS_OK)
         return cli_fail(o.arch, st);
     kdens_trainer *t;
     kdens_augment *aug = NULL;
     st = kdens_trainer_create(m, train, val, &t);
-    if (st == KDENS_OK && kdens_trainer_use_arch_defaults(t, o.arch) != KDENS_OK) {
+    if (st == KDENS_OK && kdens_trainer_use_arch_defaults(t, arch) != KDENS_OK) {
         kdens_trainer_set_epochs(t, 10); /* not in the reference: plain defaults */
         kdens_trainer_set_early_stopping(t, 10, 1);
     }
@@ -155,7 +162,7 @@ int cmd_train(const cli_command *cmd, int argc, char **argv)
     if (st != KDENS_OK)
         return cli_fail("trainer", st);
     char stem[512];
-    snprintf(stem, sizeof stem, "%s_%llu", o.arch, (unsigned long long)o.seed);
+    snprintf(stem, sizeof stem, "%s_%llu", arch, (unsigned long long)o.seed);
     snprintf(dir, sizeof dir, "%s/%s/models", o.workdir, name);
     if (o.out)
         snprintf(model_path, sizeof model_path, "%s", o.out);
@@ -202,8 +209,8 @@ int cmd_train(const cli_command *cmd, int argc, char **argv)
 static int eval_registry(const train_opts *o)
 {
     char *csv = cli_path(o->workdir, "teachers.csv");
-    const char *base = strrchr(o->dataset, '/');
-    const char *name = base && base[1] ? base + 1 : o->dataset;
+    char name[256];
+    cli_dataset_name(o->dataset, name, sizeof name);
     kdens_registry *reg = NULL;
     kdens_status st = csv ? kdens_registry_load(csv, &reg) : KDENS_E_NOMEM;
     if (st != KDENS_OK) {
@@ -211,13 +218,20 @@ static int eval_registry(const train_opts *o)
         free(csv);
         return rc;
     }
+    char want[256] = "", *spec = NULL;
+    if (o->arch && cli_arch(o->arch, want, sizeof want, &spec) != KDENS_OK) {
+        kdens_registry_free(reg);
+        free(csv);
+        return 1;
+    }
+    free(spec); /* only its name is compared */
     kdens_dataset *test = NULL;
     int rc = 0, seen = 0;
     for (size_t i = 0; rc == 0 && i < kdens_registry_count(reg); i++) {
         const char *loc, *ds, *arch, *uuid;
         double frac;
         kdens_registry_row(reg, i, &loc, &ds, &arch, &frac, &uuid);
-        if (strcmp(ds, name) != 0 || (o->arch && strcmp(arch, o->arch)) ||
+        if (strcmp(ds, name) != 0 || (o->arch && strcmp(arch, want)) ||
             (o->fraction > 0 && frac != o->fraction))
             continue;
         kdens_model *m = NULL;
@@ -373,8 +387,11 @@ int cmd_teachers(const cli_command *cmd, int argc, char **argv)
     st = cli_open_test(o.dataset, h, w, c, &test);
     if (st != KDENS_OK)
         return cli_fail("test set", st);
-    kdens_teachers *tc;
-    st = kdens_teachers_create(o.workdir, name, o.arch, pool, val, test, &tc);
+    kdens_teachers *tc = NULL;
+    char arch[256];
+    st = cli_workspace_arch(o.arch, o.workdir, name, arch, sizeof arch);
+    if (st == KDENS_OK)
+        st = kdens_teachers_create(o.workdir, name, arch, pool, val, test, &tc);
     if (st == KDENS_OK && o.epochs > 0)
         st = kdens_teachers_set_epochs(tc, o.epochs);
     if (st == KDENS_OK && o.batch > 0)
