@@ -4,6 +4,7 @@
 #   make check-portable  the default build on emulated CPUs without AVX-512 / AVX
 #   make bench      benchmarks (BENCH_ARGS="THREADS SECTION..." picks some);
 #   make demo       the main job on Fashion-MNIST
+#   make experiment a grid of runs on Fashion-MNIST (experiments/fmnist.plan)
 #   make install PREFIX=/usr/local DESTDIR=   make uninstall
 #   make deps       installs missing Debian packages (apt-get, as root or via sudo)
 
@@ -96,7 +97,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN := $(BUILD)/bench
 
-.PHONY: all lib examples check bench demo install uninstall deps clean fuzz fuzz-deps FORCE \
+.PHONY: all lib examples check bench demo experiment install uninstall deps clean fuzz fuzz-deps FORCE \
 	check-portable portable-deps check-deps check-layers check-abi abi-update
 all: lib $(CLI) $(EXAMPLES)
 lib: $(STATIC) $(SHARED)
@@ -256,6 +257,12 @@ bench: deps
 demo: deps
 	@$(MAKE) --no-print-directory all
 	./$(CLI) pipeline --workdir demo-out $(DEMO_FLAGS)
+
+# The scaled-down grid of the dissertation's experiments (experiments/fmnist.plan), report
+# in experiment-out/fmnist/grid.md; EXPERIMENT_FLAGS adds flags (--dataset, --limit).
+experiment: deps
+	@$(MAKE) --no-print-directory all
+	./$(CLI) experiment experiments/fmnist.plan --workdir experiment-out $(EXPERIMENT_FLAGS)
 
 # libFuzzer harnesses (Debian's clang): each runs FUZZ_SECONDS on a copy of its
 # seed corpus; crashes are written to build-fuzz/.

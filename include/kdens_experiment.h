@@ -200,6 +200,54 @@ KDENS_API kdens_status kdens_distill_job_run(const kdens_distill_job *job,
                                              const kdens_dataset *test, int *done);
 
 /* ------------------------------------------------------------------------ */
+/* Experiment grids (kdens experiment, make experiment; docs/experiments.md)   */
+/* ------------------------------------------------------------------------ */
+
+/* A grid of distillation runs: students distilled from n teachers of each
+ * fraction, in each mode, at each alpha and T, each with several seeds. */
+typedef struct kdens_grid kdens_grid;
+
+/* A plan: lines `key = value[, value ...]`, `#` comments.  Axes (lists):
+ * teachers (n, required), fraction (required), mode (output_avg), alpha
+ * (0.5), temperature (1).  Settings: dataset (for the caller to load),
+ * arch or teacher_arch / student_arch (test), seeds (1), seed (1),
+ * teacher_epochs and student_epochs (10), batch (128), lr (0.005),
+ * patience (the architecture's), val_fraction (0.1).  Errors:
+ * KDENS_E_FORMAT (an unknown key, a bad value: line named), KDENS_E_NOMEM;
+ * _load also KDENS_E_IO. */
+KDENS_API kdens_status kdens_grid_parse(const char *plan, kdens_grid **out);
+KDENS_API kdens_status kdens_grid_load(const char *path, kdens_grid **out);
+KDENS_API void kdens_grid_free(kdens_grid *g);
+/* The plan's dataset (a preset, NAME=DIR or a folder, as the kdens tool
+ * takes it), NULL when it names none. */
+KDENS_API const char *kdens_grid_dataset(const kdens_grid *g);
+/* The students the grid holds: the product of the axes' lengths and seeds. */
+KDENS_API size_t kdens_grid_students(const kdens_grid *g);
+/* Run the grid in the workspace WORKDIR for dataset `name` (pool: its
+ * training data; test: its test set):
+ *  1. the split of pool into training and validation (W/<name>/train.csv,
+ *     val.csv; reused when present);
+ *  2. for each fraction, max(n) subset manifests and their teachers, trained
+ *     once and shared by every student that needs them; the baseline (the
+ *     student architecture on the whole training part);
+ *  3. every student (a distillation job per cell, one repetition per seed:
+ *     each seed samples its n teachers afresh);
+ *  4. W/<name>/grid.csv -- one row per student: n_teachers, fraction, mode,
+ *     alpha, temperature, seed, test_accuracy, baseline_accuracy, and
+ *     McNemar's test against the baseline (only_student_right,
+ *     only_baseline_right, p_value) -- W/<name>/grid.md (mean and standard
+ *     error per cell, rows n and fraction, columns modes; the difference
+ *     from the baseline with its 95% interval) and plots of accuracy against
+ *     n, the fraction and alpha (grid_n.png, grid_fraction.png,
+ *     grid_alpha.png).
+ * What is registered is reused; a killed run resumes; several processes may
+ * run one grid at once (each teacher and student is claimed by one), and
+ * the report counts what is still pending.  Errors: KDENS_E_ARG, and those
+ * of the steps. */
+KDENS_API kdens_status kdens_grid_run(const kdens_grid *g, const char *workdir, const char *name,
+                                      const kdens_dataset *pool, const kdens_dataset *test);
+
+/* ------------------------------------------------------------------------ */
 /* The whole experiment (kdens pipeline, make demo; docs/guide.md)             */
 /* ------------------------------------------------------------------------ */
 

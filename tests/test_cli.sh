@@ -46,7 +46,7 @@ sed -n '/^usage: kdens teachers/,/--no-augment    no augmentation/p' docs/cli.md
 "$KDENS" teachers --help >"$tmp/teachers.out"
 check "kdens teachers --help matches docs/cli.md" cmp "$tmp/teachers.doc" "$tmp/teachers.out"
 
-for cmd in ensemble diversity vote distill pipeline; do
+for cmd in ensemble diversity vote distill pipeline experiment; do
     sed -n "/^usage: kdens $cmd /,/^\`\`\`/p" docs/cli.md | sed '$d' >"$tmp/$cmd.doc"
     "$KDENS" $cmd --help >"$tmp/$cmd.out"
     check "kdens $cmd --help matches docs/cli.md" cmp "$tmp/$cmd.doc" "$tmp/$cmd.out"
@@ -205,6 +205,27 @@ expect_exit "an unknown architecture name exits 1, naming the spec file looked f
     --size 4x4 --teachers 2 --epochs 1
 grep -q "archs/nosuch.spec" "$tmp/out" && ok "and names it" || bad "and names it"
 
+# an experiment grid from a plan on the image folder
+cat >"$tmp/plan.txt" <<'PLAN'
+teachers = 1, 2
+fraction = 0.5
+mode = output_avg, mimic_all
+seeds = 2
+teacher_epochs = 1
+student_epochs = 1
+batch = 4
+PLAN
+check "kdens experiment: a plan of 8 students" sh -c \
+    "'$KDENS' experiment '$tmp/plan.txt' --dataset '$tmp/imgs' --size 4x4 --workdir '$tmp/wg' \
+     >/dev/null 2>&1 && test \$(tail -n +2 '$tmp/wg/imgs/grid.csv' | wc -l) -eq 8 &&
+     grep -q '8 of 8 students done' '$tmp/wg/imgs/grid.md'"
+expect_exit "a plan without a dataset exits 2" 2 "$KDENS" experiment "$tmp/plan.txt" \
+    --workdir "$tmp/wg"
+echo "colour = red" >>"$tmp/plan.txt"
+expect_exit "a bad plan exits 1, naming the line" 1 "$KDENS" experiment "$tmp/plan.txt" \
+    --dataset "$tmp/imgs" --workdir "$tmp/wg"
+grep -q "plan line 8: unknown key 'colour'" "$tmp/out" && ok "and names it" || bad "and names it"
+
 cat >"$tmp/tn.csv" <<'CSV'
 sample,member,p0,p1,p2
 s1,a,0.6,0.3,0.1
@@ -243,7 +264,7 @@ check "results.csv: every student paired with the baseline (counts and a p-value
      grep -q '^baseline,all_trainset,.*,,,\$' '$pp/results.csv'"
 check "the headline states McNemar's p and a verdict; T chosen on validation" sh -c \
     "grep -q \"McNemar's exact p = \" '$pp/report.md' &&
-     grep -Eq 'the claim \\*\\*(holds|not significant|fails)\\*\\*' '$pp/report.md' &&
+     grep -Eq 'verdict \\*\\*(holds|not significant|fails)\\*\\*' '$pp/report.md' &&
      grep -q 'chosen on the validation part' '$pp/report.md'"
 check "results.csv: a baseline, 3 teachers, every fusion rule, a student per mode" sh -c \
     "test \$(grep -c '^baseline,all_trainset,' '$pp/results.csv') -eq 1 &&

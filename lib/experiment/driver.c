@@ -134,26 +134,14 @@ static void teacher_list(const kdens_ensemble *ens, kd_buf *b)
         kd_buf_printf(b, "%s%s", i ? ";" : "", kdens_ensemble_member_name(ens, i));
 }
 
-/* WORKDIR/<dataset>/<part>, made when missing. */
-static kdens_status make_dir(const kdens_distill_job *j, const char *part)
-{
-    char *dir = kd_path_join(j->workdir, j->dataset, part, NULL);
-    kdens_status st = !dir                  ? KDENS_E_NOMEM
-                      : kd_mkdirs(dir) != 0 ? kd_fail(KDENS_E_IO, "%s: cannot create: %s", dir,
-                                                      strerror(errno))
-                                            : KDENS_OK;
-    free(dir);
-    return st;
-}
-
 /* The files of one repetition's student, allocated (run_files_free). */
 typedef struct run_files {
-    char *name, *model, *ckpt, *log, *csv, *teachers_csv;
+    char *name, *model, *ckpt, *claim, *log, *csv, *teachers_csv;
 } run_files;
 
 static void run_files_free(run_files *f)
 {
-    char *all[] = {f->name, f->model, f->ckpt, f->log, f->csv, f->teachers_csv};
+    char *all[] = {f->name, f->model, f->ckpt, f->claim, f->log, f->csv, f->teachers_csv};
     for (size_t i = 0; i < KD_ARRAY_LEN(all); i++)
         free(all[i]);
     memset(f, 0, sizeof *f);
@@ -165,11 +153,12 @@ static kdens_status run_files_make(const kdens_distill_job *j, int rep, run_file
     if ((f->name = kd_student_name(j, rep))) {
         f->model = kd_path_fmt(j->workdir, "%s/students/%s.kdm", j->dataset, f->name);
         f->ckpt = kd_path_fmt(j->workdir, "%s/students/%s.kdm.ckpt", j->dataset, f->name);
+        f->claim = kd_path_fmt(j->workdir, "%s/students/%s.kdm.claim", j->dataset, f->name);
         f->log = kd_path_fmt(j->workdir, "%s/logs/%s.csv", j->dataset, f->name);
         f->csv = kd_path_join(j->workdir, "students.csv", NULL);
         f->teachers_csv = kd_path_join(j->workdir, "teachers.csv", NULL);
     }
-    if (f->name && f->model && f->ckpt && f->log && f->csv && f->teachers_csv)
+    if (f->name && f->model && f->ckpt && f->claim && f->log && f->csv && f->teachers_csv)
         return KDENS_OK;
     run_files_free(f);
     return KDENS_E_NOMEM;
@@ -183,9 +172,9 @@ static kdens_status distil(const kdens_distill_job *j, int rep, const run_files 
     uint64_t seed = j->seed + (uint64_t)rep;
     char uuid[64];
     run_uuid(f->name, uuid, sizeof uuid);
-    kdens_status st = make_dir(j, "students");
+    kdens_status st = kd_workspace_mkdir(j->workdir, j->dataset, "students");
     if (st == KDENS_OK)
-        st = make_dir(j, "logs");
+        st = kd_workspace_mkdir(j->workdir, j->dataset, "logs");
     kdens_ensemble *ens = NULL;
     kdens_model *tmpl = NULL, *student = NULL;
     kdens_distiller *d = NULL;
@@ -264,15 +253,16 @@ static kdens_status one_run(const kdens_distill_job *j, int rep, const kdens_dat
     kdens_status st = run_files_make(j, rep, &f);
     if (st != KDENS_OK)
         return st;
-    if (kd_registry_has(f.csv, f.model)) {
-        run_files_free(&f);
-        return KDENS_OK;
+    /* skip a registered student; claim another (fd < 0: another process is on it) */
+    int fd = kd_registry_has(f.csv, f.model) ? -1 : kd_claim(f.claim);
+    if (fd >= 0 && !kd_registry_has(f.csv, f.model)) { /* it may have finished meanwhile */
+        st = distil(j, rep, &f, train, val, test);
+        if (st == KDENS_OK) {
+            unlink(f.ckpt); /* finished: the checkpoint has served */
+            *trained = true;
+        }
     }
-    st = distil(j, rep, &f, train, val, test);
-    if (st == KDENS_OK) {
-        unlink(f.ckpt); /* finished: the checkpoint has served */
-        *trained = true;
-    }
+    kd_claim_release(fd, f.claim);
     run_files_free(&f);
     return st;
 }

@@ -78,6 +78,26 @@ struct kdens_pipeline {
 kdens_status kd_workspace_model(const char *workdir, const char *dataset, const char *arch, int h,
                                 int w, int c, int classes, uint64_t seed, kdens_model **out);
 
+/* WORKDIR/<dataset>/<part>, made when missing (KDENS_E_IO naming it). */
+kdens_status kd_workspace_mkdir(const char *workdir, const char *dataset, const char *part);
+/* Claim a piece of work shared by processes: an exclusive flock on its claim
+ * file, held while the work runs (a process that dies drops it, so another
+ * takes the work over).  The fd, or -1 when another live process holds it. */
+int kd_claim(const char *path);
+/* Release a claim (fd < 0: none) and remove its file. */
+void kd_claim_release(int fd, const char *path);
+/* The split of pool into training and validation parts, from the manifests
+ * dir/train.csv and dir/val.csv when they exist, else drawn (stratified,
+ * seeded) and written there. */
+kdens_status kd_workspace_split(const char *dir, const kdens_dataset *pool, double val_fraction,
+                                uint64_t seed, kdens_dataset **train, kdens_dataset **val);
+/* n subset manifests of `fraction` of train in dir/subsets/, subset k drawn
+ * from seed * 1000 + k (deterministic names: rewriting one is harmless). */
+kdens_status kd_workspace_subsets(const char *dir, const kdens_dataset *train, double fraction,
+                                  int n, uint64_t seed);
+/* The class the model decides for every image of ds (allocated). */
+kdens_status kd_decide_all(kdens_model *m, const kdens_dataset *ds, int32_t **out);
+
 /* A handle that owns copies of its names: one zeroed allocation of `size`
  * bytes followed by the n strings in[], which *names[i] point to afterwards;
  * one free() releases it.  in[0] is the workspace; the other names may not

@@ -123,53 +123,6 @@ static double now(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Step 1: the split, from the workspace's manifests when they exist. */
-static kdens_status split(const char *dir, const kdens_pipeline *c,
-                          const kdens_dataset *pool, kdens_dataset **train, kdens_dataset **val)
-{
-    char *tr = kd_path_join(dir, "train.csv", NULL), *va = kd_path_join(dir, "val.csv", NULL);
-    kdens_status st;
-    if (!tr || !va) {
-        st = KDENS_E_NOMEM;
-    } else if (access(tr, F_OK) == 0 && access(va, F_OK) == 0) {
-        st = kdens_dataset_select(pool, tr, train);
-        if (st == KDENS_OK && (st = kdens_dataset_select(pool, va, val)) != KDENS_OK)
-            kdens_dataset_free(*train);
-    } else {
-        st = kdens_dataset_split(pool, c->val_fraction, c->seed, train, val);
-        if (st == KDENS_OK)
-            st = kdens_dataset_write_manifest(*train, tr);
-        if (st == KDENS_OK)
-            st = kdens_dataset_write_manifest(*val, va);
-    }
-    free(tr);
-    free(va);
-    return st;
-}
-
-/* Step 2: N subsets (deterministic names: rewriting one is harmless). */
-static kdens_status subsets(const char *dir, const kdens_pipeline *c,
-                            const kdens_dataset *train)
-{
-    char *sub = kd_path_join(dir, "subsets", NULL);
-    if (!sub)
-        return KDENS_E_NOMEM;
-    /* room for the manifest's name after sub (kdens_dataset_write_subset
-     * says KDENS_E_ARG, never truncates, should it not fit) */
-    size_t size = strlen(sub) + 256;
-    char *path = malloc(size);
-    kdens_status st = !path                  ? kd_fail(KDENS_E_NOMEM, "out of memory")
-                      : kd_mkdirs(sub) != 0 ? kd_fail(KDENS_E_IO, "%s: cannot create: %s", sub,
-                                                      strerror(errno))
-                                            : KDENS_OK;
-    for (int k = 0; k < c->teachers && st == KDENS_OK; k++)
-        st = kdens_dataset_write_subset(train, sub, c->fraction, 0, c->seed * 1000 + (uint64_t)k,
-                                        path, size, NULL);
-    free(path);
-    free(sub);
-    return st;
-}
-
 /* The teachers' epochs, batch, learning rate, patience and seed. */
 static kdens_status training_settings(kdens_teachers *tc, const kdens_pipeline *c, int epochs)
 {
@@ -218,42 +171,6 @@ typedef struct test_images {
     size_t n;
 } test_images;
 
-/* The class the model decides for every image of ds (n entries, allocated). */
-static kdens_status decide_all(kdens_model *m, const kdens_dataset *ds, int32_t **out)
-{
-    enum { BATCH = 256 };
-    size_t n = kdens_dataset_count(ds);
-    int h, w, ch, k = kdens_model_num_classes(m);
-    kdens_dataset_shape(ds, &h, &w, &ch);
-    size_t per = (size_t)h * w * ch;
-    int32_t *d = malloc(sizeof *d * (n ? n : 1));
-    uint8_t *px = malloc(per * BATCH);
-    float *probs = malloc(sizeof(float) * BATCH * (size_t)k);
-    kdens_status st = d && px && probs ? KDENS_OK : kd_fail(KDENS_E_NOMEM, "out of memory");
-    for (size_t first = 0; first < n && st == KDENS_OK; first += BATCH) {
-        size_t nb = n - first < BATCH ? n - first : BATCH;
-        for (size_t i = 0; i < nb && st == KDENS_OK; i++)
-            st = kdens_dataset_read(ds, first + i, px + i * per);
-        if (st == KDENS_OK)
-            st = kdens_model_predict_u8(m, px, nb, probs);
-        for (size_t i = 0; i < nb && st == KDENS_OK; i++) {
-            const float *p = probs + i * k;
-            int best = 0;
-            for (int c = 1; c < k; c++)
-                best = p[c] > p[best] ? c : best;
-            d[first + i] = best;
-        }
-    }
-    free(px);
-    free(probs);
-    if (st != KDENS_OK) {
-        free(d);
-        return st;
-    }
-    *out = d;
-    return KDENS_OK;
-}
-
 /* Test loss, accuracy and decisions, parameters and milliseconds per image
  * of a model. */
 static kdens_status measure(kdens_model *m, const kdens_dataset *test, const test_images *ti,
@@ -262,7 +179,7 @@ static kdens_status measure(kdens_model *m, const kdens_dataset *test, const tes
     kdens_status st = kdens_model_evaluate(m, test, 256, &row->loss, &row->accuracy, NULL, NULL,
                                            NULL);
     if (st == KDENS_OK)
-        st = decide_all(m, test, &row->decisions);
+        st = kd_decide_all(m, test, &row->decisions);
     row->params = kdens_model_param_count(m);
     float *probs = malloc(sizeof(float) * ti->n * (size_t)kdens_model_num_classes(m) + 1);
     if (st == KDENS_OK && !probs)
@@ -579,13 +496,13 @@ kdens_status kdens_pipeline_run(const kdens_pipeline *cfg, const kdens_dataset *
     kdens_dataset *train = NULL, *val = NULL;
     test_images ti = {NULL, 0};
     kd_log(KDENS_LOG_INFO, "1/6 split");
-    st = split(dir, cfg, pool, &train, &val);
+    st = kd_workspace_split(dir, pool, cfg->val_fraction, cfg->seed, &train, &val);
     if (st == KDENS_OK) {
         r.n_train = kdens_dataset_count(train);
         r.n_val = kdens_dataset_count(val);
         r.n_test = kdens_dataset_count(test);
         kd_log(KDENS_LOG_INFO, "2/6 %d subsets at fraction %g", cfg->teachers, cfg->fraction);
-        st = subsets(dir, cfg, train);
+        st = kd_workspace_subsets(dir, train, cfg->fraction, cfg->teachers, cfg->seed);
     }
     if (st == KDENS_OK) {
         kd_log(KDENS_LOG_INFO, "3/6 teachers and the baseline");

@@ -301,7 +301,7 @@ static void claim(kd_buf *b, bool html, const char *what, const kd_result *x,
     double diff = x->accuracy - y->accuracy;
     kd_buf_printf(b, "%s%s: **%.2f%%** against %s %.2f%% (%+.2f points; %llu test images "
                      "only it gets right, %llu only the other; McNemar's exact p = %.3g): "
-                     "the claim **%s**.%s",
+                     "verdict **%s**.%s",
                   li, what, 100 * x->accuracy, against, 100 * y->accuracy, 100 * diff,
                   (unsigned long long)wins, (unsigned long long)losses, p, verdict(diff, p),
                   end);
@@ -325,9 +325,9 @@ static void headline(const kd_report *r, const summary *s, kd_buf *b, bool html)
               s->best_teacher, wins, losses, p);
     }
     const char *p = html ? "<p>" : "", *end = html ? "</p>\n" : "\n";
-    kd_buf_printf(b, "%s%sA claim holds when the difference is positive and McNemar's test on "
-                     "the %zu test images gives p < 0.05, fails when it is negative with p < "
-                     "0.05, and is not significant otherwise. The best student is picked by "
+    kd_buf_printf(b, "%s%sA claim (the first is better) holds when the difference is positive "
+                     "and McNemar's test on the %zu test images gives p < 0.05, fails when it "
+                     "is negative with p < 0.05, and is not significant otherwise. The best student is picked by "
                      "test accuracy among %s, which favours it a little.%s",
                   html ? "" : "\n", p, r->n_test,
                   "the students of this run", end);

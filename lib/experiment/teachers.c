@@ -245,20 +245,6 @@ static kdens_status train_one(kdens_teachers *tc, const kdens_dataset *data, dou
     return st;
 }
 
-/* Claim a subset: an exclusive flock on its claim file, held while training.
- * Returns the fd, or -1 when another live process holds it. */
-static int claim(const char *path)
-{
-    int fd = open(path, O_RDWR | O_CREAT, 0644);
-    if (fd < 0)
-        return -1;
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -269,14 +255,8 @@ static kdens_status make_dirs(const kdens_teachers *tc)
 {
     static const char *const parts[3] = {"teachers", "logs", "students"};
     kdens_status st = KDENS_OK;
-    for (int i = 0; i < 3 && st == KDENS_OK; i++) {
-        char *dir = kd_path_join(tc->workdir, tc->name, parts[i], NULL);
-        if (!dir)
-            st = KDENS_E_NOMEM;
-        else if (kd_mkdirs(dir) != 0)
-            st = kd_fail(KDENS_E_IO, "%s: cannot create: %s", dir, strerror(errno));
-        free(dir);
-    }
+    for (int i = 0; i < 3 && st == KDENS_OK; i++)
+        st = kd_workspace_mkdir(tc->workdir, tc->name, parts[i]);
     return st;
 }
 
@@ -290,15 +270,12 @@ static kdens_status run_subset(kdens_teachers *tc, const kdens_dataset *data, do
     char *csv = kd_path_join(tc->workdir, "teachers.csv", NULL);
     kdens_status st = model && claim_path && csv ? KDENS_OK : KDENS_E_NOMEM;
     /* skip a registered teacher; claim another (fd < 0: another process is on it) */
-    int fd = st == KDENS_OK && !kd_registry_has(csv, model) ? claim(claim_path) : -1;
-    if (fd >= 0) {
-        if (!kd_registry_has(csv, model)) { /* it may have finished while we waited */
-            st = train_one(tc, data, fraction, uuid);
-            *trained = st == KDENS_OK;
-        }
-        unlink(claim_path);
-        close(fd);
+    int fd = st == KDENS_OK && !kd_registry_has(csv, model) ? kd_claim(claim_path) : -1;
+    if (fd >= 0 && !kd_registry_has(csv, model)) { /* it may have finished meanwhile */
+        st = train_one(tc, data, fraction, uuid);
+        *trained = st == KDENS_OK;
     }
+    kd_claim_release(fd, claim_path);
     free(model);
     free(claim_path);
     free(csv);

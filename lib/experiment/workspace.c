@@ -1,12 +1,17 @@
-/* Architectures of a workspace: a network described by a text spec
+/* Workspaces: their architectures, and the steps the pipeline and the grid
+ * share (folders, claims, the split, subset manifests, test decisions).
+ *
+ * Architectures of a workspace: a network described by a text spec
  * (docs/spec.md) is stored as WORKDIR/<dataset>/archs/<name>.spec, so that
  * registries name it like a built-in architecture and the workspace can be
  * re-read, resumed and extended later without the original file. */
 #include "experiment.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 static char *spec_path(const char *workdir, const char *dataset, const char *name)
@@ -76,4 +81,117 @@ kdens_status kd_workspace_model(const char *workdir, const char *dataset, const 
         st = kdens_model_from_spec_file(path, h, w, c, classes, seed, out);
     free(path);
     return st;
+}
+
+/* ---- shared steps of the pipeline and the grid ------------------------------------ */
+
+kdens_status kd_workspace_mkdir(const char *workdir, const char *dataset, const char *part)
+{
+    char *dir = kd_path_join(workdir, dataset, part, NULL);
+    kdens_status st = !dir                  ? KDENS_E_NOMEM
+                      : kd_mkdirs(dir) != 0 ? kd_fail(KDENS_E_IO, "%s: cannot create: %s", dir,
+                                                      strerror(errno))
+                                            : KDENS_OK;
+    free(dir);
+    return st;
+}
+
+int kd_claim(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CREAT, 0644);
+    if (fd < 0)
+        return -1;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+void kd_claim_release(int fd, const char *path)
+{
+    if (fd < 0)
+        return;
+    unlink(path);
+    close(fd);
+}
+
+kdens_status kd_workspace_split(const char *dir, const kdens_dataset *pool, double val_fraction,
+                                uint64_t seed, kdens_dataset **train, kdens_dataset **val)
+{
+    char *tr = kd_path_join(dir, "train.csv", NULL), *va = kd_path_join(dir, "val.csv", NULL);
+    kdens_status st;
+    if (!tr || !va) {
+        st = KDENS_E_NOMEM;
+    } else if (access(tr, F_OK) == 0 && access(va, F_OK) == 0) {
+        st = kdens_dataset_select(pool, tr, train);
+        if (st == KDENS_OK && (st = kdens_dataset_select(pool, va, val)) != KDENS_OK)
+            kdens_dataset_free(*train);
+    } else {
+        st = kdens_dataset_split(pool, val_fraction, seed, train, val);
+        if (st == KDENS_OK)
+            st = kdens_dataset_write_manifest(*train, tr);
+        if (st == KDENS_OK)
+            st = kdens_dataset_write_manifest(*val, va);
+    }
+    free(tr);
+    free(va);
+    return st;
+}
+
+kdens_status kd_workspace_subsets(const char *dir, const kdens_dataset *train, double fraction,
+                                  int n, uint64_t seed)
+{
+    char *sub = kd_path_join(dir, "subsets", NULL);
+    if (!sub)
+        return KDENS_E_NOMEM;
+    /* room for the manifest's name after sub (kdens_dataset_write_subset
+     * says KDENS_E_ARG, never truncates, should it not fit) */
+    size_t size = strlen(sub) + 256;
+    char *path = malloc(size);
+    kdens_status st = !path                  ? kd_fail(KDENS_E_NOMEM, "out of memory")
+                      : kd_mkdirs(sub) != 0 ? kd_fail(KDENS_E_IO, "%s: cannot create: %s", sub,
+                                                      strerror(errno))
+                                            : KDENS_OK;
+    for (int k = 0; k < n && st == KDENS_OK; k++)
+        st = kdens_dataset_write_subset(train, sub, fraction, 0, seed * 1000 + (uint64_t)k, path,
+                                        size, NULL);
+    free(path);
+    free(sub);
+    return st;
+}
+
+kdens_status kd_decide_all(kdens_model *m, const kdens_dataset *ds, int32_t **out)
+{
+    enum { BATCH = 256 };
+    size_t n = kdens_dataset_count(ds);
+    int h, w, ch, k = kdens_model_num_classes(m);
+    kdens_dataset_shape(ds, &h, &w, &ch);
+    size_t per = (size_t)h * w * ch;
+    int32_t *d = malloc(sizeof *d * (n ? n : 1));
+    uint8_t *px = malloc(per * BATCH);
+    float *probs = malloc(sizeof(float) * BATCH * (size_t)k);
+    kdens_status st = d && px && probs ? KDENS_OK : kd_fail(KDENS_E_NOMEM, "out of memory");
+    for (size_t first = 0; first < n && st == KDENS_OK; first += BATCH) {
+        size_t nb = n - first < BATCH ? n - first : BATCH;
+        for (size_t i = 0; i < nb && st == KDENS_OK; i++)
+            st = kdens_dataset_read(ds, first + i, px + i * per);
+        if (st == KDENS_OK)
+            st = kdens_model_predict_u8(m, px, nb, probs);
+        for (size_t i = 0; i < nb && st == KDENS_OK; i++) {
+            const float *p = probs + i * k;
+            int best = 0;
+            for (int c = 1; c < k; c++)
+                best = p[c] > p[best] ? c : best;
+            d[first + i] = best;
+        }
+    }
+    free(px);
+    free(probs);
+    if (st != KDENS_OK) {
+        free(d);
+        return st;
+    }
+    *out = d;
+    return KDENS_OK;
 }

@@ -63,6 +63,8 @@ static const cli_command commands[] = {
      usage_distill},
     {"pipeline", NULL, "the whole experiment with a report (make demo)", cmd_pipeline,
      usage_pipeline},
+    {"experiment", "PLAN", "a grid of distillation runs with tables (make experiment)",
+     cmd_experiment, usage_experiment},
     {"version", NULL, "print the library version and the kernel path in use", cmd_version,
      usage_version},
     {"cpu", NULL, "the kernel paths: in use, and supported by this processor", cmd_cpu,
