@@ -254,8 +254,13 @@ static kdens_status one_run(const kdens_distill_job *j, int rep, const kdens_dat
     if (st != KDENS_OK)
         return st;
     /* skip a registered student; claim another (fd < 0: another process is on it) */
-    int fd = kd_registry_has(f.csv, f.model) ? -1 : kd_claim(f.claim);
-    if (fd >= 0 && !kd_registry_has(f.csv, f.model)) { /* it may have finished meanwhile */
+    int fd = -1;
+    if (!kd_registry_has(f.csv, f.model)) {
+        st = kd_workspace_mkdir(j->workdir, j->dataset, "students");
+        if (st == KDENS_OK)
+            st = kd_claim(f.claim, &fd);
+    }
+    if (st == KDENS_OK && fd >= 0 && !kd_registry_has(f.csv, f.model)) { /* done meanwhile? */
         st = distil(j, rep, &f, train, val, test);
         if (st == KDENS_OK) {
             unlink(f.ckpt); /* finished: the checkpoint has served */

@@ -82,8 +82,9 @@ kdens_status kd_workspace_model(const char *workdir, const char *dataset, const 
 kdens_status kd_workspace_mkdir(const char *workdir, const char *dataset, const char *part);
 /* Claim a piece of work shared by processes: an exclusive flock on its claim
  * file, held while the work runs (a process that dies drops it, so another
- * takes the work over).  The fd, or -1 when another live process holds it. */
-int kd_claim(const char *path);
+ * takes the work over).  *fd receives the claim, or -1 when another live
+ * process holds it.  KDENS_E_IO when the file cannot be made or locked. */
+kdens_status kd_claim(const char *path, int *fd);
 /* Release a claim (fd < 0: none) and remove its file. */
 void kd_claim_release(int fd, const char *path);
 /* The split of pool into training and validation parts, from the manifests

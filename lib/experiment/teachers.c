@@ -270,8 +270,10 @@ static kdens_status run_subset(kdens_teachers *tc, const kdens_dataset *data, do
     char *csv = kd_path_join(tc->workdir, "teachers.csv", NULL);
     kdens_status st = model && claim_path && csv ? KDENS_OK : KDENS_E_NOMEM;
     /* skip a registered teacher; claim another (fd < 0: another process is on it) */
-    int fd = st == KDENS_OK && !kd_registry_has(csv, model) ? kd_claim(claim_path) : -1;
-    if (fd >= 0 && !kd_registry_has(csv, model)) { /* it may have finished meanwhile */
+    int fd = -1;
+    if (st == KDENS_OK && !kd_registry_has(csv, model))
+        st = kd_claim(claim_path, &fd);
+    if (st == KDENS_OK && fd >= 0 && !kd_registry_has(csv, model)) { /* done meanwhile? */
         st = train_one(tc, data, fraction, uuid);
         *trained = st == KDENS_OK;
     }

@@ -96,16 +96,19 @@ kdens_status kd_workspace_mkdir(const char *workdir, const char *dataset, const 
     return st;
 }
 
-int kd_claim(const char *path)
+kdens_status kd_claim(const char *path, int *fd)
 {
-    int fd = open(path, O_RDWR | O_CREAT, 0644);
-    if (fd < 0)
-        return -1;
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        close(fd);
-        return -1;
+    *fd = open(path, O_RDWR | O_CREAT, 0644);
+    if (*fd < 0)
+        return kd_fail(KDENS_E_IO, "%s: cannot create the claim: %s", path, strerror(errno));
+    if (flock(*fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(*fd);
+        *fd = -1;
+        if (e != EWOULDBLOCK)
+            return kd_fail(KDENS_E_IO, "%s: cannot lock the claim: %s", path, strerror(e));
     }
-    return fd;
+    return KDENS_OK;
 }
 
 void kd_claim_release(int fd, const char *path)
