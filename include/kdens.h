@@ -866,7 +866,9 @@ typedef enum kdens_distill_mode {
     KDENS_DISTILL_MIMIC_ALL,      /* one head per teacher on a shared body */
     KDENS_DISTILL_SUPERNET,       /* a trained aggregator over the teachers' logits */
     KDENS_DISTILL_SUPERNET2,      /* the same over their penultimate features */
-    KDENS_DISTILL_FUSION          /* scores of a fusion rule, as a distribution */
+    KDENS_DISTILL_FUSION,         /* scores of a fusion rule, as a distribution */
+    KDENS_DISTILL_MIMIC_ALL_PROBS /* mimic_all whose heads' probabilities are averaged
+                                     (the dissertation's code) instead of their logits */
 } kdens_distill_mode;
 
 /* The number of distillation modes this library knows: the modes are 0 ..

@@ -120,7 +120,8 @@ static double direct_loss(kdens_distill_mode mode, kdens_distiller *d, const flo
     for (int j = 0; j < T; j++)
         ASSERT_OK(kdens_model_predict_logits(kdens_ensemble_member(ens, j), x, n, zt + j * n * K));
     ASSERT_OK(kdens_model_predict_logits(d->student, x, n, zs));
-    if (mode == KDENS_DISTILL_MIMIC_ALL)
+    bool heads = mode == KDENS_DISTILL_MIMIC_ALL || mode == KDENS_DISTILL_MIMIC_ALL_PROBS;
+    if (heads)
         for (int j = 0; j < T; j++)
             ASSERT_OK(kd_model_infer_node(d->student, x, n, kd_loss_of(d->student)->head_nodes[j],
                                           zh + j * n * K));
@@ -129,6 +130,15 @@ static double direct_loss(kdens_distill_mode mode, kdens_distiller *d, const flo
         double ps1[K], pst[K], q[T][K], qm[K] = {0};
         softmax_d(zs + r * K, 1, ps1);
         softmax_d(zs + r * K, t, pst);
+        if (mode == KDENS_DISTILL_MIMIC_ALL_PROBS) { /* the mean of the heads' softmax */
+            double ph[K];
+            memset(ps1, 0, sizeof ps1);
+            for (int j = 0; j < T; j++) {
+                softmax_d(zh + (j * n + r) * K, 1, ph);
+                for (int i = 0; i < K; i++)
+                    ps1[i] += ph[i] / T;
+            }
+        }
         for (int j = 0; j < T; j++) {
             softmax_d(zt + (j * n + r) * K, t, q[j]);
             for (int i = 0; i < K; i++)
@@ -140,7 +150,7 @@ static double direct_loss(kdens_distill_mode mode, kdens_distiller *d, const flo
         } else if (mode == KDENS_DISTILL_LOSS_AVG) {
             for (int j = 0; j < T; j++)
                 soft += kl_d(q[j], pst) / T;
-        } else { /* mimic_all: head j against teacher j */
+        } else { /* mimic_all (either average): head j against teacher j */
             for (int j = 0; j < T; j++) {
                 double ph[K];
                 softmax_d(zh + (j * n + r) * K, t, ph);
@@ -201,14 +211,14 @@ static void test_loss_modes(void **state)
     (void)state;
     kdens_ensemble *ens = teachers();
     kdens_model *tmpl = smooth_template();
-    const kdens_distill_mode modes[3] = {KDENS_DISTILL_OUTPUT_AVG, KDENS_DISTILL_LOSS_AVG,
-                                         KDENS_DISTILL_MIMIC_ALL};
+    const kdens_distill_mode modes[4] = {KDENS_DISTILL_OUTPUT_AVG, KDENS_DISTILL_LOSS_AVG,
+                                         KDENS_DISTILL_MIMIC_ALL, KDENS_DISTILL_MIMIC_ALL_PROBS};
     const size_t n = 8;
     float *x = images(n);
     int32_t y[8];
     for (size_t i = 0; i < n; i++)
         y[i] = (int32_t)(i % K);
-    for (int mi = 0; mi < 3; mi++) {
+    for (int mi = 0; mi < 4; mi++) {
         kdens_distiller *d;
         ASSERT_OK(kdens_distiller_create(ens, tmpl, modes[mi], train_set, NULL, &d));
         ASSERT_OK(kdens_distiller_set_cache(d, 0, NULL));
@@ -327,6 +337,39 @@ static void test_export(void **state)
     ASSERT_OK(kdens_model_predict(back, x, N, a));
     assert_memory_equal(a, b, sizeof(float) * N * K);
     kdens_model_free(back);
+    kdens_model_free(flat);
+    /* mimic_all_probs: a mean of softmaxes does not fold into one layer; the
+     * export keeps the heads, predicts as the student, and is the mean of the
+     * heads' probabilities computed here */
+    kdens_distiller_free(d);
+    ASSERT_OK(kdens_distiller_create(ens, tmpl, KDENS_DISTILL_MIMIC_ALL_PROBS, train_set, NULL,
+                                     &d));
+    s = kdens_distiller_student(d);
+    for (size_t i = 0; i < s->n_trainable; i++)
+        s->weights[i] += 0.3f * tu_randn(&seed);
+    ASSERT_OK(kdens_distiller_export(d, &flat));
+    assert_int_equal(kdens_model_param_count(flat), kdens_model_param_count(s));
+    ASSERT_OK(kdens_model_predict(s, x, N, a));
+    ASSERT_OK(kdens_model_predict(flat, x, N, b));
+    assert_memory_equal(a, b, sizeof(float) * N * K);
+    float *zh = malloc(sizeof(float) * N * K);
+    double *mean = calloc(N * K, sizeof(double));
+    for (int j = 0; j < T; j++) {
+        ASSERT_OK(kd_model_infer_node(s, x, N, kd_loss_of(s)->head_nodes[j], zh));
+        for (size_t r = 0; r < N; r++) {
+            double ph[K];
+            softmax_d(zh + r * K, 1, ph);
+            for (int i = 0; i < K; i++)
+                mean[r * K + i] += ph[i] / T;
+        }
+    }
+    worst = 0;
+    for (size_t i = 0; i < N * K; i++)
+        worst = fmax(worst, fabs(b[i] - mean[i]));
+    if (worst > 1e-5)
+        fail_msg("mimic_all_probs predicts %g away from the mean of its heads' softmax", worst);
+    free(zh);
+    free(mean);
     kdens_model_free(flat);
     /* other modes export a plain copy */
     kdens_distiller_free(d);

@@ -227,6 +227,9 @@ static void test_activations(void **state)
         gc_case gc = {spec, NULL, 3, 4, 2, 3, 3, true, 0, 0, false};
         gradcheck(&gc);
     }
+    /* log, on positive inputs (probabilities, as in mimic_all_probs students) */
+    gc_case gc = {PRE "sigmoid\nlog" HEAD, NULL, 3, 4, 2, 3, 3, true, 0, 0, false};
+    gradcheck(&gc);
 }
 
 static void test_pooling_and_shape_layers(void **state)

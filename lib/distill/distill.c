@@ -38,7 +38,7 @@ kdens_status kdens_distill_mode_from_name(const char *name, kdens_distill_mode *
 
 /* The template's spec with its final dense layer (and the softmax reading
  * it) replaced by `heads` dense heads whose logits are averaged. */
-static kdens_status mimic_spec(const kdens_model *t, int heads, kd_buf *out)
+static kdens_status mimic_spec(const kdens_model *t, int heads, bool average_probs, kd_buf *out)
 {
     const kd_node *logits = &t->nodes[t->logits_node];
     if (logits->type != KD_L_DENSE)
@@ -67,18 +67,26 @@ static kdens_status mimic_spec(const kdens_model *t, int heads, kd_buf *out)
     }
     free(text);
     const char *body = t->nodes[logits->in[0]].name;
-    for (int h = 0; h < heads; h++)
+    /* what is averaged: the heads' logits, or (average_probs) their softmax */
+    const char *avg = average_probs ? "_p" : "";
+    for (int h = 0; h < heads; h++) {
         kd_buf_printf(out, "dense name=head_%d in=%s units=%d bias=1\n", h, body, t->classes);
+        if (average_probs)
+            kd_buf_printf(out, "softmax name=head_%d_p in=head_%d\n", h, h);
+    }
     if (heads > 1) {
         kd_buf_printf(out, "add name=heads_sum in=");
         for (int h = 0; h < heads; h++)
-            kd_buf_printf(out, "%shead_%d", h ? "," : "", h);
+            kd_buf_printf(out, "%shead_%d%s", h ? "," : "", h, avg);
         kd_buf_printf(out, "\nrescale name=heads_mean in=heads_sum scale=%.9g offset=0\n",
                       1.0 / heads);
     } else {
-        kd_buf_printf(out, "rescale name=heads_mean in=head_0 scale=1 offset=0\n");
+        kd_buf_printf(out, "rescale name=heads_mean in=head_0%s scale=1 offset=0\n", avg);
     }
-    kd_buf_printf(out, "softmax name=probs in=heads_mean\n");
+    if (average_probs) /* logits again, log(mean p): their softmax is the mean */
+        kd_buf_printf(out, "log name=heads_log in=heads_mean\nsoftmax name=probs in=heads_log\n");
+    else
+        kd_buf_printf(out, "softmax name=probs in=heads_mean\n");
     return out->failed ? kd_fail(KDENS_E_NOMEM, "out of memory") : KDENS_OK;
 }
 
@@ -153,7 +161,7 @@ kdens_status kdens_distiller_create(kdens_ensemble *teachers, const kdens_model 
         st = kd_fail(KDENS_E_NOMEM, "out of memory");
     if (st == KDENS_OK && ops->heads) {
         kd_buf spec = {0};
-        st = mimic_spec(student, n, &spec);
+        st = mimic_spec(student, n, ops->average_probs, &spec);
         if (st == KDENS_OK)
             st = rebuild(spec.data, student, student->seed, &d->student);
         kd_buf_free(&spec);
@@ -246,9 +254,19 @@ kdens_status kdens_distiller_export(kdens_distiller *d, kdens_model **out)
 {
     if (!d || !out)
         return kd_fail(KDENS_E_ARG, "NULL argument");
-    kdens_model *m;
+    const kd_distill_mode_ops *ops = kd_distill_mode_ops_of(d->mode);
+    kdens_model *m = NULL;
+    if (ops->average_probs) { /* a mean of softmaxes does not fold: the student itself */
+        char *spec = spec_of(d->student);
+        kdens_status st = spec ? rebuild(spec, d->student, d->student->seed, &m)
+                               : kd_fail(KDENS_E_NOMEM, "out of memory");
+        free(spec);
+        if (st == KDENS_OK)
+            *out = m;
+        return st;
+    }
     kdens_status st = rebuild(d->template_spec, d->student, d->student->seed, &m);
-    if (st != KDENS_OK || !kd_distill_mode_ops_of(d->mode)->heads) {
+    if (st != KDENS_OK || !ops->heads) {
         if (st == KDENS_OK)
             *out = m;
         return st;

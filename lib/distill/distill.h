@@ -45,12 +45,13 @@ struct kdens_distiller {
  * teachers' logits; supernet2: over their pooled features), and its
  * targets (rows x sets x classes) from the teachers' outputs on a batch. */
 /* The modes kdens.h names: 0 .. KD_DISTILL_MODE_COUNT-1. */
-#define KD_DISTILL_MODE_COUNT ((int)KDENS_DISTILL_FUSION + 1)
+#define KD_DISTILL_MODE_COUNT ((int)KDENS_DISTILL_MIMIC_ALL_PROBS + 1)
 typedef enum kd_aggregator { KD_AGG_NONE, KD_AGG_LOGITS, KD_AGG_FEATURES } kd_aggregator;
 typedef struct kd_distill_mode_ops {
     const char *name;
     bool per_teacher;
     bool heads;
+    bool average_probs; /* heads: their probabilities averaged, not their logits */
     kd_aggregator aggregator;
     kdens_status (*targets)(kdens_distiller *d, const float *raw, size_t rows, float *out);
 } kd_distill_mode_ops;

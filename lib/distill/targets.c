@@ -202,13 +202,18 @@ static kdens_status targets_fusion(kdens_distiller *d, const float *raw, size_t 
 }
 
 static const kd_distill_mode_ops modes[] = {
-    [KDENS_DISTILL_OUTPUT_AVG] = {"output_avg", false, false, KD_AGG_NONE, targets_output_avg},
-    [KDENS_DISTILL_LOSS_AVG] = {"loss_avg", true, false, KD_AGG_NONE, targets_per_teacher},
-    [KDENS_DISTILL_MIMIC_ALL] = {"mimic_all", true, true, KD_AGG_NONE, targets_per_teacher},
-    [KDENS_DISTILL_SUPERNET] = {"supernet", false, false, KD_AGG_LOGITS, targets_aggregator},
-    [KDENS_DISTILL_SUPERNET2] = {"supernet2", false, false, KD_AGG_FEATURES,
+    [KDENS_DISTILL_OUTPUT_AVG] = {"output_avg", false, false, false, KD_AGG_NONE,
+                                  targets_output_avg},
+    [KDENS_DISTILL_LOSS_AVG] = {"loss_avg", true, false, false, KD_AGG_NONE, targets_per_teacher},
+    [KDENS_DISTILL_MIMIC_ALL] = {"mimic_all", true, true, false, KD_AGG_NONE,
+                                 targets_per_teacher},
+    [KDENS_DISTILL_SUPERNET] = {"supernet", false, false, false, KD_AGG_LOGITS,
+                                targets_aggregator},
+    [KDENS_DISTILL_SUPERNET2] = {"supernet2", false, false, false, KD_AGG_FEATURES,
                                  targets_aggregator},
-    [KDENS_DISTILL_FUSION] = {"fusion", false, false, KD_AGG_NONE, targets_fusion},
+    [KDENS_DISTILL_FUSION] = {"fusion", false, false, false, KD_AGG_NONE, targets_fusion},
+    [KDENS_DISTILL_MIMIC_ALL_PROBS] = {"mimic_all_probs", true, true, true, KD_AGG_NONE,
+                                       targets_per_teacher},
 };
 _Static_assert(sizeof modes / sizeof modes[0] == KD_DISTILL_MODE_COUNT,
                "every kdens_distill_mode has its operations");

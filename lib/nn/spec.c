@@ -25,7 +25,7 @@ static const struct {
 } act_words[] = {
     {"relu", KD_ACT_RELU},     {"relu6", KD_ACT_RELU6},           {"sigmoid", KD_ACT_SIGMOID},
     {"hard_sigmoid", KD_ACT_HARD_SIGMOID}, {"swish", KD_ACT_SWISH}, {"hard_swish", KD_ACT_HARD_SWISH},
-    {"tanh", KD_ACT_TANH},     {"softmax", KD_ACT_SOFTMAX},
+    {"tanh", KD_ACT_TANH},     {"softmax", KD_ACT_SOFTMAX},       {"log", KD_ACT_LOG},
 };
 
 const char *kd_act_name(kd_act act)

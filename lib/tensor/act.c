@@ -48,6 +48,10 @@ struct act_job {
     bool assign; /* backward: write dx instead of adding to it */
 };
 
+/* The log activation's floor: a probability that underflowed to 0 gives a
+ * finite (very negative) logit instead of -inf. */
+#define KD_LOG_FLOOR 1e-30f
+
 KD_CLONES static void forward_range(size_t begin, size_t end, void *arg)
 {
     const struct act_job *j = arg;
@@ -81,6 +85,10 @@ KD_CLONES static void forward_range(size_t begin, size_t end, void *arg)
             y[i] = tanhf(x[i]);
         break;
     case KD_ACT_SOFTMAX:
+        break;
+    case KD_ACT_LOG:
+        for (size_t i = begin; i < end; i++)
+            y[i] = logf(fmaxf(x[i], KD_LOG_FLOOR));
         break;
     }
 }
@@ -127,6 +135,10 @@ KD_CLONES static void backward_range(size_t begin, size_t end, void *arg)
             STORE(i, dy[i] * (1.0f - y[i] * y[i]));
         break;
     case KD_ACT_SOFTMAX: /* rows, handled by the caller */
+        break;
+    case KD_ACT_LOG: /* flat below the floor */
+        for (size_t i = begin; i < end; i++)
+            STORE(i, x[i] > KD_LOG_FLOOR ? dy[i] / x[i] : 0.0f);
         break;
     }
 }

@@ -107,7 +107,8 @@ typedef enum kd_act {
     KD_ACT_SWISH,        /* x * sigmoid(x) */
     KD_ACT_HARD_SWISH,   /* x * relu6(x + 3) / 6 */
     KD_ACT_TANH,
-    KD_ACT_SOFTMAX       /* over the channel axis */
+    KD_ACT_SOFTMAX,      /* over the channel axis */
+    KD_ACT_LOG           /* ln(max(x, 1e-30)): probabilities back to logits */
 } kd_act;
 
 void kd_act_forward(kd_act act, size_t rows, int c, const float *x, float *y);
