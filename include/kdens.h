@@ -576,12 +576,20 @@ typedef enum kdens_schedule {
     KDENS_SCHEDULE_CONSTANT = 0, /* lr */
     KDENS_SCHEDULE_STEP = 1,     /* lr * factor^floor(epoch / period) */
     KDENS_SCHEDULE_COSINE = 2,   /* lr/2 (1 + cos(pi epoch / epochs)) */
-    KDENS_SCHEDULE_CYCLIC = 3    /* cosine restarted every `period` epochs (snapshot
+    KDENS_SCHEDULE_CYCLIC = 3,   /* cosine restarted every `period` epochs (snapshot
                                     ensembles, Huang et al. 2017) */
+    KDENS_SCHEDULE_MILESTONES = 4, /* lr * factor^(milestones passed): uneven steps
+                                      (kdens_trainer_set_milestones) */
+    KDENS_SCHEDULE_TRIANGULAR = 5  /* fast geometric ensembling (Garipov et al. 2018):
+                                      every `period` epochs a triangle from lr down to
+                                      the floor at mid-cycle and back, stepped per batch */
 } kdens_schedule;
 
-/* The learning rate of an epoch (0-based) under a schedule; `period` and
- * `factor` as above (ignored where unused). */
+/* The learning rate of an epoch (0-based) under a schedule of the first four
+ * kinds, at the start of the epoch, with a floor of 0; `period` and `factor`
+ * as above (ignored where unused).  A trainer's own rates (milestones,
+ * floors, per-batch steps) follow kdens_trainer_set_schedule and its
+ * neighbours. */
 KDENS_API double kdens_schedule_lr(kdens_schedule schedule, double lr, int epoch, int epochs,
                                    int period, double factor);
 
@@ -608,6 +616,14 @@ KDENS_API kdens_status kdens_trainer_set_optimizer(kdens_trainer *t, kdens_optim
                                                    double lr);
 KDENS_API kdens_status kdens_trainer_set_schedule(kdens_trainer *t, kdens_schedule schedule,
                                                   int period, double factor);
+/* The epochs (1-based, increasing, at most 16) after which a milestones
+ * schedule multiplies the rate by its factor: e.g. {30, 60, 80}.  Errors:
+ * KDENS_E_ARG (NULL, n outside [1, 16], not increasing, below 1). */
+KDENS_API kdens_status kdens_trainer_set_milestones(kdens_trainer *t, const int *epochs, int n);
+/* The lowest rate of the cosine, cyclic and triangular schedules (default 0,
+ * triangular lr / 100): cosine runs floor + (lr - floor) / 2 (1 + cos ...).
+ * Errors: KDENS_E_ARG unless 0 <= floor < the trainer's lr. */
+KDENS_API kdens_status kdens_trainer_set_lr_floor(kdens_trainer *t, double floor);
 /* Keras' EarlyStopping on val_loss: stop after `patience` epochs without a
  * lower validation loss; with restore_best, the weights of the best epoch are
  * restored when it stops.  patience 0 turns it off. */

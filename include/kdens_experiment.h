@@ -100,12 +100,18 @@ KDENS_API kdens_status kdens_teachers_train_baseline(kdens_teachers *tc);
  *    restarted every cycle_epochs, the model saved at the end of each of
  *    `cycles` cycles -- uuids snapshot_<seed>_<k>;
  *  - a checkpoint ensemble: the best_k epochs by validation loss of a run of
- *    `epochs` -- uuids checkpoint_<seed>_e<epoch>.
+ *    `epochs` -- uuids checkpoint_<seed>_e<epoch>;
+ *  - fast geometric ensembling (Garipov et al. 2018): a triangular learning
+ *    rate stepped per batch, from the teachers' rate down to a hundredth of
+ *    it at mid-cycle and back, every cycle_epochs (even); the model saved at
+ *    each of `cycles` low points -- uuids fge_<seed>_<k>.
  * Errors: KDENS_E_ARG, and those of training and registering. */
 KDENS_API kdens_status kdens_teachers_train_snapshots(kdens_teachers *tc, int cycles,
                                                       int cycle_epochs);
 KDENS_API kdens_status kdens_teachers_train_checkpoints(kdens_teachers *tc, int epochs,
                                                         int best_k);
+KDENS_API kdens_status kdens_teachers_train_fge(kdens_teachers *tc, int cycles,
+                                                int cycle_epochs);
 
 /* A teachers.csv registry as read: its rows in file order. */
 typedef struct kdens_registry kdens_registry;

@@ -252,7 +252,7 @@ check "kdens vote: Condorcet" sh -c \
     "test \"\$('$KDENS' vote --rule condorcet '$tmp/tn.csv' | tr '\n' ' ')\" = 'sample,winner s1,1 s2,1 '"
 grep -v '^s2,c' "$tmp/tn.csv" >"$tmp/missing.csv"
 
-# the whole pipeline on a slice of Fashion-MNIST (six students at the chosen T, and
+# the whole pipeline on a slice of Fashion-MNIST (seven students at the chosen T, and
 # output_avg students at the two other candidate temperatures)
 pp="$tmp/pipe"
 check "kdens pipeline on 400 images, one epoch, every mode" "$KDENS" pipeline --workdir "$pp" \
@@ -270,7 +270,7 @@ check "results.csv: a baseline, 3 teachers, every fusion rule, a student per mod
     "test \$(grep -c '^baseline,all_trainset,' '$pp/results.csv') -eq 1 &&
      test \$(grep -c '^teacher,' '$pp/results.csv') -eq 3 &&
      test \$(grep -c '^ensemble,' '$pp/results.csv') -eq \$('$KDENS' vote --list | wc -l) &&
-     for m in output_avg loss_avg mimic_all supernet supernet2 fusion; do
+     for m in output_avg loss_avg mimic_all supernet supernet2 fusion mimic_all_probs; do
          grep -q \"^student,\$m,\" '$pp/results.csv' || exit 1; done"
 check "report.md has the headline and the plots" sh -c \
     "grep -q '^## Headline' '$pp/report.md' && grep -q 'Best student' '$pp/report.md' &&
@@ -286,7 +286,7 @@ check "run again: everything reused" sh -c \
     "'$KDENS' pipeline --workdir '$pp' --limit 400 --teachers 3 --epochs 1 --student-epochs 1 \
      --repeats 2 --modes all >'$tmp/again.log' 2>&1 && ! grep -q '^.*epoch 1/1:' '$tmp/again.log' &&
      test \$(tail -n +2 '$pp/teachers.csv' | wc -l) -eq 4 &&
-     test \$(tail -n +2 '$pp/students.csv' | wc -l) -eq 8"
+     test \$(tail -n +2 '$pp/students.csv' | wc -l) -eq 9"
 
 for part in train test; do
     for cls in cat dog; do

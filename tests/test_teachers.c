@@ -200,6 +200,13 @@ static void test_snapshots_and_checkpoints(void **state)
     assert_int_equal(csv_rows(work, NULL, &m), 5);
     ASSERT_STATUS(kdens_teachers_train_checkpoints(tc, 2, 3), KDENS_E_ARG);
     ASSERT_STATUS(kdens_teachers_train_snapshots(tc, 0, 2), KDENS_E_ARG);
+    /* fast geometric ensembling: cycles of 2 epochs, low points at epochs 1 and 3 */
+    ASSERT_OK(kdens_teachers_train_fge(tc, 2, 2));
+    assert_int_equal(csv_rows(work, "fge_5_2", &m), 7);
+    assert_int_equal(m, 1);
+    csv_rows(work, "fge_5_1", &m);
+    assert_int_equal(m, 1);
+    ASSERT_STATUS(kdens_teachers_train_fge(tc, 2, 3), KDENS_E_ARG); /* odd: no low point */
     kdens_teachers_free(tc);
     kdens_dataset_free(pool);
     kdens_dataset_free(val);

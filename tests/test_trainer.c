@@ -51,6 +51,72 @@ static void test_schedules(void **state)
     assert_true(fabs(kdens_schedule_lr(KDENS_SCHEDULE_CYCLIC, 0.1, 2, 12, 4, 0) - 0.05) < 1e-12);
 }
 
+/* The trainer's own schedules: milestones, the floor, the triangle of fast
+ * geometric ensembling stepped within epochs; and the epoch starts in the
+ * log. */
+static void test_trainer_schedules(void **state)
+{
+    (void)state;
+    char *dir = tu_tmpdir();
+    char log[4200];
+    snprintf(log, sizeof log, "%s/log.csv", dir);
+    kdens_dataset *tr = make_set(64, 1, false);
+    kdens_model *m;
+    ASSERT_OK(kdens_model_create("test", S, S, 1, K, 3, &m));
+    kdens_trainer *t;
+    ASSERT_OK(kdens_trainer_create(m, tr, NULL, &t));
+    ASSERT_OK(kdens_trainer_set_optimizer(t, KDENS_OPT_ADAM, 0.01));
+    ASSERT_OK(kdens_trainer_set_epochs(t, 8));
+    const int miles[3] = {2, 3, 6};
+    ASSERT_OK(kdens_trainer_set_milestones(t, miles, 3));
+    ASSERT_OK(kdens_trainer_set_schedule(t, KDENS_SCHEDULE_MILESTONES, 0, 0.5));
+    const double want_m[8] = {0.01, 0.01, 0.005, 0.0025, 0.0025, 0.0025, 0.00125, 0.00125};
+    for (int e = 0; e < 8; e++)
+        assert_true(fabs(kd_trainer_lr(t, e) - want_m[e]) < 1e-15);
+    /* cosine down to a floor */
+    ASSERT_OK(kdens_trainer_set_lr_floor(t, 0.002));
+    ASSERT_OK(kdens_trainer_set_schedule(t, KDENS_SCHEDULE_COSINE, 0, 0));
+    assert_true(fabs(kd_trainer_lr(t, 0) - 0.01) < 1e-15);
+    assert_true(fabs(kd_trainer_lr(t, 4) - 0.006) < 1e-15); /* halfway: the middle */
+    /* the triangle: a cycle of 4 epochs, down to the floor at 2, back at 4,
+     * linear in between, also inside an epoch */
+    ASSERT_OK(kdens_trainer_set_schedule(t, KDENS_SCHEDULE_TRIANGULAR, 4, 0));
+    assert_true(fabs(kd_trainer_lr(t, 0) - 0.01) < 1e-15);
+    assert_true(fabs(kd_trainer_lr(t, 1) - 0.006) < 1e-15);
+    assert_true(fabs(kd_trainer_lr(t, 1.5) - 0.004) < 1e-15);
+    assert_true(fabs(kd_trainer_lr(t, 2) - 0.002) < 1e-15);
+    assert_true(fabs(kd_trainer_lr(t, 3.25) - 0.007) < 1e-15);
+    assert_true(fabs(kd_trainer_lr(t, 4) - 0.01) < 1e-15);
+    /* the log shows each epoch's starting rate */
+    ASSERT_OK(kdens_trainer_set_log(t, log));
+    ASSERT_OK(kdens_trainer_set_epochs(t, 4));
+    ASSERT_OK(kdens_trainer_fit(t));
+    FILE *f = fopen(log, "r");
+    assert_non_null(f);
+    char line[256];
+    assert_non_null(fgets(line, sizeof line, f));
+    const double want_t[4] = {0.01, 0.006, 0.002, 0.006};
+    for (int e = 0; e < 4; e++) {
+        assert_non_null(fgets(line, sizeof line, f));
+        double lr;
+        assert_int_equal(sscanf(line, "%*d,%*f,%*f,%*[^,],%*[^,],%lf", &lr), 1);
+        assert_true(fabs(lr - want_t[e]) < 1e-9);
+    }
+    fclose(f);
+    /* bad settings */
+    const int unsorted[2] = {3, 2};
+    ASSERT_STATUS(kdens_trainer_set_milestones(t, unsorted, 2), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_trainer_set_milestones(t, miles, 0), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_trainer_set_lr_floor(t, 0.01), KDENS_E_ARG); /* not below lr */
+    ASSERT_STATUS(kdens_trainer_set_lr_floor(t, -1), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_trainer_set_schedule(t, KDENS_SCHEDULE_TRIANGULAR, 0, 0), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_trainer_set_schedule(t, KDENS_SCHEDULE_MILESTONES, 0, 2), KDENS_E_ARG);
+    kdens_trainer_free(t);
+    kdens_model_free(m);
+    kdens_dataset_free(tr);
+    tu_rm_rf(dir);
+}
+
 static void test_evaluate(void **state)
 {
     (void)state;
@@ -527,7 +593,8 @@ static void test_fit_features(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_schedules),        cmocka_unit_test(test_evaluate),
+        cmocka_unit_test(test_schedules),
+        cmocka_unit_test(test_trainer_schedules),        cmocka_unit_test(test_evaluate),
         cmocka_unit_test(test_fit_learns_and_logs), cmocka_unit_test(test_early_stopping),
         cmocka_unit_test(test_nan_and_arguments),
         cmocka_unit_test(test_sigkill_and_resume),

@@ -386,6 +386,21 @@ static kdens_status on_snapshot(void *user, int epoch, double val_loss, const kd
     return register_teacher(c->tc, (kdens_model *)m, c->tc->pool, 1.0, uuid, true);
 }
 
+/* Fast geometric ensembling: save and register the model at every cycle's
+ * low point, the middle of the cycle. */
+static kdens_status on_fge(void *user, int epoch, double val_loss, const kdens_model *m)
+{
+    (void)val_loss;
+    struct snap_ctx *c = user;
+    int half = c->cycle_epochs / 2;
+    if (epoch < half || (epoch - half) % c->cycle_epochs != 0)
+        return KDENS_OK;
+    char uuid[96];
+    snprintf(uuid, sizeof uuid, "fge_%llu_%d", (unsigned long long)c->tc->seed,
+             (epoch - half) / c->cycle_epochs + 1);
+    return register_teacher(c->tc, (kdens_model *)m, c->tc->pool, 1.0, uuid, true);
+}
+
 /* Checkpoint ensemble: keep the best_k epochs' weights by validation loss. */
 static kdens_status on_checkpoint(void *user, int epoch, double val_loss, const kdens_model *m)
 {
@@ -448,6 +463,22 @@ kdens_status kdens_teachers_train_snapshots(kdens_teachers *tc, int cycles, int 
         return st;
     st = one_run(tc, cycles * cycle_epochs, KDENS_SCHEDULE_CYCLIC, cycle_epochs,
                               on_snapshot, &ctx, &m);
+    if (st == KDENS_OK)
+        kdens_model_free(m);
+    return st;
+}
+
+kdens_status kdens_teachers_train_fge(kdens_teachers *tc, int cycles, int cycle_epochs)
+{
+    if (!tc || cycles < 1 || cycle_epochs < 2 || cycle_epochs % 2)
+        return kd_fail(KDENS_E_ARG, "fast geometric ensembling needs cycles >= 1 and an even "
+                       "number of epochs per cycle (its low point is mid-cycle)");
+    struct snap_ctx ctx = {tc, cycle_epochs, 0, 0, NULL, NULL, NULL};
+    kdens_model *m;
+    kdens_status st = make_dirs(tc);
+    if (st == KDENS_OK) /* up to the last cycle's low point */
+        st = one_run(tc, (cycles - 1) * cycle_epochs + cycle_epochs / 2,
+                     KDENS_SCHEDULE_TRIANGULAR, cycle_epochs, on_fge, &ctx, &m);
     if (st == KDENS_OK)
         kdens_model_free(m);
     return st;

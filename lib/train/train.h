@@ -102,6 +102,11 @@ typedef struct kd_train_overrides {
  * 10, restoring the best), then the overrides and the seed. */
 kdens_status kd_trainer_configure(kdens_trainer *t, const char *arch, const kd_train_overrides *o);
 
+/* The trainer's learning rate at x epochs into training (epoch + batch /
+ * batches): its schedule with milestones and floor; the triangular one
+ * moves within an epoch, the others at epoch starts. */
+double kd_trainer_lr(const kdens_trainer *t, double x);
+
 /* The trainer's augmentation policy (NULL: none). */
 const kdens_augment *kd_trainer_augment(const kdens_trainer *t);
 

@@ -26,6 +26,8 @@ struct kdens_trainer {
     kdens_schedule schedule;
     int period;
     double factor;
+    int milestones[16], n_milestones;
+    double floor;           /* the lowest rate of cosine-like schedules; < 0: the default */
     int patience;
     bool restore_best;
     uint64_t seed;
@@ -59,6 +61,36 @@ double kdens_schedule_lr(kdens_schedule schedule, double lr, int epoch, int epoc
     }
 }
 
+/* The trainer's rate at position x in epochs (e + batch / batches): the
+ * public schedules with the floor, milestones, and the triangle of fast
+ * geometric ensembling (the only one that moves within an epoch). */
+double kd_trainer_lr(const kdens_trainer *t, double x)
+{
+    const double pi = 3.14159265358979323846;
+    double lo = t->floor >= 0 ? t->floor : t->schedule == KDENS_SCHEDULE_TRIANGULAR ? t->lr / 100
+                                                                                     : 0;
+    int e = (int)x;
+    switch (t->schedule) {
+    case KDENS_SCHEDULE_COSINE:
+        return lo + (t->lr - lo) * 0.5 * (1 + cos(pi * e / t->epochs));
+    case KDENS_SCHEDULE_CYCLIC:
+        return lo + (t->lr - lo) * 0.5 * (1 + cos(pi * (e % t->period) / t->period));
+    case KDENS_SCHEDULE_MILESTONES: {
+        int passed = 0;
+        while (passed < t->n_milestones && t->milestones[passed] <= e)
+            passed++;
+        return t->lr * pow(t->factor, passed);
+    }
+    case KDENS_SCHEDULE_TRIANGULAR: { /* u in [0, 1) through the cycle; lowest at 1/2 */
+        double u = fmod(x, t->period) / t->period;
+        double down = u < 0.5 ? 2 * u : 2 - 2 * u;
+        return t->lr + (lo - t->lr) * down;
+    }
+    default:
+        return kdens_schedule_lr(t->schedule, t->lr, e, t->epochs, t->period, t->factor);
+    }
+}
+
 /* A trainer for model with the defaults; the caller sets its samples. */
 static kdens_status trainer_new(kdens_model *model, kdens_trainer **out)
 {
@@ -71,6 +103,7 @@ static kdens_status trainer_new(kdens_model *model, kdens_trainer **out)
     t->opt_type = KDENS_OPT_ADAM;
     t->lr = 1e-3;
     t->factor = 0.1;
+    t->floor = -1;
     t->restore_best = true;
     *out = t;
     return KDENS_OK;
@@ -336,15 +369,40 @@ kdens_status kdens_trainer_set_optimizer(kdens_trainer *t, kdens_optimizer_type 
 kdens_status kdens_trainer_set_schedule(kdens_trainer *t, kdens_schedule schedule, int period,
                                         double factor)
 {
-    if (!t || (unsigned)schedule > KDENS_SCHEDULE_CYCLIC)
+    if (!t || (unsigned)schedule > KDENS_SCHEDULE_TRIANGULAR)
         return kd_fail(KDENS_E_ARG, "unknown schedule");
-    if ((schedule == KDENS_SCHEDULE_STEP || schedule == KDENS_SCHEDULE_CYCLIC) && period < 1)
+    if ((schedule == KDENS_SCHEDULE_STEP || schedule == KDENS_SCHEDULE_CYCLIC ||
+         schedule == KDENS_SCHEDULE_TRIANGULAR) &&
+        period < 1)
         return kd_fail(KDENS_E_ARG, "the schedule needs a period >= 1 epoch");
-    if (schedule == KDENS_SCHEDULE_STEP && !(factor > 0 && factor <= 1))
+    if ((schedule == KDENS_SCHEDULE_STEP || schedule == KDENS_SCHEDULE_MILESTONES) &&
+        !(factor > 0 && factor <= 1))
         return kd_fail(KDENS_E_ARG, "step factor %g is outside (0, 1]", factor);
     t->schedule = schedule;
     t->period = period;
     t->factor = factor;
+    return KDENS_OK;
+}
+
+kdens_status kdens_trainer_set_milestones(kdens_trainer *t, const int *epochs, int n)
+{
+    if (!t || !epochs || n < 1 || n > (int)KD_ARRAY_LEN(t->milestones))
+        return kd_fail(KDENS_E_ARG, "NULL, or %d milestones (1 to %d)", n,
+                       (int)KD_ARRAY_LEN(t->milestones));
+    for (int i = 0; i < n; i++)
+        if (epochs[i] < 1 || (i > 0 && epochs[i] <= epochs[i - 1]))
+            return kd_fail(KDENS_E_ARG, "milestone %d (epoch %d) is not above 0 and the one "
+                           "before", i, epochs[i]);
+    memcpy(t->milestones, epochs, sizeof(int) * (size_t)n);
+    t->n_milestones = n;
+    return KDENS_OK;
+}
+
+kdens_status kdens_trainer_set_lr_floor(kdens_trainer *t, double floor)
+{
+    if (!t || !(floor >= 0 && floor < t->lr))
+        return kd_fail(KDENS_E_ARG, "NULL trainer or a floor %g outside [0, lr)", floor);
+    t->floor = floor;
     return KDENS_OK;
 }
 
@@ -425,7 +483,7 @@ static kdens_status run_epoch(kdens_trainer *t, kdens_loader *ld, kdens_optimize
                               float *soft, double *loss, double *acc)
 {
     kdens_status st = kdens_loader_start_epoch(ld, (uint64_t)e);
-    double sum = 0, t0 = now();
+    double sum = 0, t0 = now(), batches = (double)kdens_loader_batches(ld);
     size_t right = 0, seen = 0, total = t->train ? t->train->n : t->ftrain.n;
     size_t b = 0;
     while (st == KDENS_OK) {
@@ -441,6 +499,8 @@ static kdens_status run_epoch(kdens_trainer *t, kdens_loader *ld, kdens_optimize
             if (st != KDENS_OK)
                 break;
         }
+        if (t->schedule == KDENS_SCHEDULE_TRIANGULAR) /* stepped per batch */
+            kdens_optimizer_set_lr(opt, kd_trainer_lr(t, e + (double)b / batches));
         st = kdens_model_train_step(t->model, opt, x, n, y, t->soft_fn ? soft : NULL, &l,
                                     &correct);
         if (st == KDENS_E_NUMERIC)
@@ -493,8 +553,8 @@ kdens_status kdens_trainer_fit(kdens_trainer *t)
     if (stopped && best) /* killed between the last checkpoint and the restore */
         memcpy(m->weights, best, sizeof(float) * m->n_weights);
     for (int e = (int)rs.epochs_done; st == KDENS_OK && !stopped && e < t->epochs; e++) {
-        double lr = kdens_schedule_lr(t->schedule, t->lr, e, t->epochs, t->period, t->factor);
-        kdens_optimizer_set_lr(opt, (float)lr);
+        double lr = kd_trainer_lr(t, e);
+        kdens_optimizer_set_lr(opt, lr);
         kdens_model_set_training(m, 1);
         double t0 = now(), loss = NAN, acc = NAN, val_loss = NAN, val_acc = NAN;
         st = run_epoch(t, ld, opt, e, soft, &loss, &acc);

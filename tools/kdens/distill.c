@@ -29,7 +29,7 @@ const char usage_distill[] =
     "cached unless --augment or --no-cache.\n"
     "\n"
     "  --mode M        output_avg (default), loss_avg, mimic_all, supernet,\n"
-    "                  supernet2 or fusion\n"
+    "                  supernet2, fusion or mimic_all_probs\n"
     "  --teachers N    teachers per student (default 5)\n"
     "  --alpha A       weight of the hard-label loss (default 0.5)\n"
     "  --temperature T softening temperature (default 1, the reference)\n"

@@ -29,7 +29,7 @@ const char usage_pipeline[] =
     "lr 0.005 (Adam, cosine), 10 repeats, seed 1.  Each student is compared with\n"
     "the baseline on the same test images (McNemar's exact test).\n"
     "\n"
-    "  --modes LIST    distillation modes (all: the six of kdens distill)\n"
+    "  --modes LIST    distillation modes (all: every mode of kdens distill)\n"
     "  --temperatures LIST  candidates for T, chosen on the validation part by\n"
     "                  an output_avg student each (--temperature: T as given)\n"
     "  --threads T     compute threads (default: KDENS_NUM_THREADS or all cores)\n"

@@ -47,7 +47,7 @@ typedef struct train_opts {
     double lr, fraction;
     uint64_t seed;
     /* teachers only */
-    int baseline, no_augment, snapshots, cycle_epochs, checkpoints;
+    int baseline, no_augment, snapshots, fge, cycle_epochs, checkpoints;
 } train_opts;
 
 /* Unset: -1 (epochs, patience, lr, schedule) or 0; the working folder '.'. */
@@ -313,7 +313,8 @@ int cmd_eval(const cli_command *cmd, int argc, char **argv)
 
 const char usage_teachers[] =
     "usage: kdens teachers --dataset D --arch A [--workdir W] [--fraction F] [--baseline]\n"
-    "                      [--snapshots M --cycle-epochs E] [--checkpoints K] [--resume]\n"
+    "                      [--snapshots M --cycle-epochs E] [--fge M --cycle-epochs E]\n"
+    "                      [--checkpoints K] [--resume]\n"
     "                      [--epochs N] [--batch B] [--lr LR] [--patience P] [--seed S]\n"
     "                      [--schedule constant|cosine] [--no-augment]\n"
     "                      [--size HxW] [--color gray|rgb]\n"
@@ -332,6 +333,9 @@ const char usage_teachers[] =
     "\n"
     "  --snapshots M --cycle-epochs E   also a snapshot ensemble: one run with a\n"
     "                  cyclic cosine rate, a teacher saved after each of M cycles\n"
+    "  --fge M --cycle-epochs E   also fast geometric ensembling: one run with a\n"
+    "                  triangular rate stepped per batch (E even), a teacher saved\n"
+    "                  at the low point of each of M cycles\n"
     "  --checkpoints K also a checkpoint ensemble: the K best epochs (by validation\n"
     "                  loss) of one run of --epochs N (default 10)\n"
     "  --schedule S    the learning-rate schedule instead of the reference's\n"
@@ -349,8 +353,10 @@ int cmd_teachers(const cli_command *cmd, int argc, char **argv)
         OPT_FLAG("baseline", &o.baseline, "also train A on the whole training set"),
         OPT_INT("snapshots", &o.snapshots, "M", 1, CLI_NOLIMIT,
                 "also a snapshot ensemble of M cycles"),
+        OPT_INT("fge", &o.fge, "M", 1, CLI_NOLIMIT,
+                "also a fast geometric ensemble of M cycles"),
         OPT_INT("cycle-epochs", &o.cycle_epochs, "E", 1, CLI_NOLIMIT,
-                "epochs per snapshot cycle (default 2)"),
+                "epochs per snapshot or FGE cycle (default 2)"),
         OPT_INT("checkpoints", &o.checkpoints, "K", 1, CLI_NOLIMIT,
                 "also a checkpoint ensemble of the K best epochs"),
         OPT_FLAG("resume", &o.resume, "resume from checkpoints (implied)"),
@@ -407,7 +413,7 @@ int cmd_teachers(const cli_command *cmd, int argc, char **argv)
     if (st == KDENS_OK && o.no_augment)
         st = kdens_teachers_set_augment(tc, NULL);
     int trained = 0;
-    int any_subsets = o.snapshots == 0 && o.checkpoints == 0 && !o.baseline;
+    int any_subsets = o.snapshots == 0 && o.fge == 0 && o.checkpoints == 0 && !o.baseline;
     if (st == KDENS_OK) { /* with other work asked for, a workspace without subsets is fine */
         st = kdens_teachers_train(tc, o.fraction, &trained);
         if (st == KDENS_E_NOTFOUND && !any_subsets)
@@ -418,12 +424,15 @@ int cmd_teachers(const cli_command *cmd, int argc, char **argv)
     if (st == KDENS_OK && o.snapshots > 0)
         st = kdens_teachers_train_snapshots(tc, o.snapshots,
                                             o.cycle_epochs > 0 ? o.cycle_epochs : 2);
+    if (st == KDENS_OK && o.fge > 0)
+        st = kdens_teachers_train_fge(tc, o.fge, o.cycle_epochs > 0 ? o.cycle_epochs : 2);
     if (st == KDENS_OK && o.checkpoints > 0)
         st = kdens_teachers_train_checkpoints(tc, o.epochs > 0 ? o.epochs : 10, o.checkpoints);
     if (st != KDENS_OK)
         return cli_fail("teachers", st);
-    printf("trained %d subset teachers%s%s%s; registry %s/teachers.csv\n", trained,
+    printf("trained %d subset teachers%s%s%s%s; registry %s/teachers.csv\n", trained,
            o.baseline ? ", the baseline" : "", o.snapshots ? ", a snapshot ensemble" : "",
+           o.fge ? ", a fast geometric ensemble" : "",
            o.checkpoints ? ", a checkpoint ensemble" : "", o.workdir);
     kdens_teachers_free(tc);
     kdens_dataset_free(test);
