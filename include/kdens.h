@@ -862,6 +862,17 @@ KDENS_API kdens_status kdens_mcnemar(const int32_t *decisions_a, const int32_t *
  * be NULL.  Errors: KDENS_E_ARG (NULL, n < 1, a value not finite). */
 KDENS_API kdens_status kdens_mean_ci(const double *values, int n, double *mean, double *sem,
                                      double *ci95_half);
+/* Vote statistics versus ensemble size: for each size, `repeats` random
+ * sub-ensembles drawn from seed (as kdens_accuracy_vs_size), their
+ * kdens_vote_analysis counts summed (samples = repeats x samples) and
+ * mean_distinct averaged, into stats[s] (each initialised with
+ * KDENS_VOTE_STATS_INIT).  How often a Condorcet winner exists, and how
+ * often plurality is right with and without one, as the ensemble grows.
+ * Errors: KDENS_E_ARG (NULL, a size outside [1, members], repeats < 1,
+ * unlabelled predictions, a size field not set). */
+KDENS_API kdens_status kdens_vote_stats_vs_size(const kdens_predictions *pr, const int *sizes,
+                                                int n_sizes, int repeats, uint64_t seed,
+                                                kdens_vote_stats *stats);
 /* A file with a CRC per section (docs/formats.md), written atomically. */
 KDENS_API kdens_status kdens_predictions_save(const kdens_predictions *pr, const char *path);
 KDENS_API kdens_status kdens_predictions_load(const char *path, kdens_predictions **out);

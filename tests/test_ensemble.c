@@ -112,6 +112,26 @@ static void test_members_and_predictions(void **state)
     int too_big[1] = {4};
     ASSERT_STATUS(kdens_accuracy_vs_size(pr, KDENS_FUSE_MEAN, too_big, 1, 5, 1, mean, half),
                   KDENS_E_ARG);
+    /* vote statistics versus size: one member is always unanimous; the full
+     * size, twice over, is twice the full ensemble's counts */
+    kdens_vote_stats vs[2] = {KDENS_VOTE_STATS_INIT, KDENS_VOTE_STATS_INIT}, all =
+                                                                              KDENS_VOTE_STATS_INIT;
+    ASSERT_OK(kdens_vote_stats_vs_size(pr, sizes, 2, 2, 1, vs));
+    assert_int_equal(vs[0].samples, 2 * N);
+    assert_int_equal(vs[0].unanimous, 2 * N);
+    assert_int_equal(vs[0].condorcet_exists, 2 * N);
+    assert_true(vs[0].mean_distinct == 1);
+    ASSERT_OK(kdens_vote_analysis(kdens_predictions_probs(pr), 3, N, K,
+                                  kdens_predictions_labels(pr), &all, NULL, NULL, NULL));
+    assert_int_equal(vs[1].samples, 2 * all.samples);
+    assert_int_equal(vs[1].unanimous, 2 * all.unanimous);
+    assert_int_equal(vs[1].plurality_correct, 2 * all.plurality_correct);
+    assert_int_equal(vs[1].condorcet_exists, 2 * all.condorcet_exists);
+    assert_true(fabs(vs[1].mean_distinct - all.mean_distinct) < 1e-12);
+    ASSERT_STATUS(kdens_vote_stats_vs_size(pr, too_big, 1, 2, 1, vs), KDENS_E_ARG);
+    kdens_vote_stats unset;
+    memset(&unset, 0, sizeof unset);
+    ASSERT_STATUS(kdens_vote_stats_vs_size(pr, sizes, 1, 2, 1, &unset), KDENS_E_ARG);
     int bad[1] = {7};
     ASSERT_STATUS(kdens_predictions_accuracy(pr, KDENS_FUSE_MEAN, bad, 1, &acc0), KDENS_E_ARG);
     /* saved and loaded bit for bit; a damaged file is refused */

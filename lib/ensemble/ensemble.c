@@ -6,6 +6,7 @@
 
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -271,6 +272,57 @@ kdens_status kdens_predictions_load(const char *path, kdens_predictions **out)
     return KDENS_OK;
 }
 
+/* The listed members' probabilities, contiguous (*picked: a copy to free;
+ * NULL members: all, no copy). */
+static kdens_status pick_members(const kdens_predictions *pr, const int *members, int m,
+                                 const float **probs, float **picked)
+{
+    size_t per = pr->samples * (size_t)pr->classes;
+    *probs = pr->probs;
+    *picked = NULL;
+    if (!members)
+        return KDENS_OK;
+    if (!(*picked = malloc(sizeof(float) * (per * (size_t)m + 1))))
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    for (int i = 0; i < m; i++) {
+        if (members[i] < 0 || members[i] >= pr->members) {
+            free(*picked);
+            *picked = NULL;
+            return kd_fail(KDENS_E_ARG, "member %d is out of range", members[i]);
+        }
+        memcpy(*picked + per * i, pr->probs + per * members[i], sizeof(float) * per);
+    }
+    *probs = *picked;
+    return KDENS_OK;
+}
+
+/* A random sub-ensemble of `size` members drawn from rng into order[0 ..
+ * size-1], in index order: a sub-ensemble's result does not depend on the
+ * order it was drawn in. */
+static void draw_members(kd_rng *rng, int members, int size, int *order)
+{
+    for (int i = 0; i < members; i++)
+        order[i] = i;
+    for (int i = members - 1; i > 0; i--) {
+        int j = (int)kd_rng_below(rng, (uint64_t)i + 1), t = order[i];
+        order[i] = order[j], order[j] = t;
+    }
+    for (int i = 1; i < size; i++)
+        for (int j = i; j > 0 && order[j - 1] > order[j]; j--) {
+            int t = order[j];
+            order[j] = order[j - 1], order[j - 1] = t;
+        }
+}
+
+static kdens_status check_sizes(const kdens_predictions *pr, const int *sizes, int n_sizes)
+{
+    for (int s = 0; s < n_sizes; s++)
+        if (sizes[s] < 1 || sizes[s] > pr->members)
+            return kd_fail(KDENS_E_ARG, "ensemble size %d is outside [1, %d]", sizes[s],
+                           pr->members);
+    return KDENS_OK;
+}
+
 kdens_status kdens_predictions_accuracy(const kdens_predictions *pr, kdens_fusion rule,
                                         const int *members, int n_members, double *accuracy)
 {
@@ -279,24 +331,15 @@ kdens_status kdens_predictions_accuracy(const kdens_predictions *pr, kdens_fusio
     if (!kdens_predictions_labels(pr))
         return kd_fail(KDENS_E_ARG, "the predictions have no labels");
     int m = members ? n_members : pr->members;
-    size_t n = pr->samples, per = n * (size_t)pr->classes;
-    const float *probs = pr->probs;
+    size_t n = pr->samples;
+    const float *probs;
     float *picked = NULL;
-    if (members) { /* the chosen members, contiguous */
-        if (!(picked = malloc(sizeof(float) * per * m)))
-            return kd_fail(KDENS_E_NOMEM, "out of memory");
-        for (int i = 0; i < m; i++) {
-            if (members[i] < 0 || members[i] >= pr->members) {
-                free(picked);
-                return kd_fail(KDENS_E_ARG, "member %d is out of range", members[i]);
-            }
-            memcpy(picked + per * i, pr->probs + per * members[i], sizeof(float) * per);
-        }
-        probs = picked;
-    }
+    kdens_status st = pick_members(pr, members, m, &probs, &picked);
+    if (st != KDENS_OK)
+        return st;
     int32_t *d = malloc(sizeof(int32_t) * (n ? n : 1));
-    kdens_status st = d ? kdens_fuse(rule, probs, m, n, pr->classes, d, NULL)
-                        : kd_fail(KDENS_E_NOMEM, "out of memory");
+    st = d ? kdens_fuse(rule, probs, m, n, pr->classes, d, NULL)
+           : kd_fail(KDENS_E_NOMEM, "out of memory");
     if (st == KDENS_OK) {
         size_t right = 0;
         for (size_t i = 0; i < n; i++)
@@ -314,31 +357,19 @@ kdens_status kdens_accuracy_vs_size(const kdens_predictions *pr, kdens_fusion ru
 {
     if (!pr || !sizes || n_sizes < 1 || repeats < 1 || !mean)
         return kd_fail(KDENS_E_ARG, "NULL argument, no sizes or no repeats");
-    for (int s = 0; s < n_sizes; s++)
-        if (sizes[s] < 1 || sizes[s] > pr->members)
-            return kd_fail(KDENS_E_ARG, "ensemble size %d is outside [1, %d]", sizes[s],
-                           pr->members);
+    kdens_status st = check_sizes(pr, sizes, n_sizes);
+    if (st != KDENS_OK)
+        return st;
     int *order = malloc(sizeof(int) * pr->members);
     double *acc = malloc(sizeof(double) * repeats);
-    kdens_status st = order && acc ? KDENS_OK : kd_fail(KDENS_E_NOMEM, "out of memory");
+    if (!order || !acc)
+        st = kd_fail(KDENS_E_NOMEM, "out of memory");
     kd_rng rng;
     kd_rng_seed(&rng, seed);
     for (int s = 0; s < n_sizes && st == KDENS_OK; s++) {
         double sum = 0;
         for (int r = 0; r < repeats && st == KDENS_OK; r++) {
-            for (int i = 0; i < pr->members; i++)
-                order[i] = i;
-            for (int i = pr->members - 1; i > 0; i--) {
-                int j = (int)kd_rng_below(&rng, (uint64_t)i + 1), t = order[i];
-                order[i] = order[j], order[j] = t;
-            }
-            /* the chosen members in index order: a sub-ensemble's result does not
-             * depend on the order it was drawn in */
-            for (int i = 1; i < sizes[s]; i++)
-                for (int j = i; j > 0 && order[j - 1] > order[j]; j--) {
-                    int t = order[j];
-                    order[j] = order[j - 1], order[j - 1] = t;
-                }
+            draw_members(&rng, pr->members, sizes[s], order);
             st = kdens_predictions_accuracy(pr, rule, order, sizes[s], &acc[r]);
             sum += acc[r];
         }
@@ -355,5 +386,63 @@ kdens_status kdens_accuracy_vs_size(const kdens_predictions *pr, kdens_fusion ru
     }
     free(order);
     free(acc);
+    return st;
+}
+
+/* The counts of b added to a (the same samples' statistics of another
+ * sub-ensemble); mean_distinct as a running sum, divided at the end. */
+static void add_stats(kdens_vote_stats *a, const kdens_vote_stats *b)
+{
+    a->samples += b->samples;
+    a->unanimous += b->unanimous;
+    a->majority += b->majority;
+    a->majority_correct += b->majority_correct;
+    a->plurality_correct += b->plurality_correct;
+    a->condorcet_exists += b->condorcet_exists;
+    a->condorcet_correct += b->condorcet_correct;
+    a->condorcet_is_plurality += b->condorcet_is_plurality;
+    a->plurality_correct_with_condorcet += b->plurality_correct_with_condorcet;
+    a->plurality_correct_without_condorcet += b->plurality_correct_without_condorcet;
+    a->mean_distinct += b->mean_distinct * (double)b->samples;
+}
+
+kdens_status kdens_vote_stats_vs_size(const kdens_predictions *pr, const int *sizes, int n_sizes,
+                                      int repeats, uint64_t seed, kdens_vote_stats *stats)
+{
+    if (!pr || !sizes || n_sizes < 1 || repeats < 1 || !stats)
+        return kd_fail(KDENS_E_ARG, "NULL argument, no sizes or no repeats");
+    if (!pr->labels || !kdens_predictions_labels(pr))
+        return kd_fail(KDENS_E_ARG, "the predictions have no labels");
+    kdens_status st = check_sizes(pr, sizes, n_sizes);
+    for (int s = 0; s < n_sizes && st == KDENS_OK; s++)
+        if (stats[s].size < offsetof(kdens_vote_stats, mean_distinct) + sizeof(double))
+            st = kd_fail(KDENS_E_ARG, "stats[%d]: the size field is not set "
+                         "(KDENS_VOTE_STATS_INIT)", s);
+    int *order = st == KDENS_OK ? malloc(sizeof(int) * pr->members) : NULL;
+    if (st == KDENS_OK && !order)
+        st = kd_fail(KDENS_E_NOMEM, "out of memory");
+    kd_rng rng;
+    kd_rng_seed(&rng, seed);
+    for (int s = 0; s < n_sizes && st == KDENS_OK; s++) {
+        kdens_vote_stats total = KDENS_VOTE_STATS_INIT;
+        for (int r = 0; r < repeats && st == KDENS_OK; r++) {
+            draw_members(&rng, pr->members, sizes[s], order);
+            const float *probs;
+            float *picked;
+            kdens_vote_stats one = KDENS_VOTE_STATS_INIT;
+            st = pick_members(pr, order, sizes[s], &probs, &picked);
+            if (st == KDENS_OK)
+                st = kdens_vote_analysis(probs, sizes[s], pr->samples, pr->classes, pr->labels,
+                                         &one, NULL, NULL, NULL);
+            free(picked);
+            add_stats(&total, &one);
+        }
+        if (total.samples)
+            total.mean_distinct /= (double)total.samples;
+        size_t caller = stats[s].size;
+        memcpy(&stats[s], &total, KD_MIN(caller, sizeof total));
+        stats[s].size = caller;
+    }
+    free(order);
     return st;
 }

@@ -333,6 +333,11 @@ static kdens_status fusion(kd_report *r, const kdens_dataset *test)
     r->votes.size = sizeof r->votes;
     if (st == KDENS_OK)
         st = kdens_vote_analysis(probs, m, n, k, labels, &r->votes, NULL, NULL, NULL);
+    for (int s = 0; s < r->n_sizes; s++)
+        r->votes_by_size[s].size = sizeof r->votes_by_size[s];
+    if (st == KDENS_OK)
+        st = kdens_vote_stats_vs_size(pr, r->sizes, r->n_sizes, c->size_repeats, c->seed,
+                                      r->votes_by_size);
     char *path = st == KDENS_OK ? kd_path_join(r->dir, c->dataset, "predictions_test.kdp", NULL)
                                 : NULL;
     if (st == KDENS_OK)

@@ -402,6 +402,24 @@ static void votes_text(const kd_report *r, kd_buf *b, bool html)
                             (double)(v->samples - v->condorcet_exists)
                       : 0.0,
                   end);
+    /* the same as the ensemble grows (random sub-ensembles per size) */
+    kd_buf_printf(b, html ? "<table>\n<tr><th>members</th><th>unanimous</th><th>Condorcet "
+                            "winner</th><th>plurality right</th><th>Condorcet winner "
+                            "right</th></tr>\n"
+                          : "| members | unanimous | Condorcet winner | plurality right | "
+                            "Condorcet winner right |\n|---:|---:|---:|---:|---:|\n");
+    for (int s = 0; s < r->n_sizes; s++) {
+        const kdens_vote_stats *x = &r->votes_by_size[s];
+        double ns = x->samples ? (double)x->samples : 1;
+        double cw = x->condorcet_exists ? 100.0 * x->condorcet_correct / x->condorcet_exists
+                                        : 0.0;
+        kd_buf_printf(b, html ? "<tr><td>%d</td><td>%.2f%%</td><td>%.2f%%</td><td>%.2f%%</td>"
+                                "<td>%.2f%%</td></tr>\n"
+                              : "| %d | %.2f%% | %.2f%% | %.2f%% | %.2f%% |\n",
+                      r->sizes[s], 100 * x->unanimous / ns, 100 * x->condorcet_exists / ns,
+                      100 * x->plurality_correct / ns, cw);
+    }
+    kd_buf_printf(b, html ? "</table>\n" : "\n");
 }
 
 static void setup_text(const kd_report *r, kd_buf *b, bool html)

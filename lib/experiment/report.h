@@ -45,6 +45,7 @@ typedef struct kd_report {
     char (*member_names)[40];
     double oracle;
     kdens_vote_stats votes;
+    kdens_vote_stats votes_by_size[64]; /* for sizes[], over random sub-ensembles */
     double seconds;           /* the whole run */
 } kd_report;
 
