@@ -298,6 +298,14 @@ check "kdens pipeline on an image folder" sh -c \
     "'$KDENS' pipeline --workdir '$tmp/pf' --dataset '$tmp/folder' --size 8x8 --color gray \
      --teachers 2 --epochs 1 --student-epochs 1 --repeats 2 >/dev/null 2>&1 &&
      test \$(grep -c '^teacher,' '$tmp/pf/results.csv') -eq 2 && test -d '$tmp/pf/folder/students'"
+# larger images end to end, at the corrosion detector's 240x320x3: teachers, fusion, students
+check "kdens pipeline at 240x320x3" sh -c \
+    "'$KDENS' pipeline --workdir '$tmp/pl' --dataset '$tmp/folder' --size 240x320 \
+     --teachers 2 --epochs 1 --student-epochs 1 --repeats 1 --batch 8 \
+     --modes output_avg,mimic_all --temperature 2 >/dev/null 2>&1 &&
+     test \$(grep -c '^student,' '$tmp/pl/results.csv') -eq 2 &&
+     '$KDENS' eval --model \$(tail -n 1 '$tmp/pl/students.csv' | cut -d, -f1) \
+       --dataset '$tmp/folder' | grep -q '^images 16 '"
 
 expect_exit "unknown architecture exits 1" 1 "$KDENS" arch nope --input 8x8x1 --classes 2
 grep -q "unknown architecture 'nope'" "$tmp/out" && ok "and names it" || bad "and names it"

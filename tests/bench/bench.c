@@ -201,6 +201,47 @@ static void bench_big(const char *arch, int steps)
     free(x);
 }
 
+/* Time per image of a built-in architecture at the corrosion detector's
+ * 240x320x3 with 2 classes, batch 8: inference, and a training step (Adam);
+ * the median of three timed calls after a warm-up. */
+static void bench_large(const char *arch)
+{
+    enum { BATCH = 8, H = 240, W = 320, CLASSES = 2 };
+    kdens_model *m;
+    kdens_optimizer *o;
+    check(kdens_model_create(arch, H, W, 3, CLASSES, 1, &m), "create");
+    check(kdens_optimizer_create(KDENS_OPT_ADAM, 1e-3, &o), "optimizer");
+    float *x = malloc(sizeof(float) * BATCH * H * W * 3), probs[BATCH * CLASSES];
+    int32_t y[BATCH];
+    uint64_t s = 1;
+    for (size_t i = 0; i < (size_t)BATCH * H * W * 3; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)(s >> 40) / (float)(1 << 24);
+    }
+    for (int i = 0; i < BATCH; i++)
+        y[i] = i % CLASSES;
+    double infer[3], train[3];
+    check(kdens_model_predict(m, x, BATCH, probs), "predict");
+    for (int w = 0; w < 3; w++) {
+        double t = now();
+        check(kdens_model_predict(m, x, BATCH, probs), "predict");
+        infer[w] = (now() - t) * 1000 / BATCH;
+    }
+    check(kdens_model_set_training(m, 1), "mode");
+    check(kdens_model_train_step(m, o, x, BATCH, y, NULL, NULL, NULL), "train");
+    for (int w = 0; w < 3; w++) {
+        double t = now();
+        check(kdens_model_train_step(m, o, x, BATCH, y, NULL, NULL, NULL), "train");
+        train[w] = (now() - t) * 1000 / BATCH;
+    }
+    printf("bench large %s 240x320x3 batch 8 infer_ms_per_img=%.1f train_ms_per_img=%.1f\n",
+           arch, median3(infer), median3(train));
+    fflush(stdout);
+    kdens_optimizer_free(o);
+    kdens_model_free(m);
+    free(x);
+}
+
 /* Forward and backward GFLOP/s of one convolution shape at batch 128, with the
  * algorithm the library chooses and, for comparison, with im2col + GEMM. */
 static void bench_conv_algo(const char *name, int h, int c, int oc, int k, int stride,
@@ -534,7 +575,7 @@ static void bench_distill(void)
 static bool wanted(int argc, char **argv, const char *name)
 {
     if (argc <= 2)
-        return strcmp(name, "big") != 0;
+        return strcmp(name, "big") != 0 && strcmp(name, "large") != 0;
     for (int i = 2; i < argc; i++)
         if (strcmp(argv[i], name) == 0)
             return true;
@@ -542,7 +583,8 @@ static bool wanted(int argc, char **argv, const char *name)
 }
 
 /* bench [THREADS [SECTION...]]: sections models conv data fusion distill
- * gemm big (the large architectures; not run unless named, ~1 minute). */
+ * gemm big (the large architectures; not run unless named, ~1 minute) large
+ * (every built-in architecture at 240x320x3; not run unless named). */
 int main(int argc, char **argv)
 {
     int threads = argc > 1 ? atoi(argv[1]) : 0;
@@ -591,6 +633,9 @@ int main(int argc, char **argv)
         bench_fusion();
     if (wanted(argc, argv, "distill"))
         bench_distill();
+    if (wanted(argc, argv, "large"))
+        for (int i = 0; i < kdens_arch_count(); i++)
+            bench_large(kdens_arch_name(i));
     if (wanted(argc, argv, "big")) {
         const char *big[] = {"resnet50v2", "densenet121", "efficientnetb0", "mobilenetv3large"};
         for (size_t i = 0; i < sizeof big / sizeof *big; i++)
