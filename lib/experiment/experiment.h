@@ -96,6 +96,9 @@ kdens_status kd_workspace_split(const char *dir, const kdens_dataset *pool, doub
  * from seed * 1000 + k (deterministic names: rewriting one is harmless). */
 kdens_status kd_workspace_subsets(const char *dir, const kdens_dataset *train, double fraction,
                                   int n, uint64_t seed);
+/* Write a text buffer to path atomically and free it (path NULL: out of
+ * memory; path is freed too). */
+kdens_status kd_save_text(char *path, kd_buf *b);
 /* The class the model decides for every image of ds (allocated). */
 kdens_status kd_decide_all(kdens_model *m, const kdens_dataset *ds, int32_t **out);
 

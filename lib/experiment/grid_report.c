@@ -111,13 +111,7 @@ static kdens_status students(grid_results *r, const kdens_dataset *test, const i
 
 static kdens_status save(const grid_results *r, const char *file, kd_buf *b)
 {
-    char *path = kd_path_join(r->workdir, r->name, file, NULL);
-    kdens_status st = !path        ? KDENS_E_NOMEM
-                      : b->failed ? kd_fail(KDENS_E_NOMEM, "out of memory")
-                                  : kd_write_file_atomic(path, b->data, b->len);
-    free(path);
-    kd_buf_free(b);
-    return st;
+    return kd_save_text(kd_path_join(r->workdir, r->name, file, NULL), b);
 }
 
 static kdens_status write_csv(const grid_results *r)

@@ -106,13 +106,7 @@ static void fmt_num(char *buf, size_t size, double v, int decimals)
 /* Write the text built in b to r->dir/name (atomically) and free b. */
 static kdens_status save_text(const kd_report *r, const char *name, kd_buf *b)
 {
-    char *path = kd_path_join(r->dir, name, NULL);
-    kdens_status st = !path        ? KDENS_E_NOMEM
-                      : b->failed ? kd_fail(KDENS_E_NOMEM, "out of memory")
-                                  : kd_write_file_atomic(path, b->data, b->len);
-    free(path);
-    kd_buf_free(b);
-    return st;
+    return kd_save_text(kd_path_join(r->dir, name, NULL), b);
 }
 
 static kdens_status write_results(const kd_report *r)

@@ -198,3 +198,13 @@ kdens_status kd_decide_all(kdens_model *m, const kdens_dataset *ds, int32_t **ou
     *out = d;
     return KDENS_OK;
 }
+
+kdens_status kd_save_text(char *path, kd_buf *b)
+{
+    kdens_status st = !path        ? kd_fail(KDENS_E_NOMEM, "out of memory")
+                      : b->failed ? kd_fail(KDENS_E_NOMEM, "out of memory")
+                                  : kd_write_file_atomic(path, b->data, b->len);
+    free(path);
+    kd_buf_free(b);
+    return st;
+}

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 const cli_choice cli_colors[] = {{"gray", KDENS_COLOR_GRAY}, {"rgb", KDENS_COLOR_RGB}, {NULL, 0}};
 const cli_choice cli_schedules[] = {
@@ -388,5 +389,28 @@ kdens_status cli_workspace_arch(const char *arg, const char *workdir, const char
     if (st == KDENS_OK && spec)
         st = kdens_workspace_add_arch(workdir, dataset, name, spec);
     free(spec);
+    return st;
+}
+
+void cli_log_elapsed(kdens_log_level level, const char *message, void *user)
+{
+    const struct timespec *t0 = user;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    if (level <= KDENS_LOG_INFO)
+        fprintf(stderr, "[%7.1fs] %s\n",
+                (double)(t.tv_sec - t0->tv_sec) + (t.tv_nsec - t0->tv_nsec) * 1e-9, message);
+}
+
+kdens_status cli_limit(kdens_dataset **ds, size_t n, uint64_t seed)
+{
+    if (n == 0 || n >= kdens_dataset_count(*ds))
+        return KDENS_OK;
+    kdens_dataset *sub;
+    kdens_status st = kdens_dataset_subset(*ds, 0, n, seed, &sub);
+    if (st == KDENS_OK) {
+        kdens_dataset_free(*ds);
+        *ds = sub;
+    }
     return st;
 }

@@ -145,6 +145,12 @@ kdens_status cli_arch(const char *arg, char *name, size_t name_size, char **spec
  * (kdens_workspace_add_arch) so that registries and later runs know it. */
 kdens_status cli_workspace_arch(const char *arg, const char *workdir, const char *dataset,
                                 char *name, size_t name_size);
+/* A log callback: the library's lines up to INFO on stderr, each with the
+ * seconds since *user (a struct timespec of CLOCK_MONOTONIC). */
+void cli_log_elapsed(kdens_log_level level, const char *message, void *user);
+/* At most n random samples of *ds, drawn from seed (all when n is 0 or
+ * larger): the --limit of pipeline and experiment. */
+kdens_status cli_limit(kdens_dataset **ds, size_t n, uint64_t seed);
 /* dir/name, allocated to its length (free it); NULL when out of memory. */
 char *cli_path(const char *dir, const char *name);
 /* mkdir -p: path and every missing parent.  0, or -1 with errno set. */

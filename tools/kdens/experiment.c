@@ -24,31 +24,6 @@ const char usage_experiment[] =
     "  --limit N       use N random training and N random test images (for tests)\n"
     "  --threads T     compute threads (default: KDENS_NUM_THREADS or all cores)\n";
 
-/* Steps as they happen, with the time since the start. */
-static void experiment_log(kdens_log_level level, const char *message, void *user)
-{
-    const struct timespec *t0 = user;
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    if (level <= KDENS_LOG_INFO)
-        fprintf(stderr, "[%7.1fs] %s\n",
-                (double)(t.tv_sec - t0->tv_sec) + (t.tv_nsec - t0->tv_nsec) * 1e-9, message);
-}
-
-/* At most n random samples of ds (all when n is 0 or larger). */
-static kdens_status limit(kdens_dataset **ds, size_t n, uint64_t seed)
-{
-    if (n == 0 || n >= kdens_dataset_count(*ds))
-        return KDENS_OK;
-    kdens_dataset *sub;
-    kdens_status st = kdens_dataset_subset(*ds, 0, n, seed, &sub);
-    if (st == KDENS_OK) {
-        kdens_dataset_free(*ds);
-        *ds = sub;
-    }
-    return st;
-}
-
 int cmd_experiment(const cli_command *cmd, int argc, char **argv)
 {
     const char *workdir = "experiment-out", *dataset = NULL, *plan = NULL;
@@ -87,7 +62,7 @@ int cmd_experiment(const cli_command *cmd, int argc, char **argv)
     }
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    kdens_set_log_callback(experiment_log, &t0);
+    kdens_set_log_callback(cli_log_elapsed, &t0);
     char name[256];
     kdens_dataset *pool = NULL, *test = NULL;
     st = cli_open_dataset(dataset, size[0], size[1], (kdens_color)color, &pool, name, sizeof name);
@@ -97,9 +72,9 @@ int cmd_experiment(const cli_command *cmd, int argc, char **argv)
         st = cli_open_test(dataset, h, w, ch, &test);
     }
     if (st == KDENS_OK)
-        st = limit(&pool, lim, 1);
+        st = cli_limit(&pool, lim, 1);
     if (st == KDENS_OK)
-        st = limit(&test, lim, 2);
+        st = cli_limit(&test, lim, 2);
     if (st == KDENS_OK)
         st = kdens_grid_run(g, workdir, name, pool, test);
     size_t students = kdens_grid_students(g);

@@ -86,31 +86,6 @@ static int parse_numbers(const char *list, double *v, int max, int *n)
     }
 }
 
-/* Steps and epochs as they happen, with the time since the start. */
-static void pipeline_log(kdens_log_level level, const char *message, void *user)
-{
-    const struct timespec *t0 = user;
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    if (level <= KDENS_LOG_INFO)
-        fprintf(stderr, "[%6.1fs] %s\n",
-                (double)(t.tv_sec - t0->tv_sec) + (t.tv_nsec - t0->tv_nsec) * 1e-9, message);
-}
-
-/* At most n random samples of ds (all when n is 0 or larger). */
-static kdens_status limit(kdens_dataset **ds, size_t n, uint64_t seed)
-{
-    if (n == 0 || n >= kdens_dataset_count(*ds))
-        return KDENS_OK;
-    kdens_dataset *sub;
-    kdens_status st = kdens_dataset_subset(*ds, 0, n, seed, &sub);
-    if (st == KDENS_OK) {
-        kdens_dataset_free(*ds);
-        *ds = sub;
-    }
-    return st;
-}
-
 /* The experiment's settings from the command line; those not given keep
  * their "not given" values (0, NaN) and the pipeline its defaults. */
 typedef struct pipeline_args {
@@ -203,7 +178,7 @@ int cmd_pipeline(const cli_command *cmd, int argc, char **argv)
         return cli_fail("--threads", KDENS_E_ARG);
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    kdens_set_log_callback(pipeline_log, &t0);
+    kdens_set_log_callback(cli_log_elapsed, &t0);
     char name[256];
     kdens_dataset *pool = NULL, *test = NULL;
     kdens_status st =
@@ -214,9 +189,9 @@ int cmd_pipeline(const cli_command *cmd, int argc, char **argv)
         st = cli_open_test(dataset, h, w, ch, &test);
     }
     if (st == KDENS_OK)
-        st = limit(&pool, lim, a.seed);
+        st = cli_limit(&pool, lim, a.seed);
     if (st == KDENS_OK)
-        st = limit(&test, lim, a.seed + 1);
+        st = cli_limit(&test, lim, a.seed + 1);
     if (st != KDENS_OK)
         return cli_fail(dataset, st);
     kdens_pipeline *p = NULL;
