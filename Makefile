@@ -5,6 +5,7 @@
 #   make bench      benchmarks (BENCH_ARGS="THREADS SECTION..." picks some);
 #   make demo       the main job on Fashion-MNIST
 #   make experiment a grid of runs on Fashion-MNIST (experiments/fmnist.plan)
+#   make voting-experiment  the dissertation's voting experiment (55 small MLPs)
 #   make install PREFIX=/usr/local DESTDIR=   make uninstall
 #   make deps       installs missing Debian packages (apt-get, as root or via sudo)
 
@@ -97,7 +98,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN := $(BUILD)/bench
 
-.PHONY: all lib examples check bench demo experiment install uninstall deps clean fuzz fuzz-deps FORCE \
+.PHONY: all lib examples check bench demo experiment voting-experiment install uninstall deps clean fuzz fuzz-deps FORCE \
 	check-portable portable-deps check-deps check-layers check-abi abi-update
 all: lib $(CLI) $(EXAMPLES)
 lib: $(STATIC) $(SHARED)
@@ -263,6 +264,17 @@ demo: deps
 experiment: deps
 	@$(MAKE) --no-print-directory all
 	./$(CLI) experiment experiments/fmnist.plan --workdir experiment-out $(EXPERIMENT_FLAGS)
+
+# The dissertation's voting experiment: 55 small MLPs (experiments/mlp50.spec), each trained on
+# a random 0.5% of the training part, fused by softmax averaging, plurality, Borda, STV and
+# Copeland at ensemble sizes 5, 25 and 55 (report in voting-out/report.md).  VOTING_FLAGS
+# adds flags (--dataset mnist=DIR for MNIST's files).
+voting-experiment: deps
+	@$(MAKE) --no-print-directory all
+	./$(CLI) pipeline --workdir voting-out --arch experiments/mlp50.spec --teachers 55 \
+		--fraction 0.005 --epochs 30 --student-epochs 30 --modes none \
+		--curve-rules mean,plurality,borda,stv,copeland --sizes 5,25,55 --repeats 10 \
+		$(VOTING_FLAGS)
 
 # libFuzzer harnesses (Debian's clang): each runs FUZZ_SECONDS on a copy of its
 # seed corpus; crashes are written to build-fuzz/.

@@ -296,6 +296,12 @@ KDENS_API kdens_status kdens_pipeline_set_temperature_candidates(kdens_pipeline 
 /* The students, one per mode (copied; n 0: none; a mode at most once). */
 KDENS_API kdens_status kdens_pipeline_set_modes(kdens_pipeline *p,
                                                 const kdens_distill_mode *modes, int n);
+/* The accuracy-versus-size curve: its rules (1 to 8; default mean,
+ * geometric, plurality, borda, copeland) and ensemble sizes (increasing, at
+ * most 64; n_sizes 0: every size from 1 to the teachers; sizes above the
+ * teachers are left out).  The vote statistics per size use the same sizes. */
+KDENS_API kdens_status kdens_pipeline_set_curve(kdens_pipeline *p, const kdens_fusion *rules,
+                                                int n_rules, const int *sizes, int n_sizes);
 /* Random sub-ensembles per size (>= 1) for the accuracy-versus-size curve. */
 KDENS_API kdens_status kdens_pipeline_set_size_repeats(kdens_pipeline *p, int repeats);
 KDENS_API kdens_status kdens_pipeline_set_seed(kdens_pipeline *p, uint64_t seed);

@@ -298,6 +298,16 @@ check "kdens pipeline on an image folder" sh -c \
     "'$KDENS' pipeline --workdir '$tmp/pf' --dataset '$tmp/folder' --size 8x8 --color gray \
      --teachers 2 --epochs 1 --student-epochs 1 --repeats 2 >/dev/null 2>&1 &&
      test \$(grep -c '^teacher,' '$tmp/pf/results.csv') -eq 2 && test -d '$tmp/pf/folder/students'"
+check "kdens pipeline --modes none with its own curve: the ensemble only" sh -c \
+    "'$KDENS' pipeline --workdir '$tmp/pn' --dataset '$tmp/folder' --size 8x8 --teachers 3 \
+     --epochs 1 --student-epochs 1 --repeats 2 --modes none --curve-rules borda,stv \
+     --sizes 1,3 >/dev/null 2>&1 && ! grep -q '^student,' '$tmp/pn/results.csv' &&
+     grep -q '^| rule | 1 | 3 |' '$tmp/pn/report.md' && grep -q '^| stv |' '$tmp/pn/report.md'"
+expect_exit "--sizes without --curve-rules exits 2" 2 "$KDENS" pipeline --workdir "$tmp/pn" \
+    --sizes 1,3
+expect_exit "an unknown curve rule exits 2" 2 "$KDENS" pipeline --workdir "$tmp/pn" \
+    --curve-rules borda,nope
+
 # larger images end to end, at the corrosion detector's 240x320x3: teachers, fusion, students
 check "kdens pipeline at 240x320x3" sh -c \
     "'$KDENS' pipeline --workdir '$tmp/pl' --dataset '$tmp/folder' --size 240x320 \

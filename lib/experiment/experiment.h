@@ -69,6 +69,9 @@ struct kdens_pipeline {
     kdens_distill_mode modes[KD_DISTILL_MODE_COUNT];
     int n_modes;              /* students, one per mode */
     int size_repeats;         /* sub-ensembles per size for the curve */
+    kdens_fusion curve_rules[8];  /* the rules of accuracy versus size */
+    int n_curve_rules;
+    int sizes[64], n_sizes;   /* its sizes; 0: 1 .. the teachers */
     uint64_t seed;
 };
 

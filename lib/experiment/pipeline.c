@@ -36,6 +36,9 @@ kdens_status kdens_pipeline_create(const char *workdir, const char *dataset, con
         .n_modes = 3,
         .size_repeats = 10,
         .seed = 1,
+        .curve_rules = {KDENS_FUSE_MEAN, KDENS_FUSE_GEOMETRIC, KDENS_FUSE_PLURALITY,
+                        KDENS_FUSE_BORDA, KDENS_FUSE_COPELAND},
+        .n_curve_rules = 5,
     };
     const char *in[3] = {workdir, dataset, arch};
     const char **names[3] = {&c.workdir, &c.dataset, &c.arch};
@@ -51,6 +54,28 @@ kdens_status kdens_pipeline_create(const char *workdir, const char *dataset, con
 void kdens_pipeline_free(kdens_pipeline *p)
 {
     free(p);
+}
+
+kdens_status kdens_pipeline_set_curve(kdens_pipeline *p, const kdens_fusion *rules, int n_rules,
+                                      const int *sizes, int n_sizes)
+{
+    if (!p || n_rules < 1 || n_rules > (int)KD_ARRAY_LEN(p->curve_rules) || !rules ||
+        n_sizes < 0 || n_sizes > (int)KD_ARRAY_LEN(p->sizes) || (n_sizes && !sizes))
+        return kd_fail(KDENS_E_ARG, "NULL, %d rules (1 to %d) or %d sizes (0 to %d)", n_rules,
+                       (int)KD_ARRAY_LEN(p->curve_rules), n_sizes, (int)KD_ARRAY_LEN(p->sizes));
+    for (int i = 0; i < n_rules; i++)
+        if (!kdens_fusion_name(rules[i]))
+            return kd_fail(KDENS_E_ARG, "unknown fusion rule %d", (int)rules[i]);
+    for (int i = 0; i < n_sizes; i++)
+        if (sizes[i] < 1 || (i > 0 && sizes[i] <= sizes[i - 1]))
+            return kd_fail(KDENS_E_ARG, "ensemble size %d is not above 0 and the one before",
+                           sizes[i]);
+    memcpy(p->curve_rules, rules, sizeof *rules * (size_t)n_rules);
+    p->n_curve_rules = n_rules;
+    if (n_sizes)
+        memcpy(p->sizes, sizes, sizeof *sizes * (size_t)n_sizes);
+    p->n_sizes = n_sizes;
+    return KDENS_OK;
 }
 
 kdens_status kdens_pipeline_set_modes(kdens_pipeline *p, const kdens_distill_mode *modes, int n)
@@ -304,18 +329,20 @@ static kdens_status fusion(kd_report *r, const kdens_dataset *test)
         else
             free(res.decisions);
     }
-    static const kdens_fusion curve[] = {KDENS_FUSE_MEAN, KDENS_FUSE_GEOMETRIC,
-                                         KDENS_FUSE_PLURALITY, KDENS_FUSE_BORDA,
-                                         KDENS_FUSE_COPELAND};
-    r->n_sizes = m < 64 ? m : 64;
-    for (int s = 0; s < r->n_sizes; s++)
-        r->sizes[s] = s + 1;
-    r->n_curve_rules = (int)(sizeof curve / sizeof *curve);
-    for (int i = 0; i < r->n_curve_rules && st == KDENS_OK; i++) {
-        r->curve_rules[i] = curve[i];
-        kd_log(KDENS_LOG_INFO, "accuracy versus size: %s", kdens_fusion_name(curve[i]));
-        st = kdens_accuracy_vs_size(pr, curve[i], r->sizes, r->n_sizes, c->size_repeats,
-                                    c->seed, r->curve_mean[i], r->curve_ci[i]);
+    /* the sizes asked for that the ensemble has, else 1 .. m */
+    r->n_sizes = 0;
+    for (int s = 0; s < c->n_sizes; s++)
+        if (c->sizes[s] <= m)
+            r->sizes[r->n_sizes++] = c->sizes[s];
+    if (c->n_sizes == 0)
+        for (int s = 0; s < m && s < 64; s++)
+            r->sizes[r->n_sizes++] = s + 1;
+    r->n_curve_rules = c->n_curve_rules;
+    for (int i = 0; i < r->n_curve_rules && r->n_sizes && st == KDENS_OK; i++) {
+        r->curve_rules[i] = c->curve_rules[i];
+        kd_log(KDENS_LOG_INFO, "accuracy versus size: %s", kdens_fusion_name(c->curve_rules[i]));
+        st = kdens_accuracy_vs_size(pr, c->curve_rules[i], r->sizes, r->n_sizes,
+                                    c->size_repeats, c->seed, r->curve_mean[i], r->curve_ci[i]);
     }
     r->members = m;
     if (st == KDENS_OK && (!(r->agreement = malloc(sizeof(double) * (size_t)m * m)) ||
@@ -400,7 +427,7 @@ static kdens_status choose_temperature(kd_report *r, const kdens_dataset *train,
     r->alpha = c->alpha;
     r->temperature = c->temperature;
     r->n_temperatures = c->n_temperatures;
-    if (c->n_temperatures <= 1)
+    if (c->n_temperatures <= 1 || c->n_modes == 0) /* no student, nothing to choose */
         return KDENS_OK;
     kdens_status st = KDENS_OK;
     double best = -1;

@@ -416,6 +416,31 @@ static void votes_text(const kd_report *r, kd_buf *b, bool html)
     kd_buf_printf(b, html ? "</table>\n" : "\n");
 }
 
+/* Accuracy versus ensemble size: a row per rule, a column per size, the
+ * mean over random sub-ensembles with the half-width of its 95% interval. */
+static void sizes_table(const kd_report *r, kd_buf *b, bool html)
+{
+    if (!r->n_curve_rules || !r->n_sizes)
+        return;
+    kd_buf_printf(b, html ? "<table>\n<tr><th>rule</th>" : "| rule |");
+    for (int s = 0; s < r->n_sizes; s++)
+        kd_buf_printf(b, html ? "<th>%d</th>" : " %d |", r->sizes[s]);
+    kd_buf_printf(b, html ? "</tr>\n" : "\n|---|");
+    if (!html)
+        for (int s = 0; s < r->n_sizes; s++)
+            kd_buf_printf(b, "---:|");
+    if (!html)
+        kd_buf_printf(b, "\n");
+    for (int c = 0; c < r->n_curve_rules; c++) {
+        kd_buf_printf(b, html ? "<tr><td>%s</td>" : "| %s |", kdens_fusion_name(r->curve_rules[c]));
+        for (int s = 0; s < r->n_sizes; s++)
+            kd_buf_printf(b, html ? "<td>%.2f%% ± %.2f</td>" : " %.2f%% ± %.2f |",
+                          100 * r->curve_mean[c][s], 100 * r->curve_ci[c][s]);
+        kd_buf_printf(b, html ? "</tr>\n" : "\n");
+    }
+    kd_buf_printf(b, html ? "</table>\n" : "\n");
+}
+
 static void setup_text(const kd_report *r, kd_buf *b, bool html)
 {
     const kdens_pipeline *c = r->cfg;
@@ -459,6 +484,11 @@ static kdens_status write_markdown(const kd_report *r, const summary *s)
                       "undefined.\n\n",
                   r->n_test);
     results_table(r, s, &b, false);
+    kd_buf_printf(&b, "\n## Accuracy versus ensemble size\n\nRandom sub-ensembles of each "
+                      "size (%d per size), mean test accuracy with the half-width of its 95%% "
+                      "interval.\n\n",
+                  r->cfg->size_repeats);
+    sizes_table(r, &b, false);
     kd_buf_printf(&b, "\n## Votes\n\n");
     votes_text(r, &b, false);
     kd_buf_printf(&b, "## Plots\n\n");
@@ -516,6 +546,8 @@ static kdens_status write_html(const kd_report *r, const summary *s)
     bold_to_html(&b, from);
     kd_buf_printf(&b, "</ul>\n<h2>Results</h2>\n");
     results_table(r, s, &b, true);
+    kd_buf_printf(&b, "<h2>Accuracy versus ensemble size</h2>\n");
+    sizes_table(r, &b, true);
     kd_buf_printf(&b, "<h2>Votes</h2>\n");
     votes_text(r, &b, true);
     kd_buf_printf(&b, "<h2>Plots</h2>\n");

@@ -12,9 +12,10 @@
 const char usage_pipeline[] =
     "usage: kdens pipeline [--workdir W] [--dataset D] [--arch A] [--teachers N]\n"
     "                      [--fraction F] [--epochs E] [--student-epochs E]\n"
-    "                      [--modes M1,M2,...|all] [--alpha A]\n"
+    "                      [--modes M1,M2,...|all|none] [--alpha A]\n"
     "                      [--temperature T | --temperatures T1,T2,...]\n"
     "                      [--batch B] [--lr LR] [--repeats R] [--threads T] [--seed S]\n"
+    "                      [--curve-rules R1,R2,...] [--sizes N1,N2,...]\n"
     "                      [--limit N] [--size HxW] [--color gray|rgb]\n"
     "\n"
     "Runs the multi-teacher experiment on D (a preset or an image folder with\n"
@@ -29,7 +30,11 @@ const char usage_pipeline[] =
     "lr 0.005 (Adam, cosine), 10 repeats, seed 1.  Each student is compared with\n"
     "the baseline on the same test images (McNemar's exact test).\n"
     "\n"
-    "  --modes LIST    distillation modes (all: every mode of kdens distill)\n"
+    "  --modes LIST    distillation modes (all: every mode of kdens distill; none:\n"
+    "                  no students, the ensemble only)\n"
+    "  --curve-rules LIST --sizes LIST  the rules and ensemble sizes of accuracy\n"
+    "                  versus size (default mean,geometric,plurality,borda,copeland\n"
+    "                  at every size)\n"
     "  --temperatures LIST  candidates for T, chosen on the validation part by\n"
     "                  an output_avg student each (--temperature: T as given)\n"
     "  --threads T     compute threads (default: KDENS_NUM_THREADS or all cores)\n"
@@ -39,6 +44,8 @@ const char usage_pipeline[] =
 static int parse_modes(const char *list, kdens_distill_mode *modes, int max, int *n)
 {
     *n = 0;
+    if (!strcmp(list, "none"))
+        return 0;
     if (!strcmp(list, "all")) {
         for (int m = 0; m < kdens_distill_mode_count() && m < max; m++)
             modes[(*n)++] = (kdens_distill_mode)m;
@@ -63,6 +70,27 @@ static int parse_modes(const char *list, kdens_distill_mode *modes, int max, int
             return 2;
         }
         modes[(*n)++] = mode;
+    }
+    return 0;
+}
+
+/* --curve-rules: fusion rule names separated by commas. */
+static int parse_rules(const char *list, kdens_fusion *rules, int max, int *n)
+{
+    char buf[512];
+    *n = 0;
+    if ((size_t)snprintf(buf, sizeof buf, "%s", list) >= sizeof buf) {
+        fprintf(stderr, "kdens: --curve-rules: the list is too long\n");
+        return 2;
+    }
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        if (*n == max || kdens_fusion_from_name(tok, &rules[*n]) != KDENS_OK) {
+            fprintf(stderr, "kdens: --curve-rules: '%s' is not a fusion rule (kdens vote --list) "
+                            "or one too many (%d at most)\n", tok, max);
+            return 2;
+        }
+        (*n)++;
     }
     return 0;
 }
@@ -97,6 +125,8 @@ typedef struct pipeline_args {
     kdens_distill_mode modes[32];
     double temperatures[8];
     int n_temperatures;
+    kdens_fusion curve_rules[8];
+    int n_curve_rules, sizes[64], n_sizes;
 } pipeline_args;
 
 static kdens_status configure(kdens_pipeline *p, const pipeline_args *a)
@@ -122,6 +152,8 @@ static kdens_status configure(kdens_pipeline *p, const pipeline_args *a)
         st = kdens_pipeline_set_lr(p, a->lr);
     if (st == KDENS_OK && a->repeats)
         st = kdens_pipeline_set_size_repeats(p, a->repeats);
+    if (st == KDENS_OK && a->n_curve_rules)
+        st = kdens_pipeline_set_curve(p, a->curve_rules, a->n_curve_rules, a->sizes, a->n_sizes);
     if (st == KDENS_OK && a->n_temperatures)
         st = kdens_pipeline_set_temperature_candidates(p, a->temperatures, a->n_temperatures);
     return st;
@@ -132,7 +164,7 @@ int cmd_pipeline(const cli_command *cmd, int argc, char **argv)
     pipeline_args a = {.fraction = NAN, .lr = NAN, .alpha = NAN, .temperature = NAN,
                        .seed = 1, .n_modes = -1};
     const char *dataset = "fmnist", *workdir = "demo-out", *arch = "test", *modes = NULL,
-               *temperatures = NULL;
+               *temperatures = NULL, *curve_rules = NULL, *sizes = NULL;
     size_t lim = 0;
     int size[2] = {0, 0}, threads = 0, color = KDENS_COLOR_RGB;
     /* The experiment's numbers go to its setters as they are: they check
@@ -152,6 +184,8 @@ int cmd_pipeline(const cli_command *cmd, int argc, char **argv)
         OPT_FLOAT("temperature", &a.temperature, "T", -any, any, 0, "softening temperature"),
         OPT_STRING("temperatures", &temperatures, "T1,T2,...",
                    "candidate temperatures, chosen on the validation part"),
+        OPT_STRING("curve-rules", &curve_rules, "R1,R2,...", "rules of accuracy versus size"),
+        OPT_STRING("sizes", &sizes, "N1,N2,...", "ensemble sizes of accuracy versus size"),
         OPT_SIZE("batch", &a.batch, "B", 1, any, "batch size (default 128)"),
         OPT_DOUBLE("lr", &a.lr, "LR", -any, any, 0, "learning rate (default 0.005)"),
         OPT_INT("repeats", &a.repeats, "R", 1, any, "sub-ensembles per size (default 10)"),
@@ -174,6 +208,17 @@ int cmd_pipeline(const cli_command *cmd, int argc, char **argv)
     }
     if (temperatures && parse_numbers(temperatures, a.temperatures, 8, &a.n_temperatures) != 0)
         return 2;
+    if (sizes && !curve_rules) {
+        fprintf(stderr, "kdens: --sizes goes with --curve-rules\n");
+        return 2;
+    }
+    if (curve_rules && parse_rules(curve_rules, a.curve_rules, 8, &a.n_curve_rules) != 0)
+        return 2;
+    double size_values[64];
+    if (sizes && parse_numbers(sizes, size_values, 64, &a.n_sizes) != 0)
+        return 2;
+    for (int i = 0; i < a.n_sizes; i++)
+        a.sizes[i] = (int)size_values[i];
     if (threads > 0 && kdens_set_num_threads(threads) != KDENS_OK)
         return cli_fail("--threads", KDENS_E_ARG);
     struct timespec t0;
