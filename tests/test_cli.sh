@@ -114,9 +114,10 @@ check "kdens eval on mnist=DIR's test part" sh -c \
     "'$KDENS' eval --model '$tmp/wm/mnist/models/test_0.kdm' --dataset 'mnist=$tmp/mnist' |
      grep -q '^images 10 '"
 rm "$tmp/mnist/t10k-labels-idx1-ubyte"
-check "a missing file is named, with the folder" sh -c \
-    "! '$KDENS' eval --model '$tmp/wm/mnist/models/test_0.kdm' --dataset 'mnist=$tmp/mnist' \
-       >'$tmp/miss.out' 2>&1 && grep -q '$tmp/mnist: t10k-images-idx3-ubyte\\[.gz\\] or t10k-labels-idx1-ubyte\\[.gz\\] is missing' '$tmp/miss.out'"
+expect_exit "a missing file exits 1" 1 "$KDENS" eval --model "$tmp/wm/mnist/models/test_0.kdm" \
+    --dataset "mnist=$tmp/mnist"
+grep -q "$tmp/mnist: t10k-images-idx3-ubyte\[.gz\] or t10k-labels-idx1-ubyte\[.gz\] is missing" \
+    "$tmp/out" && ok "and names it, with the folder" || bad "and names it, with the folder"
 
 # a fresh workspace for the folder as it is after the move
 check "subsets for teachers" "$KDENS" subset --dataset "$tmp/imgs" --workdir "$tmp/wt" \

@@ -155,12 +155,13 @@ int cmd_distill(const cli_command *cmd, int argc, char **argv)
     }
     if (st == KDENS_OK && augment && kdens_augment_preset(name, &aug) != KDENS_OK)
         fprintf(stderr, "kdens: no augmentation policy for '%s'; training without\n", name);
-    if (st != KDENS_OK)
-        return cli_fail(dataset, st);
+    const char *stage = st == KDENS_OK ? "distill" : dataset; /* named should it fail */
     a.augment = aug;
     int done = 0;
     char student_arch[256], teacher_arch[256];
-    st = cli_workspace_arch(a.student_arch, workdir, name, student_arch, sizeof student_arch);
+    if (st == KDENS_OK)
+        st = cli_workspace_arch(a.student_arch, workdir, name, student_arch,
+                                sizeof student_arch);
     if (st == KDENS_OK)
         st = cli_workspace_arch(a.teacher_arch, workdir, name, teacher_arch,
                                 sizeof teacher_arch);
@@ -177,7 +178,7 @@ int cmd_distill(const cli_command *cmd, int argc, char **argv)
     kdens_dataset_free(train);
     kdens_dataset_free(pool);
     if (st != KDENS_OK)
-        return cli_fail("distill", st);
+        return cli_fail(stage, st);
     printf("trained %d students (%s, %d teachers each); registry %s/students.csv\n", done,
            kdens_distill_mode_name(a.mode), a.n_teachers, workdir);
     return 0;

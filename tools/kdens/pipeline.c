@@ -237,11 +237,11 @@ int cmd_pipeline(const cli_command *cmd, int argc, char **argv)
         st = cli_limit(&pool, lim, a.seed);
     if (st == KDENS_OK)
         st = cli_limit(&test, lim, a.seed + 1);
-    if (st != KDENS_OK)
-        return cli_fail(dataset, st);
+    const char *stage = st == KDENS_OK ? "pipeline" : dataset; /* named should it fail */
     kdens_pipeline *p = NULL;
     char arch_name[256];
-    st = cli_workspace_arch(arch, workdir, name, arch_name, sizeof arch_name);
+    if (st == KDENS_OK)
+        st = cli_workspace_arch(arch, workdir, name, arch_name, sizeof arch_name);
     if (st == KDENS_OK)
         st = kdens_pipeline_create(workdir, name, arch_name, &p);
     if (st == KDENS_OK)
@@ -252,7 +252,7 @@ int cmd_pipeline(const cli_command *cmd, int argc, char **argv)
     kdens_dataset_free(test);
     kdens_dataset_free(pool);
     if (st != KDENS_OK)
-        return cli_fail("pipeline", st);
+        return cli_fail(stage, st);
     printf("report: %s/report.html (and report.md, results.csv)\n", workdir);
     return 0;
 }

@@ -281,34 +281,39 @@ int cmd_eval(const cli_command *cmd, int argc, char **argv)
     }
     if (!o.model)
         return eval_registry(&o);
-    kdens_model *m;
-    kdens_status st = kdens_model_load(o.model, &m);
-    if (st != KDENS_OK)
-        return cli_fail(o.model, st);
+    kdens_model *m = NULL;
     kdens_dataset *test = NULL;
-    st = cli_open_test_for(o.dataset, m, &test);
-    if (st != KDENS_OK)
-        return cli_fail(o.dataset, st);
-    int k = kdens_model_num_classes(m);
-    double loss, top1, top5, *per = malloc(sizeof(double) * k);
-    uint64_t *conf = malloc(sizeof(uint64_t) * k * k);
-    st = per && conf ? kdens_model_evaluate(m, test, 256, &loss, &top1, &top5, per, conf)
-                     : KDENS_E_NOMEM;
-    if (st != KDENS_OK)
-        return cli_fail("evaluation", st);
-    printf("images %zu loss %.4f top1 %.4f top5 %.4f\n", kdens_dataset_count(test), loss, top1,
-           top5);
-    for (int i = 0; i < k; i++) {
-        printf("%-16s %.4f ", kdens_dataset_class_name(test, i), per[i]);
-        for (int j = 0; j < k && k <= 20; j++)
-            printf(" %5llu", (unsigned long long)conf[(size_t)i * k + j]);
-        printf("\n");
+    double loss, top1, top5, *per = NULL;
+    uint64_t *conf = NULL;
+    const char *stage = o.model; /* named should a step fail */
+    kdens_status st = kdens_model_load(o.model, &m);
+    if (st == KDENS_OK) {
+        stage = o.dataset;
+        st = cli_open_test_for(o.dataset, m, &test);
+    }
+    int k = m ? kdens_model_num_classes(m) : 0;
+    if (st == KDENS_OK) {
+        stage = "evaluation";
+        per = malloc(sizeof(double) * k);
+        conf = malloc(sizeof(uint64_t) * k * k);
+        st = per && conf ? kdens_model_evaluate(m, test, 256, &loss, &top1, &top5, per, conf)
+                         : KDENS_E_NOMEM;
+    }
+    if (st == KDENS_OK) {
+        printf("images %zu loss %.4f top1 %.4f top5 %.4f\n", kdens_dataset_count(test), loss,
+               top1, top5);
+        for (int i = 0; i < k; i++) {
+            printf("%-16s %.4f ", kdens_dataset_class_name(test, i), per[i]);
+            for (int j = 0; j < k && k <= 20; j++)
+                printf(" %5llu", (unsigned long long)conf[(size_t)i * k + j]);
+            printf("\n");
+        }
     }
     free(per);
     free(conf);
     kdens_dataset_free(test);
     kdens_model_free(m);
-    return 0;
+    return st == KDENS_OK ? 0 : cli_fail(stage, st);
 }
 
 const char usage_teachers[] =
@@ -374,28 +379,32 @@ int cmd_teachers(const cli_command *cmd, int argc, char **argv)
         return 2;
     }
     char name[256], valcsv[4600];
-    kdens_dataset *pool, *val = NULL, *rest_train = NULL, *test = NULL;
+    kdens_dataset *pool = NULL, *val = NULL, *rest_train = NULL, *test = NULL;
+    kdens_teachers *tc = NULL;
+    const char *stage = o.dataset; /* named in the message should a step fail */
     kdens_status st = cli_open_dataset(o.dataset, o.size[0], o.size[1], (kdens_color)o.color,
                                        &pool, name, sizeof name);
-    if (st != KDENS_OK)
-        return cli_fail(o.dataset, st);
-    snprintf(valcsv, sizeof valcsv, "%s/%s/val.csv", o.workdir, name);
-    if (access(valcsv, F_OK) == 0)
-        st = kdens_dataset_select(pool, valcsv, &val);
-    else
-        st = kdens_dataset_split(pool, 0.1, o.seed, &rest_train, &val);
+    if (st == KDENS_OK) {
+        stage = "validation set";
+        snprintf(valcsv, sizeof valcsv, "%s/%s/val.csv", o.workdir, name);
+        if (access(valcsv, F_OK) == 0)
+            st = kdens_dataset_select(pool, valcsv, &val);
+        else
+            st = kdens_dataset_split(pool, 0.1, o.seed, &rest_train, &val);
+    }
     if (st == KDENS_OK)
         st = cli_training_pool(o.workdir, name, &pool);
-    if (st != KDENS_OK)
-        return cli_fail("validation set", st);
-    int h, w, c;
-    kdens_dataset_shape(pool, &h, &w, &c);
-    st = cli_open_test(o.dataset, h, w, c, &test);
-    if (st != KDENS_OK)
-        return cli_fail("test set", st);
-    kdens_teachers *tc = NULL;
+    if (st == KDENS_OK) {
+        stage = "test set";
+        int h, w, c;
+        kdens_dataset_shape(pool, &h, &w, &c);
+        st = cli_open_test(o.dataset, h, w, c, &test);
+    }
     char arch[256];
-    st = cli_workspace_arch(o.arch, o.workdir, name, arch, sizeof arch);
+    if (st == KDENS_OK) {
+        stage = "teachers";
+        st = cli_workspace_arch(o.arch, o.workdir, name, arch, sizeof arch);
+    }
     if (st == KDENS_OK)
         st = kdens_teachers_create(o.workdir, name, arch, pool, val, test, &tc);
     if (st == KDENS_OK && o.epochs > 0)
@@ -428,16 +437,15 @@ int cmd_teachers(const cli_command *cmd, int argc, char **argv)
         st = kdens_teachers_train_fge(tc, o.fge, o.cycle_epochs > 0 ? o.cycle_epochs : 2);
     if (st == KDENS_OK && o.checkpoints > 0)
         st = kdens_teachers_train_checkpoints(tc, o.epochs > 0 ? o.epochs : 10, o.checkpoints);
-    if (st != KDENS_OK)
-        return cli_fail("teachers", st);
-    printf("trained %d subset teachers%s%s%s%s; registry %s/teachers.csv\n", trained,
-           o.baseline ? ", the baseline" : "", o.snapshots ? ", a snapshot ensemble" : "",
-           o.fge ? ", a fast geometric ensemble" : "",
-           o.checkpoints ? ", a checkpoint ensemble" : "", o.workdir);
+    if (st == KDENS_OK)
+        printf("trained %d subset teachers%s%s%s%s; registry %s/teachers.csv\n", trained,
+               o.baseline ? ", the baseline" : "", o.snapshots ? ", a snapshot ensemble" : "",
+               o.fge ? ", a fast geometric ensemble" : "",
+               o.checkpoints ? ", a checkpoint ensemble" : "", o.workdir);
     kdens_teachers_free(tc);
     kdens_dataset_free(test);
     kdens_dataset_free(val);
     kdens_dataset_free(rest_train);
     kdens_dataset_free(pool);
-    return 0;
+    return st == KDENS_OK ? 0 : cli_fail(stage, st);
 }
