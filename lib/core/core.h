@@ -97,6 +97,9 @@ uint32_t kd_crc32(uint32_t crc, const void *data, size_t len);
 uint64_t kd_fnv1a(uint64_t h, const void *data, size_t len);
 /* Read a whole file (a NUL is appended, not counted in *len). */
 kdens_status kd_read_file(const char *path, char **data, size_t *len);
+/* A whole text file (a spec, a plan): as kd_read_file, and a NUL byte inside
+ * is refused with `status`, naming the file and `what` it should be. */
+kdens_status kd_read_text(const char *path, kdens_status status, const char *what, char **text);
 /* Write data atomically: temp file in the same folder, fsync, rename, fsync
  * of the folder.  The previous file at path survives any failure. */
 kdens_status kd_write_file_atomic(const char *path, const void *data, size_t len);

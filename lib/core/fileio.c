@@ -191,6 +191,18 @@ kdens_status kd_read_file(const char *path, char **data, size_t *len)
     return KDENS_OK;
 }
 
+kdens_status kd_read_text(const char *path, kdens_status status, const char *what, char **text)
+{
+    size_t len;
+    kdens_status st = kd_read_file(path, text, &len);
+    if (st == KDENS_OK && strlen(*text) != len) {
+        free(*text);
+        *text = NULL;
+        st = kd_fail(status, "%s: a NUL byte in %s", path, what);
+    }
+    return st;
+}
+
 static kdens_status write_all(int fd, const char *path, const void *data, size_t len)
 {
     const char *p = data;

@@ -219,14 +219,10 @@ kdens_status kdens_grid_load(const char *path, kdens_grid **out)
     if (!path || !out)
         return kd_fail(KDENS_E_ARG, "NULL argument");
     char *text;
-    size_t len;
-    kdens_status st = kd_read_file(path, &text, &len);
+    kdens_status st = kd_read_text(path, KDENS_E_FORMAT, "a plan", &text);
     if (st != KDENS_OK)
         return st;
-    if (strlen(text) != len)
-        st = kd_fail(KDENS_E_FORMAT, "%s: a NUL byte in a plan", path);
-    if (st == KDENS_OK)
-        st = kdens_grid_parse(text, out);
+    st = kdens_grid_parse(text, out);
     free(text);
     return st;
 }

@@ -80,14 +80,10 @@ kdens_status kdens_model_from_spec_file(const char *path, int height, int width,
     if (!path || !out)
         return kd_fail(KDENS_E_ARG, "NULL argument");
     char *text;
-    size_t len;
-    kdens_status st = kd_read_file(path, &text, &len);
+    kdens_status st = kd_read_text(path, KDENS_E_SPEC, "a spec", &text);
     if (st != KDENS_OK)
         return st;
-    if (strlen(text) != len)
-        st = kd_fail(KDENS_E_SPEC, "%s: the spec contains a NUL byte", path);
-    else
-        st = kdens_model_from_spec(text, height, width, channels, classes, seed, out);
+    st = kdens_model_from_spec(text, height, width, channels, classes, seed, out);
     if (st != KDENS_OK && st != KDENS_E_NOMEM)
         kd_fail_context(st, "%s", path);
     free(text);
