@@ -284,7 +284,7 @@ KDENS_API kdens_status kdens_pipeline_set_batch(kdens_pipeline *p, size_t batch)
 KDENS_API kdens_status kdens_pipeline_set_lr(kdens_pipeline *p, double lr);
 KDENS_API kdens_status kdens_pipeline_set_patience(kdens_pipeline *p, int patience);
 /* The students' loss, as kdens_distill_job_set_alpha and _temperature.
- * Setting the temperature drops the candidates below. */
+ * Setting the alpha or the temperature drops its candidates below. */
 KDENS_API kdens_status kdens_pipeline_set_alpha(kdens_pipeline *p, double alpha);
 KDENS_API kdens_status kdens_pipeline_set_temperature(kdens_pipeline *p, double temperature);
 /* Choose T among n candidates (2 to 8) on the validation part -- an
@@ -293,6 +293,11 @@ KDENS_API kdens_status kdens_pipeline_set_temperature(kdens_pipeline *p, double 
  * set.  Default: 1, 2 and 4. */
 KDENS_API kdens_status kdens_pipeline_set_temperature_candidates(kdens_pipeline *p,
                                                                  const double *t, int n);
+/* Choose alpha too, among n candidates (2 to 8, each in [0, 1]), on the
+ * validation part: every pair of an alpha and a temperature candidate gets
+ * an output_avg student, at most 16 pairs.  Default: alpha 0.5, given. */
+KDENS_API kdens_status kdens_pipeline_set_alpha_candidates(kdens_pipeline *p, const double *a,
+                                                           int n);
 /* The students, one per mode (copied; n 0: none; a mode at most once). */
 KDENS_API kdens_status kdens_pipeline_set_modes(kdens_pipeline *p,
                                                 const kdens_distill_mode *modes, int n);

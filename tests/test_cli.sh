@@ -288,6 +288,13 @@ check "run again: everything reused" sh -c \
      --repeats 2 --modes all >'$tmp/again.log' 2>&1 && ! grep -q '^.*epoch 1/1:' '$tmp/again.log' &&
      test \$(tail -n +2 '$pp/teachers.csv' | wc -l) -eq 4 &&
      test \$(tail -n +2 '$pp/students.csv' | wc -l) -eq 9"
+check "--alphas: alpha chosen on validation too (one new output_avg student)" sh -c \
+    "'$KDENS' pipeline --workdir '$pp' --limit 400 --teachers 3 --epochs 1 --student-epochs 1 \
+     --repeats 2 --modes output_avg --alphas 0.2,0.5 --temperature 2 >/dev/null 2>&1 &&
+     grep -q 'Alpha was chosen on the validation part' '$pp/report.md' &&
+     grep -q 'alpha 0.2: ' '$pp/report.md' && grep -q 'alpha 0.5: ' '$pp/report.md' &&
+     test \$(tail -n +2 '$pp/students.csv' | wc -l) -eq 10 &&
+     grep -q ',output_avg,0.2,2,' '$pp/students.csv'"
 
 for part in train test; do
     for cls in cat dog; do
@@ -358,6 +365,12 @@ expect_exit "pipeline with --temperature and --temperatures exits 2" 2 "$KDENS" 
     --workdir "$tmp/p2" --temperature 2 --temperatures 1,2
 expect_exit "pipeline with one candidate temperature exits 1" 1 "$KDENS" pipeline \
     --workdir "$tmp/p2" --limit 100 --temperatures 2
+expect_exit "pipeline with --alpha and --alphas exits 2" 2 "$KDENS" pipeline \
+    --workdir "$tmp/p2" --alpha 0.5 --alphas 0.2,0.8
+expect_exit "pipeline with an alpha candidate above 1 exits 1" 1 "$KDENS" pipeline \
+    --workdir "$tmp/p2" --limit 100 --alphas 0.2,1.5
+expect_exit "pipeline with 24 candidate pairs exits 1" 1 "$KDENS" pipeline \
+    --workdir "$tmp/p2" --limit 100 --alphas 0.2,0.5,0.8 --temperatures 1,2,3,4,5,6,7,8
 
 # the option parser: --name=value, and each kind of rejection is a usage error (2) whose
 # message names the option and the value, found before any work is done

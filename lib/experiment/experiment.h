@@ -64,6 +64,8 @@ struct kdens_pipeline {
     double lr;                /* Adam, cosine schedule */
     int patience;             /* early stopping; < 0 the architecture's default */
     float alpha, temperature; /* the distillation loss */
+    double alphas[8];         /* candidates for alpha, chosen on validation */
+    int n_alphas;             /* 0: alpha as given */
     double temperatures[8];   /* candidates for T, chosen on validation; */
     int n_temperatures;       /* 0: temperature as given */
     kdens_distill_mode modes[KD_DISTILL_MODE_COUNT];

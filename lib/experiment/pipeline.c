@@ -104,8 +104,15 @@ KD_SETTER(kdens_pipeline, kdens_pipeline_set_teacher_epochs, int, teacher_epochs
           "teacher epochs")
 KD_SETTER(kdens_pipeline, kdens_pipeline_set_student_epochs, int, student_epochs, v >= 1,
           "student epochs")
-KD_SETTER(kdens_pipeline, kdens_pipeline_set_alpha, double, alpha,
-          kd_check_loss(v, 1) == KDENS_OK, "alpha")
+kdens_status kdens_pipeline_set_alpha(kdens_pipeline *p, double alpha)
+{
+    if (!p)
+        return kd_fail(KDENS_E_ARG, "NULL handle");
+    kdens_status st = kd_check_loss(alpha, 1);
+    if (st == KDENS_OK)
+        p->alpha = (float)alpha, p->n_alphas = 0;
+    return st;
+}
 kdens_status kdens_pipeline_set_temperature(kdens_pipeline *p, double temperature)
 {
     if (!p)
@@ -116,20 +123,43 @@ kdens_status kdens_pipeline_set_temperature(kdens_pipeline *p, double temperatur
     return st;
 }
 
-kdens_status kdens_pipeline_set_temperature_candidates(kdens_pipeline *p, const double *t, int n)
+/* At most this many output_avg students to choose alpha and T. */
+#define KD_MAX_SETTING_PAIRS 16
+
+/* Candidates for one loss setting: 2 to 8 values, each accepted by
+ * kd_check_loss in its place (`is_alpha`), and no more pairs with the
+ * other setting's candidates than KD_MAX_SETTING_PAIRS. */
+static kdens_status set_candidates(double *dst, int *n_dst, int n_other, const double *v, int n,
+                                   int is_alpha, const char *what)
 {
-    if (!p || !t || n < 2 || n > (int)KD_ARRAY_LEN(p->temperatures))
-        return kd_fail(KDENS_E_ARG, "NULL or %d candidate temperatures (2 to %d)", n,
-                       (int)KD_ARRAY_LEN(p->temperatures));
+    if (!v || n < 2 || n > 8)
+        return kd_fail(KDENS_E_ARG, "NULL or %d candidate %s (2 to 8)", n, what);
+    if (n * (n_other > 1 ? n_other : 1) > KD_MAX_SETTING_PAIRS)
+        return kd_fail(KDENS_E_ARG, "%d candidate %s make %d pairs with the other setting "
+                       "(%d at most)", n, what, n * n_other, KD_MAX_SETTING_PAIRS);
     for (int i = 0; i < n; i++) {
-        kdens_status st = kd_check_loss(0, t[i]);
+        kdens_status st = is_alpha ? kd_check_loss(v[i], 1) : kd_check_loss(0, v[i]);
         if (st != KDENS_OK)
             return st;
     }
-    for (int i = 0; i < n; i++)
-        p->temperatures[i] = t[i];
-    p->n_temperatures = n;
+    memcpy(dst, v, sizeof *v * (size_t)n);
+    *n_dst = n;
     return KDENS_OK;
+}
+
+kdens_status kdens_pipeline_set_temperature_candidates(kdens_pipeline *p, const double *t, int n)
+{
+    if (!p)
+        return kd_fail(KDENS_E_ARG, "NULL handle");
+    return set_candidates(p->temperatures, &p->n_temperatures, p->n_alphas, t, n, 0,
+                          "temperatures");
+}
+
+kdens_status kdens_pipeline_set_alpha_candidates(kdens_pipeline *p, const double *a, int n)
+{
+    if (!p)
+        return kd_fail(KDENS_E_ARG, "NULL handle");
+    return set_candidates(p->alphas, &p->n_alphas, p->n_temperatures, a, n, 1, "alphas");
 }
 KD_SETTER(kdens_pipeline, kdens_pipeline_set_val_fraction, double, val_fraction,
           v > 0 && v < 1, "validation fraction")
@@ -377,8 +407,8 @@ static kdens_status fusion(kd_report *r, const kdens_dataset *test)
 
 /* Step 5: a student per mode, then its row. */
 /* The distillation job of one student of the pipeline. */
-static void student_job(const kdens_pipeline *c, kdens_distill_mode mode, double temperature,
-                        kdens_distill_job *job)
+static void student_job(const kdens_pipeline *c, kdens_distill_mode mode, double alpha,
+                        double temperature, kdens_distill_job *job)
 {
     kd_distill_job_init(job);
     job->workdir = c->workdir;
@@ -388,7 +418,7 @@ static void student_job(const kdens_pipeline *c, kdens_distill_mode mode, double
     job->n_teachers = c->teachers;
     job->repetitions = 1;
     job->mode = mode;
-    job->alpha = c->alpha;
+    job->alpha = (float)alpha;
     job->temperature = (float)temperature;
     job->epochs = c->student_epochs;
     job->patience = c->patience;
@@ -417,39 +447,54 @@ static kdens_status run_student(const kdens_distill_job *job, const kdens_datase
     return st;
 }
 
-/* The temperature: the candidate whose output_avg student is the most
- * accurate on the validation part (the first on ties), never chosen on the
- * test set.  Those students stay registered, so the chosen one is reused. */
-static kdens_status choose_temperature(kd_report *r, const kdens_dataset *train,
-                                       const kdens_dataset *val, const kdens_dataset *test)
+/* The validation accuracy of the output_avg student at (alpha, T). */
+static kdens_status validation_accuracy(const kdens_pipeline *c, double alpha, double t,
+                                        const kdens_dataset *train, const kdens_dataset *val,
+                                        const kdens_dataset *test, double *acc)
+{
+    kdens_distill_job job;
+    student_job(c, KDENS_DISTILL_OUTPUT_AVG, alpha, t, &job);
+    kd_log(KDENS_LOG_INFO, "alpha %g, temperature %g on the validation part", alpha, t);
+    char *path = NULL, *log = NULL;
+    kdens_model *m = NULL;
+    kdens_status st = run_student(&job, train, val, test, &path, &log);
+    if (st == KDENS_OK)
+        st = kdens_model_load(path, &m);
+    if (st == KDENS_OK)
+        st = kdens_model_evaluate(m, val, 256, NULL, acc, NULL, NULL, NULL);
+    kdens_model_free(m);
+    free(path), free(log);
+    return st;
+}
+
+/* The loss settings: among the candidate pairs (alpha, T), the one whose
+ * output_avg student is the most accurate on the validation part (the
+ * first on ties), never chosen on the test set.  Those students stay
+ * registered, so the chosen one is reused. */
+static kdens_status choose_settings(kd_report *r, const kdens_dataset *train,
+                                    const kdens_dataset *val, const kdens_dataset *test)
 {
     const kdens_pipeline *c = r->cfg;
     r->alpha = c->alpha;
     r->temperature = c->temperature;
-    r->n_temperatures = c->n_temperatures;
-    if (c->n_temperatures <= 1 || c->n_modes == 0) /* no student, nothing to choose */
+    r->n_settings = 0;
+    int na = c->n_alphas > 1 ? c->n_alphas : 1, nt = c->n_temperatures > 1 ? c->n_temperatures : 1;
+    if (na * nt <= 1 || c->n_modes == 0) /* no student or nothing to choose */
         return KDENS_OK;
+    r->alpha_chosen = na > 1, r->temperature_chosen = nt > 1;
     kdens_status st = KDENS_OK;
     double best = -1;
-    for (int i = 0; i < c->n_temperatures && st == KDENS_OK; i++) {
-        kdens_distill_job job;
-        student_job(c, KDENS_DISTILL_OUTPUT_AVG, c->temperatures[i], &job);
-        kd_log(KDENS_LOG_INFO, "temperature %g on the validation part", c->temperatures[i]);
-        char *path = NULL, *log = NULL;
-        kdens_model *m = NULL;
-        double acc = 0;
-        st = run_student(&job, train, val, test, &path, &log);
-        if (st == KDENS_OK)
-            st = kdens_model_load(path, &m);
-        if (st == KDENS_OK)
-            st = kdens_model_evaluate(m, val, 256, NULL, &acc, NULL, NULL, NULL);
-        kdens_model_free(m);
-        free(path), free(log);
-        r->temperatures[i] = c->temperatures[i];
-        r->temperature_val_acc[i] = acc;
-        if (st == KDENS_OK && acc > best)
-            best = acc, r->temperature = c->temperatures[i];
-    }
+    for (int i = 0; i < na && st == KDENS_OK; i++)
+        for (int j = 0; j < nt && st == KDENS_OK; j++) {
+            double alpha = na > 1 ? c->alphas[i] : c->alpha;
+            double t = nt > 1 ? c->temperatures[j] : c->temperature;
+            double acc = 0;
+            st = validation_accuracy(c, alpha, t, train, val, test, &acc);
+            kd_setting_trial *trial = &r->settings[r->n_settings++];
+            trial->alpha = alpha, trial->temperature = t, trial->val_accuracy = acc;
+            if (st == KDENS_OK && acc > best)
+                best = acc, r->alpha = alpha, r->temperature = t;
+        }
     return st;
 }
 
@@ -457,10 +502,10 @@ static kdens_status students(kd_report *r, const kdens_dataset *train, const kde
                              const kdens_dataset *test, const test_images *ti)
 {
     const kdens_pipeline *c = r->cfg;
-    kdens_status st = choose_temperature(r, train, val, test);
+    kdens_status st = choose_settings(r, train, val, test);
     for (int i = 0; i < c->n_modes && st == KDENS_OK; i++) {
         kdens_distill_job job;
-        student_job(c, c->modes[i], r->temperature, &job);
+        student_job(c, c->modes[i], r->alpha, r->temperature, &job);
         kd_log(KDENS_LOG_INFO, "student %d/%d: %s", i + 1, c->n_modes,
                kdens_distill_mode_name(job.mode));
         kd_result res;

@@ -458,14 +458,25 @@ static void setup_text(const kd_report *r, kd_buf *b, bool html)
                   c->student_epochs > c->teacher_epochs ? c->student_epochs : c->teacher_epochs,
                   c->lr, c->batch, r->alpha, r->temperature, (unsigned long long)c->seed,
                   r->seconds, end);
-    if (r->n_temperatures > 1) {
-        kd_buf_printf(b, "%sThe temperature was chosen on the validation part, never on the "
-                         "test set: an output_avg student per candidate, validation accuracy ",
-                      p);
-        for (int i = 0; i < r->n_temperatures; i++)
-            kd_buf_printf(b, "%sT %g: %.2f%%", i ? ", " : "", r->temperatures[i],
-                          100 * r->temperature_val_acc[i]);
-        kd_buf_printf(b, "; every student uses T %g.%s", r->temperature, end);
+    if (r->n_settings > 0) {
+        const char *what = r->alpha_chosen && r->temperature_chosen ? "Alpha and the temperature"
+                           : r->alpha_chosen                         ? "Alpha"
+                                                                     : "The temperature";
+        kd_buf_printf(b, "%s%s %s chosen on the validation part, never on the test set: an "
+                         "output_avg student per candidate, validation accuracy ",
+                      p, what, r->alpha_chosen && r->temperature_chosen ? "were" : "was");
+        for (int i = 0; i < r->n_settings; i++) {
+            const kd_setting_trial *t = &r->settings[i];
+            kd_buf_printf(b, "%s", i ? ", " : "");
+            if (r->alpha_chosen)
+                kd_buf_printf(b, "alpha %g%s", t->alpha, r->temperature_chosen ? " " : "");
+            if (r->temperature_chosen)
+                kd_buf_printf(b, "T %g", t->temperature);
+            kd_buf_printf(b, ": %.2f%%", 100 * t->val_accuracy);
+        }
+        kd_buf_printf(b, "; every student uses alpha %g, T %g%s.%s", r->alpha, r->temperature,
+                      r->alpha_chosen && r->temperature_chosen ? ""
+                      : r->alpha_chosen ? " (T as given)" : " (alpha as given, not tuned)", end);
     } else {
         kd_buf_printf(b, "%sAlpha and T were given, not tuned by this run.%s", p, end);
     }

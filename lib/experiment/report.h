@@ -23,15 +23,21 @@ typedef struct kd_result {
     double p_value;
 } kd_result;
 
+/* One candidate pair of loss settings and its student's validation accuracy. */
+typedef struct kd_setting_trial {
+    double alpha, temperature, val_accuracy;
+} kd_setting_trial;
+
 typedef struct kd_report {
     const kdens_pipeline *cfg;
     const char *dir;          /* the workspace (cfg->workdir): the report goes here */
     size_t n_train, n_val, n_test;
     int32_t *labels;          /* the test images' classes (n_test) */
-    /* the student's loss: alpha, and T as chosen on the validation part */
+    /* the students' loss: alpha and T, given or chosen on the validation part */
     double alpha, temperature;
-    int n_temperatures;       /* candidates tried (1: T was given) */
-    double temperatures[8], temperature_val_acc[8];
+    int alpha_chosen, temperature_chosen;
+    kd_setting_trial settings[16]; /* the candidate pairs tried */
+    int n_settings;
     kd_result *rows;
     int n_rows, cap_rows;
     /* accuracy versus size, for each plotted rule */

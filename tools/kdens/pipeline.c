@@ -12,7 +12,7 @@
 const char usage_pipeline[] =
     "usage: kdens pipeline [--workdir W] [--dataset D] [--arch A] [--teachers N]\n"
     "                      [--fraction F] [--epochs E] [--student-epochs E]\n"
-    "                      [--modes M1,M2,...|all|none] [--alpha A]\n"
+    "                      [--modes M1,M2,...|all|none] [--alpha A | --alphas A1,...]\n"
     "                      [--temperature T | --temperatures T1,T2,...]\n"
     "                      [--batch B] [--lr LR] [--repeats R] [--threads T] [--seed S]\n"
     "                      [--curve-rules R1,R2,...] [--sizes N1,N2,...]\n"
@@ -37,6 +37,7 @@ const char usage_pipeline[] =
     "                  at every size)\n"
     "  --temperatures LIST  candidates for T, chosen on the validation part by\n"
     "                  an output_avg student each (--temperature: T as given)\n"
+    "  --alphas LIST   candidates for alpha, chosen with T (at most 16 pairs)\n"
     "  --threads T     compute threads (default: KDENS_NUM_THREADS or all cores)\n"
     "  --limit N       use N random training and N random test images (for tests)\n";
 
@@ -95,15 +96,16 @@ static int parse_rules(const char *list, kdens_fusion *rules, int max, int *n)
     return 0;
 }
 
-/* --temperatures: numbers separated by commas, each whole and finite. */
-static int parse_numbers(const char *list, double *v, int max, int *n)
+/* --temperatures, --alphas, --sizes: numbers separated by commas, each
+ * whole and finite. */
+static int parse_numbers(const char *option, const char *list, double *v, int max, int *n)
 {
     *n = 0;
     for (const char *p = list;;) {
         char *end;
         double x = strtod(p, &end);
         if (end == p || !isfinite(x) || (*end && *end != ',') || *n == max) {
-            fprintf(stderr, "kdens: --temperatures: '%s' is not a list of at most %d numbers\n",
+            fprintf(stderr, "kdens: --%s: '%s' is not a list of at most %d numbers\n", option,
                     list, max);
             return 2;
         }
@@ -123,8 +125,8 @@ typedef struct pipeline_args {
     size_t batch;
     uint64_t seed;
     kdens_distill_mode modes[32];
-    double temperatures[8];
-    int n_temperatures;
+    double temperatures[8], alphas[8];
+    int n_temperatures, n_alphas;
     kdens_fusion curve_rules[8];
     int n_curve_rules, sizes[64], n_sizes;
 } pipeline_args;
@@ -154,6 +156,8 @@ static kdens_status configure(kdens_pipeline *p, const pipeline_args *a)
         st = kdens_pipeline_set_size_repeats(p, a->repeats);
     if (st == KDENS_OK && a->n_curve_rules)
         st = kdens_pipeline_set_curve(p, a->curve_rules, a->n_curve_rules, a->sizes, a->n_sizes);
+    if (st == KDENS_OK && a->n_alphas)
+        st = kdens_pipeline_set_alpha_candidates(p, a->alphas, a->n_alphas);
     if (st == KDENS_OK && a->n_temperatures)
         st = kdens_pipeline_set_temperature_candidates(p, a->temperatures, a->n_temperatures);
     return st;
@@ -164,7 +168,7 @@ int cmd_pipeline(const cli_command *cmd, int argc, char **argv)
     pipeline_args a = {.fraction = NAN, .lr = NAN, .alpha = NAN, .temperature = NAN,
                        .seed = 1, .n_modes = -1};
     const char *dataset = "fmnist", *workdir = "demo-out", *arch = "test", *modes = NULL,
-               *temperatures = NULL, *curve_rules = NULL, *sizes = NULL;
+               *temperatures = NULL, *alphas = NULL, *curve_rules = NULL, *sizes = NULL;
     size_t lim = 0;
     int size[2] = {0, 0}, threads = 0, color = KDENS_COLOR_RGB;
     /* The experiment's numbers go to its setters as they are: they check
@@ -181,6 +185,7 @@ int cmd_pipeline(const cli_command *cmd, int argc, char **argv)
         OPT_INT("student-epochs", &a.student_epochs, "E", 1, any, "student epochs (default 20)"),
         OPT_STRING("modes", &modes, "M1,M2,...|all", "distillation modes"),
         OPT_FLOAT("alpha", &a.alpha, "A", -any, any, 0, "weight of the hard-label loss"),
+        OPT_STRING("alphas", &alphas, "A1,A2,...", "candidate alphas, chosen on the validation part"),
         OPT_FLOAT("temperature", &a.temperature, "T", -any, any, 0, "softening temperature"),
         OPT_STRING("temperatures", &temperatures, "T1,T2,...",
                    "candidate temperatures, chosen on the validation part"),
@@ -206,7 +211,14 @@ int cmd_pipeline(const cli_command *cmd, int argc, char **argv)
         fprintf(stderr, "kdens: --temperature and --temperatures exclude each other\n");
         return 2;
     }
-    if (temperatures && parse_numbers(temperatures, a.temperatures, 8, &a.n_temperatures) != 0)
+    if (alphas && !isnan(a.alpha)) {
+        fprintf(stderr, "kdens: --alpha and --alphas exclude each other\n");
+        return 2;
+    }
+    if (temperatures &&
+        parse_numbers("temperatures", temperatures, a.temperatures, 8, &a.n_temperatures) != 0)
+        return 2;
+    if (alphas && parse_numbers("alphas", alphas, a.alphas, 8, &a.n_alphas) != 0)
         return 2;
     if (sizes && !curve_rules) {
         fprintf(stderr, "kdens: --sizes goes with --curve-rules\n");
@@ -215,7 +227,7 @@ int cmd_pipeline(const cli_command *cmd, int argc, char **argv)
     if (curve_rules && parse_rules(curve_rules, a.curve_rules, 8, &a.n_curve_rules) != 0)
         return 2;
     double size_values[64];
-    if (sizes && parse_numbers(sizes, size_values, 64, &a.n_sizes) != 0)
+    if (sizes && parse_numbers("sizes", sizes, size_values, 64, &a.n_sizes) != 0)
         return 2;
     for (int i = 0; i < a.n_sizes; i++)
         a.sizes[i] = (int)size_values[i];
