@@ -130,6 +130,67 @@ KDENS_API void kdens_set_log_callback(kdens_log_fn fn, void *user);
 KDENS_API void kdens_set_progress_callback(kdens_progress_fn fn, void *user);
 
 /* ------------------------------------------------------------------------ */
+/* Communicators: several processes working as one (MPI or your transport)    */
+/* ------------------------------------------------------------------------ */
+
+/* The operations a transport between `ranks` processes provides, as
+ * callbacks on its own context.  libkdens' MPI implementation
+ * (kdens_mpi.h, built with `make MPI=1`) is one; a job system or NCCL can
+ * be another.  Every operation is called by the library from one thread
+ * per process; the collectives (allreduce, broadcast) are entered by every
+ * rank in the same order.  Each returns KDENS_OK or a status (the
+ * transport may set the message with its own words; a rank that died is
+ * KDENS_E_IO).  The communicator borrows ctx: free it after the
+ * communicator, or let `destroy` do it. */
+typedef struct kdens_comm_ops {
+    size_t size; /* sizeof(kdens_comm_ops), for growth */
+    /* This process's rank (0 .. ranks-1) and the number of ranks. */
+    int (*rank)(void *ctx);
+    int (*ranks)(void *ctx);
+    /* Sum n values over every rank in place.  Every rank must receive the
+     * same bits (a fixed order of additions: the library relies on it to
+     * keep every rank's weights identical). */
+    kdens_status (*allreduce_float)(void *ctx, float *values, size_t n);
+    kdens_status (*allreduce_double)(void *ctx, double *values, size_t n);
+    /* Root's `bytes` bytes into buf on every rank. */
+    kdens_status (*broadcast)(void *ctx, void *buf, size_t bytes, int root);
+    /* Point to point, for work queues: send bytes to rank `to` with a tag
+     * (0 .. 255); receive the next message with that tag from any rank into
+     * a buffer the transport allocates with malloc (the library frees it),
+     * its length and sender.  recv blocks until a message arrives. */
+    kdens_status (*send)(void *ctx, int to, int tag, const void *buf, size_t bytes);
+    kdens_status (*recv)(void *ctx, int tag, void **buf, size_t *bytes, int *from);
+    /* Optional (NULL: none): end every rank's process with `code` at once,
+     * for a failure that the others cannot learn of in time. */
+    void (*abort)(void *ctx, int code);
+    /* Optional: called by kdens_comm_free on ctx. */
+    void (*destroy)(void *ctx);
+} kdens_comm_ops;
+
+typedef struct kdens_comm kdens_comm;
+
+/* A communicator over a transport: ops is copied (its `size` says how much
+ * of it the caller knows); rank, ranks, both allreduces, broadcast, send
+ * and recv are required.  Errors: KDENS_E_ARG (NULL, missing operations,
+ * a rank outside [0, ranks)). */
+KDENS_API kdens_status kdens_comm_create(const kdens_comm_ops *ops, void *ctx,
+                                         kdens_comm **out);
+KDENS_API void kdens_comm_free(kdens_comm *comm);
+/* This process's rank and the rank count (NULL: rank 0 of 1). */
+KDENS_API int kdens_comm_rank(const kdens_comm *comm);
+KDENS_API int kdens_comm_size(const kdens_comm *comm);
+/* Make every rank agree on a failure: called by all ranks with their own
+ * status, returns on every rank the status of the lowest failing rank
+ * (KDENS_OK if none), and on rank 0 that rank's message (as
+ * kdens_errmsg(), prefixed "rank R: ").  A transport failure is returned
+ * as it is. */
+KDENS_API kdens_status kdens_comm_agree(kdens_comm *comm, kdens_status status);
+/* Refuse to work with ranks that differ: every rank passes a description of
+ * what must match (the library's version is added); KDENS_E_STATE on every
+ * rank, naming the first rank that differs from rank 0, if any does. */
+KDENS_API kdens_status kdens_comm_check_same(kdens_comm *comm, const char *what);
+
+/* ------------------------------------------------------------------------ */
 /* Models                                                                     */
 /* ------------------------------------------------------------------------ */
 

@@ -137,6 +137,19 @@ void kd_buf_free(kd_buf *b);
 /* Copy into a caller buffer with snprintf semantics; returns b->len. */
 size_t kd_buf_export(const kd_buf *b, char *out, size_t size);
 
+/* Communicators (comm.c).  A NULL communicator is one process alone: the
+ * collectives do nothing and return KDENS_OK. */
+kdens_status kd_comm_allreduce_float(kdens_comm *c, float *v, size_t n);
+kdens_status kd_comm_allreduce_double(kdens_comm *c, double *v, size_t n);
+kdens_status kd_comm_broadcast(kdens_comm *c, void *buf, size_t bytes, int root);
+/* Root's b->len bytes of b into b on every other rank (b NUL-terminated
+ * there; its former contents dropped). */
+kdens_status kd_comm_broadcast_blob(kdens_comm *c, kd_buf *b, int root);
+kdens_status kd_comm_send(kdens_comm *c, int to, int tag, const void *buf, size_t bytes);
+/* The next message with the tag from any other rank (*buf malloc'd). */
+kdens_status kd_comm_recv(kdens_comm *c, int tag, void **buf, size_t *bytes, int *from);
+void kd_comm_abort(kdens_comm *c, int code);
+
 /* Growable arrays, one way everywhere: when n == cap, take
  * cap = kd_grown(cap, first) and kd_resize every array that shares the
  * capacity.  kd_resize points *items_ptr (the address of a T * holding a
