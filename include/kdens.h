@@ -727,6 +727,27 @@ typedef kdens_status (*kdens_epoch_fn)(void *user, int epoch, double val_loss,
 KDENS_API kdens_status kdens_trainer_set_epoch_callback(kdens_trainer *t, kdens_epoch_fn fn,
                                                         void *user);
 
+/* Data-parallel training over the communicator's ranks (NULL or one rank:
+ * alone).  Every rank creates the same model, trainer and data (the same
+ * files, or the same copy of them) and calls fit; rank 0's settings and
+ * starting weights are checked against and copied to the others.  Each
+ * global batch of `batch` images is split over the ranks (a last batch
+ * smaller than the rank count is dropped); every rank computes the
+ * gradient of the mean loss over its slice, the gradients are summed over
+ * the ranks in a fixed order and every rank takes the same optimizer step,
+ * so all ranks hold identical weights after every step.  Batch
+ * normalisation uses the statistics of the whole global batch
+ * (synchronised: two sums over the ranks per layer and pass), so N ranks
+ * train as one process with the same global batch does, within rounding
+ * (docs/mpi.md states the tolerance).  Rank 0 alone validates (and shares
+ * the result: early stopping decides alike everywhere), writes the log and
+ * checkpoints, reports progress and calls the epoch callback; resume reads
+ * rank 0's checkpoint and sends it to every rank.  Dropout draws a stream
+ * per rank.  A failure on any rank stops every rank with the same status;
+ * rank 0's message names the rank.  Borrowed: the communicator must
+ * outlive the fit. */
+KDENS_API kdens_status kdens_trainer_set_comm(kdens_trainer *t, kdens_comm *comm);
+
 /* Train.  Progress goes to the progress callback once per batch, with the
  * task "epoch E/N loss L img/s R eta S".  Errors: KDENS_E_NUMERIC when the
  * loss becomes NaN or infinite (training stops; the message names the epoch
@@ -1006,6 +1027,15 @@ KDENS_API kdens_status kdens_distiller_set_cache(kdens_distiller *d, int cache,
  * batch, optimizer, schedule, early stopping, augmentation, log and
  * checkpoint on it.  Its soft-target hook belongs to the distiller. */
 KDENS_API kdens_trainer *kdens_distiller_trainer(kdens_distiller *d);
+/* Distil over the communicator's ranks (NULL or one rank: alone): every
+ * rank creates the same distiller (teachers, student, data) and calls fit.
+ * The teachers' outputs of the cache (and of the supernet aggregators) are
+ * computed a share per rank and exchanged, so every rank holds the same
+ * targets; without the cache each rank runs the teachers on its slice of
+ * every batch.  The student trains data-parallel (kdens_trainer_set_comm,
+ * which this sets on the distiller's trainer).  A cache file (set_cache
+ * with a path) becomes one per rank, path.rankR. */
+KDENS_API kdens_status kdens_distiller_set_comm(kdens_distiller *d, kdens_comm *comm);
 /* Prepare the targets (train the supernet aggregator, fill the cache) and
  * train the student.  Errors: those of the trainer and of the teachers. */
 KDENS_API kdens_status kdens_distiller_fit(kdens_distiller *d);

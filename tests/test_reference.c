@@ -137,7 +137,7 @@ static void test_batchnorm_vs_torch(void **state)
     float y[4 * 3 * 3 * 5], mm[5] = {0}, mv[5] = {1, 1, 1, 1, 1}, bm[5], bi[5], ab[10];
     double *scratch = malloc(sizeof(double) * kd_bn_scratch_doubles(5));
     kd_bn_forward_train(rows, 5, x, gamma, beta, 1e-3f, 0.99f, mm, mv, bm, bi, y, scratch, ab,
-                        false);
+                        false, NULL);
     free(scratch);
     assert_close(y, get("bn_train.y", rows * 5), rows * 5, 1e-5f, "bn train");
     kd_bn_forward_eval(rows, 5, x, gamma, beta, mean, var, 1e-3f, y, ab, false);
@@ -165,7 +165,7 @@ static void test_batchnorm_statistics(void **state)
     for (int ch = 0; ch < c; ch++)
         gamma[ch] = 1, beta[ch] = 0, mv[ch] = 1;
     kd_bn_forward_train(rows, c, x, gamma, beta, 1e-5f, 0.9f, mm, mv, bm, bi, y, scratch, ab,
-                        false);
+                        false, NULL);
     for (int ch = 0; ch < c; ch++) {
         double mean = 0, var = 0;
         for (size_t r = 0; r < rows; r++)

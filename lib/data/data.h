@@ -88,6 +88,12 @@ typedef struct kd_features {
  * kdens_loader_set_augment with a policy and kdens_loader_set_scaling fail
  * with KDENS_E_ARG.  The rows must outlive the loader.  Errors: KDENS_E_ARG
  * (NULL, no rows, dim or batch 0), KDENS_E_NOMEM. */
+/* Data-parallel training: this loader yields rank's slice (of ranks) of
+ * every batch, the same batches (order, augmentation) on every rank; a last
+ * batch smaller than ranks is dropped everywhere.  Batch must be >= ranks. */
+kdens_status kd_loader_set_shard(kdens_loader *ld, int rank, int ranks);
+/* The size of batch b over every rank. */
+size_t kd_loader_global_batch(const kdens_loader *ld, size_t b);
 kdens_status kd_loader_create_features(const kd_features *f, size_t batch, uint64_t seed,
                                        kdens_loader **out);
 

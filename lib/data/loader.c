@@ -31,6 +31,7 @@ struct kdens_loader {
     const kdens_augment *aug;
     float *scale, *offset; /* per channel (datasets) */
     int threads;          /* setting */
+    int rank, ranks;      /* data-parallel shard: this rank's slice of each batch */
     /* the running epoch */
     int running;          /* threads started */
     int stride;           /* producer threads of this epoch */
@@ -78,6 +79,7 @@ static kdens_status loader_new(size_t n, size_t per, int c, size_t batch, uint64
     ld->seed = seed;
     ld->shuffle = true;
     ld->threads = 1;
+    ld->ranks = 1;
     pthread_mutex_init(&ld->mu, NULL);
     pthread_cond_init(&ld->changed, NULL);
     *out = ld;
@@ -162,7 +164,29 @@ const size_t *kdens_loader_batch_indices(const kdens_loader *ld)
 
 size_t kdens_loader_batches(const kdens_loader *ld)
 {
-    return ld ? (ld->n + ld->batch - 1) / ld->batch : 0;
+    if (!ld)
+        return 0;
+    size_t full = ld->n / ld->batch, rest = ld->n % ld->batch;
+    /* sharded, a last batch with fewer samples than ranks would leave some
+     * rank without any: it is dropped on every rank */
+    return full + (rest > 0 && rest >= (size_t)ld->ranks);
+}
+
+kdens_status kd_loader_set_shard(kdens_loader *ld, int rank, int ranks)
+{
+    if (!ld || ranks < 1 || rank < 0 || rank >= ranks)
+        return kd_fail(KDENS_E_ARG, "NULL loader or rank %d of %d", rank, ranks);
+    if (ld->batch < (size_t)ranks)
+        return kd_fail(KDENS_E_ARG, "a batch of %zu cannot be split over %d ranks", ld->batch,
+                       ranks);
+    ld->rank = rank;
+    ld->ranks = ranks;
+    return KDENS_OK;
+}
+
+size_t kd_loader_global_batch(const kdens_loader *ld, size_t b)
+{
+    return KD_MIN(ld->batch, ld->n - b * ld->batch);
 }
 
 /* ---- producing --------------------------------------------------------------- */
@@ -203,6 +227,11 @@ static kdens_status image_sample(kdens_loader *ld, size_t pos, size_t at, float 
 static kdens_status make_batch(kdens_loader *ld, uint64_t b, slot *s, uint8_t *scratch)
 {
     size_t first = b * ld->batch, n = KD_MIN(ld->batch, ld->n - first);
+    if (ld->ranks > 1) { /* this rank's slice; positions stay the global batch's */
+        size_t lo, hi;
+        kd_split(n, ld->rank, ld->ranks, &lo, &hi);
+        first += lo, n = hi - lo;
+    }
     for (size_t i = 0; i < n; i++) {
         size_t pos = ld->order[first + i];
         float *x = s->x + i * ld->per_image;

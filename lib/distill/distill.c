@@ -239,14 +239,34 @@ kdens_status kdens_distiller_set_cache(kdens_distiller *d, int cache, const char
 kdens_trainer *kdens_distiller_trainer(kdens_distiller *d) { return d ? d->trainer : NULL; }
 kdens_model *kdens_distiller_student(kdens_distiller *d) { return d ? d->student : NULL; }
 
+kdens_status kdens_distiller_set_comm(kdens_distiller *d, kdens_comm *comm)
+{
+    if (!d)
+        return kd_fail(KDENS_E_ARG, "NULL distiller");
+    d->comm = comm;
+    return kdens_trainer_set_comm(d->trainer, comm);
+}
+
 kdens_status kdens_distiller_fit(kdens_distiller *d)
 {
     if (!d)
         return kd_fail(KDENS_E_ARG, "NULL distiller");
+    /* over several ranks, a cache file of each rank's own beside the path */
+    char *shared = d->cache_path, *own = NULL;
+    int ranks = kdens_comm_size(d->comm);
+    if (shared && ranks > 1) {
+        size_t len = strlen(shared) + 24;
+        if (!(own = malloc(len)))
+            return kd_fail(KDENS_E_NOMEM, "out of memory");
+        snprintf(own, len, "%s.rank%d", shared, kdens_comm_rank(d->comm));
+        d->cache_path = own;
+    }
     kdens_status st = kd_distill_prepare(d);
     if (st == KDENS_OK)
         st = kdens_trainer_fit(d->trainer);
     kd_distill_release_targets(d);
+    d->cache_path = shared;
+    free(own);
     return st;
 }
 

@@ -22,6 +22,7 @@ struct kdens_distiller {
     int *feature_node;        /* per teacher (supernet2) */
     size_t out_dim;           /* floats of teacher output per sample */
     kdens_model *aggregator;  /* supernet, supernet2 */
+    kdens_comm *comm;         /* data-parallel over its ranks; NULL alone */
     /* the cache: targets of every training sample (sets x classes each) */
     int cache;
     char *cache_path;

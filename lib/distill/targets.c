@@ -253,18 +253,27 @@ kdens_status kd_distill_targets(void *user, const float *x, const size_t *indice
 /* ---- whole datasets ------------------------------------------------------------------ */
 
 /* The teachers' outputs (raw) and/or the targets for every sample of ds,
- * CHUNK samples at a time. */
+ * CHUNK samples at a time.  Over several ranks each computes every
+ * ranks-th chunk, the others' left zero, and a sum over the ranks fills
+ * them in: adding zeros is exact, so every rank holds the same bits as one
+ * process computing them all. */
 static kdens_status over_dataset(kdens_distiller *d, const kdens_dataset *ds, float *raw_all,
                                  float *targets_all)
 {
     const kdens_model *s = d->student;
     size_t in = (size_t)s->in_h * s->in_w * s->in_c, per = (size_t)d->sets * d->classes;
+    int rank = kdens_comm_rank(d->comm), ranks = kdens_comm_size(d->comm);
     kdens_status st = ensure_scratch(d, CHUNK);
     uint8_t *img = malloc(in);
     float *x = malloc(sizeof(float) * CHUNK * in);
     if (st == KDENS_OK && (!img || !x))
         st = kd_fail(KDENS_E_NOMEM, "out of memory");
-    for (size_t first = 0; st == KDENS_OK && first < ds->n; first += CHUNK) {
+    if (ranks > 1 && raw_all)
+        memset(raw_all, 0, sizeof(float) * ds->n * d->out_dim);
+    if (ranks > 1 && targets_all)
+        memset(targets_all, 0, sizeof(float) * ds->n * per);
+    for (size_t first = (size_t)rank * CHUNK; st == KDENS_OK && first < ds->n;
+         first += (size_t)ranks * CHUNK) {
         size_t rows = KD_MIN((size_t)CHUNK, ds->n - first);
         for (size_t i = 0; i < rows && st == KDENS_OK; i++) {
             st = kd_dataset_read(ds, first + i, img);
@@ -281,11 +290,18 @@ static kdens_status over_dataset(kdens_distiller *d, const kdens_dataset *ds, fl
                                                           targets_all + first * per);
         char task[96];
         snprintf(task, sizeof task, "teacher outputs %zu/%zu", first + rows, ds->n);
-        if (st == KDENS_OK)
+        if (st == KDENS_OK && rank == 0)
             kd_progress(task, first + rows, ds->n);
     }
     free(img);
     free(x);
+    if (ranks > 1) {
+        st = kdens_comm_agree(d->comm, st);
+        if (st == KDENS_OK && raw_all)
+            st = kd_comm_allreduce_float(d->comm, raw_all, ds->n * d->out_dim);
+        if (st == KDENS_OK && targets_all)
+            st = kd_comm_allreduce_float(d->comm, targets_all, ds->n * per);
+    }
     return st;
 }
 
@@ -335,12 +351,13 @@ static kdens_status train_aggregator(kdens_distiller *d)
     kdens_status st = kdens_model_from_spec(spec, 1, 1, (int)dim, d->classes,
                                             d->student->seed ^ 0x5e9e, &d->aggregator);
     if (st != KDENS_OK)
-        return st;
+        return kdens_comm_agree(d->comm, st);
     float *x = malloc(sizeof(float) * dim * (n + nv));
     int32_t *y = malloc(sizeof(int32_t) * (n + nv));
     kdens_trainer *t = NULL;
     if (!x || !y)
         st = kd_fail(KDENS_E_NOMEM, "out of memory for the supernet");
+    st = kdens_comm_agree(d->comm, st); /* before the ranks share the outputs */
     if (st == KDENS_OK)
         st = outputs_and_labels(d, d->train, x, y);
     if (st == KDENS_OK && nv)
@@ -356,6 +373,12 @@ static kdens_status train_aggregator(kdens_distiller *d)
                "outputs on %zu samples", name, dim, n);
         st = kdens_trainer_fit(t);
     }
+    /* every rank trained it on the same outputs; rank 0's weights, so that
+     * no difference of thread counts can make the targets differ */
+    st = kdens_comm_agree(d->comm, st);
+    if (st == KDENS_OK)
+        st = kd_comm_broadcast(d->comm, d->aggregator->weights,
+                               sizeof(float) * d->aggregator->n_weights, 0);
     if (st == KDENS_OK)
         kd_log(KDENS_LOG_INFO, "%s aggregator: %d epochs, best %d with val_loss %.4f", name,
                kdens_trainer_epochs_run(t), kdens_trainer_best_epoch(t),
@@ -446,7 +469,7 @@ kdens_status kd_distill_prepare(kdens_distiller *d)
         st = train_aggregator(d);
     }
     if (st == KDENS_OK && d->cache && !kd_trainer_augment(d->trainer)) {
-        st = cache_alloc(d, d->train->n * (size_t)d->sets * k);
+        st = kdens_comm_agree(d->comm, cache_alloc(d, d->train->n * (size_t)d->sets * k));
         if (st == KDENS_OK)
             st = over_dataset(d, d->train, NULL, d->cached);
         if (st != KDENS_OK)

@@ -47,6 +47,16 @@ static float *bn_coeffs(kdens_model *m, const kd_node *node)
     return m->work + 2 * kd_bn_scratch_doubles(node->c);
 }
 
+/* Data-parallel training: the statistics over the global batch of every
+ * rank, of which this rank holds n images. */
+static kd_bn_sync *bn_sync(kdens_model *m, const kd_node *node)
+{
+    if (!m->sync)
+        return NULL;
+    m->sync->global_rows = m->sync_global_n * node->h * node->w;
+    return m->sync;
+}
+
 /* Fused with the ReLU that alone reads it (kd_model_fuse), the output goes
  * through max(., 0) straight into the ReLU's buffer: one pass instead of
  * two.  The ReLU's backward reads only its own output, so nothing needs
@@ -63,7 +73,7 @@ static void bn_forward(kdens_model *m, kd_node *node, size_t n)
                             kd_param_data(m, node, BN_BETA), node->a.eps, node->a.momentum,
                             kd_param_data(m, node, BN_MEAN), kd_param_data(m, node, BN_VAR),
                             stats, stats + node->c, y, bn_scratch(m), bn_coeffs(m, node),
-                            fused);
+                            fused, bn_sync(m, node));
     else
         kd_bn_forward_eval(rows, node->c, x->out, kd_param_data(m, node, BN_GAMMA),
                            kd_param_data(m, node, BN_BETA), kd_param_data(m, node, BN_MEAN),
@@ -85,7 +95,7 @@ static void bn_backward(kdens_model *m, kd_node *node, size_t n)
                              stats + node->c, dy, relu_y, x->grad,
                              x->grad && kd_grad_assign(x), kd_param_grad(m, node, BN_GAMMA),
                              kd_param_grad(m, node, BN_BETA), bn_scratch(m),
-                             bn_coeffs(m, node));
+                             bn_coeffs(m, node), bn_sync(m, node));
     else
         kd_bn_backward_eval(rows, node->c, x->out, kd_param_data(m, node, BN_GAMMA),
                             kd_param_data(m, node, BN_MEAN), kd_param_data(m, node, BN_VAR),

@@ -113,6 +113,11 @@ struct kdens_model {
     float *staging;       /* uint8 images converted for inference */
     size_t staging_floats;
     size_t work_floats;
+    /* data-parallel training (set by the trainer for a fit): batch norm
+     * sums over every rank's rows, of sync_global_n images in all; NULL
+     * alone */
+    kd_bn_sync *sync;
+    size_t sync_global_n;
     /* the last forward_loss */
     size_t fwd_n;
     bool have_forward, have_grads;

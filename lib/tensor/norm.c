@@ -22,6 +22,7 @@ struct bn_job {
     size_t rows;
     int c;
     const float *x, *dy, *gamma, *beta, *mean, *invstd;
+    const float *shift;  /* forward: subtracted before the sums (c floats) */
     const float *relu_y; /* backward: the fused ReLU's output, whose > 0 masks dy */
     float *y, *dx;
     double *acc; /* parts x 2c */
@@ -51,14 +52,15 @@ typedef float bn_vec_u __attribute__((vector_size(4 * BN_LANES), aligned(4), may
 
 /* Sums of x - shift and its square over rows [r0, r1), channels
  * [ch0, ch0 + BN_LANES) (or the `lanes` < BN_LANES of the last chunk),
- * added into s and sq.  The shift (the batch's first row) keeps
- * E[x^2] - E[x]^2 free of cancellation when the mean is large. */
+ * added into s and sq.  The shift (the batch's first row; with synchronised
+ * statistics rank 0's, which is the global batch's) keeps E[x^2] - E[x]^2
+ * free of cancellation when the mean is large. */
 static inline __attribute__((always_inline)) void stat_block(const struct bn_job *j, size_t r0,
                                                               size_t r1, int ch0, int lanes,
                                                               double *s, double *sq)
 {
     float bs[BN_LANES] = {0}, bq[BN_LANES] = {0};
-    const float *shift = j->x + ch0;
+    const float *shift = j->shift + ch0;
     if (lanes == BN_LANES) {
         bn_vec vs = {0}, vq = {0}, vshift = bn_load(shift);
         for (size_t r = r0; r < r1; r++) {
@@ -128,20 +130,48 @@ static double part_total(const struct bn_job *j, int parts, int which, int ch)
     return t;
 }
 
+/* A failing sum over ranks: kept (the first), the local values used. */
+static void note_sync(kd_bn_sync *sync, kdens_status st)
+{
+    if (st != KDENS_OK && sync->failed == KDENS_OK)
+        sync->failed = st;
+}
+
+/* The parts' sums of both slots added (in part order) into part 0, then
+ * summed over every rank; returns the parts left: 1. */
+static int sum_over_ranks(const struct bn_job *j, int parts, kd_bn_sync *sync)
+{
+    for (int which = 0; which < 2; which++)
+        for (int ch = 0; ch < j->c; ch++)
+            j->acc[(size_t)which * j->c + ch] = part_total(j, parts, which, ch);
+    note_sync(sync, kd_comm_allreduce_double(sync->comm, j->acc, 2 * (size_t)j->c));
+    return 1;
+}
+
 void kd_bn_forward_train(size_t rows, int c, const float *x, const float *gamma,
                          const float *beta, float eps, float momentum, float *moving_mean,
                          float *moving_var, float *batch_mean, float *batch_invstd, float *y,
-                         double *scratch, float *ab, bool relu)
+                         double *scratch, float *ab, bool relu, kd_bn_sync *sync)
 {
     int parts = bn_parts(rows);
-    struct bn_job j = {.rows = rows, .c = c, .x = x, .acc = scratch};
+    struct bn_job j = {.rows = rows, .c = c, .x = x, .shift = x, .acc = scratch};
+    double total_rows = (double)rows;
+    if (sync) { /* rank 0's first row, in batch_mean until the mean replaces it */
+        memcpy(batch_mean, x, sizeof(float) * (size_t)c);
+        note_sync(sync, kd_comm_broadcast(sync->comm, batch_mean, sizeof(float) * (size_t)c, 0));
+        j.shift = batch_mean;
+    }
     kd_parallel_parts(parts, sum_part, &j);
+    if (sync) {
+        parts = sum_over_ranks(&j, parts, sync);
+        total_rows = (double)sync->global_rows;
+    }
     for (int ch = 0; ch < c; ch++) {
-        double shifted = part_total(&j, parts, 0, ch) / (double)rows;
-        double var = part_total(&j, parts, 1, ch) / (double)rows - shifted * shifted;
+        double shifted = part_total(&j, parts, 0, ch) / total_rows;
+        double var = part_total(&j, parts, 1, ch) / total_rows - shifted * shifted;
         if (var < 0)
             var = 0;
-        batch_mean[ch] = (float)(x[ch] + shifted);
+        batch_mean[ch] = (float)(j.shift[ch] + shifted);
         batch_invstd[ch] = (float)(1.0 / sqrt(var + eps));
         moving_mean[ch] = momentum * moving_mean[ch] + (1.0f - momentum) * batch_mean[ch];
         moving_var[ch] = momentum * moving_var[ch] + (1.0f - momentum) * (float)var;
@@ -240,19 +270,27 @@ KD_CLONES static void dx_part(int part, int parts, void *arg)
 void kd_bn_backward_train(size_t rows, int c, const float *x, const float *gamma,
                           const float *batch_mean, const float *batch_invstd, const float *dy,
                           const float *relu_y, float *dx, bool assign, float *dgamma,
-                          float *dbeta, double *scratch, float *ab)
+                          float *dbeta, double *scratch, float *ab, kd_bn_sync *sync)
 {
     int parts = bn_parts(rows);
     struct bn_job j = {.rows = rows, .c = c, .x = x, .dy = dy, .gamma = gamma,
                        .mean = batch_mean, .invstd = batch_invstd, .relu_y = relu_y,
                        .y = ab, .dx = dx, .acc = scratch, .assign = assign};
     kd_parallel_parts(parts, grad_sums_part, &j);
+    /* gamma's and beta's gradients take this rank's sums (the trainer sums
+     * every parameter's gradient over the ranks); dx needs the global means */
     for (int ch = 0; ch < c; ch++) {
-        double sdy = part_total(&j, parts, 0, ch), sdyx = part_total(&j, parts, 1, ch);
-        dgamma[ch] += (float)sdyx;
-        dbeta[ch] += (float)sdy;
-        ab[ch] = (float)(sdy / (double)rows);
-        ab[c + ch] = (float)(sdyx / (double)rows);
+        dgamma[ch] += (float)part_total(&j, parts, 1, ch);
+        dbeta[ch] += (float)part_total(&j, parts, 0, ch);
+    }
+    double total_rows = (double)rows;
+    if (sync) {
+        parts = sum_over_ranks(&j, parts, sync);
+        total_rows = (double)sync->global_rows;
+    }
+    for (int ch = 0; ch < c; ch++) {
+        ab[ch] = (float)(part_total(&j, parts, 0, ch) / total_rows);
+        ab[c + ch] = (float)(part_total(&j, parts, 1, ch) / total_rows);
     }
     if (dx)
         kd_parallel_parts(parts, dx_part, &j);

@@ -75,13 +75,23 @@ void kd_avgpool_backward(const kd_pool_geom *g, const float *dy, float *dx);
 /* Scratch the training kernels need: kd_bn_scratch_doubles(c) doubles, plus
  * 2c floats (ab) for per-channel coefficients. */
 size_t kd_bn_scratch_doubles(int c);
+/* Synchronised batch statistics for data-parallel training: the sums run
+ * over the rows of every rank (global_rows in all), through the
+ * communicator; a failing sum is kept in `failed` (the first one) and the
+ * local sums used instead.  NULL: this process's rows alone. */
+typedef struct kd_bn_sync {
+    kdens_comm *comm;
+    size_t global_rows;
+    kdens_status failed;
+} kd_bn_sync;
+
 /* Training: normalise with the batch statistics, return them (mean and
  * 1/sqrt(var+eps)) for the backward pass and fold them into the moving
  * statistics with the given momentum. */
 void kd_bn_forward_train(size_t rows, int c, const float *x, const float *gamma,
                          const float *beta, float eps, float momentum, float *moving_mean,
                          float *moving_var, float *batch_mean, float *batch_invstd, float *y,
-                         double *scratch, float *ab, bool relu);
+                         double *scratch, float *ab, bool relu, kd_bn_sync *sync);
 void kd_bn_forward_eval(size_t rows, int c, const float *x, const float *gamma,
                         const float *beta, const float *mean, const float *var, float eps,
                         float *y, float *ab, bool relu);
@@ -92,7 +102,7 @@ void kd_bn_forward_eval(size_t rows, int c, const float *x, const float *gamma,
 void kd_bn_backward_train(size_t rows, int c, const float *x, const float *gamma,
                           const float *batch_mean, const float *batch_invstd, const float *dy,
                           const float *relu_y, float *dx, bool assign, float *dgamma,
-                          float *dbeta, double *scratch, float *ab);
+                          float *dbeta, double *scratch, float *ab, kd_bn_sync *sync);
 void kd_bn_backward_eval(size_t rows, int c, const float *x, const float *gamma,
                          const float *mean, const float *var, float eps, const float *dy,
                          const float *relu_y, float *dx, float *dgamma, float *dbeta);

@@ -82,12 +82,9 @@ static kdens_status check_targets(const kdens_model *m, size_t n, const int32_t 
     return KDENS_OK;
 }
 
-kdens_status kdens_model_forward_loss(kdens_model *m, const float *x, size_t n,
-                                      const int32_t *labels, const float *soft, float *loss,
-                                      size_t *correct)
+kdens_status kd_forward_prepare(kdens_model *m, size_t n, const int32_t *labels,
+                                const float *soft)
 {
-    if (!m || !x)
-        return kd_fail(KDENS_E_ARG, "NULL argument");
     if (n == 0)
         return kd_fail(KDENS_E_ARG, "empty batch");
     kdens_status st = check_targets(m, n, labels, soft);
@@ -95,11 +92,9 @@ kdens_status kdens_model_forward_loss(kdens_model *m, const float *x, size_t n,
         st = kd_model_plan(m, n, true);
     if (st != KDENS_OK)
         return st;
-    m->have_forward = m->have_grads = false;
-    kd_node *logits = &m->nodes[m->logits_node];
-    if (!logits->grad)
+    if (!m->nodes[m->logits_node].grad)
         return kd_fail(KDENS_E_STATE, "the model has no trainable parameters");
-    kd_loss *ls = m->loss; /* NULL: the defaults, one target set, no heads */
+    kd_loss *ls = m->loss;
     if (soft && ls && ls->soft_sets > 1 && !ls->n_heads && ls->sets_rows < n) {
         kd_free_aligned(ls->sets_mean);
         ls->sets_rows = 0;
@@ -107,6 +102,37 @@ kdens_status kdens_model_forward_loss(kdens_model *m, const float *x, size_t n,
             return kd_fail(KDENS_E_NOMEM, "out of memory for the loss");
         ls->sets_rows = n;
     }
+    return KDENS_OK;
+}
+
+/* The loss's gradients (the logits', and the heads' of mimic_all) times s. */
+static void scale_loss_grads(kdens_model *m, size_t n, bool heads, float s)
+{
+    size_t len = n * (size_t)m->classes;
+    float *g = m->nodes[m->logits_node].grad;
+    for (size_t i = 0; i < len; i++)
+        g[i] *= s;
+    const kd_loss *ls = kd_loss_of(m);
+    if (heads)
+        for (int h = 0; h < ls->n_heads; h++) {
+            float *hg = m->nodes[ls->head_nodes[h]].grad;
+            for (size_t i = 0; i < len; i++)
+                hg[i] *= s;
+        }
+}
+
+kdens_status kdens_model_forward_loss(kdens_model *m, const float *x, size_t n,
+                                      const int32_t *labels, const float *soft, float *loss,
+                                      size_t *correct)
+{
+    if (!m || !x)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    kdens_status st = kd_forward_prepare(m, n, labels, soft);
+    if (st != KDENS_OK)
+        return st;
+    m->have_forward = m->have_grads = false;
+    kd_node *logits = &m->nodes[m->logits_node];
+    kd_loss *ls = m->loss; /* NULL: the defaults, one target set, no heads */
     kd_model_forward(m, x, n); /* node gradients are zeroed during backward */
     const kd_loss *lc = kd_loss_of(m);
     double l;
@@ -129,6 +155,8 @@ kdens_status kdens_model_forward_loss(kdens_model *m, const float *x, size_t n,
     }
     if (!isfinite(l))
         return kd_fail(KDENS_E_NUMERIC, "the loss is not finite (%g)", l);
+    if (m->sync) /* data-parallel: the mean over the global batch, not this rank's */
+        scale_loss_grads(m, n, soft && lc->n_heads > 0, (float)((double)n / (double)m->sync_global_n));
     if (loss)
         *loss = (float)l;
     m->fwd_n = n;

@@ -63,6 +63,12 @@ kdens_status kd_optimizer_restore(kdens_optimizer *o, const kdens_model *m, cons
 kdens_status kd_check_loss(double alpha, double temperature);
 
 /* KDENS_E_SHAPE unless the dataset's images and classes fit the model. */
+/* Everything of kdens_model_forward_loss that can fail before the forward
+ * pass: the targets checked, the buffers planned.  Data-parallel training
+ * agrees on it across ranks before the pass, whose batch norms then meet
+ * in every rank's collectives. */
+kdens_status kd_forward_prepare(kdens_model *m, size_t n, const int32_t *labels,
+                                const float *soft);
 kdens_status kd_check_fit(const kdens_model *m, const kdens_dataset *ds, const char *what);
 /* KDENS_E_SHAPE unless the rows are as wide as the model's input (H x W x C
  * floats); KDENS_E_ARG for a label outside [0, classes). */

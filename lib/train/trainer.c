@@ -40,6 +40,8 @@ struct kdens_trainer {
     void *soft_user;
     kdens_epoch_fn epoch_fn;
     void *epoch_user;
+    kdens_comm *comm;       /* data-parallel over its ranks; NULL alone */
+    kd_bn_sync sync;        /* the model's batch norms during a data-parallel fit */
     /* results */
     int epochs_run, best_epoch;
     double best_val_loss;
@@ -185,6 +187,19 @@ kdens_status kdens_trainer_set_soft_targets(kdens_trainer *t, kdens_soft_targets
     return KDENS_OK;
 }
 
+kdens_status kdens_trainer_set_comm(kdens_trainer *t, kdens_comm *comm)
+{
+    if (!t)
+        return kd_fail(KDENS_E_ARG, "NULL trainer");
+    t->comm = comm;
+    return KDENS_OK;
+}
+
+/* Ranks beyond one: every step is shared. */
+static bool parallel(const kdens_trainer *t) { return kdens_comm_size(t->comm) > 1; }
+/* The rank that writes (logs, checkpoints) and validates: rank 0, or alone. */
+static bool leads(const kdens_trainer *t) { return kdens_comm_rank(t->comm) == 0; }
+
 kdens_status kdens_trainer_set_checkpoint(kdens_trainer *t, const char *path, int resume)
 {
     if (!t)
@@ -240,18 +255,41 @@ static kdens_status save_checkpoint(kdens_trainer *t, const kdens_optimizer *opt
     return st;
 }
 
+/* The checkpoint file's bytes into file (left empty when there is none);
+ * data-parallel, rank 0 reads it and every rank receives it. */
+static kdens_status read_checkpoint(kdens_trainer *t, kd_buf *file)
+{
+    kdens_status st = KDENS_OK;
+    if (leads(t) && access(t->checkpoint, F_OK) == 0) {
+        char *data;
+        size_t len;
+        st = kd_read_file(t->checkpoint, &data, &len);
+        if (st == KDENS_OK) {
+            kd_buf_put(file, data, len);
+            free(data);
+            if (file->failed)
+                st = kd_fail(KDENS_E_NOMEM, "out of memory reading a checkpoint");
+        }
+    }
+    st = kdens_comm_agree(t->comm, st);
+    if (st == KDENS_OK)
+        st = kd_comm_broadcast_blob(t->comm, file, 0);
+    return st;
+}
+
 /* Restore everything a checkpoint holds; *found is false when there is none. */
 static kdens_status load_checkpoint(kdens_trainer *t, kdens_optimizer *opt, run_state *rs,
                                     kd_buf *log, bool *found)
 {
-    char *data;
-    size_t len;
     *found = false;
-    if (access(t->checkpoint, F_OK) != 0)
-        return KDENS_OK;
-    kdens_status st = kd_read_file(t->checkpoint, &data, &len);
-    if (st != KDENS_OK)
+    kd_buf file = {0};
+    kdens_status st = read_checkpoint(t, &file);
+    if (st != KDENS_OK || file.len == 0) {
+        kd_buf_free(&file);
         return st;
+    }
+    const char *data = file.data;
+    size_t len = file.len;
     kd_section sec[8];
     int count;
     kdens_model *saved = NULL;
@@ -299,8 +337,8 @@ static kdens_status load_checkpoint(kdens_trainer *t, kdens_optimizer *opt, run_
         *found = true;
     }
     kdens_model_free(saved);
-    free(data);
-    return st;
+    kd_buf_free(&file);
+    return kdens_comm_agree(t->comm, st);
 }
 
 /* The training settings of the dissertation's code (config/models.py) for the built-in
@@ -458,11 +496,14 @@ static double now(void)
 
 static bool validates(const kdens_trainer *t) { return t->val || t->fval.n; }
 
-/* The loader of the training samples, set up for this run. */
+/* The loader of the training samples, set up for this run (data-parallel:
+ * this rank's slice of every batch). */
 static kdens_status make_loader(const kdens_trainer *t, kdens_loader **ld)
 {
     kdens_status st = t->train ? kdens_loader_create(t->train, t->batch, t->seed, ld)
                                : kd_loader_create_features(&t->ftrain, t->batch, t->seed, ld);
+    if (st == KDENS_OK && parallel(t))
+        st = kd_loader_set_shard(*ld, kdens_comm_rank(t->comm), kdens_comm_size(t->comm));
     if (st == KDENS_OK)
         st = kdens_loader_set_augment(*ld, t->aug);
     if (st == KDENS_OK && t->train)
@@ -470,12 +511,63 @@ static kdens_status make_loader(const kdens_trainer *t, kdens_loader **ld)
     return st;
 }
 
-/* The validation loss and accuracy. */
+/* The validation loss and accuracy; data-parallel, rank 0's, so that every
+ * rank takes the same early-stopping decisions. */
 static kdens_status validate(kdens_trainer *t, double *loss, double *acc)
 {
-    if (t->val)
-        return kdens_model_evaluate(t->model, t->val, t->batch, loss, acc, NULL, NULL, NULL);
-    return kd_evaluate_features(t->model, &t->fval, t->batch, loss, acc);
+    kdens_status st = KDENS_OK;
+    if (leads(t))
+        st = t->val ? kdens_model_evaluate(t->model, t->val, t->batch, loss, acc, NULL, NULL,
+                                           NULL)
+                    : kd_evaluate_features(t->model, &t->fval, t->batch, loss, acc);
+    st = kdens_comm_agree(t->comm, st);
+    double both[2] = {*loss, *acc};
+    if (st == KDENS_OK)
+        st = kd_comm_broadcast(t->comm, both, sizeof both, 0);
+    *loss = both[0], *acc = both[1];
+    return st;
+}
+
+/* A failure of the batch norms' sums over the ranks, as a status. */
+static kdens_status sync_status(kdens_trainer *t)
+{
+    kdens_status st = t->sync.failed;
+    t->sync.failed = KDENS_OK;
+    return st == KDENS_OK ? KDENS_OK
+                          : kd_fail_context(st, "summing batch statistics over the ranks: ");
+}
+
+/* One data-parallel step on this rank's slice (n images) of a global batch
+ * of `global`: the ranks agree that each may go on before every pass that
+ * meets in collectives, so that one rank's failure stops them all instead
+ * of leaving the others waiting.  The gradients of the mean loss over the
+ * global batch are summed over the ranks in a fixed order, and every rank
+ * then takes the same optimizer step: the weights stay identical. */
+static kdens_status parallel_step(kdens_trainer *t, kdens_optimizer *opt, kdens_status st,
+                                  const float *x, size_t n, size_t global, const int32_t *y,
+                                  const float *soft, float *loss, size_t *correct)
+{
+    kdens_model *m = t->model;
+    m->sync_global_n = global;
+    if (st == KDENS_OK)
+        st = kd_forward_prepare(m, n, y, soft);
+    st = kdens_comm_agree(t->comm, st);
+    if (st != KDENS_OK)
+        return st;
+    st = kdens_model_forward_loss(m, x, n, y, soft, loss, correct);
+    if (st == KDENS_OK)
+        st = sync_status(t);
+    st = kdens_comm_agree(t->comm, st);
+    if (st == KDENS_OK)
+        st = kdens_model_backward(m);
+    if (st == KDENS_OK)
+        st = sync_status(t);
+    if (st == KDENS_OK)
+        st = kd_comm_allreduce_float(t->comm, m->grads, m->n_trainable);
+    st = kdens_comm_agree(t->comm, st);
+    if (st == KDENS_OK)
+        st = kdens_optimizer_step(opt, m);
+    return st;
 }
 
 /* One epoch over the loader; mean loss and accuracy. */
@@ -486,23 +578,25 @@ static kdens_status run_epoch(kdens_trainer *t, kdens_loader *ld, kdens_optimize
     double sum = 0, t0 = now(), batches = (double)kdens_loader_batches(ld);
     size_t right = 0, seen = 0, total = t->train ? t->train->n : t->ftrain.n;
     size_t b = 0;
+    bool par = parallel(t);
     while (st == KDENS_OK) {
-        const float *x;
-        const int32_t *y;
-        size_t n, correct;
-        float l;
+        const float *x = NULL;
+        const int32_t *y = NULL;
+        size_t n = 0, correct = 0;
+        float l = 0;
         st = kdens_loader_next(ld, &x, &y, &n);
-        if (st != KDENS_OK || n == 0)
+        if (st == KDENS_OK && n == 0) /* the epoch's end: on every rank at once */
             break;
-        if (t->soft_fn) {
+        if (st == KDENS_OK && t->soft_fn)
             st = t->soft_fn(t->soft_user, x, kdens_loader_batch_indices(ld), n, soft);
-            if (st != KDENS_OK)
-                break;
-        }
+        if (st != KDENS_OK && !par)
+            break;
         if (t->schedule == KDENS_SCHEDULE_TRIANGULAR) /* stepped per batch */
             kdens_optimizer_set_lr(opt, kd_trainer_lr(t, e + (double)b / batches));
-        st = kdens_model_train_step(t->model, opt, x, n, y, t->soft_fn ? soft : NULL, &l,
-                                    &correct);
+        const float *targets = t->soft_fn ? soft : NULL;
+        st = par ? parallel_step(t, opt, st, x, n, kd_loader_global_batch(ld, b), y, targets,
+                                 &l, &correct)
+                 : kdens_model_train_step(t->model, opt, x, n, y, targets, &l, &correct);
         if (st == KDENS_E_NUMERIC)
             return kd_fail(KDENS_E_NUMERIC, "epoch %d, batch %zu: the loss is not finite; "
                            "training stopped", e + 1, b + 1);
@@ -513,17 +607,60 @@ static kdens_status run_epoch(kdens_trainer *t, kdens_loader *ld, kdens_optimize
         char task[160];
         snprintf(task, sizeof task, "epoch %d/%d loss %.4f img/s %.0f eta %.0f", e + 1,
                  t->epochs, sum / seen, rate, (double)(total - seen) / rate);
-        kd_progress(task, seen, total);
+        if (leads(t))
+            kd_progress(task, seen, total);
     }
-    *loss = seen ? sum / seen : NAN;
-    *acc = seen ? (double)right / seen : NAN;
+    double totals[3] = {sum, (double)right, (double)seen}; /* over every rank */
+    if (st == KDENS_OK)
+        st = kd_comm_allreduce_double(t->comm, totals, 3);
+    *loss = totals[2] > 0 ? totals[0] / totals[2] : NAN;
+    *acc = totals[2] > 0 ? totals[1] / totals[2] : NAN;
     return st;
 }
+
+/* What every rank of a data-parallel fit must share: the settings and the
+ * data's size, then rank 0's starting weights. */
+static kdens_status start_parallel(kdens_trainer *t)
+{
+    kdens_model *m = t->model;
+    char what[512];
+    snprintf(what, sizeof what,
+             "trainer: %d epochs, batch %zu, optimizer %d lr %.17g, schedule %d/%d/%.17g, "
+             "patience %d, seed %llu, %zu training and %zu validation samples, model of "
+             "%zu weights (%zu trainable), %s soft targets",
+             t->epochs, t->batch, (int)t->opt_type, t->lr, (int)t->schedule, t->period,
+             t->factor, t->patience, (unsigned long long)t->seed,
+             t->train ? t->train->n : t->ftrain.n,
+             t->val ? t->val->n : t->fval.n, m->n_weights, m->n_trainable,
+             t->soft_fn ? "with" : "without");
+    kdens_status st = kdens_comm_check_same(t->comm, what);
+    if (st == KDENS_OK) /* the same start everywhere, whatever each rank's seed did */
+        st = kd_comm_broadcast(t->comm, m->weights, sizeof(float) * m->n_weights, 0);
+    if (st == KDENS_OK) {
+        memset(&t->sync, 0, sizeof t->sync);
+        t->sync.comm = t->comm;
+        m->sync = &t->sync;
+    }
+    return st;
+}
+
+static kdens_status fit(kdens_trainer *t);
 
 kdens_status kdens_trainer_fit(kdens_trainer *t)
 {
     if (!t)
         return kd_fail(KDENS_E_ARG, "NULL trainer");
+    if (!parallel(t))
+        return fit(t);
+    kdens_status st = start_parallel(t);
+    if (st == KDENS_OK)
+        st = fit(t);
+    t->model->sync = NULL;
+    return st;
+}
+
+static kdens_status fit(kdens_trainer *t)
+{
     kdens_model *m = t->model;
     kdens_optimizer *opt = NULL;
     kdens_loader *ld = NULL;
@@ -539,10 +676,13 @@ kdens_status kdens_trainer_fit(kdens_trainer *t)
     if (st == KDENS_OK && validates(t) && t->patience > 0 && t->restore_best &&
         !(best = malloc(sizeof(float) * (m->n_weights ? m->n_weights : 1))))
         st = kd_fail(KDENS_E_NOMEM, "out of memory for the best weights");
-    kdens_model_set_seed(m, t->seed ^ 0xd1ce);
+    /* the dropout masks: a stream of each rank's own */
+    kdens_model_set_seed(m, t->seed ^ 0xd1ce ^ (0x9e3779b97f4a7c15ULL *
+                                                (uint64_t)kdens_comm_rank(t->comm)));
     kd_buf_printf(&log, "epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds\n");
     run_state rs = {0, 0, 0, INFINITY, best};
     bool resumed = false;
+    st = kdens_comm_agree(t->comm, st);
     if (st == KDENS_OK && t->checkpoint && t->resume)
         st = load_checkpoint(t, opt, &rs, &log, &resumed);
     t->epochs_run = (int)rs.epochs_done;
@@ -566,11 +706,12 @@ kdens_status kdens_trainer_fit(kdens_trainer *t)
         t->epochs_run = e + 1;
         kd_buf_printf(&log, "%d,%.6f,%.6f,%.6f,%.6f,%.8g,%.3f\n", e + 1, loss, acc, val_loss,
                       val_acc, lr, now() - t0);
-        if (t->log_path)
+        if (t->log_path && leads(t))
             st = log.failed ? kd_fail(KDENS_E_NOMEM, "out of memory")
                             : kd_write_file_atomic(t->log_path, log.data, log.len);
-        kd_log(KDENS_LOG_INFO, "epoch %d/%d: loss %.4f acc %.4f val_loss %.4f val_acc %.4f",
-               e + 1, t->epochs, loss, acc, val_loss, val_acc);
+        if (leads(t))
+            kd_log(KDENS_LOG_INFO, "epoch %d/%d: loss %.4f acc %.4f val_loss %.4f val_acc %.4f",
+                   e + 1, t->epochs, loss, acc, val_loss, val_acc);
         if (validates(t)) {
             if (val_loss < t->best_val_loss) { /* Keras: strictly better than the best */
                 t->best_val_loss = val_loss;
@@ -582,13 +723,14 @@ kdens_status kdens_trainer_fit(kdens_trainer *t)
                 stopped = ++wait >= t->patience;
             }
         }
-        if (st == KDENS_OK && t->epoch_fn)
+        if (st == KDENS_OK && t->epoch_fn && leads(t))
             st = t->epoch_fn(t->epoch_user, e + 1, val_loss, m);
-        if (st == KDENS_OK && t->checkpoint) {
+        if (st == KDENS_OK && t->checkpoint && leads(t)) {
             run_state now_state = {(uint32_t)(e + 1), (uint32_t)wait, (uint32_t)t->best_epoch,
                                    t->best_val_loss, best};
             st = save_checkpoint(t, opt, &now_state, &log);
         }
+        st = kdens_comm_agree(t->comm, st); /* the log, the callback, the checkpoint */
         if (stopped) {
             if (best) /* Keras restores the best weights when it stops */
                 memcpy(m->weights, best, sizeof(float) * m->n_weights);
