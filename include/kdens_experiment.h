@@ -81,6 +81,20 @@ KDENS_API kdens_status kdens_teachers_set_schedule(kdens_teachers *tc, kdens_sch
 /* The augmentation of subset teachers and the baseline (borrowed; NULL:
  * none).  Not called: the dataset's policy (kdens_augment_preset). */
 KDENS_API kdens_status kdens_teachers_set_augment(kdens_teachers *tc, const kdens_augment *aug);
+/* Over the communicator's ranks (NULL or one rank: alone).  Every rank
+ * creates the same handle with the same settings and data (checked:
+ * KDENS_E_STATE on every rank, naming the rank that differs) and calls the
+ * same train function.  kdens_teachers_train then runs a farm: rank 0 alone
+ * reads and writes the workspace (other ranks need none: their workdir is
+ * never touched), hands each untrained subset to the next rank that asks,
+ * and writes the model, its log and its registry row when the result comes
+ * back; workspace architectures travel as their spec.  More ranks than
+ * subsets leave the extra ranks idle.  A rank that dies loses its current
+ * teacher only: run the same command again and the farm resumes.  The
+ * baseline and the one-run ensembles (snapshots, checkpoints, FGE) train
+ * data-parallel over the ranks instead (kdens_trainer_set_comm), written by
+ * rank 0. */
+KDENS_API kdens_status kdens_teachers_set_comm(kdens_teachers *tc, kdens_comm *comm);
 /* Train every subset of the fraction not yet trained.  Several processes may
  * work through one workspace at once: each subset is claimed by one process
  * (a claim file under an advisory lock, so the claim of a dead process is

@@ -88,6 +88,12 @@ typedef struct kd_features {
  * kdens_loader_set_augment with a policy and kdens_loader_set_scaling fail
  * with KDENS_E_ARG.  The rows must outlive the loader.  Errors: KDENS_E_ARG
  * (NULL, no rows, dim or batch 0), KDENS_E_NOMEM. */
+/* A view of ds's store (the samples as loaded, before any view) at the
+ * given store positions: what a subset chosen on one rank is on another
+ * rank that loaded the same data.  KDENS_E_FORMAT for a position outside
+ * the store. */
+kdens_status kd_dataset_store_view(const kdens_dataset *ds, const uint64_t *store_index,
+                                   size_t n, kdens_dataset **out);
 /* Data-parallel training: this loader yields rank's slice (of ranks) of
  * every batch, the same batches (order, augmentation) on every rank; a last
  * batch smaller than ranks is dropped everywhere.  Batch must be >= ranks. */

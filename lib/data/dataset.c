@@ -351,6 +351,27 @@ static int cmp_by_name(const void *a, const void *b)
                   sort_store->filenames[*(const size_t *)b]);
 }
 
+kdens_status kd_dataset_store_view(const kdens_dataset *ds, const uint64_t *store_index,
+                                   size_t n, kdens_dataset **out)
+{
+    size_t *pos = malloc(sizeof(size_t) * (n ? n : 1));
+    if (!pos)
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    kdens_status st = KDENS_OK;
+    for (size_t i = 0; i < n && st == KDENS_OK; i++) {
+        if (store_index[i] >= ds->store->n)
+            st = kd_fail(KDENS_E_FORMAT, "sample %llu of a subset is outside the %zu samples "
+                         "of the dataset", (unsigned long long)store_index[i], ds->store->n);
+        pos[i] = (size_t)store_index[i];
+    }
+    if (st == KDENS_OK) {
+        kdens_dataset whole = {ds->store, ds->store->n, NULL};
+        st = make_view(&whole, pos, n, out);
+    }
+    free(pos);
+    return st;
+}
+
 kdens_status kdens_dataset_select(const kdens_dataset *parent, const char *csv_path,
                                   kdens_dataset **out)
 {

@@ -52,6 +52,31 @@ struct kdens_distill_job {
 /* The defaults of kdens_distill_job_create, names left NULL. */
 void kd_distill_job_init(kdens_distill_job *job);
 
+/* A work queue over a communicator's ranks (queue.c): every rank calls
+ * kd_queue_run; rank 0 passes the n jobs (byte strings) and is their only
+ * reader of results, the other ranks do them.  work runs on a worker: a
+ * job's result into *result (a failure goes back to rank 0, which hands
+ * out no more jobs).  done runs on rank 0 for each result.  Returns the
+ * same status on every rank (rank 0's message names a failing rank and
+ * job). */
+typedef struct kd_queue_ops {
+    kdens_status (*work)(void *user, const uint8_t *job, size_t len, kd_buf *result);
+    kdens_status (*done)(void *user, size_t job, const uint8_t *result, size_t len);
+} kd_queue_ops;
+kdens_status kd_queue_run(kdens_comm *c, const kd_buf *jobs, size_t n, const kd_queue_ops *ops,
+                          void *user);
+
+/* Reading a message field by field: a short message sets failed. */
+typedef struct kd_msg {
+    const uint8_t *data;
+    size_t len, at;
+    bool failed;
+} kd_msg;
+bool kd_msg_get(kd_msg *m, void *out, size_t len);
+/* A u64 length and that many bytes (kd_msg_put_bytes); NULL when short. */
+const uint8_t *kd_msg_bytes(kd_msg *m, size_t *len);
+void kd_msg_put_bytes(kd_buf *b, const void *data, size_t len);
+
 /* The pipeline (kdens_pipeline_*). */
 struct kdens_pipeline {
     const char *workdir, *dataset, *arch;
@@ -80,6 +105,10 @@ struct kdens_pipeline {
 /* A model of architecture `arch` for a workspace's dataset: a built-in
  * architecture, or the spec stored by kdens_workspace_add_arch
  * (KDENS_E_NOTFOUND naming the file looked for). */
+/* The spec text of a workspace architecture into *text (malloc'd), NULL for
+ * a built-in one: what ranks without the workspace build their models from. */
+kdens_status kd_workspace_arch_spec(const char *workdir, const char *dataset, const char *arch,
+                                   char **text);
 kdens_status kd_workspace_model(const char *workdir, const char *dataset, const char *arch, int h,
                                 int w, int c, int classes, uint64_t seed, kdens_model **out);
 

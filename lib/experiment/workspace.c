@@ -65,6 +65,23 @@ kdens_status kdens_workspace_add_arch(const char *workdir, const char *dataset, 
     return st;
 }
 
+kdens_status kd_workspace_arch_spec(const char *workdir, const char *dataset, const char *arch,
+                                   char **text)
+{
+    *text = NULL;
+    if (is_builtin(arch))
+        return KDENS_OK;
+    char *path = spec_path(workdir, dataset, arch);
+    if (!path)
+        return KDENS_E_NOMEM;
+    kdens_status st = access(path, F_OK) != 0
+                          ? kd_fail(KDENS_E_NOTFOUND, "architecture '%s' is neither built in nor "
+                                    "a spec of the workspace (%s)", arch, path)
+                          : kd_read_text(path, KDENS_E_SPEC, "spec", text);
+    free(path);
+    return st;
+}
+
 kdens_status kd_workspace_model(const char *workdir, const char *dataset, const char *arch, int h,
                                 int w, int c, int classes, uint64_t seed, kdens_model **out)
 {
