@@ -525,6 +525,17 @@ KDENS_API kdens_status kdens_dataset_write_subset(const kdens_dataset *ds, const
 KDENS_API kdens_status kdens_dataset_select(const kdens_dataset *parent, const char *csv_path,
                                             kdens_dataset **out);
 
+/* Over the ranks of a communicator (NULL: alone), rank 0's `view` -- a
+ * view of the data `loaded` it loaded, such as a split or a manifest's
+ * selection, possibly made from files only rank 0 has -- as the same view
+ * of each rank's own `loaded` (the same data, loaded the same way: the
+ * sample count is checked).  Every rank calls it; view is read on rank 0
+ * only.  *out is a new dataset on every rank.  Errors, on every rank:
+ * KDENS_E_ARG (NULL; on rank 0 a view of other data), KDENS_E_STATE (a rank
+ * loaded another number of samples), KDENS_E_NOMEM. */
+KDENS_API kdens_status kdens_dataset_share(kdens_comm *comm, const kdens_dataset *loaded,
+                                           const kdens_dataset *view, kdens_dataset **out);
+
 /* ------------------------------------------------------------------------ */
 /* Augmentation (training only, per sample, seeded)                           */
 /* ------------------------------------------------------------------------ */

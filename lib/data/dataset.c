@@ -372,6 +372,49 @@ kdens_status kd_dataset_store_view(const kdens_dataset *ds, const uint64_t *stor
     return st;
 }
 
+kdens_status kdens_dataset_share(kdens_comm *comm, const kdens_dataset *loaded,
+                                 const kdens_dataset *view, kdens_dataset **out)
+{
+    if (!loaded || !out || (kdens_comm_rank(comm) == 0 && !view))
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    *out = NULL;
+    kdens_status st = KDENS_OK;
+    kd_buf msg = {0}; /* u64 samples loaded, u64 count, the store positions */
+    if (kdens_comm_rank(comm) == 0) {
+        if (view->store != loaded->store)
+            st = kd_fail(KDENS_E_ARG, "the view is not of the loaded data");
+        kd_buf_u64(&msg, (uint64_t)loaded->store->n);
+        kd_buf_u64(&msg, (uint64_t)view->n);
+        for (size_t i = 0; i < view->n; i++)
+            kd_buf_u64(&msg, (uint64_t)kd_dataset_at(view, i));
+        if (st == KDENS_OK && msg.failed)
+            st = kd_fail(KDENS_E_NOMEM, "out of memory");
+    }
+    st = kdens_comm_agree(comm, st);
+    if (st == KDENS_OK)
+        st = kd_comm_broadcast_blob(comm, &msg, 0);
+    uint64_t total = 0, n = 0;
+    if (st == KDENS_OK && msg.len >= 16) {
+        memcpy(&total, msg.data, 8);
+        memcpy(&n, msg.data + 8, 8);
+    }
+    if (st == KDENS_OK && (msg.len < 16 || msg.len - 16 != n * 8))
+        st = kd_fail(KDENS_E_IO, "a malformed dataset view from rank 0");
+    else if (st == KDENS_OK && total != loaded->store->n)
+        st = kd_fail(KDENS_E_STATE, "rank 0 loaded %llu samples, this rank %zu: the ranks must "
+                     "load the same data", (unsigned long long)total, loaded->store->n);
+    uint64_t *pos = NULL;
+    if (st == KDENS_OK && !(pos = malloc(sizeof(uint64_t) * (n ? n : 1))))
+        st = kd_fail(KDENS_E_NOMEM, "out of memory");
+    if (st == KDENS_OK) {
+        memcpy(pos, msg.data + 16, sizeof(uint64_t) * n);
+        st = kd_dataset_store_view(loaded, pos, (size_t)n, out);
+    }
+    free(pos);
+    kd_buf_free(&msg);
+    return kdens_comm_agree(comm, st);
+}
+
 kdens_status kdens_dataset_select(const kdens_dataset *parent, const char *csv_path,
                                   kdens_dataset **out)
 {
