@@ -372,12 +372,17 @@ kdens_status cli_arch(const char *arg, char *name, size_t name_size, char **spec
         return KDENS_E_IO;
     }
     text[got] = '\0';
+    *spec = text;
+    return cli_arch_name(arg, name, name_size);
+}
+
+kdens_status cli_arch_name(const char *arg, char *name, size_t name_size)
+{
     const char *base = strrchr(arg, '/');
     base = base ? base + 1 : arg;
     const char *dot = strrchr(base, '.');
     size_t len = dot && dot != base ? (size_t)(dot - base) : strlen(base);
     snprintf(name, name_size, "%.*s", (int)len, base);
-    *spec = text;
     return KDENS_OK;
 }
 

@@ -143,6 +143,13 @@ int cli_fail(const char *what, kdens_status st);
 kdens_status cli_arch(const char *arg, char *name, size_t name_size, char **spec);
 /* cli_arch, and a spec made an architecture of the workspace's dataset
  * (kdens_workspace_add_arch) so that registries and later runs know it. */
+/* The name cli_arch gives, without reading anything (a spec file's base
+ * name without its extension, or the built-in name): for ranks that get
+ * the spec from rank 0. */
+kdens_status cli_arch_name(const char *arg, char *name, size_t name_size);
+/* Under mpirun, rank 0's *view (of the data every rank loaded, `loaded`)
+ * replaces every rank's; alone, nothing changes. */
+kdens_status cli_share_view(const kdens_dataset *loaded, kdens_dataset **view);
 kdens_status cli_workspace_arch(const char *arg, const char *workdir, const char *dataset,
                                 char *name, size_t name_size);
 /* A log callback: the library's lines up to INFO on stderr, each with the

@@ -301,3 +301,17 @@ int cmd_split(const cli_command *cmd, int argc, char **argv)
     kdens_dataset_free(ds);
     return rc < 0 ? 0 : rc;
 }
+
+kdens_status cli_share_view(const kdens_dataset *loaded, kdens_dataset **view)
+{
+    kdens_comm *comm = cli_comm();
+    if (kdens_comm_size(comm) <= 1)
+        return KDENS_OK;
+    kdens_dataset *shared = NULL;
+    kdens_status st = kdens_dataset_share(comm, loaded, *view, &shared);
+    if (st == KDENS_OK) {
+        kdens_dataset_free(*view);
+        *view = shared;
+    }
+    return st;
+}

@@ -106,13 +106,19 @@ int cmd_train(const cli_command *cmd, int argc, char **argv)
     }
     char name[256], dir[4400], model_path[5200], log_path[5200], ckpt[5300];
     kdens_dataset *all = NULL, *src, *sub = NULL, *train = NULL, *val = NULL;
+    /* under mpirun every rank loads the data; rank 0 alone reads the
+     * manifest and writes, the ranks train data-parallel */
+    kdens_comm *comm = cli_comm();
+    bool lead = kdens_comm_rank(comm) == 0;
     kdens_status st = cli_open_dataset(o.dataset, o.size[0], o.size[1], (kdens_color)o.color,
                                        &all, name, sizeof name);
-    if (st != KDENS_OK)
+    if ((st = kdens_comm_agree(comm, st)) != KDENS_OK)
         return cli_fail(o.dataset, st);
     src = all;
     if (o.subset) {
-        st = kdens_dataset_select(all, o.subset, &sub);
+        st = lead ? kdens_dataset_select(all, o.subset, &sub) : KDENS_OK;
+        if ((st = kdens_comm_agree(comm, st)) == KDENS_OK)
+            st = cli_share_view(all, &sub);
         if (st != KDENS_OK)
             return cli_fail(o.subset, st);
         src = sub;
@@ -159,6 +165,8 @@ int cmd_train(const cli_command *cmd, int argc, char **argv)
         st = kdens_trainer_set_seed(t, o.seed);
     if (st == KDENS_OK && o.augment && kdens_augment_preset(name, &aug) == KDENS_OK)
         st = kdens_trainer_set_augment(t, aug);
+    if (st == KDENS_OK)
+        st = kdens_trainer_set_comm(t, comm);
     if (st != KDENS_OK)
         return cli_fail("trainer", st);
     char stem[512];
@@ -176,25 +184,29 @@ int cmd_train(const cli_command *cmd, int argc, char **argv)
     char *slash = strrchr(models_dir, '/');
     if (slash)
         *slash = '\0';
-    if ((slash && cli_mkdirs(models_dir) != 0) || cli_mkdirs(dir) != 0) {
-        fprintf(stderr, "kdens: cannot create folders under %s: %s\n", o.workdir, strerror(errno));
-        return 1;
-    }
+    st = lead && ((slash && cli_mkdirs(models_dir) != 0) || cli_mkdirs(dir) != 0)
+             ? kdens_set_error(KDENS_E_IO, "cannot create folders under %s: %s", o.workdir,
+                               strerror(errno))
+             : KDENS_OK;
+    if ((st = kdens_comm_agree(comm, st)) != KDENS_OK)
+        return cli_fail(o.workdir, st);
     kdens_trainer_set_log(t, log_path);
     kdens_trainer_set_checkpoint(t, ckpt, o.resume);
     st = kdens_trainer_fit(t);
     if (st != KDENS_OK)
         return cli_fail("training", st);
     double loss, acc;
-    st = kdens_model_evaluate(m, val, 256, &loss, &acc, NULL, NULL, NULL);
+    st = lead ? kdens_model_evaluate(m, val, 256, &loss, &acc, NULL, NULL, NULL) : KDENS_OK;
     kdens_model_set_meta(m, "dataset", name);
-    if (st == KDENS_OK)
+    if (st == KDENS_OK && lead)
         st = kdens_model_save(m, model_path);
-    if (st != KDENS_OK)
+    if ((st = kdens_comm_agree(comm, st)) != KDENS_OK)
         return cli_fail(model_path, st);
-    unlink(ckpt); /* finished: the checkpoint has served */
-    printf("%s: %d epochs (best %d), validation accuracy %.4f, loss %.4f\n", model_path,
-           kdens_trainer_epochs_run(t), kdens_trainer_best_epoch(t), acc, loss);
+    if (lead) {
+        unlink(ckpt); /* finished: the checkpoint has served */
+        printf("%s: %d epochs (best %d), validation accuracy %.4f, loss %.4f\n", model_path,
+               kdens_trainer_epochs_run(t), kdens_trainer_best_epoch(t), acc, loss);
+    }
     kdens_trainer_free(t);
     kdens_augment_free(aug);
     kdens_model_free(m);
@@ -394,19 +406,34 @@ int cmd_teachers(const cli_command *cmd, int argc, char **argv)
     }
     if (st == KDENS_OK)
         st = cli_training_pool(o.workdir, name, &pool);
+    /* under mpirun: rank 0's workspace decides the validation set and the
+     * pool, the other ranks take them from it (they may have no workspace) */
+    kdens_comm *comm = cli_comm();
+    st = kdens_comm_agree(comm, st);
+    if (st == KDENS_OK)
+        st = cli_share_view(pool, &val);
+    if (st == KDENS_OK)
+        st = cli_share_view(pool, &pool);
     if (st == KDENS_OK) {
         stage = "test set";
         int h, w, c;
         kdens_dataset_shape(pool, &h, &w, &c);
         st = cli_open_test(o.dataset, h, w, c, &test);
     }
+    st = kdens_comm_agree(comm, st);
     char arch[256];
     if (st == KDENS_OK) {
         stage = "teachers";
-        st = cli_workspace_arch(o.arch, o.workdir, name, arch, sizeof arch);
+        /* a spec file goes into rank 0's workspace; the farm sends it on */
+        st = kdens_comm_rank(comm) == 0
+                 ? cli_workspace_arch(o.arch, o.workdir, name, arch, sizeof arch)
+                 : cli_arch_name(o.arch, arch, sizeof arch);
+        st = kdens_comm_agree(comm, st);
     }
     if (st == KDENS_OK)
         st = kdens_teachers_create(o.workdir, name, arch, pool, val, test, &tc);
+    if (st == KDENS_OK)
+        st = kdens_teachers_set_comm(tc, comm);
     if (st == KDENS_OK && o.epochs > 0)
         st = kdens_teachers_set_epochs(tc, o.epochs);
     if (st == KDENS_OK && o.batch > 0)
@@ -437,7 +464,7 @@ int cmd_teachers(const cli_command *cmd, int argc, char **argv)
         st = kdens_teachers_train_fge(tc, o.fge, o.cycle_epochs > 0 ? o.cycle_epochs : 2);
     if (st == KDENS_OK && o.checkpoints > 0)
         st = kdens_teachers_train_checkpoints(tc, o.epochs > 0 ? o.epochs : 10, o.checkpoints);
-    if (st == KDENS_OK)
+    if (st == KDENS_OK && kdens_comm_rank(comm) == 0)
         printf("trained %d subset teachers%s%s%s%s; registry %s/teachers.csv\n", trained,
                o.baseline ? ", the baseline" : "", o.snapshots ? ", a snapshot ensemble" : "",
                o.fge ? ", a fast geometric ensemble" : "",
