@@ -8,6 +8,8 @@
 #   make voting-experiment  the dissertation's voting experiment (55 small MLPs)
 #   make install PREFIX=/usr/local DESTDIR=   make uninstall
 #   make deps       installs missing Debian packages (apt-get, as root or via sudo)
+#   make MPI=1 ...  also the MPI transport, libkdens_mpi (docs/mpi.md): with deps,
+#                   check (check-mpi: its tests under mpirun) and install
 
 # The version is written once, in include/kdens.h.
 version_part = $(shell sed -n 's/^\#define KDENS_VERSION_$(1) \([0-9][0-9]*\)$$/\1/p' include/kdens.h)
@@ -88,6 +90,26 @@ endif
 ISA_OBJ := $(foreach p,$(ISA_PATHS),$(ISA_SRC:%.c=$(BUILD)/%.$(p).o))
 LIB_OBJ += $(ISA_OBJ)
 
+# The MPI transport (make MPI=1, docs/mpi.md): lib/mpi/ in a library of its
+# own, libkdens_mpi, over libkdens' public API.  Only its objects, the kdens
+# tool and the MPI tests see mpi.h; libkdens' objects are the same with and
+# without MPI=1, and without it nothing of MPI is built or needed.
+MPI_SRC := $(wildcard lib/mpi/*.c)
+MPI_OBJ := $(MPI_SRC:%.c=$(BUILD)/%.o)
+MPI_HDR := include/kdens_mpi.h
+MPI_STATIC := $(BUILD)/libkdens_mpi.a
+MPI_SONAME := libkdens_mpi.so.$(VERSION_MAJOR)
+MPI_SHARED := $(BUILD)/libkdens_mpi.so.$(VERSION)
+ifeq ($(MPI),1)
+# Open MPI's flags from pkg-config, or from its compiler wrapper.
+MPI_CFLAGS := $(shell pkg-config --cflags ompi-c 2>/dev/null || mpicc --showme:compile 2>/dev/null)
+MPI_LIBS := $(shell pkg-config --libs ompi-c 2>/dev/null || mpicc --showme:link 2>/dev/null)
+MPI_TARGETS := $(MPI_STATIC) $(MPI_SHARED)
+endif
+# Stops a build with MPI=1 that finds no MPI.
+MPI_PRESENT = @[ -n "$(MPI_LIBS)" ] || { echo "MPI=1: no MPI found (pkg-config ompi-c, \
+	mpicc); make deps MPI=1 installs Debian's libopenmpi-dev and openmpi-bin" >&2; exit 1; }
+
 STATIC := $(BUILD)/libkdens.a
 SONAME := libkdens.so.$(VERSION_MAJOR)
 SHARED := $(BUILD)/libkdens.so.$(VERSION)
@@ -98,15 +120,15 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN := $(BUILD)/bench
 
-.PHONY: all lib examples check bench demo experiment voting-experiment install uninstall deps clean fuzz fuzz-deps FORCE \
+.PHONY: all lib examples check check-mpi bench demo experiment voting-experiment install uninstall deps clean fuzz fuzz-deps FORCE \
 	check-portable portable-deps check-deps check-layers check-abi abi-update
 all: lib $(CLI) $(EXAMPLES)
-lib: $(STATIC) $(SHARED)
+lib: $(STATIC) $(SHARED) $(MPI_TARGETS)
 
 deps:
-	@CC="$(CC)" sh scripts/deps.sh
+	@CC="$(CC)" MPI="$(MPI)" sh scripts/deps.sh
 check-deps:
-	@CC="$(CC)" sh scripts/deps.sh check
+	@CC="$(CC)" MPI="$(MPI)" sh scripts/deps.sh check
 
 # The layering of lib/ (docs/design.md): every module includes only the
 # modules below it, the engine nothing of the experiment layer, and the
@@ -118,20 +140,27 @@ ENGINE_SO := $(BUILD)/layers/libkdens-engine.so
 $(ENGINE_SO): $(ENGINE_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -shared -Wl,-z,defs $(LDFLAGS_ALL) -o $@ $(ENGINE_OBJ) $(DEP_LIBS)
-check-layers: $(ENGINE_SO)
-	@sh scripts/check-layers.sh $(ENGINE_SO)
+# With MPI=1, libkdens_mpi too: it defines the functions of kdens_mpi.h and
+# nothing else, and no object of libkdens includes mpi.h.
+check-layers: $(ENGINE_SO) $(if $(filter 1,$(MPI)),$(MPI_SHARED))
+	@sh scripts/check-layers.sh $(ENGINE_SO) $(if $(filter 1,$(MPI)),$(MPI_SHARED))
 
 # The ABI of libkdens.so against the baseline recorded in abi/ (abidw of
 # the public headers' types and functions).  An intended change is recorded
 # with `make abi-update` and committed with the change.
+# With MPI=1, libkdens_mpi.so's against abi/libkdens_mpi.abi too.
 ABI_BASELINE := abi/libkdens.abi
+MPI_ABI_BASELINE := abi/libkdens_mpi.abi
 ABIDW_FLAGS := --headers-dir include --drop-private-types --no-corpus-path --no-comp-dir-path \
 	--short-locs
-check-abi: $(SHARED)
+check-abi: $(SHARED) $(if $(filter 1,$(MPI)),$(MPI_SHARED))
 	@sh scripts/check-abi.sh $(SHARED) $(ABI_BASELINE)
-abi-update: $(SHARED)
+	@if [ "$(MPI)" = 1 ]; then sh scripts/check-abi.sh $(MPI_SHARED) $(MPI_ABI_BASELINE); fi
+abi-update: $(SHARED) $(if $(filter 1,$(MPI)),$(MPI_SHARED))
 	@mkdir -p abi
 	abidw $(ABIDW_FLAGS) --out-file $(ABI_BASELINE) $(SHARED)
+	@if [ "$(MPI)" = 1 ]; then set -x; \
+		abidw $(ABIDW_FLAGS) --out-file $(MPI_ABI_BASELINE) $(MPI_SHARED); fi
 
 # Header dependencies are tracked per object (-MMD -MP), and the compiler and
 # flags in a stamp file: changing either (ARCHFLAGS, CC, OPT) rebuilds.
@@ -165,6 +194,24 @@ $(SHARED): $(LIB_OBJ) lib/kdens.map
 	ln -sf libkdens.so.$(VERSION) $(BUILD)/$(SONAME)
 	ln -sf $(SONAME) $(BUILD)/libkdens.so
 
+# The MPI transport: its objects with MPI's flags, linked against libkdens
+# (-z defs: it needs nothing else) and MPI.
+$(BUILD)/lib/mpi/%.o: lib/mpi/%.c $(FLAGS_STAMP)
+	$(MPI_PRESENT)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_ALL) $(MPI_CFLAGS) $(CFLAGS_ALL) $(DEPFLAGS) -c $< -o $@
+
+$(MPI_STATIC): $(MPI_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(MPI_SHARED): $(MPI_OBJ) lib/mpi/kdens_mpi.map $(SHARED)
+	$(MPI_PRESENT)
+	$(CC) -shared -Wl,-soname,$(MPI_SONAME) -Wl,--version-script=lib/mpi/kdens_mpi.map \
+		-Wl,-z,defs $(LDFLAGS_ALL) -o $@ $(MPI_OBJ) -L$(BUILD) -lkdens $(MPI_LIBS)
+	ln -sf libkdens_mpi.so.$(VERSION) $(BUILD)/$(MPI_SONAME)
+	ln -sf $(MPI_SONAME) $(BUILD)/libkdens_mpi.so
+
 # Made at install time, so that it always names the PREFIX being installed to.
 PC_SED := -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
@@ -172,9 +219,22 @@ PC_SED := -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 
 # The command-line tool links the static library: one self-contained binary.
 # Its sources: tools/kdens/ (main.c the command table, one file per command family).
+# With MPI=1 it also links libkdens_mpi and MPI (tools/kdens/comm.c); a stamp
+# of that choice relinks it when MPI= changes.
 CLI_SRC := $(wildcard tools/kdens/*.c)
-$(CLI): $(CLI_SRC) $(wildcard tools/kdens/*.h) $(STATIC) $(PUBLIC_HDR)
-	$(CC) -Iinclude $(CFLAGS_ALL) -o $@ $(CLI_SRC) $(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS)
+ifeq ($(MPI),1)
+CLI_MPI := -DKDENS_WITH_MPI $(MPI_CFLAGS)
+CLI_MPI_LIBS := $(MPI_STATIC)
+endif
+CLI_STAMP := $(BUILD)/.flags-cli
+$(CLI_STAMP): FORCE
+	@mkdir -p $(BUILD)
+	@if [ "$$(cat $@ 2>/dev/null)" != "MPI=$(MPI) $(MPI_LIBS)" ]; then \
+		echo "MPI=$(MPI) $(MPI_LIBS)" > $@; fi
+$(CLI): $(CLI_SRC) $(wildcard tools/kdens/*.h) $(STATIC) $(CLI_MPI_LIBS) $(PUBLIC_HDR) \
+		$(CLI_STAMP)
+	$(CC) -Iinclude $(CLI_MPI) $(CFLAGS_ALL) -o $@ $(CLI_SRC) $(CLI_MPI_LIBS) $(STATIC) \
+		$(LDFLAGS_ALL) $(DEP_LIBS) $(MPI_LIBS)
 
 $(BUILD)/%: examples/%.c $(STATIC) $(PUBLIC_HDR)
 	$(CC) -Iinclude $(CFLAGS_ALL) -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS)
@@ -210,9 +270,65 @@ check: check-deps
 	done; \
 	echo "== tests/test_cli.sh"; BUILD=$(BUILD) sh tests/test_cli.sh || failed=1; \
 	echo "== tests/test_install.sh"; \
-	CC="$(CC)" CXX="$(CXX)" SANFLAGS="$(SANFLAGS)" BUILD=$(BUILD) sh tests/test_install.sh \
-		|| failed=1; \
+	CC="$(CC)" CXX="$(CXX)" SANFLAGS="$(SANFLAGS)" BUILD=$(BUILD) MPI="$(MPI)" \
+		sh tests/test_install.sh || failed=1; \
+	if [ "$(MPI)" = 1 ]; then \
+		$(MAKE) --no-print-directory check-mpi || failed=1; \
+	else \
+		echo "== MPI tests skipped (build with MPI=1)"; \
+	fi; \
 	exit $$failed
+
+# The MPI transport's tests (make check MPI=1 runs them too): tests/mpi/ under
+# mpirun with 2 and 3 ranks, once more with pieces shrunk (the transport's
+# objects compiled again with small KD_MPI_PIECE_*, so that a few megabytes
+# cross every piece boundary), and the kdens tool started by mpirun.  Open
+# MPI's own allocations that it never frees at exit are left to LSan's
+# suppressions (tests/mpi/lsan.supp: MPI's libraries only).
+MPI_TEST := $(BUILD)/tests/mpi/test_comm_mpi
+MPI_TEST_SMALL := $(BUILD)/tests/mpi/test_comm_mpi_small
+MPI_SMALL_DEFS := -DKD_MPI_PIECE_VALUES=100000 -DKD_MPI_PIECE_BYTES=65536 \
+	-DKD_MPI_INLINE_BYTES=100
+# mpirun as root needs its consent (CI runs as root).
+MPIRUN_SH := mpirun="mpirun --oversubscribe"; \
+	if [ "$$(id -u)" = 0 ]; then mpirun="$$mpirun --allow-run-as-root"; fi
+# Under SANITIZE=1: full stacks (Open MPI has no frame pointers) and its
+# components kept loaded, so that the suppressions can name MPI's libraries.
+MPI_RUN_ENV := LSAN_OPTIONS=suppressions=$(CURDIR)/tests/mpi/lsan.supp:print_suppressions=0 \
+	ASAN_OPTIONS="$${ASAN_OPTIONS:+$$ASAN_OPTIONS:}fast_unwind_on_malloc=0" \
+	OMPI_MCA_mca_base_component_disable_dlclose=1 KDENS_TEST_ROOT=$(CURDIR) KDENS_BUILD=$(BUILD)
+ifeq ($(MPI),1)
+check-mpi: check-deps
+	@$(MAKE) --no-print-directory $(MPI_TARGETS) $(CLI) $(MPI_TEST) $(MPI_TEST_SMALL)
+	@failed=0; $(MPIRUN_SH); \
+	for np in 2 3; do \
+		echo "== $(MPI_TEST) under mpirun -np $$np"; \
+		$(MPI_RUN_ENV) timeout 300 $$mpirun -np $$np ./$(MPI_TEST) || failed=1; \
+	done; \
+	echo "== $(MPI_TEST_SMALL) (small pieces) under mpirun -np 3"; \
+	$(MPI_RUN_ENV) timeout 300 $$mpirun -np 3 ./$(MPI_TEST_SMALL) || failed=1; \
+	echo "== tests/mpi/test_cli_mpi.sh"; \
+	$(MPI_RUN_ENV) BUILD=$(BUILD) MPIRUN="$$mpirun" sh tests/mpi/test_cli_mpi.sh || failed=1; \
+	exit $$failed
+else
+check-mpi:
+	@echo "check-mpi: MPI support is not built; run make check-mpi MPI=1" >&2; exit 2
+endif
+
+$(MPI_TEST): tests/mpi/test_comm_mpi.c tests/testutil.h $(MPI_STATIC) $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_ALL) -Ilib -Itests $(MPI_CFLAGS) $(CFLAGS_ALL) $(DEPFLAGS) -o $@ $< \
+		$(MPI_STATIC) $(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS) -lcmocka $(MPI_LIBS)
+$(BUILD)/tests/mpi/comm_mpi_small.o: lib/mpi/comm_mpi.c $(FLAGS_STAMP)
+	$(MPI_PRESENT)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_ALL) $(MPI_CFLAGS) $(CFLAGS_ALL) $(MPI_SMALL_DEFS) $(DEPFLAGS) -c $< -o $@
+$(MPI_TEST_SMALL): tests/mpi/test_comm_mpi.c tests/testutil.h \
+		$(BUILD)/tests/mpi/comm_mpi_small.o $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_ALL) -Ilib -Itests $(MPI_CFLAGS) $(CFLAGS_ALL) -DKD_MPI_SMALL_PIECES \
+		$(DEPFLAGS) -o $@ $< $(BUILD)/tests/mpi/comm_mpi_small.o $(STATIC) $(LDFLAGS_ALL) \
+		$(DEP_LIBS) -lcmocka $(MPI_LIBS)
 
 # The proof that one build runs everywhere: tests/portable/ on this machine
 # (the reference), under KDENS_CPU for each lower path, and under qemu as
@@ -313,13 +429,25 @@ install: all
 	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/kdens.pc
 	install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/kdens
 	install -m 644 docs/kdens.1 $(DESTDIR)$(MANDIR)/man1/kdens.1
+ifeq ($(MPI),1)
+	install -m 644 $(MPI_HDR) $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 $(MPI_STATIC) $(DESTDIR)$(LIBDIR)/libkdens_mpi.a
+	install -m 755 $(MPI_SHARED) $(DESTDIR)$(LIBDIR)/libkdens_mpi.so.$(VERSION)
+	ln -sf libkdens_mpi.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(MPI_SONAME)
+	ln -sf $(MPI_SONAME) $(DESTDIR)$(LIBDIR)/libkdens_mpi.so
+	sed $(PC_SED) pkgconfig/kdens-mpi.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/kdens-mpi.pc
+	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/kdens-mpi.pc
+endif
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/kdens.h $(DESTDIR)$(INCLUDEDIR)/kdens_experiment.h \
 		$(DESTDIR)$(LIBDIR)/libkdens.a \
 		$(DESTDIR)$(LIBDIR)/libkdens.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
 		$(DESTDIR)$(LIBDIR)/libkdens.so $(DESTDIR)$(PKGCONFIGDIR)/kdens.pc \
-		$(DESTDIR)$(BINDIR)/kdens $(DESTDIR)$(MANDIR)/man1/kdens.1
+		$(DESTDIR)$(BINDIR)/kdens $(DESTDIR)$(MANDIR)/man1/kdens.1 \
+		$(DESTDIR)$(INCLUDEDIR)/kdens_mpi.h $(DESTDIR)$(LIBDIR)/libkdens_mpi.a \
+		$(DESTDIR)$(LIBDIR)/libkdens_mpi.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(MPI_SONAME) \
+		$(DESTDIR)$(LIBDIR)/libkdens_mpi.so $(DESTDIR)$(PKGCONFIGDIR)/kdens-mpi.pc
 
 clean:
 	rm -rf build build-* build-fuzz

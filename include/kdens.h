@@ -83,6 +83,14 @@ typedef enum kdens_status {
 KDENS_API const char *kdens_errmsg(void);
 /* A short constant name for a status code, e.g. "invalid argument". */
 KDENS_API const char *kdens_status_str(kdens_status status);
+/* Set this thread's message (printf-style; NULL fmt: "") and return status,
+ * for code that reports through the library: a communicator's transport
+ * (kdens_comm_ops), a callback whose failure the caller will read. */
+KDENS_API kdens_status kdens_set_error(kdens_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 
 /* ------------------------------------------------------------------------ */
 /* Global settings: threads, log and progress callbacks                       */

@@ -6,9 +6,16 @@
 #  2. the engine's objects, linked alone into a shared library with -z defs
 #     (the argument), resolve every symbol without the experiment layer;
 #  3. that library defines every function kdens.h declares and none of
-#     kdens_experiment.h's.
+#     kdens_experiment.h's or kdens_mpi.h's;
+#  4. MPI stays in its transport: lib/mpi/ uses the public headers only (no
+#     lib/ module), nothing else of lib/ and no public header but
+#     kdens_mpi.h's implementation includes mpi.h or kdens_mpi.h, and
+#     kdens_mpi.h itself does not include mpi.h; with a second argument
+#     (make MPI=1: libkdens_mpi.so), that library exports exactly the
+#     functions of kdens_mpi.h.
 set -eu
 engine_so=$1
+mpi_so=${2:-}
 below() {
     case $1 in
     core) echo "" ;;
@@ -18,6 +25,7 @@ below() {
     ensemble) echo "core tensor nn data train" ;;
     distill) echo "core tensor nn data train ensemble" ;;
     experiment) echo "core tensor nn data train ensemble distill" ;;
+    mpi) echo "" ;; # a transport over the public API, like a user's
     *) echo "?" ;;
     esac
 }
@@ -40,8 +48,13 @@ for dir in lib/*/; do
                 ;;
             esac
         done
-        if [ "$module" != experiment ] && grep -q '#include "kdens_experiment.h"' "$file"; then
+        if [ "$module" != experiment ] && [ "$module" != mpi ] &&
+            grep -q '#include "kdens_experiment.h"' "$file"; then
             echo "check-layers: $file (engine) includes kdens_experiment.h"
+            failed=1
+        fi
+        if [ "$module" != mpi ] && grep -Eq '#[[:space:]]*include[[:space:]]*[<"](mpi|kdens_mpi)\.h' "$file"; then
+            echo "check-layers: $file includes MPI (only lib/mpi/ may)"
             failed=1
         fi
     done
@@ -50,6 +63,12 @@ if grep -q '#include.*kdens_experiment.h' include/kdens.h; then
     echo "check-layers: include/kdens.h includes kdens_experiment.h"
     failed=1
 fi
+for header in include/kdens.h include/kdens_experiment.h include/kdens_mpi.h; do
+    if grep -Eq '#[[:space:]]*include[[:space:]]*[<"](mpi|kdens_mpi)\.h' "$header"; then
+        echo "check-layers: $header includes MPI"
+        failed=1
+    fi
+done
 
 api_names() {
     sed -n 's/^KDENS_API[^(]*[ *]\(kdens_[a-z0-9_]*\)(.*/\1/p' "$1" | sort -u
@@ -61,11 +80,25 @@ for name in $(api_names include/kdens.h); do
         failed=1
     }
 done
-for name in $(api_names include/kdens_experiment.h); do
-    if echo "$defined" | grep -qx "$name"; then
-        echo "check-layers: $name (kdens_experiment.h) is defined in the engine"
+for header in kdens_experiment.h kdens_mpi.h; do
+    for name in $(api_names include/$header); do
+        if echo "$defined" | grep -qx "$name"; then
+            echo "check-layers: $name ($header) is defined in the engine"
+            failed=1
+        fi
+    done
+done
+if [ -n "$mpi_so" ]; then
+    exported=$(nm -D --defined-only "$mpi_so" | awk '$2 != "A" {sub(/@.*/, "", $3); print $3}' |
+        sort -u)
+    declared=$(api_names include/kdens_mpi.h)
+    if [ "$exported" != "$declared" ]; then
+        echo "check-layers: $mpi_so exports:" $exported
+        echo "check-layers: kdens_mpi.h declares:" $declared
         failed=1
     fi
-done
+fi
 [ $failed = 0 ] && echo "check-layers: the engine stands alone ($(echo "$defined" | grep -c '^kdens_') functions)"
+[ $failed = 0 ] && [ -n "$mpi_so" ] &&
+    echo "check-layers: $mpi_so exports kdens_mpi.h's $(echo "$declared" | wc -l) functions"
 exit $failed

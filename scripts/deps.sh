@@ -10,8 +10,10 @@ pkg-config dataset-fashion-mnist"
 # emulator, to run the build as processors this machine is not).
 # `deps.sh check` adds what `make check` needs beyond the build: cmocka is
 # in the base list, abigail-tools (abidw, abidiff) compares the ABI.
-# A clang build (CC=clang) needs clang.
+# A clang build (CC=clang) needs clang; one with MPI=1 (the MPI transport,
+# its tests under mpirun) Open MPI's headers and library and its launcher.
 case "${CC:-}" in *clang*) PACKAGES="$PACKAGES clang" ;; esac
+[ "${MPI:-}" = 1 ] && PACKAGES="$PACKAGES libopenmpi-dev openmpi-bin"
 case "${1:-}" in
 fuzz) PACKAGES="$PACKAGES clang libclang-rt-14-dev" ;;
 portable) PACKAGES="$PACKAGES qemu-user-static" ;;

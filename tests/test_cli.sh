@@ -61,6 +61,13 @@ done
 check "a spec file builds" "$KDENS" arch --spec docs/examples/residual.spec --input 28x28x1 \
     --classes 10
 check "version" sh -c "'$KDENS' version | grep -q '^kdens [0-9]*\.[0-9]*\.[0-9]* (kernels: [a-z0-9]*)$'"
+check "version: whether MPI is built in, on the second line" sh -c \
+    "'$KDENS' version | sed -n 2p | grep -Eq '^mpi: (no|yes \(.+\))\$'"
+for cmd in version cpu help; do
+    sed -n "/^usage: kdens $cmd\( .*\)\{0,1\}\$/,/^\`\`\`/p" docs/cli.md | sed '$d' >"$tmp/$cmd.doc"
+    "$KDENS" $cmd --help >"$tmp/$cmd.out"
+    check "kdens $cmd --help matches docs/cli.md" cmp "$tmp/$cmd.doc" "$tmp/$cmd.out"
+done
 check "cpu: the path in use is the best supported" sh -c "[ \"\$(env -u KDENS_CPU '$KDENS' cpu | sed -n 's/^path: //p')\" = \"\$('$KDENS' cpu --paths | awk '{print \$NF}')\" ]"
 check "KDENS_CPU=generic forces the generic path" sh -c "KDENS_CPU=generic '$KDENS' version | grep -q '(kernels: generic)\$'"
 check "cpu --paths starts with generic" sh -c "'$KDENS' cpu --paths | grep -q '^generic'"

@@ -1,12 +1,15 @@
 #!/bin/sh
 # Installs libkdens into a temporary prefix, builds one C and one C++ program
 # against it through pkg-config (shared and static) and the example programs,
-# runs them, then checks that uninstall removes every installed file.
+# runs them, then checks that uninstall removes every installed file.  With
+# MPI=1 the MPI transport too: its header without MPI's flags, and a program
+# of two processes through pkg-config kdens-mpi under mpirun.
 set -u
 BUILD=${BUILD:-build}
 CC=${CC:-cc}
 CXX=${CXX:-c++}
 SANFLAGS=${SANFLAGS:-}
+MPI=${MPI:-}
 root=$(pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/kdens-install-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -27,7 +30,7 @@ check() { # name, command...
 
 prefix="$tmp/prefix"
 check "make install" make -s -C "$root" install PREFIX="$prefix" BUILD="$BUILD" \
-    SANITIZE="${SANITIZE:-}"
+    SANITIZE="${SANITIZE:-}" MPI="$MPI"
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 check "pkg-config finds kdens" pkg-config --exists kdens
 check "the man page is installed" test -f "$prefix/share/man/man1/kdens.1"
@@ -53,6 +56,28 @@ check "the experiment header compiles as C++ with -pedantic" $CXX -std=c++11 -pe
     -fsyntax-only -x c++ "$prefix/include/kdens_experiment.h"
 check "the experiment header compiles as C11 with -pedantic" $CC -std=c11 -pedantic -Werror \
     -fsyntax-only -x c "$prefix/include/kdens_experiment.h"
+if [ "$MPI" = 1 ]; then
+    check "pkg-config finds kdens-mpi" pkg-config --exists kdens-mpi
+    check "the MPI header compiles as C11 with -pedantic, without MPI's flags" $CC -std=c11 \
+        -pedantic -Werror -fsyntax-only -I"$prefix/include" -x c "$prefix/include/kdens_mpi.h"
+    check "the MPI header compiles as C++ with -pedantic, without MPI's flags" $CXX \
+        -std=c++11 -pedantic -Werror -fsyntax-only -I"$prefix/include" -x c++ \
+        "$prefix/include/kdens_mpi.h"
+    check "MPI consumer builds (shared)" $CC -std=c11 -Wall -Wextra -Werror $SANFLAGS \
+        $(pkg-config --cflags kdens-mpi) -o "$tmp/c_mpi" "$root/tests/consumer/consumer_mpi.c" \
+        $(pkg-config --libs kdens-mpi)
+    as_root=""
+    [ "$(id -u)" = 0 ] && as_root=--allow-run-as-root
+    check "MPI consumer runs under mpirun -np 2" sh -c \
+        "LD_LIBRARY_PATH='$prefix/lib' \
+         LSAN_OPTIONS=suppressions='$root/tests/mpi/lsan.supp' \
+         ASAN_OPTIONS=\"\${ASAN_OPTIONS:+\$ASAN_OPTIONS:}fast_unwind_on_malloc=0\" \
+         timeout 120 mpirun --oversubscribe $as_root -np 2 '$tmp/c_mpi' >'$tmp/mpi.out' &&
+         grep -qx 'rank 0 of 2: ok' '$tmp/mpi.out' && grep -qx 'rank 1 of 2: ok' '$tmp/mpi.out'"
+else
+    check "nothing of MPI installed without MPI=1" sh -c \
+        "test -z \"\$(find '$prefix' -name '*mpi*')\""
+fi
 # the example programs, built from the installed copy as a user would
 for ex in classify fuse custom_driver; do
     check "example $ex.c builds from the installed copy" $CC -std=c11 -Wall -Wextra -Werror \

@@ -110,8 +110,10 @@ kdens_status kd_comm_broadcast_blob(kdens_comm *c, kd_buf *b, int root)
         return KDENS_OK;
     uint64_t len = c->rank == root ? (uint64_t)b->len : 0;
     kdens_status st = c->ops.broadcast(c->ctx, &len, sizeof len, root);
-    if (st != KDENS_OK || c->rank == root)
+    if (st != KDENS_OK)
         return st;
+    if (c->rank == root)
+        return len ? c->ops.broadcast(c->ctx, b->data, (size_t)len, root) : KDENS_OK;
     b->len = 0;
     if (len > SIZE_MAX || !kd_resize(&b->data, (size_t)len + 1, 1))
         return kd_fail(KDENS_E_NOMEM, "out of memory for %llu bytes from rank %d",

@@ -46,6 +46,19 @@ kdens_status kd_fail(kdens_status status, const char *fmt, ...)
     return status;
 }
 
+kdens_status kdens_set_error(kdens_status status, const char *fmt, ...)
+{
+    if (!fmt) {
+        kd_message[0] = '\0';
+        return status;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(kd_message, sizeof kd_message, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
 kdens_status kd_fail_context(kdens_status status, const char *fmt, ...)
 {
     char old[sizeof kd_message];

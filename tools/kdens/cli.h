@@ -132,6 +132,23 @@ extern const cli_choice cli_colors[], cli_schedules[];
 int cli_parse(const cli_command *cmd, const cli_option *opts, int argc, char **argv,
               const char **args, int max_args, int *n_args);
 
+/* ---- processes (comm.c) ---------------------------------------------------- */
+
+/* The tool as one rank of several (docs/mpi.md).  Built with MPI=1, it joins
+ * the MPI job when an MPI launcher started it (mpirun, srun), and has a
+ * communicator when that job has more than one process; otherwise, and
+ * without MPI=1, it runs alone.  main() calls cli_comm_start first (0, or
+ * 1 after printing why MPI could not start) and cli_comm_finish last with
+ * the exit status: MPI_Finalize, or when the status is not 0 and there are
+ * other ranks, MPI_Abort with it, so that no rank waits forever on one that
+ * failed. */
+int cli_comm_start(int *argc, char ***argv);
+void cli_comm_finish(int failed);
+/* The process's communicator, or NULL when running alone. */
+kdens_comm *cli_comm(void);
+/* "yes (Open MPI v4.1.4)" or "no": whether the tool was built with MPI. */
+const char *cli_comm_support(void);
+
 /* ---- helpers ------------------------------------------------------------- */
 
 /* Print "kdens: what: status: message" and return 1. */

@@ -28,7 +28,8 @@ static const char usage_arch[] =
 static const char usage_version[] =
     "usage: kdens version\n"
     "\n"
-    "Prints the library version and the kernel path in use (kdens --version too).\n";
+    "Prints the library version and the kernel path in use (kdens --version too),\n"
+    "and whether MPI support is built in.\n";
 
 static const char usage_cpu[] =
     "usage: kdens cpu [--paths]\n"
@@ -126,6 +127,12 @@ int cmd_version(const cli_command *cmd, int argc, char **argv)
     if (rc >= 0)
         return rc;
     printf("kdens %s (kernels: %s)\n", kdens_version(), kdens_cpu_path());
+    kdens_comm *comm = cli_comm();
+    if (comm)
+        printf("mpi: %s, rank %d of %d\n", cli_comm_support(), kdens_comm_rank(comm),
+               kdens_comm_size(comm));
+    else
+        printf("mpi: %s\n", cli_comm_support());
     return 0;
 }
 
@@ -214,10 +221,8 @@ static void show_log(kdens_log_level level, const char *message, void *user)
         fprintf(stderr, "kdens: %s\n", message);
 }
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv)
 {
-    kdens_set_progress_callback(show_progress, NULL);
-    kdens_set_log_callback(show_log, NULL);
     if (argc < 2) {
         print_commands(stderr);
         return 2;
@@ -234,4 +239,15 @@ int main(int argc, char **argv)
         return 2;
     }
     return c->run(c, argc - 2, argv + 2);
+}
+
+int main(int argc, char **argv)
+{
+    kdens_set_progress_callback(show_progress, NULL);
+    kdens_set_log_callback(show_log, NULL);
+    if (cli_comm_start(&argc, &argv) != 0)
+        return 1;
+    int rc = run(argc, argv);
+    cli_comm_finish(rc);
+    return rc;
 }
