@@ -287,6 +287,7 @@ check: check-deps
 # suppressions (tests/mpi/lsan.supp: MPI's libraries only).
 MPI_TEST := $(BUILD)/tests/mpi/test_comm_mpi
 MPI_TEST_SMALL := $(BUILD)/tests/mpi/test_comm_mpi_small
+MPI_TRAIN_TEST := $(BUILD)/tests/mpi/test_train_mpi
 MPI_SMALL_DEFS := -DKD_MPI_PIECE_VALUES=100000 -DKD_MPI_PIECE_BYTES=65536 \
 	-DKD_MPI_INLINE_BYTES=100
 # mpirun as root needs its consent (CI runs as root).
@@ -299,11 +300,14 @@ MPI_RUN_ENV := LSAN_OPTIONS=suppressions=$(CURDIR)/tests/mpi/lsan.supp:print_sup
 	OMPI_MCA_mca_base_component_disable_dlclose=1 KDENS_TEST_ROOT=$(CURDIR) KDENS_BUILD=$(BUILD)
 ifeq ($(MPI),1)
 check-mpi: check-deps
-	@$(MAKE) --no-print-directory $(MPI_TARGETS) $(CLI) $(MPI_TEST) $(MPI_TEST_SMALL)
+	@$(MAKE) --no-print-directory $(MPI_TARGETS) $(CLI) $(MPI_TEST) $(MPI_TEST_SMALL) \
+		$(MPI_TRAIN_TEST)
 	@failed=0; $(MPIRUN_SH); \
 	for np in 2 3; do \
 		echo "== $(MPI_TEST) under mpirun -np $$np"; \
 		$(MPI_RUN_ENV) timeout 300 $$mpirun -np $$np ./$(MPI_TEST) || failed=1; \
+		echo "== $(MPI_TRAIN_TEST) under mpirun -np $$np"; \
+		$(MPI_RUN_ENV) timeout 600 $$mpirun -np $$np ./$(MPI_TRAIN_TEST) || failed=1; \
 	done; \
 	echo "== $(MPI_TEST_SMALL) (small pieces) under mpirun -np 3"; \
 	$(MPI_RUN_ENV) timeout 300 $$mpirun -np 3 ./$(MPI_TEST_SMALL) || failed=1; \
@@ -316,6 +320,10 @@ check-mpi:
 endif
 
 $(MPI_TEST): tests/mpi/test_comm_mpi.c tests/testutil.h $(MPI_STATIC) $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_ALL) -Ilib -Itests $(MPI_CFLAGS) $(CFLAGS_ALL) $(DEPFLAGS) -o $@ $< \
+		$(MPI_STATIC) $(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS) -lcmocka $(MPI_LIBS)
+$(MPI_TRAIN_TEST): tests/mpi/test_train_mpi.c tests/testutil.h $(MPI_STATIC) $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) -Ilib -Itests $(MPI_CFLAGS) $(CFLAGS_ALL) $(DEPFLAGS) -o $@ $< \
 		$(MPI_STATIC) $(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS) -lcmocka $(MPI_LIBS)
