@@ -289,7 +289,7 @@ MPI_TEST := $(BUILD)/tests/mpi/test_comm_mpi
 MPI_TEST_SMALL := $(BUILD)/tests/mpi/test_comm_mpi_small
 MPI_TRAIN_TEST := $(BUILD)/tests/mpi/test_train_mpi
 MPI_SMALL_DEFS := -DKD_MPI_PIECE_VALUES=100000 -DKD_MPI_PIECE_BYTES=65536 \
-	-DKD_MPI_INLINE_BYTES=100
+	-DKD_MPI_INLINE_BYTES=100 -DKD_MPI_SHORT_BYTES=64
 # mpirun as root needs its consent (CI runs as root).
 MPIRUN_SH := mpirun="mpirun --oversubscribe"; \
 	if [ "$$(id -u)" = 0 ]; then mpirun="$$mpirun --allow-run-as-root"; fi

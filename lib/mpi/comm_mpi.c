@@ -27,6 +27,11 @@
 #ifndef KD_MPI_PIECE_VALUES
 #define KD_MPI_PIECE_VALUES ((size_t)1 << 22)
 #endif
+/* Vectors of at most this many bytes over all ranks take the gather-sum-
+ * broadcast path (allreduce_short). */
+#ifndef KD_MPI_SHORT_BYTES
+#define KD_MPI_SHORT_BYTES ((size_t)64 << 10)
+#endif
 #ifndef KD_MPI_PIECE_BYTES
 #define KD_MPI_PIECE_BYTES ((size_t)1 << 30)
 #endif
@@ -52,6 +57,9 @@ typedef struct mpi_ctx {
     int *counts, *displs, *rcounts, *rdispls;
     void *scratch;
     size_t scratch_bytes;
+    /* rank 0's room for the short path's parts, allocated with the context
+     * so that the collective can never fail half-way for memory */
+    unsigned char short_parts[KD_MPI_SHORT_BYTES];
 } mpi_ctx;
 
 static kdens_status mpi_failed(const char *call, int rc)
@@ -102,6 +110,34 @@ static void sum_double(void *out, const void *parts, size_t len, int ranks)
     }
 }
 
+/* Room for `need` bytes of scratch. */
+static kdens_status scratch_for(mpi_ctx *c, size_t need)
+{
+    if (need <= c->scratch_bytes)
+        return KDENS_OK;
+    void *grown = realloc(c->scratch, need);
+    if (!grown)
+        return kdens_set_error(KDENS_E_NOMEM, "out of memory for %zu bytes of scratch", need);
+    c->scratch = grown;
+    c->scratch_bytes = need;
+    return KDENS_OK;
+}
+
+/* Short vectors (batch-norm statistics, agreements: a few hundred values)
+ * cost latency, not bandwidth: rank 0 gathers them, adds them in rank
+ * order and broadcasts the sums -- two tree collectives, O(log ranks)
+ * steps, where the chunked exchange below takes O(ranks) messages. */
+static kdens_status allreduce_short(mpi_ctx *c, void *values, size_t n, MPI_Datatype type,
+                                    sum_fn *sum)
+{
+    MPI_TRY("MPI_Gather", MPI_Gather(values, (int)n, type, c->rank == 0 ? c->short_parts : NULL,
+                                     (int)n, type, 0, c->comm));
+    if (c->rank == 0)
+        sum(values, c->short_parts, n, c->ranks);
+    MPI_TRY("MPI_Bcast", MPI_Bcast(values, (int)n, type, 0, c->comm));
+    return KDENS_OK;
+}
+
 /* Piece by piece: split it into `ranks` contiguous chunks; each rank
  * gathers its chunk from every rank (MPI_Alltoallv), adds them in rank
  * order, and every rank gathers every summed chunk (MPI_Allgatherv).  Each
@@ -114,17 +150,14 @@ static kdens_status allreduce(mpi_ctx *c, void *values, size_t n, size_t elem,
         return KDENS_OK;
     if (!values)
         return kdens_set_error(KDENS_E_ARG, "NULL values to add up");
+    if (n * elem * (size_t)c->ranks <= KD_MPI_SHORT_BYTES)
+        return allreduce_short(c, values, n, type, sum);
     const int ranks = c->ranks, me = c->rank;
     size_t first = n < KD_MPI_PIECE_VALUES ? n : KD_MPI_PIECE_VALUES;
     size_t need = ((first + (size_t)ranks - 1) / (size_t)ranks) * (size_t)ranks * elem;
-    if (need > c->scratch_bytes) {
-        void *grown = realloc(c->scratch, need);
-        if (!grown)
-            return kdens_set_error(KDENS_E_NOMEM, "out of memory for %zu bytes of scratch",
-                                   need);
-        c->scratch = grown;
-        c->scratch_bytes = need;
-    }
+    kdens_status st = scratch_for(c, need);
+    if (st != KDENS_OK)
+        return st;
     for (size_t at = 0; at < n;) {
         size_t m = n - at < KD_MPI_PIECE_VALUES ? n - at : KD_MPI_PIECE_VALUES;
         char *piece = (char *)values + at * elem;
