@@ -375,6 +375,21 @@ $(BENCH_BIN): tests/bench/bench.c $(STATIC)
 bench: deps
 	@$(MAKE) --no-print-directory $(BENCH_BIN)
 	./$(BENCH_BIN) $(BENCH_ARGS)
+ifeq ($(MPI),1)
+	@$(MAKE) --no-print-directory $(BENCH_MPI_BIN)
+	@$(MPIRUN_SH); set -e; \
+	echo "== ResNet-20 training: 1 rank x 2 threads, then 2 ranks x 1 thread"; \
+	mpirun="$$mpirun --bind-to none"; \
+	$$mpirun -np 1 ./$(BENCH_MPI_BIN) 2 train; \
+	$$mpirun -np 2 ./$(BENCH_MPI_BIN) 1 train; \
+	echo "== one gradient allreduce per architecture, 2 ranks"; \
+	$$mpirun -np 2 ./$(BENCH_MPI_BIN) 1 allreduce
+endif
+
+BENCH_MPI_BIN := $(BUILD)/bench_mpi
+$(BENCH_MPI_BIN): tests/bench/bench_mpi.c $(MPI_STATIC) $(STATIC)
+	$(CC) $(CPPFLAGS_ALL) -Ilib $(MPI_CFLAGS) $(CFLAGS_ALL) $(DEPFLAGS) -o $@ $< $(MPI_STATIC) \
+		$(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS) $(MPI_LIBS)
 
 # The main job: the whole multi-teacher experiment on the real Fashion-MNIST
 # with the pipeline's defaults, its report in demo-out/ (DEMO_FLAGS adds
