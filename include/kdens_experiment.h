@@ -312,6 +312,13 @@ KDENS_API kdens_status kdens_pipeline_set_temperature_candidates(kdens_pipeline 
  * an output_avg student, at most 16 pairs.  Default: alpha 0.5, given. */
 KDENS_API kdens_status kdens_pipeline_set_alpha_candidates(kdens_pipeline *p, const double *a,
                                                            int n);
+/* Run the teacher stage over the communicator's ranks (NULL or one rank:
+ * alone): every rank calls kdens_pipeline_run with the same settings and
+ * data; rank 0 makes the workspace's split and subsets, the teachers train
+ * as a farm (kdens_teachers_set_comm) and the baseline data-parallel, then
+ * rank 0 alone fuses, distils and writes the report while the others wait
+ * for its status. */
+KDENS_API kdens_status kdens_pipeline_set_comm(kdens_pipeline *p, kdens_comm *comm);
 /* The students, one per mode (copied; n 0: none; a mode at most once). */
 KDENS_API kdens_status kdens_pipeline_set_modes(kdens_pipeline *p,
                                                 const kdens_distill_mode *modes, int n);

@@ -100,6 +100,7 @@ struct kdens_pipeline {
     int n_curve_rules;
     int sizes[64], n_sizes;   /* its sizes; 0: 1 .. the teachers */
     uint64_t seed;
+    kdens_comm *comm;         /* the teacher stage over its ranks; NULL alone */
 };
 
 /* A model of architecture `arch` for a workspace's dataset: a built-in

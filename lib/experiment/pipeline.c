@@ -147,6 +147,14 @@ static kdens_status set_candidates(double *dst, int *n_dst, int n_other, const d
     return KDENS_OK;
 }
 
+kdens_status kdens_pipeline_set_comm(kdens_pipeline *p, kdens_comm *comm)
+{
+    if (!p)
+        return kd_fail(KDENS_E_ARG, "NULL handle");
+    p->comm = comm;
+    return KDENS_OK;
+}
+
 kdens_status kdens_pipeline_set_temperature_candidates(kdens_pipeline *p, const double *t, int n)
 {
     if (!p)
@@ -208,6 +216,8 @@ static kdens_status teachers(const kdens_pipeline *c, const kdens_dataset *train
         st = kdens_teachers_set_schedule(tc, KDENS_SCHEDULE_COSINE);
     if (st == KDENS_OK) /* the same data for teachers, baseline and students */
         st = kdens_teachers_set_augment(tc, NULL);
+    if (st == KDENS_OK) /* over ranks: a farm, then the baseline data-parallel */
+        st = kdens_teachers_set_comm(tc, c->comm);
     if (st == KDENS_OK)
         st = kdens_teachers_train(tc, c->fraction, &trained);
     /* the baseline trains as long as the longest of teachers and students */
@@ -551,64 +561,97 @@ static kdens_status load_test_images(const kdens_dataset *test, test_images *ti)
     return st;
 }
 
+/* Steps 1 and 2 (rank 0's over ranks): the workspace's split and subsets. */
+static kdens_status prepare_workspace(const kdens_pipeline *cfg, const kdens_dataset *pool,
+                                      kdens_dataset **train, kdens_dataset **val)
+{
+    char *dir = kd_path_join(cfg->workdir, cfg->dataset, NULL);
+    if (!dir)
+        return KDENS_E_NOMEM;
+    kdens_status st = kd_mkdirs(dir) != 0 ? kd_fail(KDENS_E_IO, "%s: cannot create: %s", dir,
+                                                    strerror(errno))
+                                          : KDENS_OK;
+    kd_log(KDENS_LOG_INFO, "1/6 split");
+    if (st == KDENS_OK)
+        st = kd_workspace_split(dir, pool, cfg->val_fraction, cfg->seed, train, val);
+    if (st == KDENS_OK) {
+        kd_log(KDENS_LOG_INFO, "2/6 %d subsets at fraction %g", cfg->teachers, cfg->fraction);
+        st = kd_workspace_subsets(dir, *train, cfg->fraction, cfg->teachers, cfg->seed);
+    }
+    free(dir);
+    return st;
+}
+
+/* Over ranks: rank 0's view in *view on every rank. */
+static kdens_status share(const kdens_pipeline *cfg, const kdens_dataset *pool,
+                          kdens_dataset **view)
+{
+    kdens_dataset *shared = NULL;
+    kdens_status st = kdens_dataset_share(cfg->comm, pool, *view, &shared);
+    kdens_dataset_free(*view);
+    *view = shared;
+    return st;
+}
+
+/* Steps 4 to 6, from the workspace's teachers: fusion, students, report. */
+static kdens_status evaluate_and_report(kd_report *r, const kdens_dataset *train,
+                                        const kdens_dataset *val, const kdens_dataset *test,
+                                        double t0)
+{
+    test_images ti = {NULL, 0};
+    kdens_status st = load_test_images(test, &ti);
+    if (st == KDENS_OK)
+        st = test_labels(r, test);
+    if (st == KDENS_OK)
+        st = teacher_rows(r, test, &ti);
+    if (st == KDENS_OK) {
+        kd_log(KDENS_LOG_INFO, "4/6 fusion");
+        st = fusion(r, test);
+    }
+    if (st == KDENS_OK) {
+        kd_log(KDENS_LOG_INFO, "5/6 students");
+        st = students(r, train, val, test, &ti);
+    }
+    if (st == KDENS_OK) {
+        kd_log(KDENS_LOG_INFO, "6/6 report");
+        r->seconds = now() - t0;
+        st = kd_report_compare(r);
+    }
+    if (st == KDENS_OK)
+        st = kd_report_write(r);
+    free(ti.pixels);
+    return st;
+}
+
 kdens_status kdens_pipeline_run(const kdens_pipeline *cfg, const kdens_dataset *pool,
                                 const kdens_dataset *test)
 {
     if (!cfg || !pool || !test)
         return kd_fail(KDENS_E_ARG, "NULL argument");
-    kdens_status st;
     double t0 = now();
     kd_report r;
     memset(&r, 0, sizeof r);
     r.cfg = cfg;
     r.dir = cfg->workdir;
-    char *dir = kd_path_join(cfg->workdir, cfg->dataset, NULL);
-    if (!dir)
-        return KDENS_E_NOMEM;
-    if (kd_mkdirs(dir) != 0) {
-        st = kd_fail(KDENS_E_IO, "%s: cannot create: %s", dir, strerror(errno));
-        free(dir);
-        return st;
-    }
+    bool lead = kdens_comm_rank(cfg->comm) == 0, ranks = kdens_comm_size(cfg->comm) > 1;
     kdens_dataset *train = NULL, *val = NULL;
-    test_images ti = {NULL, 0};
-    kd_log(KDENS_LOG_INFO, "1/6 split");
-    st = kd_workspace_split(dir, pool, cfg->val_fraction, cfg->seed, &train, &val);
+    kdens_status st = lead ? prepare_workspace(cfg, pool, &train, &val) : KDENS_OK;
+    st = kdens_comm_agree(cfg->comm, st);
+    if (st == KDENS_OK && ranks) /* the other ranks need no workspace */
+        st = share(cfg, pool, &train);
+    if (st == KDENS_OK && ranks)
+        st = share(cfg, pool, &val);
     if (st == KDENS_OK) {
         r.n_train = kdens_dataset_count(train);
         r.n_val = kdens_dataset_count(val);
         r.n_test = kdens_dataset_count(test);
-        kd_log(KDENS_LOG_INFO, "2/6 %d subsets at fraction %g", cfg->teachers, cfg->fraction);
-        st = kd_workspace_subsets(dir, train, cfg->fraction, cfg->teachers, cfg->seed);
-    }
-    if (st == KDENS_OK) {
         kd_log(KDENS_LOG_INFO, "3/6 teachers and the baseline");
         st = teachers(cfg, train, val, test);
     }
-    if (st == KDENS_OK)
-        st = load_test_images(test, &ti);
-    if (st == KDENS_OK)
-        st = test_labels(&r, test);
-    if (st == KDENS_OK)
-        st = teacher_rows(&r, test, &ti);
-    if (st == KDENS_OK) {
-        kd_log(KDENS_LOG_INFO, "4/6 fusion");
-        st = fusion(&r, test);
-    }
-    if (st == KDENS_OK) {
-        kd_log(KDENS_LOG_INFO, "5/6 students");
-        st = students(&r, train, val, test, &ti);
-    }
-    if (st == KDENS_OK) {
-        kd_log(KDENS_LOG_INFO, "6/6 report");
-        r.seconds = now() - t0;
-        st = kd_report_compare(&r);
-    }
-    if (st == KDENS_OK) {
-        st = kd_report_write(&r);
-    }
-    free(dir);
-    free(ti.pixels);
+    /* the rest is rank 0's alone (not yet over ranks) */
+    if (st == KDENS_OK && lead)
+        st = evaluate_and_report(&r, train, val, test, t0);
+    st = kdens_comm_agree(cfg->comm, st);
     kd_report_free(&r);
     kdens_dataset_free(train);
     kdens_dataset_free(val);

@@ -102,6 +102,15 @@ check "4 ranks for 1 subset: a warning, success" sh -c \
      --epochs 1 --batch 16 >'$tmp/few.log' 2>&1 && grep -q 'ranks stay idle' '$tmp/few.log' &&
      test \$(tail -n +2 '$tmp/few/teachers.csv' | wc -l) -eq 1"
 
+# the pipeline's teacher stage over 3 ranks (workers without a workspace), the rest on rank 0
+PIPE="pipeline $IMG --teachers 3 --epochs 1 --student-epochs 1 --repeats 2 --modes output_avg"
+check "mpirun: kdens pipeline, its teacher stage a farm over 3 ranks" sh -c \
+    "timeout 600 $MPIRUN -np 1 '$KDENS' $PIPE --workdir '$tmp/pipe' : -np 2 '$KDENS' $PIPE \
+     --workdir '$tmp/none-pipe' >'$tmp/pipe.log' 2>&1 &&
+     test \$(tail -n +2 '$tmp/pipe/teachers.csv' | wc -l) -eq 4 &&
+     test -f '$tmp/pipe/report.md' && grep -q '^student,output_avg,' '$tmp/pipe/results.csv' &&
+     test ! -e '$tmp/none-pipe' && test \$(grep -c '^report: ' '$tmp/pipe.log') -eq 1"
+
 # data-parallel kdens train: one model, written by rank 0; --resume continues
 check "mpirun -np 2 kdens train: data-parallel, one model file" sh -c \
     "timeout 300 $MPIRUN -np 2 '$KDENS' train $IMG --arch test --epochs 2 --batch 16 \

@@ -249,15 +249,23 @@ int cmd_pipeline(const cli_command *cmd, int argc, char **argv)
         st = cli_limit(&pool, lim, a.seed);
     if (st == KDENS_OK)
         st = cli_limit(&test, lim, a.seed + 1);
+    kdens_comm *comm = cli_comm(); /* under mpirun: the teacher stage over the ranks */
+    bool lead = kdens_comm_rank(comm) == 0;
+    st = kdens_comm_agree(comm, st);
     const char *stage = st == KDENS_OK ? "pipeline" : dataset; /* named should it fail */
     kdens_pipeline *p = NULL;
     char arch_name[256];
-    if (st == KDENS_OK)
-        st = cli_workspace_arch(arch, workdir, name, arch_name, sizeof arch_name);
+    if (st == KDENS_OK) {
+        st = lead ? cli_workspace_arch(arch, workdir, name, arch_name, sizeof arch_name)
+                  : cli_arch_name(arch, arch_name, sizeof arch_name);
+        st = kdens_comm_agree(comm, st);
+    }
     if (st == KDENS_OK)
         st = kdens_pipeline_create(workdir, name, arch_name, &p);
     if (st == KDENS_OK)
         st = configure(p, &a);
+    if (st == KDENS_OK)
+        st = kdens_pipeline_set_comm(p, comm);
     if (st == KDENS_OK)
         st = kdens_pipeline_run(p, pool, test);
     kdens_pipeline_free(p);
@@ -265,6 +273,7 @@ int cmd_pipeline(const cli_command *cmd, int argc, char **argv)
     kdens_dataset_free(pool);
     if (st != KDENS_OK)
         return cli_fail(stage, st);
-    printf("report: %s/report.html (and report.md, results.csv)\n", workdir);
+    if (lead)
+        printf("report: %s/report.html (and report.md, results.csv)\n", workdir);
     return 0;
 }
