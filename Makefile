@@ -274,8 +274,11 @@ check: check-deps
 		sh tests/test_install.sh || failed=1; \
 	if [ "$(MPI)" = 1 ]; then \
 		$(MAKE) --no-print-directory check-mpi || failed=1; \
+	elif command -v mpirun >/dev/null 2>&1 && pkg-config --exists ompi-c 2>/dev/null; then \
+		echo "== MPI is installed: its tests too (make check-mpi MPI=1)"; \
+		$(MAKE) --no-print-directory check-mpi MPI=1 || failed=1; \
 	else \
-		echo "== MPI tests skipped (build with MPI=1)"; \
+		echo "== MPI tests skipped (MPI is not installed: make deps MPI=1 installs it)"; \
 	fi; \
 	exit $$failed
 
