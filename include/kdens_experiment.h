@@ -145,7 +145,9 @@ KDENS_API kdens_status kdens_registry_row(const kdens_registry *reg, size_t i,
 
 /* An ensemble of the teachers a teachers.csv registry lists: the rows of
  * `dataset` and `arch` (fraction > 0: that fraction only), all of them (n 0)
- * or a random sample of n drawn from seed.  Members are named by their
+ * or a random sample of n drawn from seed, taken from the rows in the order
+ * of their uuids (so the same seed picks the same members in the same order
+ * whatever order the rows were appended in).  Members are named by their
  * uuids.  Errors: KDENS_E_IO, KDENS_E_FORMAT (a malformed row, line named),
  * KDENS_E_NOTFOUND (fewer matching rows than n, or none), and those of
  * kdens_ensemble_add. */
@@ -243,6 +245,14 @@ KDENS_API void kdens_grid_free(kdens_grid *g);
 KDENS_API const char *kdens_grid_dataset(const kdens_grid *g);
 /* The students the grid holds: the product of the axes' lengths and seeds. */
 KDENS_API size_t kdens_grid_students(const kdens_grid *g);
+/* Run the grid over the communicator's ranks (NULL or one rank: alone):
+ * every rank loads the same plan and data and calls kdens_grid_run; rank 0
+ * alone reads and writes the workspace.  The teachers train as a farm and
+ * the baselines data-parallel (kdens_teachers_set_comm); then each student
+ * -- a cell and a seed -- goes to the next free rank with its teachers'
+ * models, and comes back as its model, log and numbers for rank 0 to write.
+ * Rank 0 writes the tables and plots. */
+KDENS_API kdens_status kdens_grid_set_comm(kdens_grid *g, kdens_comm *comm);
 /* Run the grid in the workspace WORKDIR for dataset `name` (pool: its
  * training data; test: its test set):
  *  1. the split of pool into training and validation (W/<name>/train.csv,

@@ -51,6 +51,37 @@ const char *kdens_ensemble_member_name(const kdens_ensemble *ens, int i)
     return ens && i >= 0 && i < ens->n ? ens->names[i] : NULL;
 }
 
+kdens_status kd_ensemble_adopt(kdens_ensemble *ens, kdens_model *m, const char *name)
+{
+    kdens_status st = KDENS_OK;
+    if (ens->n > 0) {
+        const kdens_model *f = ens->members[0];
+        if (f->in_h != m->in_h || f->in_w != m->in_w || f->in_c != m->in_c ||
+            f->classes != m->classes)
+            st = kd_fail(KDENS_E_SHAPE,
+                         "%s takes %dx%dx%d images and %d classes, the first member %dx%dx%d "
+                         "and %d",
+                         name, m->in_h, m->in_w, m->in_c, m->classes, f->in_h, f->in_w, f->in_c,
+                         f->classes);
+    }
+    if (st == KDENS_OK && ens->n == ens->cap) {
+        size_t cap = kd_grown((size_t)ens->cap, 8);
+        if (cap > INT_MAX || !kd_resize(&ens->members, cap, sizeof *ens->members) ||
+            !kd_resize(&ens->names, cap, sizeof *ens->names))
+            st = kd_fail(KDENS_E_NOMEM, "out of memory");
+        else
+            ens->cap = (int)cap;
+    }
+    if (st == KDENS_OK && !(ens->names[ens->n] = kd_strdup(name)))
+        st = kd_fail(KDENS_E_NOMEM, "out of memory");
+    if (st != KDENS_OK) {
+        kdens_model_free(m);
+        return st;
+    }
+    ens->members[ens->n++] = m;
+    return KDENS_OK;
+}
+
 kdens_status kdens_ensemble_add_named(kdens_ensemble *ens, const char *path, const char *name)
 {
     if (!ens || !path || !name)
@@ -59,34 +90,7 @@ kdens_status kdens_ensemble_add_named(kdens_ensemble *ens, const char *path, con
     kdens_status st = kdens_model_load(path, &m);
     if (st != KDENS_OK)
         return st;
-    if (ens->n > 0) {
-        const kdens_model *f = ens->members[0];
-        if (f->in_h != m->in_h || f->in_w != m->in_w || f->in_c != m->in_c ||
-            f->classes != m->classes) {
-            st = kd_fail(KDENS_E_SHAPE,
-                         "%s takes %dx%dx%d images and %d classes, the first member %dx%dx%d "
-                         "and %d",
-                         path, m->in_h, m->in_w, m->in_c, m->classes, f->in_h, f->in_w, f->in_c,
-                         f->classes);
-            kdens_model_free(m);
-            return st;
-        }
-    }
-    if (ens->n == ens->cap) {
-        size_t cap = kd_grown((size_t)ens->cap, 8);
-        if (cap > INT_MAX || !kd_resize(&ens->members, cap, sizeof *ens->members) ||
-            !kd_resize(&ens->names, cap, sizeof *ens->names)) {
-            kdens_model_free(m);
-            return kd_fail(KDENS_E_NOMEM, "out of memory");
-        }
-        ens->cap = (int)cap;
-    }
-    if (!(ens->names[ens->n] = kd_strdup(name))) {
-        kdens_model_free(m);
-        return kd_fail(KDENS_E_NOMEM, "out of memory");
-    }
-    ens->members[ens->n++] = m;
-    return KDENS_OK;
+    return kd_ensemble_adopt(ens, m, name);
 }
 
 kdens_status kdens_ensemble_add(kdens_ensemble *ens, const char *path)

@@ -24,6 +24,9 @@ struct kdens_predictions {
 double kd_t975(int df);
 
 /* Zeroed names, uninitialised probabilities and labels. */
+/* Add a loaded model as a member named `name`, taking it over (freed on
+ * failure too); KDENS_E_SHAPE when its shape differs from the first's. */
+kdens_status kd_ensemble_adopt(kdens_ensemble *ens, kdens_model *m, const char *name);
 kdens_status kd_predictions_new(int members, size_t samples, int classes,
                                 kdens_predictions **out);
 

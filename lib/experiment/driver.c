@@ -164,30 +164,38 @@ static kdens_status run_files_make(const kdens_distill_job *j, int rep, run_file
     return KDENS_E_NOMEM;
 }
 
-/* Distil, evaluate, save and register one repetition's student. */
-static kdens_status distil(const kdens_distill_job *j, int rep, const run_files *f,
-                           const kdens_dataset *train, const kdens_dataset *val,
-                           const kdens_dataset *test)
+/* The seed of repetition rep. */
+static uint64_t run_seed(const kdens_distill_job *j, int rep) { return j->seed + (uint64_t)rep; }
+
+/* Repetition rep's teachers, sampled from the registry. */
+static kdens_status pick_teachers(const kdens_distill_job *j, int rep, const run_files *f,
+                                  kdens_ensemble **ens)
 {
-    uint64_t seed = j->seed + (uint64_t)rep;
-    char uuid[64];
-    run_uuid(f->name, uuid, sizeof uuid);
-    kdens_status st = kd_workspace_mkdir(j->workdir, j->dataset, "students");
-    if (st == KDENS_OK)
-        st = kd_workspace_mkdir(j->workdir, j->dataset, "logs");
-    kdens_ensemble *ens = NULL;
-    kdens_model *tmpl = NULL, *student = NULL;
+    return kdens_ensemble_from_registry(f->teachers_csv, j->dataset, j->teacher_arch,
+                                        j->fraction, j->n_teachers, run_seed(j, rep), ens);
+}
+
+/* The student of a run: distil ens into a new model of the student
+ * architecture (spec: its text, NULL for the workspace's or a built-in),
+ * export it, and measure it on train, val and test (l, a: NaN where a set
+ * is missing).  log and ckpt may be NULL. */
+static kdens_status train_student(const kdens_distill_job *j, int rep, kdens_ensemble *ens,
+                                  const char *spec, const kdens_dataset *train,
+                                  const kdens_dataset *val, const kdens_dataset *test,
+                                  const char *log, const char *ckpt, kdens_model **student,
+                                  double l[3], double a[3])
+{
+    uint64_t seed = run_seed(j, rep);
+    const kdens_model *t0 = kdens_ensemble_member(ens, 0);
+    kdens_model *tmpl = NULL;
     kdens_distiller *d = NULL;
+    *student = NULL;
+    kdens_status st =
+        spec ? kdens_model_from_spec(spec, t0->in_h, t0->in_w, t0->in_c, t0->classes, seed, &tmpl)
+             : kd_workspace_model(j->workdir, j->dataset, j->student_arch, t0->in_h, t0->in_w,
+                                  t0->in_c, t0->classes, seed, &tmpl);
     if (st == KDENS_OK)
-        st = kdens_ensemble_from_registry(f->teachers_csv, j->dataset, j->teacher_arch,
-                                          j->fraction, j->n_teachers, seed, &ens);
-    if (st == KDENS_OK) {
-        const kdens_model *t0 = kdens_ensemble_member(ens, 0);
-        st = kd_workspace_model(j->workdir, j->dataset, j->student_arch, t0->in_h, t0->in_w,
-                                t0->in_c, t0->classes, seed, &tmpl);
-        if (st == KDENS_OK)
-            st = kd_model_copy_meta(tmpl, t0); /* input scaling and class names */
-    }
+        st = kd_model_copy_meta(tmpl, t0); /* input scaling and class names */
     if (st == KDENS_OK)
         st = kdens_distiller_create(ens, tmpl, j->mode, train, val, &d);
     if (st == KDENS_OK)
@@ -197,50 +205,282 @@ static kdens_status distil(const kdens_distill_job *j, int rep, const run_files 
     if (st == KDENS_OK)
         st = kdens_distiller_set_cache(d, j->cache, NULL);
     if (st == KDENS_OK)
-        st = configure(j, kdens_distiller_trainer(d), f->log, f->ckpt, seed);
+        st = configure(j, kdens_distiller_trainer(d), log, ckpt, seed);
     if (st == KDENS_OK) {
-        kd_log(KDENS_LOG_INFO, "distilling %d teachers into %s (%s)", j->n_teachers, f->name,
+        kd_log(KDENS_LOG_INFO, "distilling %d teachers (%s)", j->n_teachers,
                kdens_distill_mode_name(j->mode));
         st = kdens_distiller_fit(d);
     }
     if (st == KDENS_OK)
-        st = kdens_distiller_export(d, &student);
-    double l[3] = {NAN, NAN, NAN}, a[3] = {NAN, NAN, NAN};
+        st = kdens_distiller_export(d, student);
     const kdens_dataset *sets[3] = {train, val, test};
+    for (int i = 0; i < 3; i++)
+        l[i] = a[i] = NAN;
     for (int i = 0; i < 3 && st == KDENS_OK; i++)
         if (sets[i])
-            st = kdens_model_evaluate(student, sets[i], 256, &l[i], &a[i], NULL, NULL, NULL);
-    kd_buf row = {0};
-    if (st == KDENS_OK) {
-        kdens_model_set_meta(student, "dataset", j->dataset);
-        kdens_model_set_meta(student, "uuid", uuid);
-        kdens_model_set_meta(student, "distill_mode", kdens_distill_mode_name(j->mode));
-        st = kdens_model_save(student, f->model);
+            st = kdens_model_evaluate(*student, sets[i], 256, &l[i], &a[i], NULL, NULL, NULL);
+    if (st != KDENS_OK) {
+        kdens_model_free(*student);
+        *student = NULL;
     }
-    if (st == KDENS_OK) {
-        kd_buf teachers = {0};
-        teacher_list(ens, &teachers);
-        const char *head[3] = {f->model, j->dataset, j->student_arch};
-        for (int i = 0; i < 3; i++) {
-            kd_csv_put_field(&row, head[i]);
-            kd_buf_put(&row, ",", 1);
-        }
-        kd_buf_printf(&row, "%d,%g,%s,%g,%g,", j->n_teachers, j->fraction,
-                      kdens_distill_mode_name(j->mode), (double)j->alpha, (double)j->temperature);
-        kd_csv_put_field(&row, teachers.failed || !teachers.data ? "" : teachers.data);
-        row.failed |= teachers.failed;
-        kd_buf_free(&teachers);
-        kd_buf_put(&row, ",", 1);
-        kd_csv_put_field(&row, uuid);
-        kd_buf_printf(&row, ",%.6f,%.6f,%.6f,%.6f,%.6f,%.6f", l[0], a[0], l[1], a[1], l[2], a[2]);
-        st = row.failed ? kd_fail(KDENS_E_NOMEM, "out of memory")
-                        : kd_registry_append(f->csv, KD_STUDENTS_HEADER, row.data);
-    }
-    kd_buf_free(&row);
-    kdens_model_free(student);
     kdens_distiller_free(d);
     kdens_model_free(tmpl);
+    return st;
+}
+
+/* The student's metadata (written into its file). */
+static void student_meta(const kdens_distill_job *j, const char *uuid, kdens_model *student)
+{
+    kdens_model_set_meta(student, "dataset", j->dataset);
+    kdens_model_set_meta(student, "uuid", uuid);
+    kdens_model_set_meta(student, "distill_mode", kdens_distill_mode_name(j->mode));
+}
+
+/* Append the student's row to students.csv (teachers: their uuids joined by ';'). */
+static kdens_status register_student(const kdens_distill_job *j, const run_files *f,
+                                     const char *teachers, const double l[3], const double a[3])
+{
+    char uuid[64];
+    run_uuid(f->name, uuid, sizeof uuid);
+    kd_buf row = {0};
+    const char *head[3] = {f->model, j->dataset, j->student_arch};
+    for (int i = 0; i < 3; i++) {
+        kd_csv_put_field(&row, head[i]);
+        kd_buf_put(&row, ",", 1);
+    }
+    kd_buf_printf(&row, "%d,%g,%s,%g,%g,", j->n_teachers, j->fraction,
+                  kdens_distill_mode_name(j->mode), (double)j->alpha, (double)j->temperature);
+    kd_csv_put_field(&row, teachers);
+    kd_buf_put(&row, ",", 1);
+    kd_csv_put_field(&row, uuid);
+    kd_buf_printf(&row, ",%.6f,%.6f,%.6f,%.6f,%.6f,%.6f", l[0], a[0], l[1], a[1], l[2], a[2]);
+    kdens_status st = row.failed ? kd_fail(KDENS_E_NOMEM, "out of memory")
+                                 : kd_registry_append(f->csv, KD_STUDENTS_HEADER, row.data);
+    kd_buf_free(&row);
+    return st;
+}
+
+/* The student's folders in the workspace. */
+static kdens_status student_dirs(const kdens_distill_job *j)
+{
+    kdens_status st = kd_workspace_mkdir(j->workdir, j->dataset, "students");
+    return st == KDENS_OK ? kd_workspace_mkdir(j->workdir, j->dataset, "logs") : st;
+}
+
+/* Distil, evaluate, save and register one repetition's student. */
+static kdens_status distil(const kdens_distill_job *j, int rep, const run_files *f,
+                           const kdens_dataset *train, const kdens_dataset *val,
+                           const kdens_dataset *test)
+{
+    char uuid[64];
+    run_uuid(f->name, uuid, sizeof uuid);
+    kdens_status st = student_dirs(j);
+    kdens_ensemble *ens = NULL;
+    kdens_model *student = NULL;
+    double l[3], a[3];
+    if (st == KDENS_OK)
+        st = pick_teachers(j, rep, f, &ens);
+    if (st == KDENS_OK)
+        st = train_student(j, rep, ens, NULL, train, val, test, f->log, f->ckpt, &student, l, a);
+    if (st == KDENS_OK) {
+        student_meta(j, uuid, student);
+        st = kdens_model_save(student, f->model);
+    }
+    kd_buf teachers = {0};
+    teacher_list(ens, &teachers);
+    if (st == KDENS_OK)
+        st = teachers.failed ? kd_fail(KDENS_E_NOMEM, "out of memory")
+                             : register_student(j, f, teachers.data ? teachers.data : "", l, a);
+    kd_buf_free(&teachers);
+    kdens_model_free(student);
     kdens_ensemble_free(ens);
+    return st;
+}
+
+/* ---- a student on another rank (the grid over ranks) -------------------------------
+ * A job: the teachers (u32 count; per member bytes name, bytes .kdm) and
+ * the student architecture's spec (bytes; empty for a built-in).  A result:
+ * 3 f64 losses, 3 f64 accuracies, bytes .kdm, bytes training log. */
+
+kdens_status kd_student_plan(const kdens_distill_job *j, int rep, kd_student_plan_t *plan)
+{
+    memset(plan, 0, sizeof *plan);
+    plan->claim_fd = -1;
+    run_files *f = malloc(sizeof *f);
+    if (!f)
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    kdens_status st = run_files_make(j, rep, f);
+    if (st != KDENS_OK) {
+        free(f);
+        return st;
+    }
+    plan->files = f;
+    if (kd_registry_has(f->csv, f->model))
+        return KDENS_OK; /* done before */
+    st = student_dirs(j);
+    if (st == KDENS_OK)
+        st = kd_claim(f->claim, &plan->claim_fd);
+    if (st != KDENS_OK || plan->claim_fd < 0)
+        return st; /* another process is on it */
+    kdens_ensemble *ens = NULL;
+    char *spec = NULL;
+    st = pick_teachers(j, rep, f, &ens);
+    if (st == KDENS_OK)
+        st = kd_workspace_arch_spec(j->workdir, j->dataset, j->student_arch, &spec);
+    kd_buf *job = &plan->job;
+    if (st == KDENS_OK) {
+        kd_buf_u32(job, (uint32_t)kdens_ensemble_size(ens));
+        for (int i = 0; i < kdens_ensemble_size(ens); i++) {
+            const char *name = kdens_ensemble_member_name(ens, i);
+            kd_buf file = {0};
+            kd_model_serialize(kdens_ensemble_member(ens, i), &file);
+            kd_msg_put_bytes(job, name, strlen(name));
+            kd_msg_put_bytes(job, file.data, file.len);
+            job->failed |= file.failed;
+            kd_buf_free(&file);
+        }
+        kd_msg_put_bytes(job, spec, spec ? strlen(spec) : 0);
+        teacher_list(ens, &plan->teachers);
+        if (job->failed || plan->teachers.failed)
+            st = kd_fail(KDENS_E_NOMEM, "out of memory");
+    }
+    plan->todo = st == KDENS_OK;
+    free(spec);
+    kdens_ensemble_free(ens);
+    return st;
+}
+
+void kd_student_plan_free(kd_student_plan_t *plan)
+{
+    run_files *f = plan->files;
+    if (f) {
+        kd_claim_release(plan->claim_fd, f->claim);
+        run_files_free(f);
+        free(f);
+    }
+    kd_buf_free(&plan->job);
+    kd_buf_free(&plan->teachers);
+    memset(plan, 0, sizeof *plan);
+    plan->claim_fd = -1;
+}
+
+/* A temporary file for a training log on a rank without a workspace. */
+static char *temp_log(void)
+{
+    const char *dir = getenv("TMPDIR");
+    char *path = kd_path_join(dir && *dir ? dir : "/tmp", "kdens-log-XXXXXX", NULL);
+    int fd = path ? mkstemp(path) : -1;
+    if (fd < 0) {
+        free(path);
+        return NULL;
+    }
+    close(fd);
+    return path;
+}
+
+/* The job's teachers into a new ensemble. */
+static kdens_status unpack_teachers(kd_msg *m, kdens_ensemble **out)
+{
+    uint32_t n = 0;
+    kdens_status st = kdens_ensemble_create(out);
+    if (st == KDENS_OK && (!kd_msg_get(m, &n, 4) || n == 0 || n > 4096))
+        st = kd_fail(KDENS_E_FORMAT, "a malformed student job");
+    for (uint32_t i = 0; i < n && st == KDENS_OK; i++) {
+        size_t name_len = 0, len = 0;
+        const uint8_t *name = kd_msg_bytes(m, &name_len);
+        const uint8_t *file = kd_msg_bytes(m, &len);
+        char label[256];
+        if (!name || !file || name_len >= sizeof label) {
+            st = kd_fail(KDENS_E_FORMAT, "a malformed student job");
+            break;
+        }
+        memcpy(label, name, name_len);
+        label[name_len] = '\0';
+        kdens_model *t = NULL;
+        st = kd_model_load_memory(label, (const char *)file, len, &t);
+        if (st == KDENS_OK)
+            st = kd_ensemble_adopt(*out, t, label);
+    }
+    return st;
+}
+
+kdens_status kd_student_work(const kdens_distill_job *j, int rep, const uint8_t *job, size_t len,
+                             const kdens_dataset *train, const kdens_dataset *val,
+                             const kdens_dataset *test, kd_buf *result)
+{
+    kd_msg m = {job, len, 0, false};
+    kdens_ensemble *ens = NULL;
+    kdens_status st = unpack_teachers(&m, &ens);
+    size_t spec_len = 0;
+    const uint8_t *spec_bytes = st == KDENS_OK ? kd_msg_bytes(&m, &spec_len) : NULL;
+    if (st == KDENS_OK && (!spec_bytes || m.at != m.len))
+        st = kd_fail(KDENS_E_FORMAT, "a malformed student job");
+    char *spec = NULL;
+    if (st == KDENS_OK && spec_len && !(spec = malloc(spec_len + 1)))
+        st = kd_fail(KDENS_E_NOMEM, "out of memory");
+    if (spec) {
+        memcpy(spec, spec_bytes, spec_len);
+        spec[spec_len] = '\0';
+    }
+    char *log = st == KDENS_OK ? temp_log() : NULL;
+    if (st == KDENS_OK && !log)
+        st = kd_fail(KDENS_E_IO, "cannot create a temporary file for the training log");
+    kdens_model *student = NULL;
+    double l[3], a[3];
+    if (st == KDENS_OK)
+        st = train_student(j, rep, ens, spec, train, val, test, log, NULL, &student, l, a);
+    char *text = NULL;
+    size_t text_len = 0;
+    if (st == KDENS_OK)
+        st = kd_read_file(log, &text, &text_len);
+    if (st == KDENS_OK) {
+        char *name = kd_student_name(j, rep);
+        char uuid[64];
+        run_uuid(name ? name : "", uuid, sizeof uuid);
+        free(name);
+        student_meta(j, uuid, student);
+        kd_buf file = {0};
+        kd_model_serialize(student, &file);
+        kd_buf_put(result, l, sizeof(double) * 3);
+        kd_buf_put(result, a, sizeof(double) * 3);
+        kd_msg_put_bytes(result, file.data, file.len);
+        kd_msg_put_bytes(result, text, text_len);
+        if (file.failed)
+            st = kd_fail(KDENS_E_NOMEM, "out of memory");
+        kd_buf_free(&file);
+    }
+    if (log)
+        unlink(log);
+    free(log);
+    free(text);
+    free(spec);
+    kdens_model_free(student);
+    kdens_ensemble_free(ens);
+    return st;
+}
+
+kdens_status kd_student_done(const kdens_distill_job *j, kd_student_plan_t *plan,
+                             const uint8_t *result, size_t len)
+{
+    const run_files *f = plan->files;
+    kd_msg m = {result, len, 0, false};
+    double l[3], a[3];
+    size_t model_len = 0, log_len = 0;
+    kd_msg_get(&m, l, sizeof l);
+    kd_msg_get(&m, a, sizeof a);
+    const uint8_t *model = kd_msg_bytes(&m, &model_len);
+    const uint8_t *log = kd_msg_bytes(&m, &log_len);
+    if (m.failed || m.at != m.len)
+        return kd_fail(KDENS_E_FORMAT, "a malformed student result (%zu bytes)", len);
+    kdens_model *check = NULL; /* a model that loads, before anything is written */
+    kdens_status st = kd_model_load_memory(f->model, (const char *)model, model_len, &check);
+    kdens_model_free(check);
+    if (st == KDENS_OK)
+        st = kd_write_file_atomic(f->log, log, log_len);
+    if (st == KDENS_OK)
+        st = kd_write_file_atomic(f->model, model, model_len);
+    if (st == KDENS_OK)
+        st = register_student(j, f, plan->teachers.data ? plan->teachers.data : "", l, a);
     return st;
 }
 

@@ -52,6 +52,28 @@ struct kdens_distill_job {
 /* The defaults of kdens_distill_job_create, names left NULL. */
 void kd_distill_job_init(kdens_distill_job *job);
 
+/* One repetition's student on another rank (driver.c; the grid over
+ * ranks).  kd_student_plan, on the rank with the workspace: nothing to do
+ * (registered, or claimed by another process), or todo with the job -- the
+ * teachers' models and the student's spec -- and the student's claim held.
+ * kd_student_work, on any rank: train the student from the job, its
+ * numbers, model and log into result.  kd_student_done, back on the
+ * workspace's rank: write the model, the log and the registry row. */
+typedef struct kd_student_plan_t {
+    bool todo;
+    kd_buf job;
+    kd_buf teachers;     /* their uuids joined by ';', for the registry */
+    struct run_files *files;
+    int claim_fd;
+} kd_student_plan_t;
+kdens_status kd_student_plan(const kdens_distill_job *j, int rep, kd_student_plan_t *plan);
+void kd_student_plan_free(kd_student_plan_t *plan);
+kdens_status kd_student_work(const kdens_distill_job *j, int rep, const uint8_t *job, size_t len,
+                             const kdens_dataset *train, const kdens_dataset *val,
+                             const kdens_dataset *test, kd_buf *result);
+kdens_status kd_student_done(const kdens_distill_job *j, kd_student_plan_t *plan,
+                             const uint8_t *result, size_t len);
+
 /* A work queue over a communicator's ranks (queue.c): every rank calls
  * kd_queue_run; rank 0 passes the n jobs (byte strings) and is their only
  * reader of results, the other ranks do them.  work runs on a worker: a

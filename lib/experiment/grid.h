@@ -21,6 +21,7 @@ struct kdens_grid {
     int teacher_epochs, student_epochs, patience; /* patience < 0: the architecture's */
     size_t batch;
     double lr, val_fraction;
+    kdens_comm *comm;                /* cells over its ranks; NULL alone */
 };
 
 /* One cell of the grid: a student configuration, run with every seed. */

@@ -153,10 +153,20 @@ kdens_status kdens_ensemble_from_registry(const char *csv, const char *dataset,
     if (st == KDENS_OK && (found == 0 || found < n))
         st = kd_fail(KDENS_E_NOTFOUND, "%s lists %d teachers of %s/%s%s, %d asked", csv, found,
                      dataset, arch, fraction > 0 ? " at that fraction" : "", n);
+    /* by uuid: the same seed picks the same teachers in the same order however
+     * the rows were appended (a farm or parallel processes append them in
+     * the order they finish) */
+    for (int i = 1; st == KDENS_OK && i < found; i++)
+        for (int k = i; k > 0 && strcmp(uuids[k - 1], uuids[k]) > 0; k--) {
+            char *t = paths[k];
+            paths[k] = paths[k - 1], paths[k - 1] = t;
+            t = uuids[k];
+            uuids[k] = uuids[k - 1], uuids[k - 1] = t;
+        }
     kdens_ensemble *ens = NULL;
     if (st == KDENS_OK)
         st = kdens_ensemble_create(&ens);
-    if (st == KDENS_OK && n > 0 && n < found) { /* a sample of n, order of the registry kept */
+    if (st == KDENS_OK && n > 0 && n < found) { /* a sample of n */
         kd_rng rng;
         kd_rng_seed(&rng, seed);
         for (int i = found - 1; i > 0; i--) {

@@ -111,6 +111,30 @@ check "mpirun: kdens pipeline, its teacher stage a farm over 3 ranks" sh -c \
      test -f '$tmp/pipe/report.md' && grep -q '^student,output_avg,' '$tmp/pipe/results.csv' &&
      test ! -e '$tmp/none-pipe' && test \$(grep -c '^report: ' '$tmp/pipe.log') -eq 1"
 
+# the experiment grid over 3 ranks: teachers a farm, each student (cell, seed) on a free
+# rank; the same students, bit for bit, as one process makes (the same threads per process)
+cat >"$tmp/plan.txt" <<'PLAN'
+arch = test
+teachers = 2, 3
+fraction = 0.5
+mode = output_avg, mimic_all
+seeds = 2
+teacher_epochs = 1
+student_epochs = 1
+batch = 16
+PLAN
+EXP="experiment $tmp/plan.txt $IMG"
+check "mpirun: kdens experiment, 8 students over 3 ranks (workers without a workspace)" sh -c \
+    "timeout 600 $MPIRUN -np 1 '$KDENS' $EXP --workdir '$tmp/grid' : -np 2 '$KDENS' $EXP \
+     --workdir '$tmp/none-grid' >'$tmp/grid.log' 2>&1 &&
+     test \$(tail -n +2 '$tmp/grid/students.csv' | wc -l) -eq 8 &&
+     test -f '$tmp/grid/imgs/grid.md' && test ! -e '$tmp/none-grid' &&
+     test \$(grep -c '^grid of 8 students' '$tmp/grid.log') -eq 1"
+check "the same grid alone: the same students (uuids and accuracies)" sh -c \
+    "'$KDENS' $EXP --workdir '$tmp/grid1' >/dev/null 2>&1 &&
+     cut -d, -f2- '$tmp/grid/students.csv' | sort >'$tmp/g.ranks' &&
+     cut -d, -f2- '$tmp/grid1/students.csv' | sort >'$tmp/g.alone' && cmp '$tmp/g.ranks' '$tmp/g.alone'"
+
 # data-parallel kdens train: one model, written by rank 0; --resume continues
 check "mpirun -np 2 kdens train: data-parallel, one model file" sh -c \
     "timeout 300 $MPIRUN -np 2 '$KDENS' train $IMG --arch test --epochs 2 --batch 16 \

@@ -75,6 +75,11 @@ int cmd_experiment(const cli_command *cmd, int argc, char **argv)
         st = cli_limit(&pool, lim, 1);
     if (st == KDENS_OK)
         st = cli_limit(&test, lim, 2);
+    /* under mpirun: every rank reads the plan and the data, rank 0 the workspace */
+    kdens_comm *comm = cli_comm();
+    st = kdens_comm_agree(comm, st);
+    if (st == KDENS_OK)
+        st = kdens_grid_set_comm(g, comm);
     if (st == KDENS_OK)
         st = kdens_grid_run(g, workdir, name, pool, test);
     size_t students = kdens_grid_students(g);
@@ -83,6 +88,7 @@ int cmd_experiment(const cli_command *cmd, int argc, char **argv)
     kdens_dataset_free(pool);
     if (st != KDENS_OK)
         return cli_fail("experiment", st);
-    printf("grid of %zu students: %s/%s/grid.md (and grid.csv)\n", students, workdir, name);
+    if (kdens_comm_rank(comm) == 0)
+        printf("grid of %zu students: %s/%s/grid.md (and grid.csv)\n", students, workdir, name);
     return 0;
 }
