@@ -760,8 +760,9 @@ KDENS_API kdens_status kdens_trainer_set_epoch_callback(kdens_trainer *t, kdens_
  * train as one process with the same global batch does, within rounding
  * (docs/mpi.md states the tolerance).  Rank 0 alone validates (and shares
  * the result: early stopping decides alike everywhere), writes the log and
- * checkpoints, reports progress and calls the epoch callback; resume reads
- * rank 0's checkpoint and sends it to every rank.  Dropout draws a stream
+ * checkpoints, reports progress and calls the epoch callback (the other
+ * ranks' log and checkpoint settings are not used); resume reads rank 0's
+ * checkpoint and sends it to every rank.  Dropout draws a stream
  * per rank.  A failure on any rank stops every rank with the same status;
  * rank 0's message names the rank.  Borrowed: the communicator must
  * outlive the fit. */

@@ -207,6 +207,13 @@ KDENS_API kdens_status kdens_distill_job_set_patience(kdens_distill_job *job, in
 KDENS_API kdens_status kdens_distill_job_set_schedule(kdens_distill_job *job,
                                                       kdens_schedule schedule);
 KDENS_API kdens_status kdens_distill_job_set_seed(kdens_distill_job *job, uint64_t seed);
+/* Distil over the communicator's ranks (NULL or one rank: alone): every
+ * rank calls kdens_distill_job_run with the same job and data; for each
+ * repetition rank 0 reads the workspace (registry, claim, teachers), sends
+ * the teachers' models and the student's spec to every rank, the student
+ * trains data-parallel (kdens_distiller_set_comm) and rank 0 saves and
+ * registers it (its log and checkpoint are rank 0's). */
+KDENS_API kdens_status kdens_distill_job_set_comm(kdens_distill_job *job, kdens_comm *comm);
 /* Borrowed (it must outlive the job); NULL: none, teacher outputs cached. */
 KDENS_API kdens_status kdens_distill_job_set_augment(kdens_distill_job *job,
                                                      const kdens_augment *aug);

@@ -71,6 +71,14 @@ KD_SETTER(kdens_distill_job, kdens_distill_job_set_schedule, kdens_schedule, sch
 KD_SETTER(kdens_distill_job, kdens_distill_job_set_seed, uint64_t, seed, true, "seed")
 KD_SETTER(kdens_distill_job, kdens_distill_job_set_cache, int, cache, v == 0 || v == 1, "cache")
 
+kdens_status kdens_distill_job_set_comm(kdens_distill_job *job, kdens_comm *comm)
+{
+    if (!job)
+        return kd_fail(KDENS_E_ARG, "NULL handle");
+    job->comm = comm;
+    return KDENS_OK;
+}
+
 kdens_status kdens_distill_job_set_augment(kdens_distill_job *job, const kdens_augment *aug)
 {
     if (!job)
@@ -182,8 +190,8 @@ static kdens_status pick_teachers(const kdens_distill_job *j, int rep, const run
 static kdens_status train_student(const kdens_distill_job *j, int rep, kdens_ensemble *ens,
                                   const char *spec, const kdens_dataset *train,
                                   const kdens_dataset *val, const kdens_dataset *test,
-                                  const char *log, const char *ckpt, kdens_model **student,
-                                  double l[3], double a[3])
+                                  const char *log, const char *ckpt, kdens_comm *comm,
+                                  kdens_model **student, double l[3], double a[3])
 {
     uint64_t seed = run_seed(j, rep);
     const kdens_model *t0 = kdens_ensemble_member(ens, 0);
@@ -206,6 +214,8 @@ static kdens_status train_student(const kdens_distill_job *j, int rep, kdens_ens
         st = kdens_distiller_set_cache(d, j->cache, NULL);
     if (st == KDENS_OK)
         st = configure(j, kdens_distiller_trainer(d), log, ckpt, seed);
+    if (st == KDENS_OK) /* over ranks: data-parallel */
+        st = kdens_distiller_set_comm(d, comm);
     if (st == KDENS_OK) {
         kd_log(KDENS_LOG_INFO, "distilling %d teachers (%s)", j->n_teachers,
                kdens_distill_mode_name(j->mode));
@@ -216,8 +226,8 @@ static kdens_status train_student(const kdens_distill_job *j, int rep, kdens_ens
     const kdens_dataset *sets[3] = {train, val, test};
     for (int i = 0; i < 3; i++)
         l[i] = a[i] = NAN;
-    for (int i = 0; i < 3 && st == KDENS_OK; i++)
-        if (sets[i])
+    for (int i = 0; i < 3 && st == KDENS_OK && kdens_comm_rank(comm) == 0; i++)
+        if (sets[i]) /* (over ranks rank 0 measures: it alone writes) */
             st = kdens_model_evaluate(*student, sets[i], 256, &l[i], &a[i], NULL, NULL, NULL);
     if (st != KDENS_OK) {
         kdens_model_free(*student);
@@ -281,7 +291,8 @@ static kdens_status distil(const kdens_distill_job *j, int rep, const run_files 
     if (st == KDENS_OK)
         st = pick_teachers(j, rep, f, &ens);
     if (st == KDENS_OK)
-        st = train_student(j, rep, ens, NULL, train, val, test, f->log, f->ckpt, &student, l, a);
+        st = train_student(j, rep, ens, NULL, train, val, test, f->log, f->ckpt, NULL, &student,
+                           l, a);
     if (st == KDENS_OK) {
         student_meta(j, uuid, student);
         st = kdens_model_save(student, f->model);
@@ -404,31 +415,40 @@ static kdens_status unpack_teachers(kd_msg *m, kdens_ensemble **out)
     return st;
 }
 
-kdens_status kd_student_work(const kdens_distill_job *j, int rep, const uint8_t *job, size_t len,
-                             const kdens_dataset *train, const kdens_dataset *val,
-                             const kdens_dataset *test, kd_buf *result)
+/* A student's job: its teachers into *ens, the spec into *spec (NULL for a
+ * built-in architecture). */
+static kdens_status unpack_job(const uint8_t *job, size_t len, kdens_ensemble **ens, char **spec)
 {
     kd_msg m = {job, len, 0, false};
-    kdens_ensemble *ens = NULL;
-    kdens_status st = unpack_teachers(&m, &ens);
+    *spec = NULL;
+    kdens_status st = unpack_teachers(&m, ens);
     size_t spec_len = 0;
     const uint8_t *spec_bytes = st == KDENS_OK ? kd_msg_bytes(&m, &spec_len) : NULL;
     if (st == KDENS_OK && (!spec_bytes || m.at != m.len))
         st = kd_fail(KDENS_E_FORMAT, "a malformed student job");
-    char *spec = NULL;
-    if (st == KDENS_OK && spec_len && !(spec = malloc(spec_len + 1)))
+    if (st == KDENS_OK && spec_len && !(*spec = malloc(spec_len + 1)))
         st = kd_fail(KDENS_E_NOMEM, "out of memory");
-    if (spec) {
-        memcpy(spec, spec_bytes, spec_len);
-        spec[spec_len] = '\0';
+    if (*spec) {
+        memcpy(*spec, spec_bytes, spec_len);
+        (*spec)[spec_len] = '\0';
     }
+    return st;
+}
+
+kdens_status kd_student_work(const kdens_distill_job *j, int rep, const uint8_t *job, size_t len,
+                             const kdens_dataset *train, const kdens_dataset *val,
+                             const kdens_dataset *test, kd_buf *result)
+{
+    kdens_ensemble *ens = NULL;
+    char *spec = NULL;
+    kdens_status st = unpack_job(job, len, &ens, &spec);
     char *log = st == KDENS_OK ? temp_log() : NULL;
     if (st == KDENS_OK && !log)
         st = kd_fail(KDENS_E_IO, "cannot create a temporary file for the training log");
     kdens_model *student = NULL;
     double l[3], a[3];
     if (st == KDENS_OK)
-        st = train_student(j, rep, ens, spec, train, val, test, log, NULL, &student, l, a);
+        st = train_student(j, rep, ens, spec, train, val, test, log, NULL, NULL, &student, l, a);
     char *text = NULL;
     size_t text_len = 0;
     if (st == KDENS_OK)
@@ -484,6 +504,56 @@ kdens_status kd_student_done(const kdens_distill_job *j, kd_student_plan_t *plan
     return st;
 }
 
+/* One repetition over the job's ranks, data-parallel: rank 0 plans it as
+ * for another rank (registered? claimed? its teachers and spec), every
+ * rank receives the job and trains a slice of every batch, rank 0 saves
+ * and registers the student.  Rank 0 keeps the log and the checkpoint. */
+static kdens_status one_run_over_ranks(const kdens_distill_job *j, int rep,
+                                       const kdens_dataset *train, const kdens_dataset *val,
+                                       const kdens_dataset *test, bool *trained)
+{
+    kdens_comm *comm = j->comm;
+    bool lead = kdens_comm_rank(comm) == 0;
+    kd_student_plan_t plan;
+    memset(&plan, 0, sizeof plan);
+    plan.claim_fd = -1;
+    kdens_status st = lead ? kd_student_plan(j, rep, &plan) : KDENS_OK;
+    st = kdens_comm_agree(comm, st);
+    uint8_t todo = plan.todo;
+    if (st == KDENS_OK)
+        st = kd_comm_broadcast(comm, &todo, 1, 0);
+    if (st == KDENS_OK && todo)
+        st = kd_comm_broadcast_blob(comm, &plan.job, 0);
+    kdens_ensemble *ens = NULL;
+    char *spec = NULL;
+    if (st == KDENS_OK && todo)
+        st = kdens_comm_agree(comm, unpack_job((const uint8_t *)plan.job.data, plan.job.len, &ens,
+                                               &spec));
+    const struct run_files *f = plan.files;
+    kdens_model *student = NULL;
+    double l[3], a[3];
+    if (st == KDENS_OK && todo)
+        st = train_student(j, rep, ens, spec, train, val, test, lead ? f->log : NULL,
+                           lead ? f->ckpt : NULL, comm, &student, l, a);
+    if (st == KDENS_OK && todo && lead) {
+        char uuid[64];
+        run_uuid(f->name, uuid, sizeof uuid);
+        student_meta(j, uuid, student);
+        st = kdens_model_save(student, f->model);
+        if (st == KDENS_OK)
+            st = register_student(j, f, plan.teachers.data ? plan.teachers.data : "", l, a);
+        if (st == KDENS_OK)
+            unlink(f->ckpt);
+    }
+    st = kdens_comm_agree(comm, st);
+    *trained = st == KDENS_OK && todo;
+    kdens_model_free(student);
+    kdens_ensemble_free(ens);
+    free(spec);
+    kd_student_plan_free(&plan);
+    return st;
+}
+
 /* One repetition, unless its student is registered. */
 static kdens_status one_run(const kdens_distill_job *j, int rep, const kdens_dataset *train,
                             const kdens_dataset *val, const kdens_dataset *test, bool *trained)
@@ -522,7 +592,8 @@ kdens_status kdens_distill_job_run(const kdens_distill_job *job, const kdens_dat
     int count = 0;
     for (int r = 0; st == KDENS_OK && r < job->repetitions; r++) {
         bool trained;
-        st = one_run(job, r, train, val, test, &trained);
+        st = kdens_comm_size(job->comm) > 1 ? one_run_over_ranks(job, r, train, val, test, &trained)
+                                            : one_run(job, r, train, val, test, &trained);
         count += trained;
     }
     if (done)

@@ -48,6 +48,7 @@ struct kdens_distill_job {
     uint64_t seed;
     const kdens_augment *augment;    /* borrowed */
     int cache;
+    kdens_comm *comm;                /* data-parallel over its ranks; NULL alone */
 };
 /* The defaults of kdens_distill_job_create, names left NULL. */
 void kd_distill_job_init(kdens_distill_job *job);

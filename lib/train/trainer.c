@@ -683,7 +683,11 @@ static kdens_status fit(kdens_trainer *t)
     run_state rs = {0, 0, 0, INFINITY, best};
     bool resumed = false;
     st = kdens_comm_agree(t->comm, st);
-    if (st == KDENS_OK && t->checkpoint && t->resume)
+    /* checkpoints are rank 0's: whether to resume too */
+    uint8_t resume = t->checkpoint && t->resume;
+    if (st == KDENS_OK)
+        st = kd_comm_broadcast(t->comm, &resume, 1, 0);
+    if (st == KDENS_OK && resume)
         st = load_checkpoint(t, opt, &rs, &log, &resumed);
     t->epochs_run = (int)rs.epochs_done;
     t->best_epoch = (int)rs.best_epoch;

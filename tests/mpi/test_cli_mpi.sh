@@ -135,6 +135,15 @@ check "the same grid alone: the same students (uuids and accuracies)" sh -c \
      cut -d, -f2- '$tmp/grid/students.csv' | sort >'$tmp/g.ranks' &&
      cut -d, -f2- '$tmp/grid1/students.csv' | sort >'$tmp/g.alone' && cmp '$tmp/g.ranks' '$tmp/g.alone'"
 
+# kdens distill over 2 ranks (the farm's workspace; the worker has none): the student trains
+# data-parallel, rank 0 registers it once
+check "mpirun: kdens distill data-parallel over 2 ranks, registered once by rank 0" sh -c \
+    "timeout 600 $MPIRUN -np 1 '$KDENS' distill $IMG --workdir '$W' --arch test --teachers 3 \
+     --epochs 1 --batch 16 : -np 1 '$KDENS' distill $IMG --workdir '$tmp/none-distill' \
+     --arch test --teachers 3 --epochs 1 --batch 16 >'$tmp/distill.log' 2>&1 &&
+     test \$(tail -n +2 '$W/students.csv' | wc -l) -eq 1 && test ! -e '$tmp/none-distill' &&
+     test \$(grep -c '^trained 1 students' '$tmp/distill.log') -eq 1"
+
 # data-parallel kdens train: one model, written by rank 0; --resume continues
 check "mpirun -np 2 kdens train: data-parallel, one model file" sh -c \
     "timeout 300 $MPIRUN -np 2 '$KDENS' train $IMG --arch test --epochs 2 --batch 16 \

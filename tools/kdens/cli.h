@@ -4,6 +4,7 @@
 #define KDENS_CLI_H
 
 #include <math.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 

@@ -148,11 +148,21 @@ int cmd_distill(const cli_command *cmd, int argc, char **argv)
     st = cli_open_dataset(dataset, size[0], size[1], (kdens_color)color, &pool, name, sizeof name);
     if (st == KDENS_OK)
         st = cli_open_parts(workdir, name, pool, a.seed, &train, &val);
+    /* under mpirun: rank 0's workspace decides the parts; the students train
+     * data-parallel, rank 0 writes */
+    kdens_comm *comm = cli_comm();
+    bool lead = kdens_comm_rank(comm) == 0;
+    st = kdens_comm_agree(comm, st);
+    if (st == KDENS_OK)
+        st = cli_share_view(pool, &train);
+    if (st == KDENS_OK)
+        st = cli_share_view(pool, &val);
     int h, w, c;
     if (st == KDENS_OK) {
         kdens_dataset_shape(pool, &h, &w, &c);
         st = cli_open_test(dataset, h, w, c, &test);
     }
+    st = kdens_comm_agree(comm, st);
     if (st == KDENS_OK && augment && kdens_augment_preset(name, &aug) != KDENS_OK)
         fprintf(stderr, "kdens: no augmentation policy for '%s'; training without\n", name);
     const char *stage = st == KDENS_OK ? "distill" : dataset; /* named should it fail */
@@ -160,15 +170,20 @@ int cmd_distill(const cli_command *cmd, int argc, char **argv)
     int done = 0;
     char student_arch[256], teacher_arch[256];
     if (st == KDENS_OK)
-        st = cli_workspace_arch(a.student_arch, workdir, name, student_arch,
-                                sizeof student_arch);
+        st = lead ? cli_workspace_arch(a.student_arch, workdir, name, student_arch,
+                                       sizeof student_arch)
+                  : cli_arch_name(a.student_arch, student_arch, sizeof student_arch);
     if (st == KDENS_OK)
-        st = cli_workspace_arch(a.teacher_arch, workdir, name, teacher_arch,
-                                sizeof teacher_arch);
+        st = lead ? cli_workspace_arch(a.teacher_arch, workdir, name, teacher_arch,
+                                       sizeof teacher_arch)
+                  : cli_arch_name(a.teacher_arch, teacher_arch, sizeof teacher_arch);
+    st = kdens_comm_agree(comm, st);
     if (st == KDENS_OK)
         st = kdens_distill_job_create(workdir, name, teacher_arch, student_arch, &job);
     if (st == KDENS_OK)
         st = configure(job, &a);
+    if (st == KDENS_OK)
+        st = kdens_distill_job_set_comm(job, comm);
     if (st == KDENS_OK)
         st = kdens_distill_job_run(job, train, val, test, &done);
     kdens_distill_job_free(job);
@@ -179,7 +194,8 @@ int cmd_distill(const cli_command *cmd, int argc, char **argv)
     kdens_dataset_free(pool);
     if (st != KDENS_OK)
         return cli_fail(stage, st);
-    printf("trained %d students (%s, %d teachers each); registry %s/students.csv\n", done,
-           kdens_distill_mode_name(a.mode), a.n_teachers, workdir);
+    if (lead)
+        printf("trained %d students (%s, %d teachers each); registry %s/students.csv\n", done,
+               kdens_distill_mode_name(a.mode), a.n_teachers, workdir);
     return 0;
 }
