@@ -375,20 +375,6 @@ void kd_student_plan_free(kd_student_plan_t *plan)
     plan->claim_fd = -1;
 }
 
-/* A temporary file for a training log on a rank without a workspace. */
-static char *temp_log(void)
-{
-    const char *dir = getenv("TMPDIR");
-    char *path = kd_path_join(dir && *dir ? dir : "/tmp", "kdens-log-XXXXXX", NULL);
-    int fd = path ? mkstemp(path) : -1;
-    if (fd < 0) {
-        free(path);
-        return NULL;
-    }
-    close(fd);
-    return path;
-}
-
 /* The job's teachers into a new ensemble. */
 static kdens_status unpack_teachers(kd_msg *m, kdens_ensemble **out)
 {
@@ -442,37 +428,24 @@ kdens_status kd_student_work(const kdens_distill_job *j, int rep, const uint8_t 
     kdens_ensemble *ens = NULL;
     char *spec = NULL;
     kdens_status st = unpack_job(job, len, &ens, &spec);
-    char *log = st == KDENS_OK ? temp_log() : NULL;
+    char *log = st == KDENS_OK ? kd_temp_log() : NULL;
     if (st == KDENS_OK && !log)
         st = kd_fail(KDENS_E_IO, "cannot create a temporary file for the training log");
     kdens_model *student = NULL;
     double l[3], a[3];
     if (st == KDENS_OK)
         st = train_student(j, rep, ens, spec, train, val, test, log, NULL, NULL, &student, l, a);
-    char *text = NULL;
-    size_t text_len = 0;
-    if (st == KDENS_OK)
-        st = kd_read_file(log, &text, &text_len);
     if (st == KDENS_OK) {
         char *name = kd_student_name(j, rep);
         char uuid[64];
         run_uuid(name ? name : "", uuid, sizeof uuid);
         free(name);
         student_meta(j, uuid, student);
-        kd_buf file = {0};
-        kd_model_serialize(student, &file);
-        kd_buf_put(result, l, sizeof(double) * 3);
-        kd_buf_put(result, a, sizeof(double) * 3);
-        kd_msg_put_bytes(result, file.data, file.len);
-        kd_msg_put_bytes(result, text, text_len);
-        if (file.failed)
-            st = kd_fail(KDENS_E_NOMEM, "out of memory");
-        kd_buf_free(&file);
+        st = kd_trained_pack(student, l, a, log, result);
     }
     if (log)
         unlink(log);
     free(log);
-    free(text);
     free(spec);
     kdens_model_free(student);
     kdens_ensemble_free(ens);
@@ -483,22 +456,8 @@ kdens_status kd_student_done(const kdens_distill_job *j, kd_student_plan_t *plan
                              const uint8_t *result, size_t len)
 {
     const run_files *f = plan->files;
-    kd_msg m = {result, len, 0, false};
     double l[3], a[3];
-    size_t model_len = 0, log_len = 0;
-    kd_msg_get(&m, l, sizeof l);
-    kd_msg_get(&m, a, sizeof a);
-    const uint8_t *model = kd_msg_bytes(&m, &model_len);
-    const uint8_t *log = kd_msg_bytes(&m, &log_len);
-    if (m.failed || m.at != m.len)
-        return kd_fail(KDENS_E_FORMAT, "a malformed student result (%zu bytes)", len);
-    kdens_model *check = NULL; /* a model that loads, before anything is written */
-    kdens_status st = kd_model_load_memory(f->model, (const char *)model, model_len, &check);
-    kdens_model_free(check);
-    if (st == KDENS_OK)
-        st = kd_write_file_atomic(f->log, log, log_len);
-    if (st == KDENS_OK)
-        st = kd_write_file_atomic(f->model, model, model_len);
+    kdens_status st = kd_trained_write(result, len, f->model, f->log, l, a);
     if (st == KDENS_OK)
         st = register_student(j, f, plan->teachers.data ? plan->teachers.data : "", l, a);
     return st;

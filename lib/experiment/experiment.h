@@ -89,6 +89,18 @@ typedef struct kd_queue_ops {
 kdens_status kd_queue_run(kdens_comm *c, const kd_buf *jobs, size_t n, const kd_queue_ops *ops,
                           void *user);
 
+/* A model trained on a rank without the workspace travels back as its
+ * numbers (loss and accuracy on three sets), its .kdm bytes and its training
+ * log: kd_temp_log names an empty temporary file for that log (NULL when it
+ * cannot be made); kd_trained_pack reads it into result with the model;
+ * kd_trained_write, on rank 0, checks that the model loads, writes the log
+ * and then the model (each atomically) and returns the numbers. */
+char *kd_temp_log(void);
+kdens_status kd_trained_pack(const kdens_model *m, const double loss[3], const double acc[3],
+                             const char *log_path, kd_buf *result);
+kdens_status kd_trained_write(const uint8_t *result, size_t len, const char *model_path,
+                              const char *log_path, double loss[3], double acc[3]);
+
 /* Reading a message field by field: a short message sets failed. */
 typedef struct kd_msg {
     const uint8_t *data;

@@ -10,6 +10,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 enum { TAG_UP = 1, TAG_DOWN = 2 };
 enum { UP_READY = 0, UP_RESULT = 1, UP_FAILED = 2 };
@@ -166,4 +167,60 @@ void kd_msg_put_bytes(kd_buf *b, const void *data, size_t len)
 {
     kd_buf_u64(b, (uint64_t)len);
     kd_buf_put(b, data, len);
+}
+
+/* ---- a model trained on another rank, on its way back --------------------------- */
+
+char *kd_temp_log(void)
+{
+    const char *dir = getenv("TMPDIR");
+    char *path = kd_path_join(dir && *dir ? dir : "/tmp", "kdens-log-XXXXXX", NULL);
+    int fd = path ? mkstemp(path) : -1;
+    if (fd < 0) {
+        free(path);
+        return NULL;
+    }
+    close(fd);
+    return path;
+}
+
+kdens_status kd_trained_pack(const kdens_model *m, const double loss[3], const double acc[3],
+                             const char *log_path, kd_buf *result)
+{
+    char *text = NULL;
+    size_t text_len = 0;
+    kdens_status st = kd_read_file(log_path, &text, &text_len);
+    if (st != KDENS_OK)
+        return st;
+    kd_buf file = {0};
+    kd_model_serialize(m, &file);
+    kd_buf_put(result, loss, sizeof(double) * 3);
+    kd_buf_put(result, acc, sizeof(double) * 3);
+    kd_msg_put_bytes(result, file.data, file.len);
+    kd_msg_put_bytes(result, text, text_len);
+    st = file.failed || result->failed ? kd_fail(KDENS_E_NOMEM, "out of memory") : KDENS_OK;
+    kd_buf_free(&file);
+    free(text);
+    return st;
+}
+
+kdens_status kd_trained_write(const uint8_t *result, size_t len, const char *model_path,
+                              const char *log_path, double loss[3], double acc[3])
+{
+    kd_msg m = {result, len, 0, false};
+    size_t model_len = 0, log_len = 0;
+    kd_msg_get(&m, loss, sizeof(double) * 3);
+    kd_msg_get(&m, acc, sizeof(double) * 3);
+    const uint8_t *model = kd_msg_bytes(&m, &model_len);
+    const uint8_t *log = kd_msg_bytes(&m, &log_len);
+    if (m.failed || m.at != m.len)
+        return kd_fail(KDENS_E_FORMAT, "a malformed result for %s (%zu bytes)", model_path, len);
+    kdens_model *check = NULL; /* a model that loads, before anything is written */
+    kdens_status st = kd_model_load_memory(model_path, (const char *)model, model_len, &check);
+    kdens_model_free(check);
+    if (st == KDENS_OK)
+        st = kd_write_file_atomic(log_path, log, log_len);
+    if (st == KDENS_OK)
+        st = kd_write_file_atomic(model_path, model, model_len);
+    return st;
 }

@@ -560,20 +560,6 @@ static kdens_status plan_jobs(farm *f, double fraction)
     return st;
 }
 
-/* A temporary file's name for a worker's training log (no workspace). */
-static char *temp_log(void)
-{
-    const char *dir = getenv("TMPDIR");
-    char *path = kd_path_join(dir && *dir ? dir : "/tmp", "kdens-log-XXXXXX", NULL);
-    int fd = path ? mkstemp(path) : -1;
-    if (fd < 0) {
-        free(path);
-        return NULL;
-    }
-    close(fd);
-    return path;
-}
-
 /* A worker: train the job's teacher, send it back with its log and numbers. */
 static kdens_status farm_work(void *user, const uint8_t *job, size_t len, kd_buf *result)
 {
@@ -600,7 +586,7 @@ static kdens_status farm_work(void *user, const uint8_t *job, size_t len, kd_buf
     kdens_model *model = NULL;
     kdens_trainer *t = NULL;
     uint64_t seed = kd_fnv1a(tc->seed, uuid, strlen(uuid));
-    char *log = st == KDENS_OK ? temp_log() : NULL;
+    char *log = st == KDENS_OK ? kd_temp_log() : NULL;
     if (st == KDENS_OK && !log)
         st = kd_fail(KDENS_E_IO, "cannot create a temporary file for the training log");
     if (st == KDENS_OK)
@@ -619,27 +605,14 @@ static kdens_status farm_work(void *user, const uint8_t *job, size_t len, kd_buf
     double l[3], a[3];
     if (st == KDENS_OK)
         st = measure(tc, model, sub, l, a);
-    char *text = NULL;
-    size_t text_len = 0;
-    if (st == KDENS_OK)
-        st = kd_read_file(log, &text, &text_len);
     if (st == KDENS_OK) {
         kdens_model_set_meta(model, "dataset", tc->name);
         kdens_model_set_meta(model, "uuid", uuid);
-        kd_buf file = {0};
-        kd_model_serialize(model, &file);
-        kd_buf_put(result, l, sizeof l);
-        kd_buf_put(result, a, sizeof a);
-        kd_msg_put_bytes(result, file.data, file.len);
-        kd_msg_put_bytes(result, text, text_len);
-        if (file.failed)
-            st = kd_fail(KDENS_E_NOMEM, "out of memory");
-        kd_buf_free(&file);
+        st = kd_trained_pack(model, l, a, log, result);
     }
     if (log)
         unlink(log);
     free(log);
-    free(text);
     kdens_trainer_free(t);
     kdens_model_free(model);
     kdens_dataset_free(sub);
@@ -652,26 +625,13 @@ static kdens_status farm_done(void *user, size_t job, const uint8_t *result, siz
 {
     farm *f = user;
     kdens_teachers *tc = f->tc;
-    kd_msg m = {result, len, 0, false};
-    double l[3], a[3];
-    size_t model_len = 0, log_len = 0;
-    kd_msg_get(&m, l, sizeof l);
-    kd_msg_get(&m, a, sizeof a);
-    const uint8_t *model = kd_msg_bytes(&m, &model_len);
-    const uint8_t *log = kd_msg_bytes(&m, &log_len);
-    if (m.failed || m.at != m.len)
-        return kd_fail(KDENS_E_FORMAT, "a malformed teacher result (%zu bytes)", len);
     const char *uuid = f->uuid[job];
     char *path = teacher_file(tc, f->fraction[job], uuid, ".kdm");
     char *log_path = kd_path_fmt(tc->workdir, "%s/logs/%s.csv", tc->name, uuid);
-    kdens_model *check = NULL;
+    double l[3], a[3];
     kdens_status st = path && log_path ? KDENS_OK : KDENS_E_NOMEM;
-    if (st == KDENS_OK) /* a model that loads, before anything is written */
-        st = kd_model_load_memory(path, (const char *)model, model_len, &check);
     if (st == KDENS_OK)
-        st = kd_write_file_atomic(log_path, log, log_len);
-    if (st == KDENS_OK)
-        st = kd_write_file_atomic(path, model, model_len);
+        st = kd_trained_write(result, len, path, log_path, l, a);
     if (st == KDENS_OK)
         st = append_row(tc, f->fraction[job], uuid, l, a);
     if (st == KDENS_OK) {
@@ -681,7 +641,6 @@ static kdens_status farm_done(void *user, size_t job, const uint8_t *result, siz
         f->claim[job] = -1;
         free(claim);
     }
-    kdens_model_free(check);
     free(path);
     free(log_path);
     return st;
