@@ -112,16 +112,22 @@ kdens_status kd_comm_broadcast_blob(kdens_comm *c, kd_buf *b, int root)
     kdens_status st = c->ops.broadcast(c->ctx, &len, sizeof len, root);
     if (st != KDENS_OK)
         return st;
-    if (c->rank == root)
-        return len ? c->ops.broadcast(c->ctx, b->data, (size_t)len, root) : KDENS_OK;
-    b->len = 0;
-    if (len > SIZE_MAX || !kd_resize(&b->data, (size_t)len + 1, 1))
-        return kd_fail(KDENS_E_NOMEM, "out of memory for %llu bytes from rank %d",
-                       (unsigned long long)len, root);
-    b->cap = (size_t)len + 1;
-    b->len = (size_t)len;
-    b->data[len] = '\0';
-    return len ? c->ops.broadcast(c->ctx, b->data, (size_t)len, root) : KDENS_OK;
+    if (c->rank != root) {
+        b->len = 0;
+        if (len > SIZE_MAX - 1 || !kd_resize(&b->data, (size_t)len + 1, 1)) {
+            st = kd_fail(KDENS_E_NOMEM, "out of memory for %llu bytes from rank %d",
+                         (unsigned long long)len, root);
+        } else {
+            b->cap = (size_t)len + 1;
+            b->len = (size_t)len;
+            b->data[len] = '\0';
+        }
+    }
+    /* a rank without the room must not leave the others in the broadcast */
+    st = kdens_comm_agree(c, st);
+    if (st == KDENS_OK && len)
+        st = c->ops.broadcast(c->ctx, b->data, (size_t)len, root);
+    return st;
 }
 
 /* The message every rank sends to rank 0 along with its failure. */
