@@ -95,7 +95,7 @@ static kdens_status lead(kdens_comm *c, const kd_buf *jobs, size_t n, const kd_q
         if (st == KDENS_OK && (!get_head(msg, len, &kind, &job) || (kind != UP_READY &&
                                                                     job >= n)))
             st = kd_fail(KDENS_E_IO, "rank %d sent a malformed message (%zu bytes)", from, len);
-        const uint8_t *body = (const uint8_t *)msg + HEAD;
+        const uint8_t *body = msg ? (const uint8_t *)msg + HEAD : NULL;
         if (st == KDENS_OK && kind == UP_RESULT && failure == KDENS_OK) {
             failure = ops->done(user, (size_t)job, body, len - HEAD);
             if (failure != KDENS_OK)
