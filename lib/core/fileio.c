@@ -88,7 +88,8 @@ void kd_buf_put(kd_buf *b, const void *data, size_t len)
 {
     if (!buf_reserve(b, len))
         return;
-    memcpy(b->data + b->len, data, len);
+    if (len) /* (data may be NULL for nothing) */
+        memcpy(b->data + b->len, data, len);
     b->len += len;
     b->data[b->len] = '\0';
 }
