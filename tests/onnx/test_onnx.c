@@ -1,0 +1,296 @@
+/* The ONNX export checked by others (make check-onnx):
+ *  - every built-in architecture and a spec with every layer family is
+ *    exported;
+ *  - ONNX's own checker (python3-onnx, tests/onnx/check_onnx.py) accepts
+ *    every file;
+ *  - ONNX Runtime (onnxruntime-node, tests/onnx/run_ort.js) gives the
+ *    probabilities kdens_model_predict_u8 gives on the same random pixels,
+ *    within 1e-4.
+ * The two outside tools are skipped with a message when missing (make deps
+ * ONNX=1 installs them).  Weights are randomised beyond their
+ * initialisation (batch-norm statistics, biases, input scaling) so that no
+ * parameter is written as a no-op by chance. */
+#include "../testutil.h"
+
+#include "kdens_onnx.h"
+#include "nn/nn.h"
+
+#include <math.h>
+
+#define N_SAMPLES 3
+#define CLASSES 10
+#define TOLERANCE 1e-4
+
+/* Every layer family of docs/spec.md, with grouped, strided, padded
+ * convolutions, both pool kinds with padding, broadcast multiply, 3-way
+ * add, concat, a flatten of a 2-D map and every activation. */
+static const char every_layer_spec[] =
+    "normalize\n"
+    "rescale scale=0.5 offset=0.1\n"
+    "conv filters=8 kernel=3 padding=same name=c1\n"
+    "bn\n"
+    "relu name=r1\n"
+    "zeropad pad=1,0,2,1\n"
+    "conv filters=8 kernel=3x2 stride=2 groups=2 padding=1,1,0,1 name=c2\n"
+    "relu6\n"
+    "depthwise kernel=3 padding=same multiplier=2 name=dw\n"
+    "hard_swish\n"
+    "maxpool size=3 stride=2 padding=same name=mp\n"
+    "swish name=sw\n"
+    "gap\n"
+    "dense units=16\n"
+    "sigmoid\n"
+    "dense units=16 bias=0\n"
+    "hard_sigmoid name=se\n"
+    "multiply in=sw,se name=mul\n"
+    "avgpool size=2 stride=1 padding=same\n"
+    "tanh name=t\n"
+    "add in=t,mul,sw name=sum\n"
+    "concat in=sum,mul name=cat\n"
+    "dropout rate=0.5\n"
+    "softmax name=chsoft\n"
+    "log\n"
+    "flatten\n"
+    "bn name=bnflat\n"
+    "dense units=classes\n"
+    "softmax\n";
+
+/* Where the files go: the build folder's onnx-test/. */
+static char *out_dir(void)
+{
+    static char dir[4400];
+    snprintf(dir, sizeof dir, "%s/%s/onnx-test", tu_root(), tu_build());
+    char cmd[4500];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    return dir;
+}
+
+static float uniform(uint64_t *s, float lo, float hi)
+{
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return lo + (hi - lo) * (float)((*s >> 40) / 16777216.0);
+}
+
+static bool ends_with(const char *s, const char *end)
+{
+    size_t n = strlen(s), k = strlen(end);
+    return n >= k && strcmp(s + n - k, end) == 0;
+}
+
+/* Parameters away from their initial values, and a scaling per channel. */
+static void randomise(kdens_model *m, uint64_t seed)
+{
+    for (int p = 0; p < m->n_params; p++) {
+        const kd_param *pr = &m->params[p];
+        float *w = m->weights + pr->offset;
+        for (size_t i = 0; i < pr->count; i++) {
+            if (ends_with(pr->name, "variance"))
+                w[i] = uniform(&seed, 0.5f, 1.5f);
+            else if (ends_with(pr->name, "gamma"))
+                w[i] = uniform(&seed, 0.8f, 1.2f);
+            else if (ends_with(pr->name, "bias") || ends_with(pr->name, "beta") ||
+                     ends_with(pr->name, "mean"))
+                w[i] = uniform(&seed, -0.1f, 0.1f);
+        }
+    }
+    float scale[4], offset[4];
+    for (int c = 0; c < m->in_c; c++) {
+        scale[c] = 1.0f / (127.5f + 10.0f * (float)c);
+        offset[c] = -1.0f + 0.05f * (float)c;
+    }
+    ASSERT_OK(kdens_model_set_input_scaling(m, scale, offset));
+}
+
+static bool write_floats(const char *path, const float *x, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    bool ok = f && fwrite(x, sizeof(float), n, f) == n;
+    return f && fclose(f) == 0 && ok;
+}
+
+static bool read_floats(const char *path, float *x, size_t n)
+{
+    FILE *f = fopen(path, "rb");
+    bool ok = f && fread(x, sizeof(float), n, f) == n && fgetc(f) == EOF;
+    if (f)
+        fclose(f);
+    return ok;
+}
+
+/* The node and package to run ONNX Runtime, or NULL (with the reason). */
+static const char *ort_missing(void)
+{
+    static char why[200];
+    char cmd[4600];
+    if (system("command -v node >/dev/null 2>&1") != 0)
+        return "node is not installed";
+    snprintf(cmd, sizeof cmd,
+             "NODE_PATH='%s/%s/onnx-node/node_modules' node -e "
+             "\"require('onnxruntime-node')\" >/dev/null 2>&1",
+             tu_root(), tu_build());
+    if (system(cmd) != 0) {
+        snprintf(why, sizeof why, "onnxruntime-node is not in %s/onnx-node", tu_build());
+        return why;
+    }
+    return NULL;
+}
+
+/* The largest |difference| between libkdens' probabilities and ONNX
+ * Runtime's on N_SAMPLES random images. */
+static double compare_with_ort(kdens_model *m, const char *onnx, const char *dir,
+                               const char *name, uint64_t seed, double *spread)
+{
+    int h = m->in_h, w = m->in_w, c = m->in_c;
+    size_t pix = (size_t)h * w * c;
+    uint8_t *img = malloc(N_SAMPLES * pix);
+    float *nchw = malloc(sizeof(float) * N_SAMPLES * pix);
+    float *want = malloc(sizeof(float) * N_SAMPLES * CLASSES);
+    float *got = malloc(sizeof(float) * N_SAMPLES * CLASSES);
+    assert_true(img && nchw && want && got);
+    for (size_t i = 0; i < N_SAMPLES * pix; i++)
+        img[i] = (uint8_t)(uniform(&seed, 0.0f, 256.0f));
+    ASSERT_OK(kdens_model_predict_u8(m, img, N_SAMPLES, want));
+    /* the same pixels as ONNX's input: NCHW floats 0..255 */
+    for (int n = 0; n < N_SAMPLES; n++)
+        for (int ch = 0; ch < c; ch++)
+            for (int y = 0; y < h; y++)
+                for (int x = 0; x < w; x++)
+                    nchw[(((size_t)n * c + ch) * h + y) * w + x] =
+                        img[n * pix + ((size_t)y * w + x) * c + ch];
+    char in_path[4500], out_path[4500], cmd[14000];
+    snprintf(in_path, sizeof in_path, "%s/%s.in", dir, name);
+    snprintf(out_path, sizeof out_path, "%s/%s.out", dir, name);
+    assert_true(write_floats(in_path, nchw, N_SAMPLES * pix));
+    snprintf(cmd, sizeof cmd,
+             "NODE_PATH='%s/%s/onnx-node/node_modules' node '%s/tests/onnx/run_ort.js' "
+             "'%s' '%s' %d %d %d %d '%s'",
+             tu_root(), tu_build(), tu_root(), onnx, in_path, N_SAMPLES, c, h, w, out_path);
+    if (system(cmd) != 0)
+        fail_msg("%s: ONNX Runtime failed: %s", name, cmd);
+    assert_true(read_floats(out_path, got, N_SAMPLES * CLASSES));
+    double worst = 0, lo = 1, hi = 0;
+    for (int i = 0; i < N_SAMPLES * CLASSES; i++) {
+        worst = fmax(worst, fabs((double)got[i] - want[i]));
+        lo = fmin(lo, want[i]);
+        hi = fmax(hi, want[i]);
+    }
+    *spread = hi - lo;
+    free(img);
+    free(nchw);
+    free(want);
+    free(got);
+    return worst;
+}
+
+/* The exported files, for the checker at the end. */
+static char exported[32][4500];
+static int n_exported;
+
+/* Export one model, check it against ONNX Runtime, remember the file. */
+static void export_and_compare(kdens_model *m, const char *name, uint64_t seed)
+{
+    const char *dir = out_dir();
+    randomise(m, seed);
+    assert_true(n_exported < 32);
+    char *path = exported[n_exported++];
+    snprintf(path, sizeof exported[0], "%s/%s.onnx", dir, name);
+    ASSERT_OK(kdens_onnx_export(m, path));
+    const char *missing = ort_missing();
+    if (missing) {
+        print_message("%-18s exported; ONNX Runtime comparison skipped: %s (make deps ONNX=1)\n",
+                      name, missing);
+        return;
+    }
+    double spread;
+    double diff = compare_with_ort(m, path, dir, name, seed + 1, &spread);
+    /* the spread shows that the probabilities compared are not all 1/classes */
+    print_message("%-18s max |p_kdens - p_onnxruntime| = %.3g (probabilities spread over %.3f)\n",
+                  name, diff, spread);
+    if (!(diff <= TOLERANCE))
+        fail_msg("%s: ONNX Runtime's probabilities differ by %g (> %g)", name, diff, TOLERANCE);
+}
+
+static void test_architectures(void **state)
+{
+    (void)state;
+    for (int i = 0; i < kdens_arch_count(); i++) {
+        const char *arch = kdens_arch_name(i);
+        kdens_model *m = NULL;
+        /* 32x32x3 where the architecture allows it, else its minimum */
+        int size = 32;
+        kdens_status st;
+        while ((st = kdens_model_create(arch, size, size, 3, CLASSES, 7, &m)) == KDENS_E_SHAPE &&
+               size < 256)
+            size *= 2;
+        ASSERT_OK(st);
+        export_and_compare(m, arch, 100 + (uint64_t)i);
+        kdens_model_free(m);
+    }
+}
+
+static void test_every_layer(void **state)
+{
+    (void)state;
+    kdens_model *m = NULL;
+    ASSERT_OK(kdens_model_from_spec(every_layer_spec, 12, 10, 3, CLASSES, 3, &m));
+    bool seen[KD_L_COUNT] = {false};
+    for (int i = 0; i < m->n_nodes; i++)
+        seen[m->nodes[i].type] = true;
+    for (int t = 0; t < KD_L_COUNT; t++)
+        if (!seen[t])
+            fail_msg("the spec lacks layer type %d", t);
+    export_and_compare(m, "every_layer", 11);
+    kdens_model_free(m);
+    /* one channel, and an output written straight by a dense layer */
+    ASSERT_OK(kdens_model_from_spec("conv filters=4 kernel=3\nflatten\ndense units=classes\n", 6,
+                                    5, 1, CLASSES, 4, &m));
+    export_and_compare(m, "no_softmax_gray", 12);
+    kdens_model_free(m);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    kdens_model *m = NULL;
+    ASSERT_OK(kdens_model_create("test", 8, 8, 1, CLASSES, 1, &m));
+    ASSERT_STATUS(kdens_onnx_export(NULL, "x.onnx"), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_onnx_export(m, NULL), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_onnx_export(m, "/nonexistent-dir/x.onnx"), KDENS_E_IO);
+    assert_non_null(strstr(kdens_errmsg(), "/nonexistent-dir/x.onnx"));
+    kdens_model_free(m);
+}
+
+/* Last: ONNX's checker over every file exported above. */
+static void test_checker(void **state)
+{
+    (void)state;
+    assert_true(n_exported > 0);
+    static char cmd[32 * 4600 + 200];
+    const char *python = getenv("KDENS_PYTHON");
+    if (!python || !*python) /* Debian's python3-onnx: /usr/bin/python3's */
+        python = system("python3 -c 'import onnx' >/dev/null 2>&1") == 0 ? "python3"
+                                                                        : "/usr/bin/python3";
+    int len = snprintf(cmd, sizeof cmd, "%s '%s/tests/onnx/check_onnx.py'", python, tu_root());
+    for (int i = 0; i < n_exported; i++)
+        len += snprintf(cmd + len, sizeof cmd - (size_t)len, " '%s'", exported[i]);
+    int rc = system(cmd);
+    if (WIFEXITED(rc) && WEXITSTATUS(rc) == 77) {
+        print_message("ONNX checker skipped: python3-onnx is missing (make deps ONNX=1)\n");
+        return;
+    }
+    if (rc != 0)
+        fail_msg("ONNX's checker refused a file (see above)");
+    print_message("ONNX checker: %d files pass\n", n_exported);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_every_layer),
+        cmocka_unit_test(test_architectures),
+        cmocka_unit_test(test_checker),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
