@@ -292,15 +292,22 @@ ifeq ($(MPI),1)
 CLI_MPI := -DKDENS_WITH_MPI $(MPI_CFLAGS)
 CLI_MPI_LIBS := $(MPI_STATIC)
 endif
+# With ONNX=1 it links libkdens_onnx and protobuf-c (kdens export --onnx).
+ifeq ($(ONNX),1)
+CLI_ONNX := -DKDENS_WITH_ONNX
+CLI_ONNX_LIBS := $(ONNX_STATIC)
+CLI_ONNX_LINK := $(ONNX_LIBS) -lm
+endif
 CLI_STAMP := $(BUILD)/.flags-cli
+CLI_CHOICE := MPI=$(MPI) $(MPI_LIBS) ONNX=$(ONNX)
 $(CLI_STAMP): FORCE
 	@mkdir -p $(BUILD)
-	@if [ "$$(cat $@ 2>/dev/null)" != "MPI=$(MPI) $(MPI_LIBS)" ]; then \
-		echo "MPI=$(MPI) $(MPI_LIBS)" > $@; fi
-$(CLI): $(CLI_SRC) $(wildcard tools/kdens/*.h) $(STATIC) $(CLI_MPI_LIBS) $(PUBLIC_HDR) \
-		$(CLI_STAMP)
-	$(CC) -Iinclude $(CLI_MPI) $(CFLAGS_ALL) -o $@ $(CLI_SRC) $(CLI_MPI_LIBS) $(STATIC) \
-		$(LDFLAGS_ALL) $(DEP_LIBS) $(MPI_LIBS)
+	@if [ "$$(cat $@ 2>/dev/null)" != "$(CLI_CHOICE)" ]; then \
+		echo "$(CLI_CHOICE)" > $@; fi
+$(CLI): $(CLI_SRC) $(wildcard tools/kdens/*.h) $(STATIC) $(CLI_MPI_LIBS) $(CLI_ONNX_LIBS) \
+		$(PUBLIC_HDR) $(CLI_STAMP)
+	$(CC) -Iinclude $(CLI_MPI) $(CLI_ONNX) $(CFLAGS_ALL) -o $@ $(CLI_SRC) $(CLI_MPI_LIBS) \
+		$(CLI_ONNX_LIBS) $(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS) $(MPI_LIBS) $(CLI_ONNX_LINK)
 
 $(BUILD)/%: examples/%.c $(STATIC) $(PUBLIC_HDR)
 	$(CC) -Iinclude $(CFLAGS_ALL) -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS)
@@ -423,7 +430,7 @@ $(MPI_TEST_SMALL): tests/mpi/test_comm_mpi.c tests/testutil.h \
 ONNX_TEST := $(BUILD)/tests/onnx/test_onnx
 ifeq ($(ONNX),1)
 check-onnx: check-deps
-	@$(MAKE) --no-print-directory ONNX=1 $(ONNX_TARGETS) $(ONNX_TEST)
+	@$(MAKE) --no-print-directory ONNX=1 $(ONNX_TARGETS) $(CLI) $(ONNX_TEST)
 	@echo "== $(ONNX_TEST)"; KDENS_TEST_ROOT=$(CURDIR) KDENS_BUILD=$(BUILD) ./$(ONNX_TEST)
 else
 check-onnx:

@@ -261,6 +261,48 @@ static void test_errors(void **state)
     kdens_model_free(m);
 }
 
+static bool same_bytes(const char *a, const char *b)
+{
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    bool same = fa && fb;
+    while (same) {
+        int ca = fgetc(fa), cb = fgetc(fb);
+        same = ca == cb;
+        if (ca == EOF)
+            break;
+    }
+    if (fa)
+        fclose(fa);
+    if (fb)
+        fclose(fb);
+    return same;
+}
+
+/* kdens export --onnx (the tool built with ONNX=1, as check-onnx builds it)
+ * writes the bytes kdens_onnx_export writes. */
+static void test_cli_export(void **state)
+{
+    (void)state;
+    const char *dir = out_dir();
+    kdens_model *m = NULL;
+    ASSERT_OK(kdens_model_create("resnet20", 32, 32, 3, CLASSES, 5, &m));
+    randomise(m, 21);
+    char kdm[4500], lib[4500], cli[4500], cmd[14000];
+    snprintf(kdm, sizeof kdm, "%s/cli.kdm", dir);
+    snprintf(lib, sizeof lib, "%s/cli-lib.onnx", dir);
+    snprintf(cli, sizeof cli, "%s/cli-tool.onnx", dir);
+    ASSERT_OK(kdens_model_save(m, kdm));
+    kdens_model_free(m);
+    ASSERT_OK(kdens_model_load(kdm, &m)); /* what the tool exports: the saved model */
+    ASSERT_OK(kdens_onnx_export(m, lib));
+    kdens_model_free(m);
+    snprintf(cmd, sizeof cmd, "'%s/%s/kdens' export --onnx '%s' --model '%s' >/dev/null",
+             tu_root(), tu_build(), cli, kdm);
+    if (system(cmd) != 0)
+        fail_msg("%s failed (is the tool built with make ONNX=1?)", cmd);
+    assert_true(same_bytes(lib, cli));
+}
+
 /* Last: ONNX's checker over every file exported above. */
 static void test_checker(void **state)
 {
@@ -290,6 +332,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_every_layer),
         cmocka_unit_test(test_architectures),
+        cmocka_unit_test(test_cli_export),
         cmocka_unit_test(test_checker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
