@@ -436,9 +436,10 @@ else
 check-onnx:
 	@echo "check-onnx: ONNX support is not built; run make check-onnx ONNX=1" >&2; exit 2
 endif
-$(ONNX_TEST): tests/onnx/test_onnx.c tests/testutil.h $(ONNX_STATIC) $(STATIC)
+$(ONNX_TEST): tests/onnx/test_onnx.c tests/testutil.h $(ONNX_STATIC) $(STATIC) \
+		$(ONNX_GEN)/onnx.pb-c.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS_ALL) -Ilib -Itests $(CFLAGS_ALL) $(DEPFLAGS) -o $@ $< $(ONNX_STATIC) \
+	$(CC) $(CPPFLAGS_ALL) -Ilib -Itests $(ONNX_CFLAGS) $(CFLAGS_ALL) $(DEPFLAGS) -o $@ $< $(ONNX_STATIC) \
 		$(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS) -lcmocka $(ONNX_LIBS)
 
 # The proof that one build runs everywhere: tests/portable/ on this machine

@@ -35,7 +35,9 @@ install_ort() {
     [ -d "$dir/node_modules/onnxruntime-node" ] && return 0
     echo "deps: installing onnxruntime-node into $dir (npm)"
     mkdir -p "$dir"
-    npm install --prefix "$dir" --ignore-scripts --no-audit --no-fund onnxruntime-node
+    # without the registry the tests skip ONNX Runtime (with a message), so no failure here
+    npm install --prefix "$dir" --ignore-scripts --no-audit --no-fund onnxruntime-node ||
+        echo "deps: onnxruntime-node could not be installed; the ONNX tests will skip ONNX Runtime" >&2
 }
 missing=""
 for p in $PACKAGES; do

@@ -201,7 +201,8 @@ static const char *ox_tensor(ox *g, const char *name, int ndim, const int64_t *d
         return NULL;
     }
     onnx__tensor_proto__init(t);
-    memcpy(d, dims, sizeof(int64_t) * (size_t)ndim);
+    if (ndim > 0) /* a scalar has no dims (and may pass NULL) */
+        memcpy(d, dims, sizeof(int64_t) * (size_t)ndim);
     memcpy(copy, data, elem * count);
     t->n_dims = (size_t)ndim;
     t->dims = d;

@@ -5,7 +5,10 @@
  *    every file;
  *  - ONNX Runtime (onnxruntime-node, tests/onnx/run_ort.js) gives the
  *    probabilities kdens_model_predict_u8 gives on the same random pixels,
- *    within 1e-4.
+ *    within 1e-4;
+ *  - the import reads every exported file back into a model whose
+ *    predictions equal the original's within 1e-6, and refuses corrupt,
+ *    truncated and unsupported files with clear errors.
  * The two outside tools are skipped with a message when missing (make deps
  * ONNX=1 installs them).  Weights are randomised beyond their
  * initialisation (batch-norm statistics, biases, input scaling) so that no
@@ -14,12 +17,14 @@
 
 #include "kdens_onnx.h"
 #include "nn/nn.h"
+#include "onnx.pb-c.h"
 
 #include <math.h>
 
 #define N_SAMPLES 3
 #define CLASSES 10
 #define TOLERANCE 1e-4
+#define ROUND_TRIP_TOLERANCE 1e-6
 
 /* Every layer family of docs/spec.md, with grouped, strided, padded
  * convolutions, both pool kinds with padding, broadcast multiply, 3-way
@@ -183,6 +188,35 @@ static double compare_with_ort(kdens_model *m, const char *onnx, const char *dir
     return worst;
 }
 
+/* The largest |difference| of the probabilities of the model and of its
+ * export imported again, on N_SAMPLES random images. */
+static double round_trip(kdens_model *m, const char *onnx, uint64_t seed)
+{
+    kdens_model *back = NULL;
+    ASSERT_OK(kdens_onnx_import(onnx, &back));
+    int h, w, c;
+    ASSERT_OK(kdens_model_input_shape(back, &h, &w, &c));
+    assert_true(h == m->in_h && w == m->in_w && c == m->in_c);
+    assert_int_equal(kdens_model_num_classes(back), m->classes);
+    size_t pix = (size_t)h * w * c;
+    uint8_t *img = malloc(N_SAMPLES * pix);
+    float *want = malloc(sizeof(float) * N_SAMPLES * CLASSES);
+    float *got = malloc(sizeof(float) * N_SAMPLES * CLASSES);
+    assert_true(img && want && got);
+    for (size_t i = 0; i < N_SAMPLES * pix; i++)
+        img[i] = (uint8_t)(uniform(&seed, 0.0f, 256.0f));
+    ASSERT_OK(kdens_model_predict_u8(m, img, N_SAMPLES, want));
+    ASSERT_OK(kdens_model_predict_u8(back, img, N_SAMPLES, got));
+    double worst = 0;
+    for (int i = 0; i < N_SAMPLES * CLASSES; i++)
+        worst = fmax(worst, fabs((double)got[i] - want[i]));
+    free(img);
+    free(want);
+    free(got);
+    kdens_model_free(back);
+    return worst;
+}
+
 /* The exported files, for the checker at the end. */
 static char exported[32][4500];
 static int n_exported;
@@ -196,6 +230,12 @@ static void export_and_compare(kdens_model *m, const char *name, uint64_t seed)
     char *path = exported[n_exported++];
     snprintf(path, sizeof exported[0], "%s/%s.onnx", dir, name);
     ASSERT_OK(kdens_onnx_export(m, path));
+    double back = round_trip(m, path, seed + 2);
+    print_message("%-18s %dx%dx%d: export -> import, max |p - p'| = %.3g\n", name, m->in_h,
+                  m->in_w, m->in_c, back);
+    if (!(back <= ROUND_TRIP_TOLERANCE))
+        fail_msg("%s: the imported model's probabilities differ by %g (> %g)", name, back,
+                 ROUND_TRIP_TOLERANCE);
     const char *missing = ort_missing();
     if (missing) {
         print_message("%-18s exported; ONNX Runtime comparison skipped: %s (make deps ONNX=1)\n",
@@ -303,6 +343,143 @@ static void test_cli_export(void **state)
     assert_true(same_bytes(lib, cli));
 }
 
+/* A one-node model (input [N, 3, 4, 4] -> op) written with protobuf-c. */
+static void write_one_node(const char *path, const char *op, int64_t opset)
+{
+    Onnx__TensorShapeProto__Dimension dims[4];
+    Onnx__TensorShapeProto__Dimension *pd[4];
+    for (int i = 0; i < 4; i++) {
+        onnx__tensor_shape_proto__dimension__init(&dims[i]);
+        dims[i].value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+        dims[i].dim_value = i == 1 ? 3 : i == 0 ? 1 : 4;
+        pd[i] = &dims[i];
+    }
+    Onnx__TensorShapeProto shape = ONNX__TENSOR_SHAPE_PROTO__INIT;
+    shape.n_dim = 4;
+    shape.dim = pd;
+    Onnx__TypeProto__Tensor tt = ONNX__TYPE_PROTO__TENSOR__INIT;
+    tt.has_elem_type = true;
+    tt.elem_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    tt.shape = &shape;
+    Onnx__TypeProto type = ONNX__TYPE_PROTO__INIT;
+    type.value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+    type.tensor_type = &tt;
+    Onnx__ValueInfoProto in = ONNX__VALUE_INFO_PROTO__INIT, out = ONNX__VALUE_INFO_PROTO__INIT;
+    in.name = "input";
+    in.type = &type;
+    out.name = "y";
+    Onnx__ValueInfoProto *ins[1] = {&in}, *outs[1] = {&out};
+    char *node_in[1] = {"input"}, *node_out[1] = {"y"};
+    Onnx__NodeProto node = ONNX__NODE_PROTO__INIT;
+    node.name = "strange";
+    node.op_type = (char *)op;
+    node.n_input = 1;
+    node.input = node_in;
+    node.n_output = 1;
+    node.output = node_out;
+    Onnx__NodeProto *nodes[1] = {&node};
+    Onnx__GraphProto graph = ONNX__GRAPH_PROTO__INIT;
+    graph.n_node = 1;
+    graph.node = nodes;
+    graph.n_input = 1;
+    graph.input = ins;
+    graph.n_output = 1;
+    graph.output = outs;
+    Onnx__OperatorSetIdProto set = ONNX__OPERATOR_SET_ID_PROTO__INIT;
+    set.domain = "";
+    set.has_version = true;
+    set.version = opset;
+    Onnx__OperatorSetIdProto *sets[1] = {&set};
+    Onnx__ModelProto model = ONNX__MODEL_PROTO__INIT;
+    model.has_ir_version = true;
+    model.ir_version = 7;
+    model.n_opset_import = 1;
+    model.opset_import = sets;
+    model.graph = &graph;
+    size_t len = onnx__model_proto__get_packed_size(&model);
+    uint8_t *buf = malloc(len);
+    assert_non_null(buf);
+    onnx__model_proto__pack(&model, buf);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+    free(buf);
+}
+
+static void write_bytes(const char *path, const uint8_t *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* Unsupported operators are named with their node; old opsets, random
+ * bytes, every truncation and flipped bytes of a real export give an
+ * error (or, by chance, a model), never a crash. */
+static void test_import_errors(void **state)
+{
+    (void)state;
+    const char *dir = out_dir();
+    char path[4500], bad[4500];
+    kdens_model *m = NULL;
+    snprintf(path, sizeof path, "%s/one-node.onnx", dir);
+    write_one_node(path, "Einsum", 13);
+    ASSERT_STATUS(kdens_onnx_import(path, &m), KDENS_E_NOTFOUND);
+    assert_null(m);
+    assert_non_null(strstr(kdens_errmsg(), "Einsum"));
+    assert_non_null(strstr(kdens_errmsg(), "strange"));
+    write_one_node(path, "Relu", 11);
+    ASSERT_STATUS(kdens_onnx_import(path, &m), KDENS_E_VERSION);
+    ASSERT_STATUS(kdens_onnx_import(NULL, &m), KDENS_E_ARG);
+    ASSERT_STATUS(kdens_onnx_import("/nonexistent-dir/x.onnx", &m), KDENS_E_IO);
+    uint8_t junk[4096];
+    uint64_t seed = 99;
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (uint8_t)uniform(&seed, 0.0f, 256.0f);
+    snprintf(bad, sizeof bad, "%s/bad.onnx", dir);
+    write_bytes(bad, junk, sizeof junk);
+    ASSERT_STATUS(kdens_onnx_import(bad, &m), KDENS_E_FORMAT);
+
+    /* a real export, cut short everywhere and with bytes flipped */
+    kdens_model *src = NULL;
+    ASSERT_OK(kdens_model_from_spec(every_layer_spec, 12, 10, 3, CLASSES, 3, &src));
+    snprintf(path, sizeof path, "%s/fuzz-src.onnx", dir);
+    ASSERT_OK(kdens_onnx_export(src, path));
+    kdens_model_free(src);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    uint8_t *file = malloc(1 << 20);
+    assert_non_null(file);
+    size_t len = fread(file, 1, 1 << 20, f);
+    fclose(f);
+    int refused = 0, tries = 0;
+    for (size_t cut = 0; cut < len; cut += 1 + cut / 40, tries++) {
+        write_bytes(bad, file, cut);
+        kdens_status st = kdens_onnx_import(bad, &m);
+        refused += st != KDENS_OK;
+        kdens_model_free(m);
+        m = NULL;
+    }
+    for (int i = 0; i < 200; i++, tries++) {
+        uint8_t *copy = malloc(len);
+        assert_non_null(copy);
+        memcpy(copy, file, len);
+        for (int k = 0; k < 4; k++)
+            copy[(size_t)uniform(&seed, 0.0f, (float)len) % len] ^=
+                (uint8_t)(1u << ((unsigned)uniform(&seed, 0.0f, 8.0f) & 7));
+        write_bytes(bad, copy, len);
+        kdens_status st = kdens_onnx_import(bad, &m);
+        refused += st != KDENS_OK;
+        kdens_model_free(m);
+        m = NULL;
+        free(copy);
+    }
+    print_message("import of %d damaged files: %d refused, none crashed\n", tries, refused);
+    free(file);
+}
+
 /* Last: ONNX's checker over every file exported above. */
 static void test_checker(void **state)
 {
@@ -333,6 +510,7 @@ int main(void)
         cmocka_unit_test(test_every_layer),
         cmocka_unit_test(test_architectures),
         cmocka_unit_test(test_cli_export),
+        cmocka_unit_test(test_import_errors),
         cmocka_unit_test(test_checker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
