@@ -343,7 +343,7 @@ check: check-deps
 	done; \
 	echo "== tests/test_cli.sh"; BUILD=$(BUILD) sh tests/test_cli.sh || failed=1; \
 	echo "== tests/test_install.sh"; \
-	CC="$(CC)" CXX="$(CXX)" SANFLAGS="$(SANFLAGS)" BUILD=$(BUILD) MPI="$(MPI)" \
+	CC="$(CC)" CXX="$(CXX)" SANFLAGS="$(SANFLAGS)" BUILD=$(BUILD) MPI="$(MPI)" ONNX="$(ONNX)" \
 		sh tests/test_install.sh || failed=1; \
 	if [ "$(MPI)" = 1 ]; then \
 		$(MAKE) --no-print-directory check-mpi || failed=1; \

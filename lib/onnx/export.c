@@ -490,7 +490,9 @@ static kdens_status emit_merge(ox *g, const kd_node *node, const char *out, int 
 static kdens_status emit_layer(ox *g, int i)
 {
     const kd_node *node = &g->m->nodes[i];
-    const char *out = ox_str(g, "%s", node->name);
+    /* a layer's value is named after it, unless that is a graph input's or output's name */
+    bool taken = strcmp(node->name, "input") == 0 || strcmp(node->name, "probabilities") == 0;
+    const char *out = ox_str(g, taken ? "%s:layer" : "%s", node->name);
     const char *x = node->n_in > 0 ? g->value[node->in[0]] : NULL;
     int rank = node->n_in > 0 ? g->rank[node->in[0]] : 4;
     kdens_status st = KDENS_OK;

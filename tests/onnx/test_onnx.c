@@ -282,9 +282,11 @@ static void test_every_layer(void **state)
             fail_msg("the spec lacks layer type %d", t);
     export_and_compare(m, "every_layer", 11);
     kdens_model_free(m);
-    /* one channel, and an output written straight by a dense layer */
-    ASSERT_OK(kdens_model_from_spec("conv filters=4 kernel=3\nflatten\ndense units=classes\n", 6,
-                                    5, 1, CLASSES, 4, &m));
+    /* one channel, an output written straight by a dense layer, named as the
+     * graph's output is */
+    ASSERT_OK(kdens_model_from_spec("conv filters=4 kernel=3\nflatten\n"
+                                    "dense units=classes name=probabilities\n",
+                                    6, 5, 1, CLASSES, 4, &m));
     export_and_compare(m, "no_softmax_gray", 12);
     kdens_model_free(m);
 }
