@@ -10,6 +10,9 @@
 #   make deps       installs missing Debian packages (apt-get, as root or via sudo)
 #   make MPI=1 ...  also the MPI transport, libkdens_mpi (docs/mpi.md): with deps,
 #                   check (check-mpi: its tests under mpirun) and install
+#   make ONNX=1 ... also the ONNX exchange, libkdens_onnx (include/kdens_onnx.h):
+#                   with deps, check (check-onnx: ONNX's checker and ONNX Runtime)
+#                   and install
 
 # The version is written once, in include/kdens.h.
 version_part = $(shell sed -n 's/^\#define KDENS_VERSION_$(1) \([0-9][0-9]*\)$$/\1/p' include/kdens.h)
@@ -110,6 +113,33 @@ endif
 MPI_PRESENT = @[ -n "$(MPI_LIBS)" ] || { echo "MPI=1: no MPI found (pkg-config ompi-c, \
 	mpicc); make deps MPI=1 installs Debian's libopenmpi-dev and openmpi-bin" >&2; exit 1; }
 
+# The ONNX exchange (make ONNX=1): lib/onnx/ in a library of its own,
+# libkdens_onnx, over protobuf-c.  Its reader/writer is generated at build
+# time by protoc-c from Debian's onnx.proto (libonnx-dev) into
+# $(BUILD)/onnx/, never committed.  Unlike lib/mpi/ it reads libkdens'
+# internal headers (it walks the layer DAG's structures), but it calls only
+# libkdens' public functions: it links against libkdens.so with -z defs.
+# libkdens' objects are the same with and without ONNX=1, and no engine
+# object includes protobuf-c.
+ONNX_PROTO ?= /usr/include/onnx/onnx.proto
+ONNX_GEN := $(BUILD)/onnx
+ONNX_SRC := $(wildcard lib/onnx/*.c)
+ONNX_OBJ := $(ONNX_SRC:%.c=$(BUILD)/%.o) $(ONNX_GEN)/onnx.pb-c.o
+ONNX_HDR := include/kdens_onnx.h
+ONNX_STATIC := $(BUILD)/libkdens_onnx.a
+ONNX_SONAME := libkdens_onnx.so.$(VERSION_MAJOR)
+ONNX_SHARED := $(BUILD)/libkdens_onnx.so.$(VERSION)
+ONNX_LIBS := $(shell pkg-config --libs libprotobuf-c 2>/dev/null || echo -lprotobuf-c)
+ONNX_CFLAGS := $(shell pkg-config --cflags libprotobuf-c 2>/dev/null) -I$(ONNX_GEN)
+ifeq ($(ONNX),1)
+ONNX_TARGETS := $(ONNX_STATIC) $(ONNX_SHARED)
+endif
+# Stops a build with ONNX=1 that lacks protoc-c, protobuf-c or onnx.proto.
+ONNX_PRESENT = @command -v protoc-c >/dev/null 2>&1 && [ -f $(ONNX_PROTO) ] && \
+	pkg-config --exists libprotobuf-c 2>/dev/null || { echo "ONNX=1: needs protoc-c, \
+	libprotobuf-c and $(ONNX_PROTO); make deps ONNX=1 installs Debian's \
+	protobuf-c-compiler, libprotobuf-c-dev and libonnx-dev" >&2; exit 1; }
+
 STATIC := $(BUILD)/libkdens.a
 SONAME := libkdens.so.$(VERSION_MAJOR)
 SHARED := $(BUILD)/libkdens.so.$(VERSION)
@@ -120,15 +150,15 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN := $(BUILD)/bench
 
-.PHONY: all lib examples check check-mpi bench demo experiment voting-experiment install uninstall deps clean fuzz fuzz-deps FORCE \
+.PHONY: all lib examples check check-mpi check-onnx bench demo experiment voting-experiment install uninstall deps clean fuzz fuzz-deps FORCE \
 	check-portable portable-deps check-deps check-layers check-abi abi-update
 all: lib $(CLI) $(EXAMPLES)
-lib: $(STATIC) $(SHARED) $(MPI_TARGETS)
+lib: $(STATIC) $(SHARED) $(MPI_TARGETS) $(ONNX_TARGETS)
 
 deps:
-	@CC="$(CC)" MPI="$(MPI)" sh scripts/deps.sh
+	@CC="$(CC)" MPI="$(MPI)" ONNX="$(ONNX)" BUILD="$(BUILD)" sh scripts/deps.sh
 check-deps:
-	@CC="$(CC)" MPI="$(MPI)" sh scripts/deps.sh check
+	@CC="$(CC)" MPI="$(MPI)" ONNX="$(ONNX)" BUILD="$(BUILD)" sh scripts/deps.sh check
 
 # The layering of lib/ (docs/design.md): every module includes only the
 # modules below it, the engine nothing of the experiment layer, and the
@@ -142,8 +172,12 @@ $(ENGINE_SO): $(ENGINE_OBJ)
 	$(CC) -shared -Wl,-z,defs $(LDFLAGS_ALL) -o $@ $(ENGINE_OBJ) $(DEP_LIBS)
 # With MPI=1, libkdens_mpi too: it defines the functions of kdens_mpi.h and
 # nothing else, and no object of libkdens includes mpi.h.
-check-layers: $(ENGINE_SO) $(if $(filter 1,$(MPI)),$(MPI_SHARED))
-	@sh scripts/check-layers.sh $(ENGINE_SO) $(if $(filter 1,$(MPI)),$(MPI_SHARED))
+# With ONNX=1, libkdens_onnx the functions of kdens_onnx.h.
+check-layers: $(ENGINE_SO) $(if $(filter 1,$(MPI)),$(MPI_SHARED)) \
+		$(if $(filter 1,$(ONNX)),$(ONNX_SHARED))
+	@MPI_SO="$(if $(filter 1,$(MPI)),$(MPI_SHARED))" \
+		ONNX_SO="$(if $(filter 1,$(ONNX)),$(ONNX_SHARED))" \
+		sh scripts/check-layers.sh $(ENGINE_SO)
 
 # The ABI of libkdens.so against the baseline recorded in abi/ (abidw of
 # the public headers' types and functions).  An intended change is recorded
@@ -151,16 +185,21 @@ check-layers: $(ENGINE_SO) $(if $(filter 1,$(MPI)),$(MPI_SHARED))
 # With MPI=1, libkdens_mpi.so's against abi/libkdens_mpi.abi too.
 ABI_BASELINE := abi/libkdens.abi
 MPI_ABI_BASELINE := abi/libkdens_mpi.abi
+ONNX_ABI_BASELINE := abi/libkdens_onnx.abi
 ABIDW_FLAGS := --headers-dir include --drop-private-types --no-corpus-path --no-comp-dir-path \
 	--short-locs
-check-abi: $(SHARED) $(if $(filter 1,$(MPI)),$(MPI_SHARED))
+# With ONNX=1, libkdens_onnx.so's against abi/libkdens_onnx.abi too.
+check-abi: $(SHARED) $(if $(filter 1,$(MPI)),$(MPI_SHARED)) $(if $(filter 1,$(ONNX)),$(ONNX_SHARED))
 	@sh scripts/check-abi.sh $(SHARED) $(ABI_BASELINE)
 	@if [ "$(MPI)" = 1 ]; then sh scripts/check-abi.sh $(MPI_SHARED) $(MPI_ABI_BASELINE); fi
-abi-update: $(SHARED) $(if $(filter 1,$(MPI)),$(MPI_SHARED))
+	@if [ "$(ONNX)" = 1 ]; then sh scripts/check-abi.sh $(ONNX_SHARED) $(ONNX_ABI_BASELINE); fi
+abi-update: $(SHARED) $(if $(filter 1,$(MPI)),$(MPI_SHARED)) $(if $(filter 1,$(ONNX)),$(ONNX_SHARED))
 	@mkdir -p abi
 	abidw $(ABIDW_FLAGS) --out-file $(ABI_BASELINE) $(SHARED)
 	@if [ "$(MPI)" = 1 ]; then set -x; \
 		abidw $(ABIDW_FLAGS) --out-file $(MPI_ABI_BASELINE) $(MPI_SHARED); fi
+	@if [ "$(ONNX)" = 1 ]; then set -x; \
+		abidw $(ABIDW_FLAGS) --out-file $(ONNX_ABI_BASELINE) $(ONNX_SHARED); fi
 
 # Header dependencies are tracked per object (-MMD -MP), and the compiler and
 # flags in a stamp file: changing either (ARCHFLAGS, CC, OPT) rebuilds.
@@ -212,6 +251,33 @@ $(MPI_SHARED): $(MPI_OBJ) lib/mpi/kdens_mpi.map $(SHARED)
 	ln -sf libkdens_mpi.so.$(VERSION) $(BUILD)/$(MPI_SONAME)
 	ln -sf $(MPI_SONAME) $(BUILD)/libkdens_mpi.so
 
+# The ONNX exchange: the reader/writer generated from onnx.proto (protoc-c
+# names its output after the .proto; compiled without the project's
+# warnings, it is not the project's code), lib/onnx/ with protobuf-c's
+# flags, linked against libkdens (-z defs) and protobuf-c.
+$(ONNX_GEN)/onnx.pb-c.c: $(ONNX_PROTO)
+	$(ONNX_PRESENT)
+	@mkdir -p $(ONNX_GEN)
+	protoc-c -I$(dir $(ONNX_PROTO)) --c_out=$(ONNX_GEN) $(ONNX_PROTO)
+$(ONNX_GEN)/onnx.pb-c.h: $(ONNX_GEN)/onnx.pb-c.c
+$(ONNX_GEN)/onnx.pb-c.o: $(ONNX_GEN)/onnx.pb-c.c $(FLAGS_STAMP)
+	$(CC) $(ONNX_CFLAGS) -std=c11 $(OPT) $(ARCHFLAGS) -g -fPIC -fvisibility=hidden $(SANFLAGS) \
+		$(CFLAGS) -c $< -o $@
+$(BUILD)/lib/onnx/%.o: lib/onnx/%.c $(ONNX_GEN)/onnx.pb-c.h $(FLAGS_STAMP)
+	$(ONNX_PRESENT)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_ALL) $(ONNX_CFLAGS) $(CFLAGS_ALL) $(DEPFLAGS) -c $< -o $@
+
+$(ONNX_STATIC): $(ONNX_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(ONNX_SHARED): $(ONNX_OBJ) lib/onnx/kdens_onnx.map $(SHARED)
+	$(CC) -shared -Wl,-soname,$(ONNX_SONAME) -Wl,--version-script=lib/onnx/kdens_onnx.map \
+		-Wl,-z,defs $(LDFLAGS_ALL) -o $@ $(ONNX_OBJ) -L$(BUILD) -lkdens $(ONNX_LIBS) -lm
+	ln -sf libkdens_onnx.so.$(VERSION) $(BUILD)/$(ONNX_SONAME)
+	ln -sf $(ONNX_SONAME) $(BUILD)/libkdens_onnx.so
+
 # Made at install time, so that it always names the PREFIX being installed to.
 PC_SED := -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
@@ -226,15 +292,22 @@ ifeq ($(MPI),1)
 CLI_MPI := -DKDENS_WITH_MPI $(MPI_CFLAGS)
 CLI_MPI_LIBS := $(MPI_STATIC)
 endif
+# With ONNX=1 it links libkdens_onnx and protobuf-c (kdens export --onnx).
+ifeq ($(ONNX),1)
+CLI_ONNX := -DKDENS_WITH_ONNX
+CLI_ONNX_LIBS := $(ONNX_STATIC)
+CLI_ONNX_LINK := $(ONNX_LIBS) -lm
+endif
 CLI_STAMP := $(BUILD)/.flags-cli
+CLI_CHOICE := MPI=$(MPI) $(MPI_LIBS) ONNX=$(ONNX)
 $(CLI_STAMP): FORCE
 	@mkdir -p $(BUILD)
-	@if [ "$$(cat $@ 2>/dev/null)" != "MPI=$(MPI) $(MPI_LIBS)" ]; then \
-		echo "MPI=$(MPI) $(MPI_LIBS)" > $@; fi
-$(CLI): $(CLI_SRC) $(wildcard tools/kdens/*.h) $(STATIC) $(CLI_MPI_LIBS) $(PUBLIC_HDR) \
-		$(CLI_STAMP)
-	$(CC) -Iinclude $(CLI_MPI) $(CFLAGS_ALL) -o $@ $(CLI_SRC) $(CLI_MPI_LIBS) $(STATIC) \
-		$(LDFLAGS_ALL) $(DEP_LIBS) $(MPI_LIBS)
+	@if [ "$$(cat $@ 2>/dev/null)" != "$(CLI_CHOICE)" ]; then \
+		echo "$(CLI_CHOICE)" > $@; fi
+$(CLI): $(CLI_SRC) $(wildcard tools/kdens/*.h) $(STATIC) $(CLI_MPI_LIBS) $(CLI_ONNX_LIBS) \
+		$(PUBLIC_HDR) $(CLI_STAMP)
+	$(CC) -Iinclude $(CLI_MPI) $(CLI_ONNX) $(CFLAGS_ALL) -o $@ $(CLI_SRC) $(CLI_MPI_LIBS) \
+		$(CLI_ONNX_LIBS) $(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS) $(MPI_LIBS) $(CLI_ONNX_LINK)
 
 $(BUILD)/%: examples/%.c $(STATIC) $(PUBLIC_HDR)
 	$(CC) -Iinclude $(CFLAGS_ALL) -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS)
@@ -270,7 +343,7 @@ check: check-deps
 	done; \
 	echo "== tests/test_cli.sh"; BUILD=$(BUILD) sh tests/test_cli.sh || failed=1; \
 	echo "== tests/test_install.sh"; \
-	CC="$(CC)" CXX="$(CXX)" SANFLAGS="$(SANFLAGS)" BUILD=$(BUILD) MPI="$(MPI)" \
+	CC="$(CC)" CXX="$(CXX)" SANFLAGS="$(SANFLAGS)" BUILD=$(BUILD) MPI="$(MPI)" ONNX="$(ONNX)" \
 		sh tests/test_install.sh || failed=1; \
 	if [ "$(MPI)" = 1 ]; then \
 		$(MAKE) --no-print-directory check-mpi || failed=1; \
@@ -279,6 +352,15 @@ check: check-deps
 		$(MAKE) --no-print-directory check-mpi MPI=1 || failed=1; \
 	else \
 		echo "== MPI tests skipped (MPI is not installed: make deps MPI=1 installs it)"; \
+	fi; \
+	if [ "$(ONNX)" = 1 ]; then \
+		$(MAKE) --no-print-directory check-onnx || failed=1; \
+	elif command -v protoc-c >/dev/null 2>&1 && [ -f $(ONNX_PROTO) ] && \
+			pkg-config --exists libprotobuf-c 2>/dev/null; then \
+		echo "== protobuf-c and onnx.proto are installed: the ONNX tests too (make check-onnx ONNX=1)"; \
+		$(MAKE) --no-print-directory check-onnx ONNX=1 || failed=1; \
+	else \
+		echo "== ONNX tests skipped (protobuf-c or onnx.proto is not installed: make deps ONNX=1 installs them)"; \
 	fi; \
 	exit $$failed
 
@@ -340,6 +422,25 @@ $(MPI_TEST_SMALL): tests/mpi/test_comm_mpi.c tests/testutil.h \
 	$(CC) $(CPPFLAGS_ALL) -Ilib -Itests $(MPI_CFLAGS) $(CFLAGS_ALL) -DKD_MPI_SMALL_PIECES \
 		$(DEPFLAGS) -o $@ $< $(BUILD)/tests/mpi/comm_mpi_small.o $(STATIC) $(LDFLAGS_ALL) \
 		$(DEP_LIBS) -lcmocka $(MPI_LIBS)
+
+# The ONNX exchange's tests (make check runs them whenever protoc-c,
+# protobuf-c and onnx.proto are installed): tests/onnx/ exports models and
+# has ONNX's checker (python3-onnx) and ONNX Runtime (onnxruntime-node in
+# $(BUILD)/onnx-node, installed by make deps ONNX=1) judge them.
+ONNX_TEST := $(BUILD)/tests/onnx/test_onnx
+ifeq ($(ONNX),1)
+check-onnx: check-deps
+	@$(MAKE) --no-print-directory ONNX=1 $(ONNX_TARGETS) $(CLI) $(ONNX_TEST)
+	@echo "== $(ONNX_TEST)"; KDENS_TEST_ROOT=$(CURDIR) KDENS_BUILD=$(BUILD) ./$(ONNX_TEST)
+else
+check-onnx:
+	@echo "check-onnx: ONNX support is not built; run make check-onnx ONNX=1" >&2; exit 2
+endif
+$(ONNX_TEST): tests/onnx/test_onnx.c tests/testutil.h $(ONNX_STATIC) $(STATIC) \
+		$(ONNX_GEN)/onnx.pb-c.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_ALL) -Ilib -Itests $(ONNX_CFLAGS) $(CFLAGS_ALL) $(DEPFLAGS) -o $@ $< $(ONNX_STATIC) \
+		$(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS) -lcmocka $(ONNX_LIBS)
 
 # The proof that one build runs everywhere: tests/portable/ on this machine
 # (the reference), under KDENS_CPU for each lower path, and under qemu as
@@ -464,6 +565,15 @@ ifeq ($(MPI),1)
 	sed $(PC_SED) pkgconfig/kdens-mpi.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/kdens-mpi.pc
 	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/kdens-mpi.pc
 endif
+ifeq ($(ONNX),1)
+	install -m 644 $(ONNX_HDR) $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 $(ONNX_STATIC) $(DESTDIR)$(LIBDIR)/libkdens_onnx.a
+	install -m 755 $(ONNX_SHARED) $(DESTDIR)$(LIBDIR)/libkdens_onnx.so.$(VERSION)
+	ln -sf libkdens_onnx.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(ONNX_SONAME)
+	ln -sf $(ONNX_SONAME) $(DESTDIR)$(LIBDIR)/libkdens_onnx.so
+	sed $(PC_SED) pkgconfig/kdens-onnx.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/kdens-onnx.pc
+	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/kdens-onnx.pc
+endif
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/kdens.h $(DESTDIR)$(INCLUDEDIR)/kdens_experiment.h \
@@ -473,7 +583,10 @@ uninstall:
 		$(DESTDIR)$(BINDIR)/kdens $(DESTDIR)$(MANDIR)/man1/kdens.1 \
 		$(DESTDIR)$(INCLUDEDIR)/kdens_mpi.h $(DESTDIR)$(LIBDIR)/libkdens_mpi.a \
 		$(DESTDIR)$(LIBDIR)/libkdens_mpi.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(MPI_SONAME) \
-		$(DESTDIR)$(LIBDIR)/libkdens_mpi.so $(DESTDIR)$(PKGCONFIGDIR)/kdens-mpi.pc
+		$(DESTDIR)$(LIBDIR)/libkdens_mpi.so $(DESTDIR)$(PKGCONFIGDIR)/kdens-mpi.pc \
+		$(DESTDIR)$(INCLUDEDIR)/kdens_onnx.h $(DESTDIR)$(LIBDIR)/libkdens_onnx.a \
+		$(DESTDIR)$(LIBDIR)/libkdens_onnx.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(ONNX_SONAME) \
+		$(DESTDIR)$(LIBDIR)/libkdens_onnx.so $(DESTDIR)$(PKGCONFIGDIR)/kdens-onnx.pc
 
 clean:
 	rm -rf build build-* build-fuzz

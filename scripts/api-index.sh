@@ -6,7 +6,7 @@
 #   scripts/api-index.sh --check   fail when docs/api.md is out of date (make check)
 set -eu
 index() {
-    for header in include/kdens.h include/kdens_experiment.h include/kdens_mpi.h; do
+    for header in include/kdens.h include/kdens_experiment.h include/kdens_mpi.h include/kdens_onnx.h; do
         echo "### \`$header\`"
         echo
         # a section is a comment line between two dashed lines; a function,

@@ -13,9 +13,17 @@
 #     kdens_mpi.h itself does not include mpi.h; with a second argument
 #     (make MPI=1: libkdens_mpi.so), that library exports exactly the
 #     functions of kdens_mpi.h.
+#  5. protobuf-c stays in the ONNX exchange: lib/onnx/ may read the
+#     internal headers of core, tensor and nn (it walks the layer DAG) but
+#     nothing else of lib/ includes protobuf-c, onnx.pb-c.h or kdens_onnx.h,
+#     no public header includes protobuf-c, and the engine's library does
+#     not link it; with ONNX_SO (make ONNX=1: libkdens_onnx.so), that library
+#     exports exactly the functions of kdens_onnx.h.
+# MPI_SO and ONNX_SO (environment) name the optional libraries when built.
 set -eu
 engine_so=$1
-mpi_so=${2:-}
+mpi_so=${MPI_SO:-}
+onnx_so=${ONNX_SO:-}
 below() {
     case $1 in
     core) echo "" ;;
@@ -26,6 +34,7 @@ below() {
     distill) echo "core tensor nn data train ensemble" ;;
     experiment) echo "core tensor nn data train ensemble distill" ;;
     mpi) echo "" ;; # a transport over the public API, like a user's
+    onnx) echo "core tensor nn" ;; # reads the model's structures, calls the public API
     *) echo "?" ;;
     esac
 }
@@ -48,7 +57,12 @@ for dir in lib/*/; do
                 ;;
             esac
         done
-        if [ "$module" != experiment ] && [ "$module" != mpi ] &&
+        if [ "$module" != onnx ] &&
+            grep -Eq '#[[:space:]]*include[[:space:]]*[<"](protobuf-c/|onnx\.pb-c\.h|kdens_onnx\.h)' "$file"; then
+            echo "check-layers: $file includes protobuf-c or ONNX (only lib/onnx/ may)"
+            failed=1
+        fi
+        if [ "$module" != experiment ] && [ "$module" != mpi ] && [ "$module" != onnx ] &&
             grep -q '#include "kdens_experiment.h"' "$file"; then
             echo "check-layers: $file (engine) includes kdens_experiment.h"
             failed=1
@@ -63,12 +77,20 @@ if grep -q '#include.*kdens_experiment.h' include/kdens.h; then
     echo "check-layers: include/kdens.h includes kdens_experiment.h"
     failed=1
 fi
-for header in include/kdens.h include/kdens_experiment.h include/kdens_mpi.h; do
+for header in include/kdens.h include/kdens_experiment.h include/kdens_mpi.h include/kdens_onnx.h; do
     if grep -Eq '#[[:space:]]*include[[:space:]]*[<"](mpi|kdens_mpi)\.h' "$header"; then
         echo "check-layers: $header includes MPI"
         failed=1
     fi
+    if grep -Eq '#[[:space:]]*include[[:space:]]*[<"](protobuf-c/|onnx\.pb-c\.h)' "$header"; then
+        echo "check-layers: $header includes protobuf-c"
+        failed=1
+    fi
 done
+if objdump -p "$engine_so" | grep -q 'NEEDED.*protobuf'; then
+    echo "check-layers: $engine_so links protobuf-c"
+    failed=1
+fi
 
 api_names() {
     sed -n 's/^KDENS_API[^(]*[ *]\(kdens_[a-z0-9_]*\)(.*/\1/p' "$1" | sort -u
@@ -80,7 +102,7 @@ for name in $(api_names include/kdens.h); do
         failed=1
     }
 done
-for header in kdens_experiment.h kdens_mpi.h; do
+for header in kdens_experiment.h kdens_mpi.h kdens_onnx.h; do
     for name in $(api_names include/$header); do
         if echo "$defined" | grep -qx "$name"; then
             echo "check-layers: $name ($header) is defined in the engine"
@@ -98,7 +120,19 @@ if [ -n "$mpi_so" ]; then
         failed=1
     fi
 fi
+if [ -n "$onnx_so" ]; then
+    onnx_exported=$(nm -D --defined-only "$onnx_so" | awk '$2 != "A" {sub(/@.*/, "", $3); print $3}' |
+        sort -u)
+    onnx_declared=$(api_names include/kdens_onnx.h)
+    if [ "$onnx_exported" != "$onnx_declared" ]; then
+        echo "check-layers: $onnx_so exports:" $onnx_exported
+        echo "check-layers: kdens_onnx.h declares:" $onnx_declared
+        failed=1
+    fi
+fi
 [ $failed = 0 ] && echo "check-layers: the engine stands alone ($(echo "$defined" | grep -c '^kdens_') functions)"
 [ $failed = 0 ] && [ -n "$mpi_so" ] &&
     echo "check-layers: $mpi_so exports kdens_mpi.h's $(echo "$declared" | wc -l) functions"
+[ $failed = 0 ] && [ -n "$onnx_so" ] &&
+    echo "check-layers: $onnx_so exports kdens_onnx.h's $(echo "$onnx_declared" | wc -l) functions"
 exit $failed

@@ -14,18 +14,44 @@ pkg-config dataset-fashion-mnist"
 # its tests under mpirun) Open MPI's headers and library and its launcher.
 case "${CC:-}" in *clang*) PACKAGES="$PACKAGES clang" ;; esac
 [ "${MPI:-}" = 1 ] && PACKAGES="$PACKAGES libopenmpi-dev openmpi-bin"
+# One with ONNX=1 (the ONNX exchange) protoc-c, protobuf-c and Debian's
+# onnx.proto to build it, and for its tests ONNX's checker (python3-onnx)
+# and node with npm, which then installs ONNX Runtime (onnxruntime-node) into
+# $BUILD/onnx-node: npm's registry, not Debian's.  --ignore-scripts: the
+# package's install script downloads extra files (GPU providers) from a
+# host outside the registries; the CPU runtime inside the package needs
+# none of them.
+[ "${ONNX:-}" = 1 ] && PACKAGES="$PACKAGES protobuf-c-compiler libprotobuf-c-dev libonnx-dev \
+python3-onnx nodejs npm"
 case "${1:-}" in
 fuzz) PACKAGES="$PACKAGES clang libclang-rt-14-dev" ;;
 portable) PACKAGES="$PACKAGES qemu-user-static" ;;
 check) PACKAGES="$PACKAGES abigail-tools" ;;
 esac
+# ONNX Runtime for node, once per build folder (after the Debian packages).
+install_ort() {
+    [ "${ONNX:-}" = 1 ] || return 0
+    dir=${BUILD:-build}/onnx-node
+    [ -d "$dir/node_modules/onnxruntime-node" ] && return 0
+    echo "deps: installing onnxruntime-node into $dir (npm)"
+    mkdir -p "$dir"
+    # without the registry the tests skip ONNX Runtime (with a message), so no failure here
+    npm install --prefix "$dir" --ignore-scripts --no-audit --no-fund onnxruntime-node ||
+        echo "deps: onnxruntime-node could not be installed; the ONNX tests will skip ONNX Runtime" >&2
+}
 missing=""
 for p in $PACKAGES; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        # nodejs from another source (NodeSource) brings its own npm
+        if [ "$p" = npm ] && command -v npm >/dev/null 2>&1; then continue; fi
+        if [ "$p" = nodejs ] && command -v node >/dev/null 2>&1; then continue; fi
         missing="$missing $p"
     fi
 done
-[ -z "$missing" ] && exit 0
+if [ -z "$missing" ]; then
+    install_ort
+    exit 0
+fi
 echo "deps: installing$missing"
 if [ "$(id -u)" = 0 ]; then
     SUDO=""
@@ -39,3 +65,4 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing
+install_ort

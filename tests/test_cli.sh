@@ -46,7 +46,7 @@ sed -n '/^usage: kdens teachers/,/--no-augment    no augmentation/p' docs/cli.md
 "$KDENS" teachers --help >"$tmp/teachers.out"
 check "kdens teachers --help matches docs/cli.md" cmp "$tmp/teachers.doc" "$tmp/teachers.out"
 
-for cmd in ensemble diversity vote distill pipeline experiment; do
+for cmd in ensemble diversity vote distill pipeline experiment export; do
     sed -n "/^usage: kdens $cmd /,/^\`\`\`/p" docs/cli.md | sed '$d' >"$tmp/$cmd.doc"
     "$KDENS" $cmd --help >"$tmp/$cmd.out"
     check "kdens $cmd --help matches docs/cli.md" cmp "$tmp/$cmd.doc" "$tmp/$cmd.out"
@@ -435,6 +435,13 @@ rejects "a bad --sizes list" "--sizes wants at most 256 positive sizes like 1,2,
     "$KDENS" ensemble --predictions "$tmp/pred.kdp" --sizes 1,,3
 check "nothing was written by the rejected commands" test ! -e "$tmp/w3"
 expect_exit "version takes no arguments" 2 "$KDENS" version extra
+expect_exit "export needs --onnx and --model" 2 "$KDENS" export --model x.kdm
+# with ONNX=1 the model cannot be read; without, the tool says it needs ONNX=1
+expect_exit "export of a missing model fails" 1 "$KDENS" export --onnx "$tmp/x.onnx" \
+    --model "$tmp/missing.kdm"
+cp "$tmp/out" "$tmp/export.err"
+check "export names the missing model or the build it needs" grep -Eq 'missing.kdm|make ONNX=1' \
+    "$tmp/export.err"
 
 echo "cli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -3,13 +3,16 @@
 # against it through pkg-config (shared and static) and the example programs,
 # runs them, then checks that uninstall removes every installed file.  With
 # MPI=1 the MPI transport too: its header without MPI's flags, and a program
-# of two processes through pkg-config kdens-mpi under mpirun.
+# of two processes through pkg-config kdens-mpi under mpirun.  With ONNX=1
+# the ONNX exchange too: its header without protobuf-c's flags, and a program
+# through pkg-config kdens-onnx that exports and imports a model.
 set -u
 BUILD=${BUILD:-build}
 CC=${CC:-cc}
 CXX=${CXX:-c++}
 SANFLAGS=${SANFLAGS:-}
 MPI=${MPI:-}
+ONNX=${ONNX:-}
 root=$(pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/kdens-install-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -30,7 +33,7 @@ check() { # name, command...
 
 prefix="$tmp/prefix"
 check "make install" make -s -C "$root" install PREFIX="$prefix" BUILD="$BUILD" \
-    SANITIZE="${SANITIZE:-}" MPI="$MPI"
+    SANITIZE="${SANITIZE:-}" MPI="$MPI" ONNX="$ONNX"
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 check "pkg-config finds kdens" pkg-config --exists kdens
 check "the man page is installed" test -f "$prefix/share/man/man1/kdens.1"
@@ -77,6 +80,22 @@ if [ "$MPI" = 1 ]; then
 else
     check "nothing of MPI installed without MPI=1" sh -c \
         "test -z \"\$(find '$prefix' -name '*mpi*')\""
+fi
+if [ "$ONNX" = 1 ]; then
+    check "pkg-config finds kdens-onnx" pkg-config --exists kdens-onnx
+    check "the ONNX header compiles as C11 with -pedantic, without protobuf-c's flags" $CC \
+        -std=c11 -pedantic -Werror -fsyntax-only -I"$prefix/include" -x c \
+        "$prefix/include/kdens_onnx.h"
+    check "the ONNX header compiles as C++ with -pedantic" $CXX -std=c++11 -pedantic -Werror \
+        -fsyntax-only -I"$prefix/include" -x c++ "$prefix/include/kdens_onnx.h"
+    check "ONNX consumer builds (shared)" $CC -std=c11 -Wall -Wextra -Werror $SANFLAGS \
+        $(pkg-config --cflags kdens-onnx) -o "$tmp/c_onnx" "$root/tests/consumer/consumer_onnx.c" \
+        $(pkg-config --libs kdens-onnx) -lm
+    check "ONNX consumer exports and imports a model" sh -c \
+        "LD_LIBRARY_PATH='$prefix/lib' '$tmp/c_onnx' '$tmp/consumer.onnx' | grep -qx ok"
+else
+    check "nothing of ONNX installed without ONNX=1" sh -c \
+        "test -z \"\$(find '$prefix' -name '*onnx*')\""
 fi
 # the example programs, built from the installed copy as a user would
 for ex in classify fuse custom_driver; do

@@ -66,6 +66,8 @@ static const cli_command commands[] = {
      usage_pipeline},
     {"experiment", "PLAN", "a grid of distillation runs with tables (make experiment)",
      cmd_experiment, usage_experiment},
+    {"export", "--onnx OUT --model M", "write a saved model as an ONNX file (make ONNX=1)",
+     cmd_export, usage_export},
     {"version", NULL, "print the library version and the kernel path in use", cmd_version,
      usage_version},
     {"cpu", NULL, "the kernel paths: in use, and supported by this processor", cmd_cpu,

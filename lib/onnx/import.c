@@ -1,0 +1,1172 @@
+/* ONNX import: the operators kdens_onnx_export writes, read back into a
+ * libkdens model.
+ *
+ * The graph is translated into a text spec (docs/spec.md), one line per
+ * layer, built with kdens_model_from_spec (which checks every shape again),
+ * and the weights are then copied into the model's parameters by name,
+ * converted from ONNX's NCHW layout to libkdens' NHWC once, here.
+ *
+ * ONNX values are tracked as views of libkdens layers: a Transpose to NHWC,
+ * a Flatten, a Reshape to [N, C, 1, 1], Identity and Dropout change no data
+ * in libkdens, they only say in which order the values are seen.  A Flatten
+ * of an NCHW map larger than 1x1 (PyTorch's order) is accepted when a Gemm
+ * reads it: its kernel's rows are permuted into libkdens' NHWC order.
+ * Operator pairs that libkdens computes as one layer are recognised:
+ * x * Sigmoid(x) (swish), x * HardSigmoid(x) (hard_swish), Log(Max(x, c))
+ * (log), x * s + o with scalars (rescale), (x - m) * k with per-channel
+ * constants (normalize), and the graph input's Mul and Add by per-channel
+ * constants (the model's input scaling).
+ *
+ * A hostile file: protobuf-c unpacks under an allocator that refuses more
+ * than a fixed multiple of the file's size; every count, dimension and
+ * attribute is checked before it is used. */
+#include "../nn/nn.h"
+#include "kdens_onnx.h"
+#include "onnx.pb-c.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The most memory protobuf-c may take while unpacking: a multiple of the
+ * file's size (every value of the file decoded once, with its headers). */
+#define IM_MEMORY_FACTOR 8
+#define IM_MEMORY_SLACK ((size_t)1 << 20)
+#define IM_MAX_FILE ((size_t)1 << 31) /* protobuf's own limit */
+#define IM_MAX_NAME 48
+
+typedef enum vkind {
+    V_NCHW,      /* a layer's output as [N, C, H, W] */
+    V_NHWC,      /* transposed to [N, H, W, C] */
+    V_FLAT,      /* [N, H*W*C] in libkdens' (NHWC) order: 1x1 maps, flatten layers */
+    V_FLAT_NCHW, /* [N, C*H*W] in NCHW order: only a Gemm may read it */
+    V_RAW,       /* the graph input before the input scaling */
+    V_RAW_MUL,   /* the graph input times the per-channel scale */
+    V_GATE,      /* Sigmoid/HardSigmoid(x) read only by x * gate */
+    V_FLOOR,     /* Max(x, c) read only by a Log */
+    V_MUL_SCALAR, /* x * scalar, waiting for + scalar (rescale) */
+    V_CENTRED    /* x - mean, waiting for * inv_std (normalize) */
+} vkind;
+
+typedef struct val {
+    const char *name; /* the ONNX value (owned by the unpacked model) */
+    vkind kind;
+    int layer;        /* index into im.layers; -1: the network input */
+    int h, w, c;      /* the layer's output shape (of x for the pending kinds) */
+    int op;           /* V_GATE: 0 sigmoid, 1 hard sigmoid */
+    float scalar;     /* V_MUL_SCALAR: the scale; V_FLOOR: the floor */
+    const Onnx__TensorProto *tensor; /* V_CENTRED: the mean; V_RAW_MUL: the scale */
+} val;
+
+typedef struct layer {
+    char name[IM_MAX_NAME + 16];
+    int h, w, c;
+} layer;
+
+typedef struct pending { /* a parameter to copy once the model exists */
+    char *name;
+    float *data;
+    size_t count;
+} pending;
+
+typedef struct im {
+    const Onnx__GraphProto *g;
+    val *vals;
+    size_t n_vals, cap_vals;
+    layer *layers;
+    int n_layers;
+    size_t cap_layers;
+    pending *params;
+    size_t n_params, cap_params;
+    char *spec;
+    size_t spec_len, spec_cap;
+    int in_h, in_w, in_c;
+    float *in_scale, *in_offset; /* NULL: 1 and 0 */
+    const char *path;
+} im;
+
+/* ---- small helpers ------------------------------------------------------------- */
+
+static kdens_status nomem(void)
+{
+    return kdens_set_error(KDENS_E_NOMEM, "onnx import: out of memory");
+}
+
+/* Errors name the file, the node and its operator. */
+static kdens_status node_error(im *s, const Onnx__NodeProto *n, kdens_status st, const char *fmt,
+                               ...) __attribute__((format(printf, 4, 5)));
+static kdens_status node_error(im *s, const Onnx__NodeProto *n, kdens_status st, const char *fmt,
+                               ...)
+{
+    char what[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return kdens_set_error(st, "%s: node '%s' (%s): %s", s->path,
+                           n->name ? n->name : "(unnamed)", n->op_type ? n->op_type : "?", what);
+}
+
+static bool grow(void **array, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return true;
+    size_t n = *cap ? *cap * 2 : 32;
+    void *p = realloc(*array, n * elem);
+    if (!p)
+        return false;
+    *array = p;
+    *cap = n;
+    return true;
+}
+
+static kdens_status spec_add(im *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static kdens_status spec_add(im *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (len < 0 || !grow((void **)&s->spec, &s->spec_cap, s->spec_len + (size_t)len + 1, 1))
+        return nomem();
+    va_start(ap, fmt);
+    vsnprintf(s->spec + s->spec_len, (size_t)len + 1, fmt, ap);
+    va_end(ap);
+    s->spec_len += (size_t)len;
+    return KDENS_OK;
+}
+
+static val *find_val(im *s, const char *name)
+{
+    for (size_t i = s->n_vals; i-- > 0;) /* the latest definition */
+        if (strcmp(s->vals[i].name, name) == 0)
+            return &s->vals[i];
+    return NULL;
+}
+
+static kdens_status add_val(im *s, const char *name, val v)
+{
+    if (!grow((void **)&s->vals, &s->cap_vals, s->n_vals + 1, sizeof *s->vals))
+        return nomem();
+    v.name = name;
+    s->vals[s->n_vals++] = v;
+    return KDENS_OK;
+}
+
+static const Onnx__TensorProto *find_init(const im *s, const char *name)
+{
+    for (size_t i = 0; i < s->g->n_initializer; i++)
+        if (s->g->initializer[i]->name && strcmp(s->g->initializer[i]->name, name) == 0)
+            return s->g->initializer[i];
+    return NULL;
+}
+
+/* How many nodes read a value (the fused pairs need exactly one reader). */
+static int readers(const im *s, const char *name)
+{
+    int n = 0;
+    for (size_t i = 0; i < s->g->n_node; i++)
+        for (size_t k = 0; k < s->g->node[i]->n_input; k++)
+            n += strcmp(s->g->node[i]->input[k], name) == 0;
+    for (size_t i = 0; i < s->g->n_output; i++)
+        n += s->g->output[i]->name && strcmp(s->g->output[i]->name, name) == 0;
+    return n;
+}
+
+/* ---- tensors and attributes --------------------------------------------------------- */
+
+/* The elements of an initializer (dims multiplied, checked for overflow). */
+static bool tensor_count(const Onnx__TensorProto *t, size_t *count)
+{
+    size_t n = 1;
+    for (size_t i = 0; i < t->n_dims; i++) {
+        if (t->dims[i] < 0 || (t->dims[i] > 0 && n > SIZE_MAX / (size_t)t->dims[i]))
+            return false;
+        n *= (size_t)t->dims[i];
+    }
+    *count = n;
+    return true;
+}
+
+/* A float initializer of exactly `count` values, copied (float_data or
+ * little-endian raw_data).  NULL with the error set otherwise. */
+static float *tensor_floats(im *s, const Onnx__NodeProto *n, const Onnx__TensorProto *t,
+                            size_t count, const char *what)
+{
+    size_t have;
+    if (!t || t->data_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT || !tensor_count(t, &have) ||
+        have != count) {
+        node_error(s, n, KDENS_E_FORMAT, "%s: expected a float initializer of %zu values", what,
+                   count);
+        return NULL;
+    }
+    bool raw = t->has_raw_data && t->raw_data.len > 0;
+    if (raw ? t->raw_data.len != count * sizeof(float) : t->n_float_data != count) {
+        node_error(s, n, KDENS_E_FORMAT, "%s: the data does not hold %zu floats", what, count);
+        return NULL;
+    }
+    float *out = malloc(sizeof(float) * (count ? count : 1));
+    if (!out) {
+        nomem();
+        return NULL;
+    }
+    /* raw_data is little-endian, as this library's hosts (x86-64) */
+    memcpy(out, raw ? (const void *)t->raw_data.data : (const void *)t->float_data,
+           sizeof(float) * count);
+    return out;
+}
+
+static const Onnx__AttributeProto *attr(const Onnx__NodeProto *n, const char *name)
+{
+    for (size_t i = 0; i < n->n_attribute; i++)
+        if (n->attribute[i]->name && strcmp(n->attribute[i]->name, name) == 0)
+            return n->attribute[i];
+    return NULL;
+}
+
+static int64_t attr_i(const Onnx__NodeProto *n, const char *name, int64_t dflt)
+{
+    const Onnx__AttributeProto *a = attr(n, name);
+    return a && a->has_i ? a->i : dflt;
+}
+
+static float attr_f(const Onnx__NodeProto *n, const char *name, float dflt)
+{
+    const Onnx__AttributeProto *a = attr(n, name);
+    return a && a->has_f ? a->f : dflt;
+}
+
+/* An ints attribute of `count` values each in [lo, 65536]; absent: dflt. */
+static bool attr_ints(const Onnx__NodeProto *n, const char *name, size_t count, int lo,
+                      int dflt, int *out)
+{
+    const Onnx__AttributeProto *a = attr(n, name);
+    if (!a) {
+        for (size_t i = 0; i < count; i++)
+            out[i] = dflt;
+        return true;
+    }
+    if (a->n_ints != count)
+        return false;
+    for (size_t i = 0; i < count; i++) {
+        if (a->ints[i] < lo || a->ints[i] > 65536)
+            return false;
+        out[i] = (int)a->ints[i];
+    }
+    return true;
+}
+
+/* A scalar float initializer (any shape of one value). */
+static bool scalar_of(im *s, const char *name, float *v)
+{
+    const Onnx__TensorProto *t = find_init(s, name);
+    size_t count;
+    if (!t || t->data_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT || !tensor_count(t, &count) ||
+        count != 1)
+        return false;
+    if (t->has_raw_data && t->raw_data.len == sizeof(float))
+        memcpy(v, t->raw_data.data, sizeof(float));
+    else if (t->n_float_data == 1)
+        *v = t->float_data[0];
+    else
+        return false;
+    return true;
+}
+
+/* ---- layers ---------------------------------------------------------------------------- */
+
+/* A new layer named after the node's output (letters, digits, _ . - kept,
+ * the rest '_'; a number appended when taken).  Writes "TYPE name=NAME". */
+static kdens_status new_layer(im *s, const Onnx__NodeProto *n, const char *type, int h, int w,
+                              int c, int *id)
+{
+    if (!grow((void **)&s->layers, &s->cap_layers, (size_t)s->n_layers + 1,
+              sizeof *s->layers))
+        return nomem();
+    layer *l = &s->layers[s->n_layers];
+    char base[IM_MAX_NAME + 1];
+    const char *src = n->output[0];
+    size_t k = 0;
+    for (; src[k] && k < IM_MAX_NAME; k++) {
+        char ch = src[k];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' || ch == '-';
+        base[k] = ok ? ch : '_';
+    }
+    base[k] = '\0';
+    if (k == 0 || strcmp(base, "input") == 0 || strcmp(base, "prev") == 0)
+        snprintf(base, sizeof base, "layer");
+    snprintf(l->name, sizeof l->name, "%s", base);
+    for (int tries = 1;; tries++) {
+        bool taken = false;
+        for (int i = 0; i < s->n_layers && !taken; i++)
+            taken = strcmp(s->layers[i].name, l->name) == 0;
+        if (!taken)
+            break;
+        snprintf(l->name, sizeof l->name, "%s_%d", base, tries);
+    }
+    l->h = h;
+    l->w = w;
+    l->c = c;
+    *id = s->n_layers++;
+    return spec_add(s, "%s name=%s", type, l->name);
+}
+
+static const char *layer_name(const im *s, int id)
+{
+    return id < 0 ? "input" : s->layers[id].name;
+}
+
+/* The spec's in= list, and the end of the line. */
+static kdens_status end_line(im *s, int n_in, const val *const *in)
+{
+    kdens_status st = spec_add(s, " in=");
+    for (int i = 0; i < n_in && st == KDENS_OK; i++)
+        st = spec_add(s, "%s%s", i ? "," : "", layer_name(s, in[i]->layer));
+    return st == KDENS_OK ? spec_add(s, "\n") : st;
+}
+
+/* The output value of a new layer, seen as NCHW (or flat when 1x1 and so
+ * read by flat consumers alike: a 1x1 map is the same in both orders). */
+static kdens_status layer_out(im *s, const Onnx__NodeProto *n, int id, vkind kind)
+{
+    val v = {0};
+    v.kind = kind;
+    v.layer = id;
+    v.h = s->layers[id].h;
+    v.w = s->layers[id].w;
+    v.c = s->layers[id].c;
+    return add_val(s, n->output[0], v);
+}
+
+static kdens_status add_param(im *s, int id, const char *suffix, float *data, size_t count)
+{
+    if (!grow((void **)&s->params, &s->cap_params, s->n_params + 1, sizeof *s->params)) {
+        free(data);
+        return nomem();
+    }
+    size_t len = strlen(s->layers[id].name) + strlen(suffix) + 2;
+    char *name = malloc(len);
+    if (!name) {
+        free(data);
+        return nomem();
+    }
+    snprintf(name, len, "%s/%s", s->layers[id].name, suffix);
+    s->params[s->n_params++] = (pending){name, data, count};
+    return KDENS_OK;
+}
+
+/* A value read as a layer's map: NCHW, or a flat 1x1 (the same data). */
+static bool as_map(const val *v)
+{
+    return v->kind == V_NCHW || ((v->kind == V_FLAT || v->kind == V_NHWC) && v->h == 1 && v->w == 1);
+}
+
+/* The input value k of a node, which must exist. */
+static const val *input_val(im *s, const Onnx__NodeProto *n, size_t k)
+{
+    if (k >= n->n_input || !n->input[k][0])
+        return NULL;
+    return find_val(s, n->input[k]);
+}
+
+/* ---- the operators ---------------------------------------------------------------------- */
+
+/* Window attributes of Conv and the pools: kernel, strides, pads; no
+ * dilation, no auto_pad, no ceil_mode. */
+typedef struct window {
+    int k[2], st[2], pads[4]; /* pads: top, left, bottom, right (ONNX order) */
+} window;
+
+static kdens_status read_window(im *s, const Onnx__NodeProto *n, const int *kernel,
+                                window *win)
+{
+    int dil[2];
+    const Onnx__AttributeProto *ap = attr(n, "auto_pad");
+    if (ap && ap->has_s && !(ap->s.len == 6 && memcmp(ap->s.data, "NOTSET", 6) == 0))
+        return node_error(s, n, KDENS_E_FORMAT, "auto_pad is not supported (explicit pads only)");
+    if (attr_i(n, "ceil_mode", 0) != 0)
+        return node_error(s, n, KDENS_E_FORMAT, "ceil_mode=1 is not supported");
+    if (!attr_ints(n, "kernel_shape", 2, 1, 0, win->k) || (!kernel && !attr(n, "kernel_shape")) ||
+        !attr_ints(n, "strides", 2, 1, 1, win->st) || !attr_ints(n, "pads", 4, 0, 0, win->pads) ||
+        !attr_ints(n, "dilations", 2, 1, 1, dil))
+        return node_error(s, n, KDENS_E_FORMAT,
+                          "kernel_shape, strides, pads or dilations missing or out of range");
+    if (dil[0] != 1 || dil[1] != 1)
+        return node_error(s, n, KDENS_E_FORMAT, "dilated windows are not supported");
+    if (kernel && attr(n, "kernel_shape") && (win->k[0] != kernel[0] || win->k[1] != kernel[1]))
+        return node_error(s, n, KDENS_E_FORMAT, "kernel_shape disagrees with the weights");
+    if (kernel && !attr(n, "kernel_shape")) {
+        win->k[0] = kernel[0];
+        win->k[1] = kernel[1];
+    }
+    return KDENS_OK;
+}
+
+/* The output size of a window; 0 when the window does not fit. */
+static int window_out(int in, int k, int stride, int before, int after)
+{
+    long span = (long)in + before + after - k;
+    return span < 0 ? 0 : (int)(span / stride + 1);
+}
+
+static kdens_status window_spec(im *s, const window *win)
+{
+    return spec_add(s, " kernel=%dx%d stride=%dx%d padding=%d,%d,%d,%d", win->k[0], win->k[1],
+                    win->st[0], win->st[1], win->pads[0], win->pads[2], win->pads[1],
+                    win->pads[3]);
+}
+
+static kdens_status op_conv(im *s, const Onnx__NodeProto *n)
+{
+    const val *x = input_val(s, n, 0);
+    const Onnx__TensorProto *wt = n->n_input > 1 ? find_init(s, n->input[1]) : NULL;
+    if (!x || !as_map(x) || !wt || wt->n_dims != 4)
+        return node_error(s, n, KDENS_E_FORMAT,
+                          "needs a map input and a 4-D weight initializer [O, I/groups, kh, kw]");
+    int64_t groups = attr_i(n, "group", 1);
+    for (int i = 0; i < 4; i++)
+        if (wt->dims[i] < 1 || wt->dims[i] > 65536)
+            return node_error(s, n, KDENS_E_FORMAT, "weight dimension out of range");
+    int co = (int)wt->dims[0], ci = (int)wt->dims[1], kh = (int)wt->dims[2],
+        kw = (int)wt->dims[3];
+    if (groups < 1 || groups > x->c || (long)ci * groups != x->c || co % groups)
+        return node_error(s, n, KDENS_E_SHAPE, "%d input channels, weights for %d x %lld groups",
+                          x->c, ci, (long long)groups);
+    window win;
+    kdens_status st = read_window(s, n, (const int[]){kh, kw}, &win);
+    if (st != KDENS_OK)
+        return st;
+    int oh = window_out(x->h, kh, win.st[0], win.pads[0], win.pads[2]);
+    int ow = window_out(x->w, kw, win.st[1], win.pads[1], win.pads[3]);
+    size_t count;
+    if (!tensor_count(wt, &count))
+        return node_error(s, n, KDENS_E_FORMAT, "weights of too many values");
+    float *w = tensor_floats(s, n, wt, count, "weights");
+    float *hwio = w ? malloc(sizeof(float) * count) : NULL;
+    if (!hwio) {
+        free(w);
+        return w ? nomem() : KDENS_E_FORMAT;
+    }
+    for (int o = 0; o < co; o++) /* OIHW -> HWIO */
+        for (int i = 0; i < ci; i++)
+            for (int y = 0; y < kh; y++)
+                for (int xx = 0; xx < kw; xx++)
+                    hwio[(((size_t)y * kw + xx) * ci + i) * co + o] =
+                        w[(((size_t)o * ci + i) * kh + y) * kw + xx];
+    free(w);
+    float *b = NULL;
+    if (n->n_input > 2 && n->input[2][0] &&
+        !(b = tensor_floats(s, n, find_init(s, n->input[2]), (size_t)co, "bias"))) {
+        free(hwio);
+        return KDENS_E_FORMAT;
+    }
+    int id;
+    st = new_layer(s, n, "conv", oh, ow, co, &id);
+    if (st == KDENS_OK)
+        st = spec_add(s, " filters=%d groups=%lld bias=%d", co, (long long)groups, b != NULL);
+    if (st == KDENS_OK)
+        st = window_spec(s, &win);
+    if (st == KDENS_OK)
+        st = end_line(s, 1, &x);
+    st = st == KDENS_OK ? add_param(s, id, "kernel", hwio, count) : (free(hwio), st);
+    if (b)
+        st = st == KDENS_OK ? add_param(s, id, "bias", b, (size_t)co) : (free(b), st);
+    return st == KDENS_OK ? layer_out(s, n, id, V_NCHW) : st;
+}
+
+/* Gemm's kernel as [F, units]: transposed when transB, rows permuted from
+ * NCHW to NHWC order when its input is an NCHW flatten. */
+static float *gemm_kernel(im *s, const Onnx__NodeProto *n, const val *x, int f, int u)
+{
+    bool trans = attr_i(n, "transB", 0) != 0;
+    float *w = tensor_floats(s, n, n->n_input > 1 ? find_init(s, n->input[1]) : NULL,
+                             (size_t)f * u, "weights");
+    const Onnx__TensorProto *t = n->n_input > 1 ? find_init(s, n->input[1]) : NULL;
+    if (!w)
+        return NULL;
+    if (t->n_dims != 2 || t->dims[0] != (trans ? u : f)) {
+        free(w);
+        node_error(s, n, KDENS_E_SHAPE, "weights are not [%d, %d]", trans ? u : f, trans ? f : u);
+        return NULL;
+    }
+    float *k = malloc(sizeof(float) * (size_t)f * u);
+    if (!k) {
+        free(w);
+        nomem();
+        return NULL;
+    }
+    for (int r = 0; r < f; r++) {
+        int src = r; /* row r of libkdens' kernel: NHWC feature (y, x, c) */
+        if (x->kind == V_FLAT_NCHW) {
+            int c = r % x->c, pix = r / x->c;
+            src = c * x->h * x->w + pix;
+        }
+        for (int j = 0; j < u; j++)
+            k[(size_t)r * u + j] = trans ? w[(size_t)j * f + src] : w[(size_t)src * u + j];
+    }
+    free(w);
+    return k;
+}
+
+static kdens_status op_gemm(im *s, const Onnx__NodeProto *n)
+{
+    const val *x = input_val(s, n, 0);
+    const Onnx__TensorProto *wt = n->n_input > 1 ? find_init(s, n->input[1]) : NULL;
+    if (!x || !(x->kind == V_FLAT || x->kind == V_FLAT_NCHW) || !wt || wt->n_dims != 2)
+        return node_error(s, n, KDENS_E_FORMAT, "needs a flat input and a 2-D weight initializer");
+    if (attr_i(n, "transA", 0) != 0 || attr_f(n, "alpha", 1.0f) != 1.0f ||
+        attr_f(n, "beta", 1.0f) != 1.0f)
+        return node_error(s, n, KDENS_E_FORMAT, "only transA=0, alpha=1 and beta=1 are supported");
+    long f = (long)x->h * x->w * x->c;
+    if (f > (1L << 28)) /* docs/spec.md's bound of a layer output */
+        return node_error(s, n, KDENS_E_SHAPE, "input of %ld features", f);
+    int64_t u = attr_i(n, "transB", 0) ? wt->dims[0] : wt->dims[1];
+    if (u < 1 || u > 65536)
+        return node_error(s, n, KDENS_E_SHAPE, "units out of range");
+    float *k = gemm_kernel(s, n, x, (int)f, (int)u);
+    if (!k)
+        return KDENS_E_FORMAT;
+    float *b = NULL;
+    if (n->n_input > 2 && n->input[2][0] &&
+        !(b = tensor_floats(s, n, find_init(s, n->input[2]), (size_t)u, "bias"))) {
+        free(k);
+        return KDENS_E_FORMAT;
+    }
+    int id;
+    kdens_status st = new_layer(s, n, "dense", 1, 1, (int)u, &id);
+    if (st == KDENS_OK)
+        st = spec_add(s, " units=%d bias=%d", (int)u, b != NULL);
+    if (st == KDENS_OK)
+        st = end_line(s, 1, &x);
+    st = st == KDENS_OK ? add_param(s, id, "kernel", k, (size_t)f * u) : (free(k), st);
+    if (b)
+        st = st == KDENS_OK ? add_param(s, id, "bias", b, (size_t)u) : (free(b), st);
+    return st == KDENS_OK ? layer_out(s, n, id, V_FLAT) : st;
+}
+
+static kdens_status op_batchnorm(im *s, const Onnx__NodeProto *n)
+{
+    static const char *const names[4] = {"gamma", "beta", "moving_mean", "moving_variance"};
+    const val *x = input_val(s, n, 0);
+    if (!x || !(as_map(x) || x->kind == V_FLAT) || n->n_input != 5)
+        return node_error(s, n, KDENS_E_FORMAT, "needs a layer's output and four initializers");
+    float eps = attr_f(n, "epsilon", 1e-5f);
+    if (!(eps > 0) || n->n_output != 1)
+        return node_error(s, n, KDENS_E_FORMAT, "epsilon must be > 0, one output (inference)");
+    float *p[4] = {NULL};
+    for (int i = 0; i < 4; i++)
+        if (!(p[i] = tensor_floats(s, n, find_init(s, n->input[i + 1]), (size_t)x->c, names[i]))) {
+            for (int k = 0; k < i; k++)
+                free(p[k]);
+            return KDENS_E_FORMAT;
+        }
+    int id;
+    kdens_status st = new_layer(s, n, "batchnorm", x->h, x->w, x->c, &id);
+    if (st == KDENS_OK)
+        st = spec_add(s, " eps=%.9g", (double)eps);
+    if (st == KDENS_OK)
+        st = end_line(s, 1, &x);
+    for (int i = 0; i < 4; i++)
+        st = st == KDENS_OK ? add_param(s, id, names[i], p[i], (size_t)x->c) : (free(p[i]), st);
+    return st == KDENS_OK ? layer_out(s, n, id, x->kind == V_FLAT ? V_FLAT : V_NCHW) : st;
+}
+
+/* A layer of one input and the input's shape (activations, gap's kin). */
+static kdens_status same_shape_layer(im *s, const Onnx__NodeProto *n, const val *x,
+                                     const char *type)
+{
+    if (!x || !(as_map(x) || x->kind == V_FLAT))
+        return node_error(s, n, KDENS_E_FORMAT, "reads no layer's output");
+    int id;
+    kdens_status st = new_layer(s, n, type, x->h, x->w, x->c, &id);
+    if (st == KDENS_OK)
+        st = end_line(s, 1, &x);
+    return st == KDENS_OK ? layer_out(s, n, id, x->kind == V_FLAT ? V_FLAT : V_NCHW) : st;
+}
+
+/* Sigmoid and HardSigmoid: a gate when x * gate is their only reader. */
+static kdens_status op_sigmoid(im *s, const Onnx__NodeProto *n, bool hard)
+{
+    const val *x = input_val(s, n, 0);
+    if (hard && (fabsf(attr_f(n, "alpha", 0.2f) - 1.0f / 6.0f) > 1e-7f ||
+                 attr_f(n, "beta", 0.5f) != 0.5f))
+        return node_error(s, n, KDENS_E_FORMAT,
+                          "only alpha=1/6, beta=1/2 (relu6(x + 3) / 6) is supported");
+    if (x && readers(s, n->output[0]) == 1) {
+        for (size_t i = 0; i < s->g->n_node; i++) {
+            const Onnx__NodeProto *m = s->g->node[i];
+            if (m->op_type && strcmp(m->op_type, "Mul") == 0 && m->n_input == 2 &&
+                ((strcmp(m->input[0], n->input[0]) == 0 && strcmp(m->input[1], n->output[0]) == 0) ||
+                 (strcmp(m->input[1], n->input[0]) == 0 && strcmp(m->input[0], n->output[0]) == 0))) {
+                val v = *x;
+                v.kind = V_GATE;
+                v.op = hard;
+                v.scalar = 0;
+                v.tensor = NULL;
+                /* remember x by its value name in the gate's own record */
+                v.name = NULL;
+                v.layer = x->layer;
+                return add_val(s, n->output[0], v);
+            }
+        }
+    }
+    return same_shape_layer(s, n, x, hard ? "hard_sigmoid" : "sigmoid");
+}
+
+static kdens_status op_clip(im *s, const Onnx__NodeProto *n)
+{
+    float lo, hi;
+    if (n->n_input != 3 || !scalar_of(s, n->input[1], &lo) || !scalar_of(s, n->input[2], &hi) ||
+        lo != 0.0f || hi != 6.0f)
+        return node_error(s, n, KDENS_E_FORMAT, "only Clip(x, 0, 6) (relu6) is supported");
+    return same_shape_layer(s, n, input_val(s, n, 0), "relu6");
+}
+
+static kdens_status op_softmax(im *s, const Onnx__NodeProto *n)
+{
+    const val *x = input_val(s, n, 0);
+    if (attr_i(n, "axis", -1) != 1 && !(x && x->kind == V_FLAT && attr_i(n, "axis", -1) == -1))
+        return node_error(s, n, KDENS_E_FORMAT, "only a softmax over the channels (axis 1)");
+    return same_shape_layer(s, n, x, "softmax");
+}
+
+/* Max(x, c) read by a Log: ln(max(x, 1e-30)). */
+static kdens_status op_max(im *s, const Onnx__NodeProto *n)
+{
+    const val *x = input_val(s, n, 0);
+    float c;
+    if (!x || n->n_input != 2 || !scalar_of(s, n->input[1], &c) || c != 1e-30f)
+        return node_error(s, n, KDENS_E_FORMAT, "only Max(x, 1e-30) before a Log is supported");
+    val v = *x;
+    v.kind = V_FLOOR;
+    v.scalar = c;
+    return add_val(s, n->output[0], v);
+}
+
+static kdens_status op_log(im *s, const Onnx__NodeProto *n)
+{
+    const val *x = input_val(s, n, 0);
+    if (!x || x->kind != V_FLOOR)
+        return node_error(s, n, KDENS_E_FORMAT, "only Log(Max(x, 1e-30)) is supported");
+    val in = *x;
+    in.kind = in.h == 1 && in.w == 1 ? V_FLAT : V_NCHW;
+    return same_shape_layer(s, n, &in, "log");
+}
+
+static kdens_status op_pool(im *s, const Onnx__NodeProto *n, bool max)
+{
+    const val *x = input_val(s, n, 0);
+    if (!x || !as_map(x))
+        return node_error(s, n, KDENS_E_FORMAT, "reads no map");
+    if (!max && attr_i(n, "count_include_pad", 0) != 0)
+        return node_error(s, n, KDENS_E_FORMAT,
+                          "count_include_pad=1 is not supported (libkdens averages the cells "
+                          "inside the input)");
+    if (max && n->n_output > 1)
+        return node_error(s, n, KDENS_E_FORMAT, "the Indices output is not supported");
+    window win;
+    kdens_status st = read_window(s, n, NULL, &win);
+    if (st != KDENS_OK)
+        return st;
+    int id;
+    st = new_layer(s, n, max ? "maxpool" : "avgpool",
+                   window_out(x->h, win.k[0], win.st[0], win.pads[0], win.pads[2]),
+                   window_out(x->w, win.k[1], win.st[1], win.pads[1], win.pads[3]), x->c, &id);
+    if (st == KDENS_OK) { /* pools call the window "size" */
+        st = spec_add(s, " size=%dx%d stride=%dx%d padding=%d,%d,%d,%d", win.k[0], win.k[1],
+                      win.st[0], win.st[1], win.pads[0], win.pads[2], win.pads[1], win.pads[3]);
+    }
+    if (st == KDENS_OK)
+        st = end_line(s, 1, &x);
+    return st == KDENS_OK ? layer_out(s, n, id, V_NCHW) : st;
+}
+
+static kdens_status op_gap(im *s, const Onnx__NodeProto *n)
+{
+    const val *x = input_val(s, n, 0);
+    if (!x || !as_map(x))
+        return node_error(s, n, KDENS_E_FORMAT, "reads no map");
+    int id;
+    kdens_status st = new_layer(s, n, "gap", 1, 1, x->c, &id);
+    if (st == KDENS_OK)
+        st = end_line(s, 1, &x);
+    return st == KDENS_OK ? layer_out(s, n, id, V_NCHW) : st;
+}
+
+/* Pad: constant zeros on H and W only. */
+static kdens_status op_pad(im *s, const Onnx__NodeProto *n)
+{
+    const val *x = input_val(s, n, 0);
+    const Onnx__TensorProto *t = n->n_input > 1 ? find_init(s, n->input[1]) : NULL;
+    const Onnx__AttributeProto *mode = attr(n, "mode");
+    float fill = 0;
+    if (n->n_input > 2 && n->input[2][0] && (!scalar_of(s, n->input[2], &fill) || fill != 0))
+        return node_error(s, n, KDENS_E_FORMAT, "only zero padding is supported");
+    if (mode && !(mode->s.len == 8 && memcmp(mode->s.data, "constant", 8) == 0))
+        return node_error(s, n, KDENS_E_FORMAT, "only mode=constant is supported");
+    if (!x || !as_map(x) || !t || t->data_type != ONNX__TENSOR_PROTO__DATA_TYPE__INT64 ||
+        t->n_int64_data != 8)
+        return node_error(s, n, KDENS_E_FORMAT, "needs a map and 8 int64 pads");
+    const int64_t *p = t->int64_data;
+    if (p[0] || p[1] || p[4] || p[5])
+        return node_error(s, n, KDENS_E_FORMAT, "pads on the batch or channel axis");
+    for (int i = 2; i < 8; i++)
+        if (p[i] < 0 || p[i] > 65536)
+            return node_error(s, n, KDENS_E_FORMAT, "pads out of range");
+    int id;
+    kdens_status st = new_layer(s, n, "zeropad", x->h + (int)(p[2] + p[6]),
+                                x->w + (int)(p[3] + p[7]), x->c, &id);
+    if (st == KDENS_OK)
+        st = spec_add(s, " pad=%d,%d,%d,%d", (int)p[2], (int)p[6], (int)p[3], (int)p[7]);
+    if (st == KDENS_OK)
+        st = end_line(s, 1, &x);
+    return st == KDENS_OK ? layer_out(s, n, id, V_NCHW) : st;
+}
+
+/* Transpose to NHWC, Flatten, Reshape, Identity, Dropout: views. */
+static kdens_status op_view(im *s, const Onnx__NodeProto *n)
+{
+    const val *x = input_val(s, n, 0);
+    if (!x || x->kind >= V_RAW)
+        return node_error(s, n, KDENS_E_FORMAT, "reads no layer's output");
+    val v = *x;
+    const char *op = n->op_type;
+    if (strcmp(op, "Transpose") == 0) {
+        const Onnx__AttributeProto *perm = attr(n, "perm");
+        if (x->kind != V_NCHW || !perm || perm->n_ints != 4 || perm->ints[0] != 0 ||
+            perm->ints[1] != 2 || perm->ints[2] != 3 || perm->ints[3] != 1)
+            return node_error(s, n, KDENS_E_FORMAT, "only NCHW -> NHWC (perm 0,2,3,1)");
+        v.kind = V_NHWC;
+    } else if (strcmp(op, "Flatten") == 0) {
+        if (attr_i(n, "axis", 1) != 1)
+            return node_error(s, n, KDENS_E_FORMAT, "only axis=1");
+        if (x->kind == V_NHWC && (x->h > 1 || x->w > 1)) { /* libkdens' own flatten */
+            val in = *x;
+            in.kind = V_NCHW;
+            const val *pin = &in;
+            int id;
+            kdens_status st = new_layer(s, n, "flatten", 1, 1, x->h * x->w * x->c, &id);
+            if (st == KDENS_OK)
+                st = end_line(s, 1, &pin);
+            return st == KDENS_OK ? layer_out(s, n, id, V_FLAT) : st;
+        }
+        v.kind = x->h == 1 && x->w == 1 ? V_FLAT : V_FLAT_NCHW;
+    } else if (strcmp(op, "Reshape") == 0) {
+        const Onnx__TensorProto *t = n->n_input > 1 ? find_init(s, n->input[1]) : NULL;
+        if (!t || t->data_type != ONNX__TENSOR_PROTO__DATA_TYPE__INT64 || x->h != 1 || x->w != 1)
+            return node_error(s, n, KDENS_E_FORMAT, "only reshapes of 1x1 maps are supported");
+        if (t->n_int64_data == 4 && t->int64_data[1] == x->c && t->int64_data[2] == 1 &&
+            t->int64_data[3] == 1)
+            v.kind = V_NCHW;
+        else if (t->n_int64_data == 2 && (t->int64_data[1] == x->c || t->int64_data[1] == -1))
+            v.kind = V_FLAT;
+        else
+            return node_error(s, n, KDENS_E_FORMAT, "only to [N, C, 1, 1] or [N, C]");
+    } else if (n->n_output != 1) { /* Identity, Dropout: the mask output is not supported */
+        return node_error(s, n, KDENS_E_FORMAT, "only one output");
+    }
+    return add_val(s, n->output[0], v);
+}
+
+/* Add, Sum, Mul, Concat of layers; and the pairs with constants. */
+static kdens_status op_merge(im *s, const Onnx__NodeProto *n, const char *type)
+{
+    if (n->n_input < 2 || n->n_input > 64)
+        return node_error(s, n, KDENS_E_FORMAT, "2 to 64 inputs");
+    const val *in[64];
+    for (size_t k = 0; k < n->n_input; k++)
+        if (!(in[k] = input_val(s, n, k)) || !(as_map(in[k]) || in[k]->kind == V_FLAT))
+            return node_error(s, n, KDENS_E_FORMAT,
+                              "input '%s' is not a layer's output (or a constant here)",
+                              n->input[k]);
+    const val *big = in[0];
+    int c = 0;
+    bool flat = true;
+    for (size_t k = 0; k < n->n_input; k++) {
+        if ((long)in[k]->h * in[k]->w > (long)big->h * big->w)
+            big = in[k];
+        c += in[k]->c;
+        flat = flat && in[k]->kind == V_FLAT;
+    }
+    if (strcmp(type, "concat") == 0 && attr_i(n, "axis", 1) != 1)
+        return node_error(s, n, KDENS_E_FORMAT, "only along the channels (axis 1)");
+    int id;
+    kdens_status st = new_layer(s, n, type, big->h, big->w,
+                                strcmp(type, "concat") == 0 ? c : big->c, &id);
+    if (st == KDENS_OK)
+        st = end_line(s, (int)n->n_input, in);
+    return st == KDENS_OK ? layer_out(s, n, id, flat ? V_FLAT : V_NCHW) : st;
+}
+
+/* Per-channel constant of c values shaped [1, C, 1, 1] or [C]. */
+static const Onnx__TensorProto *channel_const(im *s, const char *name, int c)
+{
+    const Onnx__TensorProto *t = find_init(s, name);
+    size_t count;
+    if (!t || !tensor_count(t, &count) || count != (size_t)c)
+        return NULL;
+    if (t->n_dims == 1 || (t->n_dims == 4 && t->dims[1] == c))
+        return t;
+    return NULL;
+}
+
+static kdens_status op_mul(im *s, const Onnx__NodeProto *n)
+{
+    if (n->n_input != 2)
+        return node_error(s, n, KDENS_E_FORMAT, "two inputs");
+    const val *a = input_val(s, n, 0), *b = input_val(s, n, 1);
+    if (a && b && (a->kind == V_GATE || b->kind == V_GATE)) { /* x * gate(x) */
+        const val *gate = a->kind == V_GATE ? a : b, *x = a->kind == V_GATE ? b : a;
+        return same_shape_layer(s, n, x, gate->op ? "hard_swish" : "swish");
+    }
+    if (a && !b) { /* a constant */
+        float v;
+        if (a->kind == V_RAW) {
+            const Onnx__TensorProto *t = channel_const(s, n->input[1], s->in_c);
+            if (!t)
+                return node_error(s, n, KDENS_E_FORMAT, "the input scale is not per channel");
+            val r = *a;
+            r.kind = V_RAW_MUL;
+            r.tensor = t;
+            return add_val(s, n->output[0], r);
+        }
+        if (a->kind == V_CENTRED) { /* (x - mean) * inv_std: normalize */
+            const Onnx__TensorProto *t = channel_const(s, n->input[1], a->c);
+            float *mean = tensor_floats(s, n, a->tensor, (size_t)a->c, "mean");
+            float *inv = mean && t ? tensor_floats(s, n, t, (size_t)a->c, "inv_std") : NULL;
+            if (!inv) {
+                free(mean);
+                return mean && !t ? node_error(s, n, KDENS_E_FORMAT, "not per channel")
+                                  : KDENS_E_FORMAT;
+            }
+            for (int k = 0; k < a->c; k++) /* variance whose 1/sqrt is inv_std */
+                inv[k] = 1.0f / (inv[k] * inv[k]);
+            val x = *a;
+            x.kind = x.h == 1 && x.w == 1 ? V_FLAT : V_NCHW;
+            const val *px = &x;
+            int id;
+            kdens_status st = new_layer(s, n, "normalize", x.h, x.w, x.c, &id);
+            if (st == KDENS_OK)
+                st = end_line(s, 1, &px);
+            st = st == KDENS_OK ? add_param(s, id, "mean", mean, (size_t)x.c) : (free(mean), st);
+            st = st == KDENS_OK ? add_param(s, id, "variance", inv, (size_t)x.c) : (free(inv), st);
+            return st == KDENS_OK ? layer_out(s, n, id, x.kind) : st;
+        }
+        if ((as_map(a) || a->kind == V_FLAT) && scalar_of(s, n->input[1], &v)) {
+            val r = *a;
+            r.kind = V_MUL_SCALAR;
+            r.scalar = v;
+            return add_val(s, n->output[0], r);
+        }
+        return node_error(s, n, KDENS_E_FORMAT, "a product with this constant is not supported");
+    }
+    if (!a)
+        return node_error(s, n, KDENS_E_FORMAT, "the first input must be a layer's output");
+    return op_merge(s, n, "multiply");
+}
+
+static kdens_status op_add(im *s, const Onnx__NodeProto *n)
+{
+    const val *a = input_val(s, n, 0), *b = n->n_input == 2 ? input_val(s, n, 1) : NULL;
+    if (a && !b && n->n_input == 2) {
+        float v;
+        if (a->kind == V_RAW_MUL) { /* the input scaling, done */
+            const Onnx__TensorProto *t = channel_const(s, n->input[1], s->in_c);
+            if (!t || s->in_scale)
+                return node_error(s, n, KDENS_E_FORMAT, "the input offset is not per channel");
+            s->in_scale = tensor_floats(s, n, a->tensor, (size_t)s->in_c, "input scale");
+            s->in_offset = s->in_scale ? tensor_floats(s, n, t, (size_t)s->in_c, "input offset")
+                                       : NULL;
+            if (!s->in_offset)
+                return KDENS_E_FORMAT;
+            val r = *a;
+            r.kind = V_NCHW;
+            return add_val(s, n->output[0], r);
+        }
+        if (a->kind == V_MUL_SCALAR && scalar_of(s, n->input[1], &v)) { /* rescale */
+            val x = *a;
+            x.kind = x.h == 1 && x.w == 1 ? V_FLAT : V_NCHW;
+            const val *px = &x;
+            int id;
+            kdens_status st = new_layer(s, n, "rescale", x.h, x.w, x.c, &id);
+            if (st == KDENS_OK)
+                st = spec_add(s, " scale=%.9g offset=%.9g", (double)a->scalar, (double)v);
+            if (st == KDENS_OK)
+                st = end_line(s, 1, &px);
+            return st == KDENS_OK ? layer_out(s, n, id, x.kind) : st;
+        }
+        return node_error(s, n, KDENS_E_FORMAT, "a sum with this constant is not supported");
+    }
+    return op_merge(s, n, "add");
+}
+
+static kdens_status op_sub(im *s, const Onnx__NodeProto *n)
+{
+    const val *a = input_val(s, n, 0);
+    const Onnx__TensorProto *t = n->n_input == 2 && a ? channel_const(s, n->input[1], a->c) : NULL;
+    if (!a || !t || !(as_map(a) || a->kind == V_FLAT))
+        return node_error(s, n, KDENS_E_FORMAT, "only x - (per-channel mean) is supported");
+    val r = *a;
+    r.kind = V_CENTRED;
+    r.tensor = t;
+    return add_val(s, n->output[0], r);
+}
+
+/* One node of the graph. */
+static kdens_status import_node(im *s, const Onnx__NodeProto *n)
+{
+    const char *op = n->op_type ? n->op_type : "";
+    if (n->n_output < 1 || !n->output[0][0] || (n->domain && n->domain[0] &&
+                                                strcmp(n->domain, "ai.onnx") != 0))
+        return node_error(s, n, KDENS_E_NOTFOUND, "operator not supported (a custom domain)");
+    if (n->n_output > 1 && strcmp(op, "Dropout") != 0 && strcmp(op, "MaxPool") != 0 &&
+        strcmp(op, "BatchNormalization") != 0)
+        return node_error(s, n, KDENS_E_FORMAT, "more than one output");
+    if (!strcmp(op, "Conv"))
+        return op_conv(s, n);
+    if (!strcmp(op, "Gemm"))
+        return op_gemm(s, n);
+    if (!strcmp(op, "BatchNormalization"))
+        return op_batchnorm(s, n);
+    if (!strcmp(op, "Relu"))
+        return same_shape_layer(s, n, input_val(s, n, 0), "relu");
+    if (!strcmp(op, "Tanh"))
+        return same_shape_layer(s, n, input_val(s, n, 0), "tanh");
+    if (!strcmp(op, "Sigmoid") || !strcmp(op, "HardSigmoid"))
+        return op_sigmoid(s, n, op[0] == 'H');
+    if (!strcmp(op, "HardSwish"))
+        return same_shape_layer(s, n, input_val(s, n, 0), "hard_swish");
+    if (!strcmp(op, "Clip"))
+        return op_clip(s, n);
+    if (!strcmp(op, "Softmax"))
+        return op_softmax(s, n);
+    if (!strcmp(op, "Max"))
+        return op_max(s, n);
+    if (!strcmp(op, "Log"))
+        return op_log(s, n);
+    if (!strcmp(op, "MaxPool") || !strcmp(op, "AveragePool"))
+        return op_pool(s, n, op[0] == 'M');
+    if (!strcmp(op, "GlobalAveragePool"))
+        return op_gap(s, n);
+    if (!strcmp(op, "Pad"))
+        return op_pad(s, n);
+    if (!strcmp(op, "Transpose") || !strcmp(op, "Flatten") || !strcmp(op, "Reshape") ||
+        !strcmp(op, "Identity") || !strcmp(op, "Dropout"))
+        return op_view(s, n);
+    if (!strcmp(op, "Add") || !strcmp(op, "Sum"))
+        return op_add(s, n);
+    if (!strcmp(op, "Mul"))
+        return op_mul(s, n);
+    if (!strcmp(op, "Sub"))
+        return op_sub(s, n);
+    if (!strcmp(op, "Concat"))
+        return op_merge(s, n, "concat");
+    return node_error(s, n, KDENS_E_NOTFOUND, "operator not supported by libkdens' import");
+}
+
+/* ---- the model ------------------------------------------------------------------------- */
+
+/* The graph's one data input: [N, C, H, W] floats (initializers listed as
+ * inputs, as older files do, are skipped). */
+static kdens_status read_input(im *s)
+{
+    const Onnx__ValueInfoProto *in = NULL;
+    for (size_t i = 0; i < s->g->n_input; i++) {
+        if (!s->g->input[i]->name || find_init(s, s->g->input[i]->name))
+            continue;
+        if (in)
+            return kdens_set_error(KDENS_E_FORMAT, "%s: more than one graph input", s->path);
+        in = s->g->input[i];
+    }
+    const Onnx__TypeProto *t = in ? in->type : NULL;
+    const Onnx__TensorShapeProto *sh =
+        t && t->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && t->tensor_type
+            ? t->tensor_type->shape
+            : NULL;
+    if (!sh || sh->n_dim != 4 || t->tensor_type->elem_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)
+        return kdens_set_error(KDENS_E_FORMAT, "%s: the graph input must be float [N, C, H, W]",
+                               s->path);
+    int dims[3];
+    for (int i = 0; i < 3; i++) {
+        const Onnx__TensorShapeProto__Dimension *d = sh->dim[i + 1];
+        if (d->value_case != ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE ||
+            d->dim_value < 1 || d->dim_value > 65536)
+            return kdens_set_error(KDENS_E_FORMAT,
+                                   "%s: the input's C, H and W must be fixed sizes", s->path);
+        dims[i] = (int)d->dim_value;
+    }
+    s->in_c = dims[0];
+    s->in_h = dims[1];
+    s->in_w = dims[2];
+    val v = {0};
+    v.kind = V_RAW;
+    v.layer = -1;
+    v.h = s->in_h;
+    v.w = s->in_w;
+    v.c = s->in_c;
+    return add_val(s, in->name, v);
+}
+
+/* Every layer's spec line, then the model, its weights and input scaling. */
+static kdens_status build_model(im *s, kdens_model **out)
+{
+    kdens_status st = read_input(s);
+    for (size_t i = 0; i < s->g->n_node && st == KDENS_OK; i++)
+        st = import_node(s, s->g->node[i]);
+    if (st != KDENS_OK)
+        return st;
+    const val *o = s->g->n_output == 1 && s->g->output[0]->name ? find_val(s, s->g->output[0]->name)
+                                                               : NULL;
+    if (!o || o->layer != s->n_layers - 1 || o->layer < 0 || o->h != 1 || o->w != 1 ||
+        !(o->kind == V_FLAT || o->kind == V_NCHW))
+        return kdens_set_error(KDENS_E_FORMAT,
+                               "%s: the graph's one output must be the last layer's, 1x1xK",
+                               s->path);
+    kdens_model *m = NULL;
+    st = kdens_model_from_spec(s->spec ? s->spec : "", s->in_h, s->in_w, s->in_c, o->c, 0, &m);
+    if (st != KDENS_OK)
+        return kdens_set_error(st, "%s: the translated network is refused: %s", s->path,
+                               kdens_errmsg());
+    for (size_t i = 0; i < s->n_params && st == KDENS_OK; i++) {
+        const pending *p = &s->params[i];
+        const kd_param *q = NULL;
+        for (int k = 0; k < m->n_params && !q; k++)
+            if (strcmp(m->params[k].name, p->name) == 0)
+                q = &m->params[k];
+        if (!q || q->count != p->count)
+            st = kdens_set_error(KDENS_E_SHAPE, "%s: parameter %s does not fit the network",
+                                 s->path, p->name);
+        else
+            memcpy(m->weights + q->offset, p->data, sizeof(float) * p->count);
+    }
+    if (st == KDENS_OK) {
+        float one[4096], zero[4096];
+        for (int c = 0; c < s->in_c && c < 4096; c++) {
+            one[c] = 1.0f;
+            zero[c] = 0.0f;
+        }
+        if (!s->in_scale && s->in_c > 4096)
+            st = kdens_set_error(KDENS_E_FORMAT, "%s: too many input channels", s->path);
+        else
+            st = kdens_model_set_input_scaling(m, s->in_scale ? s->in_scale : one,
+                                               s->in_offset ? s->in_offset : zero);
+    }
+    if (st != KDENS_OK) {
+        kdens_model_free(m);
+        return st;
+    }
+    *out = m;
+    return KDENS_OK;
+}
+
+/* ---- the file --------------------------------------------------------------------------- */
+
+/* protobuf-c's allocations, refused beyond the budget the file justifies. */
+typedef struct budget {
+    size_t left;
+} budget;
+
+static void *budget_alloc(void *data, size_t size)
+{
+    budget *b = data;
+    size_t need = size + sizeof(size_t);
+    if (size > b->left || need > b->left)
+        return NULL;
+    size_t *p = malloc(need);
+    if (!p)
+        return NULL;
+    b->left -= need;
+    *p = need;
+    return p + 1;
+}
+
+static void budget_free(void *data, void *ptr)
+{
+    if (!ptr)
+        return;
+    size_t *p = (size_t *)ptr - 1;
+    ((budget *)data)->left += *p;
+    free(p);
+}
+
+static kdens_status read_file(const char *path, uint8_t **data, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return kdens_set_error(KDENS_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (size < 0 || (size_t)size > IM_MAX_FILE || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return kdens_set_error(KDENS_E_IO, "%s: not a readable file of at most 2 GiB", path);
+    }
+    *len = (size_t)size;
+    *data = malloc(*len ? *len : 1);
+    if (!*data) {
+        fclose(f);
+        return nomem();
+    }
+    bool ok = fread(*data, 1, *len, f) == *len;
+    fclose(f);
+    if (!ok) {
+        free(*data);
+        return kdens_set_error(KDENS_E_IO, "%s: read failed", path);
+    }
+    return KDENS_OK;
+}
+
+static void im_free(im *s)
+{
+    free(s->vals);
+    free(s->layers);
+    for (size_t i = 0; i < s->n_params; i++) {
+        free(s->params[i].name);
+        free(s->params[i].data);
+    }
+    free(s->params);
+    free(s->spec);
+    free(s->in_scale);
+    free(s->in_offset);
+}
+
+kdens_status kdens_onnx_import(const char *path, kdens_model **out)
+{
+    if (!path || !out)
+        return kdens_set_error(KDENS_E_ARG, "kdens_onnx_import: NULL argument");
+    *out = NULL;
+    uint8_t *data = NULL;
+    size_t len = 0;
+    kdens_status st = read_file(path, &data, &len);
+    if (st != KDENS_OK)
+        return st;
+    budget b = {len * IM_MEMORY_FACTOR + IM_MEMORY_SLACK};
+    ProtobufCAllocator alloc = {budget_alloc, budget_free, &b};
+    Onnx__ModelProto *model = onnx__model_proto__unpack(&alloc, len, data);
+    free(data);
+    if (!model)
+        return kdens_set_error(KDENS_E_FORMAT, "%s: not an ONNX model (protobuf decoding failed)",
+                               path);
+    int64_t opset = -1;
+    for (size_t i = 0; i < model->n_opset_import; i++)
+        if (!model->opset_import[i]->domain || !model->opset_import[i]->domain[0] ||
+            strcmp(model->opset_import[i]->domain, "ai.onnx") == 0)
+            opset = model->opset_import[i]->version;
+    if (!model->graph)
+        st = kdens_set_error(KDENS_E_FORMAT, "%s: no graph", path);
+    else if (opset < 13)
+        st = kdens_set_error(KDENS_E_VERSION,
+                             "%s: opset %lld; the import reads opset 13 and later", path,
+                             (long long)opset);
+    if (st == KDENS_OK) {
+        im s = {0};
+        s.g = model->graph;
+        s.path = path;
+        st = build_model(&s, out);
+        im_free(&s);
+    }
+    onnx__model_proto__free_unpacked(model, &alloc);
+    return st;
+}
