@@ -777,7 +777,7 @@ static kdens_status op_merge(im *s, const Onnx__NodeProto *n, const char *type)
 {
     if (n->n_input < 2 || n->n_input > 64)
         return node_error(s, n, KDENS_E_FORMAT, "2 to 64 inputs");
-    const val *in[64];
+    const val *in[64] = {0}; /* (n_input >= 2: all set below; gcc -O1 cannot tell) */
     for (size_t k = 0; k < n->n_input; k++)
         if (!(in[k] = input_val(s, n, k)) || !(as_map(in[k]) || in[k]->kind == V_FLAT))
             return node_error(s, n, KDENS_E_FORMAT,
