@@ -19,7 +19,8 @@
  * constants (the model's input scaling), MatMul then Add of a bias
  * (dense).  Constants (initializers, Constant nodes, Identity of either)
  * are looked up by name; the small int64 arithmetic PyTorch writes for
- * x.view(x.size(0), -1) (Shape, Gather, Unsqueeze, Squeeze, Concat) is
+ * x.view(x.size(0), -1) (Shape, Gather, Unsqueeze, Squeeze, Concat) and
+ * for F.pad's pads (ConstantOfShape, Reshape, Slice, Transpose, Cast) is
  * evaluated at load, the batch kept as a symbol (IM_BATCH).
  *
  * A hostile file: protobuf-c unpacks under an allocator that refuses more
@@ -70,7 +71,8 @@ typedef struct val {
     float scalar;     /* V_MUL_SCALAR: the scale; V_FLOOR: the floor */
     const Onnx__TensorProto *tensor; /* V_CENTRED: the mean; V_RAW_MUL: the scale */
     size_t bias;      /* a MatMul's dense layer: 1 + its zero bias' index in im.params */
-    int n_ints, rank; /* V_SHAPE: ints[n_ints], of rank 0 (a scalar) or 1 */
+    int n_ints, rank; /* V_SHAPE: ints[n_ints], of rank 0 (a scalar), 1 or 2 */
+    int cols;         /* V_SHAPE of rank 2: [n_ints / cols, cols] */
     int64_t ints[IM_MAX_INTS];
 } val;
 
@@ -837,21 +839,23 @@ static kdens_status op_gap(im *s, const Onnx__NodeProto *n)
     return st == KDENS_OK ? layer_out(s, n, id, V_NCHW) : st;
 }
 
-/* Pad: constant zeros on H and W only. */
+static bool ints_of(im *s, const Onnx__NodeProto *n, size_t k, val *out);
+
+/* Pad: constant zeros on H and W only; the pads a constant, or computed
+ * from constants (PyTorch's F.pad). */
 static kdens_status op_pad(im *s, const Onnx__NodeProto *n)
 {
     const val *x = input_val(s, n, 0);
-    const Onnx__TensorProto *t = n->n_input > 1 ? find_init(s, n->input[1]) : NULL;
+    val t = {0};
     const Onnx__AttributeProto *mode = attr(n, "mode");
     float fill = 0;
     if (n->n_input > 2 && n->input[2][0] && (!scalar_of(s, n->input[2], &fill) || fill != 0))
         return node_error(s, n, KDENS_E_FORMAT, "only zero padding is supported");
     if (mode && !(mode->s.len == 8 && memcmp(mode->s.data, "constant", 8) == 0))
         return node_error(s, n, KDENS_E_FORMAT, "only mode=constant is supported");
-    int64_t p[8];
-    size_t np = 0;
-    if (!x || !as_map(x) || !tensor_int64s(t, p, 8, &np) || np != 8)
+    if (!x || !as_map(x) || !ints_of(s, n, 1, &t) || t.rank != 1 || t.n_ints != 8)
         return node_error(s, n, KDENS_E_FORMAT, "needs a map and 8 int64 pads");
+    const int64_t *p = t.ints;
     if (p[0] || p[1] || p[4] || p[5])
         return node_error(s, n, KDENS_E_FORMAT, "pads on the batch or channel axis");
     for (int i = 2; i < 8; i++)
@@ -898,13 +902,143 @@ static bool ints_of(im *s, const Onnx__NodeProto *n, size_t k, val *out)
         return false;
     const Onnx__TensorProto *t = find_init(s, n->input[k]);
     size_t count;
-    if (!t || t->n_dims > 1 || !tensor_int64s(t, out->ints, IM_MAX_INTS, &count))
+    if (!t || t->n_dims > 2 || !tensor_int64s(t, out->ints, IM_MAX_INTS, &count))
         return false;
     out->kind = V_SHAPE;
     out->layer = -1;
     out->n_ints = (int)count;
     out->rank = (int)t->n_dims;
+    if (t->n_dims == 2 && (count == 0 || t->dims[1] < 1 || t->dims[1] > IM_MAX_INTS))
+        return false;
+    out->cols = t->n_dims == 2 ? (int)t->dims[1] : 0;
     return true;
+}
+
+/* Whether input k is ints known at load. */
+static bool is_ints(im *s, const Onnx__NodeProto *n, size_t k)
+{
+    val v;
+    return ints_of(s, n, k, &v);
+}
+
+/* ---- more arithmetic on ints, for the pads of PyTorch's F.pad:
+ * ConstantOfShape, Reshape, Slice, Transpose and Cast of ints ---- */
+
+static kdens_status op_constant_of_shape(im *s, const Onnx__NodeProto *n)
+{
+    val shape = {0}, v = {0};
+    const Onnx__AttributeProto *a = attr(n, "value");
+    size_t one = 0;
+    int64_t fill = 0;
+    if (!ints_of(s, n, 0, &shape) || shape.rank != 1 || shape.n_ints != 1 || shape.ints[0] < 0 ||
+        shape.ints[0] > IM_MAX_INTS || !a || !a->t || !tensor_int64s(a->t, &fill, 1, &one) ||
+        one != 1)
+        return node_error(s, n, KDENS_E_FORMAT,
+                          "only a short int64 vector of a constant value is supported");
+    v.kind = V_SHAPE;
+    v.layer = -1;
+    v.rank = 1;
+    v.n_ints = (int)shape.ints[0];
+    for (int i = 0; i < v.n_ints; i++)
+        v.ints[i] = fill;
+    return add_val(s, n->output[0], v);
+}
+
+static kdens_status op_reshape_ints(im *s, const Onnx__NodeProto *n)
+{
+    val x = {0}, t = {0};
+    if (!ints_of(s, n, 0, &x) || !ints_of(s, n, 1, &t) || t.rank != 1 || t.n_ints < 1 ||
+        t.n_ints > 2 || attr_i(n, "allowzero", 0) != 0)
+        return node_error(s, n, KDENS_E_FORMAT, "only ints reshaped to 1 or 2 dimensions");
+    int64_t d[2] = {t.ints[0], t.n_ints == 2 ? t.ints[1] : 1};
+    int free_at = -1;
+    for (int i = 0; i < t.n_ints; i++) {
+        if (d[i] == -1 && free_at < 0)
+            free_at = i;
+        else if (d[i] < 1 || d[i] > IM_MAX_INTS)
+            return node_error(s, n, KDENS_E_FORMAT, "target shape out of range");
+    }
+    if (free_at >= 0) {
+        int64_t known = d[1 - free_at];
+        if (t.n_ints == 1)
+            known = 1;
+        if (x.n_ints % known)
+            return node_error(s, n, KDENS_E_FORMAT, "target shape does not fit");
+        d[free_at] = x.n_ints / known;
+    }
+    if (d[0] * d[1] != x.n_ints || d[1] < 1 || (t.n_ints == 2 && d[0] < 1))
+        return node_error(s, n, KDENS_E_FORMAT, "target shape does not fit");
+    x.rank = t.n_ints;
+    x.cols = t.n_ints == 2 ? (int)d[1] : 0;
+    return add_val(s, n->output[0], x);
+}
+
+/* Slice of ints along one axis (any step). */
+static kdens_status op_slice_ints(im *s, const Onnx__NodeProto *n)
+{
+    val x = {0}, st = {0}, en = {0}, ax = {0}, sp = {0};
+    bool has_axes = n->n_input > 3 && n->input[3][0], has_steps = n->n_input > 4 && n->input[4][0];
+    if (!ints_of(s, n, 0, &x) || x.rank < 1 || !ints_of(s, n, 1, &st) || st.n_ints != 1 ||
+        !ints_of(s, n, 2, &en) || en.n_ints != 1 ||
+        (has_axes && (!ints_of(s, n, 3, &ax) || ax.n_ints != 1)) ||
+        (has_steps && (!ints_of(s, n, 4, &sp) || sp.n_ints != 1)))
+        return node_error(s, n, KDENS_E_FORMAT, "only a slice of ints along one axis");
+    int64_t axis = has_axes ? ax.ints[0] : 0, step = has_steps ? sp.ints[0] : 1;
+    if (axis < 0)
+        axis += x.rank;
+    int rows = x.rank == 2 ? x.n_ints / x.cols : x.n_ints, cols = x.rank == 2 ? x.cols : 1;
+    if (axis < 0 || axis >= x.rank || step == 0 || step == IM_BATCH || st.ints[0] == IM_BATCH ||
+        en.ints[0] == IM_BATCH)
+        return node_error(s, n, KDENS_E_FORMAT, "axis or step out of range");
+    int64_t dim = axis == 0 ? rows : cols, b = st.ints[0], e = en.ints[0];
+    if (b < 0)
+        b += dim;
+    if (e < 0)
+        e += dim;
+    int64_t lo = step > 0 ? 0 : -1, hi = step > 0 ? dim : dim - 1;
+    b = b < 0 ? 0 : b > hi ? hi : b;
+    e = e < lo ? lo : e > hi ? hi : e;
+    if (step > IM_MAX_INTS || step < -IM_MAX_INTS) /* the same picks, no overflow */
+        step = step > 0 ? IM_MAX_INTS : -IM_MAX_INTS;
+    int64_t pick[IM_MAX_INTS];
+    int k = 0;
+    for (int64_t i = b; step > 0 ? i < e : i > e; i += step)
+        pick[k++] = i;
+    val v = x;
+    int n_rows = axis == 0 ? k : rows, n_cols = axis == 0 ? cols : k;
+    v.n_ints = n_rows * n_cols;
+    for (int r = 0; r < n_rows; r++)
+        for (int c = 0; c < n_cols; c++)
+            v.ints[r * n_cols + c] =
+                x.ints[(axis == 0 ? pick[r] : r) * cols + (axis == 0 ? c : pick[c])];
+    v.cols = x.rank == 2 ? n_cols : 0;
+    if (x.rank == 2 && n_cols == 0)
+        return node_error(s, n, KDENS_E_FORMAT, "an empty slice");
+    return add_val(s, n->output[0], v);
+}
+
+static kdens_status op_transpose_ints(im *s, const Onnx__NodeProto *n)
+{
+    val x = {0};
+    const Onnx__AttributeProto *perm = attr(n, "perm");
+    if (!ints_of(s, n, 0, &x) || x.rank != 2 ||
+        (perm && (perm->n_ints != 2 || perm->ints[0] != 1 || perm->ints[1] != 0)))
+        return node_error(s, n, KDENS_E_FORMAT, "only the transpose of a matrix of ints");
+    val v = x;
+    int rows = x.n_ints / x.cols;
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < x.cols; c++)
+            v.ints[c * rows + r] = x.ints[r * x.cols + c];
+    v.cols = rows;
+    return add_val(s, n->output[0], v);
+}
+
+static kdens_status op_cast_ints(im *s, const Onnx__NodeProto *n)
+{
+    val x = {0};
+    if (!ints_of(s, n, 0, &x) || attr_i(n, "to", 0) != ONNX__TENSOR_PROTO__DATA_TYPE__INT64)
+        return node_error(s, n, KDENS_E_FORMAT, "only a Cast of ints to int64");
+    return add_val(s, n->output[0], x);
 }
 
 /* Reshape of a map or a flat value: to [N, features] (a flatten), or of a
@@ -1241,6 +1375,14 @@ static kdens_status import_node(im *s, const Onnx__NodeProto *n)
         return op_squeeze(s, n, op[0] == 'U');
     if (!strcmp(op, "Concat") && reads_ints(s, n))
         return op_concat_ints(s, n);
+    if (!strcmp(op, "ConstantOfShape"))
+        return op_constant_of_shape(s, n);
+    if (!strcmp(op, "Slice") && is_ints(s, n, 0))
+        return op_slice_ints(s, n);
+    if (!strcmp(op, "Cast") && is_ints(s, n, 0))
+        return op_cast_ints(s, n);
+    if ((!strcmp(op, "Reshape") || !strcmp(op, "Transpose")) && is_ints(s, n, 0))
+        return op[0] == 'R' ? op_reshape_ints(s, n) : op_transpose_ints(s, n);
     if (!strcmp(op, "BatchNormalization"))
         return op_batchnorm(s, n);
     if (!strcmp(op, "Relu"))

@@ -22,8 +22,7 @@ count_include_pad=1 and padding, Gemm without transB, Reshape to [0, -1];
 its probabilities are computed with PyTorch's functional operators.
 Models the import must refuse, naming the node and its operator, are
 listed in OUT_DIR/refused.txt as "NAME OPERATOR": a dilated convolution
-(libkdens' engine has no dilation) and F.pad, which PyTorch 1.13 writes
-as a chain computing the pads at run time (ConstantOfShape, Slice, ...).
+(libkdens' engine has no dilation) and a LeakyReLU (no such layer).
 Exits 77 when torch or torchvision is missing (the C test then skips)."""
 import os
 import sys
@@ -106,12 +105,30 @@ class Dilated(torch.nn.Module):
 
 
 class Padded(torch.nn.Module):
+    """F.pad and nn.ZeroPad2d, which PyTorch 1.13 writes at opset 13 as a
+    chain computing the pads (ConstantOfShape, Concat, Reshape, Slice with
+    step -1, Transpose, Cast) before the Pad."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3)
+        self.pad = torch.nn.ZeroPad2d((0, 2, 1, 0))
+        self.conv2 = torch.nn.Conv2d(8, 8, 3, stride=2)
+        self.fc = torch.nn.Linear(8, CLASSES)
+
+    def forward(self, x):
+        y = torch.relu(self.conv(torch.nn.functional.pad(x, (1, 0, 0, 0))))
+        y = torch.relu(self.conv2(self.pad(y)))
+        return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(y, 1), 1))
+
+
+class Leaky(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.conv = torch.nn.Conv2d(3, CLASSES, 3)
 
     def forward(self, x):
-        y = self.conv(torch.nn.functional.pad(x, (1, 0, 0, 0)))
+        y = torch.nn.functional.leaky_relu(self.conv(x))
         return torch.flatten(torch.nn.functional.adaptive_avg_pool2d(y, 1), 1)
 
 
@@ -145,6 +162,8 @@ def build(kind):
         return SmallCNN()
     if kind == "ops_cnn":
         return OpsCNN()
+    if kind == "padded":
+        return Padded()
     if kind == "resnet18":
         return torchvision.models.resnet18(weights=None, num_classes=CLASSES)
     if kind == "mobilenet_v3_small":
@@ -155,6 +174,7 @@ def build(kind):
 MODELS = [  # name, builder, size, batch
     ("small_cnn_32", "small_cnn", 32, 3),
     ("ops_cnn_32", "ops_cnn", 32, 3),
+    ("padded_32", "padded", 32, 3),
     ("resnet18_32", "resnet18", 32, 3),
     ("resnet18_224", "resnet18", 224, 2),
     ("mobilenet_v3_small_32", "mobilenet_v3_small", 32, 3),
@@ -238,7 +258,7 @@ def main():
     lines.append(auto_pad_graph(out, torch.Generator().manual_seed(3000), 3))
     with open(os.path.join(out, "models.txt"), "w") as f:
         f.writelines(lines)
-    refused = [("dilated_conv", Dilated(), "Conv"), ("functional_pad", Padded(), "ConstantOfShape")]
+    refused = [("dilated_conv", Dilated(), "Conv"), ("leaky_relu", Leaky(), "LeakyRelu")]
     for name, model, op in refused:
         model.eval()
         torch.onnx.export(model, torch.zeros(1, 3, 16, 16), os.path.join(out, name + ".onnx"),

@@ -1,14 +1,16 @@
 /* PyTorch -> libkdens (make check-onnx): tests/onnx/make_torch_models.py
  * builds models with Debian's python3-torch and python3-torchvision
  * (random weights, eval mode: a small CNN, a CNN of the other operators
- * PyTorch writes, resnet18 and mobilenet_v3_small at 32x32 and 224x224),
+ * PyTorch writes, one of F.pad and nn.ZeroPad2d, resnet18 and
+ * mobilenet_v3_small at 32x32 and 224x224; and a hand-written graph of
+ * auto_pad and count_include_pad),
  * exports them with torch.onnx.export (opset 13) and writes PyTorch's
  * probabilities on a random batch.  Each file is imported with
  * kdens_onnx_import and predicted on the same batch (the graph's own
  * input: the model's input scaling is 1 and 0, so kdens_model_predict
  * feeds the values as they are); the probabilities must equal PyTorch's
- * within 1e-4.  Files the import must refuse (a dilated convolution,
- * F.pad's run-time pads) are refused with the node and operator named;
+ * within 1e-4.  Files the import must refuse (a dilated convolution, a
+ * LeakyRelu) are refused with the node and operator named;
  * damaged copies of a PyTorch file are refused without a crash.
  * Skipped with a message without python3-torch or python3-torchvision. */
 #include "../testutil.h"
@@ -151,7 +153,7 @@ static void test_torch_models(void **state)
         count++;
     }
     fclose(f);
-    assert_int_equal(count, 7);
+    assert_int_equal(count, 8);
 }
 
 /* Refused files: the error names the node and the operator. */
@@ -190,15 +192,14 @@ static void write_bytes(const char *path, const uint8_t *data, size_t len)
     assert_int_equal(fclose(f), 0);
 }
 
-/* PyTorch's operators CNN (constants, shape arithmetic, MatMul, ...) cut
- * short everywhere and with bytes flipped: an error or, by chance, a model,
- * never a crash (run under SANITIZE=1 by CI). */
-static void test_torch_damaged(void **state)
+/* PyTorch's operators CNN (constants, shape arithmetic, MatMul, ...) and
+ * F.pad's (the pads' arithmetic) cut short everywhere and with bytes
+ * flipped: an error or, by chance, a model, never a crash (run under
+ * SANITIZE=1 by CI). */
+static void damage(const char *name)
 {
-    (void)state;
-    skip_without_torch();
     char path[4600], bad[4600];
-    snprintf(path, sizeof path, "%s/ops_cnn_32.onnx", dir);
+    snprintf(path, sizeof path, "%s/%s.onnx", dir, name);
     snprintf(bad, sizeof bad, "%s/damaged.onnx", dir);
     FILE *f = fopen(path, "rb");
     assert_non_null(f);
@@ -226,10 +227,18 @@ static void test_torch_damaged(void **state)
         refused += kdens_onnx_import(bad, &m) != KDENS_OK;
         kdens_model_free(m);
     }
-    print_message("import of %d damaged PyTorch files: %d refused, none crashed\n", tries,
+    print_message("import of %d damaged copies of %s: %d refused, none crashed\n", tries, name,
                   refused);
     free(file);
     free(copy);
+}
+
+static void test_torch_damaged(void **state)
+{
+    (void)state;
+    skip_without_torch();
+    damage("ops_cnn_32");
+    damage("padded_32");
 }
 
 int main(void)
