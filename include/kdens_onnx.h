@@ -48,9 +48,10 @@ KDENS_API kdens_status kdens_onnx_export(const kdens_model *model, const char *p
  * auto_pad, no dilation; Gemm, MatMul (+ Add of a bias); BatchNormalization;
  * Relu, Clip(0, 6), Sigmoid, HardSigmoid, HardSwish, Tanh, x * Sigmoid(x),
  * x * HardSigmoid(x); Mul, Add, Sum, Concat of maps; MaxPool, AveragePool,
- * GlobalAveragePool, Pad; Softmax over the channels; Flatten, Reshape to
- * [N, features], Identity, Dropout; Constant and the arithmetic on ints of
- * x.view(x.size(0), -1) and of F.pad's pads (Shape, Gather, Unsqueeze,
+ * GlobalAveragePool, ReduceMean over H and W, Pad; Softmax over the
+ * channels; Flatten, Reshape to [N, features], Identity, Dropout;
+ * Constant and the arithmetic on ints of x.view(x.size(0), -1) and of
+ * F.pad's pads (Shape, Gather, Unsqueeze,
  * Squeeze, Concat, ConstantOfShape, Reshape, Slice, Transpose, Cast),
  * evaluated at load; and libkdens' own pairs: Log(Max(x, 1e-30)),
  * rescale, normalize).  The graph's input is float [N, C, H, W] (N may be

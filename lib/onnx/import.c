@@ -827,16 +827,29 @@ static kdens_status op_pool(im *s, const Onnx__NodeProto *n, bool max)
     return st == KDENS_OK ? layer_out(s, n, id, V_NCHW) : st;
 }
 
+/* GlobalAveragePool, and ReduceMean over H and W (x.mean((2, 3))). */
 static kdens_status op_gap(im *s, const Onnx__NodeProto *n)
 {
     const val *x = input_val(s, n, 0);
     if (!x || !as_map(x))
         return node_error(s, n, KDENS_E_FORMAT, "reads no map");
+    bool keep = true;
+    if (strcmp(n->op_type, "ReduceMean") == 0) {
+        const Onnx__AttributeProto *axes = attr(n, "axes");
+        bool hw = axes && axes->n_ints == 2;
+        for (size_t i = 0; hw && i < 2; i++) {
+            int64_t a = axes->ints[i] < 0 ? axes->ints[i] + 4 : axes->ints[i];
+            hw = a == 2 + (int64_t)i;
+        }
+        if (!hw || n->n_input != 1 || (x->kind != V_NCHW && x->kind != V_RAW))
+            return node_error(s, n, KDENS_E_FORMAT, "only a mean over H and W (axes 2, 3)");
+        keep = attr_i(n, "keepdims", 1) != 0;
+    }
     int id;
     kdens_status st = new_layer(s, n, "gap", 1, 1, x->c, &id);
     if (st == KDENS_OK)
         st = end_line(s, 1, &x);
-    return st == KDENS_OK ? layer_out(s, n, id, V_NCHW) : st;
+    return st == KDENS_OK ? layer_out(s, n, id, keep ? V_NCHW : V_FLAT) : st;
 }
 
 static bool ints_of(im *s, const Onnx__NodeProto *n, size_t k, val *out);
@@ -1190,6 +1203,16 @@ static kdens_status op_view(im *s, const Onnx__NodeProto *n)
 /* Add, Sum, Mul, Concat of layers; and the pairs with constants. */
 static kdens_status op_merge(im *s, const Onnx__NodeProto *n, const char *type)
 {
+    if (n->n_input == 1 && strcmp(type, "multiply") != 0) { /* of one: the value itself */
+        const val *x = input_val(s, n, 0);
+        if (!x || !(as_map(x) || x->kind == V_FLAT))
+            return node_error(s, n, KDENS_E_FORMAT, "reads no layer's output");
+        if (strcmp(type, "concat") == 0 && attr_i(n, "axis", 1) != 1)
+            return node_error(s, n, KDENS_E_FORMAT, "only along the channels (axis 1)");
+        val v = *x;
+        v.bias = 0;
+        return add_val(s, n->output[0], v);
+    }
     if (n->n_input < 2 || n->n_input > 64)
         return node_error(s, n, KDENS_E_FORMAT, "2 to 64 inputs");
     const val *in[64];
@@ -1403,7 +1426,7 @@ static kdens_status import_node(im *s, const Onnx__NodeProto *n)
         return op_log(s, n);
     if (!strcmp(op, "MaxPool") || !strcmp(op, "AveragePool"))
         return op_pool(s, n, op[0] == 'M');
-    if (!strcmp(op, "GlobalAveragePool"))
+    if (!strcmp(op, "GlobalAveragePool") || !strcmp(op, "ReduceMean"))
         return op_gap(s, n);
     if (!strcmp(op, "Pad"))
         return op_pad(s, n);

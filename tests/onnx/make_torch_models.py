@@ -4,9 +4,11 @@
     python3 make_torch_models.py OUT_DIR
 
 Builds, with random weights (torch.manual_seed) and in eval mode, a small
-CNN (conv, batch norm, relu, max pool, flatten, linear; 32x32x3), and
+CNN (conv, batch norm, relu, max pool, flatten, linear; 32x32x3), a CNN of
+the other operators PyTorch writes, one of F.pad and nn.ZeroPad2d,
 torchvision's resnet18 and mobilenet_v3_small (10 classes) at 32x32 and
-224x224.  Batch-norm statistics are randomised too, so that no layer is
+224x224, and mobilenet_v2, efficientnet_b0, squeezenet1_1 and densenet121
+at 64x64.  Batch-norm statistics are randomised too, so that no layer is
 an identity by chance.  Each is exported with torch.onnx.export (opset 13,
 a free batch axis, constant folding) as OUT_DIR/NAME.onnx, with:
 
@@ -149,9 +151,10 @@ def spread_logits(model, x):
     far from uniform.  The scale multiplies the logits exactly."""
     if hasattr(model, "w"):
         logits, last = model.logits(x), (model.w, model.b)
-    else:
-        linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
-        logits, last = model(x), (linear.weight, linear.bias)
+    else:  # the classifier: a Linear, or SqueezeNet's Conv before ReLU and pooling
+        kinds = (torch.nn.Linear, torch.nn.Conv2d)
+        layer = [m for m in model.modules() if isinstance(m, kinds)][-1]
+        logits, last = model(x), (layer.weight, layer.bias)
     k = 2.0 / float(logits.std(dim=1).mean())
     for p in last:
         p.mul_(k)
@@ -164,11 +167,7 @@ def build(kind):
         return OpsCNN()
     if kind == "padded":
         return Padded()
-    if kind == "resnet18":
-        return torchvision.models.resnet18(weights=None, num_classes=CLASSES)
-    if kind == "mobilenet_v3_small":
-        return torchvision.models.mobilenet_v3_small(weights=None, num_classes=CLASSES)
-    raise ValueError(kind)
+    return getattr(torchvision.models, kind)(weights=None, num_classes=CLASSES)
 
 
 MODELS = [  # name, builder, size, batch
@@ -179,6 +178,13 @@ MODELS = [  # name, builder, size, batch
     ("resnet18_224", "resnet18", 224, 2),
     ("mobilenet_v3_small_32", "mobilenet_v3_small", 32, 3),
     ("mobilenet_v3_small_224", "mobilenet_v3_small", 224, 2),
+    # more of torchvision's classifiers, at 64x64: ReLU6 (Clip), SiLU and
+    # sigmoid squeeze-and-excitation, ceil_mode pooling and Concat, dense
+    # blocks (a Concat of one input, many of many)
+    ("mobilenet_v2_64", "mobilenet_v2", 64, 2),
+    ("efficientnet_b0_64", "efficientnet_b0", 64, 2),
+    ("squeezenet1_1_64", "squeezenet1_1", 64, 2),
+    ("densenet121_64", "densenet121", 64, 2),
 ]
 
 

@@ -2,7 +2,8 @@
  * builds models with Debian's python3-torch and python3-torchvision
  * (random weights, eval mode: a small CNN, a CNN of the other operators
  * PyTorch writes, one of F.pad and nn.ZeroPad2d, resnet18 and
- * mobilenet_v3_small at 32x32 and 224x224; and a hand-written graph of
+ * mobilenet_v3_small at 32x32 and 224x224, mobilenet_v2, efficientnet_b0,
+ * squeezenet1_1 and densenet121 at 64x64; and a hand-written graph of
  * auto_pad and count_include_pad),
  * exports them with torch.onnx.export (opset 13) and writes PyTorch's
  * probabilities on a random batch.  Each file is imported with
@@ -153,7 +154,7 @@ static void test_torch_models(void **state)
         count++;
     }
     fclose(f);
-    assert_int_equal(count, 8);
+    assert_int_equal(count, 12);
 }
 
 /* Refused files: the error names the node and the operator. */
