@@ -427,11 +427,15 @@ $(MPI_TEST_SMALL): tests/mpi/test_comm_mpi.c tests/testutil.h \
 # protobuf-c and onnx.proto are installed): tests/onnx/ exports models and
 # has ONNX's checker (python3-onnx) and ONNX Runtime (onnxruntime-node in
 # $(BUILD)/onnx-node, installed by make deps ONNX=1) judge them.
+# tests/onnx/test_torch imports PyTorch's exports (python3-torch and
+# python3-torchvision; skipped with a message without them).
 ONNX_TEST := $(BUILD)/tests/onnx/test_onnx
+ONNX_TORCH_TEST := $(BUILD)/tests/onnx/test_torch
 ifeq ($(ONNX),1)
 check-onnx: check-deps
-	@$(MAKE) --no-print-directory ONNX=1 $(ONNX_TARGETS) $(CLI) $(ONNX_TEST)
+	@$(MAKE) --no-print-directory ONNX=1 $(ONNX_TARGETS) $(CLI) $(ONNX_TEST) $(ONNX_TORCH_TEST)
 	@echo "== $(ONNX_TEST)"; KDENS_TEST_ROOT=$(CURDIR) KDENS_BUILD=$(BUILD) ./$(ONNX_TEST)
+	@echo "== $(ONNX_TORCH_TEST)"; KDENS_TEST_ROOT=$(CURDIR) KDENS_BUILD=$(BUILD) ./$(ONNX_TORCH_TEST)
 else
 check-onnx:
 	@echo "check-onnx: ONNX support is not built; run make check-onnx ONNX=1" >&2; exit 2
@@ -440,6 +444,10 @@ $(ONNX_TEST): tests/onnx/test_onnx.c tests/testutil.h $(ONNX_STATIC) $(STATIC) \
 		$(ONNX_GEN)/onnx.pb-c.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) -Ilib -Itests $(ONNX_CFLAGS) $(CFLAGS_ALL) $(DEPFLAGS) -o $@ $< $(ONNX_STATIC) \
+		$(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS) -lcmocka $(ONNX_LIBS)
+$(ONNX_TORCH_TEST): tests/onnx/test_torch.c tests/testutil.h $(ONNX_STATIC) $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_ALL) -Itests $(CFLAGS_ALL) $(DEPFLAGS) -o $@ $< $(ONNX_STATIC) \
 		$(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS) -lcmocka $(ONNX_LIBS)
 
 # The proof that one build runs everywhere: tests/portable/ on this machine

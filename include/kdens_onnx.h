@@ -42,25 +42,32 @@ KDENS_API kdens_status kdens_onnx_export(const kdens_model *model, const char *p
 /* -------------------------------------------------------------------------- */
 
 /* Read an ONNX file (opset 13 or later) into a new model (*out; free it
- * with kdens_model_free).  The operators read are those kdens_onnx_export
- * writes: Conv (groups, strides, explicit pads; no dilation), Gemm,
- * BatchNormalization (inference), Relu, Clip(0, 6), Sigmoid, HardSigmoid
- * (relu6(x + 3) / 6), HardSwish, x * Sigmoid(x), x * HardSigmoid(x), Tanh,
- * Softmax over the channels, Log(Max(x, 1e-30)), MaxPool, AveragePool
- * (count_include_pad=0), GlobalAveragePool, Pad (zeros on H and W), Add,
- * Sum, Mul, Concat (channels), Flatten, Transpose to NHWC, Reshape of 1x1
- * maps, Identity, Dropout; x * s + o with scalars (rescale) and (x - mean)
- * * k per channel (normalize).  The graph's input is float [N, C, H, W];
- * a first Mul and Add of it by per-channel constants become the model's
- * input scaling (kdens_model_set_input_scaling), as the export writes
- * them; otherwise the scaling is 1 and 0 (predict_u8 then feeds the pixel
- * values as they are).  The graph's one output must be the last layer's,
- * 1 x 1 x classes: a final Softmax is the model's softmax, anything else is
- * taken as the logits.  Weights are converted from NCHW to NHWC once; a
- * Flatten of an NCHW map read by a Gemm has the Gemm's rows permuted.
- * Memory is bounded by a multiple of the file's size.
+ * with kdens_model_free): the files kdens_onnx_export writes and those
+ * PyTorch's torch.onnx.export writes for common image classifiers
+ * (docs/onnx.md lists the operators: Conv with groups, strides, pads or
+ * auto_pad, no dilation; Gemm, MatMul (+ Add of a bias); BatchNormalization;
+ * Relu, Clip(0, 6), Sigmoid, HardSigmoid, HardSwish, Tanh, x * Sigmoid(x),
+ * x * HardSigmoid(x); Mul, Add, Sum, Concat of maps; MaxPool, AveragePool,
+ * GlobalAveragePool, ReduceMean over H and W, Pad; Softmax over the
+ * channels; Flatten, Reshape to [N, features], Identity, Dropout;
+ * Constant and the arithmetic on ints of x.view(x.size(0), -1) and of
+ * F.pad's pads (Shape, Gather, Unsqueeze,
+ * Squeeze, Concat, ConstantOfShape, Reshape, Slice, Transpose, Cast),
+ * evaluated at load; and libkdens' own pairs: Log(Max(x, 1e-30)),
+ * rescale, normalize).  The graph's input is float [N, C, H, W] (N may be
+ * free).  Input convention: a first Mul and Add of the input by
+ * per-channel constants become the model's input scaling
+ * (kdens_model_set_input_scaling), as the export writes them; otherwise
+ * the scaling is 1 and 0 and kdens_model_predict takes exactly the values
+ * the graph's input takes (in NHWC order; a PyTorch model's normalised
+ * image), predict_u8 the bytes unchanged.  The graph's one output must be
+ * the last layer's, 1 x 1 x classes: a final Softmax is the model's
+ * softmax, anything else is taken as the logits.  NCHW weights are
+ * converted to NHWC once, here; a Flatten of an NCHW map read by a Gemm has
+ * the Gemm's rows permuted.  Memory is bounded by a multiple of the file's
+ * size.
  * Errors: KDENS_E_ARG (NULL), KDENS_E_IO (unreadable), KDENS_E_FORMAT (not
- * ONNX, or an attribute or initializer libkdens cannot read; the message
+ * ONNX, or an attribute or constant libkdens cannot read; the message
  * names the node and its operator), KDENS_E_NOTFOUND (an operator outside
  * the list: named with its node), KDENS_E_VERSION (opset below 13),
  * KDENS_E_SHAPE, KDENS_E_NOMEM. */

@@ -15,14 +15,16 @@ pkg-config dataset-fashion-mnist"
 case "${CC:-}" in *clang*) PACKAGES="$PACKAGES clang" ;; esac
 [ "${MPI:-}" = 1 ] && PACKAGES="$PACKAGES libopenmpi-dev openmpi-bin"
 # One with ONNX=1 (the ONNX exchange) protoc-c, protobuf-c and Debian's
-# onnx.proto to build it, and for its tests ONNX's checker (python3-onnx)
-# and node with npm, which then installs ONNX Runtime (onnxruntime-node) into
+# onnx.proto to build it, and for its tests ONNX's checker (python3-onnx),
+# Debian's PyTorch (python3-torch, python3-torchvision: the models whose
+# exports tests/onnx/test_torch imports) and node with npm, which then
+# installs ONNX Runtime (onnxruntime-node) into
 # $BUILD/onnx-node: npm's registry, not Debian's.  --ignore-scripts: the
 # package's install script downloads extra files (GPU providers) from a
 # host outside the registries; the CPU runtime inside the package needs
 # none of them.
 [ "${ONNX:-}" = 1 ] && PACKAGES="$PACKAGES protobuf-c-compiler libprotobuf-c-dev libonnx-dev \
-python3-onnx nodejs npm"
+python3-onnx python3-torch python3-torchvision nodejs npm"
 case "${1:-}" in
 fuzz) PACKAGES="$PACKAGES clang libclang-rt-14-dev" ;;
 portable) PACKAGES="$PACKAGES qemu-user-static" ;;

@@ -1,5 +1,6 @@
-/* ONNX import: the operators kdens_onnx_export writes, read back into a
- * libkdens model.
+/* ONNX import: the operators kdens_onnx_export writes, and those PyTorch's
+ * torch.onnx.export writes for common image classifiers (docs/onnx.md),
+ * read into a libkdens model.
  *
  * The graph is translated into a text spec (docs/spec.md), one line per
  * layer, built with kdens_model_from_spec (which checks every shape again),
@@ -15,7 +16,12 @@
  * x * Sigmoid(x) (swish), x * HardSigmoid(x) (hard_swish), Log(Max(x, c))
  * (log), x * s + o with scalars (rescale), (x - m) * k with per-channel
  * constants (normalize), and the graph input's Mul and Add by per-channel
- * constants (the model's input scaling).
+ * constants (the model's input scaling), MatMul then Add of a bias
+ * (dense).  Constants (initializers, Constant nodes, Identity of either)
+ * are looked up by name; the small int64 arithmetic PyTorch writes for
+ * x.view(x.size(0), -1) (Shape, Gather, Unsqueeze, Squeeze, Concat) and
+ * for F.pad's pads (ConstantOfShape, Reshape, Slice, Transpose, Cast) is
+ * evaluated at load, the batch kept as a symbol (IM_BATCH).
  *
  * A hostile file: protobuf-c unpacks under an allocator that refuses more
  * than a fixed multiple of the file's size; every count, dimension and
@@ -48,8 +54,13 @@ typedef enum vkind {
     V_GATE,      /* Sigmoid/HardSigmoid(x) read only by x * gate */
     V_FLOOR,     /* Max(x, c) read only by a Log */
     V_MUL_SCALAR, /* x * scalar, waiting for + scalar (rescale) */
-    V_CENTRED    /* x - mean, waiting for * inv_std (normalize) */
+    V_CENTRED,   /* x - mean, waiting for * inv_std (normalize) */
+    V_SHAPE      /* a small int64 tensor known at load (Shape, Gather, ...): ints */
 } vkind;
+
+/* In a V_SHAPE value, the batch size (free in the graph). */
+#define IM_BATCH INT64_MIN
+#define IM_MAX_INTS 8
 
 typedef struct val {
     const char *name; /* the ONNX value (owned by the unpacked model) */
@@ -59,7 +70,16 @@ typedef struct val {
     int op;           /* V_GATE: 0 sigmoid, 1 hard sigmoid */
     float scalar;     /* V_MUL_SCALAR: the scale; V_FLOOR: the floor */
     const Onnx__TensorProto *tensor; /* V_CENTRED: the mean; V_RAW_MUL: the scale */
+    size_t bias;      /* a MatMul's dense layer: 1 + its zero bias' index in im.params */
+    int n_ints, rank; /* V_SHAPE: ints[n_ints], of rank 0 (a scalar), 1 or 2 */
+    int cols;         /* V_SHAPE of rank 2: [n_ints / cols, cols] */
+    int64_t ints[IM_MAX_INTS];
 } val;
+
+typedef struct konst { /* a constant: an initializer, a Constant, Identity of one */
+    const char *name;
+    const Onnx__TensorProto *t;
+} konst;
 
 typedef struct layer {
     char name[IM_MAX_NAME + 16];
@@ -81,6 +101,9 @@ typedef struct im {
     size_t cap_layers;
     pending *params;
     size_t n_params, cap_params;
+    konst *consts;
+    size_t n_consts, cap_consts;
+    int64_t in_batch; /* the input's fixed batch size, or 0 (free) */
     char *spec;
     size_t spec_len, spec_cap;
     int in_h, in_w, in_c;
@@ -114,7 +137,14 @@ static bool grow(void **array, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap)
         return true;
-    size_t n = *cap ? *cap * 2 : 32;
+    size_t n = *cap ? *cap : 32;
+    while (n < need) { /* doubled until it holds need (one long spec line may not fit twice) */
+        if (n > SIZE_MAX / 2)
+            return false;
+        n *= 2;
+    }
+    if (n > SIZE_MAX / elem)
+        return false;
     void *p = realloc(*array, n * elem);
     if (!p)
         return false;
@@ -156,12 +186,22 @@ static kdens_status add_val(im *s, const char *name, val v)
     return KDENS_OK;
 }
 
+/* A constant tensor: an initializer, a Constant node's value, or the
+ * Identity of one of those (as PyTorch writes shared biases). */
 static const Onnx__TensorProto *find_init(const im *s, const char *name)
 {
-    for (size_t i = 0; i < s->g->n_initializer; i++)
-        if (s->g->initializer[i]->name && strcmp(s->g->initializer[i]->name, name) == 0)
-            return s->g->initializer[i];
+    for (size_t i = s->n_consts; i-- > 0;)
+        if (strcmp(s->consts[i].name, name) == 0)
+            return s->consts[i].t;
     return NULL;
+}
+
+static kdens_status add_const(im *s, const char *name, const Onnx__TensorProto *t)
+{
+    if (!grow((void **)&s->consts, &s->cap_consts, s->n_consts + 1, sizeof *s->consts))
+        return nomem();
+    s->consts[s->n_consts++] = (konst){name, t};
+    return KDENS_OK;
 }
 
 /* How many nodes read a value (the fused pairs need exactly one reader). */
@@ -256,6 +296,28 @@ static bool attr_ints(const Onnx__NodeProto *n, const char *name, size_t count, 
             return false;
         out[i] = (int)a->ints[i];
     }
+    return true;
+}
+
+/* An int64 tensor of at most max values (int64_data or little-endian
+ * raw_data) into out; false when it is anything else. */
+static bool tensor_int64s(const Onnx__TensorProto *t, int64_t *out, size_t max, size_t *count)
+{
+    size_t n;
+    if (!t || t->data_type != ONNX__TENSOR_PROTO__DATA_TYPE__INT64 || !tensor_count(t, &n) ||
+        n > max)
+        return false;
+    if (t->has_raw_data && t->raw_data.len > 0) {
+        if (t->raw_data.len != n * sizeof(int64_t))
+            return false;
+        memcpy(out, t->raw_data.data, n * sizeof(int64_t));
+    } else {
+        if (t->n_int64_data != n)
+            return false;
+        if (n)
+            memcpy(out, t->int64_data, n * sizeof(int64_t));
+    }
+    *count = n;
     return true;
 }
 
@@ -359,10 +421,12 @@ static kdens_status add_param(im *s, int id, const char *suffix, float *data, si
     return KDENS_OK;
 }
 
-/* A value read as a layer's map: NCHW, or a flat 1x1 (the same data). */
+/* A value read as a layer's map: NCHW, the graph input read by a layer
+ * (its scaling then 1 and 0), or a flat 1x1 (the same data). */
 static bool as_map(const val *v)
 {
-    return v->kind == V_NCHW || ((v->kind == V_FLAT || v->kind == V_NHWC) && v->h == 1 && v->w == 1);
+    return v->kind == V_NCHW || v->kind == V_RAW ||
+           ((v->kind == V_FLAT || v->kind == V_NHWC) && v->h == 1 && v->w == 1);
 }
 
 /* The input value k of a node, which must exist. */
@@ -375,33 +439,79 @@ static const val *input_val(im *s, const Onnx__NodeProto *n, size_t k)
 
 /* ---- the operators ---------------------------------------------------------------------- */
 
-/* Window attributes of Conv and the pools: kernel, strides, pads; no
- * dilation, no auto_pad, no ceil_mode. */
+/* Window attributes of Conv and the pools: kernel, strides, pads (explicit
+ * or auto_pad, made explicit for the input's size); no dilation.
+ * ceil_mode=1 is made explicit as padding after the input, where the
+ * window still starts inside the input or the padding before it (as
+ * PyTorch counts its outputs): only where ceil_ok (max pooling, and
+ * averages over the cells inside the input, never read by padding). */
 typedef struct window {
     int k[2], st[2], pads[4]; /* pads: top, left, bottom, right (ONNX order) */
 } window;
 
-static kdens_status read_window(im *s, const Onnx__NodeProto *n, const int *kernel,
-                                window *win)
+static bool auto_pad_is(const Onnx__AttributeProto *ap, const char *what)
+{
+    return ap->s.len == strlen(what) && memcmp(ap->s.data, what, ap->s.len) == 0;
+}
+
+static kdens_status read_window(im *s, const Onnx__NodeProto *n, const val *x, const int *kernel,
+                                bool ceil_ok, window *win)
 {
     int dil[2];
     const Onnx__AttributeProto *ap = attr(n, "auto_pad");
-    if (ap && ap->has_s && !(ap->s.len == 6 && memcmp(ap->s.data, "NOTSET", 6) == 0))
-        return node_error(s, n, KDENS_E_FORMAT, "auto_pad is not supported (explicit pads only)");
-    if (attr_i(n, "ceil_mode", 0) != 0)
-        return node_error(s, n, KDENS_E_FORMAT, "ceil_mode=1 is not supported");
+    bool same_upper = false, same_lower = false, valid = false;
+    if (ap && ap->has_s && !auto_pad_is(ap, "NOTSET")) {
+        same_upper = auto_pad_is(ap, "SAME_UPPER");
+        same_lower = auto_pad_is(ap, "SAME_LOWER");
+        valid = auto_pad_is(ap, "VALID");
+        if (!same_upper && !same_lower && !valid)
+            return node_error(s, n, KDENS_E_FORMAT, "unknown auto_pad");
+        if (attr(n, "pads"))
+            return node_error(s, n, KDENS_E_FORMAT, "both auto_pad and pads");
+    }
+    int64_t ceil_mode = attr_i(n, "ceil_mode", 0);
+    if (ceil_mode != 0 && (!ceil_ok || ceil_mode != 1))
+        return node_error(s, n, KDENS_E_FORMAT,
+                          "ceil_mode=1 is supported only by MaxPool and by AveragePool with "
+                          "count_include_pad=0");
     if (!attr_ints(n, "kernel_shape", 2, 1, 0, win->k) || (!kernel && !attr(n, "kernel_shape")) ||
         !attr_ints(n, "strides", 2, 1, 1, win->st) || !attr_ints(n, "pads", 4, 0, 0, win->pads) ||
         !attr_ints(n, "dilations", 2, 1, 1, dil))
         return node_error(s, n, KDENS_E_FORMAT,
                           "kernel_shape, strides, pads or dilations missing or out of range");
     if (dil[0] != 1 || dil[1] != 1)
-        return node_error(s, n, KDENS_E_FORMAT, "dilated windows are not supported");
+        return node_error(s, n, KDENS_E_FORMAT,
+                          "dilated windows are not supported (libkdens' engine has no dilation)");
     if (kernel && attr(n, "kernel_shape") && (win->k[0] != kernel[0] || win->k[1] != kernel[1]))
         return node_error(s, n, KDENS_E_FORMAT, "kernel_shape disagrees with the weights");
     if (kernel && !attr(n, "kernel_shape")) {
         win->k[0] = kernel[0];
         win->k[1] = kernel[1];
+    }
+    const int in[2] = {x->h, x->w};
+    for (int d = 0; d < 2; d++) {
+        if (same_upper || same_lower) { /* output ceil(in / stride) */
+            long out = ((long)in[d] + win->st[d] - 1) / win->st[d];
+            long total = (out - 1) * win->st[d] + win->k[d] - in[d];
+            if (total < 0)
+                total = 0;
+            int small = (int)(total / 2), big = (int)(total - total / 2);
+            win->pads[d] = same_upper ? small : big;
+            win->pads[d + 2] = same_upper ? big : small;
+        } else if (valid) {
+            win->pads[d] = win->pads[d + 2] = 0;
+        }
+        if (ceil_mode) {
+            long span = (long)in[d] + win->pads[d] + win->pads[d + 2] - win->k[d];
+            if (span < 0)
+                return node_error(s, n, KDENS_E_SHAPE, "the window does not fit the input");
+            long out = (span + win->st[d] - 1) / win->st[d] + 1;
+            if ((out - 1) * win->st[d] >= (long)in[d] + win->pads[d])
+                out--; /* the last window must start inside the input */
+            long extra = (out - 1) * win->st[d] + win->k[d] - (span + win->k[d]);
+            if (extra > 0)
+                win->pads[d + 2] += (int)extra;
+        }
     }
     return KDENS_OK;
 }
@@ -437,7 +547,7 @@ static kdens_status op_conv(im *s, const Onnx__NodeProto *n)
         return node_error(s, n, KDENS_E_SHAPE, "%d input channels, weights for %d x %lld groups",
                           x->c, ci, (long long)groups);
     window win;
-    kdens_status st = read_window(s, n, (const int[]){kh, kw}, &win);
+    kdens_status st = read_window(s, n, x, (const int[]){kh, kw}, false, &win);
     if (st != KDENS_OK)
         return st;
     int oh = window_out(x->h, kh, win.st[0], win.pads[0], win.pads[2]);
@@ -482,7 +592,7 @@ static kdens_status op_conv(im *s, const Onnx__NodeProto *n)
  * NCHW to NHWC order when its input is an NCHW flatten. */
 static float *gemm_kernel(im *s, const Onnx__NodeProto *n, const val *x, int f, int u)
 {
-    bool trans = attr_i(n, "transB", 0) != 0;
+    bool trans = strcmp(n->op_type, "Gemm") == 0 && attr_i(n, "transB", 0) != 0;
     float *w = tensor_floats(s, n, n->n_input > 1 ? find_init(s, n->input[1]) : NULL,
                              (size_t)f * u, "weights");
     const Onnx__TensorProto *t = n->n_input > 1 ? find_init(s, n->input[1]) : NULL;
@@ -512,11 +622,15 @@ static float *gemm_kernel(im *s, const Onnx__NodeProto *n, const val *x, int f, 
     return k;
 }
 
+/* Gemm, and MatMul by a constant [features, units]: a dense layer.  A
+ * MatMul's layer gets a zero bias that the Add reading it alone fills. */
 static kdens_status op_gemm(im *s, const Onnx__NodeProto *n)
 {
+    bool matmul = strcmp(n->op_type, "MatMul") == 0;
     const val *x = input_val(s, n, 0);
     const Onnx__TensorProto *wt = n->n_input > 1 ? find_init(s, n->input[1]) : NULL;
-    if (!x || !(x->kind == V_FLAT || x->kind == V_FLAT_NCHW) || !wt || wt->n_dims != 2)
+    if (!x || !(x->kind == V_FLAT || x->kind == V_FLAT_NCHW) || !wt || wt->n_dims != 2 ||
+        (matmul && n->n_input != 2))
         return node_error(s, n, KDENS_E_FORMAT, "needs a flat input and a 2-D weight initializer");
     if (attr_i(n, "transA", 0) != 0 || attr_f(n, "alpha", 1.0f) != 1.0f ||
         attr_f(n, "beta", 1.0f) != 1.0f)
@@ -536,6 +650,10 @@ static kdens_status op_gemm(im *s, const Onnx__NodeProto *n)
         free(k);
         return KDENS_E_FORMAT;
     }
+    if (matmul && !(b = calloc((size_t)u, sizeof(float)))) {
+        free(k);
+        return nomem();
+    }
     int id;
     kdens_status st = new_layer(s, n, "dense", 1, 1, (int)u, &id);
     if (st == KDENS_OK)
@@ -545,7 +663,11 @@ static kdens_status op_gemm(im *s, const Onnx__NodeProto *n)
     st = st == KDENS_OK ? add_param(s, id, "kernel", k, (size_t)f * u) : (free(k), st);
     if (b)
         st = st == KDENS_OK ? add_param(s, id, "bias", b, (size_t)u) : (free(b), st);
-    return st == KDENS_OK ? layer_out(s, n, id, V_FLAT) : st;
+    if (st == KDENS_OK)
+        st = layer_out(s, n, id, V_FLAT);
+    if (st == KDENS_OK && matmul)
+        s->vals[s->n_vals - 1].bias = s->n_params; /* 1 + the bias' index */
+    return st;
 }
 
 static kdens_status op_batchnorm(im *s, const Onnx__NodeProto *n)
@@ -619,11 +741,13 @@ static kdens_status op_sigmoid(im *s, const Onnx__NodeProto *n, bool hard)
 
 static kdens_status op_clip(im *s, const Onnx__NodeProto *n)
 {
-    float lo, hi;
-    if (n->n_input != 3 || !scalar_of(s, n->input[1], &lo) || !scalar_of(s, n->input[2], &hi) ||
-        lo != 0.0f || hi != 6.0f)
-        return node_error(s, n, KDENS_E_FORMAT, "only Clip(x, 0, 6) (relu6) is supported");
-    return same_shape_layer(s, n, input_val(s, n, 0), "relu6");
+    float lo = -INFINITY, hi = INFINITY;
+    bool has_lo = n->n_input > 1 && n->input[1][0], has_hi = n->n_input > 2 && n->input[2][0];
+    if (n->n_input > 3 || (has_lo && !scalar_of(s, n->input[1], &lo)) ||
+        (has_hi && !scalar_of(s, n->input[2], &hi)) || lo != 0.0f || !(hi == 6.0f || !has_hi))
+        return node_error(s, n, KDENS_E_FORMAT,
+                          "only Clip(x, 0, 6) (relu6) and Clip(x, 0) (relu) are supported");
+    return same_shape_layer(s, n, input_val(s, n, 0), has_hi ? "relu6" : "relu");
 }
 
 static kdens_status op_softmax(im *s, const Onnx__NodeProto *n)
@@ -662,17 +786,35 @@ static kdens_status op_pool(im *s, const Onnx__NodeProto *n, bool max)
     const val *x = input_val(s, n, 0);
     if (!x || !as_map(x))
         return node_error(s, n, KDENS_E_FORMAT, "reads no map");
-    if (!max && attr_i(n, "count_include_pad", 0) != 0)
-        return node_error(s, n, KDENS_E_FORMAT,
-                          "count_include_pad=1 is not supported (libkdens averages the cells "
-                          "inside the input)");
+    bool include_pad = !max && attr_i(n, "count_include_pad", 0) != 0;
     if (max && n->n_output > 1)
         return node_error(s, n, KDENS_E_FORMAT, "the Indices output is not supported");
     window win;
-    kdens_status st = read_window(s, n, NULL, &win);
+    kdens_status st = read_window(s, n, x, NULL, !include_pad, &win);
     if (st != KDENS_OK)
         return st;
     int id;
+    val padded;
+    if (include_pad && (win.pads[0] || win.pads[1] || win.pads[2] || win.pads[3])) {
+        /* padding counted in the average (PyTorch's default): zeros, then
+         * an average over the padded map */
+        st = new_layer(s, n, "zeropad", x->h + win.pads[0] + win.pads[2],
+                       x->w + win.pads[1] + win.pads[3], x->c, &id);
+        if (st == KDENS_OK)
+            st = spec_add(s, " pad=%d,%d,%d,%d", win.pads[0], win.pads[2], win.pads[1],
+                          win.pads[3]);
+        if (st == KDENS_OK)
+            st = end_line(s, 1, &x);
+        if (st != KDENS_OK)
+            return st;
+        padded = *x;
+        padded.kind = V_NCHW;
+        padded.layer = id;
+        padded.h = s->layers[id].h;
+        padded.w = s->layers[id].w;
+        x = &padded;
+        memset(win.pads, 0, sizeof win.pads);
+    }
     st = new_layer(s, n, max ? "maxpool" : "avgpool",
                    window_out(x->h, win.k[0], win.st[0], win.pads[0], win.pads[2]),
                    window_out(x->w, win.k[1], win.st[1], win.pads[1], win.pads[3]), x->c, &id);
@@ -685,33 +827,48 @@ static kdens_status op_pool(im *s, const Onnx__NodeProto *n, bool max)
     return st == KDENS_OK ? layer_out(s, n, id, V_NCHW) : st;
 }
 
+/* GlobalAveragePool, and ReduceMean over H and W (x.mean((2, 3))). */
 static kdens_status op_gap(im *s, const Onnx__NodeProto *n)
 {
     const val *x = input_val(s, n, 0);
     if (!x || !as_map(x))
         return node_error(s, n, KDENS_E_FORMAT, "reads no map");
+    bool keep = true;
+    if (strcmp(n->op_type, "ReduceMean") == 0) {
+        const Onnx__AttributeProto *axes = attr(n, "axes");
+        bool hw = axes && axes->n_ints == 2;
+        for (size_t i = 0; hw && i < 2; i++) {
+            int64_t a = axes->ints[i] < 0 ? axes->ints[i] + 4 : axes->ints[i];
+            hw = a == 2 + (int64_t)i;
+        }
+        if (!hw || n->n_input != 1 || (x->kind != V_NCHW && x->kind != V_RAW))
+            return node_error(s, n, KDENS_E_FORMAT, "only a mean over H and W (axes 2, 3)");
+        keep = attr_i(n, "keepdims", 1) != 0;
+    }
     int id;
     kdens_status st = new_layer(s, n, "gap", 1, 1, x->c, &id);
     if (st == KDENS_OK)
         st = end_line(s, 1, &x);
-    return st == KDENS_OK ? layer_out(s, n, id, V_NCHW) : st;
+    return st == KDENS_OK ? layer_out(s, n, id, keep ? V_NCHW : V_FLAT) : st;
 }
 
-/* Pad: constant zeros on H and W only. */
+static bool ints_of(im *s, const Onnx__NodeProto *n, size_t k, val *out);
+
+/* Pad: constant zeros on H and W only; the pads a constant, or computed
+ * from constants (PyTorch's F.pad). */
 static kdens_status op_pad(im *s, const Onnx__NodeProto *n)
 {
     const val *x = input_val(s, n, 0);
-    const Onnx__TensorProto *t = n->n_input > 1 ? find_init(s, n->input[1]) : NULL;
+    val t = {0};
     const Onnx__AttributeProto *mode = attr(n, "mode");
     float fill = 0;
     if (n->n_input > 2 && n->input[2][0] && (!scalar_of(s, n->input[2], &fill) || fill != 0))
         return node_error(s, n, KDENS_E_FORMAT, "only zero padding is supported");
     if (mode && !(mode->s.len == 8 && memcmp(mode->s.data, "constant", 8) == 0))
         return node_error(s, n, KDENS_E_FORMAT, "only mode=constant is supported");
-    if (!x || !as_map(x) || !t || t->data_type != ONNX__TENSOR_PROTO__DATA_TYPE__INT64 ||
-        t->n_int64_data != 8)
+    if (!x || !as_map(x) || !ints_of(s, n, 1, &t) || t.rank != 1 || t.n_ints != 8)
         return node_error(s, n, KDENS_E_FORMAT, "needs a map and 8 int64 pads");
-    const int64_t *p = t->int64_data;
+    const int64_t *p = t.ints;
     if (p[0] || p[1] || p[4] || p[5])
         return node_error(s, n, KDENS_E_FORMAT, "pads on the batch or channel axis");
     for (int i = 2; i < 8; i++)
@@ -727,13 +884,303 @@ static kdens_status op_pad(im *s, const Onnx__NodeProto *n)
     return st == KDENS_OK ? layer_out(s, n, id, V_NCHW) : st;
 }
 
+/* x flattened to [N, features]: libkdens' own flatten layer after a
+ * Transpose to NHWC, a view otherwise (in NCHW order when larger than 1x1:
+ * then only a Gemm may read it). */
+static kdens_status flatten_view(im *s, const Onnx__NodeProto *n, const val *x)
+{
+    if (x->kind == V_NHWC && (x->h > 1 || x->w > 1)) { /* libkdens' own flatten */
+        val in = *x;
+        in.kind = V_NCHW;
+        const val *pin = &in;
+        int id;
+        kdens_status st = new_layer(s, n, "flatten", 1, 1, x->h * x->w * x->c, &id);
+        if (st == KDENS_OK)
+            st = end_line(s, 1, &pin);
+        return st == KDENS_OK ? layer_out(s, n, id, V_FLAT) : st;
+    }
+    val v = *x;
+    v.bias = 0; /* a MatMul's bias is filled only through its own output */
+    v.kind = x->h == 1 && x->w == 1 ? V_FLAT : x->kind == V_FLAT ? V_FLAT : V_FLAT_NCHW;
+    return add_val(s, n->output[0], v);
+}
+
+/* The values of input k: a V_SHAPE value or an int64 constant. */
+static bool ints_of(im *s, const Onnx__NodeProto *n, size_t k, val *out)
+{
+    const val *v = input_val(s, n, k);
+    if (v)
+        return v->kind == V_SHAPE ? (*out = *v, true) : false;
+    if (k >= n->n_input)
+        return false;
+    const Onnx__TensorProto *t = find_init(s, n->input[k]);
+    size_t count;
+    if (!t || t->n_dims > 2 || !tensor_int64s(t, out->ints, IM_MAX_INTS, &count))
+        return false;
+    out->kind = V_SHAPE;
+    out->layer = -1;
+    out->n_ints = (int)count;
+    out->rank = (int)t->n_dims;
+    if (t->n_dims == 2 && (count == 0 || t->dims[1] < 1 || t->dims[1] > IM_MAX_INTS))
+        return false;
+    out->cols = t->n_dims == 2 ? (int)t->dims[1] : 0;
+    return true;
+}
+
+/* Whether input k is ints known at load. */
+static bool is_ints(im *s, const Onnx__NodeProto *n, size_t k)
+{
+    val v;
+    return ints_of(s, n, k, &v);
+}
+
+/* ---- more arithmetic on ints, for the pads of PyTorch's F.pad:
+ * ConstantOfShape, Reshape, Slice, Transpose and Cast of ints ---- */
+
+static kdens_status op_constant_of_shape(im *s, const Onnx__NodeProto *n)
+{
+    val shape = {0}, v = {0};
+    const Onnx__AttributeProto *a = attr(n, "value");
+    size_t one = 0;
+    int64_t fill = 0;
+    if (!ints_of(s, n, 0, &shape) || shape.rank != 1 || shape.n_ints != 1 || shape.ints[0] < 0 ||
+        shape.ints[0] > IM_MAX_INTS || !a || !a->t || !tensor_int64s(a->t, &fill, 1, &one) ||
+        one != 1)
+        return node_error(s, n, KDENS_E_FORMAT,
+                          "only a short int64 vector of a constant value is supported");
+    v.kind = V_SHAPE;
+    v.layer = -1;
+    v.rank = 1;
+    v.n_ints = (int)shape.ints[0];
+    for (int i = 0; i < v.n_ints; i++)
+        v.ints[i] = fill;
+    return add_val(s, n->output[0], v);
+}
+
+static kdens_status op_reshape_ints(im *s, const Onnx__NodeProto *n)
+{
+    val x = {0}, t = {0};
+    if (!ints_of(s, n, 0, &x) || !ints_of(s, n, 1, &t) || t.rank != 1 || t.n_ints < 1 ||
+        t.n_ints > 2 || attr_i(n, "allowzero", 0) != 0)
+        return node_error(s, n, KDENS_E_FORMAT, "only ints reshaped to 1 or 2 dimensions");
+    int64_t d[2] = {t.ints[0], t.n_ints == 2 ? t.ints[1] : 1};
+    int free_at = -1;
+    for (int i = 0; i < t.n_ints; i++) {
+        if (d[i] == -1 && free_at < 0)
+            free_at = i;
+        else if (d[i] < 1 || d[i] > IM_MAX_INTS)
+            return node_error(s, n, KDENS_E_FORMAT, "target shape out of range");
+    }
+    if (free_at >= 0) {
+        int64_t known = d[1 - free_at];
+        if (t.n_ints == 1)
+            known = 1;
+        if (x.n_ints % known)
+            return node_error(s, n, KDENS_E_FORMAT, "target shape does not fit");
+        d[free_at] = x.n_ints / known;
+    }
+    if (d[0] * d[1] != x.n_ints || d[1] < 1 || (t.n_ints == 2 && d[0] < 1))
+        return node_error(s, n, KDENS_E_FORMAT, "target shape does not fit");
+    x.rank = t.n_ints;
+    x.cols = t.n_ints == 2 ? (int)d[1] : 0;
+    return add_val(s, n->output[0], x);
+}
+
+/* Slice of ints along one axis (any step). */
+static kdens_status op_slice_ints(im *s, const Onnx__NodeProto *n)
+{
+    val x = {0}, st = {0}, en = {0}, ax = {0}, sp = {0};
+    bool has_axes = n->n_input > 3 && n->input[3][0], has_steps = n->n_input > 4 && n->input[4][0];
+    if (!ints_of(s, n, 0, &x) || x.rank < 1 || !ints_of(s, n, 1, &st) || st.n_ints != 1 ||
+        !ints_of(s, n, 2, &en) || en.n_ints != 1 ||
+        (has_axes && (!ints_of(s, n, 3, &ax) || ax.n_ints != 1)) ||
+        (has_steps && (!ints_of(s, n, 4, &sp) || sp.n_ints != 1)))
+        return node_error(s, n, KDENS_E_FORMAT, "only a slice of ints along one axis");
+    int64_t axis = has_axes ? ax.ints[0] : 0, step = has_steps ? sp.ints[0] : 1;
+    if (axis < 0)
+        axis += x.rank;
+    int rows = x.rank == 2 ? x.n_ints / x.cols : x.n_ints, cols = x.rank == 2 ? x.cols : 1;
+    if (axis < 0 || axis >= x.rank || step == 0 || step == IM_BATCH || st.ints[0] == IM_BATCH ||
+        en.ints[0] == IM_BATCH)
+        return node_error(s, n, KDENS_E_FORMAT, "axis or step out of range");
+    int64_t dim = axis == 0 ? rows : cols, b = st.ints[0], e = en.ints[0];
+    if (b < 0)
+        b += dim;
+    if (e < 0)
+        e += dim;
+    int64_t lo = step > 0 ? 0 : -1, hi = step > 0 ? dim : dim - 1;
+    b = b < 0 ? 0 : b > hi ? hi : b;
+    e = e < lo ? lo : e > hi ? hi : e;
+    if (step > IM_MAX_INTS || step < -IM_MAX_INTS) /* the same picks, no overflow */
+        step = step > 0 ? IM_MAX_INTS : -IM_MAX_INTS;
+    int64_t pick[IM_MAX_INTS];
+    int k = 0;
+    for (int64_t i = b; step > 0 ? i < e : i > e; i += step)
+        pick[k++] = i;
+    val v = x;
+    int n_rows = axis == 0 ? k : rows, n_cols = axis == 0 ? cols : k;
+    v.n_ints = n_rows * n_cols;
+    for (int r = 0; r < n_rows; r++)
+        for (int c = 0; c < n_cols; c++)
+            v.ints[r * n_cols + c] =
+                x.ints[(axis == 0 ? pick[r] : r) * cols + (axis == 0 ? c : pick[c])];
+    v.cols = x.rank == 2 ? n_cols : 0;
+    if (x.rank == 2 && n_cols == 0)
+        return node_error(s, n, KDENS_E_FORMAT, "an empty slice");
+    return add_val(s, n->output[0], v);
+}
+
+static kdens_status op_transpose_ints(im *s, const Onnx__NodeProto *n)
+{
+    val x = {0};
+    const Onnx__AttributeProto *perm = attr(n, "perm");
+    if (!ints_of(s, n, 0, &x) || x.rank != 2 ||
+        (perm && (perm->n_ints != 2 || perm->ints[0] != 1 || perm->ints[1] != 0)))
+        return node_error(s, n, KDENS_E_FORMAT, "only the transpose of a matrix of ints");
+    val v = x;
+    int rows = x.n_ints / x.cols;
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < x.cols; c++)
+            v.ints[c * rows + r] = x.ints[r * x.cols + c];
+    v.cols = rows;
+    return add_val(s, n->output[0], v);
+}
+
+static kdens_status op_cast_ints(im *s, const Onnx__NodeProto *n)
+{
+    val x = {0};
+    if (!ints_of(s, n, 0, &x) || attr_i(n, "to", 0) != ONNX__TENSOR_PROTO__DATA_TYPE__INT64)
+        return node_error(s, n, KDENS_E_FORMAT, "only a Cast of ints to int64");
+    return add_val(s, n->output[0], x);
+}
+
+/* Reshape of a map or a flat value: to [N, features] (a flatten), or of a
+ * 1x1 map to [N, C, 1, 1] or [N, C]; the target may be computed from the
+ * input's Shape (PyTorch's x.view(x.size(0), -1)). */
+static kdens_status op_reshape(im *s, const Onnx__NodeProto *n, const val *x)
+{
+    val t = {0};
+    if (!ints_of(s, n, 1, &t) || t.rank != 1)
+        return node_error(s, n, KDENS_E_FORMAT,
+                          "the target shape must be an int64 constant or computed from Shape");
+    if (attr_i(n, "allowzero", 0) != 0)
+        return node_error(s, n, KDENS_E_FORMAT, "allowzero=1 is not supported");
+    int64_t f = (int64_t)x->h * x->w * x->c;
+    int64_t b = t.n_ints > 0 ? t.ints[0] : 0;
+    bool batch = b == IM_BATCH || b == 0 || (s->in_batch > 0 && b == s->in_batch);
+    if (t.n_ints == 2 && ((batch && (t.ints[1] == -1 || t.ints[1] == f)) ||
+                          (b == -1 && t.ints[1] == f)))
+        return flatten_view(s, n, x);
+    if (t.n_ints == 4 && x->h == 1 && x->w == 1 && (batch || (b == -1 && t.ints[1] == x->c)) &&
+        (t.ints[1] == x->c || t.ints[1] == -1) && t.ints[2] == 1 && t.ints[3] == 1) {
+        val v = *x;
+        v.bias = 0;
+        v.kind = V_NCHW;
+        return add_val(s, n->output[0], v);
+    }
+    return node_error(s, n, KDENS_E_FORMAT,
+                      "only reshapes to [N, features] or of 1x1 maps to [N, C, 1, 1] are "
+                      "supported");
+}
+
+/* ---- shape arithmetic, evaluated at load: Shape, Gather, Unsqueeze,
+ * Squeeze, Concat of ints (the batch stays a symbol, IM_BATCH) ---- */
+
+static kdens_status op_shape(im *s, const Onnx__NodeProto *n)
+{
+    const val *x = input_val(s, n, 0);
+    if (!x || (x->kind > V_RAW) || attr(n, "start") || attr(n, "end"))
+        return node_error(s, n, KDENS_E_FORMAT,
+                          "only the whole shape of a layer's output is supported");
+    val v = {0};
+    v.kind = V_SHAPE;
+    v.layer = -1;
+    v.rank = 1;
+    v.ints[0] = s->in_batch > 0 ? s->in_batch : IM_BATCH;
+    if (x->kind == V_FLAT || x->kind == V_FLAT_NCHW) {
+        v.n_ints = 2;
+        v.ints[1] = (int64_t)x->h * x->w * x->c;
+    } else {
+        v.n_ints = 4;
+        bool nhwc = x->kind == V_NHWC;
+        v.ints[1] = nhwc ? x->h : x->c;
+        v.ints[2] = nhwc ? x->w : x->h;
+        v.ints[3] = nhwc ? x->c : x->w;
+    }
+    return add_val(s, n->output[0], v);
+}
+
+static kdens_status op_gather(im *s, const Onnx__NodeProto *n)
+{
+    val d = {0}, i = {0};
+    if (n->n_input != 2 || !ints_of(s, n, 0, &d) || d.rank != 1 || !ints_of(s, n, 1, &i) ||
+        attr_i(n, "axis", 0) != 0)
+        return node_error(s, n, KDENS_E_FORMAT,
+                          "only Gather of int64 indices from a shape is supported");
+    val v = i;
+    for (int k = 0; k < i.n_ints; k++) {
+        int64_t at = i.ints[k] < 0 ? i.ints[k] + d.n_ints : i.ints[k];
+        if (at < 0 || at >= d.n_ints)
+            return node_error(s, n, KDENS_E_FORMAT, "index out of range");
+        v.ints[k] = d.ints[at];
+    }
+    return add_val(s, n->output[0], v);
+}
+
+/* Unsqueeze of a scalar to [1], Squeeze of [1] to a scalar (axes 0). */
+static kdens_status op_squeeze(im *s, const Onnx__NodeProto *n, bool un)
+{
+    val x = {0}, axes = {0};
+    bool has_axes = n->n_input > 1 && n->input[1][0];
+    if (!ints_of(s, n, 0, &x) || x.rank != (un ? 0 : 1) || x.n_ints != 1 ||
+        (has_axes && (!ints_of(s, n, 1, &axes) || axes.n_ints != 1 || axes.ints[0] != 0)) ||
+        (un && !has_axes) || attr(n, "axes"))
+        return node_error(s, n, KDENS_E_FORMAT,
+                          "only a scalar computed from a shape to [1] and back is supported");
+    x.rank = un;
+    return add_val(s, n->output[0], x);
+}
+
+static kdens_status op_concat_ints(im *s, const Onnx__NodeProto *n)
+{
+    val v = {0};
+    v.kind = V_SHAPE;
+    v.layer = -1;
+    v.rank = 1;
+    if (attr_i(n, "axis", 0) != 0)
+        return node_error(s, n, KDENS_E_FORMAT, "ints are concatenated along axis 0");
+    for (size_t k = 0; k < n->n_input; k++) {
+        val p = {0};
+        if (!ints_of(s, n, k, &p) || p.rank != 1 || v.n_ints + p.n_ints > IM_MAX_INTS)
+            return node_error(s, n, KDENS_E_FORMAT,
+                              "input '%s' is not a short int64 vector known at load", n->input[k]);
+        memcpy(v.ints + v.n_ints, p.ints, sizeof(int64_t) * (size_t)p.n_ints);
+        v.n_ints += p.n_ints;
+    }
+    return add_val(s, n->output[0], v);
+}
+
+/* Whether a node's inputs are ints known at load (shape arithmetic). */
+static bool reads_ints(im *s, const Onnx__NodeProto *n)
+{
+    for (size_t k = 0; k < n->n_input; k++) {
+        const val *v = input_val(s, n, k);
+        const Onnx__TensorProto *t = v ? NULL : find_init(s, n->input[k]);
+        if ((v && v->kind == V_SHAPE) ||
+            (t && t->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__INT64))
+            return true;
+    }
+    return false;
+}
+
 /* Transpose to NHWC, Flatten, Reshape, Identity, Dropout: views. */
 static kdens_status op_view(im *s, const Onnx__NodeProto *n)
 {
     const val *x = input_val(s, n, 0);
-    if (!x || x->kind >= V_RAW)
+    if (!x || x->kind > V_RAW) /* the graph input: a Flatten for a Gemm, an Identity */
         return node_error(s, n, KDENS_E_FORMAT, "reads no layer's output");
     val v = *x;
+    v.bias = 0;
     const char *op = n->op_type;
     if (strcmp(op, "Transpose") == 0) {
         const Onnx__AttributeProto *perm = attr(n, "perm");
@@ -744,28 +1191,9 @@ static kdens_status op_view(im *s, const Onnx__NodeProto *n)
     } else if (strcmp(op, "Flatten") == 0) {
         if (attr_i(n, "axis", 1) != 1)
             return node_error(s, n, KDENS_E_FORMAT, "only axis=1");
-        if (x->kind == V_NHWC && (x->h > 1 || x->w > 1)) { /* libkdens' own flatten */
-            val in = *x;
-            in.kind = V_NCHW;
-            const val *pin = &in;
-            int id;
-            kdens_status st = new_layer(s, n, "flatten", 1, 1, x->h * x->w * x->c, &id);
-            if (st == KDENS_OK)
-                st = end_line(s, 1, &pin);
-            return st == KDENS_OK ? layer_out(s, n, id, V_FLAT) : st;
-        }
-        v.kind = x->h == 1 && x->w == 1 ? V_FLAT : V_FLAT_NCHW;
+        return flatten_view(s, n, x);
     } else if (strcmp(op, "Reshape") == 0) {
-        const Onnx__TensorProto *t = n->n_input > 1 ? find_init(s, n->input[1]) : NULL;
-        if (!t || t->data_type != ONNX__TENSOR_PROTO__DATA_TYPE__INT64 || x->h != 1 || x->w != 1)
-            return node_error(s, n, KDENS_E_FORMAT, "only reshapes of 1x1 maps are supported");
-        if (t->n_int64_data == 4 && t->int64_data[1] == x->c && t->int64_data[2] == 1 &&
-            t->int64_data[3] == 1)
-            v.kind = V_NCHW;
-        else if (t->n_int64_data == 2 && (t->int64_data[1] == x->c || t->int64_data[1] == -1))
-            v.kind = V_FLAT;
-        else
-            return node_error(s, n, KDENS_E_FORMAT, "only to [N, C, 1, 1] or [N, C]");
+        return op_reshape(s, n, x);
     } else if (n->n_output != 1) { /* Identity, Dropout: the mask output is not supported */
         return node_error(s, n, KDENS_E_FORMAT, "only one output");
     }
@@ -775,6 +1203,16 @@ static kdens_status op_view(im *s, const Onnx__NodeProto *n)
 /* Add, Sum, Mul, Concat of layers; and the pairs with constants. */
 static kdens_status op_merge(im *s, const Onnx__NodeProto *n, const char *type)
 {
+    if (n->n_input == 1 && strcmp(type, "multiply") != 0) { /* of one: the value itself */
+        const val *x = input_val(s, n, 0);
+        if (!x || !(as_map(x) || x->kind == V_FLAT))
+            return node_error(s, n, KDENS_E_FORMAT, "reads no layer's output");
+        if (strcmp(type, "concat") == 0 && attr_i(n, "axis", 1) != 1)
+            return node_error(s, n, KDENS_E_FORMAT, "only along the channels (axis 1)");
+        val v = *x;
+        v.bias = 0;
+        return add_val(s, n->output[0], v);
+    }
     if (n->n_input < 2 || n->n_input > 64)
         return node_error(s, n, KDENS_E_FORMAT, "2 to 64 inputs");
     const val *in[64] = {0}; /* (n_input >= 2: all set below; gcc -O1 cannot tell) */
@@ -872,10 +1310,17 @@ static kdens_status op_mul(im *s, const Onnx__NodeProto *n)
 static kdens_status op_add(im *s, const Onnx__NodeProto *n)
 {
     const val *a = input_val(s, n, 0), *b = n->n_input == 2 ? input_val(s, n, 1) : NULL;
+    size_t ka = 0, kc = 1; /* the layer's input and the constant's */
+    if (!a && b) {
+        a = b;
+        b = NULL;
+        ka = 1;
+        kc = 0;
+    }
     if (a && !b && n->n_input == 2) {
         float v;
         if (a->kind == V_RAW_MUL) { /* the input scaling, done */
-            const Onnx__TensorProto *t = channel_const(s, n->input[1], s->in_c);
+            const Onnx__TensorProto *t = channel_const(s, n->input[kc], s->in_c);
             if (!t || s->in_scale)
                 return node_error(s, n, KDENS_E_FORMAT, "the input offset is not per channel");
             s->in_scale = tensor_floats(s, n, a->tensor, (size_t)s->in_c, "input scale");
@@ -887,14 +1332,27 @@ static kdens_status op_add(im *s, const Onnx__NodeProto *n)
             r.kind = V_NCHW;
             return add_val(s, n->output[0], r);
         }
-        if (a->kind == V_MUL_SCALAR && scalar_of(s, n->input[1], &v)) { /* rescale */
+        if (a->bias && a->kind == V_FLAT && readers(s, n->input[ka]) == 1) { /* MatMul + bias */
+            pending *p = &s->params[a->bias - 1];
+            float *bias = tensor_floats(s, n, find_init(s, n->input[kc]), p->count, "bias");
+            if (!bias)
+                return KDENS_E_FORMAT;
+            free(p->data);
+            p->data = bias;
+            val r = *a;
+            r.bias = 0;
+            return add_val(s, n->output[0], r);
+        }
+        bool plain = as_map(a) || a->kind == V_FLAT;
+        if ((a->kind == V_MUL_SCALAR || plain) && scalar_of(s, n->input[kc], &v)) { /* rescale */
             val x = *a;
             x.kind = x.h == 1 && x.w == 1 ? V_FLAT : V_NCHW;
             const val *px = &x;
             int id;
             kdens_status st = new_layer(s, n, "rescale", x.h, x.w, x.c, &id);
             if (st == KDENS_OK)
-                st = spec_add(s, " scale=%.9g offset=%.9g", (double)a->scalar, (double)v);
+                st = spec_add(s, " scale=%.9g offset=%.9g",
+                              (double)(plain ? 1.0f : a->scalar), (double)v);
             if (st == KDENS_OK)
                 st = end_line(s, 1, &px);
             return st == KDENS_OK ? layer_out(s, n, id, x.kind) : st;
@@ -926,10 +1384,28 @@ static kdens_status import_node(im *s, const Onnx__NodeProto *n)
     if (n->n_output > 1 && strcmp(op, "Dropout") != 0 && strcmp(op, "MaxPool") != 0 &&
         strcmp(op, "BatchNormalization") != 0)
         return node_error(s, n, KDENS_E_FORMAT, "more than one output");
+    if (!strcmp(op, "Constant") || (!strcmp(op, "Identity") && find_init(s, n->output[0])))
+        return KDENS_OK; /* read before, as constants */
     if (!strcmp(op, "Conv"))
         return op_conv(s, n);
-    if (!strcmp(op, "Gemm"))
+    if (!strcmp(op, "Gemm") || !strcmp(op, "MatMul"))
         return op_gemm(s, n);
+    if (!strcmp(op, "Shape"))
+        return op_shape(s, n);
+    if (!strcmp(op, "Gather"))
+        return op_gather(s, n);
+    if (!strcmp(op, "Unsqueeze") || !strcmp(op, "Squeeze"))
+        return op_squeeze(s, n, op[0] == 'U');
+    if (!strcmp(op, "Concat") && reads_ints(s, n))
+        return op_concat_ints(s, n);
+    if (!strcmp(op, "ConstantOfShape"))
+        return op_constant_of_shape(s, n);
+    if (!strcmp(op, "Slice") && is_ints(s, n, 0))
+        return op_slice_ints(s, n);
+    if (!strcmp(op, "Cast") && is_ints(s, n, 0))
+        return op_cast_ints(s, n);
+    if ((!strcmp(op, "Reshape") || !strcmp(op, "Transpose")) && is_ints(s, n, 0))
+        return op[0] == 'R' ? op_reshape_ints(s, n) : op_transpose_ints(s, n);
     if (!strcmp(op, "BatchNormalization"))
         return op_batchnorm(s, n);
     if (!strcmp(op, "Relu"))
@@ -950,7 +1426,7 @@ static kdens_status import_node(im *s, const Onnx__NodeProto *n)
         return op_log(s, n);
     if (!strcmp(op, "MaxPool") || !strcmp(op, "AveragePool"))
         return op_pool(s, n, op[0] == 'M');
-    if (!strcmp(op, "GlobalAveragePool"))
+    if (!strcmp(op, "GlobalAveragePool") || !strcmp(op, "ReduceMean"))
         return op_gap(s, n);
     if (!strcmp(op, "Pad"))
         return op_pad(s, n);
@@ -1002,6 +1478,11 @@ static kdens_status read_input(im *s)
     s->in_c = dims[0];
     s->in_h = dims[1];
     s->in_w = dims[2];
+    const Onnx__TensorShapeProto__Dimension *d0 = sh->dim[0];
+    s->in_batch = d0->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE &&
+                          d0->dim_value > 0
+                      ? d0->dim_value
+                      : 0;
     val v = {0};
     v.kind = V_RAW;
     v.layer = -1;
@@ -1011,10 +1492,37 @@ static kdens_status read_input(im *s)
     return add_val(s, in->name, v);
 }
 
+/* The constants: initializers, Constant nodes (a tensor `value`) and
+ * Identity nodes of constants. */
+static kdens_status read_constants(im *s)
+{
+    kdens_status st = KDENS_OK;
+    for (size_t i = 0; i < s->g->n_initializer && st == KDENS_OK; i++)
+        if (s->g->initializer[i]->name)
+            st = add_const(s, s->g->initializer[i]->name, s->g->initializer[i]);
+    for (size_t i = 0; i < s->g->n_node && st == KDENS_OK; i++) {
+        const Onnx__NodeProto *n = s->g->node[i];
+        if (!n->op_type || n->n_output != 1 || !n->output[0][0])
+            continue;
+        if (!strcmp(n->op_type, "Constant")) {
+            const Onnx__AttributeProto *v = attr(n, "value");
+            if (n->n_attribute != 1 || !v || !v->t)
+                return node_error(s, n, KDENS_E_FORMAT, "only a tensor `value` is supported");
+            st = add_const(s, n->output[0], v->t);
+        } else if (!strcmp(n->op_type, "Identity") && n->n_input == 1 &&
+                   find_init(s, n->input[0])) {
+            st = add_const(s, n->output[0], find_init(s, n->input[0]));
+        }
+    }
+    return st;
+}
+
 /* Every layer's spec line, then the model, its weights and input scaling. */
 static kdens_status build_model(im *s, kdens_model **out)
 {
-    kdens_status st = read_input(s);
+    kdens_status st = read_constants(s);
+    if (st == KDENS_OK)
+        st = read_input(s);
     for (size_t i = 0; i < s->g->n_node && st == KDENS_OK; i++)
         st = import_node(s, s->g->node[i]);
     if (st != KDENS_OK)
@@ -1127,6 +1635,7 @@ static void im_free(im *s)
         free(s->params[i].data);
     }
     free(s->params);
+    free(s->consts);
     free(s->spec);
     free(s->in_scale);
     free(s->in_offset);
