@@ -145,6 +145,11 @@ struct kdens_pipeline {
  * a built-in one: what ranks without the workspace build their models from. */
 kdens_status kd_workspace_arch_spec(const char *workdir, const char *dataset, const char *arch,
                                    char **text);
+/* Over ranks: rank 0's training and validation parts (kd_workspace_split,
+ * views of the pool it loaded) replace every rank's, so that the other ranks
+ * need no workspace. */
+kdens_status kd_workspace_share_parts(kdens_comm *comm, const kdens_dataset *pool,
+                                      kdens_dataset **train, kdens_dataset **val);
 kdens_status kd_workspace_model(const char *workdir, const char *dataset, const char *arch, int h,
                                 int w, int c, int classes, uint64_t seed, kdens_model **out);
 

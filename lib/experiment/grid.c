@@ -261,16 +261,6 @@ static kdens_status students_alone(const kdens_grid *g, const char *workdir, con
     return st;
 }
 
-/* Over ranks: rank 0's view in *view on every rank. */
-static kdens_status share(const kdens_grid *g, const kdens_dataset *pool, kdens_dataset **view)
-{
-    kdens_dataset *shared = NULL;
-    kdens_status st = kdens_dataset_share(g->comm, pool, *view, &shared);
-    kdens_dataset_free(*view);
-    *view = shared;
-    return st;
-}
-
 kdens_status kdens_grid_run(const kdens_grid *g, const char *workdir, const char *name,
                             const kdens_dataset *pool, const kdens_dataset *test)
 {
@@ -297,10 +287,8 @@ kdens_status kdens_grid_run(const kdens_grid *g, const char *workdir, const char
         st = kd_workspace_split(dir, pool, g->val_fraction, g->seed, &train, &val);
     /* (a failure before: every rank has it already) */
     st = kdens_comm_agree(g->comm, st);
-    if (st == KDENS_OK && ranks)
-        st = share(g, pool, &train);
-    if (st == KDENS_OK && ranks)
-        st = share(g, pool, &val);
+    if (st == KDENS_OK && ranks) /* the other ranks need no workspace */
+        st = kd_workspace_share_parts(g->comm, pool, &train, &val);
     if (st == KDENS_OK)
         st = teachers(g, workdir, name, dir, train, val, test);
     if (st == KDENS_OK)

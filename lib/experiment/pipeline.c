@@ -582,17 +582,6 @@ static kdens_status prepare_workspace(const kdens_pipeline *cfg, const kdens_dat
     return st;
 }
 
-/* Over ranks: rank 0's view in *view on every rank. */
-static kdens_status share(const kdens_pipeline *cfg, const kdens_dataset *pool,
-                          kdens_dataset **view)
-{
-    kdens_dataset *shared = NULL;
-    kdens_status st = kdens_dataset_share(cfg->comm, pool, *view, &shared);
-    kdens_dataset_free(*view);
-    *view = shared;
-    return st;
-}
-
 /* Steps 4 to 6, from the workspace's teachers: fusion, students, report. */
 static kdens_status evaluate_and_report(kd_report *r, const kdens_dataset *train,
                                         const kdens_dataset *val, const kdens_dataset *test,
@@ -638,9 +627,7 @@ kdens_status kdens_pipeline_run(const kdens_pipeline *cfg, const kdens_dataset *
     kdens_status st = lead ? prepare_workspace(cfg, pool, &train, &val) : KDENS_OK;
     st = kdens_comm_agree(cfg->comm, st);
     if (st == KDENS_OK && ranks) /* the other ranks need no workspace */
-        st = share(cfg, pool, &train);
-    if (st == KDENS_OK && ranks)
-        st = share(cfg, pool, &val);
+        st = kd_workspace_share_parts(cfg->comm, pool, &train, &val);
     if (st == KDENS_OK) {
         r.n_train = kdens_dataset_count(train);
         r.n_val = kdens_dataset_count(val);

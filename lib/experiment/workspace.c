@@ -225,3 +225,20 @@ kdens_status kd_save_text(char *path, kd_buf *b)
     kd_buf_free(b);
     return st;
 }
+
+/* Rank 0's view in *view on every rank (the one before freed). */
+static kdens_status share_view(kdens_comm *comm, const kdens_dataset *pool, kdens_dataset **view)
+{
+    kdens_dataset *shared = NULL;
+    kdens_status st = kdens_dataset_share(comm, pool, *view, &shared);
+    kdens_dataset_free(*view);
+    *view = shared;
+    return st;
+}
+
+kdens_status kd_workspace_share_parts(kdens_comm *comm, const kdens_dataset *pool,
+                                      kdens_dataset **train, kdens_dataset **val)
+{
+    kdens_status st = share_view(comm, pool, train);
+    return st == KDENS_OK ? share_view(comm, pool, val) : st;
+}
