@@ -145,6 +145,9 @@ SONAME := libkdens.so.$(VERSION_MAJOR)
 SHARED := $(BUILD)/libkdens.so.$(VERSION)
 CLI := $(BUILD)/kdens
 EXAMPLES := $(BUILD)/train_fmnist $(BUILD)/classify $(BUILD)/custom_driver $(BUILD)/fuse
+ifeq ($(ONNX),1)
+EXAMPLES += $(BUILD)/onnx_teachers
+endif
 
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -309,6 +312,10 @@ $(CLI): $(CLI_SRC) $(wildcard tools/kdens/*.h) $(STATIC) $(CLI_MPI_LIBS) $(CLI_O
 	$(CC) -Iinclude $(CLI_MPI) $(CLI_ONNX) $(CFLAGS_ALL) -o $@ $(CLI_SRC) $(CLI_MPI_LIBS) \
 		$(CLI_ONNX_LIBS) $(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS) $(MPI_LIBS) $(CLI_ONNX_LINK)
 
+# The ONNX example links libkdens_onnx and protobuf-c too (make ONNX=1).
+$(BUILD)/onnx_teachers: examples/onnx_teachers.c $(ONNX_STATIC) $(STATIC) $(PUBLIC_HDR) $(ONNX_HDR)
+	$(CC) -Iinclude $(CFLAGS_ALL) -o $@ $< $(ONNX_STATIC) $(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS) \
+		$(ONNX_LIBS)
 $(BUILD)/%: examples/%.c $(STATIC) $(PUBLIC_HDR)
 	$(CC) -Iinclude $(CFLAGS_ALL) -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS)
 
@@ -431,11 +438,15 @@ $(MPI_TEST_SMALL): tests/mpi/test_comm_mpi.c tests/testutil.h \
 # python3-torchvision; skipped with a message without them).
 ONNX_TEST := $(BUILD)/tests/onnx/test_onnx
 ONNX_TORCH_TEST := $(BUILD)/tests/onnx/test_torch
+ONNX_TEACHERS_TEST := $(BUILD)/tests/onnx/test_teachers_onnx
 ifeq ($(ONNX),1)
 check-onnx: check-deps
-	@$(MAKE) --no-print-directory ONNX=1 $(ONNX_TARGETS) $(CLI) $(ONNX_TEST) $(ONNX_TORCH_TEST)
+	@$(MAKE) --no-print-directory ONNX=1 $(ONNX_TARGETS) $(CLI) $(ONNX_TEST) $(ONNX_TORCH_TEST) \
+		$(ONNX_TEACHERS_TEST) $(BUILD)/onnx_teachers
 	@echo "== $(ONNX_TEST)"; KDENS_TEST_ROOT=$(CURDIR) KDENS_BUILD=$(BUILD) ./$(ONNX_TEST)
 	@echo "== $(ONNX_TORCH_TEST)"; KDENS_TEST_ROOT=$(CURDIR) KDENS_BUILD=$(BUILD) ./$(ONNX_TORCH_TEST)
+	@echo "== $(ONNX_TEACHERS_TEST)"; ./$(ONNX_TEACHERS_TEST)
+	@echo "== tests/onnx/test_cli_onnx.sh"; BUILD=$(BUILD) sh tests/onnx/test_cli_onnx.sh
 else
 check-onnx:
 	@echo "check-onnx: ONNX support is not built; run make check-onnx ONNX=1" >&2; exit 2
@@ -444,6 +455,10 @@ $(ONNX_TEST): tests/onnx/test_onnx.c tests/testutil.h $(ONNX_STATIC) $(STATIC) \
 		$(ONNX_GEN)/onnx.pb-c.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS_ALL) -Ilib -Itests $(ONNX_CFLAGS) $(CFLAGS_ALL) $(DEPFLAGS) -o $@ $< $(ONNX_STATIC) \
+		$(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS) -lcmocka $(ONNX_LIBS)
+$(ONNX_TEACHERS_TEST): tests/onnx/test_teachers_onnx.c tests/testutil.h $(ONNX_STATIC) $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_ALL) -Ilib -Itests $(CFLAGS_ALL) $(DEPFLAGS) -o $@ $< $(ONNX_STATIC) \
 		$(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS) -lcmocka $(ONNX_LIBS)
 $(ONNX_TORCH_TEST): tests/onnx/test_torch.c tests/testutil.h $(ONNX_STATIC) $(STATIC)
 	@mkdir -p $(dir $@)

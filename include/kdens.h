@@ -302,10 +302,27 @@ KDENS_API kdens_status kdens_model_predict_logits(kdens_model *model, const floa
  * folder, fsync'ed, then renamed over path.  On any failure the file that
  * was at path before the call is left as it was.  Errors: KDENS_E_IO. */
 KDENS_API kdens_status kdens_model_save(const kdens_model *model, const char *path);
-/* Load a .kdm file.  Errors: KDENS_E_IO unreadable, KDENS_E_FORMAT bad magic,
- * truncation, CRC mismatch or inconsistent content, KDENS_E_VERSION newer
- * format, KDENS_E_NOMEM. */
+/* Load a .kdm file -- or a file of a format registered with
+ * kdens_model_set_reader (an .onnx file once kdens_onnx_enable has run), with
+ * that reader's errors.  Errors: KDENS_E_IO unreadable, KDENS_E_FORMAT bad
+ * magic, truncation, CRC mismatch or inconsistent content (an .onnx file
+ * with no reader registered says so), KDENS_E_VERSION newer format,
+ * KDENS_E_NOMEM. */
 KDENS_API kdens_status kdens_model_load(const char *path, kdens_model **out);
+
+/* A reader of another model format: it loads the file at path into a new
+ * model (*out, set only on success) or fails with a kdens_status and a
+ * message (kdens_set_error). */
+typedef kdens_status (*kdens_model_reader)(const char *path, kdens_model **out);
+/* Teach kdens_model_load -- and so ensembles, registries and the tools --
+ * another format: a file whose name ends with suffix (compared without
+ * regard to case, e.g. ".onnx") is handed to reader instead of being read
+ * as .kdm.  Registering a suffix again replaces its reader; reader NULL
+ * removes it.  Process-wide and thread-safe; at most 8 suffixes of at most
+ * 15 bytes.  libkdens_onnx's kdens_onnx_enable registers ".onnx".
+ * Errors: KDENS_E_ARG (NULL or empty suffix, too long, ".kdm"),
+ * KDENS_E_NOMEM (8 suffixes registered already). */
+KDENS_API kdens_status kdens_model_set_reader(const char *suffix, kdens_model_reader reader);
 
 /* ------------------------------------------------------------------------ */
 /* Training                                                                   */

@@ -127,6 +127,23 @@ KDENS_API kdens_status kdens_teachers_train_checkpoints(kdens_teachers *tc, int 
 KDENS_API kdens_status kdens_teachers_train_fge(kdens_teachers *tc, int cycles,
                                                 int cycle_epochs);
 
+/* Register a model trained elsewhere as a teacher: model_path is any file
+ * kdens_model_load reads (a .kdm, or an .onnx once kdens_onnx_enable has
+ * run -- a PyTorch or Keras model), recorded in WORKDIR/teachers.csv as it
+ * is given (not copied: keep it where it is, or give an absolute path)
+ * under the handle's dataset and architecture names, the fraction of the
+ * training data it saw ((0, 1]; 1 when unknown) and uuid, after it is
+ * measured on the handle's pool, validation and test data (the datasets
+ * must fit the model).  The teacher then joins ensembles
+ * (kdens_ensemble_from_registry) and distillation jobs like a trained one.
+ * A file registered already is left as it is (KDENS_OK).  Runs in one
+ * process (KDENS_E_STATE over several ranks).  Errors: KDENS_E_ARG (NULL,
+ * fraction out of range, a uuid registered for another file of the
+ * dataset), KDENS_E_SHAPE (the data does not fit), and those of
+ * kdens_model_load and of writing. */
+KDENS_API kdens_status kdens_teachers_add(kdens_teachers *tc, const char *model_path,
+                                          double fraction, const char *uuid);
+
 /* A teachers.csv registry as read: its rows in file order. */
 typedef struct kdens_registry kdens_registry;
 /* Read a registry (docs/formats.md; CSV with quoted fields).  Errors:
@@ -214,6 +231,16 @@ KDENS_API kdens_status kdens_distill_job_set_seed(kdens_distill_job *job, uint64
  * trains data-parallel (kdens_distiller_set_comm) and rank 0 saves and
  * registers it (its log and checkpoint are rank 0's). */
 KDENS_API kdens_status kdens_distill_job_set_comm(kdens_distill_job *job, kdens_comm *comm);
+/* Distil these teachers instead of sampling the registry: model_path is any
+ * file kdens_model_load reads (a .kdm, or an .onnx once kdens_onnx_enable
+ * has run), copied; call once per teacher.  Every repetition then distils
+ * all of them (the teacher count becomes theirs; the teacher architecture
+ * and fraction only describe the run), the student's name carries a digest
+ * of the files' names, and students.csv's teachers_uuid lists the files.
+ * Errors: KDENS_E_ARG (NULL, empty), KDENS_E_NOMEM; a file that does not
+ * load fails kdens_distill_job_run. */
+KDENS_API kdens_status kdens_distill_job_add_teacher(kdens_distill_job *job,
+                                                     const char *model_path);
 /* Borrowed (it must outlive the job); NULL: none, teacher outputs cached. */
 KDENS_API kdens_status kdens_distill_job_set_augment(kdens_distill_job *job,
                                                      const kdens_augment *aug);

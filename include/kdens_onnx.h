@@ -73,6 +73,14 @@ KDENS_API kdens_status kdens_onnx_export(const kdens_model *model, const char *p
  * KDENS_E_SHAPE, KDENS_E_NOMEM. */
 KDENS_API kdens_status kdens_onnx_import(const char *path, kdens_model **out);
 
+/* Make kdens_model_load read .onnx files with kdens_onnx_import
+ * (kdens_model_set_reader): from then on an ONNX model is loaded wherever a
+ * .kdm is -- ensemble members (kdens_ensemble_add), teachers.csv rows whose
+ * file is an .onnx, the distillation workflow, the kdens tool.  Call it once
+ * (again: harmless) before loading.  Errors: those of
+ * kdens_model_set_reader. */
+KDENS_API kdens_status kdens_onnx_enable(void);
+
 #ifdef __cplusplus
 }
 #endif

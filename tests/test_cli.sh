@@ -46,7 +46,7 @@ sed -n '/^usage: kdens teachers/,/--no-augment    no augmentation/p' docs/cli.md
 "$KDENS" teachers --help >"$tmp/teachers.out"
 check "kdens teachers --help matches docs/cli.md" cmp "$tmp/teachers.doc" "$tmp/teachers.out"
 
-for cmd in ensemble diversity vote distill pipeline experiment export; do
+for cmd in ensemble diversity vote distill pipeline experiment export import; do
     sed -n "/^usage: kdens $cmd /,/^\`\`\`/p" docs/cli.md | sed '$d' >"$tmp/$cmd.doc"
     "$KDENS" $cmd --help >"$tmp/$cmd.out"
     check "kdens $cmd --help matches docs/cli.md" cmp "$tmp/$cmd.doc" "$tmp/$cmd.out"
@@ -442,6 +442,15 @@ expect_exit "export of a missing model fails" 1 "$KDENS" export --onnx "$tmp/x.o
 cp "$tmp/out" "$tmp/export.err"
 check "export names the missing model or the build it needs" grep -Eq 'missing.kdm|make ONNX=1' \
     "$tmp/export.err"
+expect_exit "import needs --out or a registry" 2 "$KDENS" import --onnx x.onnx
+expect_exit "import of a missing file fails" 1 "$KDENS" import --onnx "$tmp/missing.onnx" \
+    --out "$tmp/m.kdm"
+cp "$tmp/out" "$tmp/import.err"
+check "import names the missing file or the build it needs" grep -Eq 'missing.onnx|make ONNX=1' \
+    "$tmp/import.err"
+check "an .onnx model without ONNX support says what it needs" sh -c \
+    "printf x >'$tmp/m.onnx'; ! '$KDENS' eval --model '$tmp/m.onnx' --dataset '$tmp/imgs' \
+     >'$tmp/e.err' 2>&1 && grep -Eq 'kdens_onnx_enable|m.onnx' '$tmp/e.err'"
 
 echo "cli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

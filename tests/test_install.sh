@@ -93,6 +93,9 @@ if [ "$ONNX" = 1 ]; then
         $(pkg-config --libs kdens-onnx) -lm
     check "ONNX consumer exports and imports a model" sh -c \
         "LD_LIBRARY_PATH='$prefix/lib' '$tmp/c_onnx' '$tmp/consumer.onnx' | grep -qx ok"
+    check "example onnx_teachers.c builds from the installed copy (kdens-onnx)" $CC -std=c11 \
+        -Wall -Wextra -Werror $SANFLAGS $(pkg-config --cflags kdens-onnx) -o "$tmp/onnx_teachers" \
+        "$root/examples/onnx_teachers.c" $(pkg-config --libs kdens-onnx) -lm
 else
     check "nothing of ONNX installed without ONNX=1" sh -c \
         "test -z \"\$(find '$prefix' -name '*onnx*')\""

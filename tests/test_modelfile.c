@@ -208,6 +208,91 @@ static void test_save_replaces_atomically(void **state)
     kdens_model_free(l);
 }
 
+/* A reader of a made-up format: its files hold a .kdm's path. */
+static int fake_calls;
+static kdens_status read_fake(const char *path, kdens_model **out)
+{
+    fake_calls++;
+    char target[4300];
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return KDENS_E_IO;
+    size_t n = fread(target, 1, sizeof target - 1, f);
+    fclose(f);
+    target[n] = '\0';
+    return kdens_model_load(target, out);
+}
+
+static kdens_status refuse_fake(const char *path, kdens_model **out)
+{
+    (void)out;
+    fake_calls += 100;
+    kdens_set_error(KDENS_E_FORMAT, "%s: not today", path);
+    return KDENS_E_FORMAT;
+}
+
+static void test_other_format_readers(void **state)
+{
+    (void)state;
+    char fake[4300], onnx[4300];
+    snprintf(fake, sizeof fake, "%s/m.FaKe", dir);
+    snprintf(onnx, sizeof onnx, "%s/m.onnx", dir);
+    FILE *f = fopen(fake, "w");
+    fputs(model_path, f);
+    fclose(f);
+    f = fopen(onnx, "w");
+    fputs("not protobuf", f);
+    fclose(f);
+    kdens_model *m = NULL;
+    /* no reader: read as .kdm, which it is not */
+    assert_int_equal(kdens_model_load(fake, &m), KDENS_E_FORMAT);
+    /* an .onnx file without libkdens_onnx says what it needs */
+    assert_int_equal(kdens_model_load(onnx, &m), KDENS_E_FORMAT);
+    assert_non_null(strstr(kdens_errmsg(), "kdens_onnx_enable"));
+    assert_null(m);
+    /* registered: by suffix, regardless of case */
+    assert_int_equal(kdens_model_set_reader(".fake", read_fake), KDENS_OK);
+    assert_int_equal(kdens_model_load(fake, &m), KDENS_OK);
+    assert_int_equal(fake_calls, 1);
+    assert_int_equal(kdens_model_num_classes(m), 3);
+    kdens_model_free(m);
+    m = NULL;
+    /* .kdm files are untouched by it */
+    assert_int_equal(kdens_model_load(model_path, &m), KDENS_OK);
+    assert_int_equal(fake_calls, 1);
+    kdens_model_free(m);
+    m = NULL;
+    /* replaced, and its error is the load's */
+    assert_int_equal(kdens_model_set_reader(".FAKE", refuse_fake), KDENS_OK);
+    assert_int_equal(kdens_model_load(fake, &m), KDENS_E_FORMAT);
+    assert_non_null(strstr(kdens_errmsg(), "not today"));
+    assert_int_equal(fake_calls, 101);
+    assert_null(m);
+    /* bad registrations */
+    assert_int_equal(kdens_model_set_reader(NULL, read_fake), KDENS_E_ARG);
+    assert_int_equal(kdens_model_set_reader("", read_fake), KDENS_E_ARG);
+    assert_int_equal(kdens_model_set_reader(".KDM", read_fake), KDENS_E_ARG);
+    assert_int_equal(kdens_model_set_reader(".a-suffix-too-long", read_fake), KDENS_E_ARG);
+    /* at most 8 */
+    char suffix[8][8];
+    int added = 0;
+    for (int i = 0; i < 8; i++) {
+        snprintf(suffix[i], sizeof suffix[i], ".x%d", i);
+        kdens_status st = kdens_model_set_reader(suffix[i], read_fake);
+        if (st == KDENS_OK)
+            added++;
+        else
+            assert_int_equal(st, KDENS_E_NOMEM);
+    }
+    assert_int_equal(added, 7); /* ".fake" holds the eighth place */
+    for (int i = 0; i < 8; i++)
+        kdens_model_set_reader(suffix[i], NULL);
+    /* removed: read as .kdm again */
+    assert_int_equal(kdens_model_set_reader(".fake", NULL), KDENS_OK);
+    assert_int_equal(kdens_model_load(fake, &m), KDENS_E_FORMAT);
+    assert_int_equal(fake_calls, 101);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -216,6 +301,7 @@ int main(void)
         cmocka_unit_test(test_magic_version_and_paths),
         cmocka_unit_test(test_save_on_full_disk_keeps_old_file),
         cmocka_unit_test(test_save_replaces_atomically),
+        cmocka_unit_test(test_other_format_readers),
     };
     return cmocka_run_group_tests_name("model files", tests, setup, teardown);
 }

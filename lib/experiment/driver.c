@@ -44,7 +44,26 @@ kdens_status kdens_distill_job_create(const char *workdir, const char *dataset,
 
 void kdens_distill_job_free(kdens_distill_job *job)
 {
+    for (int i = 0; job && i < job->n_teacher_files; i++)
+        free(job->teacher_files[i]);
+    if (job)
+        free(job->teacher_files);
     free(job);
+}
+
+kdens_status kdens_distill_job_add_teacher(kdens_distill_job *job, const char *model_path)
+{
+    if (!job || !model_path || !*model_path)
+        return kd_fail(KDENS_E_ARG, "NULL handle or empty teacher file");
+    char *copy = kd_strdup(model_path);
+    if (!copy || !kd_resize(&job->teacher_files, (size_t)job->n_teacher_files + 1,
+                            sizeof *job->teacher_files)) {
+        free(copy);
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    }
+    job->teacher_files[job->n_teacher_files++] = copy;
+    job->n_teachers = job->n_teacher_files;
+    return KDENS_OK;
 }
 
 KD_SETTER(kdens_distill_job, kdens_distill_job_set_teachers, int, n_teachers, v >= 1, "teachers")
@@ -94,6 +113,9 @@ static kdens_status check_job(const kdens_distill_job *j)
     if (j->n_teachers < 1 || j->repetitions < 1)
         return kd_fail(KDENS_E_ARG, "%d teachers and %d repetitions asked", j->n_teachers,
                        j->repetitions);
+    if (j->n_teacher_files > 0 && j->n_teachers != j->n_teacher_files)
+        return kd_fail(KDENS_E_ARG, "%d teachers asked but %d teacher files given", j->n_teachers,
+                       j->n_teacher_files);
     if (!kd_distill_mode_ops_of(j->mode))
         return kd_fail(KDENS_E_ARG, "unknown distillation mode %d", (int)j->mode);
     return kd_check_loss(j->alpha, j->temperature);
@@ -101,8 +123,15 @@ static kdens_status check_job(const kdens_distill_job *j)
 
 char *kd_student_name(const kdens_distill_job *j, int rep)
 {
-    return kd_path_fmt(NULL, "%s_%s_n%d_f%g_a%g_T%g_s%llu", j->student_arch,
-                       kdens_distill_mode_name(j->mode), j->n_teachers, j->fraction,
+    char files[24] = ""; /* teachers given as files: a digest of their names */
+    if (j->n_teacher_files > 0) {
+        uint64_t h = KD_FNV_BASIS;
+        for (int i = 0; i < j->n_teacher_files; i++)
+            h = kd_fnv1a(h, j->teacher_files[i], strlen(j->teacher_files[i]) + 1);
+        snprintf(files, sizeof files, "_t%08x", (unsigned)(h ^ (h >> 32)));
+    }
+    return kd_path_fmt(NULL, "%s_%s_n%d%s_f%g_a%g_T%g_s%llu", j->student_arch,
+                       kdens_distill_mode_name(j->mode), j->n_teachers, files, j->fraction,
                        (double)j->alpha, (double)j->temperature,
                        (unsigned long long)(j->seed + (uint64_t)rep));
 }
@@ -175,10 +204,21 @@ static kdens_status run_files_make(const kdens_distill_job *j, int rep, run_file
 /* The seed of repetition rep. */
 static uint64_t run_seed(const kdens_distill_job *j, int rep) { return j->seed + (uint64_t)rep; }
 
-/* Repetition rep's teachers, sampled from the registry. */
+/* Repetition rep's teachers: the files given, else sampled from the
+ * registry. */
 static kdens_status pick_teachers(const kdens_distill_job *j, int rep, const run_files *f,
                                   kdens_ensemble **ens)
 {
+    if (j->n_teacher_files > 0) {
+        kdens_status st = kdens_ensemble_create(ens);
+        for (int i = 0; st == KDENS_OK && i < j->n_teacher_files; i++)
+            st = kdens_ensemble_add(*ens, j->teacher_files[i]);
+        if (st != KDENS_OK) {
+            kdens_ensemble_free(*ens);
+            *ens = NULL;
+        }
+        return st;
+    }
     return kdens_ensemble_from_registry(f->teachers_csv, j->dataset, j->teacher_arch,
                                         j->fraction, j->n_teachers, run_seed(j, rep), ens);
 }

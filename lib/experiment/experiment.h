@@ -49,6 +49,8 @@ struct kdens_distill_job {
     const kdens_augment *augment;    /* borrowed */
     int cache;
     kdens_comm *comm;                /* data-parallel over its ranks; NULL alone */
+    char **teacher_files;            /* kdens_distill_job_add_teacher: owned */
+    int n_teacher_files;             /* 0: teachers sampled from the registry */
 };
 /* The defaults of kdens_distill_job_create, names left NULL. */
 void kd_distill_job_init(kdens_distill_job *job);

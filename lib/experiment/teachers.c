@@ -190,13 +190,12 @@ static kdens_status measure(const kdens_teachers *tc, kdens_model *m, const kden
     return st;
 }
 
-/* The registry row of the teacher of (fraction, uuid). */
-static kdens_status append_row(const kdens_teachers *tc, double fraction, const char *uuid,
-                               const double l[3], const double a[3])
+/* The registry row of the teacher in file `model`. */
+static kdens_status append_row_of(const kdens_teachers *tc, const char *model, double fraction,
+                                  const char *uuid, const double l[3], const double a[3])
 {
-    char *model = teacher_file(tc, fraction, uuid, ".kdm");
     char *csv = kd_path_join(tc->workdir, "teachers.csv", NULL);
-    kdens_status st = model && csv ? KDENS_OK : KDENS_E_NOMEM;
+    kdens_status st = csv ? KDENS_OK : KDENS_E_NOMEM;
     kd_buf row = {0};
     if (st == KDENS_OK) {
         const char *text[3] = {model, tc->name, tc->arch};
@@ -211,8 +210,17 @@ static kdens_status append_row(const kdens_teachers *tc, double fraction, const 
                         : kd_registry_append(csv, KD_TEACHERS_HEADER, row.data);
     }
     kd_buf_free(&row);
-    free(model);
     free(csv);
+    return st;
+}
+
+/* The registry row of the teacher of (fraction, uuid). */
+static kdens_status append_row(const kdens_teachers *tc, double fraction, const char *uuid,
+                               const double l[3], const double a[3])
+{
+    char *model = teacher_file(tc, fraction, uuid, ".kdm");
+    kdens_status st = model ? append_row_of(tc, model, fraction, uuid, l, a) : KDENS_E_NOMEM;
+    free(model);
     return st;
 }
 
@@ -239,6 +247,58 @@ static kdens_status register_teacher(kdens_teachers *tc, kdens_model *m,
 
 static kdens_status train_new(kdens_teachers *tc, const kdens_dataset *data, double fraction,
                               const char *uuid);
+
+/* Is model_path registered already (KDENS_OK, *found)?  A row of another
+ * file under the same uuid and dataset is refused. */
+static kdens_status registered(const kdens_teachers *tc, const char *csv, const char *model_path,
+                               const char *uuid, bool *found)
+{
+    *found = false;
+    if (access(csv, F_OK) != 0)
+        return KDENS_OK;
+    kd_registry_row *rows = NULL;
+    size_t n = 0;
+    kdens_status st = kd_registry_read(csv, &rows, &n);
+    for (size_t i = 0; st == KDENS_OK && i < n && !*found; i++) {
+        if (strcmp(rows[i].location, model_path) == 0)
+            *found = true;
+        else if (strcmp(rows[i].uuid, uuid) == 0 && strcmp(rows[i].dataset, tc->name) == 0)
+            st = kd_fail(KDENS_E_ARG, "%s: line %zu registers %s under uuid %s already", csv,
+                         rows[i].line, rows[i].location, uuid);
+    }
+    kd_registry_free(rows, n);
+    return st;
+}
+
+kdens_status kdens_teachers_add(kdens_teachers *tc, const char *model_path, double fraction,
+                                const char *uuid)
+{
+    if (!tc || !model_path || !uuid || !*model_path || !*uuid)
+        return kd_fail(KDENS_E_ARG, "NULL or empty argument");
+    if (!(fraction > 0 && fraction <= 1))
+        return kd_fail(KDENS_E_ARG, "a teacher's fraction is in (0, 1], not %g", fraction);
+    if (kdens_comm_size(tc->comm) > 1)
+        return kd_fail(KDENS_E_STATE, "kdens_teachers_add runs in one process, not over ranks");
+    char *csv = kd_path_join(tc->workdir, "teachers.csv", NULL);
+    if (!csv)
+        return kd_fail(KDENS_E_NOMEM, "out of memory");
+    bool found = false;
+    kdens_status st = registered(tc, csv, model_path, uuid, &found);
+    free(csv);
+    if (st != KDENS_OK || found)
+        return st;
+    kdens_model *m = NULL;
+    double l[3], a[3];
+    st = kdens_model_load(model_path, &m);
+    if (st == KDENS_OK)
+        st = measure(tc, m, tc->pool, l, a);
+    if (st == KDENS_OK)
+        st = kd_workspace_mkdir(tc->workdir, tc->name, "teachers");
+    if (st == KDENS_OK)
+        st = append_row_of(tc, model_path, fraction, uuid, l, a);
+    kdens_model_free(m);
+    return st;
+}
 
 /* Train (or resume) one teacher on `data`, save it, register it. */
 static kdens_status train_one(kdens_teachers *tc, const kdens_dataset *data, double fraction,

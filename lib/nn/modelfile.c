@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define KDM_MAGIC "KDENSMDL"
 #define KDM_VERSION 1u
@@ -265,6 +266,9 @@ kdens_status kdens_model_load(const char *path, kdens_model **out)
 {
     if (!path || !out)
         return kd_fail(KDENS_E_ARG, "NULL argument");
+    kdens_model_reader other_format = kd_model_reader_for(path);
+    if (other_format) /* another format (kdens_model_set_reader) */
+        return other_format(path, out);
     char *data;
     size_t len;
     kdens_status st = kd_read_file(path, &data, &len);
@@ -272,5 +276,9 @@ kdens_status kdens_model_load(const char *path, kdens_model **out)
         return st;
     st = kd_model_load_memory(path, data, len, out);
     free(data);
+    size_t n = strlen(path);
+    if (st == KDENS_E_FORMAT && n > 5 && strcasecmp(path + n - 5, ".onnx") == 0)
+        return kd_fail_context(st, "%s is read as .kdm: ONNX files need libkdens_onnx "
+                               "(make ONNX=1) and kdens_onnx_enable()", path);
     return st;
 }

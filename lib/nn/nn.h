@@ -221,6 +221,8 @@ void kd_model_release_buffers(kdens_model *m);
 kdens_status kd_spec_build(kdens_model *m, const char *spec);
 /* The bytes of a .kdm file. */
 void kd_model_serialize(const kdens_model *m, kd_buf *file);
+/* The reader registered for path's suffix (kdens_model_set_reader), or NULL. */
+kdens_model_reader kd_model_reader_for(const char *path);
 /* kdens_model_load on bytes in memory; path only names them in messages. */
 kdens_status kd_model_load_memory(const char *path, const char *data, size_t len,
                                   kdens_model **out);

@@ -1679,3 +1679,8 @@ kdens_status kdens_onnx_import(const char *path, kdens_model **out)
     onnx__model_proto__free_unpacked(model, &alloc);
     return st;
 }
+
+kdens_status kdens_onnx_enable(void)
+{
+    return kdens_model_set_reader(".onnx", kdens_onnx_import);
+}

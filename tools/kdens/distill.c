@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,8 @@
 
 const char usage_distill[] =
     "usage: kdens distill --workdir W --dataset D --arch A [--teacher-arch TA]\n"
-    "                     [--mode M] [--teachers N] [--fraction F] [--repetitions R]\n"
+    "                     [--teacher FILE ...] [--mode M] [--teachers N] [--fraction F]\n"
+    "                     [--repetitions R]\n"
     "                     [--alpha A] [--temperature T] [--fusion RULE]\n"
     "                     [--epochs E] [--batch B] [--lr LR] [--patience P] [--seed S]\n"
     "                     [--schedule constant|cosine] [--augment] [--no-cache]\n"
@@ -26,7 +28,9 @@ const char usage_distill[] =
     "interrupted one resumes from its checkpoint.  Training uses W/<dataset>/train.csv\n"
     "and val.csv (kdens split) when they exist, else a seeded 10% validation split;\n"
     "testing uses the test part of D.  Teacher outputs are computed once and\n"
-    "cached unless --augment or --no-cache.\n"
+    "cached unless --augment or --no-cache.  --teacher (repeatable) distils the\n"
+    "models given as files instead of sampling the registry: .kdm files, or ONNX\n"
+    "files (a PyTorch or Keras model; make ONNX=1) taking raw pixels 0..255.\n"
     "\n"
     "  --mode M        output_avg (default), loss_avg, mimic_all, supernet,\n"
     "                  supernet2, fusion or mimic_all_probs\n"
@@ -50,11 +54,17 @@ typedef struct distill_args {
     kdens_fusion fusion;
     int schedule, cache;
     const kdens_augment *augment;
+    cli_strings teachers; /* --teacher files */
 } distill_args;
 
 static kdens_status configure(kdens_distill_job *job, const distill_args *a)
 {
-    kdens_status st = kdens_distill_job_set_teachers(job, a->n_teachers);
+    kdens_status st = KDENS_OK;
+    for (int i = 0; st == KDENS_OK && i < a->teachers.n; i++)
+        st = kdens_distill_job_add_teacher(job, a->teachers.items[i]);
+    /* after the files: a count that differs from theirs is refused by the run */
+    if (st == KDENS_OK && (a->n_teachers != INT_MIN || a->teachers.n == 0))
+        st = kdens_distill_job_set_teachers(job, a->n_teachers == INT_MIN ? 5 : a->n_teachers);
     if (st == KDENS_OK)
         st = kdens_distill_job_set_fraction(job, a->fraction);
     if (st == KDENS_OK)
@@ -88,7 +98,7 @@ static kdens_status configure(kdens_distill_job *job, const distill_args *a)
 
 int cmd_distill(const cli_command *cmd, int argc, char **argv)
 {
-    distill_args a = {.n_teachers = 5, .repetitions = 1, .patience = -1, .alpha = 0.5f,
+    distill_args a = {.n_teachers = INT_MIN, .repetitions = 1, .patience = -1, .alpha = 0.5f,
                       .temperature = 1.0f, .mode = KDENS_DISTILL_OUTPUT_AVG,
                       .fusion = KDENS_FUSE_BORDA, .schedule = KDENS_SCHEDULE_CONSTANT,
                       .cache = 1};
@@ -101,6 +111,7 @@ int cmd_distill(const cli_command *cmd, int argc, char **argv)
         OPT_STRING("dataset", &dataset, "D", "the dataset (a preset or an image folder)"),
         OPT_STRING("arch", &a.student_arch, "A", "the students' architecture"),
         OPT_STRING("teacher-arch", &a.teacher_arch, "TA", "the teachers' (default A)"),
+        OPT_STRINGS("teacher", &a.teachers, "FILE", "a teacher given as a file (repeatable)"),
         OPT_STRING("mode", &mode, "M", "the distillation mode (default output_avg)"),
         OPT_INT("teachers", &a.n_teachers, "N", -any, any, "teachers per student (default 5)"),
         OPT_DOUBLE("fraction", &a.fraction, "F", -any, any, 0, "the teachers' fraction"),
@@ -187,6 +198,7 @@ int cmd_distill(const cli_command *cmd, int argc, char **argv)
     if (st == KDENS_OK)
         st = kdens_distill_job_run(job, train, val, test, &done);
     kdens_distill_job_free(job);
+    free(a.teachers.items);
     kdens_augment_free(aug);
     kdens_dataset_free(test);
     kdens_dataset_free(val);
@@ -196,6 +208,7 @@ int cmd_distill(const cli_command *cmd, int argc, char **argv)
         return cli_fail(stage, st);
     if (lead)
         printf("trained %d students (%s, %d teachers each); registry %s/students.csv\n", done,
-               kdens_distill_mode_name(a.mode), a.n_teachers, workdir);
+               kdens_distill_mode_name(a.mode),
+               a.teachers.n ? a.teachers.n : a.n_teachers == INT_MIN ? 5 : a.n_teachers, workdir);
     return 0;
 }

@@ -10,6 +10,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifdef KDENS_WITH_ONNX
+#include <kdens_onnx.h>
+#endif
+
 static const char usage_arch[] =
     "usage: kdens arch NAME --input HxWxC --classes K [--seed S]\n"
     "       kdens arch --spec FILE --input HxWxC --classes K [--seed S]\n"
@@ -68,6 +72,9 @@ static const cli_command commands[] = {
      cmd_experiment, usage_experiment},
     {"export", "--onnx OUT --model M", "write a saved model as an ONNX file (make ONNX=1)",
      cmd_export, usage_export},
+    {"import", "--onnx FILE (--out M | --workdir W ...)",
+     "read an ONNX model: save it, register it as a teacher (make ONNX=1)", cmd_import,
+     usage_import},
     {"version", NULL, "print the library version and the kernel path in use", cmd_version,
      usage_version},
     {"cpu", NULL, "the kernel paths: in use, and supported by this processor", cmd_cpu,
@@ -247,6 +254,9 @@ int main(int argc, char **argv)
 {
     kdens_set_progress_callback(show_progress, NULL);
     kdens_set_log_callback(show_log, NULL);
+#ifdef KDENS_WITH_ONNX
+    kdens_onnx_enable(); /* .onnx files load wherever a .kdm does */
+#endif
     if (cli_comm_start(&argc, &argv) != 0)
         return 1;
     int rc = run(argc, argv);
