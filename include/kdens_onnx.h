@@ -55,7 +55,9 @@ KDENS_API kdens_status kdens_onnx_export(const kdens_model *model, const char *p
  * Squeeze, Concat, ConstantOfShape, Reshape, Slice, Transpose, Cast),
  * evaluated at load; and libkdens' own pairs: Log(Max(x, 1e-30)),
  * rescale, normalize).  The graph's input is float [N, C, H, W] (N may be
- * free).  Input convention: a first Mul and Add of the input by
+ * free), or channels-last [N, H, W, C] read by one Transpose to NCHW (Keras'
+ * layout, as tf2onnx writes it: libkdens' own, so that Transpose costs
+ * nothing).  Input convention: a first Mul and Add of the input by
  * per-channel constants become the model's input scaling
  * (kdens_model_set_input_scaling), as the export writes them; otherwise
  * the scaling is 1 and 0 and kdens_model_predict takes exactly the values

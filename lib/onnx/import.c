@@ -107,6 +107,7 @@ typedef struct im {
     char *spec;
     size_t spec_len, spec_cap;
     int in_h, in_w, in_c;
+    bool nhwc_input; /* the input is [N, H, W, C], read by one Transpose to NCHW */
     float *in_scale, *in_offset; /* NULL: 1 and 0 */
     const char *path;
 } im;
@@ -265,6 +266,16 @@ static const Onnx__AttributeProto *attr(const Onnx__NodeProto *n, const char *na
         if (n->attribute[i]->name && strcmp(n->attribute[i]->name, name) == 0)
             return n->attribute[i];
     return NULL;
+}
+
+/* Is the node a Transpose with exactly this perm? */
+static bool is_transpose(const Onnx__NodeProto *n, int64_t a, int64_t b, int64_t c, int64_t d)
+{
+    if (!n->op_type || strcmp(n->op_type, "Transpose") != 0)
+        return false;
+    const Onnx__AttributeProto *perm = attr(n, "perm");
+    return perm && perm->n_ints == 4 && perm->ints[0] == a && perm->ints[1] == b &&
+           perm->ints[2] == c && perm->ints[3] == d;
 }
 
 static int64_t attr_i(const Onnx__NodeProto *n, const char *name, int64_t dflt)
@@ -1183,10 +1194,12 @@ static kdens_status op_view(im *s, const Onnx__NodeProto *n)
     v.bias = 0;
     const char *op = n->op_type;
     if (strcmp(op, "Transpose") == 0) {
-        const Onnx__AttributeProto *perm = attr(n, "perm");
-        if (x->kind != V_NCHW || !perm || perm->n_ints != 4 || perm->ints[0] != 0 ||
-            perm->ints[1] != 2 || perm->ints[2] != 3 || perm->ints[3] != 1)
-            return node_error(s, n, KDENS_E_FORMAT, "only NCHW -> NHWC (perm 0,2,3,1)");
+        if (x->kind == V_RAW && s->nhwc_input) /* channels-last input: the engine's layout */
+            return add_val(s, n->output[0], v);
+        if (x->kind != V_NCHW || !is_transpose(n, 0, 2, 3, 1))
+            return node_error(s, n, KDENS_E_FORMAT,
+                              "only NCHW -> NHWC (perm 0,2,3,1), or of a channels-last input "
+                              "to NCHW (perm 0,3,1,2)");
         v.kind = V_NHWC;
     } else if (strcmp(op, "Flatten") == 0) {
         if (attr_i(n, "axis", 1) != 1)
@@ -1446,8 +1459,25 @@ static kdens_status import_node(im *s, const Onnx__NodeProto *n)
 
 /* ---- the model ------------------------------------------------------------------------- */
 
-/* The graph's one data input: [N, C, H, W] floats (initializers listed as
- * inputs, as older files do, are skipped). */
+/* A graph that takes images channels-last (Keras' layout, as tf2onnx writes
+ * it, or x.permute(0, 3, 1, 2) in PyTorch): the input's one reader is a
+ * Transpose to NCHW.  libkdens computes NHWC, so that input is the engine's
+ * own and the Transpose is no work at all. */
+static bool nhwc_input(const im *s, const char *name)
+{
+    if (readers(s, name) != 1)
+        return false;
+    for (size_t i = 0; i < s->g->n_node; i++) {
+        const Onnx__NodeProto *n = s->g->node[i];
+        if (n->n_input >= 1 && strcmp(n->input[0], name) == 0)
+            return n->n_input == 1 && is_transpose(n, 0, 3, 1, 2);
+    }
+    return false;
+}
+
+/* The graph's one data input: [N, C, H, W] floats, or [N, H, W, C] read by
+ * a Transpose to NCHW (initializers listed as inputs, as older files do, are
+ * skipped). */
 static kdens_status read_input(im *s)
 {
     const Onnx__ValueInfoProto *in = NULL;
@@ -1464,8 +1494,9 @@ static kdens_status read_input(im *s)
             ? t->tensor_type->shape
             : NULL;
     if (!sh || sh->n_dim != 4 || t->tensor_type->elem_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)
-        return kdens_set_error(KDENS_E_FORMAT, "%s: the graph input must be float [N, C, H, W]",
-                               s->path);
+        return kdens_set_error(KDENS_E_FORMAT,
+                               "%s: the graph input must be float [N, C, H, W] (or [N, H, W, C] "
+                               "read by a Transpose to NCHW)", s->path);
     int dims[3];
     for (int i = 0; i < 3; i++) {
         const Onnx__TensorShapeProto__Dimension *d = sh->dim[i + 1];
@@ -1475,9 +1506,10 @@ static kdens_status read_input(im *s)
                                    "%s: the input's C, H and W must be fixed sizes", s->path);
         dims[i] = (int)d->dim_value;
     }
-    s->in_c = dims[0];
-    s->in_h = dims[1];
-    s->in_w = dims[2];
+    s->nhwc_input = nhwc_input(s, in->name);
+    s->in_c = dims[s->nhwc_input ? 2 : 0];
+    s->in_h = dims[s->nhwc_input ? 0 : 1];
+    s->in_w = dims[s->nhwc_input ? 1 : 2];
     const Onnx__TensorShapeProto__Dimension *d0 = sh->dim[0];
     s->in_batch = d0->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE &&
                           d0->dim_value > 0

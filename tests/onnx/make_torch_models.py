@@ -124,6 +124,24 @@ class Padded(torch.nn.Module):
         return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(y, 1), 1))
 
 
+class ChannelsLast(torch.nn.Module):
+    """A Keras-style graph: images in channels-last ([N, H, W, C], read by a
+    Transpose to NCHW, as tf2onnx writes Keras models) and the map flattened
+    in channels-last order (a Transpose back, then Flatten and Gemm)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.bn = torch.nn.BatchNorm2d(8)
+        self.conv2 = torch.nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.fc = torch.nn.Linear(8 * 8 * 8, CLASSES)
+
+    def forward(self, x):
+        y = torch.relu(self.bn(self.conv(x.permute(0, 3, 1, 2))))
+        y = torch.relu(self.conv2(y))
+        return self.fc(torch.flatten(y.permute(0, 2, 3, 1), 1))
+
+
 class Leaky(torch.nn.Module):
     def __init__(self):
         super().__init__()
@@ -167,6 +185,8 @@ def build(kind):
         return OpsCNN()
     if kind == "padded":
         return Padded()
+    if kind == "channels_last":
+        return ChannelsLast()
     return getattr(torchvision.models, kind)(weights=None, num_classes=CLASSES)
 
 
@@ -174,6 +194,7 @@ MODELS = [  # name, builder, size, batch
     ("small_cnn_32", "small_cnn", 32, 3),
     ("ops_cnn_32", "ops_cnn", 32, 3),
     ("padded_32", "padded", 32, 3),
+    ("channels_last_32", "channels_last", 32, 3),
     ("resnet18_32", "resnet18", 32, 3),
     ("resnet18_224", "resnet18", 224, 2),
     ("mobilenet_v3_small_32", "mobilenet_v3_small", 32, 3),
@@ -250,12 +271,14 @@ def main():
             randomise_bn(model, gen)
         model.eval()
         x = torch.randn(batch, 3, size, size, generator=gen)
+        # the channels-last model takes x as [N, H, W, C]; x is written NCHW all the same
+        arg = x.permute(0, 2, 3, 1).contiguous() if kind == "channels_last" else x
         with torch.no_grad():
-            spread_logits(model, x)
-            y = model(x)
+            spread_logits(model, arg)
+            y = model(arg)
             probs = y if kind == "ops_cnn" else torch.softmax(y, dim=1)
         path = os.path.join(out, name + ".onnx")
-        torch.onnx.export(model, x, path, opset_version=13, do_constant_folding=True,
+        torch.onnx.export(model, arg, path, opset_version=13, do_constant_folding=True,
                           input_names=["input"], output_names=["logits"],
                           dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
         x.numpy().astype("<f4").tofile(os.path.join(out, name + ".in"))

@@ -156,7 +156,7 @@ static void test_torch_models(void **state)
         count++;
     }
     fclose(f);
-    assert_int_equal(count, 12);
+    assert_int_equal(count, 13);
 }
 
 /* Refused files: the error names the node and the operator. */
