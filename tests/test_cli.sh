@@ -4,20 +4,8 @@
 set -u
 BUILD=${BUILD:-build}
 KDENS="$BUILD/kdens"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/kdens-cli-XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok - $1"; }
-bad() { failed=$((failed + 1)); echo "not ok - $1"; }
-check() { name=$1; shift; if "$@" >"$tmp/out" 2>&1; then ok "$name"; else bad "$name"; sed 's/^/    /' "$tmp/out"; fi; }
-expect_exit() { # name, code, command...
-    name=$1 code=$2
-    shift 2
-    "$@" >"$tmp/out" 2>&1
-    rc=$?
-    if [ "$rc" -eq "$code" ]; then ok "$name"; else bad "$name (exit $rc, wanted $code)"; fi
-}
+. "$(dirname "$0")/harness.sh"
+harness_start cli
 
 # --help texts, compared with the blocks of docs/cli.md
 sed -n '/^usage: kdens <command>/,/^  help/p' docs/cli.md >"$tmp/main.doc"
@@ -452,5 +440,4 @@ check "an .onnx model without ONNX support says what it needs" sh -c \
     "printf x >'$tmp/m.onnx'; ! '$KDENS' eval --model '$tmp/m.onnx' --dataset '$tmp/imgs' \
      >'$tmp/e.err' 2>&1 && grep -Eq 'kdens_onnx_enable|m.onnx' '$tmp/e.err'"
 
-echo "cli: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+harness_end

@@ -6,13 +6,8 @@ set -u
 BUILD=${BUILD:-build}
 KDENS="$BUILD/kdens"
 MPIRUN=${MPIRUN:-mpirun}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/kdens-cli-mpi-XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok - $1"; }
-bad() { failed=$((failed + 1)); echo "not ok - $1"; sed 's/^/    /' "$tmp/out"; }
-check() { name=$1; shift; if "$@" >"$tmp/out" 2>&1; then ok "$name"; else bad "$name"; fi; }
+. "$(dirname "$0")/../harness.sh"
+harness_start cli-mpi
 
 check "alone: MPI built in, no ranks" sh -c \
     "'$KDENS' version | sed -n 2p | grep -Eq '^mpi: yes \\(.+\\)\$'"
@@ -172,5 +167,4 @@ else
     bad "a rank whose data is missing (exit $rc)"
 fi
 
-echo "cli-mpi: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+harness_end

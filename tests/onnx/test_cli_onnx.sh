@@ -7,20 +7,8 @@
 set -u
 BUILD=${BUILD:-build}
 KDENS="$BUILD/kdens"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/kdens-cli-onnx-XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok - $1"; }
-bad() { failed=$((failed + 1)); echo "not ok - $1"; }
-check() { name=$1; shift; if "$@" >"$tmp/out" 2>&1; then ok "$name"; else bad "$name"; sed 's/^/    /' "$tmp/out"; fi; }
-expect_exit() { # name, code, command...
-    name=$1 code=$2
-    shift 2
-    "$@" >"$tmp/out" 2>&1
-    rc=$?
-    if [ "$rc" -eq "$code" ]; then ok "$name"; else bad "$name (exit $rc, wanted $code)"; sed 's/^/    /' "$tmp/out"; fi
-}
+. "$(dirname "$0")/../harness.sh"
+harness_start cli-onnx
 
 # an image folder of two classes (RGB PNGs of 1x1 pixels of different colours,
 # decoded at 4x4): train/, test/
@@ -117,7 +105,6 @@ PY
              --teacher '$tmp/t1.onnx' --epochs 1 --batch 4 | grep -q '^trained 1 students'"
     else
         bad "PyTorch writes an ONNX teacher"
-        sed 's/^/    /' "$tmp/out"
     fi
 else
     echo "skip - python3-torch is not installed (make deps ONNX=1): no PyTorch teacher"
@@ -160,5 +147,4 @@ check "and names it" grep -q 'none.onnx' "$tmp/none.err"
 expect_exit "distill: --teachers differing from the files given" 1 "$KDENS" distill \
     --workdir "$W" $D --arch test --teacher "$tmp/t0.onnx" --teachers 3 --epochs 1
 
-echo "# cli-onnx: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+harness_end
