@@ -89,7 +89,56 @@ static void skip_without_torch(void)
     }
 }
 
-/* One model: import, predict on PyTorch's batch, compare. */
+/* Is ONNX Runtime at hand (node and onnxruntime-node in the build folder)? */
+static bool have_ort(void)
+{
+    static int have = -1;
+    if (have < 0) {
+        char cmd[4600];
+        snprintf(cmd, sizeof cmd,
+                 "command -v node >/dev/null 2>&1 && NODE_PATH='%s/%s/onnx-node/node_modules' "
+                 "node -e \"require('onnxruntime-node')\" >/dev/null 2>&1",
+                 tu_root(), tu_build());
+        have = system(cmd) == 0;
+        if (!have)
+            print_message("re-exports not run in ONNX Runtime: node or onnxruntime-node is "
+                          "missing (make deps ONNX=1)\n");
+    }
+    return have;
+}
+
+/* import -> export -> ONNX Runtime: the imported model written again by
+ * kdens_onnx_export and run by ONNX Runtime on PyTorch's batch (its input
+ * scaling is 1 and 0, so the export takes the graph's own input); the
+ * largest |difference| from PyTorch's probabilities, or -1 without ORT. */
+static double reexport_in_ort(kdens_model *m, const char *name, int n, int h, int w, int c,
+                              const float *want, int classes)
+{
+    if (!have_ort())
+        return -1;
+    char onnx[4600], in[4600], out[4600], cmd[20000];
+    snprintf(onnx, sizeof onnx, "%s/%s.kdens.onnx", dir, name);
+    snprintf(in, sizeof in, "%s/%s.in", dir, name);
+    snprintf(out, sizeof out, "%s/%s.ort", dir, name);
+    ASSERT_OK(kdens_onnx_export(m, onnx));
+    snprintf(cmd, sizeof cmd,
+             "NODE_PATH='%s/%s/onnx-node/node_modules' node '%s/tests/onnx/run_ort.js' "
+             "'%s' '%s' %d %d %d %d '%s'",
+             tu_root(), tu_build(), tu_root(), onnx, in, n, c, h, w, out);
+    if (system(cmd) != 0)
+        fail_msg("%s: ONNX Runtime failed on the re-export: %s", name, cmd);
+    float *got = malloc(sizeof(float) * n * classes);
+    assert_non_null(got);
+    assert_true(read_floats(out, got, (size_t)n * classes));
+    double worst = 0;
+    for (int i = 0; i < n * classes; i++)
+        worst = fmax(worst, fabs((double)got[i] - want[i]));
+    free(got);
+    return worst;
+}
+
+/* One model: import, predict on PyTorch's batch, compare; then export
+ * the import again and run that in ONNX Runtime. */
 static void compare(const char *name, int n, int h, int w, int c, int classes)
 {
     char path[4600];
@@ -132,6 +181,13 @@ static void compare(const char *name, int n, int h, int w, int c, int classes)
     if (!(worst <= TOLERANCE))
         fail_msg("%s: libkdens' probabilities differ from PyTorch's by %g (> %g)", name, worst,
                  TOLERANCE);
+    double ort = reexport_in_ort(m, name, n, h, w, c, want, classes);
+    if (ort >= 0)
+        print_message("%-24s re-exported, in ONNX Runtime: max |p_ort - p_torch| = %.3g\n", name,
+                      ort);
+    if (ort >= 0 && !(ort <= TOLERANCE))
+        fail_msg("%s: ONNX Runtime on libkdens' re-export differs from PyTorch by %g (> %g)", name,
+                 ort, TOLERANCE);
     free(nchw);
     free(nhwc);
     free(want);
