@@ -129,6 +129,9 @@ INFER_LIBS := -lm
 INFER_CLASSIFY := $(BUILD)/infer/classify
 # binutils of the target (aarch64-linux-gnu-gcc: aarch64-linux-gnu-nm, ...)
 CROSS_PREFIX := $(filter %-,$(patsubst %gcc,%,$(notdir $(CC))))
+ifeq ($(origin AR),default)
+AR := $(CROSS_PREFIX)ar
+endif
 
 # The MPI transport (make MPI=1, docs/mpi.md): lib/mpi/ in a library of its
 # own, libkdens_mpi, over libkdens' public API.  Only its objects, the kdens
@@ -189,11 +192,11 @@ BENCH_BIN := $(BUILD)/bench
 
 .PHONY: all lib lib-infer check-infer check-aarch64 aarch64-deps examples check check-mpi check-onnx bench demo experiment voting-experiment install uninstall deps clean fuzz fuzz-deps FORCE \
 	check-portable portable-deps check-deps check-layers check-abi abi-update
-all: lib $(CLI) $(EXAMPLES)
+all: lib $(INFER_STATIC) $(CLI) $(EXAMPLES)
 lib: $(STATIC) $(SHARED) $(MPI_TARGETS) $(ONNX_TARGETS)
 
 deps:
-	@CC="$(CC)" MPI="$(MPI)" ONNX="$(ONNX)" BUILD="$(BUILD)" sh scripts/deps.sh
+	@CC="$(CC)" MPI="$(MPI)" ONNX="$(ONNX)" AARCH64="$(AARCH64)" BUILD="$(BUILD)" sh scripts/deps.sh
 check-deps:
 	@CC="$(CC)" MPI="$(MPI)" ONNX="$(ONNX)" BUILD="$(BUILD)" sh scripts/deps.sh check
 
@@ -393,6 +396,7 @@ check: check-deps
 	echo "== tests/test_install.sh"; \
 	CC="$(CC)" CXX="$(CXX)" SANFLAGS="$(SANFLAGS)" BUILD=$(BUILD) MPI="$(MPI)" ONNX="$(ONNX)" \
 		sh tests/test_install.sh || failed=1; \
+	$(MAKE) --no-print-directory check-infer || failed=1; \
 	if [ "$(MPI)" = 1 ]; then \
 		$(MAKE) --no-print-directory check-mpi || failed=1; \
 	elif command -v mpirun >/dev/null 2>&1 && pkg-config --exists ompi-c 2>/dev/null; then \
@@ -544,6 +548,43 @@ check-infer:
 		EXACT=1 sh tests/infer/test_classify.sh || failed=1; \
 	exit $$failed
 
+# ARM64 (make check-aarch64; it installs what it needs, as make deps
+# AARCH64=1 does: Debian's gcc-aarch64-linux-gnu, qemu-user-static, and
+# libc6-dev and libcmocka-dev of the arm64 architecture through multiarch).
+# The inference-only library is cross-compiled in $(AARCH64_BUILD) (the
+# generic kernel path: GCC's vector extensions become NEON, checked in the
+# objects), proved to need only libc and libm there too, and tests/infer/
+# runs under qemu-aarch64-static against the reference run of the full
+# library on this machine (models trained here on x86-64), with classify
+# compared to the x86-64 full library's.
+AARCH64_CC ?= aarch64-linux-gnu-gcc
+AARCH64_BUILD ?= build-aarch64
+QEMU_AARCH64 ?= qemu-aarch64-static
+AARCH64_PREFIX := $(patsubst %gcc,%,$(AARCH64_CC))
+AARCH64_TEST := $(AARCH64_BUILD)/tests/infer/test_infer
+check-aarch64: aarch64-deps
+	@$(MAKE) --no-print-directory $(INFER_REF_DIR)/models.txt $(BUILD)/classify
+	@$(MAKE) --no-print-directory CC=$(AARCH64_CC) BUILD=$(AARCH64_BUILD) SANITIZE= \
+		lib-infer $(AARCH64_TEST)
+	@failed=0; \
+	echo "== scripts/check-infer.sh: what libkdens_infer.a needs on aarch64"; \
+	CC=$(AARCH64_CC) CROSS_PREFIX=$(AARCH64_PREFIX) sh scripts/check-infer.sh \
+		$(AARCH64_BUILD)/libkdens_infer.a $(AARCH64_BUILD)/infer/classify || failed=1; \
+	echo "== NEON in the dispatched kernels (fmla on 4 floats)"; \
+	for f in $(AARCH64_BUILD)/lib/tensor/isa/*.generic.o; do \
+		n=$$($(AARCH64_PREFIX)objdump -d $$f | grep -cE 'fmla[[:space:]]+v[0-9]+\.4s'); \
+		echo "$$(basename $$f): $$n"; [ "$$n" -gt 0 ] || failed=1; \
+	done; \
+	echo "== $(AARCH64_TEST) under $(QEMU_AARCH64) (against the x86-64 reference)"; \
+	INFER_DIR=$(INFER_REF_DIR) $(QEMU_AARCH64) ./$(AARCH64_TEST) || failed=1; \
+	echo "== tests/infer/test_classify.sh: classify on aarch64 under $(QEMU_AARCH64)"; \
+	REF_DIR=$(INFER_REF_DIR) FULL_CLASSIFY=./$(BUILD)/classify \
+		INFER_CLASSIFY=./$(AARCH64_BUILD)/infer/classify RUNNER=$(QEMU_AARCH64) \
+		sh tests/infer/test_classify.sh || failed=1; \
+	exit $$failed
+aarch64-deps:
+	@CC="$(CC)" sh scripts/deps.sh aarch64
+
 # The proof that one build runs everywhere: tests/portable/ on this machine
 # (the reference), under KDENS_CPU for each lower path, and under qemu as
 # processors without AVX-512 (Haswell: AVX2 + FMA) and without AVX (qemu64,
@@ -651,6 +692,7 @@ install: all
 		$(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
 	install -m 644 $(PUBLIC_HDR) $(DESTDIR)$(INCLUDEDIR)/
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/libkdens.a
+	install -m 644 $(INFER_STATIC) $(DESTDIR)$(LIBDIR)/libkdens_infer.a
 	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/libkdens.so.$(VERSION)
 	ln -sf libkdens.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libkdens.so
@@ -679,7 +721,7 @@ endif
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/kdens.h $(DESTDIR)$(INCLUDEDIR)/kdens_experiment.h \
-		$(DESTDIR)$(LIBDIR)/libkdens.a \
+		$(DESTDIR)$(LIBDIR)/libkdens.a $(DESTDIR)$(LIBDIR)/libkdens_infer.a \
 		$(DESTDIR)$(LIBDIR)/libkdens.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
 		$(DESTDIR)$(LIBDIR)/libkdens.so $(DESTDIR)$(PKGCONFIGDIR)/kdens.pc \
 		$(DESTDIR)$(BINDIR)/kdens $(DESTDIR)$(MANDIR)/man1/kdens.1 \
