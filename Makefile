@@ -665,7 +665,7 @@ voting-experiment: deps
 # libFuzzer harnesses (Debian's clang): each runs FUZZ_SECONDS on a copy of its
 # seed corpus; crashes are written to build-fuzz/.
 FUZZ_SECONDS ?= 60
-FUZZERS := model spec idx cifar png jpeg csv votecsv
+FUZZERS := model spec idx cifar png jpeg pnm csv votecsv
 FUZZ_CC ?= clang
 # The harnesses compile the library's sources straight in, with the generic
 # kernel path only (KD_GENERIC_ONLY).
