@@ -1,15 +1,18 @@
 /* The reference that the inference-only library is checked against (make
  * check-infer on this machine, make check-aarch64 under qemu-aarch64):
  * built with the full library on the host, it trains a few models on
- * synthetic images (a small CNN, ResNet-20, a MobileNet with depthwise
+ * synthetic images with Adam (a small CNN, ResNet-20, a MobileNet with depthwise
  * layers and ReLU6, MobileNetV3-Large with depthwise layers, hard-swish and
  * squeeze-excite), saves them, and writes their inputs and predictions:
  *
- *   DIR/models.txt         one line per model: NAME IMAGES TOLERANCE
+ *   DIR/models.txt         "path P" (the kernel path that predicted), then one
+ *                          line per model: NAME IMAGES TOLERANCE LOGIT_TOLERANCE
  *   DIR/NAME.kdm           the model
  *   DIR/NAME.u8, NAME.f32  IMAGES input images, as bytes and as scaled floats
  *   DIR/NAME.probs         kdens_model_predict on NAME.f32 (float32)
  *   DIR/NAME.probs_u8      kdens_model_predict_u8 on NAME.u8
+ *   DIR/NAME.logits        kdens_model_predict_logits on NAME.f32 (probabilities
+ *                          of a confident model saturate; logits show every bit)
  *   DIR/images/NAME-I.pgm|.ppm  the first images as netpbm files (classify)
  *
  * tests/infer/test_infer.c reads the manifest, so a model added here is
@@ -27,6 +30,10 @@ enum { CLASSES = 5, IMAGES = 12, TRAIN_STEPS = 24, NETPBM_IMAGES = 4 };
  * saved on one machine or kernel path predicts on another within 1e-5
  * (docs/design.md, "Kernel paths and what is promised"). */
 #define TOL_FLOAT 1e-5
+/* ... and of logits, relative to 1 + |logit| (measured against an AVX-512
+ * reference: 0 on aarch64 and on the AVX2 path, up to 9e-7 on x86-64's
+ * generic path, which has no FMA). */
+#define TOL_LOGIT 1e-4
 
 static const struct {
     const char *arch;
@@ -40,9 +47,11 @@ static const struct {
 };
 /* TODO(int8, issue #17): when post-training quantisation lands, quantise
  * some of these models here (calibrated on their training images), save
- * each as NAME-int8.kdm with its predictions in the same files, and give it
- * a line of models.txt with the int8 tolerance: test_infer then checks it
- * with the inference-only library on this machine and on aarch64. */
+ * each as NAME-int8.kdm with its inputs and predictions in the files above
+ * (NAME-int8.u8, .f32, .probs, .probs_u8, .logits: write_outputs below does
+ * it for any model) and give it a line of models.txt with the int8
+ * tolerances: test_infer then checks it, unchanged, with the inference-only
+ * library on every kernel path here and on aarch64 under qemu. */
 
 static const char *const class_names[CLASSES] = {"top", "upper", "middle", "lower", "bottom"};
 
@@ -56,7 +65,7 @@ static void die(const char *what)
 
 static void write_file(const char *name, const void *data, size_t len)
 {
-    char path[4400];
+    char path[sizeof dir + 512];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "wb");
     if (!f || fwrite(data, 1, len, f) != len || fclose(f) != 0) {
@@ -111,6 +120,51 @@ static void write_netpbm(const char *arch, int i, int side, int c, const uint8_t
     free(file);
 }
 
+/* Save model m as DIR/NAME.kdm with n images (u8, and x scaled) and its
+ * predictions of them, and list it in the manifest with its tolerances;
+ * returns how many of the images it classifies as class i % CLASSES. */
+static int write_outputs(kdens_model *m, const char *name, const uint8_t *u8, const float *x,
+                         int n, double tol, double logit_tol, FILE *manifest)
+{
+    int h, w, c, k = kdens_model_num_classes(m);
+    if (kdens_model_input_shape(m, &h, &w, &c) != KDENS_OK)
+        die("shape");
+    size_t pixels = (size_t)h * w * c;
+    float *out = malloc((size_t)n * k * sizeof(float));
+    if (!out)
+        die("out of memory");
+    char file[480], path[sizeof dir + 512];
+    snprintf(path, sizeof path, "%s/%s.kdm", dir, name);
+    if (kdens_model_save(m, path) != KDENS_OK)
+        die("save");
+    snprintf(file, sizeof file, "%s.u8", name);
+    write_file(file, u8, (size_t)n * pixels);
+    snprintf(file, sizeof file, "%s.f32", name);
+    write_file(file, x, (size_t)n * pixels * sizeof(float));
+    if (kdens_model_predict(m, x, (size_t)n, out) != KDENS_OK)
+        die("predict");
+    snprintf(file, sizeof file, "%s.probs", name);
+    write_file(file, out, (size_t)n * k * sizeof(float));
+    int right = 0;
+    for (int i = 0; i < n; i++) {
+        int best = 0;
+        for (int j = 1; j < k; j++)
+            best = out[i * k + j] > out[i * k + best] ? j : best;
+        right += best == i % CLASSES;
+    }
+    if (kdens_model_predict_logits(m, x, (size_t)n, out) != KDENS_OK)
+        die("predict_logits");
+    snprintf(file, sizeof file, "%s.logits", name);
+    write_file(file, out, (size_t)n * k * sizeof(float));
+    if (kdens_model_predict_u8(m, u8, (size_t)n, out) != KDENS_OK)
+        die("predict_u8");
+    snprintf(file, sizeof file, "%s.probs_u8", name);
+    write_file(file, out, (size_t)n * k * sizeof(float));
+    fprintf(manifest, "%s %d %g %g\n", name, n, tol, logit_tol);
+    free(out);
+    return right;
+}
+
 static void make_model(int k, FILE *manifest)
 {
     const char *arch = models[k].arch;
@@ -130,13 +184,11 @@ static void make_model(int k, FILE *manifest)
         die("metadata");
     uint8_t *u8 = malloc(IMAGES * pixels);
     float *x = malloc(IMAGES * pixels * sizeof(float));
-    float *probs = malloc(IMAGES * CLASSES * sizeof(float));
     int32_t labels[IMAGES];
-    if (!u8 || !x || !probs)
+    if (!u8 || !x)
         die("out of memory");
-    /* train: a few steps of SGD with momentum (batch-norm statistics move) */
-    if (kdens_optimizer_create(KDENS_OPT_SGD, 0.02, &opt) != KDENS_OK ||
-        kdens_optimizer_set_momentum(opt, 0.9, 0) != KDENS_OK ||
+    /* train: a few steps of Adam (batch-norm statistics move) */
+    if (kdens_optimizer_create(KDENS_OPT_ADAM, 1e-3, &opt) != KDENS_OK ||
         kdens_model_set_training(m, 1) != KDENS_OK)
         die("optimiser");
     for (int step = 0; step < TRAIN_STEPS; step++) {
@@ -151,42 +203,18 @@ static void make_model(int k, FILE *manifest)
     kdens_optimizer_free(opt);
     if (kdens_model_set_training(m, 0) != KDENS_OK)
         die("inference mode");
-    char name[256];
-    snprintf(name, sizeof name, "%s/%s.kdm", dir, arch);
-    if (kdens_model_save(m, name) != KDENS_OK)
-        die("save");
     /* the images to predict: new ones, one class each in turn */
     for (int i = 0; i < IMAGES; i++)
         synth(side, c, i % CLASSES, u8 + (size_t)i * pixels);
     scale_images(m, u8, IMAGES * pixels, c, x);
-    snprintf(name, sizeof name, "%s.u8", arch);
-    write_file(name, u8, IMAGES * pixels);
-    snprintf(name, sizeof name, "%s.f32", arch);
-    write_file(name, x, IMAGES * pixels * sizeof(float));
-    if (kdens_model_predict(m, x, IMAGES, probs) != KDENS_OK)
-        die("predict");
-    snprintf(name, sizeof name, "%s.probs", arch);
-    write_file(name, probs, IMAGES * CLASSES * sizeof(float));
-    int right = 0;
-    for (int i = 0; i < IMAGES; i++) {
-        int best = 0;
-        for (int j = 1; j < CLASSES; j++)
-            best = probs[i * CLASSES + j] > probs[i * CLASSES + best] ? j : best;
-        right += best == i % CLASSES;
-    }
-    if (kdens_model_predict_u8(m, u8, IMAGES, probs) != KDENS_OK)
-        die("predict_u8");
-    snprintf(name, sizeof name, "%s.probs_u8", arch);
-    write_file(name, probs, IMAGES * CLASSES * sizeof(float));
+    int right = write_outputs(m, arch, u8, x, IMAGES, TOL_FLOAT, TOL_LOGIT, manifest);
     if (models[k].netpbm)
         for (int i = 0; i < NETPBM_IMAGES; i++)
             write_netpbm(arch, i, side, c, u8 + (size_t)i * pixels);
-    fprintf(manifest, "%s %d %g\n", arch, IMAGES, TOL_FLOAT);
     printf("infer_ref: %s %dx%dx%d, %zu parameters, trained %d steps: %d of %d right\n", arch,
            side, side, c, kdens_model_param_count(m), TRAIN_STEPS, right, IMAGES);
     free(u8);
     free(x);
-    free(probs);
     kdens_model_free(m);
 }
 
@@ -204,7 +232,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "infer_ref: cannot write %s (does %s/images exist?)\n", path, dir);
         return 1;
     }
-    fprintf(manifest, "# NAME IMAGES TOLERANCE (written by tests/infer/infer_ref on %s)\n",
+    fprintf(manifest, "# written by tests/infer/infer_ref: the kernel path of its predictions,\n"
+                      "# then NAME IMAGES TOLERANCE LOGIT_TOLERANCE per model\npath %s\n",
             kdens_cpu_path());
     for (size_t k = 0; k < sizeof models / sizeof models[0]; k++)
         make_model((int)k, manifest);

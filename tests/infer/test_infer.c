@@ -5,8 +5,9 @@
  * With INFER_DIR set (tests/infer/infer_ref's output, written by the full
  * library on the x86-64 host): every model of INFER_DIR/models.txt loads
  * from its file and from memory and predicts, from floats and from bytes,
- * what the full library predicted, within the model's tolerance -- or bit
- * for bit with INFER_EXACT=1 (the same machine and objects: the inference
+ * what the full library predicted, on every kernel path this processor
+ * has, within the model's tolerance -- or bit for bit on the reference's
+ * own path with INFER_EXACT=1 (the same machine and objects: the inference
  * library is the full library's code).  Always: model files from memory
  * and their errors, netpbm images, and PNG/JPEG refused with
  * KDENS_E_UNSUPPORTED.  Built with -DKD_TEST_FULL_LIBRARY against libkdens
@@ -48,12 +49,15 @@ static void write_all(const char *path, const void *data, size_t len)
 
 /* ---- models of the reference run ------------------------------------------- */
 
+/* The largest |got - want| / (1 + |want|) when relative, else |got - want|. */
 static double compare(const float *got, const float *want, size_t n, double tol, bool exact,
-                      const char *what)
+                      bool relative, const char *what)
 {
     double worst = 0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)got[i] - (double)want[i]);
+        if (relative)
+            d /= 1 + fabs((double)want[i]);
         if (exact ? memcmp(&got[i], &want[i], sizeof got[i]) != 0 : !(d <= tol))
             fail_msg("%s: value %zu is %.9g here, %.9g in the reference (%s)", what, i,
                      (double)got[i], (double)want[i], exact ? "bit for bit" : "tolerance");
@@ -62,7 +66,8 @@ static double compare(const float *got, const float *want, size_t n, double tol,
     return worst;
 }
 
-static void check_model(const char *dir, const char *name, int images, double tol, bool exact)
+static void check_model(const char *dir, const char *name, int images, double tol,
+                        double logit_tol, bool exact, const char *ref_path)
 {
     char file[512];
     snprintf(file, sizeof file, "%s.kdm", name);
@@ -90,32 +95,46 @@ static void check_model(const char *dir, const char *name, int images, double to
     snprintf(file, sizeof file, "%s.probs_u8", name);
     float *want_u8 = (float *)read_all(tu_join(dir, file), &len);
     assert_int_equal(len, probs_n * sizeof(float));
+    snprintf(file, sizeof file, "%s.logits", name);
+    float *want_logits = (float *)read_all(tu_join(dir, file), &len);
+    assert_int_equal(len, probs_n * sizeof(float));
 
     float *probs = malloc(probs_n * sizeof(float)), *again = malloc(probs_n * sizeof(float));
     assert_non_null(probs);
     assert_non_null(again);
-    char what[300];
-    snprintf(what, sizeof what, "%s from floats", name);
-    ASSERT_OK(kdens_model_predict(m, x, (size_t)images, probs));
-    double worst = compare(probs, want, probs_n, tol, exact, what);
-    ASSERT_OK(kdens_model_predict(from_memory, x, (size_t)images, again));
-    assert_memory_equal(probs, again, probs_n * sizeof(float)); /* the same model */
-    snprintf(what, sizeof what, "%s from bytes", name);
-    ASSERT_OK(kdens_model_predict_u8(m, u8, (size_t)images, probs));
-    double worst_u8 = compare(probs, want_u8, probs_n, tol, exact, what);
-    /* one image alone: the same bits as in the batch */
-    ASSERT_OK(kdens_model_predict_u8(m, u8 + pixels, 1, again));
-    assert_memory_equal(probs + k, again, (size_t)k * sizeof(float));
-    printf("%s (%dx%dx%d, %zu parameters, kernels %s): largest difference from the reference "
-           "%.3g from floats, %.3g from bytes (%s %g)\n", name, h, w, c,
-           kdens_model_param_count(m), kdens_cpu_path(), worst, worst_u8,
-           exact ? "required: 0, bit for bit; else" : "tolerance", tol);
+    char paths[64], *save = NULL;
+    snprintf(paths, sizeof paths, "%s", kdens_cpu_paths());
+    for (char *path = strtok_r(paths, " ", &save); path; path = strtok_r(NULL, " ", &save)) {
+        ASSERT_OK(kdens_set_cpu_path(path));
+        bool bits = exact && strcmp(path, ref_path) == 0;
+        char what[300];
+        snprintf(what, sizeof what, "%s from floats on %s", name, path);
+        ASSERT_OK(kdens_model_predict(m, x, (size_t)images, probs));
+        double worst = compare(probs, want, probs_n, tol, bits, false, what);
+        ASSERT_OK(kdens_model_predict(from_memory, x, (size_t)images, again));
+        assert_memory_equal(probs, again, probs_n * sizeof(float)); /* the same model */
+        snprintf(what, sizeof what, "%s from bytes on %s", name, path);
+        ASSERT_OK(kdens_model_predict_u8(m, u8, (size_t)images, probs));
+        double worst_u8 = compare(probs, want_u8, probs_n, tol, bits, false, what);
+        snprintf(what, sizeof what, "%s logits on %s", name, path);
+        ASSERT_OK(kdens_model_predict_logits(m, x, (size_t)images, again));
+        double worst_logit = compare(again, want_logits, probs_n, logit_tol, bits, true, what);
+        /* one image alone: the same bits as in the batch */
+        ASSERT_OK(kdens_model_predict_u8(m, u8 + pixels, 1, again));
+        assert_memory_equal(probs + k, again, (size_t)k * sizeof(float));
+        printf("%s (%dx%dx%d, %zu parameters), kernels %s against %s: largest difference "
+               "%.3g from floats, %.3g from bytes, logits %.3g relative (%s)\n", name, h, w, c,
+               kdens_model_param_count(m), path, ref_path, worst, worst_u8, worst_logit,
+               bits ? "required: 0, bit for bit" : "within tolerance");
+    }
+    ASSERT_OK(kdens_set_cpu_path(NULL));
     free(probs);
     free(again);
     free(u8);
     free(x);
     free(want);
     free(want_u8);
+    free(want_logits);
     kdens_model_free(from_memory);
     kdens_model_free(m);
 }
@@ -132,16 +151,20 @@ static void test_reference_models(void **state)
     FILE *f = fopen(tu_join(dir, "models.txt"), "r");
     if (!f)
         fail_msg("%s/models.txt: cannot open", dir);
-    char line[512], name[256];
+    char line[512], name[256], ref_path[32] = "";
     int checked = 0;
     while (fgets(line, sizeof line, f)) {
         int images;
         double tol;
         if (line[0] == '#' || line[0] == '\n')
             continue;
-        if (sscanf(line, "%255s %d %lf", name, &images, &tol) != 3 || images < 1)
+        if (sscanf(line, "path %31s", ref_path) == 1)
+            continue;
+        double logit_tol;
+        if (sscanf(line, "%255s %d %lf %lf", name, &images, &tol, &logit_tol) != 4 ||
+            images < 1 || !*ref_path)
             fail_msg("%s/models.txt: bad line '%s'", dir, line);
-        check_model(dir, name, images, tol, exact);
+        check_model(dir, name, images, tol, logit_tol, exact, ref_path);
         checked++;
     }
     fclose(f);
