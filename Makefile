@@ -96,9 +96,9 @@ endif
 ISA_OBJ := $(foreach p,$(ISA_PATHS),$(ISA_SRC:%.c=$(BUILD)/%.$(p).o))
 LIB_OBJ += $(ISA_OBJ)
 
-# The inference-only library (make lib-infer; docs/design.md, "The inference
-# subset"): models from files or memory, predictions from float and uint8
-# images, image files as PGM/PPM -- on libc and libm alone, no libpng,
+# The inference-only library (make lib-infer; docs/design.md, "The
+# inference-only library"): models from files or memory, predictions from
+# float and uint8 images, image files as PGM/PPM -- on libc and libm alone, no libpng,
 # libjpeg, zlib or OpenBLAS, for firmware and mobile apps.  It is the full
 # library's code, not a fork: the very objects of lib/core, lib/tensor (with
 # every kernel path of isa/) and lib/nn, so that a new file there joins it
