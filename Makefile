@@ -2,6 +2,9 @@
 #   make            library (static and shared) and the kdens tool
 #   make check      tests (make check SANITIZE=1: under ASan + UBSan; WERROR=1: -Werror)
 #   make check-portable  the default build on emulated CPUs without AVX-512 / AVX
+#   make lib-infer  the inference-only library, libkdens_infer.a (libc and libm only)
+#   make check-aarch64  that library cross-compiled for ARM64, its tests under qemu
+#                   (make deps AARCH64=1 installs the cross compiler and qemu)
 #   make bench      benchmarks (BENCH_ARGS="THREADS SECTION..." picks some);
 #   make demo       the main job on Fashion-MNIST
 #   make experiment a grid of runs on Fashion-MNIST (experiments/fmnist.plan)
@@ -93,6 +96,43 @@ endif
 ISA_OBJ := $(foreach p,$(ISA_PATHS),$(ISA_SRC:%.c=$(BUILD)/%.$(p).o))
 LIB_OBJ += $(ISA_OBJ)
 
+# The inference-only library (make lib-infer; docs/design.md, "The
+# inference-only library"): models from files or memory, predictions from
+# float and uint8 images, image files as PGM/PPM -- on libc and libm alone, no libpng,
+# libjpeg, zlib or OpenBLAS, for firmware and mobile apps.  It is the full
+# library's code, not a fork: the very objects of lib/core, lib/tensor (with
+# every kernel path of isa/) and lib/nn, so that a new file there joins it
+# by itself, minus INFER_EXCLUDE, plus INFER_EXTRA and the stand-ins of
+# lib/infer/.  make check-infer proves what it needs (nm) and that a program
+# links with -lkdens_infer -lm alone.
+INFER_MODULES := core tensor nn
+# Files of those modules that inference never calls, left out to keep the
+# library small (check-infer fails, on an undefined symbol, if one becomes
+# needed):
+#   lib/core/csv.c   the CSV reader and writer (manifests, registries, tables)
+INFER_EXCLUDE := lib/core/csv.c
+# From above those modules, what an embedder needs to classify image files:
+#   lib/data/image.c   kdens_image_load: PGM/PPM decoding, resizing, and the
+#                      dispatch to the PNG and JPEG codecs
+INFER_EXTRA := lib/data/image.c
+# Stand-ins for what the full library takes from its dependencies:
+#   lib/infer/image_codecs.c   PNG and JPEG give KDENS_E_UNSUPPORTED (no libpng, libjpeg)
+INFER_STANDINS := $(wildcard lib/infer/*.c)
+INFER_SRC := $(filter-out $(INFER_EXCLUDE),$(foreach m,$(INFER_MODULES),$(wildcard lib/$(m)/*.c))) \
+	$(INFER_EXTRA) $(INFER_STANDINS)
+INFER_OBJ := $(INFER_SRC:%.c=$(BUILD)/%.o) $(ISA_OBJ)
+INFER_STATIC := $(BUILD)/libkdens_infer.a
+# What a program linking it needs besides libc.  The thread pool uses
+# pthreads, part of glibc's libc since 2.34 (Debian 12) and of musl's; with
+# an older glibc add -lpthread.
+INFER_LIBS := -lm
+INFER_CLASSIFY := $(BUILD)/infer/classify
+# binutils of the target (aarch64-linux-gnu-gcc: aarch64-linux-gnu-nm, ...)
+CROSS_PREFIX := $(filter %-,$(patsubst %gcc,%,$(notdir $(CC))))
+ifeq ($(origin AR),default)
+AR := $(CROSS_PREFIX)ar
+endif
+
 # The MPI transport (make MPI=1, docs/mpi.md): lib/mpi/ in a library of its
 # own, libkdens_mpi, over libkdens' public API.  Only its objects, the kdens
 # tool and the MPI tests see mpi.h; libkdens' objects are the same with and
@@ -153,13 +193,13 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN := $(BUILD)/bench
 
-.PHONY: all lib examples check check-mpi check-onnx bench demo experiment voting-experiment install uninstall deps clean fuzz fuzz-deps FORCE \
+.PHONY: all lib lib-infer check-infer check-aarch64 aarch64-deps examples check check-mpi check-onnx bench demo experiment voting-experiment install uninstall deps clean fuzz fuzz-deps FORCE \
 	check-portable portable-deps check-deps check-layers check-abi abi-update
-all: lib $(CLI) $(EXAMPLES)
+all: lib $(INFER_STATIC) $(CLI) $(EXAMPLES)
 lib: $(STATIC) $(SHARED) $(MPI_TARGETS) $(ONNX_TARGETS)
 
 deps:
-	@CC="$(CC)" MPI="$(MPI)" ONNX="$(ONNX)" BUILD="$(BUILD)" sh scripts/deps.sh
+	@CC="$(CC)" MPI="$(MPI)" ONNX="$(ONNX)" AARCH64="$(AARCH64)" BUILD="$(BUILD)" sh scripts/deps.sh
 check-deps:
 	@CC="$(CC)" MPI="$(MPI)" ONNX="$(ONNX)" BUILD="$(BUILD)" sh scripts/deps.sh check
 
@@ -213,7 +253,7 @@ $(FLAGS_STAMP): FORCE
 	@mkdir -p $(BUILD)
 	@if [ "$$(cat $@ 2>/dev/null)" != "$(FLAGS_NOW)" ]; then echo "$(FLAGS_NOW)" > $@; fi
 FORCE:
-$(LIB_OBJ): $(FLAGS_STAMP)
+$(LIB_OBJ) $(INFER_STANDINS:%.c=$(BUILD)/%.o): $(FLAGS_STAMP)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -235,6 +275,17 @@ $(SHARED): $(LIB_OBJ) lib/kdens.map
 		$(LDFLAGS_ALL) -o $@ $(LIB_OBJ) $(DEP_LIBS)
 	ln -sf libkdens.so.$(VERSION) $(BUILD)/$(SONAME)
 	ln -sf $(SONAME) $(BUILD)/libkdens.so
+
+# The inference-only library, and examples/classify.c (unchanged) linked
+# against it with libm alone; the build prints their sizes.
+$(INFER_STATIC): $(INFER_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+$(INFER_CLASSIFY): examples/classify.c $(INFER_STATIC) include/kdens.h
+	@mkdir -p $(dir $@)
+	$(CC) -Iinclude $(CFLAGS_ALL) -o $@ $< $(LDFLAGS_ALL) -L$(BUILD) -lkdens_infer $(INFER_LIBS)
+lib-infer: $(INFER_STATIC) $(INFER_CLASSIFY)
+	@CROSS_PREFIX="$(CROSS_PREFIX)" sh scripts/infer-size.sh $(INFER_STATIC) $(INFER_CLASSIFY)
 
 # The MPI transport: its objects with MPI's flags, linked against libkdens
 # (-z defs: it needs nothing else) and MPI.
@@ -352,6 +403,7 @@ check: check-deps
 	echo "== tests/test_install.sh"; \
 	CC="$(CC)" CXX="$(CXX)" SANFLAGS="$(SANFLAGS)" BUILD=$(BUILD) MPI="$(MPI)" ONNX="$(ONNX)" \
 		sh tests/test_install.sh || failed=1; \
+	$(MAKE) --no-print-directory check-infer || failed=1; \
 	if [ "$(MPI)" = 1 ]; then \
 		$(MAKE) --no-print-directory check-mpi || failed=1; \
 	elif command -v mpirun >/dev/null 2>&1 && pkg-config --exists ompi-c 2>/dev/null; then \
@@ -465,6 +517,89 @@ $(ONNX_TORCH_TEST): tests/onnx/test_torch.c tests/testutil.h $(ONNX_STATIC) $(ST
 	$(CC) $(CPPFLAGS_ALL) -Itests $(CFLAGS_ALL) $(DEPFLAGS) -o $@ $< $(ONNX_STATIC) \
 		$(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS) -lcmocka $(ONNX_LIBS)
 
+# The inference-only library's checks (make check runs them): the
+# dependency proof on the archive and on classify linked with it
+# (scripts/check-infer.sh; skipped under SANITIZE=1, whose runtime is a
+# dependency of its own), then tests/infer/ against a reference run of the
+# full library: infer_ref trains models and writes their predictions,
+# test_infer (linked with -lkdens_infer -lm -lcmocka) must predict the same
+# bits, and its netpbm cases pass against the full library too;
+# test_classify.sh compares the two builds of examples/classify.c.
+INFER_REF := $(BUILD)/tests/infer/infer_ref
+INFER_TEST := $(BUILD)/tests/infer/test_infer
+INFER_TEST_FULL := $(BUILD)/tests/infer/test_infer_full
+INFER_REF_DIR := $(BUILD)/infer-ref
+$(INFER_REF): tests/infer/infer_ref.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) $(DEPFLAGS) -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS)
+$(INFER_TEST): tests/infer/test_infer.c tests/testutil.h $(INFER_STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) $(DEPFLAGS) -o $@ $< $(LDFLAGS_ALL) -L$(BUILD) \
+		-lkdens_infer -lcmocka $(INFER_LIBS)
+$(INFER_TEST_FULL): tests/infer/test_infer.c tests/testutil.h $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_ALL) -DKD_TEST_FULL_LIBRARY $(CFLAGS_ALL) -o $@ $< $(STATIC) \
+		$(LDFLAGS_ALL) $(DEP_LIBS) -lcmocka
+$(INFER_REF_DIR)/models.txt: $(INFER_REF)
+	@rm -rf $(INFER_REF_DIR); mkdir -p $(INFER_REF_DIR)/images
+	./$(INFER_REF) $(INFER_REF_DIR)
+check-infer:
+	@$(MAKE) --no-print-directory lib-infer $(INFER_TEST) $(INFER_TEST_FULL) \
+		$(INFER_REF_DIR)/models.txt $(BUILD)/classify
+	@failed=0; \
+	if [ "$(SANITIZE)" = 1 ]; then \
+		echo "== check-infer: the dependency proof is the plain build's (the sanitizers' runtime is linked here)"; \
+	else \
+		echo "== scripts/check-infer.sh: what libkdens_infer.a needs"; \
+		CC="$(CC)" CROSS_PREFIX="$(CROSS_PREFIX)" sh scripts/check-infer.sh $(INFER_STATIC) \
+			$(INFER_CLASSIFY) || failed=1; \
+	fi; \
+	echo "== $(INFER_TEST) (libkdens_infer, against the full library's predictions)"; \
+	INFER_DIR=$(INFER_REF_DIR) INFER_EXACT=1 ./$(INFER_TEST) || failed=1; \
+	echo "== $(INFER_TEST_FULL) (the same cases with the full library)"; \
+	INFER_DIR=$(INFER_REF_DIR) ./$(INFER_TEST_FULL) || failed=1; \
+	echo "== tests/infer/test_classify.sh"; \
+	REF_DIR=$(INFER_REF_DIR) FULL_CLASSIFY=./$(BUILD)/classify INFER_CLASSIFY=./$(INFER_CLASSIFY) \
+		EXACT=1 sh tests/infer/test_classify.sh || failed=1; \
+	exit $$failed
+
+# ARM64 (make check-aarch64; it installs what it needs, as make deps
+# AARCH64=1 does: Debian's gcc-aarch64-linux-gnu, qemu-user-static, and
+# libc6-dev and libcmocka-dev of the arm64 architecture through multiarch).
+# The inference-only library is cross-compiled in $(AARCH64_BUILD) (the
+# generic kernel path: GCC's vector extensions become NEON, checked in the
+# objects), proved to need only libc and libm there too, and tests/infer/
+# runs under qemu-aarch64-static against the reference run of the full
+# library on this machine (models trained here on x86-64), with classify
+# compared to the x86-64 full library's.
+AARCH64_CC ?= aarch64-linux-gnu-gcc
+AARCH64_BUILD ?= build-aarch64
+QEMU_AARCH64 ?= qemu-aarch64-static
+AARCH64_PREFIX := $(patsubst %gcc,%,$(AARCH64_CC))
+AARCH64_TEST := $(AARCH64_BUILD)/tests/infer/test_infer
+check-aarch64: aarch64-deps
+	@$(MAKE) --no-print-directory $(INFER_REF_DIR)/models.txt $(BUILD)/classify
+	@$(MAKE) --no-print-directory CC=$(AARCH64_CC) BUILD=$(AARCH64_BUILD) SANITIZE= \
+		lib-infer $(AARCH64_TEST)
+	@failed=0; \
+	echo "== scripts/check-infer.sh: what libkdens_infer.a needs on aarch64"; \
+	CC=$(AARCH64_CC) CROSS_PREFIX=$(AARCH64_PREFIX) sh scripts/check-infer.sh \
+		$(AARCH64_BUILD)/libkdens_infer.a $(AARCH64_BUILD)/infer/classify || failed=1; \
+	echo "== NEON in the dispatched kernels (fmla on 4 floats)"; \
+	for f in $(AARCH64_BUILD)/lib/tensor/isa/*.generic.o; do \
+		n=$$($(AARCH64_PREFIX)objdump -d $$f | grep -cE 'fmla[[:space:]]+v[0-9]+\.4s'); \
+		echo "$$(basename $$f): $$n"; [ "$$n" -gt 0 ] || failed=1; \
+	done; \
+	echo "== $(AARCH64_TEST) under $(QEMU_AARCH64) (against the x86-64 reference)"; \
+	INFER_DIR=$(INFER_REF_DIR) $(QEMU_AARCH64) ./$(AARCH64_TEST) || failed=1; \
+	echo "== tests/infer/test_classify.sh: classify on aarch64 under $(QEMU_AARCH64)"; \
+	REF_DIR=$(INFER_REF_DIR) FULL_CLASSIFY=./$(BUILD)/classify \
+		INFER_CLASSIFY=./$(AARCH64_BUILD)/infer/classify RUNNER=$(QEMU_AARCH64) \
+		sh tests/infer/test_classify.sh || failed=1; \
+	exit $$failed
+aarch64-deps:
+	@CC="$(CC)" sh scripts/deps.sh aarch64
+
 # The proof that one build runs everywhere: tests/portable/ on this machine
 # (the reference), under KDENS_CPU for each lower path, and under qemu as
 # processors without AVX-512 (Haswell: AVX2 + FMA) and without AVX (qemu64,
@@ -545,7 +680,7 @@ voting-experiment: deps
 # libFuzzer harnesses (Debian's clang): each runs FUZZ_SECONDS on a copy of its
 # seed corpus; crashes are written to build-fuzz/.
 FUZZ_SECONDS ?= 60
-FUZZERS := model spec idx cifar png jpeg csv votecsv
+FUZZERS := model spec idx cifar png jpeg pnm csv votecsv
 FUZZ_CC ?= clang
 # The harnesses compile the library's sources straight in, with the generic
 # kernel path only (KD_GENERIC_ONLY).
@@ -572,6 +707,7 @@ install: all
 		$(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
 	install -m 644 $(PUBLIC_HDR) $(DESTDIR)$(INCLUDEDIR)/
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/libkdens.a
+	install -m 644 $(INFER_STATIC) $(DESTDIR)$(LIBDIR)/libkdens_infer.a
 	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/libkdens.so.$(VERSION)
 	ln -sf libkdens.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libkdens.so
@@ -600,7 +736,7 @@ endif
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/kdens.h $(DESTDIR)$(INCLUDEDIR)/kdens_experiment.h \
-		$(DESTDIR)$(LIBDIR)/libkdens.a \
+		$(DESTDIR)$(LIBDIR)/libkdens.a $(DESTDIR)$(LIBDIR)/libkdens_infer.a \
 		$(DESTDIR)$(LIBDIR)/libkdens.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
 		$(DESTDIR)$(LIBDIR)/libkdens.so $(DESTDIR)$(PKGCONFIGDIR)/kdens.pc \
 		$(DESTDIR)$(BINDIR)/kdens $(DESTDIR)$(MANDIR)/man1/kdens.1 \

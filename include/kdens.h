@@ -75,7 +75,9 @@ typedef enum kdens_status {
     KDENS_E_SPEC = 7,     /* architecture spec could not be parsed              */
     KDENS_E_NOTFOUND = 8, /* unknown name: architecture, layer, key             */
     KDENS_E_NUMERIC = 9,  /* NaN or infinite value where a finite one is needed */
-    KDENS_E_STATE = 10    /* call not valid in the handle's current state       */
+    KDENS_E_STATE = 10,   /* call not valid in the handle's current state       */
+    KDENS_E_UNSUPPORTED = 11 /* not in this build: PNG or JPEG images given to the
+                                inference-only library, libkdens_infer        */
 } kdens_status;
 
 /* The message of the last failure on this thread ("" if none). The pointer
@@ -309,6 +311,13 @@ KDENS_API kdens_status kdens_model_save(const kdens_model *model, const char *pa
  * with no reader registered says so), KDENS_E_VERSION newer format,
  * KDENS_E_NOMEM. */
 KDENS_API kdens_status kdens_model_load(const char *path, kdens_model **out);
+/* Load a model from the bytes of a .kdm file in memory (a firmware image,
+ * an app's asset, a network message); the bytes are copied, so the buffer
+ * may be freed once the call returns, and need no alignment.  Messages name
+ * the model "(memory)".  Errors: as kdens_model_load, and KDENS_E_ARG for
+ * NULL data or out. */
+KDENS_API kdens_status kdens_model_load_memory(const void *data, size_t size,
+                                               kdens_model **out);
 
 /* A reader of another model format: it loads the file at path into a new
  * model (*out, set only on success) or fails with a kdens_status and a
@@ -419,12 +428,14 @@ typedef enum kdens_cifar_labels {
     KDENS_CIFAR100_COARSE = 2 /* the same records, coarse labels (20) */
 } kdens_cifar_labels;
 
-/* One PNG or JPEG file (recognised by its signature), decoded to grey or
- * RGB and resized (nearest neighbour, PIL's mapping) to height x width,
- * into pixels (height x width x channels bytes) -- what a model's
- * kdens_model_predict_u8 takes.  Errors: KDENS_E_ARG, KDENS_E_IO,
- * KDENS_E_FORMAT (a corrupt or unsupported image, path named),
- * KDENS_E_NOMEM. */
+/* One PNG, JPEG, PGM or PPM file (recognised by its signature; PGM and PPM
+ * binary, P5 and P6, any maxval scaled to 0..255), decoded to grey or RGB
+ * and resized (nearest neighbour, PIL's mapping) to height x width, into
+ * pixels (height x width x channels bytes) -- what a model's
+ * kdens_model_predict_u8 takes.  The inference-only library
+ * (libkdens_infer) reads PGM and PPM only.  Errors: KDENS_E_ARG,
+ * KDENS_E_IO, KDENS_E_FORMAT (a corrupt or unrecognised image, path named),
+ * KDENS_E_UNSUPPORTED (PNG or JPEG in libkdens_infer), KDENS_E_NOMEM. */
 KDENS_API kdens_status kdens_image_load(const char *path, int height, int width,
                                         kdens_color color, uint8_t *pixels);
 
@@ -450,13 +461,14 @@ KDENS_API kdens_status kdens_dataset_load_cifar(const char *const *paths, int n_
                                                 kdens_cifar_labels labels,
                                                 kdens_dataset **out);
 
-/* An image folder laid out as ROOT/<class>/<image>.png|.jpg|.jpeg:
+/* An image folder laid out as ROOT/<class>/<image>.png|.jpg|.jpeg|.pgm|.ppm|.pnm:
  * the class index is the position of the class folder in sorted order (as
  * Keras' flow_from_directory).  Images become `color` and are resized to
  * height x width with nearest-neighbour sampling (Keras' default); height
  * and width 0 keep the size, which must then be the same for every image.
  * PNG: 8 and 16 bit, grey, grey+alpha, RGB, RGBA and palette; JPEG: grey,
- * RGB (YCbCr) and CMYK; alpha is dropped, not composited (as PIL's convert).
+ * RGB (YCbCr) and CMYK; alpha is dropped, not composited (as PIL's convert);
+ * PGM and PPM: binary (P5, P6), 8 and 16 bit.
  * Errors: KDENS_E_IO (unreadable folder or image), KDENS_E_FORMAT (corrupt
  * image, naming the file), KDENS_E_SHAPE (differing sizes without resize),
  * KDENS_E_NOTFOUND (no class folders, an empty class folder), KDENS_E_ARG. */

@@ -35,6 +35,7 @@ below() {
     experiment) echo "core tensor nn data train ensemble distill" ;;
     mpi) echo "" ;; # a transport over the public API, like a user's
     onnx) echo "core tensor nn" ;; # reads the model's structures, calls the public API
+    infer) echo "core data" ;; # stand-ins of the inference-only library (lib/data's codecs)
     *) echo "?" ;;
     esac
 }

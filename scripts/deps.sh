@@ -8,6 +8,10 @@ pkg-config dataset-fashion-mnist"
 # `deps.sh fuzz` adds what `make fuzz` needs (clang with libFuzzer),
 # `deps.sh portable` what `make check-portable` needs (qemu's user-mode
 # emulator, to run the build as processors this machine is not).
+# `deps.sh aarch64` (or AARCH64=1) what `make check-aarch64` needs: the
+# cross compiler, qemu's user-mode emulator, and the C library's and
+# cmocka's development files of the arm64 architecture (Debian multiarch:
+# the arm64 architecture is added to dpkg first).
 # `deps.sh check` adds what `make check` needs beyond the build: cmocka is
 # in the base list, abigail-tools (abidw, abidiff) compares the ABI.
 # A clang build (CC=clang) needs clang; one with MPI=1 (the MPI transport,
@@ -25,7 +29,10 @@ case "${CC:-}" in *clang*) PACKAGES="$PACKAGES clang" ;; esac
 # none of them.
 [ "${ONNX:-}" = 1 ] && PACKAGES="$PACKAGES protobuf-c-compiler libprotobuf-c-dev libonnx-dev \
 python3-onnx python3-torch python3-torchvision nodejs npm"
+AARCH64_PACKAGES="gcc-aarch64-linux-gnu qemu-user-static libc6-dev:arm64 libcmocka-dev:arm64"
+[ "${AARCH64:-}" = 1 ] && PACKAGES="$PACKAGES $AARCH64_PACKAGES"
 case "${1:-}" in
+aarch64) PACKAGES="$PACKAGES $AARCH64_PACKAGES" ;;
 fuzz) PACKAGES="$PACKAGES clang libclang-rt-14-dev" ;;
 portable) PACKAGES="$PACKAGES qemu-user-static" ;;
 check) PACKAGES="$PACKAGES abigail-tools" ;;
@@ -64,6 +71,14 @@ else
     exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
+case "$missing" in
+*:arm64*)
+    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        echo "deps: adding the arm64 architecture (dpkg --add-architecture arm64)"
+        $SUDO dpkg --add-architecture arm64
+    fi
+    ;;
+esac
 $SUDO apt-get update -qq
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing

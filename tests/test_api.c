@@ -20,7 +20,7 @@ static void test_version(void **state)
 static void test_status_strings(void **state)
 {
     (void)state;
-    for (int s = KDENS_OK; s <= KDENS_E_STATE; s++) {
+    for (int s = KDENS_OK; s <= KDENS_E_UNSUPPORTED; s++) {
         const char *str = kdens_status_str((kdens_status)s);
         assert_non_null(str);
         assert_true(strlen(str) > 1);

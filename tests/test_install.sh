@@ -116,6 +116,12 @@ check "classify prints the top 3 classes" sh -c \
      grep -Eq '^$tmp/run/one.png: .+ [01][.][0-9]{3}, .+ [01][.][0-9]{3}, .+ [01][.][0-9]{3}\$'"
 check "classify reports an unreadable image" sh -c \
     "! LD_LIBRARY_PATH='$prefix/lib' '$tmp/classify' '$tmp/run/student.kdm' /nonexistent.png"
+check "classify builds against the installed inference-only library alone" $CC -std=c11 \
+    -Wall -Wextra -Werror $SANFLAGS -I"$prefix/include" -o "$tmp/classify_infer" \
+    "$root/examples/classify.c" -L"$prefix/lib" -Wl,-Bstatic -lkdens_infer -Wl,-Bdynamic -lm
+check "classify with libkdens_infer refuses a PNG, naming the full library" sh -c \
+    "if '$tmp/classify_infer' '$tmp/run/student.kdm' '$tmp/run/one.png' >'$tmp/png.txt' 2>&1;
+     then exit 1; fi; grep -q 'needs the full library' '$tmp/png.txt'"
 check "fuse votes on saved predictions" sh -c \
     "cd '$tmp/run' && '$prefix/bin/kdens' ensemble --dataset fmnist --model teacher_0.kdm \
      --model teacher_1.kdm --save pred.kdp --out ens.csv >/dev/null 2>&1 &&

@@ -3,9 +3,12 @@
  * destroy the previous file, even when the disk is full. */
 #include "testutil.h"
 
+#include "core/core.h"
+
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <zlib.h>
 
 static char *dir;
 static char model_path[4200];
@@ -291,11 +294,39 @@ static void test_other_format_readers(void **state)
     assert_int_equal(kdens_model_set_reader(".fake", NULL), KDENS_OK);
     assert_int_equal(kdens_model_load(fake, &m), KDENS_E_FORMAT);
     assert_int_equal(fake_calls, 101);
+/* The library's own CRC-32 (what the inference-only library checks files
+ * with) gives zlib's values: every length up to 300 at every alignment, long
+ * runs, continued sums, and the standard check value. */
+static void test_crc32_is_zlibs(void **state)
+{
+    (void)state;
+    static unsigned char buf[300000]; /* past the length where it runs in lanes */
+    uint64_t s = 12345;
+    for (size_t i = 0; i < sizeof buf; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        buf[i] = (unsigned char)(s >> 56);
+    }
+    assert_int_equal(kd_crc32(0, "123456789", 9), 0xCBF43926u);
+    assert_int_equal(kd_crc32(0, buf, 0), 0);
+    for (size_t off = 0; off < 8; off++)
+        for (size_t len = 0; len <= 300; len++)
+            assert_int_equal(kd_crc32(0, buf + off, len), (uint32_t)crc32(0, buf + off, (uInt)len));
+    for (size_t len = 4096; len <= sizeof buf - 8; len += 4099)
+        for (size_t off = 0; off < 8; off += 3)
+            assert_int_equal(kd_crc32(0, buf + off, len), (uint32_t)crc32(0, buf + off, (uInt)len));
+    for (size_t len = 65536 - 40; len <= 65536 + 40; len++)
+        assert_int_equal(kd_crc32(7, buf + 1, len), (uint32_t)crc32(7, buf + 1, (uInt)len));
+    for (size_t cut = 0; cut <= 64; cut++) {
+        uint32_t whole = (uint32_t)crc32(0, buf, 1000);
+        assert_int_equal(kd_crc32(kd_crc32(0, buf, cut), buf + cut, 1000 - cut), whole);
+        assert_int_equal(kd_crc32(0xDEADBEEFu, buf, cut), (uint32_t)crc32(0xDEADBEEFu, buf, (uInt)cut));
+    }
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_crc32_is_zlibs),
         cmocka_unit_test(test_every_truncation),
         cmocka_unit_test(test_bit_flips),
         cmocka_unit_test(test_magic_version_and_paths),

@@ -91,6 +91,7 @@ kd_cpu_path kd_cpu_active(void);
 const char *kd_cpu_path_name(kd_cpu_path path);
 
 /* Files. */
+/* CRC-32 as zlib's crc32() computes it, continuing from crc (0 to start afresh). */
 uint32_t kd_crc32(uint32_t crc, const void *data, size_t len);
 /* FNV-1a over len bytes, continuing from h (KD_FNV_BASIS to start afresh). */
 #define KD_FNV_BASIS 1469598103934665603ull

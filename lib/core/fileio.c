@@ -1,4 +1,4 @@
-/* Allocation, byte buffers, CRC, whole-file reads and atomic writes. */
+/* Allocation, byte buffers, whole-file reads and atomic writes (the CRC is crc32.c). */
 #include "core.h"
 
 #include <errno.h>
@@ -9,7 +9,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 /* Large buffers (activations, datasets) are aligned to 2 MiB and offered to
  * the kernel as huge pages: on a virtual machine each 4 KiB page fault costs
@@ -49,18 +48,6 @@ uint64_t kd_fnv1a(uint64_t h, const void *data, size_t len)
     for (size_t i = 0; i < len; i++)
         h = (h ^ p[i]) * 1099511628211ull;
     return h;
-}
-
-uint32_t kd_crc32(uint32_t crc, const void *data, size_t len)
-{
-    const unsigned char *p = data;
-    while (len > 0) { /* zlib takes uInt lengths */
-        uInt part = len > (1u << 30) ? (1u << 30) : (uInt)len;
-        crc = (uint32_t)crc32(crc, p, part);
-        p += part;
-        len -= part;
-    }
-    return crc;
 }
 
 /* ---- byte buffers ---------------------------------------------------------- */

@@ -33,6 +33,7 @@ const char *kdens_status_str(kdens_status status)
     case KDENS_E_NOTFOUND: return "not found";
     case KDENS_E_NUMERIC: return "numeric error";
     case KDENS_E_STATE: return "invalid state";
+    case KDENS_E_UNSUPPORTED: return "not in this build";
     }
     return "unknown status";
 }

@@ -46,12 +46,24 @@ kdens_status kd_dataset_read(const kdens_dataset *ds, size_t i, uint8_t *dst);
 kdens_status kd_image_load_resized(const char *root, const char *file, kdens_color color, int h,
                                    int w, uint8_t *dst);
 
-/* Decoding of one image file (PNG or JPEG by signature) into `color`
- * channels; *pixels is malloc'ed h x w x c.  Errors name the path. */
+/* Decoding of one image file (PNG, JPEG, PGM P5 or PPM P6, by signature)
+ * into `color` channels; *pixels is malloc'ed h x w x c.  Errors name the
+ * path. */
 kdens_status kd_image_decode_file(const char *path, kdens_color color, uint8_t **pixels, int *h,
                                   int *w);
 kdens_status kd_image_decode_memory(const char *name, const uint8_t *data, size_t len,
                                     kdens_color color, uint8_t **pixels, int *h, int *w);
+/* The codecs that kd_image_decode_memory dispatches to: image_png.c and
+ * image_jpeg.c in the full library, lib/infer/image_codecs.c (which returns
+ * KDENS_E_UNSUPPORTED) in the inference-only one. */
+#define KD_MAX_IMAGE_PIXELS ((size_t)1 << 28)
+kdens_status kd_image_decode_png(const char *name, const uint8_t *data, size_t len,
+                                 kdens_color color, uint8_t **pixels, int *h, int *w);
+kdens_status kd_image_decode_jpeg(const char *name, const uint8_t *data, size_t len,
+                                  kdens_color color, uint8_t **pixels, int *h, int *w);
+/* RGBA or RGB pixels (in_c channels) into `color` channels; dst may be src. */
+void kd_image_from_rgb(const uint8_t *src, int in_c, size_t pixels, kdens_color color,
+                       uint8_t *dst);
 /* Nearest-neighbour resize with PIL's pixel-centre mapping. */
 void kd_image_resize_nearest(const uint8_t *src, int sh, int sw, int c, uint8_t *dst, int dh,
                              int dw);

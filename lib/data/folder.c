@@ -58,7 +58,8 @@ static bool is_image_name(const char *name)
 {
     const char *dot = strrchr(name, '.');
     return dot && (!strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") ||
-                   !strcasecmp(dot, ".jpeg"));
+                   !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".pgm") ||
+                   !strcasecmp(dot, ".ppm") || !strcasecmp(dot, ".pnm"));
 }
 
 /* Sorted entries of dir: sub-folders (want_dirs) or image files. */
@@ -141,22 +142,6 @@ kdens_status kd_image_load_resized(const char *root, const char *file, kdens_col
     if (st != KDENS_OK)
         return st;
     kd_image_resize_nearest(px, ih, iw, (int)color, dst, h, w);
-    free(px);
-    return KDENS_OK;
-}
-
-kdens_status kdens_image_load(const char *path, int height, int width, kdens_color color,
-                              uint8_t *pixels)
-{
-    if (!path || !pixels || height < 1 || width < 1 ||
-        (color != KDENS_COLOR_GRAY && color != KDENS_COLOR_RGB))
-        return kd_fail(KDENS_E_ARG, "NULL argument, or a bad size or colour");
-    uint8_t *px;
-    int ih, iw;
-    kdens_status st = kd_image_decode_file(path, color, &px, &ih, &iw);
-    if (st != KDENS_OK)
-        return st;
-    kd_image_resize_nearest(px, ih, iw, (int)color, pixels, height, width);
     free(px);
     return KDENS_OK;
 }

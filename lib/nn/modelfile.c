@@ -282,3 +282,10 @@ kdens_status kdens_model_load(const char *path, kdens_model **out)
                                "(make ONNX=1) and kdens_onnx_enable()", path);
     return st;
 }
+
+kdens_status kdens_model_load_memory(const void *data, size_t size, kdens_model **out)
+{
+    if (!data || !out)
+        return kd_fail(KDENS_E_ARG, "NULL argument");
+    return kd_model_load_memory("(memory)", data, size, out);
+}
