@@ -2,7 +2,8 @@
  * against PyTorch (fixtures/torch_reference.bin, made once by
  * fixtures/gen_torch_reference.py), and convolution forward and backward
  * against a naive direct implementation on many shapes, including batches
- * large enough to take several im2col chunks. */
+ * large enough to take several im2col chunks, and dilated layers on every
+ * path that takes them, under every kernel path of the processor. */
 #include "testutil.h"
 
 #include "nn/nn.h"
@@ -359,8 +360,6 @@ static void check_dilated_shapes(void)
         check_geom(drect);
     }
     kd_conv_forced_algo = -1;
-    /* large enough for chunks of images per thread */
-    check_dilated(40, 28, 28, 24, 20, 3, 1, 2, 2, 1);
 }
 
 /* The workspace as a model plans it: for `planned` images, then used by a
@@ -489,6 +488,25 @@ static void test_conv_vs_naive(void **state)
                          .dh = 1, .dw = 1};
     check_geom(asym);
     check_dilated_shapes();
+    /* dilated, large enough for chunks of images per thread */
+    check_dilated(40, 28, 28, 24, 20, 3, 1, 2, 2, 1);
+}
+
+/* The dilated shapes on every kernel path of this processor in one run (make
+ * check also runs this whole file under each KDENS_CPU): im2col's GEMM is
+ * the path's. */
+static void test_dilated_every_path(void **state)
+{
+    (void)state;
+    char paths[64], before[16];
+    snprintf(paths, sizeof paths, "%s", kdens_cpu_paths());
+    snprintf(before, sizeof before, "%s", kdens_cpu_path());
+    for (char *p = strtok(paths, " "); p; p = strtok(NULL, " ")) {
+        ASSERT_OK(kdens_set_cpu_path(p));
+        assert_string_equal(kdens_cpu_path(), p);
+        check_dilated_shapes();
+    }
+    ASSERT_OK(kdens_set_cpu_path(before)); /* KDENS_CPU's, as make check set it */
 }
 
 static void test_conv_vs_naive_one_thread(void **state)
@@ -509,6 +527,7 @@ int main(void)
          cmocka_unit_test(test_dense_vs_torch),
         cmocka_unit_test(test_activations_vs_torch), cmocka_unit_test(test_conv_vs_naive),
         cmocka_unit_test(test_conv_vs_naive_one_thread),
+        cmocka_unit_test(test_dilated_every_path),
     };
     return cmocka_run_group_tests_name("reference", tests, load_fixture, free_fixture);
 }
