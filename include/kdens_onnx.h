@@ -44,8 +44,8 @@ KDENS_API kdens_status kdens_onnx_export(const kdens_model *model, const char *p
 /* Read an ONNX file (opset 13 or later) into a new model (*out; free it
  * with kdens_model_free): the files kdens_onnx_export writes and those
  * PyTorch's torch.onnx.export writes for common image classifiers
- * (docs/onnx.md lists the operators: Conv with groups, strides, pads or
- * auto_pad, no dilation; Gemm, MatMul (+ Add of a bias); BatchNormalization;
+ * (docs/onnx.md lists the operators: Conv with groups, strides, dilations,
+ * pads or auto_pad; Gemm, MatMul (+ Add of a bias); BatchNormalization;
  * Relu, Clip(0, 6), Sigmoid, HardSigmoid, HardSwish, Tanh, x * Sigmoid(x),
  * x * HardSigmoid(x); Mul, Add, Sum, Concat of maps; MaxPool, AveragePool,
  * GlobalAveragePool, ReduceMean over H and W, Pad; Softmax over the

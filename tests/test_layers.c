@@ -184,6 +184,12 @@ static void test_conv(void **state)
         PRE "depthwise kernel=3 stride=2 multiplier=2 padding=same bias=0" HEAD,
         PRE "conv filters=5 kernel=1" HEAD,
         PRE "conv filters=5 kernel=1 stride=2" HEAD,
+        /* dilated: taps 2 or 3 apart, 'same' padding from the span */
+        PRE "conv filters=4 kernel=3 dilation=2 padding=same" HEAD,
+        PRE "conv filters=4 kernel=3x2 dilation=2x3 stride=2x1 padding=1,0,2,1" HEAD,
+        PRE "conv filters=6 kernel=2 groups=3 dilation=3x2 padding=valid" HEAD,
+        PRE "depthwise kernel=3 dilation=2 padding=same" HEAD,
+        PRE "depthwise kernel=2 stride=2 multiplier=2 dilation=3 padding=same bias=0" HEAD,
     };
     for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
         gc_case gc = {specs[i], NULL, 6, 5, 2, 3, 3, true, 0, 0, false};

@@ -182,6 +182,85 @@ static void test_spec_round_trip(void **state)
     }
 }
 
+/* Dilation: the shapes and 'same' padding of the span (k - 1) * d + 1, the
+ * canonical form (dilation written only where it is not 1x1, so undilated
+ * models keep the text older versions wrote and read), and a model file
+ * that round-trips. */
+static void test_dilated_spec_and_file(void **state)
+{
+    (void)state;
+    const char *spec = "conv name=c1 filters=4 kernel=3 dilation=2 padding=same\n"
+                       "relu\n"
+                       "depthwise name=d1 kernel=3x2 dilation=1x3 stride=2 padding=same\n"
+                       "conv name=c3 filters=3 kernel=2 dilation=2\n"
+                       "conv name=c4 filters=3 kernel=1 dilation=1\n"
+                       "gap\n"
+                       "dense units=classes\n"
+                       "softmax\n";
+    kdens_model *m;
+    ASSERT_OK(kdens_model_from_spec(spec, 12, 12, 2, 3, 5, &m));
+    const kd_node *c1 = &m->nodes[kd_model_find(m, "c1")];
+    const kd_node *d1 = &m->nodes[kd_model_find(m, "d1")];
+    const kd_node *c3 = &m->nodes[kd_model_find(m, "c3")];
+    /* c1: span 5, same: 12x12, padding 2 on every side */
+    assert_int_equal(c1->h, 12), assert_int_equal(c1->w, 12);
+    assert_int_equal(c1->pt, 2), assert_int_equal(c1->pb, 2);
+    assert_int_equal(c1->pl, 2), assert_int_equal(c1->pr, 2);
+    /* d1: spans 3 (rows) and 4 (columns), stride 2: 6x6, the odd pixel after */
+    assert_int_equal(d1->h, 6), assert_int_equal(d1->w, 6);
+    assert_int_equal(d1->pt, 0), assert_int_equal(d1->pb, 1);
+    assert_int_equal(d1->pl, 1), assert_int_equal(d1->pr, 1);
+    /* c3: span 3, valid: 4x4 */
+    assert_int_equal(c3->h, 4), assert_int_equal(c3->w, 4);
+    size_t len = kdens_model_spec(m, NULL, 0);
+    char *text = malloc(len + 1);
+    kdens_model_spec(m, text, len + 1);
+    assert_non_null(strstr(text, "conv name=c1 in=input filters=4 kernel=3x3 stride=1x1 "
+                                 "dilation=2x2 padding=same groups=1 bias=1\n"));
+    assert_non_null(strstr(text, "kernel=3x2 stride=2x2 dilation=1x3 padding=same groups=4"));
+    assert_non_null(strstr(text, "conv name=c4 in=c3 filters=3 kernel=1x1 stride=1x1 "
+                                 "padding=valid groups=1 bias=1\n"));
+    /* the canonical form rebuilds the same network */
+    kdens_model *r;
+    ASSERT_OK(kdens_model_from_spec(text, 12, 12, 2, 3, 5, &r));
+    assert_memory_equal(r->weights, m->weights, sizeof(float) * m->n_weights);
+    size_t len2 = kdens_model_spec(r, NULL, 0);
+    char *text2 = malloc(len2 + 1);
+    kdens_model_spec(r, text2, len2 + 1);
+    assert_string_equal(text, text2);
+    kdens_model_free(r);
+    /* saved and loaded: the same predictions, bit for bit */
+    char *dir = tu_tmpdir();
+    char path[4200];
+    snprintf(path, sizeof path, "%s/dilated.kdm", dir);
+    float x[2 * 12 * 12 * 2], p1[6], p2[6];
+    tu_fill(x, sizeof x / sizeof *x, 1, 8);
+    ASSERT_OK(kdens_model_predict(m, x, 2, p1));
+    ASSERT_OK(kdens_model_save(m, path));
+    kdens_model *l;
+    ASSERT_OK(kdens_model_load(path, &l));
+    ASSERT_OK(kdens_model_predict(l, x, 2, p2));
+    assert_memory_equal(p1, p2, sizeof p1);
+    kdens_model_spec(l, text2, len2 + 1);
+    assert_string_equal(text, text2);
+    kdens_model_free(l);
+    tu_rm_rf(dir);
+    free(text);
+    free(text2);
+    kdens_model_free(m);
+    /* no built-in architecture is dilated: their canonical text is unchanged */
+    for (int a = 0; a < kdens_arch_count(); a++) {
+        bool big = a >= 3;
+        kdens_model *b = make(kdens_arch_name(a), big ? 64 : 16, big ? 64 : 16, 3, 4);
+        size_t blen = kdens_model_spec(b, NULL, 0);
+        char *btext = malloc(blen + 1);
+        kdens_model_spec(b, btext, blen + 1);
+        assert_null(strstr(btext, "dilation"));
+        free(btext);
+        kdens_model_free(b);
+    }
+}
+
 static void test_spec_file_and_errors(void **state)
 {
     (void)state;
@@ -218,6 +297,13 @@ static void test_spec_file_and_errors(void **state)
         {"conv stride=0 filters=2\ndense units=classes", KDENS_E_SPEC, "line 1"},
         {"dense units=classes bias=maybe", KDENS_E_SPEC, "bias"},
         {"conv filters=2 padding=1,2\ndense units=classes", KDENS_E_SPEC, "padding"},
+        {"conv filters=2 dilation=0\ndense units=classes", KDENS_E_SPEC, "bad value '0'"},
+        {"conv filters=2 dilation=2x\ndense units=classes", KDENS_E_SPEC, "dilation"},
+        {"maxpool size=2 dilation=2\ndense units=classes", KDENS_E_SPEC,
+         "unknown key 'dilation' for maxpool"},
+        {"conv filters=2 kernel=3 dilation=3\ndense units=classes", KDENS_E_SHAPE, "too small"},
+        {"depthwise kernel=3 dilation=40000 padding=same\ndense units=classes", KDENS_E_SPEC,
+         "spans 80001x80001 pixels"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         m = (kdens_model *)0x1;
@@ -495,6 +581,7 @@ int main(void)
         cmocka_unit_test(test_predict_u8_uses_scaling),
         cmocka_unit_test(test_save_load_bit_identical),
         cmocka_unit_test(test_spec_round_trip),
+        cmocka_unit_test(test_dilated_spec_and_file),
         cmocka_unit_test(test_spec_file_and_errors),
         cmocka_unit_test(test_summary),
         cmocka_unit_test(test_optimizers),

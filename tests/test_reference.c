@@ -2,7 +2,8 @@
  * against PyTorch (fixtures/torch_reference.bin, made once by
  * fixtures/gen_torch_reference.py), and convolution forward and backward
  * against a naive direct implementation on many shapes, including batches
- * large enough to take several im2col chunks. */
+ * large enough to take several im2col chunks, and dilated layers on every
+ * path that takes them, under every kernel path of the processor. */
 #include "testutil.h"
 
 #include "nn/nn.h"
@@ -77,7 +78,7 @@ static void run_conv_case(const char *name, int n, int c, int h, int w, int oc, 
                           int pad, int groups, bool bias)
 {
     kd_conv_geom g = {n, h, w, c, (h + 2 * pad - k) / s + 1, (w + 2 * pad - k) / s + 1, oc,
-                      k, k, s, s, pad, pad, groups};
+                      k, k, s, s, pad, pad, groups, 1, 1};
     char key[96];
     snprintf(key, sizeof key, "%s.x", name);
     const float *x = get(key, (uint32_t)(n * h * w * c));
@@ -232,7 +233,8 @@ static void naive_conv(const kd_conv_geom *g, const float *x, const float *w, co
                     double acc = b ? b[o] : 0, size = b ? fabs(b[o]) : 0;
                     for (int ky = 0; ky < g->kh; ky++)
                         for (int kx = 0; kx < g->kw; kx++) {
-                            int iy = oy * g->sh + ky - g->pt, ix = ox * g->sw + kx - g->pl;
+                            int iy = oy * g->sh + ky * g->dh - g->pt,
+                                ix = ox * g->sw + kx * g->dw - g->pl;
                             if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
                                 continue;
                             for (int ci = 0; ci < cg; ci++) {
@@ -265,7 +267,8 @@ static void naive_conv_backward(const kd_conv_geom *g, const float *x, const flo
                     double d = dy[((size_t)(n * g->oh + oy) * g->ow + ox) * g->oc + o];
                     for (int ky = 0; ky < g->kh; ky++)
                         for (int kx = 0; kx < g->kw; kx++) {
-                            int iy = oy * g->sh + ky - g->pt, ix = ox * g->sw + kx - g->pl;
+                            int iy = oy * g->sh + ky * g->dh - g->pt,
+                                ix = ox * g->sw + kx * g->dw - g->pl;
                             if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
                                 continue;
                             for (int ci = 0; ci < cg; ci++) {
@@ -303,8 +306,60 @@ static void check_grad(const char *what, const char *name, const float *got, con
 static void check_shape(int n, int h, int w, int c, int oc, int k, int s, int pad, int groups)
 {
     int oh = (h + 2 * pad - k) / s + 1, ow = (w + 2 * pad - k) / s + 1;
-    kd_conv_geom g = {n, h, w, c, oh, ow, oc, k, k, s, s, pad, pad, groups};
+    kd_conv_geom g = {n, h, w, c, oh, ow, oc, k, k, s, s, pad, pad, groups, 1, 1};
     check_geom(g);
+}
+
+/* A dilated layer: k taps d apart span (k - 1) * d + 1 pixels. */
+static void check_dilated(int n, int h, int w, int c, int oc, int k, int s, int d, int pad,
+                          int groups)
+{
+    int span = (k - 1) * d + 1;
+    int oh = (h + 2 * pad - span) / s + 1, ow = (w + 2 * pad - span) / s + 1;
+    kd_conv_geom g = {n, h, w, c, oh, ow, oc, k, k, s, s, pad, pad, groups, d, d};
+    check_geom(g);
+}
+
+/* Dilated layers on every path that takes them, under the default choice
+ * and with the direct and Winograd kernels forced (which must decline). */
+static void check_dilated_shapes(void)
+{
+    for (int forced = 0; forced < 3; forced++) {
+        kd_conv_forced_algo = forced == 0 ? -1 : forced == 1 ? KD_CONV_DIRECT : KD_CONV_WINOGRAD;
+        /* a Winograd shape and a direct one, dilated: im2col */
+        kd_conv_geom wg = {2, 8, 8, 32, 8, 8, 32, 3, 3, 1, 1, 2, 2, 1, 2, 2};
+        kd_conv_geom dr = {2, 8, 9, 16, 4, 5, 16, 3, 3, 2, 2, 2, 2, 1, 2, 2};
+        assert_int_equal(kd_conv_choose(&wg), KD_CONV_IM2COL);
+        assert_int_equal(kd_conv_choose(&dr), KD_CONV_IM2COL);
+        check_geom(wg);
+        check_geom(dr);
+        check_dilated(2, 9, 9, 3, 4, 3, 1, 2, 2, 1);  /* whole-batch im2col */
+        check_dilated(3, 11, 10, 4, 8, 3, 2, 2, 1, 1); /* stride 2 */
+        check_dilated(2, 12, 12, 6, 4, 3, 1, 3, 0, 2); /* grouped: per-part im2col */
+        check_dilated(2, 10, 10, 5, 5, 3, 1, 2, 2, 5); /* depthwise */
+        check_dilated(2, 11, 9, 3, 6, 3, 2, 2, 1, 3);  /* depthwise, multiplier 2, stride 2 */
+        check_dilated(2, 9, 9, 4, 4, 5, 1, 2, 4, 4);   /* depthwise 5x5 */
+        /* windows wholly in the padding (taps 5 apart around a 2x2 input) */
+        check_dilated(1, 2, 2, 2, 2, 2, 1, 5, 5, 2);
+        check_dilated(2, 2, 2, 3, 4, 2, 1, 5, 5, 1);
+        /* a dilated 1x1 reads what a plain one reads: the GEMM and direct paths */
+        check_dilated(2, 7, 7, 3, 5, 1, 1, 3, 0, 1);
+        check_dilated(2, 6, 6, 8, 16, 1, 1, 2, 0, 1);
+        /* dilated along one axis: 2x3 kernel, dilation 3x1, stride 1x2,
+         * padding top 1 / bottom 0, left 0 / right 0 */
+        kd_conv_geom rect = {.n = 2, .h = 9, .w = 8, .c = 16, .oh = 7, .ow = 3, .oc = 16,
+                             .kh = 2, .kw = 3, .sh = 1, .sw = 2, .pt = 1, .pl = 0,
+                             .groups = 1, .dh = 3, .dw = 1};
+        assert_true(kd_conv_dilated(&rect));
+        assert_int_equal(kd_conv_choose(&rect), KD_CONV_IM2COL);
+        check_geom(rect);
+        /* depthwise 3x2 dilated 1x3, stride 2x1, padding 1 / 1, 2 / 0 */
+        kd_conv_geom drect = {.n = 2, .h = 7, .w = 6, .c = 4, .oh = 4, .ow = 5, .oc = 8,
+                              .kh = 3, .kw = 2, .sh = 2, .sw = 1, .pt = 1, .pl = 2,
+                              .groups = 4, .dh = 1, .dw = 3};
+        check_geom(drect);
+    }
+    kd_conv_forced_algo = -1;
 }
 
 /* The workspace as a model plans it: for `planned` images, then used by a
@@ -330,8 +385,8 @@ static void check_geom_planned(kd_conv_geom g, int planned)
     tu_fill(b, oc, 1, 3);
     tu_fill(dy, ys, 1, 4);
     char what[128];
-    snprintf(what, sizeof what, "conv n%d %dx%dx%d->%d k%d s%d p%d g%d (%d)", n, h, w, c, oc, k,
-             s, pad, groups, (int)kd_conv_choose(&g));
+    snprintf(what, sizeof what, "conv n%d %dx%dx%d->%d k%dx%d s%d d%dx%d p%d,%d g%d (%d)", n, h,
+             w, c, oc, k, g.kw, s, g.dh, g.dw, pad, g.pl, groups, (int)kd_conv_choose(&g));
     kd_conv_forward(&g, x, wt, b, y, work);
     float *mag = malloc(ys * 4);
     naive_conv(&g, x, wt, b, want, mag);
@@ -388,7 +443,7 @@ static void test_conv_vs_naive(void **state)
     check_shape(40, 28, 28, 24, 20, 3, 1, 1, 1);
     /* a workspace planned for that batch serves a smaller one, which takes
      * the whole-batch path */
-    kd_conv_geom big = {20, 28, 28, 24, 28, 28, 20, 3, 3, 1, 1, 1, 1, 1};
+    kd_conv_geom big = {20, 28, 28, 24, 28, 28, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1};
     check_geom_planned(big, 40);
     check_shape(24, 30, 30, 16, 12, 3, 1, 1, 2);
     /* the direct kernels: 16 and 32-wide channel tiles, ragged rows (every
@@ -419,7 +474,8 @@ static void test_conv_vs_naive(void **state)
     check_shape(2, 6, 5, 32, 32, 3, 1, 2, 1);
     check_shape(8, 14, 14, 32, 32, 3, 1, 1, 1);
     kd_conv_geom wasym = {.n = 2, .h = 8, .w = 9, .c = 32, .oh = 7, .ow = 9, .oc = 32, .kh = 3,
-                          .kw = 3, .sh = 1, .sw = 1, .pt = 0, .pl = 1, .groups = 1};
+                          .kw = 3, .sh = 1, .sw = 1, .pt = 0, .pl = 1, .groups = 1,
+                          .dh = 1, .dw = 1};
     check_geom(wasym);
     kd_conv_forced_algo = KD_CONV_WINOGRAD;
     check_shape(2, 5, 5, 16, 16, 3, 1, 1, 1);
@@ -428,8 +484,29 @@ static void test_conv_vs_naive(void **state)
     kd_conv_forced_algo = -1;
     /* 3x2 kernel, stride 2x1, padding top 0 / bottom 1, left 1 / right 0 */
     kd_conv_geom asym = {.n = 2, .h = 7, .w = 6, .c = 16, .oh = 3, .ow = 6, .oc = 16, .kh = 3,
-                         .kw = 2, .sh = 2, .sw = 1, .pt = 0, .pl = 1, .groups = 1};
+                         .kw = 2, .sh = 2, .sw = 1, .pt = 0, .pl = 1, .groups = 1,
+                         .dh = 1, .dw = 1};
     check_geom(asym);
+    check_dilated_shapes();
+    /* dilated, large enough for chunks of images per thread */
+    check_dilated(40, 28, 28, 24, 20, 3, 1, 2, 2, 1);
+}
+
+/* The dilated shapes on every kernel path of this processor in one run (make
+ * check also runs this whole file under each KDENS_CPU): im2col's GEMM is
+ * the path's. */
+static void test_dilated_every_path(void **state)
+{
+    (void)state;
+    char paths[64], before[16];
+    snprintf(paths, sizeof paths, "%s", kdens_cpu_paths());
+    snprintf(before, sizeof before, "%s", kdens_cpu_path());
+    for (char *p = strtok(paths, " "); p; p = strtok(NULL, " ")) {
+        ASSERT_OK(kdens_set_cpu_path(p));
+        assert_string_equal(kdens_cpu_path(), p);
+        check_dilated_shapes();
+    }
+    ASSERT_OK(kdens_set_cpu_path(before)); /* KDENS_CPU's, as make check set it */
 }
 
 static void test_conv_vs_naive_one_thread(void **state)
@@ -450,6 +527,7 @@ int main(void)
          cmocka_unit_test(test_dense_vs_torch),
         cmocka_unit_test(test_activations_vs_torch), cmocka_unit_test(test_conv_vs_naive),
         cmocka_unit_test(test_conv_vs_naive_one_thread),
+        cmocka_unit_test(test_dilated_every_path),
     };
     return cmocka_run_group_tests_name("reference", tests, load_fixture, free_fixture);
 }

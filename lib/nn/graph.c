@@ -35,6 +35,7 @@ void kd_attrs_default(kd_attrs *a)
 {
     memset(a, 0, sizeof *a);
     a->kh = a->kw = 1;
+    a->dh = a->dw = 1;
     a->sh = a->sw = 0; /* 0: the family's default (1 for conv, the window for pools) */
     a->pad_mode = KD_PAD_VALID;
     a->groups = 1;

@@ -18,15 +18,25 @@ static kdens_status conv_infer(kdens_model *m, kd_node *node)
         a->sh = 1;
     if (a->sw == 0)
         a->sw = 1;
-    if (a->units < 1 || a->kh < 1 || a->kw < 1 || a->sh < 1 || a->sw < 1 || a->groups < 1)
-        return kd_fail(KDENS_E_SPEC, "conv '%s': filters, kernel, stride and groups must be >= 1",
+    if (a->units < 1 || a->kh < 1 || a->kw < 1 || a->sh < 1 || a->sw < 1 || a->groups < 1 ||
+        a->dh < 1 || a->dw < 1)
+        return kd_fail(KDENS_E_SPEC,
+                       "conv '%s': filters, kernel, stride, dilation and groups must be >= 1",
                        node->name);
     if (x->c % a->groups || a->units % a->groups)
         return kd_fail(KDENS_E_SHAPE,
                        "conv '%s': %d input and %d output channels do not divide into %d groups",
                        node->name, x->c, a->units, a->groups);
-    node->h = kd_resolve_padding(a->pad_mode, a->pad, x->h, a->kh, a->sh, &node->pt, &node->pb);
-    node->w = kd_resolve_padding(a->pad_mode, a->pad + 2, x->w, a->kw, a->sw, &node->pl,
+    /* A dilated kernel covers (k - 1) * d + 1 pixels: output sizes and
+     * 'same' padding follow from that span. */
+    long span_h = (long)(a->kh - 1) * a->dh + 1, span_w = (long)(a->kw - 1) * a->dw + 1;
+    if (span_h > 65536 || span_w > 65536)
+        return kd_fail(KDENS_E_SPEC, "conv '%s': a %dx%d kernel dilated %dx%d spans %ldx%ld "
+                       "pixels (at most 65536)", node->name, a->kh, a->kw, a->dh, a->dw,
+                       span_h, span_w);
+    node->h = kd_resolve_padding(a->pad_mode, a->pad, x->h, (int)span_h, a->sh, &node->pt,
+                                 &node->pb);
+    node->w = kd_resolve_padding(a->pad_mode, a->pad + 2, x->w, (int)span_w, a->sw, &node->pl,
                                  &node->pr);
     node->c = a->units;
     int kshape[4] = {a->kh, a->kw, x->c / a->groups, a->units};
@@ -41,7 +51,8 @@ static kd_conv_geom conv_geom(kdens_model *m, const kd_node *node, size_t n)
     const kd_node *x = kd_input(m, node, 0);
     kd_conv_geom g = {(int)n,      x->h,       x->w,       x->c,       node->h,
                       node->w,     node->c,    node->a.kh, node->a.kw, node->a.sh,
-                      node->a.sw,  node->pt,   node->pl,   node->a.groups};
+                      node->a.sw,  node->pt,   node->pl,   node->a.groups, node->a.dh,
+                      node->a.dw};
     return g;
 }
 

@@ -32,6 +32,7 @@ typedef enum kd_pad_mode { KD_PAD_VALID, KD_PAD_SAME, KD_PAD_EXPLICIT } kd_pad_m
 typedef struct kd_attrs {
     int units;               /* conv filters, dense units */
     int kh, kw, sh, sw;      /* kernel / pool window and strides */
+    int dh, dw;              /* conv dilation (1: none) */
     kd_pad_mode pad_mode;
     int pad[4];              /* explicit padding: top, bottom, left, right */
     int groups;              /* conv groups; 0 = depthwise (one per channel) */

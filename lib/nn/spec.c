@@ -149,6 +149,8 @@ static kdens_status apply_key(const spec_ctx *c, kd_layer_type type, kd_attrs *a
         ok = parse_pair(val, &a->kh, &a->kw) && a->kh >= 1 && a->kw >= 1;
     } else if (strcmp(key, "stride") == 0 && (conv_like || pool_like)) {
         ok = parse_pair(val, &a->sh, &a->sw) && a->sh >= 1 && a->sw >= 1;
+    } else if (strcmp(key, "dilation") == 0 && conv_like) {
+        ok = parse_pair(val, &a->dh, &a->dw) && a->dh >= 1 && a->dw >= 1;
     } else if (strcmp(key, "padding") == 0 && (conv_like || pool_like)) {
         if (strcmp(val, "same") == 0)
             a->pad_mode = KD_PAD_SAME, ok = true;
@@ -308,6 +310,10 @@ static void write_node(kd_buf *b, const kdens_model *m, const kd_node *n)
     case KD_L_CONV:
         kd_buf_printf(b, " filters=%d kernel=%dx%d stride=%dx%d", a->units, a->kh, a->kw, a->sh,
                       a->sw);
+        /* only when dilated: an undilated layer's line stays what versions
+         * without dilation write and read */
+        if (a->dh != 1 || a->dw != 1)
+            kd_buf_printf(b, " dilation=%dx%d", a->dh, a->dw);
         write_padding(b, a);
         kd_buf_printf(b, " groups=%d bias=%d", a->groups, a->bias ? 1 : 0);
         break;

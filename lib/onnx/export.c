@@ -333,6 +333,8 @@ static kdens_status emit_conv(ox *g, const kd_node *node, const char *out)
                           param_of(g->m, node, 1), (size_t)co, true);
     Onnx__NodeProto *n = ox_node(g, "Conv", node->name, node->a.bias ? 3 : 2, in, out);
     window_attrs(g, n, node);
+    if (node->a.dh != 1 || node->a.dw != 1) /* ONNX's default is 1: undilated files unchanged */
+        ox_attr_ints(g, n, "dilations", 2, (const int64_t[]){node->a.dh, node->a.dw});
     ox_attr_i(g, n, "group", node->a.groups);
     return KDENS_OK;
 }

@@ -450,14 +450,17 @@ static const val *input_val(im *s, const Onnx__NodeProto *n, size_t k)
 
 /* ---- the operators ---------------------------------------------------------------------- */
 
-/* Window attributes of Conv and the pools: kernel, strides, pads (explicit
- * or auto_pad, made explicit for the input's size); no dilation.
+/* Window attributes of Conv and the pools: kernel, strides, dilations (Conv
+ * only: libkdens' pools have none), pads (explicit or auto_pad, made
+ * explicit for the input's size from the span (k - 1) * dilation + 1).
  * ceil_mode=1 is made explicit as padding after the input, where the
  * window still starts inside the input or the padding before it (as
  * PyTorch counts its outputs): only where ceil_ok (max pooling, and
  * averages over the cells inside the input, never read by padding). */
 typedef struct window {
-    int k[2], st[2], pads[4]; /* pads: top, left, bottom, right (ONNX order) */
+    int k[2], st[2], dil[2];
+    int span[2];  /* (k - 1) * dil + 1: the pixels a window covers */
+    int pads[4];  /* top, left, bottom, right (ONNX order) */
 } window;
 
 static bool auto_pad_is(const Onnx__AttributeProto *ap, const char *what)
@@ -466,9 +469,8 @@ static bool auto_pad_is(const Onnx__AttributeProto *ap, const char *what)
 }
 
 static kdens_status read_window(im *s, const Onnx__NodeProto *n, const val *x, const int *kernel,
-                                bool ceil_ok, window *win)
+                                bool ceil_ok, bool dil_ok, window *win)
 {
-    int dil[2];
     const Onnx__AttributeProto *ap = attr(n, "auto_pad");
     bool same_upper = false, same_lower = false, valid = false;
     if (ap && ap->has_s && !auto_pad_is(ap, "NOTSET")) {
@@ -487,23 +489,30 @@ static kdens_status read_window(im *s, const Onnx__NodeProto *n, const val *x, c
                           "count_include_pad=0");
     if (!attr_ints(n, "kernel_shape", 2, 1, 0, win->k) || (!kernel && !attr(n, "kernel_shape")) ||
         !attr_ints(n, "strides", 2, 1, 1, win->st) || !attr_ints(n, "pads", 4, 0, 0, win->pads) ||
-        !attr_ints(n, "dilations", 2, 1, 1, dil))
+        !attr_ints(n, "dilations", 2, 1, 1, win->dil))
         return node_error(s, n, KDENS_E_FORMAT,
                           "kernel_shape, strides, pads or dilations missing or out of range");
-    if (dil[0] != 1 || dil[1] != 1)
+    if (!dil_ok && (win->dil[0] != 1 || win->dil[1] != 1))
         return node_error(s, n, KDENS_E_FORMAT,
-                          "dilated windows are not supported (libkdens' engine has no dilation)");
+                          "dilated pooling windows are not supported (libkdens' pools have no "
+                          "dilation)");
     if (kernel && attr(n, "kernel_shape") && (win->k[0] != kernel[0] || win->k[1] != kernel[1]))
         return node_error(s, n, KDENS_E_FORMAT, "kernel_shape disagrees with the weights");
     if (kernel && !attr(n, "kernel_shape")) {
         win->k[0] = kernel[0];
         win->k[1] = kernel[1];
     }
+    for (int d = 0; d < 2; d++) {
+        long span = (long)(win->k[d] - 1) * win->dil[d] + 1;
+        if (span > 65536) /* docs/spec.md's bound */
+            return node_error(s, n, KDENS_E_FORMAT, "a dilated kernel spans %ld pixels", span);
+        win->span[d] = (int)span;
+    }
     const int in[2] = {x->h, x->w};
     for (int d = 0; d < 2; d++) {
         if (same_upper || same_lower) { /* output ceil(in / stride) */
             long out = ((long)in[d] + win->st[d] - 1) / win->st[d];
-            long total = (out - 1) * win->st[d] + win->k[d] - in[d];
+            long total = (out - 1) * win->st[d] + win->span[d] - in[d];
             if (total < 0)
                 total = 0;
             int small = (int)(total / 2), big = (int)(total - total / 2);
@@ -536,8 +545,13 @@ static int window_out(int in, int k, int stride, int before, int after)
 
 static kdens_status window_spec(im *s, const window *win)
 {
-    return spec_add(s, " kernel=%dx%d stride=%dx%d padding=%d,%d,%d,%d", win->k[0], win->k[1],
-                    win->st[0], win->st[1], win->pads[0], win->pads[2], win->pads[1],
+    kdens_status st = spec_add(s, " kernel=%dx%d stride=%dx%d", win->k[0], win->k[1],
+                               win->st[0], win->st[1]);
+    if (st == KDENS_OK && (win->dil[0] != 1 || win->dil[1] != 1))
+        st = spec_add(s, " dilation=%dx%d", win->dil[0], win->dil[1]);
+    if (st != KDENS_OK)
+        return st;
+    return spec_add(s, " padding=%d,%d,%d,%d", win->pads[0], win->pads[2], win->pads[1],
                     win->pads[3]);
 }
 
@@ -558,11 +572,11 @@ static kdens_status op_conv(im *s, const Onnx__NodeProto *n)
         return node_error(s, n, KDENS_E_SHAPE, "%d input channels, weights for %d x %lld groups",
                           x->c, ci, (long long)groups);
     window win;
-    kdens_status st = read_window(s, n, x, (const int[]){kh, kw}, false, &win);
+    kdens_status st = read_window(s, n, x, (const int[]){kh, kw}, false, true, &win);
     if (st != KDENS_OK)
         return st;
-    int oh = window_out(x->h, kh, win.st[0], win.pads[0], win.pads[2]);
-    int ow = window_out(x->w, kw, win.st[1], win.pads[1], win.pads[3]);
+    int oh = window_out(x->h, win.span[0], win.st[0], win.pads[0], win.pads[2]);
+    int ow = window_out(x->w, win.span[1], win.st[1], win.pads[1], win.pads[3]);
     size_t count;
     if (!tensor_count(wt, &count))
         return node_error(s, n, KDENS_E_FORMAT, "weights of too many values");
@@ -801,7 +815,7 @@ static kdens_status op_pool(im *s, const Onnx__NodeProto *n, bool max)
     if (max && n->n_output > 1)
         return node_error(s, n, KDENS_E_FORMAT, "the Indices output is not supported");
     window win;
-    kdens_status st = read_window(s, n, x, NULL, !include_pad, &win);
+    kdens_status st = read_window(s, n, x, NULL, !include_pad, false, &win);
     if (st != KDENS_OK)
         return st;
     int id;

@@ -11,6 +11,10 @@
  *  - 1x1, stride 1, no padding, otherwise: the input already is the GEMM
  *    operand [N*H*W x C], so the convolution is a single GEMM;
  *  - everything else: im2col + GEMM.
+ * Dilated layers (taps spread apart, kd_conv_dilated) take only the
+ * depthwise loops and im2col + GEMM, which index every tap on its own; the
+ * direct and Winograd kernels read contiguous windows and refuse them
+ * (kd_direct_applies, kd_winograd_applies), forced or not.
  * One-group GEMM layers run one product over the whole batch on all threads
  * (while its im2col stays small); other layers split the batch: each part
  * runs its own images with single-threaded kernels, in chunks of whole
@@ -187,14 +191,14 @@ KD_CLONES static void im2col_rows(size_t begin, size_t end, void *arg)
         const float *xi = j->x + img * (size_t)g->h * g->w * g->c + (size_t)j->group * cg;
         float *dst = j->col + r * klen;
         for (int ky = 0; ky < g->kh; ky++) {
-            int iy = oy * g->sh + ky - g->pt;
+            int iy = oy * g->sh + ky * g->dh - g->pt;
             if (iy < 0 || iy >= g->h) {
                 memset(dst, 0, sizeof(float) * (size_t)g->kw * cg);
                 dst += (size_t)g->kw * cg;
                 continue;
             }
             for (int kx = 0; kx < g->kw; kx++, dst += cg) {
-                int ix = ox * g->sw + kx - g->pl;
+                int ix = ox * g->sw + kx * g->dw - g->pl;
                 if (ix < 0 || ix >= g->w)
                     memset(dst, 0, sizeof(float) * cg);
                 else
@@ -217,13 +221,13 @@ KD_CLONES static void col2im_images(size_t begin, size_t end, void *arg)
         for (int oy = 0; oy < g->oh; oy++)
             for (int ox = 0; ox < g->ow; ox++)
                 for (int ky = 0; ky < g->kh; ky++) {
-                    int iy = oy * g->sh + ky - g->pt;
+                    int iy = oy * g->sh + ky * g->dh - g->pt;
                     if (iy < 0 || iy >= g->h) {
                         src += (size_t)g->kw * cg;
                         continue;
                     }
                     for (int kx = 0; kx < g->kw; kx++, src += cg) {
-                        int ix = ox * g->sw + kx - g->pl;
+                        int ix = ox * g->sw + kx * g->dw - g->pl;
                         if (ix < 0 || ix >= g->w)
                             continue;
                         float *d = dxi + ((size_t)iy * g->w + ix) * g->c;
@@ -260,12 +264,12 @@ KD_CLONES static void depthwise_forward_rows(size_t begin, size_t end, void *arg
             else
                 memset(yo, 0, sizeof(float) * oc);
             int ky0, ky1, kx0, kx1;
-            kd_window(oy, g->sh, g->pt, g->kh, g->h, &ky0, &ky1);
-            kd_window(ox, g->sw, g->pl, g->kw, g->w, &kx0, &kx1);
+            kd_window_dilated(oy, g->sh, g->pt, g->kh, g->dh, g->h, &ky0, &ky1);
+            kd_window_dilated(ox, g->sw, g->pl, g->kw, g->dw, g->w, &kx0, &kx1);
             for (int ky = ky0; ky < ky1; ky++) {
-                int iy = oy * g->sh + ky - g->pt;
+                int iy = oy * g->sh + ky * g->dh - g->pt;
                 for (int kx = kx0; kx < kx1; kx++) {
-                    int ix = ox * g->sw + kx - g->pl;
+                    int ix = ox * g->sw + kx * g->dw - g->pl;
                     const float *xp = xi + ((size_t)iy * g->w + ix) * g->c;
                     const float *wp = j->w + ((size_t)ky * g->kw + kx) * oc;
                     if (m == 1) {
@@ -294,12 +298,12 @@ KD_CLONES static void depthwise_backward_dx_images(size_t begin, size_t end, voi
             for (int ox = 0; ox < g->ow; ox++) {
                 const float *dyo = dyi + ((size_t)oy * g->ow + ox) * oc;
                 int ky0, ky1, kx0, kx1;
-                kd_window(oy, g->sh, g->pt, g->kh, g->h, &ky0, &ky1);
-                kd_window(ox, g->sw, g->pl, g->kw, g->w, &kx0, &kx1);
+                kd_window_dilated(oy, g->sh, g->pt, g->kh, g->dh, g->h, &ky0, &ky1);
+                kd_window_dilated(ox, g->sw, g->pl, g->kw, g->dw, g->w, &kx0, &kx1);
                 for (int ky = ky0; ky < ky1; ky++) {
-                    int iy = oy * g->sh + ky - g->pt;
+                    int iy = oy * g->sh + ky * g->dh - g->pt;
                     for (int kx = kx0; kx < kx1; kx++) {
-                        int ix = ox * g->sw + kx - g->pl;
+                        int ix = ox * g->sw + kx * g->dw - g->pl;
                         float *dxp = dxi + ((size_t)iy * g->w + ix) * g->c;
                         const float *wp = j->w + ((size_t)ky * g->kw + kx) * oc;
                         if (m == 1)
@@ -330,12 +334,12 @@ KD_CLONES static void depthwise_backward_dw(const kd_conv_geom *g, const float *
                     for (int c = 0; c < oc; c++)
                         db[c] += dyo[c];
                 int ky0, ky1, kx0, kx1;
-                kd_window(oy, g->sh, g->pt, g->kh, g->h, &ky0, &ky1);
-                kd_window(ox, g->sw, g->pl, g->kw, g->w, &kx0, &kx1);
+                kd_window_dilated(oy, g->sh, g->pt, g->kh, g->dh, g->h, &ky0, &ky1);
+                kd_window_dilated(ox, g->sw, g->pl, g->kw, g->dw, g->w, &kx0, &kx1);
                 for (int ky = ky0; ky < ky1; ky++) {
-                    int iy = oy * g->sh + ky - g->pt;
+                    int iy = oy * g->sh + ky * g->dh - g->pt;
                     for (int kx = kx0; kx < kx1; kx++) {
-                        int ix = ox * g->sw + kx - g->pl;
+                        int ix = ox * g->sw + kx * g->dw - g->pl;
                         const float *xp = xi + ((size_t)iy * g->w + ix) * g->c;
                         float *dwp = dw + ((size_t)ky * g->kw + kx) * oc;
                         if (m == 1)

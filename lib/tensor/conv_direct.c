@@ -5,6 +5,7 @@
  * so there is no im2col matrix to write and re-pack.  This file holds the
  * path-independent parts: which layers qualify, and the input copied once
  * into a zero-padded buffer so the inner loops carry no bounds checks.
+ * Windows are contiguous: dilated layers never come here (kd_direct_applies).
  *
  *   forward          y[p][o]  = b[o] + sum_{t,c} xpad[p + t][c] * w[t][c][o]
  *   backward data    dx = forward(dy padded by k-1-pad, w flipped and transposed)
@@ -16,7 +17,7 @@
 
 bool kd_direct_applies(const kd_conv_geom *g)
 {
-    return g->groups == 1 && g->oc % 16 == 0;
+    return g->groups == 1 && g->oc % 16 == 0 && !kd_conv_dilated(g);
 }
 
 bool kd_direct_backward_data_applies(const kd_conv_geom *g)
@@ -57,7 +58,7 @@ void kd_direct_pad(const kd_conv_geom *g, const float *x, int images, float *xp)
 void kd_direct_data_geom(const kd_conv_geom *g, kd_conv_geom *b)
 {
     *b = (kd_conv_geom){g->n,  g->oh, g->ow, g->oc, g->h, g->w, g->c, g->kh, g->kw, 1, 1,
-                        g->kh - 1 - g->pt, g->kw - 1 - g->pl, 1};
+                        g->kh - 1 - g->pt, g->kw - 1 - g->pl, 1, 1, 1};
 }
 
 /* wt[kh-1-ky][kw-1-kx][o][ci] = w[ky][kx][ci][o]: per tap, a transpose of the

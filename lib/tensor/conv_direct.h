@@ -9,6 +9,7 @@
  * computes y = bias + conv(xp, w), or y += conv(xp, w) when accumulate, and
  * direct_backward_weights(g, xp, images, dy, dw) adds the weight gradient. */
 
+/* One group, output channels in multiples of 16, no dilation. */
 bool kd_direct_applies(const kd_conv_geom *g);
 /* The padded input's extents: exactly the rows and columns the windows touch. */
 static inline int kd_direct_padded_h(const kd_conv_geom *g) { return (g->oh - 1) * g->sh + g->kh; }

@@ -14,8 +14,18 @@
 void kd_gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
              int lda, const float *b, int ldb, float beta, float *c, int ldc);
 
-/* The taps [*k0, *k1) of a k-wide window at output o (stride, padding before)
- * that fall inside an input of `size`: loops over them need no bounds checks. */
+/* The taps [*k0, *k1) of a window of k taps `dil` apart at output o (stride,
+ * padding before) that fall inside an input of `size` (tap t reads
+ * o * stride - pad + t * dil): loops over them need no bounds checks. */
+static inline void kd_window_dilated(int o, int stride, int pad, int k, int dil, int size,
+                                     int *k0, int *k1)
+{
+    int start = o * stride - pad;
+    *k0 = start < 0 ? (-start + dil - 1) / dil : 0;
+    *k1 = size > start ? KD_MIN(k, (size - start + dil - 1) / dil) : 0;
+}
+
+/* The same for a contiguous window (dil = 1; pools). */
 static inline void kd_window(int o, int stride, int pad, int k, int size, int *k0, int *k1)
 {
     int start = o * stride - pad;
@@ -39,12 +49,25 @@ typedef struct kd_conv_geom {
     int kh, kw, sh, sw;   /* kernel and strides */
     int pt, pl;           /* padding on top and left (bottom/right follow from oh, ow) */
     int groups;
+    int dh, dw;           /* dilation, >= 1 (1: none): tap (ky, kx) reads input
+                           * (oy * sh + ky * dh - pt, ox * sw + kx * dw - pl) */
 } kd_conv_geom;
+
+/* Whether the taps of a window are spread apart: a dilation > 1 along an
+ * axis where the kernel has more than one tap (a dilated 1-tap axis reads
+ * what an undilated one reads).  Dilated layers take the general paths
+ * (im2col + GEMM, depthwise loops) only: the direct and Winograd kernels
+ * read contiguous windows. */
+static inline bool kd_conv_dilated(const kd_conv_geom *g)
+{
+    return (g->dh > 1 && g->kh > 1) || (g->dw > 1 && g->kw > 1);
+}
 
 kd_conv_algo kd_conv_choose(const kd_conv_geom *g);
 /* For benchmarks: -1 (default) lets kd_conv_choose decide; KD_CONV_IM2COL
  * forces the general path for any non-depthwise shape, KD_CONV_DIRECT the
- * direct kernels wherever they apply. Not thread-safe. */
+ * direct kernels wherever they apply (never to a dilated layer), likewise
+ * KD_CONV_WINOGRAD. Not thread-safe. */
 extern int kd_conv_forced_algo;
 /* Floats of workspace the convolution needs (forward and backward). */
 size_t kd_conv_workspace(const kd_conv_geom *g);

@@ -48,7 +48,7 @@ typedef float wg_vec_u __attribute__((vector_size(4 * WG_L), aligned(4), may_ali
 bool kd_winograd_applies(const kd_conv_geom *g)
 {
     return g->groups == 1 && g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 &&
-           g->c % WG_L == 0 && g->oc % WG_L == 0;
+           !kd_conv_dilated(g) && g->c % WG_L == 0 && g->oc % WG_L == 0;
 }
 
 static int tiles_wide(const kd_conv_geom *g) { return (g->ow + WG_M - 1) / WG_M; }
@@ -331,7 +331,7 @@ KD_CLONES static void weight_grad_transform(int c, int oc, const float *du, floa
 /* The 1x1 convolution of one transformed position over T tiles. */
 static kd_conv_geom pointwise(const kd_conv_geom *g, size_t T)
 {
-    return (kd_conv_geom){1, 1, (int)T, g->c, 1, (int)T, g->oc, 1, 1, 1, 1, 0, 0, 1};
+    return (kd_conv_geom){1, 1, (int)T, g->c, 1, (int)T, g->oc, 1, 1, 1, 1, 0, 0, 1, 1, 1};
 }
 
 static size_t units(const kd_conv_geom *g)

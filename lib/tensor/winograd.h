@@ -5,8 +5,8 @@
 
 #include "kernels.h"
 
-/* One group, 3x3, stride 1, input and output channels in multiples of 16
- * (any padding). */
+/* One group, 3x3, stride 1, no dilation, input and output channels in
+ * multiples of 16 (any padding). */
 bool kd_winograd_applies(const kd_conv_geom *g);
 /* Floats of workspace for both passes; independent of the batch size. */
 size_t kd_winograd_workspace(const kd_conv_geom *g);

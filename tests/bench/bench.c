@@ -263,7 +263,7 @@ static void bench_conv_algo(const char *name, int h, int c, int oc, int k, int s
     kd_conv_forced_algo = forced;
     int pad = k / 2, oh = (h + 2 * pad - k) / stride + 1;
     int n = (size_t)h * h * c * k * k * oc > ((size_t)1 << 27) ? 16 : 128; /* bound the time */
-    kd_conv_geom g = {n, h, h, c, oh, oh, oc, k, k, stride, stride, pad, pad, groups};
+    kd_conv_geom g = {n, h, h, c, oh, oh, oc, k, k, stride, stride, pad, pad, groups, 1, 1};
     size_t xs = (size_t)g.n * h * h * c, ws = (size_t)k * k * (c / groups) * oc,
            ys = (size_t)g.n * oh * oh * oc;
     float *x = calloc(xs, 4), *w = calloc(ws, 4), *y = calloc(ys, 4), *dx = calloc(xs, 4),

@@ -5,7 +5,8 @@
 
 Builds, with random weights (torch.manual_seed) and in eval mode, a small
 CNN (conv, batch norm, relu, max pool, flatten, linear; 32x32x3), a CNN of
-the other operators PyTorch writes, one of F.pad and nn.ZeroPad2d,
+the other operators PyTorch writes, one of F.pad and nn.ZeroPad2d, one of
+dilated convolutions (plain, strided, grouped, depthwise),
 torchvision's resnet18 and mobilenet_v3_small (10 classes) at 32x32 and
 224x224, and mobilenet_v2, efficientnet_b0, squeezenet1_1 and densenet121
 at 64x64.  Batch-norm statistics are randomised too, so that no layer is
@@ -19,12 +20,13 @@ a free batch axis, constant folding) as OUT_DIR/NAME.onnx, with:
 
 and OUT_DIR/models.txt, a line "NAME N H W C CLASSES" per model.
 One more graph, auto_pad_32, is written with onnx.helper for what PyTorch
-does not write: auto_pad SAME_UPPER and SAME_LOWER, AveragePool with
-count_include_pad=1 and padding, Gemm without transB, Reshape to [0, -1];
-its probabilities are computed with PyTorch's functional operators.
+does not write: auto_pad SAME_UPPER and SAME_LOWER (also of a dilated
+Conv), AveragePool with count_include_pad=1 and padding, Gemm without
+transB, Reshape to [0, -1]; its probabilities are computed with PyTorch's
+functional operators.
 Models the import must refuse, naming the node and its operator, are
-listed in OUT_DIR/refused.txt as "NAME OPERATOR": a dilated convolution
-(libkdens' engine has no dilation) and a LeakyReLU (no such layer).
+listed in OUT_DIR/refused.txt as "NAME OPERATOR": a dilated max pool
+(libkdens' pools have no dilation) and a LeakyReLU (no such layer).
 Exits 77 when torch or torchvision is missing (the C test then skips)."""
 import os
 import sys
@@ -96,14 +98,41 @@ class OpsCNN(torch.nn.Module):
         return torch.softmax(self.logits(x), dim=1)
 
 
-class Dilated(torch.nn.Module):
+class DilatedCNN(torch.nn.Module):
+    """Dilated convolutions: padded to keep the size (a batch norm folded
+    into it), strided with a different dilation per axis, depthwise with a
+    multiplier of 2, of the shape libkdens runs with Winograd undilated
+    (32 -> 32 channels, 3x3, stride 1), and grouped with a rectangular
+    kernel dilated along one axis."""
+
     def __init__(self):
         super().__init__()
-        self.conv = torch.nn.Conv2d(3, 4, 3, dilation=2)
-        self.fc = torch.nn.Linear(4, CLASSES)
+        self.c1 = torch.nn.Conv2d(3, 8, 3, padding=2, dilation=2)
+        self.bn1 = torch.nn.BatchNorm2d(8)
+        self.c2 = torch.nn.Conv2d(8, 16, 3, stride=2, padding=(1, 2), dilation=(2, 3))
+        self.dw = torch.nn.Conv2d(16, 32, 3, padding=3, dilation=3, groups=16, bias=False)
+        self.c3 = torch.nn.Conv2d(32, 32, 3, padding=2, dilation=2)
+        self.c4 = torch.nn.Conv2d(32, 16, (3, 2), padding=(1, 1), dilation=(1, 2), groups=2)
+        self.fc = torch.nn.Linear(16, CLASSES)
 
     def forward(self, x):
-        return self.fc(torch.flatten(torch.mean(self.conv(x), (2, 3), keepdim=True), 1))
+        y = torch.relu(self.bn1(self.c1(x)))
+        y = torch.nn.functional.relu6(self.c2(y))
+        y = torch.nn.functional.hardswish(self.dw(y))
+        y = torch.relu(self.c3(y))
+        y = torch.nn.functional.silu(self.c4(y))
+        return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(y, 1), 1))
+
+
+class DilatedPool(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, CLASSES, 3)
+        self.pool = torch.nn.MaxPool2d(3, dilation=2)
+
+    def forward(self, x):
+        y = self.pool(self.conv(x))
+        return torch.flatten(torch.nn.functional.adaptive_avg_pool2d(y, 1), 1)
 
 
 class Padded(torch.nn.Module):
@@ -187,6 +216,8 @@ def build(kind):
         return Padded()
     if kind == "channels_last":
         return ChannelsLast()
+    if kind == "dilated":
+        return DilatedCNN()
     return getattr(torchvision.models, kind)(weights=None, num_classes=CLASSES)
 
 
@@ -194,7 +225,6 @@ MODELS = [  # name, builder, size, batch
     ("small_cnn_32", "small_cnn", 32, 3),
     ("ops_cnn_32", "ops_cnn", 32, 3),
     ("padded_32", "padded", 32, 3),
-    ("channels_last_32", "channels_last", 32, 3),
     ("resnet18_32", "resnet18", 32, 3),
     ("resnet18_224", "resnet18", 224, 2),
     ("mobilenet_v3_small_32", "mobilenet_v3_small", 32, 3),
@@ -206,6 +236,8 @@ MODELS = [  # name, builder, size, batch
     ("efficientnet_b0_64", "efficientnet_b0", 64, 2),
     ("squeezenet1_1_64", "squeezenet1_1", 64, 2),
     ("densenet121_64", "densenet121", 64, 2),
+    ("dilated_32", "dilated", 32, 3),  # last ones: the others keep their seeds
+    ("channels_last_32", "channels_last", 32, 3),
 ]
 
 
@@ -218,10 +250,15 @@ def auto_pad_graph(out, gen, batch):
     w2 = torch.randn(8, CLASSES, generator=gen)
     b2 = torch.randn(CLASSES, generator=gen) * 0.1
     x = torch.randn(batch, 3, 32, 32, generator=gen)
+    w3 = torch.randn(8, 8, 3, 3, generator=gen) * 0.3
+    b3 = torch.randn(8, generator=gen) * 0.1
     # SAME_UPPER, 32 -> 16 with stride 2: 1 pixel of padding after
     y = F.relu(F.conv2d(F.pad(x, (0, 1, 0, 1)), w1, b1, stride=2))
     y = F.avg_pool2d(y, 3, stride=1, padding=1, count_include_pad=True)
-    # SAME_LOWER, 16 -> 8 with a 3x3 window, stride 2: 1 pixel before
+    # SAME_LOWER of a 3x3 kernel dilated 2 (a span of 5), 16 -> 8 with
+    # stride 2: 3 pixels of padding, 2 before
+    y = F.relu(F.conv2d(F.pad(y, (2, 1, 2, 1)), w3, b3, stride=2, dilation=2))
+    # SAME_LOWER, 8 -> 4 with a 3x3 window, stride 2: 1 pixel before
     y = F.max_pool2d(F.pad(y, (1, 0, 1, 0), value=-float("inf")), 3, stride=2)
     y = torch.mean(y, (2, 3)) @ w2 + b2
     probs = torch.softmax(y, dim=1)
@@ -232,7 +269,10 @@ def auto_pad_graph(out, gen, batch):
         h.make_node("Relu", ["c1"], ["r1"], name="relu"),
         h.make_node("AveragePool", ["r1"], ["a1"], name="avg_include_pad", kernel_shape=[3, 3],
                     pads=[1, 1, 1, 1], count_include_pad=1),
-        h.make_node("MaxPool", ["a1"], ["m1"], name="max_same_lower", kernel_shape=[3, 3],
+        h.make_node("Conv", ["a1", "w3", "b3"], ["c2"], name="conv_dilated_same_lower",
+                    auto_pad="SAME_LOWER", strides=[2, 2], dilations=[2, 2]),
+        h.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        h.make_node("MaxPool", ["r2"], ["m1"], name="max_same_lower", kernel_shape=[3, 3],
                     strides=[2, 2], auto_pad="SAME_LOWER"),
         h.make_node("GlobalAveragePool", ["m1"], ["g1"], name="gap"),
         h.make_node("Reshape", ["g1", "shape"], ["f1"], name="reshape"),
@@ -240,7 +280,8 @@ def auto_pad_graph(out, gen, batch):
         h.make_node("Softmax", ["logits"], ["probabilities"], name="softmax", axis=1),
     ]
     inits = [onnx.numpy_helper.from_array(t.numpy(), name)
-             for name, t in [("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2)]]
+             for name, t in [("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2), ("w3", w3),
+                             ("b3", b3)]]
     inits.append(onnx.numpy_helper.from_array(torch.tensor([0, -1]).numpy(), "shape"))
     graph = h.make_graph(
         nodes, "auto_pad", [h.make_tensor_value_info("input", onnx.TensorProto.FLOAT,
@@ -287,7 +328,7 @@ def main():
     lines.append(auto_pad_graph(out, torch.Generator().manual_seed(3000), 3))
     with open(os.path.join(out, "models.txt"), "w") as f:
         f.writelines(lines)
-    refused = [("dilated_conv", Dilated(), "Conv"), ("leaky_relu", Leaky(), "LeakyRelu")]
+    refused = [("dilated_maxpool", DilatedPool(), "MaxPool"), ("leaky_relu", Leaky(), "LeakyRelu")]
     for name, model, op in refused:
         model.eval()
         torch.onnx.export(model, torch.zeros(1, 3, 16, 16), os.path.join(out, name + ".onnx"),

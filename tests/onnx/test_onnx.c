@@ -1,6 +1,6 @@
 /* The ONNX export checked by others (make check-onnx):
- *  - every built-in architecture and a spec with every layer family is
- *    exported;
+ *  - every built-in architecture, a spec with every layer family and one
+ *    of dilated convolutions are exported;
  *  - ONNX's own checker (python3-onnx, tests/onnx/check_onnx.py) accepts
  *    every file;
  *  - ONNX Runtime (onnxruntime-node, tests/onnx/run_ort.js) gives the
@@ -58,6 +58,23 @@ static const char every_layer_spec[] =
     "flatten\n"
     "bn name=bnflat\n"
     "dense units=classes\n"
+    "softmax\n";
+
+/* Dilated convolutions: 'same' padding of a dilated span, rectangular
+ * dilation with strides, groups and explicit padding, a dilated depthwise
+ * layer (multiplier 2) and a dilated layer of a shape that would take the
+ * Winograd kernels undilated. */
+static const char dilated_spec[] =
+    "conv filters=8 kernel=3 dilation=2 padding=same name=c1\n"
+    "bn\n"
+    "relu\n"
+    "conv filters=16 kernel=3x2 stride=2 dilation=2x3 padding=1,0,2,1 groups=2 name=c2\n"
+    "relu6\n"
+    "depthwise kernel=3 dilation=3 multiplier=2 padding=same name=dw\n"
+    "swish\n"
+    "conv filters=32 kernel=3 dilation=2 padding=same name=c3\n"
+    "gap\n"
+    "dense units=classes name=fc\n"
     "softmax\n";
 
 /* Where the files go: the build folder's onnx-test/. */
@@ -291,6 +308,32 @@ static void test_every_layer(void **state)
     kdens_model_free(m);
 }
 
+static void test_dilated(void **state)
+{
+    (void)state;
+    kdens_model *m = NULL;
+    ASSERT_OK(kdens_model_from_spec(dilated_spec, 16, 14, 3, CLASSES, 5, &m));
+    /* logits spread wide: probabilities far from 1/classes */
+    kd_param *fc = kd_model_param(m, "fc/kernel");
+    assert_non_null(fc);
+    for (size_t i = 0; i < fc->count; i++)
+        m->weights[fc->offset + i] *= 40.0f;
+    export_and_compare(m, "dilated", 13);
+    /* the import writes the dilations back into the spec */
+    kdens_model *back = NULL;
+    ASSERT_OK(kdens_onnx_import(exported[n_exported - 1], &back));
+    size_t len = kdens_model_spec(back, NULL, 0);
+    char *spec = malloc(len + 1);
+    assert_non_null(spec);
+    kdens_model_spec(back, spec, len + 1);
+    assert_non_null(strstr(spec, "kernel=3x3 stride=1x1 dilation=2x2 padding=2,2,2,2"));
+    assert_non_null(strstr(spec, "kernel=3x2 stride=2x2 dilation=2x3 padding=1,0,2,1 groups=2"));
+    assert_non_null(strstr(spec, "kernel=3x3 stride=1x1 dilation=3x3 padding=3,3,3,3 groups=16"));
+    free(spec);
+    kdens_model_free(back);
+    kdens_model_free(m);
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -510,6 +553,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_every_layer),
+        cmocka_unit_test(test_dilated),
         cmocka_unit_test(test_architectures),
         cmocka_unit_test(test_cli_export),
         cmocka_unit_test(test_import_errors),

@@ -3,14 +3,15 @@
  * (random weights, eval mode: a small CNN, a CNN of the other operators
  * PyTorch writes, one of F.pad and nn.ZeroPad2d, resnet18 and
  * mobilenet_v3_small at 32x32 and 224x224, mobilenet_v2, efficientnet_b0,
- * squeezenet1_1 and densenet121 at 64x64; and a hand-written graph of
- * auto_pad and count_include_pad),
+ * squeezenet1_1 and densenet121 at 64x64, a CNN of dilated convolutions;
+ * and a hand-written graph of auto_pad (of a dilated Conv too) and
+ * count_include_pad),
  * exports them with torch.onnx.export (opset 13) and writes PyTorch's
  * probabilities on a random batch.  Each file is imported with
  * kdens_onnx_import and predicted on the same batch (the graph's own
  * input: the model's input scaling is 1 and 0, so kdens_model_predict
  * feeds the values as they are); the probabilities must equal PyTorch's
- * within 1e-4.  Files the import must refuse (a dilated convolution, a
+ * within 1e-4.  Files the import must refuse (a dilated max pool, a
  * LeakyRelu) are refused with the node and operator named;
  * damaged copies of a PyTorch file are refused without a crash.
  * Skipped with a message without python3-torch or python3-torchvision. */
@@ -212,7 +213,7 @@ static void test_torch_models(void **state)
         count++;
     }
     fclose(f);
-    assert_int_equal(count, 13);
+    assert_int_equal(count, 14);
 }
 
 /* Refused files: the error names the node and the operator. */
