@@ -1474,6 +1474,11 @@ static kdens_status import_node(im *s, const Onnx__NodeProto *n)
         return node_error(s, n, KDENS_E_FORMAT, "more than one output");
     if (!strcmp(op, "Constant") || (!strcmp(op, "Identity") && find_init(s, n->output[0])))
         return KDENS_OK; /* read before, as constants */
+    for (size_t k = 0; k < n->n_input; k++) /* ONNX lists nodes in topological order */
+        if (n->input[k][0] && !find_val(s, n->input[k]) && !find_init(s, n->input[k]))
+            return node_error(s, n, KDENS_E_FORMAT,
+                              "input '%s' is computed by no node before this one (the nodes "
+                              "are not in topological order, or form a cycle)", n->input[k]);
     if (!strcmp(op, "Conv"))
         return op_conv(s, n);
     if (!strcmp(op, "Gemm") || !strcmp(op, "MatMul"))
@@ -1560,9 +1565,14 @@ static kdens_status read_input(im *s)
         if (d->value_case != ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE ||
             d->dim_value < 1 || d->dim_value > 65536)
             return kdens_set_error(KDENS_E_FORMAT,
-                                   "%s: the input's C, H and W must be fixed sizes", s->path);
+                                   "%s: the input's C, H and W must be fixed sizes of 1 to 65536",
+                                   s->path);
         dims[i] = (int)d->dim_value;
     }
+    if ((size_t)dims[1] * (size_t)dims[2] > ((size_t)1 << 28)) /* as kdens_model_create */
+        return kdens_set_error(KDENS_E_SHAPE,
+                               "%s: an input of %dx%d pixels; libkdens takes at most 2^28",
+                               s->path, dims[1], dims[2]);
     s->in_c = dims[0];
     s->in_h = dims[1];
     s->in_w = dims[2];
@@ -1626,9 +1636,11 @@ static kdens_status build_model(im *s, kdens_model **out)
                                s->path);
     kdens_model *m = NULL;
     st = kdens_model_from_spec(s->spec ? s->spec : "", s->in_h, s->in_w, s->in_c, o->c, 0, &m);
-    if (st != KDENS_OK)
-        return kdens_set_error(st, "%s: the translated network is refused: %s", s->path,
-                               kdens_errmsg());
+    if (st != KDENS_OK) { /* the engine's message, copied out of the buffer it rewrites */
+        char why[512];
+        snprintf(why, sizeof why, "%s", kdens_errmsg());
+        return kdens_set_error(st, "%s: the translated network is refused: %s", s->path, why);
+    }
     for (size_t i = 0; i < s->n_params && st == KDENS_OK; i++) {
         const pending *p = &s->params[i];
         const kd_param *q = NULL;
@@ -1758,6 +1770,10 @@ kdens_status kd_onnx_import_memory(const char *name, const uint8_t *data, size_t
     kdens_status st = KDENS_OK;
     if (!model->graph)
         st = kdens_set_error(KDENS_E_FORMAT, "%s: no graph", name);
+    else if (opset < 0)
+        st = kdens_set_error(KDENS_E_VERSION,
+                             "%s: declares no opset of the default domain; the import reads "
+                             "opset 13 and later", name);
     else if (opset < 13)
         st = kdens_set_error(KDENS_E_VERSION,
                              "%s: opset %lld; the import reads opset 13 and later", name,
