@@ -2,7 +2,8 @@
 #   make            library (static and shared) and the kdens tool
 #   make check      tests (make check SANITIZE=1: under ASan + UBSan; WERROR=1: -Werror)
 #   make check-portable  the default build on emulated CPUs without AVX-512 / AVX
-#   make bench      benchmarks (BENCH_ARGS="THREADS SECTION..." picks some);
+#   make bench      benchmarks (BENCH_ARGS="THREADS SECTION..." picks some;
+#                   with ONNX=1 also ONNX Runtime beside libkdens);
 #   make demo       the main job on Fashion-MNIST
 #   make experiment a grid of runs on Fashion-MNIST (experiments/fmnist.plan)
 #   make voting-experiment  the dissertation's voting experiment (55 small MLPs)
@@ -480,13 +481,17 @@ check-portable: portable-deps
 portable-deps:
 	@CC="$(CC)" sh scripts/deps.sh portable
 
-$(BENCH_BIN): tests/bench/bench.c $(STATIC)
-	$(CC) $(CPPFLAGS_ALL) -Ilib $(CFLAGS_ALL) $(BLAS_CFLAGS) $(DEPFLAGS) -o $@ $< $(STATIC) \
-		$(LDFLAGS_ALL) $(DEP_LIBS) $(BLAS_LIBS)
+# With ONNX=1 the benchmark links libkdens_onnx too: its onnx section exports
+# models and times them in ONNX Runtime (tests/bench/bench_ort.js, node and
+# onnxruntime-node from $(BUILD)/onnx-node) beside libkdens.  The tool's
+# stamp of the MPI=/ONNX= choice relinks it when that changes.
+$(BENCH_BIN): tests/bench/bench.c $(STATIC) $(CLI_ONNX_LIBS) $(CLI_STAMP)
+	$(CC) $(CPPFLAGS_ALL) -Ilib $(CLI_ONNX) $(CFLAGS_ALL) $(BLAS_CFLAGS) $(DEPFLAGS) -o $@ $< \
+		$(CLI_ONNX_LIBS) $(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS) $(BLAS_LIBS) $(CLI_ONNX_LINK)
 
 bench: deps
 	@$(MAKE) --no-print-directory $(BENCH_BIN)
-	./$(BENCH_BIN) $(BENCH_ARGS)
+	KDENS_ONNX_NODE=$(CURDIR)/$(BUILD)/onnx-node/node_modules ./$(BENCH_BIN) $(BENCH_ARGS)
 ifeq ($(MPI),1)
 	@$(MAKE) --no-print-directory $(BENCH_MPI_BIN)
 	@$(MPIRUN_SH); set -e; \
