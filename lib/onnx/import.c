@@ -1420,7 +1420,8 @@ static kdens_status op_add(im *s, const Onnx__NodeProto *n)
             r.kind = V_NCHW;
             return add_val(s, n->output[0], r);
         }
-        if (a->bias && a->kind == V_FLAT && readers(s, n->input[ka], NULL) == 1) { /* MatMul + bias */
+        /* MatMul + bias */
+        if (a->bias && a->kind == V_FLAT && readers(s, n->input[ka], NULL) == 1) {
             pending *p = &s->params[a->bias - 1];
             float *bias = tensor_floats(s, n, find_init(s, n->input[kc]), p->count, "bias");
             if (!bias)
