@@ -5,7 +5,8 @@
 #   make lib-infer  the inference-only library, libkdens_infer.a (libc and libm only)
 #   make check-aarch64  that library cross-compiled for ARM64, its tests under qemu
 #                   (make deps AARCH64=1 installs the cross compiler and qemu)
-#   make bench      benchmarks (BENCH_ARGS="THREADS SECTION..." picks some);
+#   make bench      benchmarks (BENCH_ARGS="THREADS SECTION..." picks some;
+#                   with ONNX=1 also ONNX Runtime beside libkdens);
 #   make demo       the main job on Fashion-MNIST
 #   make experiment a grid of runs on Fashion-MNIST (experiments/fmnist.plan)
 #   make voting-experiment  the dissertation's voting experiment (55 small MLPs)
@@ -630,13 +631,17 @@ check-portable: portable-deps
 portable-deps:
 	@CC="$(CC)" sh scripts/deps.sh portable
 
-$(BENCH_BIN): tests/bench/bench.c $(STATIC)
-	$(CC) $(CPPFLAGS_ALL) -Ilib $(CFLAGS_ALL) $(BLAS_CFLAGS) $(DEPFLAGS) -o $@ $< $(STATIC) \
-		$(LDFLAGS_ALL) $(DEP_LIBS) $(BLAS_LIBS)
+# With ONNX=1 the benchmark links libkdens_onnx too: its onnx section exports
+# models and times them in ONNX Runtime (tests/bench/bench_ort.js, node and
+# onnxruntime-node from $(BUILD)/onnx-node) beside libkdens.  The tool's
+# stamp of the MPI=/ONNX= choice relinks it when that changes.
+$(BENCH_BIN): tests/bench/bench.c $(STATIC) $(CLI_ONNX_LIBS) $(CLI_STAMP)
+	$(CC) $(CPPFLAGS_ALL) -Ilib $(CLI_ONNX) $(CFLAGS_ALL) $(BLAS_CFLAGS) $(DEPFLAGS) -o $@ $< \
+		$(CLI_ONNX_LIBS) $(STATIC) $(LDFLAGS_ALL) $(DEP_LIBS) $(BLAS_LIBS) $(CLI_ONNX_LINK)
 
 bench: deps
 	@$(MAKE) --no-print-directory $(BENCH_BIN)
-	./$(BENCH_BIN) $(BENCH_ARGS)
+	KDENS_ONNX_NODE=$(CURDIR)/$(BUILD)/onnx-node/node_modules ./$(BENCH_BIN) $(BENCH_ARGS)
 ifeq ($(MPI),1)
 	@$(MAKE) --no-print-directory $(BENCH_MPI_BIN)
 	@$(MPIRUN_SH); set -e; \
@@ -678,9 +683,17 @@ voting-experiment: deps
 		$(VOTING_FLAGS)
 
 # libFuzzer harnesses (Debian's clang): each runs FUZZ_SECONDS on a copy of its
-# seed corpus; crashes are written to build-fuzz/.
+# seed corpus; crashes are written to build-fuzz/.  FUZZERS= picks some
+# (make fuzz FUZZERS=onnx FUZZ_SECONDS=600).  The ONNX import's harness is
+# among them whenever protoc-c, protobuf-c and onnx.proto are installed
+# (as make check's ONNX tests; make deps ONNX=1 installs them).
 FUZZ_SECONDS ?= 60
-FUZZERS := model spec idx cifar png jpeg pnm csv votecsv
+ONNX_INSTALLED := $(shell command -v protoc-c >/dev/null 2>&1 && [ -f $(ONNX_PROTO) ] && \
+	pkg-config --exists libprotobuf-c 2>/dev/null && echo 1)
+FUZZERS ?= model spec idx cifar png jpeg pnm csv votecsv $(if $(ONNX_INSTALLED),onnx)
+# The ONNX import's harness: a single allocation over 64 MiB from an input
+# of at most 64 KiB is a defect (fuzz_onnx.c also bounds the import's peak).
+FUZZ_LIMITS_onnx := -malloc_limit_mb=64 -rss_limit_mb=2048
 FUZZ_CC ?= clang
 # The harnesses compile the library's sources straight in, with the generic
 # kernel path only (KD_GENERIC_ONLY).
@@ -690,15 +703,26 @@ build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_image.inc $(LIB_SRC) $(IS
 	@mkdir -p build-fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRC) $(ISA_SRC) $(DEP_LIBS)
 
+# The ONNX import's harness also compiles lib/onnx/import.c and the reader
+# generated from onnx.proto, and links protobuf-c.
+build-fuzz/fuzz_onnx: tests/fuzz/fuzz_onnx.c lib/onnx/import.c lib/onnx/import.h \
+		$(ONNX_GEN)/onnx.pb-c.c $(LIB_SRC) $(ISA_SRC) $(LIB_HDR)
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(ONNX_CFLAGS) -o $@ $< lib/onnx/import.c $(ONNX_GEN)/onnx.pb-c.c \
+		$(LIB_SRC) $(ISA_SRC) $(DEP_LIBS) $(ONNX_LIBS)
+
 fuzz-deps:
 	@CC="$(CC)" sh scripts/deps.sh fuzz
 
 fuzz: fuzz-deps
+	@$(if $(ONNX_INSTALLED),,echo "== fuzz_onnx skipped: protoc-c, protobuf-c or $(ONNX_PROTO) \
+		is not installed (make deps ONNX=1 installs them)")
 	@$(MAKE) --no-print-directory $(FUZZERS:%=build-fuzz/fuzz_%)
 	@for f in $(FUZZERS); do \
 		mkdir -p build-fuzz/corpus_$$f && cp -n tests/fuzz/corpus_$$f/* build-fuzz/corpus_$$f/; \
+		case $$f in onnx) limits="$(FUZZ_LIMITS_onnx)";; *) limits="";; esac; \
 		echo "== fuzz_$$f for $(FUZZ_SECONDS) s"; \
-		./build-fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+		./build-fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 $$limits \
 			-artifact_prefix=build-fuzz/$$f- build-fuzz/corpus_$$f || exit 1; \
 	done
 

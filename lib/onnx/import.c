@@ -27,6 +27,7 @@
  * than a fixed multiple of the file's size; every count, dimension and
  * attribute is checked before it is used. */
 #include "../nn/nn.h"
+#include "import.h"
 #include "kdens_onnx.h"
 #include "onnx.pb-c.h"
 
@@ -99,6 +100,10 @@ typedef struct im {
     layer *layers;
     int n_layers;
     size_t cap_layers;
+    int *name_slots; /* the layers' names hashed: layer index + 1, 0 free */
+    size_t cap_slots;
+    struct reader *readers; /* every value read, hashed by name */
+    size_t cap_readers;
     pending *params;
     size_t n_params, cap_params;
     konst *consts;
@@ -205,16 +210,62 @@ static kdens_status add_const(im *s, const char *name, const Onnx__TensorProto *
     return KDENS_OK;
 }
 
-/* How many nodes read a value (the fused pairs need exactly one reader). */
-static int readers(const im *s, const char *name)
+/* FNV-1a, for the tables of names. */
+static size_t name_hash(const char *name)
 {
-    int n = 0;
+    uint64_t h = 14695981039346656037ull; /* FNV-1a */
+    for (; *name; name++)
+        h = (h ^ (uint8_t)*name) * 1099511628211ull;
+    return (size_t)h;
+}
+
+/* Who reads each value: counted once for the whole graph (a scan of every
+ * node per question was quadratic in a graph of thousands of nodes). */
+typedef struct reader {
+    const char *name;
+    int count;
+    int node; /* the last node that reads it; -1: a graph output */
+} reader;
+
+static void count_reader(im *s, const char *name, int node)
+{
+    size_t mask = s->cap_readers - 1, i = name_hash(name) & mask;
+    while (s->readers[i].name && strcmp(s->readers[i].name, name) != 0)
+        i = (i + 1) & mask;
+    s->readers[i].name = name;
+    s->readers[i].count++;
+    s->readers[i].node = node;
+}
+
+static kdens_status count_readers(im *s)
+{
+    size_t refs = s->g->n_output, cap = 64;
+    for (size_t i = 0; i < s->g->n_node; i++)
+        refs += s->g->node[i]->n_input;
+    while (cap < 2 * refs) /* at most half full */
+        cap *= 2;
+    if (!(s->readers = calloc(cap, sizeof *s->readers)))
+        return nomem();
+    s->cap_readers = cap;
     for (size_t i = 0; i < s->g->n_node; i++)
         for (size_t k = 0; k < s->g->node[i]->n_input; k++)
-            n += strcmp(s->g->node[i]->input[k], name) == 0;
+            count_reader(s, s->g->node[i]->input[k], (int)i);
     for (size_t i = 0; i < s->g->n_output; i++)
-        n += s->g->output[i]->name && strcmp(s->g->output[i]->name, name) == 0;
-    return n;
+        if (s->g->output[i]->name)
+            count_reader(s, s->g->output[i]->name, -1);
+    return KDENS_OK;
+}
+
+/* How many nodes (and graph outputs) read a value (the fused pairs need
+ * exactly one reader), and the last of them. */
+static int readers(const im *s, const char *name, int *node)
+{
+    size_t mask = s->cap_readers - 1, i = name_hash(name) & mask;
+    while (s->readers[i].name && strcmp(s->readers[i].name, name) != 0)
+        i = (i + 1) & mask;
+    if (node)
+        *node = s->readers[i].node;
+    return s->readers[i].count;
 }
 
 /* ---- tensors and attributes --------------------------------------------------------- */
@@ -351,6 +402,48 @@ static bool scalar_of(im *s, const char *name, float *v)
 
 /* ---- layers ---------------------------------------------------------------------------- */
 
+/* The layers' names in an open-addressing table, so that naming a layer
+ * costs the same in a graph of thousands of nodes, many of one name, as in
+ * a small one (a scan of every name per try was cubic in such a file). */
+static bool name_taken(const im *s, const char *name)
+{
+    size_t mask = s->cap_slots - 1;
+    for (size_t i = s->cap_slots ? name_hash(name) & mask : 0; s->cap_slots; i = (i + 1) & mask) {
+        int id = s->name_slots[i];
+        if (!id)
+            return false;
+        if (strcmp(s->layers[id - 1].name, name) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void name_place(int *slots, size_t cap, const char *name, int id)
+{
+    size_t i = name_hash(name) & (cap - 1);
+    while (slots[i])
+        i = (i + 1) & (cap - 1);
+    slots[i] = id + 1;
+}
+
+/* Layer id's name into the table (at most half full). */
+static bool name_insert(im *s, int id)
+{
+    if (2 * ((size_t)id + 1) > s->cap_slots) {
+        size_t cap = s->cap_slots ? 2 * s->cap_slots : 64;
+        int *slots = calloc(cap, sizeof *slots);
+        if (!slots)
+            return false;
+        for (int k = 0; k < id; k++)
+            name_place(slots, cap, s->layers[k].name, k);
+        free(s->name_slots);
+        s->name_slots = slots;
+        s->cap_slots = cap;
+    }
+    name_place(s->name_slots, s->cap_slots, s->layers[id].name, id);
+    return true;
+}
+
 /* A new layer named after the node's output (letters, digits, _ . - kept,
  * the rest '_'; a number appended when taken).  Writes "TYPE name=NAME". */
 static kdens_status new_layer(im *s, const Onnx__NodeProto *n, const char *type, int h, int w,
@@ -373,14 +466,11 @@ static kdens_status new_layer(im *s, const Onnx__NodeProto *n, const char *type,
     if (k == 0 || strcmp(base, "input") == 0 || strcmp(base, "prev") == 0)
         snprintf(base, sizeof base, "layer");
     snprintf(l->name, sizeof l->name, "%s", base);
-    for (int tries = 1;; tries++) {
-        bool taken = false;
-        for (int i = 0; i < s->n_layers && !taken; i++)
-            taken = strcmp(s->layers[i].name, l->name) == 0;
-        if (!taken)
-            break;
-        snprintf(l->name, sizeof l->name, "%s_%d", base, tries);
-    }
+    /* taken: the layer's index appended (free unless a node was named so) */
+    for (int suffix = s->n_layers; name_taken(s, l->name); suffix++)
+        snprintf(l->name, sizeof l->name, "%s_%d", base, suffix);
+    if (!name_insert(s, s->n_layers))
+        return nomem();
     l->h = h;
     l->w = w;
     l->c = c;
@@ -743,23 +833,21 @@ static kdens_status op_sigmoid(im *s, const Onnx__NodeProto *n, bool hard)
                  attr_f(n, "beta", 0.5f) != 0.5f))
         return node_error(s, n, KDENS_E_FORMAT,
                           "only alpha=1/6, beta=1/2 (relu6(x + 3) / 6) is supported");
-    if (x && readers(s, n->output[0]) == 1) {
-        for (size_t i = 0; i < s->g->n_node; i++) {
-            const Onnx__NodeProto *m = s->g->node[i];
-            if (m->op_type && strcmp(m->op_type, "Mul") == 0 && m->n_input == 2 &&
-                ((strcmp(m->input[0], n->input[0]) == 0 && strcmp(m->input[1], n->output[0]) == 0) ||
-                 (strcmp(m->input[1], n->input[0]) == 0 && strcmp(m->input[0], n->output[0]) == 0))) {
-                val v = *x;
-                v.kind = V_GATE;
-                v.op = hard;
-                v.scalar = 0;
-                v.tensor = NULL;
-                /* remember x by its value name in the gate's own record */
-                v.name = NULL;
-                v.layer = x->layer;
-                return add_val(s, n->output[0], v);
-            }
-        }
+    int only; /* x * gate(x): the Mul, the gate's one reader */
+    const Onnx__NodeProto *m =
+        x && readers(s, n->output[0], &only) == 1 && only >= 0 ? s->g->node[only] : NULL;
+    if (m && m->op_type && strcmp(m->op_type, "Mul") == 0 && m->n_input == 2 &&
+        ((strcmp(m->input[0], n->input[0]) == 0 && strcmp(m->input[1], n->output[0]) == 0) ||
+         (strcmp(m->input[1], n->input[0]) == 0 && strcmp(m->input[0], n->output[0]) == 0))) {
+        val v = *x;
+        v.kind = V_GATE;
+        v.op = hard;
+        v.scalar = 0;
+        v.tensor = NULL;
+        /* remember x by its value name in the gate's own record */
+        v.name = NULL;
+        v.layer = x->layer;
+        return add_val(s, n->output[0], v);
     }
     return same_shape_layer(s, n, x, hard ? "hard_sigmoid" : "sigmoid");
 }
@@ -1359,7 +1447,8 @@ static kdens_status op_add(im *s, const Onnx__NodeProto *n)
             r.kind = V_NCHW;
             return add_val(s, n->output[0], r);
         }
-        if (a->bias && a->kind == V_FLAT && readers(s, n->input[ka]) == 1) { /* MatMul + bias */
+        /* MatMul + bias */
+        if (a->bias && a->kind == V_FLAT && readers(s, n->input[ka], NULL) == 1) {
             pending *p = &s->params[a->bias - 1];
             float *bias = tensor_floats(s, n, find_init(s, n->input[kc]), p->count, "bias");
             if (!bias)
@@ -1413,6 +1502,11 @@ static kdens_status import_node(im *s, const Onnx__NodeProto *n)
         return node_error(s, n, KDENS_E_FORMAT, "more than one output");
     if (!strcmp(op, "Constant") || (!strcmp(op, "Identity") && find_init(s, n->output[0])))
         return KDENS_OK; /* read before, as constants */
+    for (size_t k = 0; k < n->n_input; k++) /* ONNX lists nodes in topological order */
+        if (n->input[k][0] && !find_val(s, n->input[k]) && !find_init(s, n->input[k]))
+            return node_error(s, n, KDENS_E_FORMAT,
+                              "input '%s' is computed by no node before this one (the nodes "
+                              "are not in topological order, or form a cycle)", n->input[k]);
     if (!strcmp(op, "Conv"))
         return op_conv(s, n);
     if (!strcmp(op, "Gemm") || !strcmp(op, "MatMul"))
@@ -1479,14 +1573,11 @@ static kdens_status import_node(im *s, const Onnx__NodeProto *n)
  * own and the Transpose is no work at all. */
 static bool nhwc_input(const im *s, const char *name)
 {
-    if (readers(s, name) != 1)
+    int node = -1;
+    if (readers(s, name, &node) != 1 || node < 0)
         return false;
-    for (size_t i = 0; i < s->g->n_node; i++) {
-        const Onnx__NodeProto *n = s->g->node[i];
-        if (n->n_input >= 1 && strcmp(n->input[0], name) == 0)
-            return n->n_input == 1 && is_transpose(n, 0, 3, 1, 2);
-    }
-    return false;
+    const Onnx__NodeProto *n = s->g->node[node];
+    return n->n_input == 1 && is_transpose(n, 0, 3, 1, 2);
 }
 
 /* The graph's one data input: [N, C, H, W] floats, or [N, H, W, C] read by
@@ -1517,13 +1608,18 @@ static kdens_status read_input(im *s)
         if (d->value_case != ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE ||
             d->dim_value < 1 || d->dim_value > 65536)
             return kdens_set_error(KDENS_E_FORMAT,
-                                   "%s: the input's C, H and W must be fixed sizes", s->path);
+                                   "%s: the input's C, H and W must be fixed sizes of 1 to 65536",
+                                   s->path);
         dims[i] = (int)d->dim_value;
     }
     s->nhwc_input = nhwc_input(s, in->name);
     s->in_c = dims[s->nhwc_input ? 2 : 0];
     s->in_h = dims[s->nhwc_input ? 0 : 1];
     s->in_w = dims[s->nhwc_input ? 1 : 2];
+    if ((size_t)s->in_h * (size_t)s->in_w > ((size_t)1 << 28)) /* as kdens_model_create */
+        return kdens_set_error(KDENS_E_SHAPE,
+                               "%s: an input of %dx%d pixels; libkdens takes at most 2^28",
+                               s->path, s->in_h, s->in_w);
     const Onnx__TensorShapeProto__Dimension *d0 = sh->dim[0];
     s->in_batch = d0->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE &&
                           d0->dim_value > 0
@@ -1568,6 +1664,8 @@ static kdens_status build_model(im *s, kdens_model **out)
 {
     kdens_status st = read_constants(s);
     if (st == KDENS_OK)
+        st = count_readers(s);
+    if (st == KDENS_OK)
         st = read_input(s);
     for (size_t i = 0; i < s->g->n_node && st == KDENS_OK; i++)
         st = import_node(s, s->g->node[i]);
@@ -1582,9 +1680,11 @@ static kdens_status build_model(im *s, kdens_model **out)
                                s->path);
     kdens_model *m = NULL;
     st = kdens_model_from_spec(s->spec ? s->spec : "", s->in_h, s->in_w, s->in_c, o->c, 0, &m);
-    if (st != KDENS_OK)
-        return kdens_set_error(st, "%s: the translated network is refused: %s", s->path,
-                               kdens_errmsg());
+    if (st != KDENS_OK) { /* the engine's message, copied out of the buffer it rewrites */
+        char why[512];
+        snprintf(why, sizeof why, "%s", kdens_errmsg());
+        return kdens_set_error(st, "%s: the translated network is refused: %s", s->path, why);
+    }
     for (size_t i = 0; i < s->n_params && st == KDENS_OK; i++) {
         const pending *p = &s->params[i];
         const kd_param *q = NULL;
@@ -1676,6 +1776,8 @@ static void im_free(im *s)
 {
     free(s->vals);
     free(s->layers);
+    free(s->name_slots);
+    free(s->readers);
     for (size_t i = 0; i < s->n_params; i++) {
         free(s->params[i].name);
         free(s->params[i].data);
@@ -1685,6 +1787,50 @@ static void im_free(im *s)
     free(s->spec);
     free(s->in_scale);
     free(s->in_offset);
+}
+
+/* The import of a file already in memory (`name` only names it in
+ * messages): what kdens_onnx_import does once it has read the file, and
+ * what tests/fuzz/fuzz_onnx.c feeds arbitrary bytes. */
+kdens_status kd_onnx_import_memory(const char *name, const uint8_t *data, size_t len,
+                                   kdens_model **out)
+{
+    if (!name || (!data && len) || !out)
+        return kdens_set_error(KDENS_E_ARG, "kd_onnx_import_memory: NULL argument");
+    *out = NULL;
+    if (len > IM_MAX_FILE)
+        return kdens_set_error(KDENS_E_FORMAT, "%s: larger than 2 GiB (protobuf's limit)", name);
+    budget b = {len * IM_MEMORY_FACTOR + IM_MEMORY_SLACK};
+    ProtobufCAllocator alloc = {budget_alloc, budget_free, &b};
+    Onnx__ModelProto *model = onnx__model_proto__unpack(&alloc, len, data);
+    if (!model)
+        return kdens_set_error(KDENS_E_FORMAT, "%s: not an ONNX model (protobuf decoding failed)",
+                               name);
+    int64_t opset = -1;
+    for (size_t i = 0; i < model->n_opset_import; i++)
+        if (!model->opset_import[i]->domain || !model->opset_import[i]->domain[0] ||
+            strcmp(model->opset_import[i]->domain, "ai.onnx") == 0)
+            opset = model->opset_import[i]->version;
+    kdens_status st = KDENS_OK;
+    if (!model->graph)
+        st = kdens_set_error(KDENS_E_FORMAT, "%s: no graph", name);
+    else if (opset < 0)
+        st = kdens_set_error(KDENS_E_VERSION,
+                             "%s: declares no opset of the default domain; the import reads "
+                             "opset 13 and later", name);
+    else if (opset < 13)
+        st = kdens_set_error(KDENS_E_VERSION,
+                             "%s: opset %lld; the import reads opset 13 and later", name,
+                             (long long)opset);
+    if (st == KDENS_OK) {
+        im s = {0};
+        s.g = model->graph;
+        s.path = name;
+        st = build_model(&s, out);
+        im_free(&s);
+    }
+    onnx__model_proto__free_unpacked(model, &alloc);
+    return st;
 }
 
 kdens_status kdens_onnx_import(const char *path, kdens_model **out)
@@ -1697,32 +1843,8 @@ kdens_status kdens_onnx_import(const char *path, kdens_model **out)
     kdens_status st = read_file(path, &data, &len);
     if (st != KDENS_OK)
         return st;
-    budget b = {len * IM_MEMORY_FACTOR + IM_MEMORY_SLACK};
-    ProtobufCAllocator alloc = {budget_alloc, budget_free, &b};
-    Onnx__ModelProto *model = onnx__model_proto__unpack(&alloc, len, data);
+    st = kd_onnx_import_memory(path, data, len, out);
     free(data);
-    if (!model)
-        return kdens_set_error(KDENS_E_FORMAT, "%s: not an ONNX model (protobuf decoding failed)",
-                               path);
-    int64_t opset = -1;
-    for (size_t i = 0; i < model->n_opset_import; i++)
-        if (!model->opset_import[i]->domain || !model->opset_import[i]->domain[0] ||
-            strcmp(model->opset_import[i]->domain, "ai.onnx") == 0)
-            opset = model->opset_import[i]->version;
-    if (!model->graph)
-        st = kdens_set_error(KDENS_E_FORMAT, "%s: no graph", path);
-    else if (opset < 13)
-        st = kdens_set_error(KDENS_E_VERSION,
-                             "%s: opset %lld; the import reads opset 13 and later", path,
-                             (long long)opset);
-    if (st == KDENS_OK) {
-        im s = {0};
-        s.g = model->graph;
-        s.path = path;
-        st = build_model(&s, out);
-        im_free(&s);
-    }
-    onnx__model_proto__free_unpacked(model, &alloc);
     return st;
 }
 

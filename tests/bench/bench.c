@@ -1,8 +1,13 @@
 /* make bench: training and inference throughput of the reference networks on
  * Fashion-MNIST (28x28x1, batch 128, Adam, all cores), and the convolution
- * kernels' GFLOP/s.  Compare side by side with ../shared/bench/peer_torch.py. */
+ * kernels' GFLOP/s.  Compare side by side with ../shared/bench/peer_torch.py.
+ * Built with ONNX=1, inference of exported models in ONNX Runtime beside
+ * libkdens (the onnx section). */
 #include "kdens.h"
 #include "tensor/tensor.h"
+#ifdef KDENS_WITH_ONNX
+#include "kdens_onnx.h" /* make bench ONNX=1 */
+#endif
 
 #include <stdio.h> /* before jpeglib.h, which uses FILE */
 
@@ -571,6 +576,111 @@ static void bench_distill(void)
     rmdir(dir);
 }
 
+/* ---- ONNX Runtime beside libkdens ------------------------------------------ */
+
+#ifdef KDENS_WITH_ONNX
+/* Where onnxruntime-node is (the Makefile sets it: $(BUILD)/onnx-node/node_modules). */
+static const char *ort_modules(void)
+{
+    const char *dir = getenv("KDENS_ONNX_NODE");
+    return dir && *dir ? dir : "build/onnx-node/node_modules";
+}
+
+/* Inference of one architecture at HxWxC (10 classes, random weights),
+ * exported to ONNX: libkdens (kdens_model_predict_u8, what the export
+ * computes) and ONNX Runtime (tests/bench/bench_ort.js) with as many
+ * intra-op threads as libkdens has, sequential execution, on the same
+ * random pixels; images/s at batch 1 (200 calls) and 1000 (median of 3). */
+static void bench_onnx_model(const char *label, const char *arch, int h, int w, int c,
+                             const char *dir)
+{
+    enum { BIG = 1000, REPS = 200 };
+    kdens_model *m;
+    check(kdens_model_create(arch, h, w, c, 10, 1, &m), "create");
+    char path[256], cmd[1024];
+    snprintf(path, sizeof path, "%s/%s.onnx", dir, label);
+    check(kdens_onnx_export(m, path), "export");
+    size_t pix = (size_t)h * w * c;
+    uint8_t *img = malloc(BIG * pix);
+    float *probs = malloc(sizeof(float) * BIG * 10);
+    uint64_t s = 1;
+    for (size_t i = 0; i < BIG * pix; i++) { /* bench_ort.js draws the same pixels (NCHW) */
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        img[i] = (uint8_t)(s >> 56);
+    }
+    double ours[2], rates[3];
+    check(kdens_model_predict_u8(m, img, 1, probs), "predict");
+    double t = now();
+    for (int i = 0; i < REPS; i++)
+        check(kdens_model_predict_u8(m, img, 1, probs), "predict");
+    ours[0] = REPS / (now() - t);
+    check(kdens_model_predict_u8(m, img, BIG, probs), "predict");
+    for (int k = 0; k < 3; k++) {
+        t = now();
+        check(kdens_model_predict_u8(m, img, BIG, probs), "predict");
+        rates[k] = BIG / (now() - t);
+    }
+    ours[1] = median3(rates);
+    free(img);
+    free(probs);
+    kdens_model_free(m);
+    snprintf(cmd, sizeof cmd, "NODE_PATH='%s' node tests/bench/bench_ort.js '%s' %d %d %d %d",
+             ort_modules(), path, c, h, w, kdens_get_num_threads());
+    FILE *p = popen(cmd, "r");
+    double ort[2] = {0, 0};
+    char line[256];
+    while (p && fgets(line, sizeof line, p)) {
+        int batch;
+        double rate;
+        if (sscanf(line, "ort batch=%d img_per_s=%lf", &batch, &rate) == 2)
+            ort[batch == 1 ? 0 : 1] = rate;
+    }
+    if (!p || pclose(p) != 0 || ort[0] <= 0 || ort[1] <= 0) {
+        printf("bench onnx %s: ONNX Runtime failed (%s)\n", label, cmd);
+        return;
+    }
+    for (int b = 0; b < 2; b++)
+        printf("bench onnx %-8s %-8s %dx%dx%d batch %-4d libkdens_img_per_s=%.0f "
+               "ort_img_per_s=%.0f ratio=%.2f\n", label, arch, h, w, c, b ? BIG : 1, ours[b],
+               ort[b], ours[b] / ort[b]);
+    fflush(stdout);
+}
+#endif
+
+/* The exported student (the architecture make demo distils into: the
+ * pipeline's default, `test`, on Fashion-MNIST's 28x28x1) and ResNet-20 at
+ * the same size, in libkdens and in ONNX Runtime. */
+static void bench_onnx(void)
+{
+#ifdef KDENS_WITH_ONNX
+    char cmd[512];
+    snprintf(cmd, sizeof cmd,
+             "NODE_PATH='%s' node -e \"require('onnxruntime-node')\" >/dev/null 2>&1",
+             ort_modules());
+    if (system("command -v node >/dev/null 2>&1") != 0) {
+        printf("bench onnx skipped: node is not installed (make deps ONNX=1)\n");
+        return;
+    }
+    if (system(cmd) != 0) {
+        printf("bench onnx skipped: onnxruntime-node is not in %s (make deps ONNX=1)\n",
+               ort_modules());
+        return;
+    }
+    char dir[] = "/tmp/kdens-bench-onnx-XXXXXX";
+    if (!mkdtemp(dir))
+        return;
+    printf("bench onnx threads=%d (ONNX Runtime: as many intra-op threads, sequential)\n",
+           kdens_get_num_threads());
+    bench_onnx_model("student", "test", 28, 28, 1, dir);
+    bench_onnx_model("resnet20", "resnet20", 28, 28, 1, dir);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "bench: could not remove %s\n", dir);
+#else
+    printf("bench onnx skipped: built without libkdens_onnx (make bench ONNX=1)\n");
+#endif
+}
+
 /* Is section `name` asked for?  No names after the thread count: all. */
 static bool wanted(int argc, char **argv, const char *name)
 {
@@ -583,8 +693,9 @@ static bool wanted(int argc, char **argv, const char *name)
 }
 
 /* bench [THREADS [SECTION...]]: sections models conv data fusion distill
- * gemm big (the large architectures; not run unless named, ~1 minute) large
- * (every built-in architecture at 240x320x3; not run unless named). */
+ * gemm onnx (libkdens beside ONNX Runtime; needs make bench ONNX=1) big
+ * (the large architectures; not run unless named, ~1 minute) large (every
+ * built-in architecture at 240x320x3; not run unless named). */
 int main(int argc, char **argv)
 {
     int threads = argc > 1 ? atoi(argv[1]) : 0;
@@ -633,6 +744,8 @@ int main(int argc, char **argv)
         bench_fusion();
     if (wanted(argc, argv, "distill"))
         bench_distill();
+    if (wanted(argc, argv, "onnx"))
+        bench_onnx();
     if (wanted(argc, argv, "large"))
         for (int i = 0; i < kdens_arch_count(); i++)
             bench_large(kdens_arch_name(i));

@@ -460,6 +460,227 @@ static void write_bytes(const char *path, const uint8_t *data, size_t len)
     assert_int_equal(fclose(f), 0);
 }
 
+/* A small graph written with protobuf-c: float input [in_dims], nodes of
+ * up to 3 inputs and one output, float initializers whose declared dims
+ * and stored values (raw_data) are set apart, and one graph output. */
+typedef struct test_node {
+    const char *op, *name, *in[3], *out;
+} test_node;
+
+typedef struct test_init {
+    const char *name;
+    int n_dims;
+    int64_t dims[4];
+    size_t n_values; /* floats stored, whatever dims declare */
+} test_init;
+
+static void write_graph(const char *path, int64_t opset, const int64_t in_dims[4],
+                        const test_node *nodes, int n_nodes, const test_init *inits,
+                        int n_inits, const char *output)
+{
+    Onnx__TensorShapeProto__Dimension dims[4];
+    Onnx__TensorShapeProto__Dimension *pd[4];
+    for (int i = 0; i < 4; i++) {
+        onnx__tensor_shape_proto__dimension__init(&dims[i]);
+        dims[i].value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+        dims[i].dim_value = in_dims[i];
+        pd[i] = &dims[i];
+    }
+    Onnx__TensorShapeProto shape = ONNX__TENSOR_SHAPE_PROTO__INIT;
+    shape.n_dim = 4;
+    shape.dim = pd;
+    Onnx__TypeProto__Tensor tt = ONNX__TYPE_PROTO__TENSOR__INIT;
+    tt.has_elem_type = true;
+    tt.elem_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    tt.shape = &shape;
+    Onnx__TypeProto type = ONNX__TYPE_PROTO__INIT;
+    type.value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+    type.tensor_type = &tt;
+    Onnx__ValueInfoProto in = ONNX__VALUE_INFO_PROTO__INIT, out = ONNX__VALUE_INFO_PROTO__INIT;
+    in.name = "input";
+    in.type = &type;
+    out.name = (char *)output;
+    Onnx__ValueInfoProto *ins[1] = {&in}, *outs[1] = {&out};
+    Onnx__NodeProto node[8], *pn[8];
+    char *node_out[8];
+    assert_true(n_nodes <= 8 && n_inits <= 8);
+    for (int i = 0; i < n_nodes; i++) {
+        onnx__node_proto__init(&node[i]);
+        node[i].name = (char *)nodes[i].name;
+        node[i].op_type = (char *)nodes[i].op;
+        while (node[i].n_input < 3 && nodes[i].in[node[i].n_input])
+            node[i].n_input++;
+        node[i].input = (char **)nodes[i].in;
+        node_out[i] = (char *)nodes[i].out;
+        node[i].n_output = 1;
+        node[i].output = &node_out[i];
+        pn[i] = &node[i];
+    }
+    Onnx__TensorProto init[8], *pi[8];
+    float *values[8];
+    for (int i = 0; i < n_inits; i++) {
+        onnx__tensor_proto__init(&init[i]);
+        init[i].name = (char *)inits[i].name;
+        init[i].has_data_type = true;
+        init[i].data_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+        init[i].n_dims = (size_t)inits[i].n_dims;
+        init[i].dims = (int64_t *)inits[i].dims;
+        values[i] = malloc(sizeof(float) * (inits[i].n_values + 1));
+        assert_non_null(values[i]);
+        for (size_t k = 0; k < inits[i].n_values; k++)
+            values[i][k] = 0.01f * (float)(k % 7);
+        init[i].has_raw_data = true;
+        init[i].raw_data.len = sizeof(float) * inits[i].n_values;
+        init[i].raw_data.data = (uint8_t *)values[i];
+        pi[i] = &init[i];
+    }
+    Onnx__GraphProto graph = ONNX__GRAPH_PROTO__INIT;
+    graph.name = "test";
+    graph.n_node = (size_t)n_nodes;
+    graph.node = pn;
+    graph.n_initializer = (size_t)n_inits;
+    graph.initializer = pi;
+    graph.n_input = 1;
+    graph.input = ins;
+    graph.n_output = 1;
+    graph.output = outs;
+    Onnx__OperatorSetIdProto set = ONNX__OPERATOR_SET_ID_PROTO__INIT;
+    set.domain = "";
+    set.has_version = true;
+    set.version = opset;
+    Onnx__OperatorSetIdProto *sets[1] = {&set};
+    Onnx__ModelProto model = ONNX__MODEL_PROTO__INIT;
+    model.has_ir_version = true;
+    model.ir_version = 7;
+    model.n_opset_import = opset > 0 ? 1 : 0; /* opset <= 0: none declared */
+    model.opset_import = sets;
+    model.graph = &graph;
+    size_t len = onnx__model_proto__get_packed_size(&model);
+    uint8_t *buf = malloc(len);
+    assert_non_null(buf);
+    onnx__model_proto__pack(&model, buf);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+    free(buf);
+    for (int i = 0; i < n_inits; i++)
+        free(values[i]);
+}
+
+/* The import of path fails with `want`, leaves no model, and says why:
+ * the message names the file and holds each of the given words. */
+static void expect_refusal(const char *path, kdens_status want, const char *word1,
+                           const char *word2)
+{
+    kdens_model *m = NULL;
+    kdens_status st = kdens_onnx_import(path, &m);
+    if (st != want)
+        fail_msg("%s: %s (%s), expected %s", path, kdens_status_str(st), kdens_errmsg(),
+                 kdens_status_str(want));
+    assert_null(m);
+    const char *msg = kdens_errmsg();
+    if (!strstr(msg, path) || (word1 && !strstr(msg, word1)) || (word2 && !strstr(msg, word2)))
+        fail_msg("%s: the message '%s' does not name the file, '%s' and '%s'", path, msg,
+                 word1 ? word1 : "", word2 ? word2 : "");
+    print_message("refused (%s): %s\n", kdens_status_str(st), msg);
+}
+
+/* Hand-written graphs that must be refused with a clear status and
+ * message: opsets below 13 (or none), a cycle, initializers whose declared
+ * dims disagree with their data, absurd dimensions (2^40 elements), and
+ * an input too large for the engine. */
+static void test_import_bad_graphs(void **state)
+{
+    (void)state;
+    char path[4500];
+    snprintf(path, sizeof path, "%s/bad-graph.onnx", out_dir());
+    const int64_t small[4] = {1, 3, 4, 4};
+    /* relu then a global average: [N, 3, 1, 1], a valid model's output */
+    const test_node relu[2] = {{"Relu", "act", {"input"}, "r"},
+                               {"GlobalAveragePool", "gap", {"r"}, "y"}};
+    /* the same graph imports at opset 13: what follows is refused for its fault alone */
+    write_graph(path, 13, small, relu, 2, NULL, 0, "y");
+    kdens_model *m = NULL;
+    ASSERT_OK(kdens_onnx_import(path, &m));
+    kdens_model_free(m);
+
+    write_graph(path, 12, small, relu, 2, NULL, 0, "y");
+    expect_refusal(path, KDENS_E_VERSION, "opset 12", "13 and later");
+    write_graph(path, 1, small, relu, 2, NULL, 0, "y");
+    expect_refusal(path, KDENS_E_VERSION, "opset 1;", NULL);
+    write_graph(path, 0, small, relu, 2, NULL, 0, "y"); /* no opset declared */
+    expect_refusal(path, KDENS_E_VERSION, "no opset", "13 and later");
+
+    /* a cycle: y = relu(x), x = relu(y) (no order computes either first) */
+    const test_node cycle[2] = {{"Relu", "first", {"y"}, "x"}, {"Relu", "second", {"x"}, "y"}};
+    write_graph(path, 13, small, cycle, 2, NULL, 0, "y");
+    expect_refusal(path, KDENS_E_FORMAT, "'first'", "cycle");
+    /* and one through an Add that also reads the input */
+    const test_node cycle2[2] = {{"Add", "sum", {"input", "z"}, "x"},
+                                 {"Relu", "back", {"x"}, "z"}};
+    write_graph(path, 13, small, cycle2, 2, NULL, 0, "z");
+    expect_refusal(path, KDENS_E_FORMAT, "'sum'", "'z'");
+
+    /* initializers whose declared dims disagree with the values stored */
+    const test_node conv[2] = {{"Conv", "conv", {"input", "w", "b"}, "c"},
+                               {"GlobalAveragePool", "gap", {"c"}, "y"}};
+    test_init w = {"w", 4, {2, 3, 3, 3}, 54}, b = {"b", 1, {2}, 2};
+    test_init wb[2] = {w, b};
+    write_graph(path, 13, small, conv, 2, wb, 2, "y"); /* consistent: the conv alone is fine */
+    ASSERT_OK(kdens_onnx_import(path, &m));
+    kdens_model_free(m);
+    wb[0].n_values = 53; /* one float short */
+    write_graph(path, 13, small, conv, 2, wb, 2, "y");
+    expect_refusal(path, KDENS_E_FORMAT, "'conv'", "does not hold 54 floats");
+    wb[0].n_values = 54;
+    wb[1].n_values = 3; /* one too many */
+    write_graph(path, 13, small, conv, 2, wb, 2, "y");
+    expect_refusal(path, KDENS_E_FORMAT, "bias", "does not hold 2 floats");
+    wb[1].n_values = 2;
+    wb[0].dims[0] = 4; /* declares 108 values, holds 54 */
+    write_graph(path, 13, small, conv, 2, wb, 2, "y");
+    expect_refusal(path, KDENS_E_FORMAT, "'conv'", "does not hold 108 floats");
+
+    /* absurd dimensions: 2^40 weights declared, 54 stored */
+    wb[0].dims[0] = (int64_t)1 << 20;
+    wb[0].dims[1] = (int64_t)1 << 20;
+    wb[0].dims[2] = wb[0].dims[3] = 1;
+    write_graph(path, 13, small, conv, 2, wb, 2, "y");
+    expect_refusal(path, KDENS_E_FORMAT, "'conv'", "out of range");
+    /* ... and 2^40 for a Gemm: [2^20, 2^20] on a flat input of 48 features */
+    const test_node gemm[2] = {{"Flatten", "flat", {"input"}, "f"},
+                               {"Gemm", "fc", {"f", "w"}, "y"}};
+    test_init gw = {"w", 2, {(int64_t)1 << 20, (int64_t)1 << 20}, 48};
+    write_graph(path, 13, small, gemm, 2, &gw, 1, "y");
+    expect_refusal(path, KDENS_E_SHAPE, "'fc'", "units out of range");
+    /* ... and of a tensor whose dims overflow 64 bits (2^96), for a bias */
+    test_init huge = {"b", 3, {(int64_t)1 << 32, (int64_t)1 << 32, (int64_t)1 << 32}, 2};
+    wb[0] = w;
+    wb[1] = huge;
+    write_graph(path, 13, small, conv, 2, wb, 2, "y");
+    expect_refusal(path, KDENS_E_FORMAT, "bias", "expected a float initializer of 2 values");
+    /* ... and a negative dimension */
+    wb[1] = b;
+    wb[1].dims[0] = -2;
+    write_graph(path, 13, small, conv, 2, wb, 2, "y");
+    expect_refusal(path, KDENS_E_FORMAT, "bias", "expected a float initializer of 2 values");
+
+    /* an input of 2^40 values per image (256 x 65536 x 65536): each size is
+     * one the engine takes, their product is not */
+    const int64_t absurd[4] = {1, 256, 65536, 65536};
+    write_graph(path, 13, absurd, relu, 2, NULL, 0, "y");
+    expect_refusal(path, KDENS_E_SHAPE, "65536x65536 pixels", "at most 2^28");
+    /* 2^36 values (256 x 16384 x 16384): an input the engine takes, a relu
+     * over it the engine refuses (its output is too large) */
+    const int64_t big[4] = {1, 256, 16384, 16384};
+    write_graph(path, 13, big, relu, 2, NULL, 0, "y");
+    expect_refusal(path, KDENS_E_SHAPE, "translated network is refused", "too large");
+    const int64_t too_wide[4] = {1, 3, 4, (int64_t)1 << 40};
+    write_graph(path, 13, too_wide, relu, 2, NULL, 0, "y");
+    expect_refusal(path, KDENS_E_FORMAT, "fixed sizes", NULL);
+}
+
 /* Unsupported operators are named with their node; old opsets, random
  * bytes, every truncation and flipped bytes of a real export give an
  * error (or, by chance, a model), never a crash. */
@@ -500,12 +721,18 @@ static void test_import_errors(void **state)
     size_t len = fread(file, 1, 1 << 20, f);
     fclose(f);
     int refused = 0, tries = 0;
+    /* every truncation is refused, with a status of bad input and a message
+     * naming the file */
     for (size_t cut = 0; cut < len; cut += 1 + cut / 40, tries++) {
         write_bytes(bad, file, cut);
         kdens_status st = kdens_onnx_import(bad, &m);
-        refused += st != KDENS_OK;
-        kdens_model_free(m);
-        m = NULL;
+        if (st == KDENS_OK || m)
+            fail_msg("%zu of %zu bytes: imported", cut, len);
+        if (!(st == KDENS_E_FORMAT || st == KDENS_E_SHAPE || st == KDENS_E_NOTFOUND) ||
+            !strstr(kdens_errmsg(), bad))
+            fail_msg("%zu of %zu bytes: %s (%s)", cut, len, kdens_status_str(st),
+                     kdens_errmsg());
+        refused++;
     }
     for (int i = 0; i < 200; i++, tries++) {
         uint8_t *copy = malloc(len);
@@ -557,6 +784,7 @@ int main(void)
         cmocka_unit_test(test_architectures),
         cmocka_unit_test(test_cli_export),
         cmocka_unit_test(test_import_errors),
+        cmocka_unit_test(test_import_bad_graphs),
         cmocka_unit_test(test_checker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
