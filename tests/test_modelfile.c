@@ -294,6 +294,8 @@ static void test_other_format_readers(void **state)
     assert_int_equal(kdens_model_set_reader(".fake", NULL), KDENS_OK);
     assert_int_equal(kdens_model_load(fake, &m), KDENS_E_FORMAT);
     assert_int_equal(fake_calls, 101);
+}
+
 /* The library's own CRC-32 (what the inference-only library checks files
  * with) gives zlib's values: every length up to 300 at every alignment, long
  * runs, continued sums, and the standard check value. */
