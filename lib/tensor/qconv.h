@@ -1,0 +1,94 @@
+/* Quantised convolution and dense layers: unsigned 8-bit activations with a
+ * zero point, signed 8-bit weights per output channel (symmetric), exact
+ * int32 sums, and one fused requantisation with the activation's clamp.
+ *
+ * Real values: an activation x = s_x (q_x - z_x), a weight w = s_w[n] q_w,
+ * so a layer's output before its bias is
+ *     y[n] = s_x s_w[n] (sum_k q_x[k] q_w[k][n] - z_x sum_k q_w[k][n]),
+ * the second sum precomputed per channel (corr).  The u8 x s8 product is
+ * the operand order of the VNNI instruction vpdpbusd.
+ *
+ * Internal to libkdens; depends on core. */
+#ifndef KD_QCONV_H
+#define KD_QCONV_H
+
+#include "tensor.h"
+
+/* Rows of a kernel tile: every kernel reads KD_QROWS rows and stores the
+ * first `rows` of them, so callers keep KD_QROWS rows readable. */
+#define KD_QROWS 12
+
+/* One tile for a kernel (isa/qgemm.c): rows of the activation matrix are
+ * `taps` segments of `seg` bytes each (seg a multiple of 4), the segment t
+ * of row r at a + r * row_stride + tap_off[t] -- a convolution's taps read
+ * straight from a padded input, or (taps = 1) rows gathered by im2col.
+ * Weights are packed in panels of 16 output channels: panel p, k-quad g,
+ * channel j, byte i at w[p * K * 16 + g * 64 + 4 j + i] = W[4g + i][16p + j]
+ * with K = taps * seg.  Results: c[r * ldc + 16 p + j], int32. */
+typedef struct kd_qgemm_args {
+    const uint8_t *a;
+    size_t row_stride;
+    int taps;
+    const int32_t *tap_off;
+    int seg;
+    const int8_t *w;
+    int panels;
+    int rows;
+    int32_t *c;
+    int ldc;
+} kd_qgemm_args;
+
+typedef void (*kd_qgemm_fn)(const kd_qgemm_args *q);
+
+/* The int8 kernel of the active path: the VNNI kernel where the path has
+ * one and the processor the instruction, else the path's portable one.
+ * All return the same bits. */
+kd_qgemm_fn kd_qgemm_kernel(void);
+/* For tests and benchmarks: false makes kd_qgemm_kernel() ignore VNNI.
+ * Not thread-safe. */
+extern bool kd_qgemm_allow_vnni;
+/* The name of the kernel kd_qgemm_kernel() returns ("avx512-vnni",
+ * "avx-vnni", "avx512", "avx2", "generic"). */
+const char *kd_qgemm_kernel_name(void);
+
+/* Activation clamps folded into the requantisation. */
+typedef enum kd_qact { KD_QACT_NONE = 0, KD_QACT_RELU = 1, KD_QACT_RELU6 = 2 } kd_qact;
+
+/* A prepared layer.  A dense layer is a 1x1 convolution over a 1x1xK input. */
+typedef struct kd_qconv {
+    kd_conv_geom g;       /* g.n unused; one group */
+    bool direct;          /* taps read from a padded copy (c % 4 == 0), else im2col rows */
+    int k, kp, n, panels; /* K = kh kw c, K padded to 4, output channels, N / 16 rounded up */
+    int8_t *w;            /* packed, panels * kp * 16 bytes */
+    int32_t *tap_off;     /* direct: offset of each tap in the padded input */
+    int32_t *corr;        /* z_x * column sums of the weights, per channel */
+    float *mul_f, *add_f; /* float output: (acc - corr) * mul_f + add_f */
+    float *mul_q, *add_q; /* u8 output: the same in units of the output scale, + z_y */
+    float lo_f, hi_f, lo_q, hi_q; /* clamps (activation and u8 range) */
+    uint8_t in_zp;
+} kd_qconv;
+
+/* Prepare from weights q_w [K][N] (Keras order), per-channel weight scales,
+ * the float bias (NULL: none), the input's scale and zero point, and the
+ * output's (out_scale 0: no u8 output).  Errors: KDENS_E_NOMEM. */
+kdens_status kd_qconv_init(kd_qconv *q, const kd_conv_geom *g, const int8_t *wq,
+                           const float *w_scale, const float *bias, float in_scale, int in_zp,
+                           float out_scale, int out_zp, kd_qact act);
+void kd_qconv_release(kd_qconv *q);
+/* Bytes of the padded input copy for n images (0 when not direct), and of
+ * each thread's scratch. */
+size_t kd_qconv_pad_bytes(const kd_qconv *q, size_t n);
+size_t kd_qconv_part_bytes(const kd_qconv *q);
+/* n images of u8 input x (N x H x W x C) to y8 (u8, may be NULL) and yf
+ * (float, may be NULL), on the library's threads with the given kernel.
+ * pad holds kd_qconv_pad_bytes(n); part scratch of kd_qconv_part_bytes()
+ * bytes for each of kd_threads() parts lies part_stride bytes apart. */
+void kd_qconv_forward(const kd_qconv *q, kd_qgemm_fn kernel, size_t n, const uint8_t *x,
+                      uint8_t *y8, float *yf, uint8_t *pad, uint8_t *scratch,
+                      size_t part_stride);
+
+/* q = clamp(round(x / scale) + zp, 0, 255) with inv_scale = 1 / scale;
+ * NaN gives 0. */
+void kd_quantize_u8(const float *x, size_t count, float inv_scale, int zp, uint8_t *q);
+
+#endif
