@@ -3,8 +3,9 @@
  * Which layers run in int8: every convolution of one group and every dense
  * layer, each with the batch norm that alone reads it folded into its
  * weights and bias, and the ReLU or ReLU6 that alone reads the result folded
- * into its requantisation (lib/tensor/qconv.h).  Everything else -- adds,
- * concatenations, pooling, depthwise and grouped convolutions, batch norms
+ * into its requantisation (lib/tensor/qconv.h); and every two-input add
+ * (residual sums), with the ReLU or ReLU6 that alone reads it.  Everything
+ * else -- concatenations, pooling, depthwise and grouped convolutions, batch norms
  * that follow no convolution, sigmoid, swish, hard-swish, softmax,
  * squeeze-excite products -- runs in float between them: an int8 layer
  * quantises its input tensor (once per forward, however many int8 layers
@@ -35,7 +36,8 @@ enum { ROLE_FLOAT = -1, ROLE_ABSORBED = -2 };
 #define PCT_BINS 2048
 
 typedef struct kd_qlayer {
-    int node, out, bn; /* the conv or dense node, the node it stands for, the folded batch norm */
+    int node, out, bn; /* the conv, dense or add node, the node it stands for, the folded batch norm */
+    bool is_add;       /* a two-input add: no weights (k = n = 0) */
     kd_qact act;
     int k, n;
     int8_t *wq;      /* [K][N] */
@@ -43,6 +45,7 @@ typedef struct kd_qlayer {
     float *bias;     /* N, the batch norm folded in */
     bool write_u8, write_float;
     kd_qconv conv;
+    kd_qadd add;
 } kd_qlayer;
 
 struct kd_qmodel {
@@ -55,8 +58,7 @@ struct kd_qmodel {
     int *zp;
     uint8_t **u8;        /* per node with a u8 form: buffers for the planned batch */
     bool *fresh;         /* the u8 form holds this forward's values */
-    uint8_t *pad, *scratch;
-    size_t part_stride;
+    uint8_t *pad;         /* the padded input of an int8 layer */
     char method[16];
 };
 
@@ -76,7 +78,8 @@ static int sole_reader(const kdens_model *m, int j)
 
 static bool quantisable(const kd_node *node)
 {
-    return node->type == KD_L_DENSE || (node->type == KD_L_CONV && node->a.groups == 1);
+    return node->type == KD_L_DENSE || (node->type == KD_L_CONV && node->a.groups == 1) ||
+           (node->type == KD_L_ADD && node->n_in == 2);
 }
 
 static void free_layers(kd_qlayer *layers, int n)
@@ -136,12 +139,15 @@ static kdens_status derive(const kdens_model *m, kd_qmodel **out)
         L->node = L->out = i;
         L->bn = -1;
         L->act = KD_QACT_NONE;
+        L->is_add = node->type == KD_L_ADD;
         L->k = node->type == KD_L_CONV
                    ? node->a.kh * node->a.kw * node->cin
                    : (int)kd_node_size(&m->nodes[node->in[0]]);
         L->n = node->c;
+        if (L->is_add)
+            L->k = L->n = 0;
         int r;
-        if (L->out != m->logits_node && (r = sole_reader(m, L->out)) >= 0 &&
+        if (!L->is_add && L->out != m->logits_node && (r = sole_reader(m, L->out)) >= 0 &&
             m->nodes[r].type == KD_L_BATCHNORM) {
             L->out = L->bn = r;
             q->role[r] = ROLE_ABSORBED;
@@ -154,7 +160,8 @@ static kdens_status derive(const kdens_model *m, kd_qmodel **out)
             q->role[r] = ROLE_ABSORBED;
         }
         q->role[i] = q->n_layers++;
-        q->scale[node->in[0]] = 1.0f;
+        for (int k = 0; k < node->n_in; k++)
+            q->scale[node->in[k]] = 1.0f;
     }
     /* Who needs which form of a layer's output. */
     for (int i = 0; i < m->n_nodes; i++)
@@ -196,6 +203,13 @@ static kdens_status prepare(const kdens_model *m, kd_qmodel *q)
         kd_qlayer *L = &q->layers[l];
         const kd_node *node = &m->nodes[L->node];
         const kd_node *x = &m->nodes[node->in[0]];
+        if (L->is_add) {
+            int a = node->in[0], b = node->in[1];
+            kd_qadd_init(&L->add, q->scale[a], q->zp[a], q->scale[b], q->zp[b],
+                         L->write_u8 ? q->scale[L->out] : 0.0f, L->write_u8 ? q->zp[L->out] : 0,
+                         L->act);
+            continue;
+        }
         kd_conv_geom g = {0, 1, 1, L->k, 1, 1, L->n, 1, 1, 1, 1, 0, 0, 1};
         if (node->type == KD_L_CONV) {
             kd_conv_geom c = {0,          x->h,       x->w,       x->c,     node->h,
@@ -430,7 +444,8 @@ kdens_status kdens_model_quantize_u8(kdens_model *m, const uint8_t *images, size
     kdens_model *c = NULL;
     st = calibrate(m, images, n, method, q);
     for (int l = 0; st == KDENS_OK && l < q->n_layers; l++)
-        st = quantise_weights(m, &q->layers[l]);
+        if (!q->layers[l].is_add)
+            st = quantise_weights(m, &q->layers[l]);
     if (st == KDENS_OK)
         st = copy_model(m, &c);
     if (st == KDENS_OK)
@@ -473,31 +488,22 @@ void kd_qmodel_release(kdens_model *m)
         q->u8[i] = NULL;
     }
     kd_free_aligned(q->pad);
-    kd_free_aligned(q->scratch);
-    q->pad = q->scratch = NULL;
+    q->pad = NULL;
 }
 
 kdens_status kd_qmodel_plan(kdens_model *m, size_t cap)
 {
     kd_qmodel *q = m->q;
-    size_t pad = 0, part = 0;
-    for (int l = 0; l < q->n_layers; l++) {
-        pad = KD_MAX(pad, kd_qconv_pad_bytes(&q->layers[l].conv, cap));
-        part = KD_MAX(part, kd_qconv_part_bytes(&q->layers[l].conv));
-    }
-    q->part_stride = (part + 63) / 64 * 64;
-    size_t scratch = q->part_stride * (size_t)kd_threads();
+    size_t pad = 0;
+    for (int l = 0; l < q->n_layers; l++)
+        if (!q->layers[l].is_add)
+            pad = KD_MAX(pad, kd_qconv_pad_bytes(&q->layers[l].conv, cap));
     bool ok = true;
     for (int i = 0; i < m->n_nodes && ok; i++)
         if (q->scale[i] != 0)
-            ok = (q->u8[i] = kd_alloc_aligned(cap * kd_node_size(&m->nodes[i]) + 64)) != NULL;
+            ok = (q->u8[i] = kd_alloc_aligned(cap * kd_node_size(&m->nodes[i]))) != NULL;
     if (ok && pad)
         ok = (q->pad = kd_alloc_aligned(pad)) != NULL;
-    if (ok && scratch) {
-        ok = (q->scratch = kd_alloc_aligned(scratch)) != NULL;
-        if (ok) /* rows beyond a last tile are read: keep them defined */
-            memset(q->scratch, 0, scratch);
-    }
     if (!ok) {
         kd_qmodel_release(m);
         return kd_fail(KDENS_E_NOMEM, "out of memory planning int8 buffers for %zu samples",
@@ -522,15 +528,21 @@ void kd_qmodel_forward(kdens_model *m, const float *x, size_t n)
             continue;
         }
         kd_qlayer *L = &q->layers[role];
-        int in = node->in[0];
-        if (!q->fresh[in]) {
-            kd_quantize_u8(m->nodes[in].out, n * kd_node_size(&m->nodes[in]), q->inv_scale[in],
-                           q->zp[in], q->u8[in]);
-            q->fresh[in] = true;
+        for (int k = 0; k < node->n_in; k++) {
+            int in = node->in[k];
+            if (!q->fresh[in]) {
+                kd_quantize_u8(m->nodes[in].out, n * kd_node_size(&m->nodes[in]),
+                               q->inv_scale[in], q->zp[in], q->u8[in]);
+                q->fresh[in] = true;
+            }
         }
-        kd_qconv_forward(&L->conv, kernel, n, q->u8[in], L->write_u8 ? q->u8[L->out] : NULL,
-                         L->write_float ? m->nodes[L->out].out : NULL, q->pad, q->scratch,
-                         q->part_stride);
+        uint8_t *y8 = L->write_u8 ? q->u8[L->out] : NULL;
+        float *yf = L->write_float ? m->nodes[L->out].out : NULL;
+        if (L->is_add)
+            kd_qadd_forward(&L->add, n * kd_node_size(node), q->u8[node->in[0]],
+                            q->u8[node->in[1]], y8, yf);
+        else
+            kd_qconv_forward(&L->conv, kernel, n, q->u8[node->in[0]], y8, yf, q->pad);
         q->fresh[L->out] |= L->write_u8;
     }
 }
@@ -578,6 +590,8 @@ void kd_qmodel_write(const kdens_model *m, kd_buf *b)
         kd_buf_u32(b, (uint32_t)L->act);
         kd_buf_u32(b, (uint32_t)L->k);
         kd_buf_u32(b, (uint32_t)L->n);
+        if (L->is_add)
+            continue;
         for (int j = 0; j < L->n; j++)
             put_f32(b, L->w_scale[j]);
         for (int j = 0; j < L->n; j++)
@@ -651,6 +665,8 @@ kdens_status kd_qmodel_read(const char *path, kdens_model *m, const uint8_t *dat
             bad = "an int8 layer does not match the architecture";
             break;
         }
+        if (L->is_add)
+            continue;
         size_t kn = (size_t)k * n;
         if ((r.len - r.pos) / 8 < n || r.len - r.pos - 8 * (size_t)n < kn) {
             bad = "an int8 layer is truncated";

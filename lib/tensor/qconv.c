@@ -20,10 +20,10 @@ kdens_status kd_qconv_init(kd_qconv *q, const kd_conv_geom *g, const int8_t *wq,
     memset(q, 0, sizeof *q);
     q->g = *g;
     q->g.groups = 1;
+    q->cp = (g->c + 3) / 4 * 4;
     q->k = g->kh * g->kw * g->c;
+    q->kp = g->kh * g->kw * q->cp;
     q->n = g->oc;
-    q->direct = g->c % 4 == 0;
-    q->kp = (q->k + 3) / 4 * 4;
     q->panels = (q->n + 15) / 16;
     q->in_zp = (uint8_t)in_zp;
     size_t np = (size_t)q->panels * 16;
@@ -39,17 +39,14 @@ kdens_status kd_qconv_init(kd_qconv *q, const kd_conv_geom *g, const int8_t *wq,
         return kd_fail(KDENS_E_NOMEM, "out of memory preparing an int8 layer");
     }
     memset(q->w, 0, (size_t)q->kp * np);
-    for (int k = 0; k < q->k; k++)
+    for (int k = 0; k < q->k; k++) {
+        int kk = k / g->c * q->cp + k % g->c; /* the row in the padded order */
         for (int j = 0; j < q->n; j++)
-            q->w[(size_t)(j / 16) * q->kp * 16 + (size_t)(k / 4) * 64 + 4 * (j % 16) + k % 4] =
+            q->w[(size_t)(j / 16) * q->kp * 16 + (size_t)(kk / 4) * 64 + 4 * (j % 16) + kk % 4] =
                 wq[(size_t)k * q->n + j];
-    float lo = -INFINITY, hi = INFINITY;
-    if (act != KD_QACT_NONE)
-        lo = 0.0f;
-    if (act == KD_QACT_RELU6)
-        hi = 6.0f;
-    q->lo_f = lo;
-    q->hi_f = hi;
+    }
+    q->lo_f = act != KD_QACT_NONE ? 0.0f : -INFINITY;
+    q->hi_f = act == KD_QACT_RELU6 ? 6.0f : INFINITY;
     /* The u8 clamp: the activation's range in output units, within 0..255. */
     q->lo_q = 0.0f;
     q->hi_q = 255.0f;
@@ -70,12 +67,12 @@ kdens_status kd_qconv_init(kd_qconv *q, const kd_conv_geom *g, const int8_t *wq,
         q->mul_f[j] = s;
         q->add_f[j] = b;
         q->mul_q[j] = out_scale > 0 ? s / out_scale : 0.0f;
-        q->add_q[j] = out_scale > 0 ? b / out_scale + (float)out_zp : 0.0f;
+        q->add_q[j] = out_scale > 0 ? b / out_scale + ((float)out_zp + 0.5f) : 0.0f;
     }
     int wp = (g->ow - 1) * g->sw + g->kw;
     for (int ky = 0; ky < g->kh; ky++)
         for (int kx = 0; kx < g->kw; kx++)
-            q->tap_off[ky * g->kw + kx] = (ky * wp + kx) * g->c;
+            q->tap_off[ky * g->kw + kx] = (ky * wp + kx) * q->cp;
     return KDENS_OK;
 }
 
@@ -95,185 +92,233 @@ void kd_qconv_release(kd_qconv *q)
 static size_t padded_image(const kd_qconv *q)
 {
     const kd_conv_geom *g = &q->g;
-    return (size_t)((g->oh - 1) * g->sh + g->kh) * ((g->ow - 1) * g->sw + g->kw) * g->c;
+    return (size_t)((g->oh - 1) * g->sh + g->kh) * ((g->ow - 1) * g->sw + g->kw) * q->cp;
 }
 
-size_t kd_qconv_pad_bytes(const kd_qconv *q, size_t n)
-{
-    if (!q->direct)
-        return 0;
-    /* the rows of the last tile beyond the output are read, not stored */
-    return n * padded_image(q) + (size_t)(KD_QROWS * q->g.sw + q->g.kw) * q->g.c + 64;
-}
-
-size_t kd_qconv_part_bytes(const kd_qconv *q)
-{
-    return q->direct ? 0 : (size_t)KD_QROWS * q->kp;
-}
+size_t kd_qconv_pad_bytes(const kd_qconv *q, size_t n) { return n * padded_image(q) + 64; }
 
 typedef struct qjob {
     const kd_qconv *q;
     kd_qgemm_fn kernel;
     size_t n;
     const uint8_t *x;
-    uint8_t *y8, *pad, *scratch;
+    uint8_t *y8, *pad;
     float *yf;
-    size_t part_stride;
 } qjob;
 
+/* Padding and the extra channels hold the input's zero point (the extra
+ * channels' weights are 0, so any value would do there). */
 static void pad_images(size_t begin, size_t end, void *arg)
 {
     const qjob *j = arg;
     const kd_conv_geom *g = &j->q->g;
     int hp = (g->oh - 1) * g->sh + g->kh, wp = (g->ow - 1) * g->sw + g->kw, c = g->c;
+    int cp = j->q->cp;
     size_t img = padded_image(j->q);
+    int x0 = g->pl, x1 = KD_MIN(wp, g->w + g->pl); /* the padded columns holding input */
     for (size_t i = begin; i < end; i++) {
         uint8_t *dst = j->pad + i * img;
         const uint8_t *src = j->x + i * (size_t)g->h * g->w * c;
         memset(dst, j->q->in_zp, img);
-        for (int y = 0; y < hp; y++) {
+        for (int y = 0; y < hp && x1 > x0; y++) {
             int iy = y - g->pt;
             if (iy < 0 || iy >= g->h)
                 continue;
-            int x0 = KD_MAX(0, g->pl), x1 = KD_MIN(wp, g->w + g->pl); /* padded columns */
-            if (x1 > x0)
-                memcpy(dst + ((size_t)y * wp + x0) * c, src + ((size_t)iy * g->w + x0 - g->pl) * c,
-                       (size_t)(x1 - x0) * c);
+            uint8_t *d = dst + ((size_t)y * wp + x0) * cp;
+            const uint8_t *s = src + ((size_t)iy * g->w + x0 - g->pl) * c;
+            if (c == cp)
+                memcpy(d, s, (size_t)(x1 - x0) * c);
+            else
+                for (int x = x0; x < x1; x++, d += cp, s += c)
+                    memcpy(d, s, (size_t)c);
         }
     }
 }
 
-/* out = (acc - corr) * mul + add, clamped; u8 outputs rounded half up
- * (the clamp keeps them >= 0, where + 0.5 and truncation round). */
-static void requant(const kd_qconv *q, const int32_t *acc, int ldc, int rows, int j0, int j1,
-                    size_t row0, uint8_t *y8, float *yf)
+/* out = (acc - corr) * mul + add, clamped, for columns [j0, j1) of `rows`
+ * rows; corr, mul and add hold whole panels of 16.  u8 outputs are rounded
+ * half up: add holds + 0.5 and the clamps keep the value in [0.5, 255.5],
+ * where truncation rounds.  A panel at a time, 16 lanes wide, so that the
+ * compiler keeps it in one vector without loop remainders. */
+KD_CLONES void kd_requant_f32(const int32_t *restrict acc, int ldc, int rows, int j0, int j1,
+                              const int32_t *restrict corr, const float *restrict mul,
+                              const float *restrict add, float lo, float hi,
+                              float *restrict out, size_t out_stride)
 {
     for (int r = 0; r < rows; r++) {
         const int32_t *a = acc + (size_t)r * ldc;
-        size_t o = (row0 + (size_t)r) * q->n;
-        if (yf)
-            for (int j = j0; j < j1; j++) {
-                float v = (float)(a[j - j0] - q->corr[j]) * q->mul_f[j] + q->add_f[j];
-                v = v < q->lo_f ? q->lo_f : v;
-                yf[o + j] = v > q->hi_f ? q->hi_f : v;
+        float *o = out + (size_t)r * out_stride;
+        for (int j = j0; j < j1; j += 16) {
+            float tmp[16];
+            for (int t = 0; t < 16; t++) {
+                float v = (float)(a[j - j0 + t] - corr[j + t]) * mul[j + t] + add[j + t];
+                v = v > lo ? v : lo;
+                tmp[t] = v < hi ? v : hi;
             }
-        if (y8)
-            for (int j = j0; j < j1; j++) {
-                float v = (float)(a[j - j0] - q->corr[j]) * q->mul_q[j] + q->add_q[j];
-                v = v > q->lo_q ? v : q->lo_q;
-                v = v < q->hi_q ? v : q->hi_q;
-                y8[o + j] = (uint8_t)(int)(v + 0.5f);
-            }
+            if (j1 - j >= 16)
+                memcpy(o + j, tmp, sizeof tmp);
+            else
+                memcpy(o + j, tmp, sizeof(float) * (size_t)(j1 - j));
+        }
     }
 }
 
-/* One tile of rows for every panel group, then its requantisation. */
-static void run_tile(const qjob *j, kd_qgemm_args *args, size_t row0)
+KD_CLONES void kd_requant_u8(const int32_t *restrict acc, int ldc, int rows, int j0, int j1,
+                             const int32_t *restrict corr, const float *restrict mul,
+                             const float *restrict add, float lo, float hi,
+                             uint8_t *restrict out, size_t out_stride)
 {
-    const kd_qconv *q = j->q;
-    int32_t acc[KD_QROWS * KD_QPANELS * 16];
-    for (int p0 = 0; p0 < q->panels; p0 += KD_QPANELS) {
-        args->panels = KD_MIN(KD_QPANELS, q->panels - p0);
-        args->w = q->w + (size_t)p0 * q->kp * 16;
-        args->c = acc;
-        args->ldc = args->panels * 16;
-        j->kernel(args);
-        requant(q, acc, args->ldc, args->rows, 16 * p0, KD_MIN(q->n, 16 * (p0 + args->panels)),
-                row0, j->y8, j->yf);
+    for (int r = 0; r < rows; r++) {
+        const int32_t *a = acc + (size_t)r * ldc;
+        uint8_t *o = out + (size_t)r * out_stride;
+        for (int j = j0; j < j1; j += 16) {
+            uint8_t tmp[16];
+            for (int t = 0; t < 16; t++) {
+                float v = (float)(a[j - j0 + t] - corr[j + t]) * mul[j + t] + add[j + t];
+                v = v > lo ? v : lo;
+                v = v < hi ? v : hi;
+                tmp[t] = (uint8_t)(int32_t)v;
+            }
+            if (j1 - j >= 16)
+                memcpy(o + j, tmp, sizeof tmp);
+            else
+                memcpy(o + j, tmp, (size_t)(j1 - j));
+        }
     }
 }
 
-static void direct_part(int part, int parts, void *arg)
+/* Tiles of KD_QROWS consecutive output pixels -- over rows and images, so
+ * that narrow outputs leave no tile part-empty -- each for every panel
+ * group, then requantised while its sums are in L1. */
+static void conv_part(int part, int parts, void *arg)
 {
     const qjob *j = arg;
     const kd_qconv *q = j->q;
     const kd_conv_geom *g = &q->g;
-    int wp = (g->ow - 1) * g->sw + g->kw;
-    size_t begin, end, img = padded_image(q);
-    kd_split(j->n * g->oh, part, parts, &begin, &end);
+    size_t wp = (size_t)(g->ow - 1) * g->sw + g->kw, img = padded_image(q);
+    size_t plane = (size_t)g->oh * g->ow, pixels = j->n * plane;
+    size_t begin, end;
+    kd_split((pixels + KD_QROWS - 1) / KD_QROWS, part, parts, &begin, &end);
+    int32_t acc[KD_QROWS * KD_QPANELS * 16];
+    size_t row_off[KD_QROWS];
     kd_qgemm_args args = {0};
-    args.row_stride = (size_t)g->sw * g->c;
+    args.a = j->pad;
+    args.row_off = row_off;
     args.taps = g->kh * g->kw;
     args.tap_off = q->tap_off;
-    args.seg = g->c;
-    for (size_t line = begin; line < end; line++) {
-        size_t i = line / g->oh;
-        int oy = (int)(line % g->oh);
-        const uint8_t *row = j->pad + i * img + (size_t)oy * g->sh * wp * g->c;
-        for (int ox = 0; ox < g->ow; ox += KD_QROWS) {
-            args.a = row + (size_t)ox * g->sw * g->c;
-            args.rows = KD_MIN(KD_QROWS, g->ow - ox);
-            run_tile(j, &args, line * g->ow + (size_t)ox);
-        }
-    }
-}
-
-/* im2col rows of output pixels [p, p + rows) into dst (kp bytes each). */
-static void gather(const kd_qconv *q, const uint8_t *x, size_t p, int rows, uint8_t *dst)
-{
-    const kd_conv_geom *g = &q->g;
-    for (int r = 0; r < rows; r++, p++) {
-        size_t i = p / ((size_t)g->oh * g->ow);
-        int oy = (int)(p / g->ow % g->oh), ox = (int)(p % g->ow);
-        uint8_t *d = dst + (size_t)r * q->kp;
-        const uint8_t *img = x + i * (size_t)g->h * g->w * g->c;
-        for (int ky = 0; ky < g->kh; ky++) {
-            int iy = oy * g->sh - g->pt + ky;
-            for (int kx = 0; kx < g->kw; kx++, d += g->c) {
-                int ix = ox * g->sw - g->pl + kx;
-                if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
-                    memset(d, q->in_zp, (size_t)g->c);
-                else
-                    memcpy(d, img + ((size_t)iy * g->w + ix) * g->c, (size_t)g->c);
+    args.seg = q->cp;
+    args.c = acc;
+    for (size_t t = begin; t < end; t++) {
+        size_t p0 = t * KD_QROWS;
+        args.rows = (int)KD_MIN((size_t)KD_QROWS, pixels - p0);
+        size_t i = p0 / plane, oy = p0 % plane / g->ow, ox = p0 % g->ow;
+        for (int r = 0; r < KD_QROWS; r++) { /* rows past the last pixel repeat it */
+            row_off[r] = i * img + (oy * g->sh * wp + ox * g->sw) * q->cp;
+            if (r + 1 < args.rows && ++ox == (size_t)g->ow) {
+                ox = 0;
+                if (++oy == (size_t)g->oh) {
+                    oy = 0;
+                    i++;
+                }
             }
         }
-        memset(d, 0, (size_t)(q->kp - q->k));
-    }
-}
-
-static void im2col_part(int part, int parts, void *arg)
-{
-    const qjob *j = arg;
-    const kd_qconv *q = j->q;
-    size_t pixels = j->n * q->g.oh * q->g.ow, tiles = (pixels + KD_QROWS - 1) / KD_QROWS;
-    size_t begin, end;
-    kd_split(tiles, part, parts, &begin, &end);
-    uint8_t *rows = j->scratch + (size_t)part * j->part_stride;
-    int32_t off = 0;
-    kd_qgemm_args args = {0};
-    args.a = rows;
-    args.row_stride = (size_t)q->kp;
-    args.taps = 1;
-    args.tap_off = &off;
-    args.seg = q->kp;
-    for (size_t t = begin; t < end; t++) {
-        size_t p = t * KD_QROWS;
-        args.rows = (int)KD_MIN((size_t)KD_QROWS, pixels - p);
-        gather(q, j->x, p, args.rows, rows);
-        run_tile(j, &args, p);
+        for (int p = 0; p < q->panels; p += KD_QPANELS) {
+            args.panels = KD_MIN(KD_QPANELS, q->panels - p);
+            args.w = q->w + (size_t)p * q->kp * 16;
+            args.ldc = args.panels * 16;
+            j->kernel(&args);
+            int j0 = 16 * p, j1 = KD_MIN(q->n, 16 * (p + args.panels));
+            if (j->yf)
+                kd_requant_f32(acc, args.ldc, args.rows, j0, j1, q->corr, q->mul_f, q->add_f,
+                               q->lo_f, q->hi_f, j->yf + p0 * q->n, (size_t)q->n);
+            if (j->y8)
+                kd_requant_u8(acc, args.ldc, args.rows, j0, j1, q->corr, q->mul_q, q->add_q,
+                              q->lo_q + 0.5f, q->hi_q + 0.5f, j->y8 + p0 * q->n, (size_t)q->n);
+        }
     }
 }
 
 void kd_qconv_forward(const kd_qconv *q, kd_qgemm_fn kernel, size_t n, const uint8_t *x,
-                      uint8_t *y8, float *yf, uint8_t *pad, uint8_t *scratch,
-                      size_t part_stride)
+                      uint8_t *y8, float *yf, uint8_t *pad)
 {
-    qjob j = {q, kernel, n, x, y8, pad, scratch, yf, part_stride};
-    if (q->direct) {
-        kd_parallel_for(n, 1, pad_images, &j);
-        kd_parallel_parts(kd_threads(), direct_part, &j);
-    } else {
-        kd_parallel_parts(kd_threads(), im2col_part, &j);
+    qjob j = {q, kernel, n, x, y8, pad, yf};
+    kd_parallel_for(n, 1, pad_images, &j);
+    size_t tiles = (n * q->g.oh * q->g.ow + KD_QROWS - 1) / KD_QROWS;
+    kd_parallel_parts((int)KD_MIN((size_t)kd_threads(), tiles), conv_part, &j);
+}
+
+void kd_qadd_init(kd_qadd *q, float sa, int za, float sb, int zb, float out_scale, int out_zp,
+                  kd_qact act)
+{
+    memset(q, 0, sizeof *q);
+    q->fa = sa;
+    q->fb = sb;
+    q->cf = -((float)za * sa + (float)zb * sb);
+    q->lo_f = act != KD_QACT_NONE ? 0.0f : -INFINITY;
+    q->hi_f = act == KD_QACT_RELU6 ? 6.0f : INFINITY;
+    q->lo_q = 0.5f;
+    q->hi_q = 255.5f;
+    if (out_scale > 0) {
+        q->ma = sa / out_scale;
+        q->mb = sb / out_scale;
+        q->cq = q->cf / out_scale + ((float)out_zp + 0.5f);
+        if (act != KD_QACT_NONE)
+            q->lo_q = (float)out_zp + 0.5f;
+        if (act == KD_QACT_RELU6)
+            q->hi_q = fminf(255.0f, (float)out_zp + floorf(6.0f / out_scale + 0.5f)) + 0.5f;
     }
 }
 
-KD_CLONES void kd_quantize_u8(const float *x, size_t count, float inv_scale, int zp, uint8_t *q)
+typedef struct qadd_job {
+    const kd_qadd *q;
+    const uint8_t *a, *b;
+    uint8_t *y8;
+    float *yf;
+} qadd_job;
+
+KD_CLONES static void qadd_range(size_t begin, size_t end, void *arg)
 {
-    float z = (float)zp;
+    const qadd_job *j = arg;
+    const kd_qadd *q = j->q;
+    const uint8_t *restrict a = j->a, *restrict b = j->b;
+    if (j->y8) {
+        uint8_t *restrict y = j->y8;
+        float ma = q->ma, mb = q->mb, c = q->cq, lo = q->lo_q, hi = q->hi_q;
+        for (size_t i = begin; i < end; i++) {
+            float v = (float)a[i] * ma + (float)b[i] * mb + c;
+            v = v > lo ? v : lo;
+            v = v < hi ? v : hi;
+            y[i] = (uint8_t)(int32_t)v;
+        }
+    }
+    if (j->yf) {
+        float *restrict y = j->yf;
+        float fa = q->fa, fb = q->fb, c = q->cf, lo = q->lo_f, hi = q->hi_f;
+        for (size_t i = begin; i < end; i++) {
+            float v = (float)a[i] * fa + (float)b[i] * fb + c;
+            v = v > lo ? v : lo;
+            y[i] = v < hi ? v : hi;
+        }
+    }
+}
+
+void kd_qadd_forward(const kd_qadd *q, size_t count, const uint8_t *a, const uint8_t *b,
+                     uint8_t *y8, float *yf)
+{
+    qadd_job j = {q, a, b, y8, yf};
+    kd_parallel_for(count, 1 << 15, qadd_range, &j);
+}
+
+KD_CLONES void kd_quantize_u8(const float *restrict x, size_t count, float inv_scale, int zp,
+                              uint8_t *restrict q)
+{
+    /* + 0.5 and a clamp to [0.5, 255.5]: truncation then rounds half up
+     * (written so that the compiler vectorises it) */
+    float z = (float)zp + 0.5f;
     for (size_t i = 0; i < count; i++) {
         float v = x[i] * inv_scale + z;
-        v = v > 0.0f ? v : 0.0f; /* NaN -> 0 */
-        v = v < 255.0f ? v : 255.0f;
-        q[i] = (uint8_t)(int)(v + 0.5f);
+        v = v > 0.5f ? v : 0.5f; /* NaN -> 0 */
+        v = v < 255.5f ? v : 255.0f;
+        q[i] = (uint8_t)(int32_t)v;
     }
 }

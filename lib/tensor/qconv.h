@@ -18,16 +18,17 @@
  * first `rows` of them, so callers keep KD_QROWS rows readable. */
 #define KD_QROWS 12
 
-/* One tile for a kernel (isa/qgemm.c): rows of the activation matrix are
- * `taps` segments of `seg` bytes each (seg a multiple of 4), the segment t
- * of row r at a + r * row_stride + tap_off[t] -- a convolution's taps read
- * straight from a padded input, or (taps = 1) rows gathered by im2col.
- * Weights are packed in panels of 16 output channels: panel p, k-quad g,
- * channel j, byte i at w[p * K * 16 + g * 64 + 4 j + i] = W[4g + i][16p + j]
- * with K = taps * seg.  Results: c[r * ldc + 16 p + j], int32. */
+/* One tile for a kernel (isa/qgemm.c): KD_QROWS rows of the activation
+ * matrix, row r starting at a + row_off[r], each made of `taps` segments
+ * of `seg` bytes (seg a multiple of 4), segment t at + tap_off[t]: a
+ * convolution's taps read straight from its padded input.  Weights are
+ * packed in panels of 16 output channels: panel p, k-quad g, channel j,
+ * byte i at w[p * K * 16 + g * 64 + 4 j + i] = W[4g + i][16p + j] with
+ * K = taps * seg.  Results: c[r * ldc + 16 p + j], int32, for the first
+ * `rows` rows (all KD_QROWS are read). */
 typedef struct kd_qgemm_args {
     const uint8_t *a;
-    size_t row_stride;
+    const size_t *row_off;
     int taps;
     const int32_t *tap_off;
     int seg;
@@ -54,16 +55,19 @@ const char *kd_qgemm_kernel_name(void);
 /* Activation clamps folded into the requantisation. */
 typedef enum kd_qact { KD_QACT_NONE = 0, KD_QACT_RELU = 1, KD_QACT_RELU6 = 2 } kd_qact;
 
-/* A prepared layer.  A dense layer is a 1x1 convolution over a 1x1xK input. */
+/* A prepared layer.  The input is copied into a padded buffer whose pixels
+ * have cp = c rounded up to 4 channels (the weights of the extra channels
+ * are 0), so that every tap is a run of whole k-quads; a dense layer is a
+ * 1x1 convolution over a 1x1xK input. */
 typedef struct kd_qconv {
     kd_conv_geom g;       /* g.n unused; one group */
-    bool direct;          /* taps read from a padded copy (c % 4 == 0), else im2col rows */
-    int k, kp, n, panels; /* K = kh kw c, K padded to 4, output channels, N / 16 rounded up */
+    int cp;               /* channels of a padded pixel */
+    int k, kp, n, panels; /* K = kh kw c, kh kw cp, output channels, N / 16 rounded up */
     int8_t *w;            /* packed, panels * kp * 16 bytes */
-    int32_t *tap_off;     /* direct: offset of each tap in the padded input */
+    int32_t *tap_off;     /* offset of each tap in the padded input */
     int32_t *corr;        /* z_x * column sums of the weights, per channel */
     float *mul_f, *add_f; /* float output: (acc - corr) * mul_f + add_f */
-    float *mul_q, *add_q; /* u8 output: the same in units of the output scale, + z_y */
+    float *mul_q, *add_q; /* u8 output: the same in units of the output scale, + z_y + 0.5 */
     float lo_f, hi_f, lo_q, hi_q; /* clamps (activation and u8 range) */
     uint8_t in_zp;
 } kd_qconv;
@@ -75,20 +79,41 @@ kdens_status kd_qconv_init(kd_qconv *q, const kd_conv_geom *g, const int8_t *wq,
                            const float *w_scale, const float *bias, float in_scale, int in_zp,
                            float out_scale, int out_zp, kd_qact act);
 void kd_qconv_release(kd_qconv *q);
-/* Bytes of the padded input copy for n images (0 when not direct), and of
- * each thread's scratch. */
+/* Bytes of the padded input copy of n images. */
 size_t kd_qconv_pad_bytes(const kd_qconv *q, size_t n);
-size_t kd_qconv_part_bytes(const kd_qconv *q);
 /* n images of u8 input x (N x H x W x C) to y8 (u8, may be NULL) and yf
- * (float, may be NULL), on the library's threads with the given kernel.
- * pad holds kd_qconv_pad_bytes(n); part scratch of kd_qconv_part_bytes()
- * bytes for each of kd_threads() parts lies part_stride bytes apart. */
+ * (float, may be NULL), on the library's threads with the given kernel;
+ * pad holds kd_qconv_pad_bytes(n). */
 void kd_qconv_forward(const kd_qconv *q, kd_qgemm_fn kernel, size_t n, const uint8_t *x,
-                      uint8_t *y8, float *yf, uint8_t *pad, uint8_t *scratch,
-                      size_t part_stride);
+                      uint8_t *y8, float *yf, uint8_t *pad);
+
+/* A two-input add of u8 tensors (a ResNet's residual sum) with its
+ * activation's clamp: the real sum s_a (q_a - z_a) + s_b (q_b - z_b),
+ * written as u8 in the output's scale and/or as float. */
+typedef struct kd_qadd {
+    float ma, mb, cq; /* u8 out: q_a ma + q_b mb + cq (z_y and + 0.5 in cq) */
+    float fa, fb, cf; /* float out: q_a fa + q_b fb + cf */
+    float lo_f, hi_f, lo_q, hi_q;
+} kd_qadd;
+
+void kd_qadd_init(kd_qadd *q, float sa, int za, float sb, int zb, float out_scale, int out_zp,
+                  kd_qact act);
+/* count elements, on the library's threads; y8 or yf may be NULL. */
+void kd_qadd_forward(const kd_qadd *q, size_t count, const uint8_t *a, const uint8_t *b,
+                     uint8_t *y8, float *yf);
 
 /* q = clamp(round(x / scale) + zp, 0, 255) with inv_scale = 1 / scale;
  * NaN gives 0. */
-void kd_quantize_u8(const float *x, size_t count, float inv_scale, int zp, uint8_t *q);
+void kd_quantize_u8(const float *restrict x, size_t count, float inv_scale, int zp,
+                    uint8_t *restrict q);
+/* The requantisation of int32 sums (qconv.c). */
+void kd_requant_f32(const int32_t *restrict acc, int ldc, int rows, int j0, int j1,
+                    const int32_t *restrict corr, const float *restrict mul,
+                    const float *restrict add, float lo, float hi, float *restrict out,
+                    size_t out_stride);
+void kd_requant_u8(const int32_t *restrict acc, int ldc, int rows, int j0, int j1,
+                   const int32_t *restrict corr, const float *restrict mul,
+                   const float *restrict add, float lo, float hi, uint8_t *restrict out,
+                   size_t out_stride);
 
 #endif

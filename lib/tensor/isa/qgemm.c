@@ -32,7 +32,7 @@ void KD_ISA(kd_qgemm)(const kd_qgemm_args *q)
             for (int k = 0; k < q->seg; k += 4) {
                 const int8_t *wk = wt + (size_t)k * 16;
                 for (int r = 0; r < KD_QROWS; r++) {
-                    const uint8_t *ar = base + (size_t)r * q->row_stride + k;
+                    const uint8_t *ar = base + q->row_off[r] + k;
                     int a0 = ar[0], a1 = ar[1], a2 = ar[2], a3 = ar[3];
                     for (int j = 0; j < 16; j++)
                         acc[r][j] += a0 * wk[4 * j] + a1 * wk[4 * j + 1] + a2 * wk[4 * j + 2] +
@@ -59,6 +59,8 @@ static inline int32_t load4(const uint8_t *p)
 __attribute__((target("avx512vnni"))) void kd_qgemm_vnni_avx512(const kd_qgemm_args *q)
 {
     const int kp = q->taps * q->seg;
+    size_t off[KD_QROWS];
+    memcpy(off, q->row_off, sizeof off);
     for (int p = 0; p < q->panels; p++) {
         const int8_t *wp = q->w + (size_t)p * kp * 16;
         __m512i acc[KD_QROWS];
@@ -71,7 +73,7 @@ __attribute__((target("avx512vnni"))) void kd_qgemm_vnni_avx512(const kd_qgemm_a
                 __m512i w = _mm512_loadu_si512((const void *)(wt + (size_t)k * 16));
                 for (int r = 0; r < KD_QROWS; r++)
                     acc[r] = _mm512_dpbusd_epi32(
-                        acc[r], _mm512_set1_epi32(load4(base + (size_t)r * q->row_stride + k)),
+                        acc[r], _mm512_set1_epi32(load4(base + off[r] + k)),
                         w);
             }
         }
@@ -90,16 +92,18 @@ __attribute__((target("avxvnni"))) static void vnni_half(const kd_qgemm_args *q,
 {
     enum { H = KD_QROWS / 2 };
     __m256i lo[H], hi[H];
+    size_t off[H];
+    memcpy(off, q->row_off + r0, sizeof off);
     for (int r = 0; r < H; r++)
         lo[r] = hi[r] = _mm256_setzero_si256();
     for (int t = 0; t < q->taps; t++) {
-        const uint8_t *base = q->a + q->tap_off[t] + (size_t)r0 * q->row_stride;
+        const uint8_t *base = q->a + q->tap_off[t];
         const int8_t *wt = wp + (size_t)t * q->seg * 16;
         for (int k = 0; k < q->seg; k += 4) {
             __m256i w0 = _mm256_loadu_si256((const void *)(wt + (size_t)k * 16));
             __m256i w1 = _mm256_loadu_si256((const void *)(wt + (size_t)k * 16 + 32));
             for (int r = 0; r < H; r++) {
-                __m256i a = _mm256_set1_epi32(load4(base + (size_t)r * q->row_stride + k));
+                __m256i a = _mm256_set1_epi32(load4(base + off[r] + k));
                 lo[r] = _mm256_dpbusd_avx_epi32(lo[r], a, w0);
                 hi[r] = _mm256_dpbusd_avx_epi32(hi[r], a, w1);
             }
