@@ -327,7 +327,7 @@ $(BUILD)/tests/test_alloc: TEST_LDFLAGS := \
 # The convolution, layer and model tests run once per kernel path this
 # processor supports (KDENS_CPU=generic, avx2, avx512); the others once, on
 # the path chosen by default.
-PATH_TESTS := test_reference test_layers test_model
+PATH_TESTS := test_reference test_layers test_model test_quant
 check: check-deps
 	@$(MAKE) --no-print-directory all $(TEST_BIN)
 	@failed=0; $(MAKE) --no-print-directory check-layers check-abi || failed=1; \

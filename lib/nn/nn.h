@@ -241,6 +241,12 @@ bool kd_qmodel_param_stored(const kdens_model *m, int param);
 void kd_qmodel_write(const kdens_model *m, kd_buf *b);
 kdens_status kd_qmodel_read(const char *path, kdens_model *m, const uint8_t *data, size_t len);
 const char *kd_calibration_name(kdens_calibration method);
+/* For tests: the number of int8 layers; the scale (and zero point) of a
+ * node's u8 form (0: none); a node's output after the last forward,
+ * dequantised where only its u8 form exists (KDENS_E_STATE: folded away). */
+int kd_qmodel_layer_count(const kdens_model *m);
+float kd_qmodel_scale(const kdens_model *m, int node, int *zp);
+kdens_status kd_qmodel_node_output(const kdens_model *m, int node, size_t n, float *out);
 
 /* ---- specs, architectures, files ------------------------------------------------- */
 

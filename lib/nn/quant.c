@@ -261,8 +261,10 @@ static kdens_status quantise_weights(kdens_model *m, kd_qlayer *L)
     kdens_status st = KDENS_OK;
     for (int j = 0; j < L->n && st == KDENS_OK; j++) {
         double amax = 0;
-        for (int k = 0; k < L->k; k++)
-            amax = fmax(amax, fabs(w[(size_t)k * L->n + j] * mul[j]));
+        for (int k = 0; k < L->k; k++) {
+            double v = fabs(w[(size_t)k * L->n + j] * mul[j]);
+            amax = v > amax || v != v ? v : amax; /* a NaN stays */
+        }
         double s = amax > 0 ? amax / 127.0 : 1.0;
         if (!isfinite(amax) || !isfinite(add[j]) || !isfinite(s) || (float)s <= 0 ||
             !isfinite((float)add[j])) {
@@ -312,10 +314,14 @@ static kdens_status forward_images(kdens_model *m, const uint8_t *images, size_t
             size_t count = nc * kd_node_size(&m->nodes[i]);
             if (pass == 0) {
                 double lo = c->lo[i], hi = c->hi[i];
+                bool finite = true;
                 for (size_t e = 0; e < count; e++) {
                     lo = v[e] < lo ? v[e] : lo;
                     hi = v[e] > hi ? v[e] : hi;
+                    finite &= v[e] - v[e] == 0; /* false for NaN and infinities */
                 }
+                if (!finite)
+                    hi = INFINITY; /* refused by calibrate() */
                 c->lo[i] = lo;
                 c->hi[i] = hi;
             } else {
@@ -701,5 +707,35 @@ kdens_status kd_qmodel_read(const char *path, kdens_model *m, const uint8_t *dat
     }
     kd_model_release_buffers(m);
     m->q = q;
+    return KDENS_OK;
+}
+
+/* ---- for tests ---------------------------------------------------------------------- */
+
+int kd_qmodel_layer_count(const kdens_model *m) { return m->q ? m->q->n_layers : 0; }
+
+float kd_qmodel_scale(const kdens_model *m, int node, int *zp)
+{
+    if (!m->q || node < 0 || node >= m->n_nodes)
+        return 0;
+    if (zp)
+        *zp = m->q->zp[node];
+    return m->q->scale[node];
+}
+
+kdens_status kd_qmodel_node_output(const kdens_model *m, int node, size_t n, float *out)
+{
+    const kd_qmodel *q = m->q;
+    if (!q || node < 0 || node >= m->n_nodes || n > m->cap_n)
+        return kd_fail(KDENS_E_ARG, "no int8 output of node %d", node);
+    size_t count = n * kd_node_size(&m->nodes[node]);
+    if (q->float_out[node] && m->nodes[node].out) {
+        memcpy(out, m->nodes[node].out, sizeof(float) * count);
+        return KDENS_OK;
+    }
+    if (q->scale[node] == 0 || !q->u8[node] || !q->fresh[node])
+        return kd_fail(KDENS_E_STATE, "node %d has no output in the int8 model", node);
+    for (size_t i = 0; i < count; i++)
+        out[i] = q->scale[node] * (float)((int)q->u8[node][i] - q->zp[node]);
     return KDENS_OK;
 }
