@@ -114,6 +114,11 @@ KDENS_API const char *kdens_cpu_path(void);
 /* The paths this processor supports, lowest first, space-separated
  * (e.g. "generic avx2 avx512"). */
 KDENS_API const char *kdens_cpu_paths(void);
+/* The int8 kernel of quantised models on the path in use: "avx512-vnni" or
+ * "avx-vnni" where the processor has the dot-product instruction of the
+ * path's registers, else the path's portable kernel ("avx512", "avx2",
+ * "generic").  All give the same results (kdens_model_quantize_u8). */
+KDENS_API const char *kdens_cpu_int8_kernel(void);
 /* Use the named path (NULL or "auto": the best supported).  KDENS_E_ARG for
  * an unknown name or a path the processor lacks.  Process-wide; call it
  * while no other thread is running the library's kernels. */

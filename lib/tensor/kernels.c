@@ -48,3 +48,5 @@ const char *kd_qgemm_kernel_name(void)
     default: return "generic";
     }
 }
+
+const char *kdens_cpu_int8_kernel(void) { return kd_qgemm_kernel_name(); }
