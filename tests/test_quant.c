@@ -62,8 +62,9 @@ static void test_kernels_exact_on_every_path(void **state)
                                 }
                                 ref[r * ldc + 16 * p + j] = (int32_t)sum;
                             }
-                    kd_qgemm_args q = {a, row_off, taps, tap_off, seg, w, panels, rows, got,
-                                       ldc};
+                    kd_qgemm_args q = {.a = a, .row_off = row_off, .taps = taps,
+                                       .tap_off = tap_off, .seg = seg, .w = w,
+                                       .panels = panels, .rows = rows, .c = got, .ldc = ldc};
                     for (int path = 0; path < KD_CPU_PATHS; path++) {
                         const kd_kernels *kern = kd_kernels_for((kd_cpu_path)path);
                         if (!kern)
@@ -82,6 +83,36 @@ static void test_kernels_exact_on_every_path(void **state)
                                              kd_cpu_path_name((kd_cpu_path)path),
                                              vnni ? "+vnni" : "", taps, seg, panels, r);
                         }
+                    }
+                    /* requantised in registers: the bytes of kd_requant_u8 */
+                    const kd_kernels *k512 = kd_kernels_for(KD_CPU_AVX512);
+                    if (k512 && k512->qgemm_vnni_u8 && kd_cpu_has_vnni(KD_CPU_AVX512)) {
+                        int32_t corr[48];
+                        float mul[48], add[48];
+                        for (int j = 0; j < ldc; j++) {
+                            corr[j] = (int32_t)(lcg(&s) % 20000) - 10000;
+                            mul[j] = (float)(lcg(&s) % 1000) * 1e-6f + 1e-5f;
+                            add[j] = (float)(lcg(&s) % 200) + 0.5f;
+                        }
+                        int n_out = ldc - (int)(lcg(&s) % 16); /* a part-filled last panel */
+                        uint8_t want[KD_QROWS * 48], have[KD_QROWS * 48];
+                        memset(want, 7, sizeof want);
+                        memset(have, 7, sizeof have);
+                        kd_requant_u8(ref, ldc, rows, 0, n_out, corr, mul, add, 3.5f, 250.5f,
+                                      want, (size_t)ldc);
+                        kd_qgemm_args qu = q;
+                        qu.corr = corr;
+                        qu.mul = mul;
+                        qu.add = add;
+                        qu.lo = 3.5f;
+                        qu.hi = 250.5f;
+                        qu.out = have;
+                        qu.out_stride = (size_t)ldc;
+                        qu.n = n_out;
+                        k512->qgemm_vnni_u8(&qu);
+                        if (memcmp(want, have, sizeof want) != 0)
+                            fail_msg("requantisation in registers differs (taps %d seg %d "
+                                     "panels %d rows %d)", taps, seg, panels, rows);
                     }
                     free(a);
                     free(w);

@@ -1,21 +1,21 @@
 /* The tables of the dispatched kernels, one per instruction-set path. */
 #include "kernels.h"
 
-#define KD_TABLE(sfx, p, vnni)                                                               \
+#define KD_TABLE(sfx, p, vnni, vnni_u8)                                                      \
     {                                                                                        \
         p, kd_gemm_##sfx, kd_direct_forward_##sfx, kd_direct_backward_weights_##sfx,         \
             kd_exp_##sfx, kd_sigmoid_##sfx, kd_swish_##sfx, kd_swish_backward_##sfx,         \
-            kd_qgemm_##sfx, vnni                                                             \
+            kd_qgemm_##sfx, vnni, vnni_u8                                                    \
     }
 
 static const kd_kernels tables[KD_CPU_PATHS] = {
-    KD_TABLE(generic, KD_CPU_GENERIC, NULL),
+    KD_TABLE(generic, KD_CPU_GENERIC, NULL, NULL),
 #ifdef KD_HAVE_X86_PATHS
-    KD_TABLE(avx2, KD_CPU_AVX2, kd_qgemm_vnni_avx2),
-    KD_TABLE(avx512, KD_CPU_AVX512, kd_qgemm_vnni_avx512),
+    KD_TABLE(avx2, KD_CPU_AVX2, kd_qgemm_vnni_avx2, NULL),
+    KD_TABLE(avx512, KD_CPU_AVX512, kd_qgemm_vnni_avx512, kd_qgemm_vnni_u8_avx512),
 #else
-    KD_TABLE(generic, KD_CPU_GENERIC, NULL),
-    KD_TABLE(generic, KD_CPU_GENERIC, NULL),
+    KD_TABLE(generic, KD_CPU_GENERIC, NULL, NULL),
+    KD_TABLE(generic, KD_CPU_GENERIC, NULL, NULL),
 #endif
 };
 
@@ -36,6 +36,14 @@ kd_qgemm_fn kd_qgemm_kernel(void)
     if (k->qgemm_vnni && kd_qgemm_allow_vnni && kd_cpu_has_vnni(k->path))
         return k->qgemm_vnni;
     return k->qgemm;
+}
+
+kd_qgemm_fn kd_qgemm_kernel_u8(void)
+{
+    const kd_kernels *k = kd_kernels_active();
+    if (k->qgemm_vnni_u8 && kd_qgemm_allow_vnni && kd_cpu_has_vnni(k->path))
+        return k->qgemm_vnni_u8;
+    return NULL;
 }
 
 const char *kd_qgemm_kernel_name(void)

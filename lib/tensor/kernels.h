@@ -29,6 +29,8 @@ typedef struct kd_kernels {
      * only where kd_cpu_has_vnni(path).  Identical int32 results. */
     kd_qgemm_fn qgemm;
     kd_qgemm_fn qgemm_vnni;
+    /* the VNNI kernel requantising to u8 itself (qconv.h), or NULL */
+    kd_qgemm_fn qgemm_vnni_u8;
 } kd_kernels;
 
 /* The table of the active path (kd_cpu_active()). */
@@ -63,6 +65,7 @@ KD_DECLARE_KERNELS(avx2)
 KD_DECLARE_KERNELS(avx512)
 void kd_qgemm_vnni_avx2(const kd_qgemm_args *q);
 void kd_qgemm_vnni_avx512(const kd_qgemm_args *q);
+void kd_qgemm_vnni_u8_avx512(const kd_qgemm_args *q);
 #endif
 
 #endif

@@ -99,7 +99,7 @@ size_t kd_qconv_pad_bytes(const kd_qconv *q, size_t n) { return n * padded_image
 
 typedef struct qjob {
     const kd_qconv *q;
-    kd_qgemm_fn kernel;
+    kd_qgemm_fn kernel, kernel_u8; /* kernel_u8: requantising to u8 itself, or NULL */
     size_t n;
     const uint8_t *x;
     uint8_t *y8, *pad;
@@ -149,16 +149,19 @@ KD_CLONES void kd_requant_f32(const int32_t *restrict acc, int ldc, int rows, in
         const int32_t *a = acc + (size_t)r * ldc;
         float *o = out + (size_t)r * out_stride;
         for (int j = j0; j < j1; j += 16) {
-            float tmp[16];
-            for (int t = 0; t < 16; t++) {
-                float v = (float)(a[j - j0 + t] - corr[j + t]) * mul[j + t] + add[j + t];
-                v = v > lo ? v : lo;
-                tmp[t] = v < hi ? v : hi;
-            }
-            if (j1 - j >= 16)
-                memcpy(o + j, tmp, sizeof tmp);
+            int cnt = j1 - j >= 16 ? 16 : j1 - j;
+            if (cnt == 16)
+                for (int t = 0; t < 16; t++) {
+                    float v = (float)(a[j - j0 + t] - corr[j + t]) * mul[j + t] + add[j + t];
+                    v = v > lo ? v : lo;
+                    o[j + t] = v < hi ? v : hi;
+                }
             else
-                memcpy(o + j, tmp, sizeof(float) * (size_t)(j1 - j));
+                for (int t = 0; t < cnt; t++) {
+                    float v = (float)(a[j - j0 + t] - corr[j + t]) * mul[j + t] + add[j + t];
+                    v = v > lo ? v : lo;
+                    o[j + t] = v < hi ? v : hi;
+                }
         }
     }
 }
@@ -172,17 +175,21 @@ KD_CLONES void kd_requant_u8(const int32_t *restrict acc, int ldc, int rows, int
         const int32_t *a = acc + (size_t)r * ldc;
         uint8_t *o = out + (size_t)r * out_stride;
         for (int j = j0; j < j1; j += 16) {
-            uint8_t tmp[16];
-            for (int t = 0; t < 16; t++) {
-                float v = (float)(a[j - j0 + t] - corr[j + t]) * mul[j + t] + add[j + t];
-                v = v > lo ? v : lo;
-                v = v < hi ? v : hi;
-                tmp[t] = (uint8_t)(int32_t)v;
-            }
-            if (j1 - j >= 16)
-                memcpy(o + j, tmp, sizeof tmp);
+            int cnt = j1 - j >= 16 ? 16 : j1 - j;
+            if (cnt == 16)
+                for (int t = 0; t < 16; t++) {
+                    float v = (float)(a[j - j0 + t] - corr[j + t]) * mul[j + t] + add[j + t];
+                    v = v > lo ? v : lo;
+                    v = v < hi ? v : hi;
+                    o[j + t] = (uint8_t)(int32_t)v;
+                }
             else
-                memcpy(o + j, tmp, (size_t)(j1 - j));
+                for (int t = 0; t < cnt; t++) {
+                    float v = (float)(a[j - j0 + t] - corr[j + t]) * mul[j + t] + add[j + t];
+                    v = v > lo ? v : lo;
+                    v = v < hi ? v : hi;
+                    o[j + t] = (uint8_t)(int32_t)v;
+                }
         }
     }
 }
@@ -208,6 +215,9 @@ static void conv_part(int part, int parts, void *arg)
     args.tap_off = q->tap_off;
     args.seg = q->cp;
     args.c = acc;
+    args.lo = q->lo_q + 0.5f;
+    args.hi = q->hi_q + 0.5f;
+    args.out_stride = (size_t)q->n;
     for (size_t t = begin; t < end; t++) {
         size_t p0 = t * KD_QROWS;
         args.rows = (int)KD_MIN((size_t)KD_QROWS, pixels - p0);
@@ -226,8 +236,17 @@ static void conv_part(int part, int parts, void *arg)
             args.panels = KD_MIN(KD_QPANELS, q->panels - p);
             args.w = q->w + (size_t)p * q->kp * 16;
             args.ldc = args.panels * 16;
-            j->kernel(&args);
             int j0 = 16 * p, j1 = KD_MIN(q->n, 16 * (p + args.panels));
+            if (j->kernel_u8) { /* requantised in the kernel */
+                args.corr = q->corr + j0;
+                args.mul = q->mul_q + j0;
+                args.add = q->add_q + j0;
+                args.out = j->y8 + p0 * q->n + j0;
+                args.n = j1 - j0;
+                j->kernel_u8(&args);
+                continue;
+            }
+            j->kernel(&args);
             if (j->yf)
                 kd_requant_f32(acc, args.ldc, args.rows, j0, j1, q->corr, q->mul_f, q->add_f,
                                q->lo_f, q->hi_f, j->yf + p0 * q->n, (size_t)q->n);
@@ -241,7 +260,8 @@ static void conv_part(int part, int parts, void *arg)
 void kd_qconv_forward(const kd_qconv *q, kd_qgemm_fn kernel, size_t n, const uint8_t *x,
                       uint8_t *y8, float *yf, uint8_t *pad)
 {
-    qjob j = {q, kernel, n, x, y8, pad, yf};
+    /* a kernel that requantises itself, when the output is u8 alone */
+    qjob j = {q, kernel, y8 && !yf ? kd_qgemm_kernel_u8() : NULL, n, x, y8, pad, yf};
     kd_parallel_for(n, 1, pad_images, &j);
     size_t tiles = (n * q->g.oh * q->g.ow + KD_QROWS - 1) / KD_QROWS;
     kd_parallel_parts((int)KD_MIN((size_t)kd_threads(), tiles), conv_part, &j);

@@ -37,6 +37,16 @@ typedef struct kd_qgemm_args {
     int rows;
     int32_t *c;
     int ldc;
+    /* For kernels that requantise in registers (kd_qgemm_kernel_u8): the
+     * first n columns of the output rows written as kd_requant_u8 would
+     * (out + r * out_stride + j), with corr, mul and add from column 0 of
+     * this call's first panel.  c is not written then. */
+    const int32_t *corr;
+    const float *mul, *add;
+    float lo, hi;
+    uint8_t *out;
+    size_t out_stride;
+    int n;
 } kd_qgemm_args;
 
 typedef void (*kd_qgemm_fn)(const kd_qgemm_args *q);
@@ -45,6 +55,10 @@ typedef void (*kd_qgemm_fn)(const kd_qgemm_args *q);
  * one and the processor the instruction, else the path's portable one.
  * All return the same bits. */
 kd_qgemm_fn kd_qgemm_kernel(void);
+/* The kernel of the active path that also requantises to u8 in registers
+ * (bit for bit kd_requant_u8 of the sums), or NULL where there is none:
+ * AVX512-VNNI, whose embedded-rounding multiply and add are never fused. */
+kd_qgemm_fn kd_qgemm_kernel_u8(void);
 /* For tests and benchmarks: false makes kd_qgemm_kernel() ignore VNNI.
  * Not thread-safe. */
 extern bool kd_qgemm_allow_vnni;

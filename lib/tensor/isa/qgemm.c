@@ -55,8 +55,13 @@ static inline int32_t load4(const uint8_t *p)
 #if defined(KD_ISA_AVX512) && defined(__x86_64__)
 /* 12 rows x 16 channels: 12 zmm accumulators, the weights of four k per
  * channel in one register, each row's four activations broadcast from
- * memory. */
-__attribute__((target("avx512vnni"))) void kd_qgemm_vnni_avx512(const kd_qgemm_args *q)
+ * memory.  With u8, the sums are requantised in registers: the operations
+ * of kd_requant_u8 (qconv.c) one by one -- int32 to float, a multiply and
+ * an add each rounded to nearest (embedded rounding: never contracted into
+ * a fused multiply-add), the clamps, truncation -- so the bytes are the
+ * same as the portable path's. */
+__attribute__((target("avx512vnni"))) static inline void
+vnni_zmm(const kd_qgemm_args *q, bool u8)
 {
     const int kp = q->taps * q->seg;
     size_t off[KD_QROWS];
@@ -73,14 +78,34 @@ __attribute__((target("avx512vnni"))) void kd_qgemm_vnni_avx512(const kd_qgemm_a
                 __m512i w = _mm512_loadu_si512((const void *)(wt + (size_t)k * 16));
                 for (int r = 0; r < KD_QROWS; r++)
                     acc[r] = _mm512_dpbusd_epi32(
-                        acc[r], _mm512_set1_epi32(load4(base + off[r] + k)),
-                        w);
+                        acc[r], _mm512_set1_epi32(load4(base + off[r] + k)), w);
             }
         }
-        for (int r = 0; r < q->rows; r++)
-            _mm512_storeu_si512((void *)(q->c + (size_t)r * q->ldc + 16 * p), acc[r]);
+        if (!u8) {
+            for (int r = 0; r < q->rows; r++)
+                _mm512_storeu_si512((void *)(q->c + (size_t)r * q->ldc + 16 * p), acc[r]);
+            continue;
+        }
+        int cols = q->n - 16 * p;
+        if (cols <= 0)
+            break;
+        __mmask16 keep = cols >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << cols) - 1);
+        __m512i corr = _mm512_loadu_si512((const void *)(q->corr + 16 * p));
+        __m512 mul = _mm512_loadu_ps(q->mul + 16 * p), add = _mm512_loadu_ps(q->add + 16 * p);
+        __m512 lo = _mm512_set1_ps(q->lo), hi = _mm512_set1_ps(q->hi);
+        for (int r = 0; r < q->rows; r++) {
+            __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r], corr));
+            v = _mm512_mul_round_ps(v, mul, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            v = _mm512_add_round_ps(v, add, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+            __m128i b = _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v));
+            _mm_mask_storeu_epi8(q->out + (size_t)r * q->out_stride + 16 * p, keep, b);
+        }
     }
 }
+
+void kd_qgemm_vnni_avx512(const kd_qgemm_args *q) { vnni_zmm(q, false); }
+void kd_qgemm_vnni_u8_avx512(const kd_qgemm_args *q) { vnni_zmm(q, true); }
 #endif
 
 #if defined(KD_ISA_AVX2) && defined(__x86_64__)
