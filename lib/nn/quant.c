@@ -36,7 +36,7 @@ enum { ROLE_FLOAT = -1, ROLE_ABSORBED = -2 };
 #define PCT_BINS 2048
 
 typedef struct kd_qlayer {
-    int node, out, bn; /* the conv, dense or add node, the node it stands for, the folded batch norm */
+    int node, out, bn; /* the conv, dense or add node; the node it stands for; the batch norm */
     bool is_add;       /* a two-input add: no weights (k = n = 0) */
     kd_qact act;
     int k, n;

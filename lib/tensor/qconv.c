@@ -139,11 +139,15 @@ static void pad_images(size_t begin, size_t end, void *arg)
  * rows; corr, mul and add hold whole panels of 16.  u8 outputs are rounded
  * half up: add holds + 0.5 and the clamps keep the value in [0.5, 255.5],
  * where truncation rounds.  A panel at a time, 16 lanes wide, so that the
- * compiler keeps it in one vector without loop remainders. */
-KD_CLONES void kd_requant_f32(const int32_t *restrict acc, int ldc, int rows, int j0, int j1,
-                              const int32_t *restrict corr, const float *restrict mul,
-                              const float *restrict add, float lo, float hi,
-                              float *restrict out, size_t out_stride)
+ * compiler keeps it in one vector without loop remainders.  Cloned per
+ * instruction set (KD_CLONES) and static, because clang names the clones'
+ * dispatcher apart from the function, out of reach of other files: the
+ * kd_ functions below call them. */
+KD_CLONES static void requant_f32_impl(const int32_t *restrict acc, int ldc, int rows, int j0,
+                                       int j1, const int32_t *restrict corr,
+                                       const float *restrict mul, const float *restrict add,
+                                       float lo, float hi, float *restrict out,
+                                       size_t out_stride)
 {
     for (int r = 0; r < rows; r++) {
         const int32_t *a = acc + (size_t)r * ldc;
@@ -166,10 +170,19 @@ KD_CLONES void kd_requant_f32(const int32_t *restrict acc, int ldc, int rows, in
     }
 }
 
-KD_CLONES void kd_requant_u8(const int32_t *restrict acc, int ldc, int rows, int j0, int j1,
-                             const int32_t *restrict corr, const float *restrict mul,
-                             const float *restrict add, float lo, float hi,
-                             uint8_t *restrict out, size_t out_stride)
+void kd_requant_f32(const int32_t *restrict acc, int ldc, int rows, int j0, int j1,
+                    const int32_t *restrict corr, const float *restrict mul,
+                    const float *restrict add, float lo, float hi, float *restrict out,
+                    size_t out_stride)
+{
+    requant_f32_impl(acc, ldc, rows, j0, j1, corr, mul, add, lo, hi, out, out_stride);
+}
+
+KD_CLONES static void requant_u8_impl(const int32_t *restrict acc, int ldc, int rows, int j0,
+                                      int j1, const int32_t *restrict corr,
+                                      const float *restrict mul, const float *restrict add,
+                                      float lo, float hi, uint8_t *restrict out,
+                                      size_t out_stride)
 {
     for (int r = 0; r < rows; r++) {
         const int32_t *a = acc + (size_t)r * ldc;
@@ -192,6 +205,14 @@ KD_CLONES void kd_requant_u8(const int32_t *restrict acc, int ldc, int rows, int
                 }
         }
     }
+}
+
+void kd_requant_u8(const int32_t *restrict acc, int ldc, int rows, int j0, int j1,
+                   const int32_t *restrict corr, const float *restrict mul,
+                   const float *restrict add, float lo, float hi, uint8_t *restrict out,
+                   size_t out_stride)
+{
+    requant_u8_impl(acc, ldc, rows, j0, j1, corr, mul, add, lo, hi, out, out_stride);
 }
 
 /* Tiles of KD_QROWS consecutive output pixels -- over rows and images, so
@@ -329,8 +350,8 @@ void kd_qadd_forward(const kd_qadd *q, size_t count, const uint8_t *a, const uin
     kd_parallel_for(count, 1 << 15, qadd_range, &j);
 }
 
-KD_CLONES void kd_quantize_u8(const float *restrict x, size_t count, float inv_scale, int zp,
-                              uint8_t *restrict q)
+KD_CLONES static void quantize_u8_impl(const float *restrict x, size_t count, float inv_scale,
+                                       int zp, uint8_t *restrict q)
 {
     /* + 0.5 and a clamp to [0.5, 255.5]: truncation then rounds half up
      * (written so that the compiler vectorises it) */
@@ -341,4 +362,10 @@ KD_CLONES void kd_quantize_u8(const float *restrict x, size_t count, float inv_s
         v = v < 255.5f ? v : 255.0f;
         q[i] = (uint8_t)(int32_t)v;
     }
+}
+
+void kd_quantize_u8(const float *restrict x, size_t count, float inv_scale, int zp,
+                    uint8_t *restrict q)
+{
+    quantize_u8_impl(x, count, inv_scale, zp, q);
 }

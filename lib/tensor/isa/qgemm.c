@@ -17,6 +17,14 @@
 
 #if (defined(KD_ISA_AVX2) || defined(KD_ISA_AVX512)) && defined(__x86_64__)
 #include <immintrin.h>
+
+/* Four activations as the 32-bit lane vpdpbusd multiplies. */
+static inline int32_t load4(const uint8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
 #endif
 
 void KD_ISA(kd_qgemm)(const kd_qgemm_args *q)
@@ -43,13 +51,6 @@ void KD_ISA(kd_qgemm)(const kd_qgemm_args *q)
         for (int r = 0; r < q->rows; r++)
             memcpy(q->c + (size_t)r * q->ldc + 16 * p, acc[r], sizeof acc[r]);
     }
-}
-
-static inline int32_t load4(const uint8_t *p)
-{
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
 }
 
 #if defined(KD_ISA_AVX512) && defined(__x86_64__)
