@@ -54,55 +54,78 @@ void KD_ISA(kd_qgemm)(const kd_qgemm_args *q)
 }
 
 #if defined(KD_ISA_AVX512) && defined(__x86_64__)
-/* 12 rows x 16 channels: 12 zmm accumulators, the weights of four k per
+/* The sums of rows x 16 channels (acc) to int32 or requantised bytes. */
+__attribute__((target("avx512vnni"), always_inline)) static inline void
+store_zmm(const kd_qgemm_args *q, int p, const __m512i *acc, bool u8)
+{
+    if (!u8) {
+        for (int r = 0; r < q->rows; r++)
+            _mm512_storeu_si512((void *)(q->c + (size_t)r * q->ldc + 16 * p), acc[r]);
+        return;
+    }
+    int cols = q->n - 16 * p;
+    if (cols <= 0)
+        return;
+    __mmask16 keep = cols >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << cols) - 1);
+    __m512i corr = _mm512_loadu_si512((const void *)(q->corr + 16 * p));
+    __m512 mul = _mm512_loadu_ps(q->mul + 16 * p), add = _mm512_loadu_ps(q->add + 16 * p);
+    __m512 lo = _mm512_set1_ps(q->lo), hi = _mm512_set1_ps(q->hi);
+    for (int r = 0; r < q->rows; r++) {
+        __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r], corr));
+        v = _mm512_mul_round_ps(v, mul, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        v = _mm512_add_round_ps(v, add, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+        __m128i b = _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v));
+        _mm_mask_storeu_epi8(q->out + (size_t)r * q->out_stride + 16 * p, keep, b);
+    }
+}
+
+/* Panels p and p + 1 at once where there are two (24 accumulators: each
+ * broadcast feeds two products), else one. */
+__attribute__((target("avx512vnni"), always_inline)) static inline void
+tile_zmm(const kd_qgemm_args *q, const size_t *off, int p, bool two, bool u8)
+{
+    const int kp = q->taps * q->seg;
+    const int8_t *w0 = q->w + (size_t)p * kp * 16, *w1 = w0 + (size_t)kp * 16;
+    __m512i acc0[KD_QROWS], acc1[KD_QROWS];
+    for (int r = 0; r < KD_QROWS; r++)
+        acc0[r] = acc1[r] = _mm512_setzero_si512();
+    for (int t = 0; t < q->taps; t++) {
+        const uint8_t *base = q->a + q->tap_off[t];
+        size_t wt = (size_t)t * q->seg * 16;
+        for (int k = 0; k < q->seg; k += 4) {
+            __m512i wa = _mm512_loadu_si512((const void *)(w0 + wt + (size_t)k * 16));
+            __m512i wb = two ? _mm512_loadu_si512((const void *)(w1 + wt + (size_t)k * 16))
+                             : wa;
+            for (int r = 0; r < KD_QROWS; r++) {
+                __m512i x = _mm512_set1_epi32(load4(base + off[r] + k));
+                acc0[r] = _mm512_dpbusd_epi32(acc0[r], x, wa);
+                if (two)
+                    acc1[r] = _mm512_dpbusd_epi32(acc1[r], x, wb);
+            }
+        }
+    }
+    store_zmm(q, p, acc0, u8);
+    if (two)
+        store_zmm(q, p + 1, acc1, u8);
+}
+
+/* 12 rows x 16 or 32 channels: zmm accumulators, the weights of four k per
  * channel in one register, each row's four activations broadcast from
  * memory.  With u8, the sums are requantised in registers: the operations
  * of kd_requant_u8 (qconv.c) one by one -- int32 to float, a multiply and
  * an add each rounded to nearest (embedded rounding: never contracted into
  * a fused multiply-add), the clamps, truncation -- so the bytes are the
  * same as the portable path's. */
-__attribute__((target("avx512vnni"))) static inline void
-vnni_zmm(const kd_qgemm_args *q, bool u8)
+__attribute__((target("avx512vnni"))) static void vnni_zmm(const kd_qgemm_args *q, bool u8)
 {
-    const int kp = q->taps * q->seg;
     size_t off[KD_QROWS];
     memcpy(off, q->row_off, sizeof off);
-    for (int p = 0; p < q->panels; p++) {
-        const int8_t *wp = q->w + (size_t)p * kp * 16;
-        __m512i acc[KD_QROWS];
-        for (int r = 0; r < KD_QROWS; r++)
-            acc[r] = _mm512_setzero_si512();
-        for (int t = 0; t < q->taps; t++) {
-            const uint8_t *base = q->a + q->tap_off[t];
-            const int8_t *wt = wp + (size_t)t * q->seg * 16;
-            for (int k = 0; k < q->seg; k += 4) {
-                __m512i w = _mm512_loadu_si512((const void *)(wt + (size_t)k * 16));
-                for (int r = 0; r < KD_QROWS; r++)
-                    acc[r] = _mm512_dpbusd_epi32(
-                        acc[r], _mm512_set1_epi32(load4(base + off[r] + k)), w);
-            }
-        }
-        if (!u8) {
-            for (int r = 0; r < q->rows; r++)
-                _mm512_storeu_si512((void *)(q->c + (size_t)r * q->ldc + 16 * p), acc[r]);
-            continue;
-        }
-        int cols = q->n - 16 * p;
-        if (cols <= 0)
-            break;
-        __mmask16 keep = cols >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << cols) - 1);
-        __m512i corr = _mm512_loadu_si512((const void *)(q->corr + 16 * p));
-        __m512 mul = _mm512_loadu_ps(q->mul + 16 * p), add = _mm512_loadu_ps(q->add + 16 * p);
-        __m512 lo = _mm512_set1_ps(q->lo), hi = _mm512_set1_ps(q->hi);
-        for (int r = 0; r < q->rows; r++) {
-            __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r], corr));
-            v = _mm512_mul_round_ps(v, mul, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            v = _mm512_add_round_ps(v, add, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-            __m128i b = _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v));
-            _mm_mask_storeu_epi8(q->out + (size_t)r * q->out_stride + 16 * p, keep, b);
-        }
-    }
+    int p = 0;
+    for (; p + 2 <= q->panels; p += 2)
+        tile_zmm(q, off, p, true, u8);
+    if (p < q->panels)
+        tile_zmm(q, off, p, false, u8);
 }
 
 void kd_qgemm_vnni_avx512(const kd_qgemm_args *q) { vnni_zmm(q, false); }
