@@ -17,9 +17,10 @@
  * Weights: symmetric per output channel, scale max|w| / 127.  Activations:
  * u8 with a zero point (the range must hold 0 so that zero padding is
  * exact), ranges calibrated on sample images by the float model:
- * min-max, or the 0.01th and 99.99th percentiles (the default: the few
- * largest activations of a ReLU network would otherwise stretch the scale
- * of every other value; measured in docs/benchmarks.md). */
+ * min-max, or the 0.01th and 99.99th percentiles (the tool's default: the
+ * few largest activations of a ReLU network would otherwise stretch the
+ * step of every other value, the more so the more images are seen;
+ * measured in docs/benchmarks.md). */
 #include "nn.h"
 
 #include "../tensor/kernels.h"

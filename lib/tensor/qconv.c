@@ -26,6 +26,8 @@ kdens_status kd_qconv_init(kd_qconv *q, const kd_conv_geom *g, const int8_t *wq,
     q->n = g->oc;
     q->panels = (q->n + 15) / 16;
     q->in_zp = (uint8_t)in_zp;
+    q->in_place = q->cp == g->c && g->pt == 0 && g->pl == 0 &&
+                  (g->oh - 1) * g->sh + g->kh == g->h && (g->ow - 1) * g->sw + g->kw == g->w;
     size_t np = (size_t)q->panels * 16;
     q->w = kd_alloc_aligned((size_t)q->kp * np);
     q->corr = malloc(sizeof(int32_t) * np);
@@ -95,7 +97,10 @@ static size_t padded_image(const kd_qconv *q)
     return (size_t)((g->oh - 1) * g->sh + g->kh) * ((g->ow - 1) * g->sw + g->kw) * q->cp;
 }
 
-size_t kd_qconv_pad_bytes(const kd_qconv *q, size_t n) { return n * padded_image(q) + 64; }
+size_t kd_qconv_pad_bytes(const kd_qconv *q, size_t n)
+{
+    return q->in_place ? 0 : n * padded_image(q) + 64;
+}
 
 typedef struct qjob {
     const kd_qconv *q;
@@ -283,7 +288,10 @@ void kd_qconv_forward(const kd_qconv *q, kd_qgemm_fn kernel, size_t n, const uin
 {
     /* a kernel that requantises itself, when the output is u8 alone */
     qjob j = {q, kernel, y8 && !yf ? kd_qgemm_kernel_u8() : NULL, n, x, y8, pad, yf};
-    kd_parallel_for(n, 1, pad_images, &j);
+    if (q->in_place)
+        j.pad = (uint8_t *)x; /* only read */
+    else
+        kd_parallel_for(n, 1, pad_images, &j);
     size_t tiles = (n * q->g.oh * q->g.ow + KD_QROWS - 1) / KD_QROWS;
     kd_parallel_parts((int)KD_MIN((size_t)kd_threads(), tiles), conv_part, &j);
 }

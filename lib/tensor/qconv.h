@@ -76,6 +76,7 @@ typedef enum kd_qact { KD_QACT_NONE = 0, KD_QACT_RELU = 1, KD_QACT_RELU6 = 2 } k
 typedef struct kd_qconv {
     kd_conv_geom g;       /* g.n unused; one group */
     int cp;               /* channels of a padded pixel */
+    bool in_place;        /* the input needs no padding: taps read it directly (dense, 1x1) */
     int k, kp, n, panels; /* K = kh kw c, kh kw cp, output channels, N / 16 rounded up */
     int8_t *w;            /* packed, panels * kp * 16 bytes */
     int32_t *tap_off;     /* offset of each tap in the padded input */
@@ -93,7 +94,7 @@ kdens_status kd_qconv_init(kd_qconv *q, const kd_conv_geom *g, const int8_t *wq,
                            const float *w_scale, const float *bias, float in_scale, int in_zp,
                            float out_scale, int out_zp, kd_qact act);
 void kd_qconv_release(kd_qconv *q);
-/* Bytes of the padded input copy of n images. */
+/* Bytes of the padded input copy of n images (0: read in place). */
 size_t kd_qconv_pad_bytes(const kd_qconv *q, size_t n);
 /* n images of u8 input x (N x H x W x C) to y8 (u8, may be NULL) and yf
  * (float, may be NULL), on the library's threads with the given kernel;
