@@ -320,8 +320,10 @@ typedef enum kdens_calibration {
 /* Post-training int8 quantisation: *out receives a new, inference-only
  * model; `model` is left as it was (its buffers aside).
  *
- * Every convolution of one group and every dense layer runs in int8: a
- * batch norm that alone reads it is folded into its weights and bias first,
+ * Every convolution of one group and every dense layer runs in int8 (but
+ * for those of more than 65,536 inputs per output, whose int32 sums could
+ * overflow): a batch norm that alone reads it is folded into its weights
+ * and bias first,
  * and a ReLU or ReLU6 that alone reads the result is folded into the
  * requantisation.  Weights are int8, symmetric, one scale per output
  * channel; activations are uint8 with a zero point, their ranges taken

@@ -496,6 +496,21 @@ static void test_calibration_methods(void **state)
     }
     /* the conv -> relu of "test" is one int8 layer writing the ReLU's u8 form */
     assert_int_equal(kd_qmodel_layer_count(qm), 2);
+    /* a dense layer of more than 65,536 inputs could overflow int32 sums:
+     * it stays float (here the model's only layer: nothing is int8) */
+    kdens_model *wide, *qw;
+    ASSERT_OK(kdens_model_from_spec("flatten name=f in=input\ndense name=d in=f units=3\n", 260,
+                                    260, 1, 3, 1, &wide));
+    uint8_t *big = calloc(2, 260 * 260);
+    ASSERT_OK(kdens_model_quantize_u8(wide, big, 2, KDENS_CALIB_MINMAX, &qw));
+    assert_int_equal(kd_qmodel_layer_count(qw), 0);
+    float pw[6], pf[6];
+    ASSERT_OK(kdens_model_predict_u8(qw, big, 2, pw));
+    ASSERT_OK(kdens_model_predict_u8(wide, big, 2, pf));
+    assert_memory_equal(pw, pf, sizeof pw);
+    free(big);
+    kdens_model_free(wide);
+    kdens_model_free(qw);
     free(img);
     kdens_model_free(f);
     kdens_model_free(qm);

@@ -77,10 +77,17 @@ static int sole_reader(const kdens_model *m, int j)
     return count == 1 ? reader : -1;
 }
 
-static bool quantisable(const kd_node *node)
+/* Sums of K products of at most 255 x 128 stay exact in int32 up to
+ * K = 65,793: layers with more inputs per output stay float. */
+#define QUANT_MAX_K 65536
+
+static bool quantisable(const kdens_model *m, const kd_node *node)
 {
-    return node->type == KD_L_DENSE || (node->type == KD_L_CONV && node->a.groups == 1) ||
-           (node->type == KD_L_ADD && node->n_in == 2);
+    if (node->type == KD_L_ADD)
+        return node->n_in == 2;
+    if (node->type == KD_L_CONV)
+        return node->a.groups == 1 && node->a.kh * node->a.kw * node->cin <= QUANT_MAX_K;
+    return node->type == KD_L_DENSE && kd_node_size(&m->nodes[node->in[0]]) <= QUANT_MAX_K;
 }
 
 static void free_layers(kd_qlayer *layers, int n)
@@ -134,7 +141,7 @@ static kdens_status derive(const kdens_model *m, kd_qmodel **out)
         q->role[i] = ROLE_FLOAT;
     for (int i = 1; i < m->n_nodes; i++) {
         const kd_node *node = &m->nodes[i];
-        if (!quantisable(node) || q->role[i] != ROLE_FLOAT)
+        if (!quantisable(m, node) || q->role[i] != ROLE_FLOAT)
             continue;
         kd_qlayer *L = &q->layers[q->n_layers];
         L->node = L->out = i;
