@@ -494,8 +494,14 @@ static void test_calibration_methods(void **state)
         assert_true((a == 0) == (b == 0));
         assert_true(b <= a * 1.0001f);
     }
-    /* the conv -> relu of "test" is one int8 layer writing the ReLU's u8 form */
-    assert_int_equal(kd_qmodel_layer_count(qm), 2);
+    /* "test": conv -> relu (one int8 layer writing the ReLU's u8 form), max
+     * pooling and flatten on u8 values, dense */
+    assert_int_equal(kd_qmodel_layer_count(qm), 4);
+    int pool = kd_model_find(f, "maxpool_3"), zpool, zrelu;
+    assert_true(pool > 0);
+    /* max pooling shares the scale of its input */
+    assert_true(kd_qmodel_scale(qm, pool, &zpool) == kd_qmodel_scale(qm, pool - 1, &zrelu));
+    assert_int_equal(zpool, zrelu);
     /* a dense layer of more than 65,536 inputs could overflow int32 sums:
      * it stays float (here the model's only layer: nothing is int8) */
     kdens_model *wide, *qw;

@@ -32,13 +32,19 @@
 
 enum { ROLE_FLOAT = -1, ROLE_ABSORBED = -2 };
 
+/* The kinds of int8 layer: with weights (convolution, dense), a residual
+ * add, and the layers that pass u8 values through unchanged in scale
+ * (max pooling: quantisation preserves order; flatten: a reshape), whose
+ * output shares its input's scale and zero point (alias[]). */
+typedef enum qkind { QL_CONV, QL_ADD, QL_MAXPOOL, QL_FLATTEN } qkind;
+
 /* The percentile method's tails and histogram. */
 #define PCT_TAIL 1e-4
 #define PCT_BINS 2048
 
 typedef struct kd_qlayer {
     int node, out, bn; /* the conv, dense or add node; the node it stands for; the batch norm */
-    bool is_add;       /* a two-input add: no weights (k = n = 0) */
+    qkind kind;        /* all but QL_CONV have no weights (k = n = 0) */
     kd_qact act;
     int k, n;
     int8_t *wq;      /* [K][N] */
@@ -57,6 +63,7 @@ struct kd_qmodel {
     float *scale;        /* per node: the scale of its u8 form (0: none) */
     float *inv_scale;
     int *zp;
+    int *alias;          /* per node: the node whose scale and zero point it shares, or -1 */
     uint8_t **u8;        /* per node with a u8 form: buffers for the planned batch */
     bool *fresh;         /* the u8 form holds this forward's values */
     uint8_t *pad;         /* the padded input of an int8 layer */
@@ -111,6 +118,7 @@ void kd_qmodel_free(kd_qmodel *q)
     free(q->scale);
     free(q->inv_scale);
     free(q->zp);
+    free(q->alias);
     free(q->u8);
     free(q->fresh);
     free(q);
@@ -129,38 +137,53 @@ static kdens_status derive(const kdens_model *m, kd_qmodel **out)
         q->scale = calloc(nn, sizeof(float));
         q->inv_scale = calloc(nn, sizeof(float));
         q->zp = calloc(nn, sizeof(int));
+        q->alias = malloc(sizeof(int) * nn);
         q->u8 = calloc(nn, sizeof(uint8_t *));
-        q->fresh = calloc(nn, sizeof(bool));
+        q->fresh = calloc(nn, sizeof(bool)); /* also marks, here, the outputs of int8 layers */
     }
     if (!q || !q->layers || !q->role || !q->float_out || !q->scale || !q->inv_scale || !q->zp ||
-        !q->u8 || !q->fresh) {
+        !q->alias || !q->u8 || !q->fresh) {
         kd_qmodel_free(q);
         return kd_fail(KDENS_E_NOMEM, "out of memory planning an int8 model");
     }
-    for (int i = 0; i < m->n_nodes; i++)
+    for (int i = 0; i < m->n_nodes; i++) {
         q->role[i] = ROLE_FLOAT;
+        q->alias[i] = -1;
+    }
+    bool *is_u8 = q->fresh; /* the output of an int8 layer */
     for (int i = 1; i < m->n_nodes; i++) {
         const kd_node *node = &m->nodes[i];
-        if (!quantisable(m, node) || q->role[i] != ROLE_FLOAT)
+        if (q->role[i] != ROLE_FLOAT)
+            continue;
+        bool pass = (node->type == KD_L_MAXPOOL || node->type == KD_L_FLATTEN) &&
+                    is_u8[node->in[0]];
+        if (!pass && !quantisable(m, node))
             continue;
         kd_qlayer *L = &q->layers[q->n_layers];
         L->node = L->out = i;
         L->bn = -1;
         L->act = KD_QACT_NONE;
-        L->is_add = node->type == KD_L_ADD;
+        L->kind = node->type == KD_L_ADD       ? QL_ADD
+                  : node->type == KD_L_MAXPOOL ? QL_MAXPOOL
+                  : node->type == KD_L_FLATTEN ? QL_FLATTEN
+                                               : QL_CONV;
         L->k = node->type == KD_L_CONV
                    ? node->a.kh * node->a.kw * node->cin
                    : (int)kd_node_size(&m->nodes[node->in[0]]);
         L->n = node->c;
-        if (L->is_add)
+        if (L->kind != QL_CONV)
             L->k = L->n = 0;
+        if (pass) { /* the input's scale, a u8 form always */
+            q->alias[i] = node->in[0];
+            q->scale[i] = 1.0f;
+        }
         int r;
-        if (!L->is_add && L->out != m->logits_node && (r = sole_reader(m, L->out)) >= 0 &&
+        if (L->kind == QL_CONV && L->out != m->logits_node && (r = sole_reader(m, L->out)) >= 0 &&
             m->nodes[r].type == KD_L_BATCHNORM) {
             L->out = L->bn = r;
             q->role[r] = ROLE_ABSORBED;
         }
-        if (L->out != m->logits_node && (r = sole_reader(m, L->out)) >= 0 &&
+        if (!pass && L->out != m->logits_node && (r = sole_reader(m, L->out)) >= 0 &&
             m->nodes[r].type == KD_L_ACT &&
             (m->nodes[r].a.act == KD_ACT_RELU || m->nodes[r].a.act == KD_ACT_RELU6)) {
             L->act = m->nodes[r].a.act == KD_ACT_RELU ? KD_QACT_RELU : KD_QACT_RELU6;
@@ -170,7 +193,9 @@ static kdens_status derive(const kdens_model *m, kd_qmodel **out)
         q->role[i] = q->n_layers++;
         for (int k = 0; k < node->n_in; k++)
             q->scale[node->in[k]] = 1.0f;
+        is_u8[L->out] = true;
     }
+    memset(is_u8, 0, nn * sizeof(bool));
     /* Who needs which form of a layer's output. */
     for (int i = 0; i < m->n_nodes; i++)
         q->float_out[i] = q->role[i] == ROLE_FLOAT;
@@ -204,6 +229,18 @@ static void set_range(kd_qmodel *q, int i, double lo, double hi)
     q->inv_scale[i] = 1.0f / q->scale[i];
 }
 
+/* The u8 forms that share another's scale, in node order (an alias is an
+ * earlier node). */
+static void propagate_aliases(const kdens_model *m, kd_qmodel *q)
+{
+    for (int i = 0; i < m->n_nodes; i++)
+        if (q->alias[i] >= 0) {
+            q->scale[i] = q->scale[q->alias[i]];
+            q->inv_scale[i] = q->inv_scale[q->alias[i]];
+            q->zp[i] = q->zp[q->alias[i]];
+        }
+}
+
 /* Build every layer's kernel from its stored numbers and the u8 forms. */
 static kdens_status prepare(const kdens_model *m, kd_qmodel *q)
 {
@@ -211,7 +248,9 @@ static kdens_status prepare(const kdens_model *m, kd_qmodel *q)
         kd_qlayer *L = &q->layers[l];
         const kd_node *node = &m->nodes[L->node];
         const kd_node *x = &m->nodes[node->in[0]];
-        if (L->is_add) {
+        if (L->kind == QL_MAXPOOL || L->kind == QL_FLATTEN)
+            continue;
+        if (L->kind == QL_ADD) {
             int a = node->in[0], b = node->in[1];
             kd_qadd_init(&L->add, q->scale[a], q->zp[a], q->scale[b], q->zp[b],
                          L->write_u8 ? q->scale[L->out] : 0.0f, L->write_u8 ? q->zp[L->out] : 0,
@@ -299,8 +338,8 @@ typedef struct calib {
     int *slot;
 } calib;
 
-static kdens_status forward_images(kdens_model *m, const uint8_t *images, size_t n,
-                                   kd_qmodel *q, calib *c, int pass)
+static kdens_status forward_images(kdens_model *m, const uint8_t *images, size_t n, calib *c,
+                                   int pass)
 {
     size_t chunk = KD_MIN(n, (size_t)64), in_size = kd_node_size(&m->nodes[0]);
     kdens_status st = kd_model_plan(m, chunk, false);
@@ -316,7 +355,7 @@ static kdens_status forward_images(kdens_model *m, const uint8_t *images, size_t
         kd_model_scale_u8(m, images + first * in_size, nc, x);
         kd_model_forward(m, x, nc);
         for (int i = 0; i < m->n_nodes; i++) {
-            if (q->scale[i] == 0)
+            if (c->slot[i] < 0)
                 continue;
             const float *v = m->nodes[i].out;
             size_t count = nc * kd_node_size(&m->nodes[i]);
@@ -360,7 +399,7 @@ static kdens_status calibrate(kdens_model *m, const uint8_t *images, size_t n,
     int slots = 0;
     if (c.slot)
         for (size_t i = 0; i < nn; i++)
-            c.slot[i] = q->scale[i] != 0 ? slots++ : -1;
+            c.slot[i] = q->scale[i] != 0 && q->alias[i] < 0 ? slots++ : -1;
     kdens_status st = KDENS_OK;
     if (!c.lo || !c.hi || !c.slot)
         st = kd_fail(KDENS_E_NOMEM, "out of memory calibrating");
@@ -369,14 +408,14 @@ static kdens_status calibrate(kdens_model *m, const uint8_t *images, size_t n,
         c.hi[i] = -INFINITY;
     }
     if (st == KDENS_OK)
-        st = forward_images(m, images, n, q, &c, 0);
+        st = forward_images(m, images, n, &c, 0);
     for (size_t i = 0; st == KDENS_OK && i < nn; i++)
-        if (q->scale[i] != 0 && !(isfinite(c.lo[i]) && isfinite(c.hi[i])))
+        if (c.slot[i] >= 0 && !(isfinite(c.lo[i]) && isfinite(c.hi[i])))
             st = kd_fail(KDENS_E_NUMERIC, "the output of layer '%s' is not finite on the "
                                           "calibration images", m->nodes[i].name);
     if (st == KDENS_OK && method == KDENS_CALIB_PERCENTILE) {
         c.hist = calloc((size_t)(slots ? slots : 1) * PCT_BINS, sizeof(uint64_t));
-        st = c.hist ? forward_images(m, images, n, q, &c, 1)
+        st = c.hist ? forward_images(m, images, n, &c, 1)
                     : kd_fail(KDENS_E_NOMEM, "out of memory calibrating");
         for (size_t i = 0; st == KDENS_OK && i < nn; i++) {
             if (c.slot[i] < 0)
@@ -399,8 +438,10 @@ static kdens_status calibrate(kdens_model *m, const uint8_t *images, size_t n,
         }
     }
     for (size_t i = 0; st == KDENS_OK && i < nn; i++)
-        if (q->scale[i] != 0)
+        if (c.slot[i] >= 0)
             set_range(q, (int)i, c.lo[i], c.hi[i]);
+    if (st == KDENS_OK)
+        propagate_aliases(m, q);
     free(c.lo);
     free(c.hi);
     free(c.slot);
@@ -458,7 +499,7 @@ kdens_status kdens_model_quantize_u8(kdens_model *m, const uint8_t *images, size
     kdens_model *c = NULL;
     st = calibrate(m, images, n, method, q);
     for (int l = 0; st == KDENS_OK && l < q->n_layers; l++)
-        if (!q->layers[l].is_add)
+        if (q->layers[l].kind == QL_CONV)
             st = quantise_weights(m, &q->layers[l]);
     if (st == KDENS_OK)
         st = copy_model(m, &c);
@@ -510,7 +551,7 @@ kdens_status kd_qmodel_plan(kdens_model *m, size_t cap)
     kd_qmodel *q = m->q;
     size_t pad = 0;
     for (int l = 0; l < q->n_layers; l++)
-        if (!q->layers[l].is_add)
+        if (q->layers[l].kind == QL_CONV)
             pad = KD_MAX(pad, kd_qconv_pad_bytes(&q->layers[l].conv, cap));
     bool ok = true;
     for (int i = 0; i < m->n_nodes && ok; i++)
@@ -552,10 +593,20 @@ void kd_qmodel_forward(kdens_model *m, const float *x, size_t n)
         }
         uint8_t *y8 = L->write_u8 ? q->u8[L->out] : NULL;
         float *yf = L->write_float ? m->nodes[L->out].out : NULL;
-        if (L->is_add)
-            kd_qadd_forward(&L->add, n * kd_node_size(node), q->u8[node->in[0]],
-                            q->u8[node->in[1]], y8, yf);
-        else
+        size_t count = n * kd_node_size(node);
+        if (L->kind == QL_ADD)
+            kd_qadd_forward(&L->add, count, q->u8[node->in[0]], q->u8[node->in[1]], y8, yf);
+        else if (L->kind == QL_MAXPOOL || L->kind == QL_FLATTEN) {
+            const kd_node *src = &m->nodes[node->in[0]];
+            kd_pool_geom g = {(int)n,     src->h,     src->w,     src->c,     node->h,  node->w,
+                              node->a.kh, node->a.kw, node->a.sh, node->a.sw, node->pt, node->pl};
+            if (L->kind == QL_MAXPOOL)
+                kd_qmaxpool(&g, q->u8[node->in[0]], (uint8_t)q->zp[i], q->u8[i]);
+            else
+                memcpy(q->u8[i], q->u8[node->in[0]], count);
+            if (yf)
+                kd_dequantize_u8(q->u8[i], count, q->scale[i], q->zp[i], yf);
+        } else
             kd_qconv_forward(&L->conv, kernel, n, q->u8[node->in[0]], y8, yf, q->pad);
         q->fresh[L->out] |= L->write_u8;
     }
@@ -588,10 +639,10 @@ void kd_qmodel_write(const kdens_model *m, kd_buf *b)
     const kd_qmodel *q = m->q;
     uint32_t ranges = 0;
     for (int i = 0; i < m->n_nodes; i++)
-        ranges += q->scale[i] != 0;
+        ranges += q->scale[i] != 0 && q->alias[i] < 0;
     kd_buf_u32(b, ranges);
     for (int i = 0; i < m->n_nodes; i++)
-        if (q->scale[i] != 0) {
+        if (q->scale[i] != 0 && q->alias[i] < 0) {
             kd_buf_u32(b, (uint32_t)i);
             put_f32(b, q->scale[i]);
             kd_buf_u32(b, (uint32_t)q->zp[i]);
@@ -604,7 +655,7 @@ void kd_qmodel_write(const kdens_model *m, kd_buf *b)
         kd_buf_u32(b, (uint32_t)L->act);
         kd_buf_u32(b, (uint32_t)L->k);
         kd_buf_u32(b, (uint32_t)L->n);
-        if (L->is_add)
+        if (L->kind != QL_CONV)
             continue;
         for (int j = 0; j < L->n; j++)
             put_f32(b, L->w_scale[j]);
@@ -648,7 +699,7 @@ kdens_status kd_qmodel_read(const char *path, kdens_model *m, const uint8_t *dat
     qreader r = {data, len, 0, false};
     uint32_t ranges = rd32(&r), expect = 0;
     for (int i = 0; i < m->n_nodes; i++)
-        expect += q->scale[i] != 0;
+        expect += q->scale[i] != 0 && q->alias[i] < 0;
     const char *bad = NULL;
     if (r.bad || ranges != expect)
         bad = "its activation ranges do not match the architecture";
@@ -657,7 +708,8 @@ kdens_status kd_qmodel_read(const char *path, kdens_model *m, const uint8_t *dat
         uint32_t node = rd32(&r);
         float s = rdf32(&r);
         uint32_t zp = rd32(&r);
-        if (r.bad || node >= (uint32_t)m->n_nodes || (int)node <= last || q->scale[node] == 0)
+        if (r.bad || node >= (uint32_t)m->n_nodes || (int)node <= last || q->scale[node] == 0 ||
+            q->alias[node] >= 0)
             bad = "an activation range names a wrong layer";
         else if (!(s > 0 && s < 1e30f) || zp > 255)
             bad = "an activation range has a bad scale or zero point";
@@ -679,7 +731,7 @@ kdens_status kd_qmodel_read(const char *path, kdens_model *m, const uint8_t *dat
             bad = "an int8 layer does not match the architecture";
             break;
         }
-        if (L->is_add)
+        if (L->kind != QL_CONV)
             continue;
         size_t kn = (size_t)k * n;
         if ((r.len - r.pos) / 8 < n || r.len - r.pos - 8 * (size_t)n < kn) {
@@ -707,8 +759,10 @@ kdens_status kd_qmodel_read(const char *path, kdens_model *m, const uint8_t *dat
         bad = "it has trailing bytes";
     if (st == KDENS_OK && bad)
         st = kd_fail(KDENS_E_FORMAT, "%s: QNT8 is not valid: %s", path, bad);
-    if (st == KDENS_OK)
+    if (st == KDENS_OK) {
+        propagate_aliases(m, q);
         st = prepare(m, q);
+    }
     if (st != KDENS_OK) {
         kd_qmodel_free(q);
         return st;

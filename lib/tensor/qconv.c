@@ -377,3 +377,53 @@ void kd_quantize_u8(const float *restrict x, size_t count, float inv_scale, int 
 {
     quantize_u8_impl(x, count, inv_scale, zp, q);
 }
+
+typedef struct qpool_job {
+    const kd_pool_geom *g;
+    const uint8_t *x;
+    uint8_t zp, *y;
+} qpool_job;
+
+KD_CLONES static void qmaxpool_rows(size_t begin, size_t end, void *arg)
+{
+    const qpool_job *j = arg;
+    const kd_pool_geom *g = j->g;
+    int c = g->c;
+    for (size_t r = begin; r < end; r++) {
+        size_t img = r / g->oh;
+        int oy = (int)(r % g->oh);
+        const uint8_t *xi = j->x + img * (size_t)g->h * g->w * c;
+        for (int ox = 0; ox < g->ow; ox++) {
+            uint8_t *yo = j->y + (r * g->ow + ox) * c;
+            int ky0, ky1, kx0, kx1;
+            kd_window(oy, g->sh, g->pt, g->kh, g->h, &ky0, &ky1);
+            kd_window(ox, g->sw, g->pl, g->kw, g->w, &kx0, &kx1);
+            memset(yo, ky1 > ky0 && kx1 > kx0 ? 0 : j->zp, (size_t)c);
+            for (int ky = ky0; ky < ky1; ky++)
+                for (int kx = kx0; kx < kx1; kx++) {
+                    const uint8_t *xp = xi + ((size_t)(oy * g->sh + ky - g->pt) * g->w +
+                                              (ox * g->sw + kx - g->pl)) * c;
+                    for (int ch = 0; ch < c; ch++)
+                        yo[ch] = xp[ch] > yo[ch] ? xp[ch] : yo[ch];
+                }
+        }
+    }
+}
+
+void kd_qmaxpool(const kd_pool_geom *g, const uint8_t *x, uint8_t zp, uint8_t *y)
+{
+    qpool_job j = {g, x, zp, y};
+    kd_parallel_for((size_t)g->n * g->oh, 4, qmaxpool_rows, &j);
+}
+
+KD_CLONES static void dequantize_impl(const uint8_t *restrict q, size_t count, float scale,
+                                      int zp, float *restrict x)
+{
+    for (size_t i = 0; i < count; i++)
+        x[i] = scale * (float)((int)q[i] - zp);
+}
+
+void kd_dequantize_u8(const uint8_t *q, size_t count, float scale, int zp, float *x)
+{
+    dequantize_impl(q, count, scale, zp, x);
+}

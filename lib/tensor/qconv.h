@@ -117,6 +117,12 @@ void kd_qadd_init(kd_qadd *q, float sa, int za, float sb, int zb, float out_scal
 void kd_qadd_forward(const kd_qadd *q, size_t count, const uint8_t *a, const uint8_t *b,
                      uint8_t *y8, float *yf);
 
+/* Max pooling of u8 tensors: exact, since quantisation preserves order (a
+ * window wholly in the padding gives zp, the real 0 of float pooling). */
+void kd_qmaxpool(const kd_pool_geom *g, const uint8_t *x, uint8_t zp, uint8_t *y);
+/* x = scale (q - zp) for count values, on the library's threads. */
+void kd_dequantize_u8(const uint8_t *q, size_t count, float scale, int zp, float *x);
+
 /* q = clamp(round(x / scale) + zp, 0, 255) with inv_scale = 1 / scale;
  * NaN gives 0. */
 void kd_quantize_u8(const float *restrict x, size_t count, float inv_scale, int zp,
