@@ -323,17 +323,18 @@ typedef enum kdens_calibration {
  * Every convolution of one group and every dense layer runs in int8 (but
  * for those of more than 65,536 inputs per output, whose int32 sums could
  * overflow): a batch norm that alone reads it is folded into its weights
- * and bias first,
- * and a ReLU or ReLU6 that alone reads the result is folded into the
- * requantisation.  Weights are int8, symmetric, one scale per output
- * channel; activations are uint8 with a zero point, their ranges taken
- * from the float model's outputs on the calibration images (`method`);
+ * and bias first, and a ReLU or ReLU6 that alone reads the result is
+ * folded into the requantisation; so do two-input adds (residual sums,
+ * with their ReLU) and the max pooling and flattening of int8 layers'
+ * outputs.  Weights are int8, symmetric, one scale per output channel;
+ * activations are uint8 with a zero point, their ranges taken from the
+ * float model's outputs on the calibration images (`method`);
  * sums are exact in int32, and the processor's int8 dot-product
  * instructions (AVX512-VNNI, AVX-VNNI) are used where present, with the
- * same results as the portable code.  The other layers -- adds,
- * concatenations, pooling, depthwise and grouped convolutions, other
- * activations (sigmoid, swish, hard-swish, softmax), squeeze-excite
- * products -- run in float between the int8 ones.
+ * same results as the portable code.  The other layers -- concatenations,
+ * average pooling, depthwise and grouped convolutions, other activations
+ * (sigmoid, swish, hard-swish, softmax), squeeze-excite products -- run in
+ * float between the int8 ones.
  *
  * kdens_model_predict, _predict_u8 and _predict_logits work on the result
  * as on any model (the same bits whatever the batch size, thread count or

@@ -4,9 +4,10 @@
  * layer, each with the batch norm that alone reads it folded into its
  * weights and bias, and the ReLU or ReLU6 that alone reads the result folded
  * into its requantisation (lib/tensor/qconv.h); and every two-input add
- * (residual sums), with the ReLU or ReLU6 that alone reads it.  Everything
- * else -- concatenations, pooling, depthwise and grouped convolutions, batch norms
- * that follow no convolution, sigmoid, swish, hard-swish, softmax,
+ * (residual sums), with the ReLU or ReLU6 that alone reads it; and max
+ * pooling and flatten whose input comes from an int8 layer, on u8 values.
+ * Everything else -- concatenations, average pooling, depthwise and grouped
+ * convolutions, batch norms that follow no convolution, sigmoid, swish, hard-swish, softmax,
  * squeeze-excite products -- runs in float between them: an int8 layer
  * quantises its input tensor (once per forward, however many int8 layers
  * read it) and writes its output as u8 for int8 readers and as float for
