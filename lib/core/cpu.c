@@ -24,9 +24,9 @@ static bool vnni_ymm, vnni_zmm;
 /* cpuid leaf 7: AVX512_VNNI is ECX bit 11 of subleaf 0, AVX-VNNI EAX bit 4
  * of subleaf 1 (read from cpuid: not every compiler's
  * __builtin_cpu_supports knows them). */
+#if defined(__x86_64__) && !defined(KD_GENERIC_ONLY)
 static void detect_vnni(void)
 {
-#if defined(__x86_64__) && !defined(KD_GENERIC_ONLY)
     unsigned a, b, c, d;
     if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
         vnni_zmm = (c >> 11) & 1u;
@@ -34,8 +34,8 @@ static void detect_vnni(void)
         if (max_sub >= 1 && __get_cpuid_count(7, 1, &a, &b, &c, &d))
             vnni_ymm = (a >> 4) & 1u;
     }
-#endif
 }
+#endif
 
 static kd_cpu_path detect(void)
 {
