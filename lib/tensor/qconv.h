@@ -97,8 +97,9 @@ void kd_qconv_release(kd_qconv *q);
 /* Bytes of the padded input copy of n images (0: read in place). */
 size_t kd_qconv_pad_bytes(const kd_qconv *q, size_t n);
 /* n images of u8 input x (N x H x W x C) to y8 (u8, may be NULL) and yf
- * (float, may be NULL), on the library's threads with the given kernel;
- * pad holds kd_qconv_pad_bytes(n). */
+ * (float, may be NULL), on the library's threads with the given kernel --
+ * or, when the output is u8 alone, kd_qgemm_kernel_u8() where the path has
+ * one (the same bytes); pad holds kd_qconv_pad_bytes(n). */
 void kd_qconv_forward(const kd_qconv *q, kd_qgemm_fn kernel, size_t n, const uint8_t *x,
                       uint8_t *y8, float *yf, uint8_t *pad);
 
