@@ -386,7 +386,7 @@ $(BUILD)/tests/test_alloc: TEST_LDFLAGS := \
 # The convolution, layer and model tests run once per kernel path this
 # processor supports (KDENS_CPU=generic, avx2, avx512); the others once, on
 # the path chosen by default.
-PATH_TESTS := test_reference test_layers test_model
+PATH_TESTS := test_reference test_layers test_model test_quant
 check: check-deps
 	@$(MAKE) --no-print-directory all $(TEST_BIN)
 	@failed=0; $(MAKE) --no-print-directory check-layers check-abi || failed=1; \
@@ -586,9 +586,11 @@ check-aarch64: aarch64-deps
 	echo "== scripts/check-infer.sh: what libkdens_infer.a needs on aarch64"; \
 	CC=$(AARCH64_CC) CROSS_PREFIX=$(AARCH64_PREFIX) sh scripts/check-infer.sh \
 		$(AARCH64_BUILD)/libkdens_infer.a $(AARCH64_BUILD)/infer/classify || failed=1; \
-	echo "== NEON in the dispatched kernels (fmla on 4 floats)"; \
+	echo "== NEON in the dispatched kernels (fmla on 4 floats; int8: vector multiplies)"; \
 	for f in $(AARCH64_BUILD)/lib/tensor/isa/*.generic.o; do \
-		n=$$($(AARCH64_PREFIX)objdump -d $$f | grep -cE 'fmla[[:space:]]+v[0-9]+\.4s'); \
+		case $$f in *qgemm*) re='(mul|mla|smlal2?|sdot)[[:space:]]+v[0-9]+\.';; \
+			*) re='fmla[[:space:]]+v[0-9]+\.4s';; esac; \
+		n=$$($(AARCH64_PREFIX)objdump -d $$f | grep -cE "$$re"); \
 		echo "$$(basename $$f): $$n"; [ "$$n" -gt 0 ] || failed=1; \
 	done; \
 	echo "== $(AARCH64_TEST) under $(QEMU_AARCH64) (against the x86-64 reference)"; \

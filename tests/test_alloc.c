@@ -87,6 +87,62 @@ static void test_no_allocation_per_step(void **state)
     steady_state("mobilenet_small", 16, 3);
 }
 
+/* An int8 model: inference allocates nothing in steady state; quantising
+ * and loading with each allocation failing in turn fail cleanly (a status,
+ * no model, no leak under SANITIZE=1). */
+static void test_int8(void **state)
+{
+    (void)state;
+    kdens_model *m, *q, *q2;
+    ASSERT_OK(kdens_model_create("resnet20", 16, 16, 1, 10, 1, &m));
+    enum { N = 8 };
+    uint8_t img[N * 256];
+    for (int i = 0; i < N * 256; i++)
+        img[i] = (uint8_t)(i * 29);
+    float probs[N * 10];
+    ASSERT_OK(kdens_model_quantize_u8(m, img, N, KDENS_CALIB_PERCENTILE, &q));
+    ASSERT_OK(kdens_model_predict_u8(q, img, N, probs));
+    counting = true;
+    allocations = 0;
+    ASSERT_OK(kdens_model_predict_u8(q, img, N, probs));
+    ASSERT_OK(kdens_model_predict_u8(q, img, 3, probs));
+    counting = false;
+    if (allocations != 0)
+        fail_msg("int8 inference: %ld allocations in steady state", allocations);
+    /* the out-of-memory walk on a smaller network (fewer allocations) */
+    kdens_model_free(q);
+    kdens_model_free(m);
+    ASSERT_OK(kdens_model_create("test", 16, 16, 1, 10, 1, &m));
+    ASSERT_OK(kdens_model_quantize_u8(m, img, N, KDENS_CALIB_PERCENTILE, &q));
+    char *dir = tu_tmpdir(), *path = tu_join(dir, "q.kdm");
+    ASSERT_OK(kdens_model_save(q, path));
+    int failures = 0;
+    for (int what = 0; what < 2; what++)
+        for (long k = 1;; k++) {
+            fail_in = k;
+            q2 = NULL;
+            kdens_status st = what == 0
+                                  ? kdens_model_quantize_u8(m, img, N, KDENS_CALIB_PERCENTILE, &q2)
+                                  : kdens_model_load(path, &q2);
+            bool failed = fail_in == 0;
+            fail_in = 0;
+            if (!failed) {
+                ASSERT_OK(st);
+                kdens_model_free(q2);
+                break;
+            }
+            if (st == KDENS_OK) /* the failed allocation had a fallback (the thread pool) */
+                kdens_model_free(q2);
+            else
+                assert_null(q2);
+            failures++;
+        }
+    assert_true(failures > 20);
+    tu_rm_rf(dir);
+    kdens_model_free(q);
+    kdens_model_free(m);
+}
+
 /* The path joiner and the file helpers built on it, with each of their
  * allocations failing in turn: NULL or KDENS_E_NOMEM with the message, no
  * leak (under SANITIZE=1), and the file intact when the write went ahead. */
@@ -144,6 +200,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_allocation_per_step),
+        cmocka_unit_test(test_int8),
         cmocka_unit_test(test_paths_out_of_memory),
     };
     return cmocka_run_group_tests_name("allocation", tests, NULL, NULL);

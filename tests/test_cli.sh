@@ -34,7 +34,7 @@ sed -n '/^usage: kdens teachers/,/--no-augment    no augmentation/p' docs/cli.md
 "$KDENS" teachers --help >"$tmp/teachers.out"
 check "kdens teachers --help matches docs/cli.md" cmp "$tmp/teachers.doc" "$tmp/teachers.out"
 
-for cmd in ensemble diversity vote distill pipeline experiment export import; do
+for cmd in ensemble diversity vote distill pipeline experiment quantize export import; do
     sed -n "/^usage: kdens $cmd /,/^\`\`\`/p" docs/cli.md | sed '$d' >"$tmp/$cmd.doc"
     "$KDENS" $cmd --help >"$tmp/$cmd.out"
     check "kdens $cmd --help matches docs/cli.md" cmp "$tmp/$cmd.doc" "$tmp/$cmd.out"
@@ -90,6 +90,25 @@ check "the model and log are written" test -f "$tmp/wd/imgs/models/test_0.kdm" -
     -f "$tmp/wd/imgs/logs/test_0.csv"
 check "kdens eval on the folder's test part" sh -c \
     "'$KDENS' eval --model '$tmp/wd/imgs/models/test_0.kdm' --dataset '$tmp/imgs' | grep -q '^images 4 '"
+# the same model quantised to int8, calibrated on the folder, then evaluated
+check "kdens quantize writes an int8 model" sh -c \
+    "'$KDENS' quantize --model '$tmp/wd/imgs/models/test_0.kdm' --calibrate '$tmp/imgs' \
+        --out '$tmp/q8.kdm' --samples 8 | grep -q '^wrote .*q8.kdm (int8 percentile 8; calibrated on 8 images'"
+check "kdens eval reads the int8 model" sh -c \
+    "'$KDENS' eval --model '$tmp/q8.kdm' --dataset '$tmp/imgs' | grep -q '^images 4 '"
+check "kdens quantize --method minmax" "$KDENS" quantize --model "$tmp/wd/imgs/models/test_0.kdm" \
+    --calibrate "$tmp/imgs" --out "$tmp/q8m.kdm" --method minmax
+expect_exit "quantize needs --model, --calibrate and --out" 2 "$KDENS" quantize --model x.kdm \
+    --out y.kdm
+expect_exit "quantize refuses an unknown method" 2 "$KDENS" quantize --model x.kdm \
+    --calibrate "$tmp/imgs" --out y.kdm --method entropy
+expect_exit "quantize refuses 0 samples" 2 "$KDENS" quantize --model x.kdm \
+    --calibrate "$tmp/imgs" --out y.kdm --samples 0
+expect_exit "quantize of a missing model fails" 1 "$KDENS" quantize --model "$tmp/missing.kdm" \
+    --calibrate "$tmp/imgs" --out "$tmp/y.kdm"
+expect_exit "an int8 model cannot be quantised again" 1 "$KDENS" quantize --model "$tmp/q8.kdm" \
+    --calibrate "$tmp/imgs" --out "$tmp/y.kdm"
+check "kdens cpu names the int8 kernel" sh -c "'$KDENS' cpu | grep -Eq '^int8: (avx512-vnni|avx-vnni|avx512|avx2|generic)\$'"
 
 # a preset from a folder of its official files (NAME=DIR): a tiny MNIST in the IDX format,
 # 30 training and 10 test images of 28x28 (big-endian header, then the bytes)

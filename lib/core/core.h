@@ -89,6 +89,10 @@ kd_cpu_path kd_cpu_best(void);
  * kdens_set_cpu_path(). */
 kd_cpu_path kd_cpu_active(void);
 const char *kd_cpu_path_name(kd_cpu_path path);
+/* Whether the processor has the int8 dot-product instruction of a path's
+ * registers: AVX-VNNI (ymm) for avx2, AVX512-VNNI (zmm) for avx512; never
+ * for generic.  The path's own register state is checked by kd_cpu_best(). */
+bool kd_cpu_has_vnni(kd_cpu_path path);
 
 /* Files. */
 /* CRC-32 as zlib's crc32() computes it, continuing from crc (0 to start afresh). */

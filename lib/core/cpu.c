@@ -6,6 +6,9 @@
 #include "core.h"
 
 #include <pthread.h>
+#if defined(__x86_64__) && !defined(KD_GENERIC_ONLY)
+#include <cpuid.h>
+#endif
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,11 +19,29 @@ static pthread_once_t detect_once = PTHREAD_ONCE_INIT;
 static kd_cpu_path best_path = KD_CPU_GENERIC;
 static _Atomic int active_path = KD_CPU_GENERIC;
 static char supported_names[32];
+static bool vnni_ymm, vnni_zmm;
+
+/* cpuid leaf 7: AVX512_VNNI is ECX bit 11 of subleaf 0, AVX-VNNI EAX bit 4
+ * of subleaf 1 (read from cpuid: not every compiler's
+ * __builtin_cpu_supports knows them). */
+#if defined(__x86_64__) && !defined(KD_GENERIC_ONLY)
+static void detect_vnni(void)
+{
+    unsigned a, b, c, d;
+    if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+        vnni_zmm = (c >> 11) & 1u;
+        unsigned max_sub = a;
+        if (max_sub >= 1 && __get_cpuid_count(7, 1, &a, &b, &c, &d))
+            vnni_ymm = (a >> 4) & 1u;
+    }
+}
+#endif
 
 static kd_cpu_path detect(void)
 {
 #if defined(__x86_64__) && !defined(KD_GENERIC_ONLY)
     __builtin_cpu_init();
+    detect_vnni();
     /* The AVX-512 kernels are compiled for the Skylake-X subset. */
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
@@ -82,6 +103,14 @@ kd_cpu_path kd_cpu_active(void)
 const char *kd_cpu_path_name(kd_cpu_path path)
 {
     return (unsigned)path < KD_CPU_PATHS ? path_names[path] : "unknown";
+}
+
+bool kd_cpu_has_vnni(kd_cpu_path path)
+{
+    kd_cpu_path best = kd_cpu_best();
+    if (path > best)
+        return false;
+    return (path == KD_CPU_AVX2 && vnni_ymm) || (path == KD_CPU_AVX512 && vnni_zmm);
 }
 
 const char *kdens_cpu_path(void) { return path_names[kd_cpu_active()]; }

@@ -385,6 +385,8 @@ void kd_model_release_buffers(kdens_model *m)
     kd_free_aligned(m->staging);
     m->staging = NULL;
     m->staging_floats = 0;
+    if (m->q)
+        kd_qmodel_release(m);
     m->cap_n = 0;
     m->cap_grads = false;
     m->have_forward = m->have_grads = false;
@@ -402,17 +404,21 @@ kdens_status kd_model_plan(kdens_model *m, size_t n, bool with_grads)
         kd_node *node = &m->nodes[i];
         const kd_layer_ops *ops = kd_layer_ops_of(node->type);
         size_t sz = kd_node_size(node) * cap;
-        node->out = kd_alloc_aligned(sizeof(float) * sz);
+        /* an int8 model holds float outputs only where float layers read them */
+        bool has_out = kd_qmodel_float_out(m, i), runs = kd_qmodel_runs_float(m, i);
+        if (has_out)
+            node->out = kd_alloc_aligned(sizeof(float) * sz);
         if (grads && node->needs_grad)
             node->grad = kd_alloc_aligned(sizeof(float) * sz);
-        size_t aux = ops->aux_floats ? ops->aux_floats(m, node, cap) : 0;
+        size_t aux = runs && ops->aux_floats ? ops->aux_floats(m, node, cap) : 0;
         if (aux)
             node->aux = kd_alloc_aligned(sizeof(float) * aux);
-        if (!node->out || (grads && node->needs_grad && !node->grad) || (aux && !node->aux)) {
+        if ((has_out && !node->out) || (grads && node->needs_grad && !node->grad) ||
+            (aux && !node->aux)) {
             kd_model_release_buffers(m);
             return kd_fail(KDENS_E_NOMEM, "out of memory planning a batch of %zu samples", n);
         }
-        if (ops->work_floats)
+        if (runs && ops->work_floats)
             work = KD_MAX(work, ops->work_floats(m, node, cap));
     }
     if (work) {
@@ -423,6 +429,13 @@ kdens_status kd_model_plan(kdens_model *m, size_t n, bool with_grads)
         }
         m->work_floats = work;
     }
+    if (m->q) {
+        kdens_status st = kd_qmodel_plan(m, cap);
+        if (st != KDENS_OK) {
+            kd_model_release_buffers(m);
+            return st;
+        }
+    }
     m->cap_n = cap;
     m->cap_grads = grads;
     m->plan_threads = kd_threads();
@@ -431,6 +444,10 @@ kdens_status kd_model_plan(kdens_model *m, size_t n, bool with_grads)
 
 void kd_model_forward(kdens_model *m, const float *x, size_t n)
 {
+    if (m->q) {
+        kd_qmodel_forward(m, x, n);
+        return;
+    }
     m->nodes[0].out = (float *)x; /* read only: the input node never writes */
     for (int i = 1; i < m->n_nodes; i++) {
         kd_node *node = &m->nodes[i];

@@ -34,6 +34,7 @@ void kdens_model_free(kdens_model *m)
     free(m->in_offset);
     if (m->loss_free)
         m->loss_free(m->loss);
+    kd_qmodel_free(m->q);
     free(m);
 }
 
@@ -357,15 +358,20 @@ static kdens_status run_inference(kdens_model *m, const void *x, size_t n, float
     return KDENS_OK;
 }
 
-static void u8_to_float(const kdens_model *m, const void *src, size_t first, size_t n,
-                        float *dst)
+void kd_model_scale_u8(const kdens_model *m, const uint8_t *images, size_t n, float *dst)
 {
     size_t pix = (size_t)m->in_h * m->in_w;
     int c = m->in_c;
-    const uint8_t *p = (const uint8_t *)src + first * pix * c;
     for (size_t i = 0; i < n * pix; i++)
         for (int ch = 0; ch < c; ch++)
-            dst[i * c + ch] = p[i * c + ch] * m->in_scale[ch] + m->in_offset[ch];
+            dst[i * c + ch] = images[i * c + ch] * m->in_scale[ch] + m->in_offset[ch];
+}
+
+static void u8_to_float(const kdens_model *m, const void *src, size_t first, size_t n,
+                        float *dst)
+{
+    size_t per = (size_t)m->in_h * m->in_w * m->in_c;
+    kd_model_scale_u8(m, (const uint8_t *)src + first * per, n, dst);
 }
 
 kdens_status kdens_model_predict(kdens_model *m, const float *x, size_t n, float *probs)
@@ -389,6 +395,9 @@ kdens_status kd_model_infer_node(kdens_model *m, const float *x, size_t n, int n
 {
     if (node < 1 || node >= m->n_nodes)
         return kd_fail(KDENS_E_ARG, "node %d is not a layer of the model", node);
+    if (!kd_qmodel_float_out(m, node))
+        return kd_fail(KDENS_E_STATE, "layer '%s' is folded into an int8 layer of the "
+                                      "quantised model", m->nodes[node].name);
     m->unfused = true; /* the node asked for may be a fused batch norm */
     kdens_status st = run_inference(m, x, n, out, false, NULL, node);
     m->unfused = false;

@@ -2,7 +2,8 @@
  *   "KDENSMDL" | u32 version | u32 section count | sections
  *   section = 4-byte tag | u64 payload length | payload | u32 CRC32
  * with the CRC over tag, length and payload.  All integers little-endian.
- * Sections: META (key=value lines), ARCH (canonical spec), TENS (tensors). */
+ * Sections: META (key=value lines), ARCH (canonical spec), TENS (tensors),
+ * and in format 2 QNT8 (an int8 model's quantised layers, quant.c). */
 #include "nn.h"
 
 #include <stdio.h>
@@ -11,7 +12,11 @@
 #include <strings.h>
 
 #define KDM_MAGIC "KDENSMDL"
-#define KDM_VERSION 1u
+/* Float models are written as format 1, which every release reads; int8
+ * models as format 2, so that a reader that knows nothing of QNT8 refuses
+ * them (KDENS_E_VERSION) instead of missing their weights. */
+#define KDM_VERSION 2u
+#define KDM_VERSION_FLOAT 1u
 
 /* ---- writing ---------------------------------------------------------------- */
 
@@ -28,11 +33,17 @@ static void meta_section(const kdens_model *m, kd_buf *b)
         kd_buf_printf(b, "meta.%s=%s\n", m->meta_keys[i], m->meta_values[i]);
 }
 
+/* An int8 model's folded layers keep their numbers in QNT8, not here. */
 static void tensor_section(const kdens_model *m, kd_buf *b)
 {
-    kd_buf_u32(b, (uint32_t)m->n_params);
+    uint32_t stored = 0;
+    for (int i = 0; i < m->n_params; i++)
+        stored += kd_qmodel_param_stored(m, i);
+    kd_buf_u32(b, stored);
     for (int i = 0; i < m->n_params; i++) {
         const kd_param *p = &m->params[i];
+        if (!kd_qmodel_param_stored(m, i))
+            continue;
         uint32_t len = (uint32_t)strlen(p->name);
         kd_buf_u32(b, len);
         kd_buf_put(b, p->name, len);
@@ -50,21 +61,26 @@ static void tensor_section(const kdens_model *m, kd_buf *b)
 
 void kd_model_serialize(const kdens_model *m, kd_buf *file)
 {
-    kd_buf meta = {0}, arch = {0}, tens = {0};
+    kd_buf meta = {0}, arch = {0}, tens = {0}, qnt = {0};
     meta_section(m, &meta);
     kd_spec_write(m, &arch);
     tensor_section(m, &tens);
+    if (m->q)
+        kd_qmodel_write(m, &qnt);
     kd_buf_put(file, KDM_MAGIC, 8);
-    kd_buf_u32(file, KDM_VERSION);
-    kd_buf_u32(file, 3);
+    kd_buf_u32(file, m->q ? KDM_VERSION : KDM_VERSION_FLOAT);
+    kd_buf_u32(file, m->q ? 4 : 3);
     kd_section_put(file, "META", meta.data, meta.len);
     kd_section_put(file, "ARCH", arch.data, arch.len);
     kd_section_put(file, "TENS", tens.data, tens.len);
-    if (meta.failed || arch.failed || tens.failed)
+    if (m->q)
+        kd_section_put(file, "QNT8", qnt.data, qnt.len);
+    if (meta.failed || arch.failed || tens.failed || qnt.failed)
         file->failed = true;
     kd_buf_free(&meta);
     kd_buf_free(&arch);
     kd_buf_free(&tens);
+    kd_buf_free(&qnt);
 }
 
 kdens_status kdens_model_save(const kdens_model *m, const char *path)
@@ -97,6 +113,12 @@ static bool rd_u32(reader *r, uint32_t *v)
     *v = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
     r->pos += 4;
     return true;
+}
+
+static uint32_t le32_at(const char *d)
+{
+    const unsigned char *p = (const unsigned char *)d;
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 typedef struct meta_info {
@@ -181,13 +203,17 @@ static kdens_status apply_meta(const char *path, kdens_model *m, const kd_sectio
 static kdens_status read_tensors(const char *path, kdens_model *m, const kd_section *s)
 {
     reader r = {(const unsigned char *)s->data, s->len, 0};
-    uint32_t count;
+    uint32_t count, stored = 0;
     if (!rd_u32(&r, &count))
         return kd_fail(KDENS_E_FORMAT, "%s: TENS is empty", path);
-    if (count != (uint32_t)m->n_params)
-        return kd_fail(KDENS_E_FORMAT, "%s: TENS holds %u tensors, the architecture has %d",
-                       path, count, m->n_params);
-    for (uint32_t i = 0; i < count; i++) {
+    for (int i = 0; i < m->n_params; i++)
+        stored += kd_qmodel_param_stored(m, i);
+    if (count != stored)
+        return kd_fail(KDENS_E_FORMAT, "%s: TENS holds %u tensors, the architecture has %u",
+                       path, count, stored);
+    for (uint32_t t = 0, i = 0; t < count; t++, i++) {
+        while (!kd_qmodel_param_stored(m, (int)i))
+            i++;
         uint32_t len, ndim;
         if (!rd_u32(&r, &len) || len > r.len - r.pos || len > 1024)
             return kd_fail(KDENS_E_FORMAT, "%s: TENS tensor %u has a bad name", path, i);
@@ -251,7 +277,13 @@ kdens_status kd_model_load_memory(const char *path, const char *data, size_t len
         return kd_fail_context(KDENS_E_FORMAT, "%s: ARCH does not build", path);
     if (st != KDENS_OK)
         return st;
-    st = read_tensors(path, m, tens);
+    const kd_section *qnt = kd_section_find(sections, count, "QNT8");
+    if (qnt && le32_at(data + 8) < 2)
+        st = kd_fail(KDENS_E_FORMAT, "%s: a format-1 file holds a QNT8 section", path);
+    else if (qnt)
+        st = kd_qmodel_read(path, m, qnt->data, qnt->len);
+    if (st == KDENS_OK)
+        st = read_tensors(path, m, tens);
     if (st == KDENS_OK)
         st = apply_meta(path, m, meta);
     if (st != KDENS_OK) {

@@ -87,6 +87,9 @@ typedef struct kd_node {
     void *aux;            /* per family: batch statistics, argmax, dropout mask */
 } kd_node;
 
+/* The int8 form of a quantised model (quant.c). */
+typedef struct kd_qmodel kd_qmodel;
+
 struct kdens_model {
     int in_h, in_w, in_c, classes;
     int n_nodes, cap_nodes;
@@ -122,6 +125,9 @@ struct kdens_model {
     /* the last forward_loss */
     size_t fwd_n;
     bool have_forward, have_grads;
+    /* int8 inference (kdens_model_quantize): NULL for a float model; a
+     * quantised model is inference-only */
+    kd_qmodel *q;
     /* metadata */
     float *in_scale, *in_offset; /* per input channel */
     char **class_names;
@@ -216,6 +222,32 @@ kdens_status kd_model_infer_node(kdens_model *m, const float *x, size_t n, int n
 void kd_model_forward(kdens_model *m, const float *x, size_t n);
 void kd_model_backward_pass(kdens_model *m, size_t n);
 void kd_model_release_buffers(kdens_model *m);
+/* uint8 images to floats by the model's input scaling. */
+void kd_model_scale_u8(const kdens_model *m, const uint8_t *images, size_t n, float *dst);
+
+/* ---- int8 models (quant.c) ----------------------------------------------------------- */
+
+void kd_qmodel_free(kd_qmodel *q);
+/* Whether node's float output is written (always, in a float model), and
+ * whether the node runs as a float layer. */
+bool kd_qmodel_float_out(const kdens_model *m, int node);
+bool kd_qmodel_runs_float(const kdens_model *m, int node);
+/* The int8 buffers for a batch of cap (called by kd_model_plan), and their release. */
+kdens_status kd_qmodel_plan(kdens_model *m, size_t cap);
+void kd_qmodel_release(kdens_model *m);
+void kd_qmodel_forward(kdens_model *m, const float *x, size_t n);
+/* Whether parameter `param` is saved in TENS (false: folded into QNT8). */
+bool kd_qmodel_param_stored(const kdens_model *m, int param);
+/* The QNT8 section's payload, and building m's int8 form from one. */
+void kd_qmodel_write(const kdens_model *m, kd_buf *b);
+kdens_status kd_qmodel_read(const char *path, kdens_model *m, const uint8_t *data, size_t len);
+const char *kd_calibration_name(kdens_calibration method);
+/* For tests: the number of int8 layers; the scale (and zero point) of a
+ * node's u8 form (0: none); a node's output after the last forward,
+ * dequantised where only its u8 form exists (KDENS_E_STATE: folded away). */
+int kd_qmodel_layer_count(const kdens_model *m);
+float kd_qmodel_scale(const kdens_model *m, int node, int *zp);
+kdens_status kd_qmodel_node_output(const kdens_model *m, int node, size_t n, float *out);
 
 /* ---- specs, architectures, files ------------------------------------------------- */
 

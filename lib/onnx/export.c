@@ -726,6 +726,9 @@ kdens_status kdens_onnx_export(const kdens_model *m, const char *path)
 {
     if (!m || !path)
         return kdens_set_error(KDENS_E_ARG, "kdens_onnx_export: NULL argument");
+    if (kdens_model_is_quantized(m)) /* its folded layers have no float weights left */
+        return kdens_set_error(KDENS_E_STATE, "onnx export: the model is quantised to int8; "
+                                              "export the float model");
     ox g = {0};
     g.m = m;
     g.value = calloc((size_t)m->n_nodes, sizeof(*g.value));

@@ -4,7 +4,7 @@
 #ifndef KD_KERNELS_H
 #define KD_KERNELS_H
 
-#include "tensor.h"
+#include "qconv.h"
 
 typedef struct kd_kernels {
     kd_cpu_path path;
@@ -24,6 +24,13 @@ typedef struct kd_kernels {
     void (*swish)(const float *x, float *y, size_t n);
     /* dx = (assign) or += dy * swish'(x). */
     void (*swish_backward)(const float *x, const float *dy, float *dx, size_t n, bool assign);
+    /* int8 tiles (isa/qgemm.c): the portable kernel compiled for the path,
+     * and the VNNI kernel of its registers (NULL on generic), to be used
+     * only where kd_cpu_has_vnni(path).  Identical int32 results. */
+    kd_qgemm_fn qgemm;
+    kd_qgemm_fn qgemm_vnni;
+    /* the VNNI kernel requantising to u8 itself (qconv.h), or NULL */
+    kd_qgemm_fn qgemm_vnni_u8;
 } kd_kernels;
 
 /* The table of the active path (kd_cpu_active()). */
@@ -45,7 +52,8 @@ const kd_kernels *kd_kernels_for(kd_cpu_path path);
     void kd_sigmoid_##sfx(const float *x, float *y, size_t n);                               \
     void kd_swish_##sfx(const float *x, float *y, size_t n);                                 \
     void kd_swish_backward_##sfx(const float *x, const float *dy, float *dx, size_t n,       \
-                                 bool assign);
+                                 bool assign);                                               \
+    void kd_qgemm_##sfx(const kd_qgemm_args *q);
 /* KD_GENERIC_ONLY: a build that compiles lib/tensor/isa/ once, without
  * path flags (the fuzzing harnesses). */
 #if defined(__x86_64__) && !defined(KD_GENERIC_ONLY)
@@ -55,6 +63,9 @@ KD_DECLARE_KERNELS(generic)
 #ifdef KD_HAVE_X86_PATHS
 KD_DECLARE_KERNELS(avx2)
 KD_DECLARE_KERNELS(avx512)
+void kd_qgemm_vnni_avx2(const kd_qgemm_args *q);
+void kd_qgemm_vnni_avx512(const kd_qgemm_args *q);
+void kd_qgemm_vnni_u8_avx512(const kd_qgemm_args *q);
 #endif
 
 #endif

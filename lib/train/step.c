@@ -5,10 +5,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+kdens_status kd_refuse_quantized(const kdens_model *m)
+{
+    (void)m;
+    return kd_fail(KDENS_E_STATE, "the model is quantised to int8 (inference only): train "
+                                  "the float model and quantise it again");
+}
+
 kdens_status kdens_model_set_training(kdens_model *m, int training)
 {
     if (!m)
         return kd_fail(KDENS_E_ARG, "NULL model");
+    if (training && m->q)
+        return kd_refuse_quantized(m);
     m->training = training != 0;
     m->have_forward = m->have_grads = false;
     return KDENS_OK;
@@ -127,6 +136,8 @@ kdens_status kdens_model_forward_loss(kdens_model *m, const float *x, size_t n,
 {
     if (!m || !x)
         return kd_fail(KDENS_E_ARG, "NULL argument");
+    if (m->q)
+        return kd_refuse_quantized(m);
     kdens_status st = kd_forward_prepare(m, n, labels, soft);
     if (st != KDENS_OK)
         return st;

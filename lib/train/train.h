@@ -116,4 +116,7 @@ double kd_trainer_lr(const kdens_trainer *t, double x);
 /* The trainer's augmentation policy (NULL: none). */
 const kdens_augment *kd_trainer_augment(const kdens_trainer *t);
 
+/* KDENS_E_STATE: an int8 model cannot be trained. */
+kdens_status kd_refuse_quantized(const kdens_model *m);
+
 #endif

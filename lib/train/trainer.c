@@ -116,6 +116,8 @@ kdens_status kdens_trainer_create(kdens_model *model, const kdens_dataset *train
 {
     if (!model || !train || !out)
         return kd_fail(KDENS_E_ARG, "NULL argument");
+    if (model->q)
+        return kd_refuse_quantized(model);
     kdens_status st = kd_check_fit(model, train, "training");
     if (st == KDENS_OK && val)
         st = kd_check_fit(model, val, "validation");

@@ -682,6 +682,64 @@ static void bench_onnx(void)
 }
 
 /* Is section `name` asked for?  No names after the thread count: all. */
+static long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* Inference of a float model and of its int8 quantisation (calibrated on
+ * 500 of the images): images/s at batch 1000 (the median of three calls),
+ * batch-1 latency (the median of three means over 100 calls), file sizes.
+ * The weights are those of initialisation: speed does not depend on them. */
+static void bench_int8(const char *arch, const float *x)
+{
+    const size_t n = 1000;
+    kdens_model *f, *q;
+    check(kdens_model_create(arch, 28, 28, 1, 10, 1, &f), "create");
+    uint8_t *u8 = malloc(n * 784);
+    for (size_t i = 0; i < n * 784; i++)
+        u8[i] = (uint8_t)(x[i] * 255.0f + 0.5f);
+    check(kdens_model_quantize_u8(f, u8, 500, KDENS_CALIB_PERCENTILE, &q), "quantize");
+    float *probs = malloc(sizeof(float) * n * 10);
+    double rate[2], latency[2];
+    for (int k = 0; k < 2; k++) {
+        kdens_model *m = k ? q : f;
+        double rates[3], lat[3];
+        check(kdens_model_predict_u8(m, u8, n, probs), "predict");
+        for (int w = 0; w < 3; w++) {
+            double t = now();
+            check(kdens_model_predict_u8(m, u8, n, probs), "predict");
+            rates[w] = n / (now() - t);
+        }
+        for (int w = 0; w < 3; w++) {
+            double t = now();
+            for (int i = 0; i < 100; i++)
+                check(kdens_model_predict_u8(m, u8 + (size_t)i * 784, 1, probs), "predict");
+            lat[w] = (now() - t) / 100 * 1e6;
+        }
+        rate[k] = median3(rates);
+        latency[k] = median3(lat);
+    }
+    char fpath[] = "/tmp/kdens-bench-float.kdm", qpath[] = "/tmp/kdens-bench-int8.kdm";
+    check(kdens_model_save(f, fpath), "save");
+    check(kdens_model_save(q, qpath), "save");
+    long fs = file_size(fpath), qs = file_size(qpath);
+    remove(fpath);
+    remove(qpath);
+    printf("bench int8 %s kernel=%s float_img_per_s=%.0f int8_img_per_s=%.0f speedup=%.2f\n",
+           arch, kdens_cpu_int8_kernel(), rate[0], rate[1], rate[1] / rate[0]);
+    printf("bench int8 %s float_batch1_us=%.0f int8_batch1_us=%.0f\n", arch, latency[0],
+           latency[1]);
+    printf("bench int8 %s float_bytes=%ld int8_bytes=%ld ratio=%.2f\n", arch, fs, qs,
+           (double)fs / (double)qs);
+    fflush(stdout);
+    free(probs);
+    free(u8);
+    kdens_model_free(f);
+    kdens_model_free(q);
+}
+
 static bool wanted(int argc, char **argv, const char *name)
 {
     if (argc <= 2)
@@ -692,7 +750,7 @@ static bool wanted(int argc, char **argv, const char *name)
     return false;
 }
 
-/* bench [THREADS [SECTION...]]: sections models conv data fusion distill
+/* bench [THREADS [SECTION...]]: sections models int8 conv data fusion distill
  * gemm onnx (libkdens beside ONNX Runtime; needs make bench ONNX=1) big
  * (the large architectures; not run unless named, ~1 minute) large (every
  * built-in architecture at 240x320x3; not run unless named). */
@@ -708,6 +766,10 @@ int main(int argc, char **argv)
     if (wanted(argc, argv, "models")) {
         bench_model("test", x, y, n, 60);
         bench_model("resnet20", x, y, n, 20);
+    }
+    if (wanted(argc, argv, "int8")) {
+        bench_int8("test", x);
+        bench_int8("resnet20", x);
     }
     if (wanted(argc, argv, "conv")) {
         bench_conv("28x28 16->16 3x3", 28, 16, 16, 3, 1, 1);

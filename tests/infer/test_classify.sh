@@ -6,7 +6,8 @@
 # text with EXACT=1 (the same machine and objects), else the same classes
 # in the same order with probabilities within 0.002 (printed with 3
 # decimals; the models agree within 1e-5).  A PNG image is refused with a
-# message that names the full library.
+# message that names the full library.  The models: float, and int8
+# (kdens_model_quantize_u8) on the same images.
 # Usage: REF_DIR=... FULL_CLASSIFY=... INFER_CLASSIFY=... [RUNNER=...] [EXACT=1] sh test_classify.sh
 set -u
 tmp=$(mktemp -d)
@@ -34,8 +35,8 @@ same_within() {
               } else if (w[i] != g[i]) exit 1 } }
         END { if (m != n) exit 1 }' "$1" "$2"
 }
-for model in test resnet20; do
-    images=$(ls "$REF_DIR"/images/"$model"-*.p?m)
+for model in test resnet20 test-int8 resnet20-int8; do # and their int8 versions
+    images=$(ls "$REF_DIR"/images/"${model%-int8}"-*.p?m)
     # shellcheck disable=SC2086
     "$FULL_CLASSIFY" "$REF_DIR/$model.kdm" $images > "$tmp/full.txt" 2>&1
     # shellcheck disable=SC2086

@@ -30,10 +30,10 @@ struct cli_command {
 
 cli_handler cmd_arch, cmd_version, cmd_cpu, cmd_help, cmd_subset, cmd_split, cmd_train, cmd_eval,
     cmd_teachers, cmd_ensemble, cmd_diversity, cmd_vote, cmd_distill, cmd_pipeline,
-    cmd_experiment, cmd_export, cmd_import;
+    cmd_experiment, cmd_export, cmd_import, cmd_quantize;
 extern const char usage_subset[], usage_export[], usage_import[], usage_split[], usage_train[],
-    usage_eval[], usage_teachers[], usage_ensemble[], usage_diversity[], usage_vote[], usage_distill[], usage_pipeline[],
-    usage_experiment[];
+    usage_eval[], usage_teachers[], usage_ensemble[], usage_diversity[], usage_vote[],
+    usage_distill[], usage_pipeline[], usage_experiment[], usage_quantize[];
 
 /* ---- options ------------------------------------------------------------- */
 

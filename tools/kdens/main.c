@@ -38,8 +38,8 @@ static const char usage_version[] =
 static const char usage_cpu[] =
     "usage: kdens cpu [--paths]\n"
     "\n"
-    "Prints the kernel path in use and the paths this processor supports;\n"
-    "with --paths the supported list alone.\n";
+    "Prints the kernel path in use, the paths this processor supports and the\n"
+    "int8 kernel of quantised models; with --paths the supported list alone.\n";
 
 static const char usage_help[] =
     "usage: kdens help [COMMAND]\n"
@@ -70,6 +70,8 @@ static const cli_command commands[] = {
      usage_pipeline},
     {"experiment", "PLAN", "a grid of distillation runs with tables (make experiment)",
      cmd_experiment, usage_experiment},
+    {"quantize", "--model M --calibrate D --out OUT", "an int8 model for fast inference",
+     cmd_quantize, usage_quantize},
     {"export", "--onnx OUT --model M", "write a saved model as an ONNX file (make ONNX=1)",
      cmd_export, usage_export},
     {"import", "--onnx FILE (--out M | --workdir W ...)",
@@ -158,7 +160,8 @@ int cmd_cpu(const cli_command *cmd, int argc, char **argv)
     if (paths)
         printf("%s\n", kdens_cpu_paths());
     else
-        printf("path: %s\nsupported: %s\n", kdens_cpu_path(), kdens_cpu_paths());
+        printf("path: %s\nsupported: %s\nint8: %s\n", kdens_cpu_path(), kdens_cpu_paths(),
+               kdens_cpu_int8_kernel());
     return 0;
 }
 
