@@ -55,7 +55,16 @@ int kd_threads(void) { return kdens_get_num_threads(); }
 /* ---- the pool ------------------------------------------------------------ */
 /* Workers and the caller spin briefly before sleeping: a training step
  * starts hundreds of short parallel loops, and a futex wake-up per loop
- * would cost more than the loop. */
+ * would cost more than the loop.
+ *
+ * Parts are claimed, not assigned: the caller and every woken worker take
+ * the next unclaimed part until none is left, so a worker the scheduler has
+ * not run yet (a loaded machine, a batch-1 prediction of a few microseconds)
+ * costs nothing -- the caller runs its parts.  Which thread runs a part never
+ * changes what the part computes (fn(part, parts, arg)), so results stay the
+ * same bits.  A claim carries the job's generation with it (one 64-bit word:
+ * generation above, next part below), so a worker that wakes late can never
+ * claim a part of a later job with an earlier job's function. */
 
 #define KD_SPIN 20000
 
@@ -64,15 +73,15 @@ struct pool {
     pthread_cond_t work, done;
     int started;                 /* workers created so far */
     _Atomic uint64_t generation; /* bumped per job */
-    _Atomic int pending;         /* workers still running the current job */
+    _Atomic uint64_t claim;      /* (generation << 32) | the next unclaimed part */
+    _Atomic int finished;        /* parts of the current job finished */
     kd_part_fn fn;
     void *arg;
-    int parts;   /* the job's parts */
-    int staffed; /* parts [1, staffed) run on workers */
+    int parts; /* the job's parts */
 };
 
 static struct pool pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-                           PTHREAD_COND_INITIALIZER, 0, 0, 0, NULL, NULL, 0, 0};
+                           PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, NULL, NULL, 0};
 /* One job at a time: callers from several threads serialise here. */
 static pthread_mutex_t job_mu = PTHREAD_MUTEX_INITIALIZER;
 /* A job started from inside a job runs inline (no nested pools). */
@@ -95,13 +104,41 @@ static void reset_pool_in_child(void)
     pthread_mutex_init(&job_mu, NULL);
     pool.started = 0;
     atomic_store(&pool.generation, 0);
-    atomic_store(&pool.pending, 0);
+    atomic_store(&pool.claim, 0);
+    atomic_store(&pool.finished, 0);
     in_job = false;
+}
+
+/* The next unclaimed part of job `gen` (of `parts`), or -1 when none is
+ * left or the job is over. */
+static int claim_part(uint64_t gen, int parts)
+{
+    uint64_t v = atomic_load(&pool.claim);
+    for (;;) {
+        if (v >> 32 != (gen & 0xffffffffu) || (int)(v & 0xffffffffu) >= parts)
+            return -1;
+        if (atomic_compare_exchange_weak(&pool.claim, &v, v + 1))
+            return (int)(v & 0xffffffffu);
+    }
+}
+
+/* Run claimed parts of job gen until none is left; the one that finishes
+ * the last part wakes the caller. */
+static void run_parts(uint64_t gen, kd_part_fn fn, void *arg, int parts)
+{
+    for (int p; (p = claim_part(gen, parts)) >= 0;) {
+        fn(p, parts, arg);
+        if (atomic_fetch_add(&pool.finished, 1) + 1 == parts) {
+            pthread_mutex_lock(&pool.mu);
+            pthread_cond_signal(&pool.done);
+            pthread_mutex_unlock(&pool.mu);
+        }
+    }
 }
 
 static void *worker(void *p)
 {
-    int id = (int)(intptr_t)p; /* 1-based: part 0 is the caller's */
+    (void)p;
     uint64_t seen = 0;
     in_job = true;
     for (;;) {
@@ -113,16 +150,9 @@ static void *worker(void *p)
         seen = atomic_load(&pool.generation);
         kd_part_fn fn = pool.fn;
         void *arg = pool.arg;
-        int parts = pool.parts, staffed = pool.staffed;
+        int parts = pool.parts;
         pthread_mutex_unlock(&pool.mu);
-        if (id < staffed) {
-            fn(id, parts, arg);
-            if (atomic_fetch_sub(&pool.pending, 1) == 1) {
-                pthread_mutex_lock(&pool.mu);
-                pthread_cond_signal(&pool.done);
-                pthread_mutex_unlock(&pool.mu);
-            }
-        }
+        run_parts(seen, fn, arg, parts);
     }
     return NULL;
 }
@@ -152,28 +182,26 @@ void kd_parallel_parts(int parts, kd_part_fn fn, void *arg)
     }
     pthread_mutex_lock(&job_mu);
     pthread_mutex_lock(&pool.mu);
-    int workers = ensure_workers(parts - 1);
-    int run = KD_MIN(parts, workers + 1);
+    ensure_workers(parts - 1); /* fewer (creation failed): the caller claims more */
     pool.fn = fn;
     pool.arg = arg;
     pool.parts = parts;
-    pool.staffed = run;
-    atomic_store(&pool.pending, run - 1);
-    atomic_fetch_add(&pool.generation, 1);
+    uint64_t gen = atomic_load(&pool.generation) + 1;
+    atomic_store(&pool.finished, 0);
+    atomic_store(&pool.claim, (gen & 0xffffffffu) << 32);
+    atomic_store(&pool.generation, gen);
     pthread_cond_broadcast(&pool.work);
     pthread_mutex_unlock(&pool.mu);
 
     in_job = true;
-    fn(0, parts, arg);
-    /* parts the pool could not staff (thread creation failed) run here */
-    for (int p = run; p < parts; p++)
-        fn(p, parts, arg);
+    run_parts(gen, fn, arg, parts);
     in_job = false;
 
-    for (int i = 0; i < KD_SPIN && atomic_load(&pool.pending) > 0; i++)
+    /* parts claimed by workers may still be running */
+    for (int i = 0; i < KD_SPIN && atomic_load(&pool.finished) < parts; i++)
         cpu_relax();
     pthread_mutex_lock(&pool.mu);
-    while (atomic_load(&pool.pending) > 0)
+    while (atomic_load(&pool.finished) < parts)
         pthread_cond_wait(&pool.done, &pool.mu);
     pthread_mutex_unlock(&pool.mu);
     pthread_mutex_unlock(&job_mu);
