@@ -16,6 +16,8 @@
 #include "../testutil.h"
 
 #include "kdens_onnx.h"
+#include "data/data.h"
+#include "ensemble/ensemble.h"
 #include "nn/nn.h"
 #include "onnx.pb-c.h"
 
@@ -239,10 +241,19 @@ static char exported[32][4500];
 static int n_exported;
 
 /* Export one model, check it against ONNX Runtime, remember the file. */
+static void check_export(kdens_model *m, const char *name, uint64_t seed);
+
+/* The same after randomising the weights beyond their initialisation. */
 static void export_and_compare(kdens_model *m, const char *name, uint64_t seed)
 {
-    const char *dir = out_dir();
     randomise(m, seed);
+    check_export(m, name, seed);
+}
+
+/* Export m as it is, check it against ONNX Runtime, remember the file. */
+static void check_export(kdens_model *m, const char *name, uint64_t seed)
+{
+    const char *dir = out_dir();
     assert_true(n_exported < 32);
     char *path = exported[n_exported++];
     snprintf(path, sizeof exported[0], "%s/%s.onnx", dir, name);
@@ -284,6 +295,52 @@ static void test_architectures(void **state)
         export_and_compare(m, arch, 100 + (uint64_t)i);
         kdens_model_free(m);
     }
+}
+
+/* Students as distillation exports them (a mimic_all student folded to
+ * one head, an output_avg one), trained a little from three teachers on
+ * random images: their files run in ONNX Runtime as in libkdens. */
+static void test_distilled_students(void **state)
+{
+    (void)state;
+    enum { N = 24, S = 16 };
+    kdens_dataset *ds;
+    ASSERT_OK(kd_dataset_new(N, S, S, 3, CLASSES, &ds));
+    uint64_t seed = 5;
+    for (size_t i = 0; i < (size_t)N * S * S * 3; i++)
+        ds->store->pixels[i] = (uint8_t)uniform(&seed, 0.0f, 256.0f);
+    for (size_t i = 0; i < N; i++)
+        ds->store->labels[i] = (int32_t)(i % CLASSES);
+    kdens_ensemble *ens;
+    ASSERT_OK(kdens_ensemble_create(&ens));
+    for (int t = 0; t < 3; t++) {
+        kdens_model *m;
+        ASSERT_OK(kdens_model_create("test", S, S, 3, CLASSES, 40 + (uint64_t)t, &m));
+        randomise(m, 50 + (uint64_t)t);
+        char name[16];
+        snprintf(name, sizeof name, "t%d", t);
+        ASSERT_OK(kd_ensemble_adopt(ens, m, name));
+    }
+    kdens_distill_mode modes[2] = {KDENS_DISTILL_MIMIC_ALL, KDENS_DISTILL_OUTPUT_AVG};
+    for (int k = 0; k < 2; k++) {
+        kdens_model *tmpl, *student;
+        kdens_distiller *d;
+        ASSERT_OK(kdens_model_create("test", S, S, 3, CLASSES, 60, &tmpl));
+        ASSERT_OK(kdens_distiller_create(ens, tmpl, modes[k], ds, NULL, &d));
+        ASSERT_OK(kdens_distiller_set_loss(d, 0.5, 2.0));
+        ASSERT_OK(kdens_trainer_set_epochs(kdens_distiller_trainer(d), 2));
+        ASSERT_OK(kdens_trainer_set_batch(kdens_distiller_trainer(d), 8));
+        ASSERT_OK(kdens_distiller_fit(d));
+        ASSERT_OK(kdens_distiller_export(d, &student));
+        char name[40];
+        snprintf(name, sizeof name, "student_%s", kdens_distill_mode_name(modes[k]));
+        check_export(student, name, 70 + (uint64_t)k);
+        kdens_model_free(student);
+        kdens_distiller_free(d);
+        kdens_model_free(tmpl);
+    }
+    kdens_ensemble_free(ens);
+    kdens_dataset_free(ds);
 }
 
 static void test_every_layer(void **state)
@@ -782,6 +839,7 @@ int main(void)
         cmocka_unit_test(test_every_layer),
         cmocka_unit_test(test_dilated),
         cmocka_unit_test(test_architectures),
+        cmocka_unit_test(test_distilled_students),
         cmocka_unit_test(test_cli_export),
         cmocka_unit_test(test_import_errors),
         cmocka_unit_test(test_import_bad_graphs),
