@@ -142,6 +142,17 @@ static void pad_images(size_t begin, size_t end, void *arg)
     }
 }
 
+/* One output of either writer below: (acc - corr) * mul + add, clamped to
+ * [lo, hi] (the file is compiled without contraction: the same bits on
+ * every path). */
+static inline float requant_one(int32_t acc, int32_t corr, float mul, float add, float lo,
+                                float hi)
+{
+    float v = (float)(acc - corr) * mul + add;
+    v = v > lo ? v : lo;
+    return v < hi ? v : hi;
+}
+
 /* out = (acc - corr) * mul + add, clamped, for columns [j0, j1) of `rows`
  * rows; corr, mul and add hold whole panels of 16.  u8 outputs are rounded
  * half up: add holds + 0.5 and the clamps keep the value in [0.5, 255.5],
@@ -163,15 +174,13 @@ KD_CLONES static void requant_f32_impl(const int32_t *restrict acc, int ldc, int
             int cnt = j1 - j >= 16 ? 16 : j1 - j;
             if (cnt == 16)
                 for (int t = 0; t < 16; t++) {
-                    float v = (float)(a[j - j0 + t] - corr[j + t]) * mul[j + t] + add[j + t];
-                    v = v > lo ? v : lo;
-                    o[j + t] = v < hi ? v : hi;
+                    o[j + t] = requant_one(a[j - j0 + t], corr[j + t], mul[j + t], add[j + t],
+                                           lo, hi);
                 }
             else
                 for (int t = 0; t < cnt; t++) {
-                    float v = (float)(a[j - j0 + t] - corr[j + t]) * mul[j + t] + add[j + t];
-                    v = v > lo ? v : lo;
-                    o[j + t] = v < hi ? v : hi;
+                    o[j + t] = requant_one(a[j - j0 + t], corr[j + t], mul[j + t], add[j + t],
+                                           lo, hi);
                 }
         }
     }
@@ -198,17 +207,13 @@ KD_CLONES static void requant_u8_impl(const int32_t *restrict acc, int ldc, int 
             int cnt = j1 - j >= 16 ? 16 : j1 - j;
             if (cnt == 16)
                 for (int t = 0; t < 16; t++) {
-                    float v = (float)(a[j - j0 + t] - corr[j + t]) * mul[j + t] + add[j + t];
-                    v = v > lo ? v : lo;
-                    v = v < hi ? v : hi;
-                    o[j + t] = (uint8_t)(int32_t)v;
+                    o[j + t] = (uint8_t)(int32_t)requant_one(a[j - j0 + t], corr[j + t],
+                                                             mul[j + t], add[j + t], lo, hi);
                 }
             else
                 for (int t = 0; t < cnt; t++) {
-                    float v = (float)(a[j - j0 + t] - corr[j + t]) * mul[j + t] + add[j + t];
-                    v = v > lo ? v : lo;
-                    v = v < hi ? v : hi;
-                    o[j + t] = (uint8_t)(int32_t)v;
+                    o[j + t] = (uint8_t)(int32_t)requant_one(a[j - j0 + t], corr[j + t],
+                                                             mul[j + t], add[j + t], lo, hi);
                 }
         }
     }
