@@ -277,7 +277,7 @@ static void test_other_format_readers(void **state)
     assert_int_equal(kdens_model_set_reader(".KDM", read_fake), KDENS_E_ARG);
     assert_int_equal(kdens_model_set_reader(".a-suffix-too-long", read_fake), KDENS_E_ARG);
     /* at most 8 */
-    char suffix[8][8];
+    char suffix[8][16];
     int added = 0;
     for (int i = 0; i < 8; i++) {
         snprintf(suffix[i], sizeof suffix[i], ".x%d", i);
