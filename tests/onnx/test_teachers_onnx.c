@@ -162,7 +162,7 @@ static void test_registry_and_jobs(void **state)
     ASSERT_OK(kdens_teachers_create(work, "toy", "torchnet", train_set, train_set, train_set,
                                     &tc));
     for (int i = 0; i < T; i++) {
-        char uuid[16];
+        char uuid[32];
         snprintf(uuid, sizeof uuid, "torch%d", i);
         ASSERT_OK(kdens_teachers_add(tc, onnx[i], 1.0, uuid));
     }
