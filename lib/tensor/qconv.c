@@ -9,6 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* GCC does not contract across -std=c11; clang does by default (within an
+ * expression), which would fuse the requantisation's multiply and add in
+ * the clones that have FMA and break "the same bits on every path". */
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+
 /* Panels of output channels per call of a kernel: the int32 tile then
  * stays within 12 KiB of stack. */
 #define KD_QPANELS 16
