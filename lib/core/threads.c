@@ -136,9 +136,9 @@ static void run_parts(uint64_t gen, kd_part_fn fn, void *arg, int parts)
     }
 }
 
-static void *worker(void *p)
+static void *worker(void *unused)
 {
-    (void)p;
+    (void)unused;
     uint64_t seen = 0;
     in_job = true;
     for (;;) {
@@ -164,7 +164,7 @@ static int ensure_workers(int want)
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int rc = pthread_create(&t, &attr, worker, (void *)(intptr_t)(pool.started + 1));
+        int rc = pthread_create(&t, &attr, worker, NULL); /* workers are alike: they claim parts */
         pthread_attr_destroy(&attr);
         if (rc != 0)
             break;
